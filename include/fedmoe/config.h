@@ -1,0 +1,119 @@
+/* config.h - the run configuration: an INI file plus --set overrides.
+ *
+ * Every key is declared once in src/core/config_keys.c with its type, default,
+ * range and help; the parser rejects unknown keys, values of the wrong type and
+ * values out of range with an error naming the key and where it was set
+ * (file:line or the command line). The resolved configuration (every key, with
+ * where its value came from) can be printed and stored in the run file. */
+#ifndef FEDMOE_CONFIG_H
+#define FEDMOE_CONFIG_H
+
+#include "fedmoe/error.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define FM_LIST_MAX 32
+#define FM_PATH_MAX 512
+
+typedef struct { int n; int v[FM_LIST_MAX]; } fm_intlist;
+typedef struct { int n; double v[FM_LIST_MAX]; } fm_floatlist;
+
+/* enumerations; the order matches the choices strings in config_keys.c */
+enum { FM_STRAT_LOCAL, FM_STRAT_FEDAVG, FM_STRAT_COMIGS, FM_STRAT_FEDBIOT, FM_STRAT_HFEDMOE };
+enum { FM_EXPERT_FULL, FM_EXPERT_LORA };
+enum { FM_SCHED_CONSTANT, FM_SCHED_COSINE };
+enum { FM_PART_BY_DOMAIN, FM_PART_DIRICHLET, FM_PART_IID };
+enum { FM_SIZES_EQUAL, FM_SIZES_LOGNORMAL };
+enum { FM_AGG_FIXED, FM_AGG_FLOAT };
+enum { FM_SELECT_IB, FM_SELECT_RANDOM, FM_SELECT_USAGE };
+
+typedef struct fm_config {
+  struct {
+    char name[64];
+    char output[FM_PATH_MAX];
+    int64_t seed;
+    int checkpoint_every, keep_last, log_level, threads;
+  } run;
+  struct {
+    int vocab, context, d_model, heads, layers;
+    char moe_layers[128]; /* "all", "none" or a list of block indices "1,3" */
+    int experts, top_k, expert_type, lora_rank;
+    double lora_alpha, init_std, load_balance;
+  } model;
+  struct {
+    int batch, seq_len, schedule, warmup_steps, eval_batches;
+    double lr, lr_min, weight_decay, beta1, beta2, eps, grad_clip;
+  } train;
+  struct {
+    char path[FM_PATH_MAX];
+    int partition, sizes;
+    double alpha, size_sigma;
+    int64_t client_bytes;
+    double train_frac, val_frac, test_frac, public_frac;
+  } data;
+  struct {
+    int strategy, rounds, clients, sample_count, local_steps, aggregation;
+    double sample_fraction;
+  } fl;
+  struct {
+    int generalists;
+    fm_intlist specialists; /* per resource class */
+    int router_every, router_steps;
+    double router_lr;
+  } comigs;
+  struct {
+    double keep, align_lr;
+    int adapter_layers, align_steps, adapter;
+  } fedbiot;
+  struct {
+    fm_intlist budgets; /* per resource class */
+    double lambda, beta, tau;
+    int score_batches, select, mask_forward;
+  } hfedmoe;
+  struct {
+    char fail[64];
+  } debug;
+  int nkeys;
+  char (*origin)[FM_PATH_MAX + 16]; /* where each key's value came from, by key index */
+} fm_config;
+
+typedef enum { FM_KEY_INT, FM_KEY_INT64, FM_KEY_REAL, FM_KEY_BOOL, FM_KEY_STRING, FM_KEY_ENUM,
+               FM_KEY_INTLIST } fm_key_type;
+
+typedef struct {
+  const char *name;    /* "section.key" */
+  fm_key_type type;
+  size_t offset, size; /* field in fm_config */
+  const char *def;     /* default, as text */
+  double min, max;     /* inclusive range for numbers and list entries */
+  const char *choices; /* "a|b|c" for enums */
+  const char *help;
+} fm_key;
+
+extern const fm_key fm_config_keys[];
+extern const int fm_config_nkeys;
+
+/* Defaults for every key. */
+fm_err fm_config_init(fm_config *c);
+void fm_config_free(fm_config *c);
+/* Parse INI text; name is the file name used in messages. */
+fm_err fm_config_parse(fm_config *c, const char *text, const char *name);
+/* Read a whole file into a NUL-terminated buffer (caller frees). */
+fm_err fm_read_file(const char *path, char **text, size_t *len);
+/* Apply one "section.key=value" override; where names it ("--set" argument). */
+fm_err fm_config_set(fm_config *c, const char *assignment, const char *where);
+/* Cross-key checks (D divisible by heads, k <= E, fractions, ...). */
+fm_err fm_config_validate(const fm_config *c);
+/* An error naming key and where its value came from; for validation anywhere. */
+fm_err fm_config_error(const fm_config *c, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define FM_CONFIG_ERROR(c, key, ...) \
+  return fm_error_trace(__FILE__, __LINE__, __func__, fm_config_error((c), (key), __VA_ARGS__))
+/* The resolved configuration as INI text, with origins as comments. */
+fm_err fm_config_to_text(const fm_config *c, char **text);
+/* Name of the current value of an enum key ("fl.strategy" -> "comigs"). */
+const char *fm_config_enum_name(const fm_config *c, const char *key);
+const fm_key *fm_config_find_key(const char *name);
+
+#endif

@@ -1,0 +1,351 @@
+/* config.c - INI parsing, --set overrides, typed and range-checked values. */
+#include "fedmoe/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ORIGIN_LEN (FM_PATH_MAX + 16)
+
+const fm_key *fm_config_find_key(const char *name) {
+  for (int i = 0; i < fm_config_nkeys; i++)
+    if (strcmp(fm_config_keys[i].name, name) == 0) return &fm_config_keys[i];
+  return NULL;
+}
+
+static int key_index(const fm_key *k) { return (int)(k - fm_config_keys); }
+
+static char *trim(char *s) {
+  while (isspace((unsigned char)*s)) s++;
+  char *e = s + strlen(s);
+  while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
+  return s;
+}
+
+/* Position of choice s in "a|b|c", or -1. */
+static int enum_index(const char *choices, const char *s) {
+  size_t n = strlen(s);
+  int i = 0;
+  for (const char *p = choices; *p; i++) {
+    const char *bar = strchr(p, '|');
+    size_t len = bar ? (size_t)(bar - p) : strlen(p);
+    if (len == n && strncmp(p, s, n) == 0) return i;
+    if (!bar) break;
+    p = bar + 1;
+  }
+  return -1;
+}
+
+static int parse_int64(const char *s, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 0);
+  if (errno || end == s || *trim(end)) return 0;
+  *out = v;
+  return 1;
+}
+
+static int parse_real(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *trim(end) || !isfinite(v)) return 0;
+  *out = v;
+  return 1;
+}
+
+static fm_err value_error(const fm_key *k, const char *where, const char *value, const char *why) {
+  FM_ERROR(FM_ERR_CONFIG, "%s: key '%s': %s (got '%s')", where, k->name, why, value);
+}
+
+static fm_err range_error(const fm_key *k, const char *where, const char *value) {
+  char why[160];
+  snprintf(why, sizeof why, "value out of range [%g, %g]", k->min, k->max);
+  return value_error(k, where, value, why);
+}
+
+/* Convert text to the key's type and store it in c. */
+static fm_err assign(fm_config *c, const fm_key *k, const char *value, const char *where) {
+  char *field = (char *)c + k->offset;
+  int64_t iv;
+  double dv;
+  switch (k->type) {
+  case FM_KEY_INT:
+  case FM_KEY_INT64:
+    if (!parse_int64(value, &iv)) return value_error(k, where, value, "expected an integer");
+    if ((double)iv < k->min || (double)iv > k->max) return range_error(k, where, value);
+    if (k->type == FM_KEY_INT) *(int *)field = (int)iv; else *(int64_t *)field = iv;
+    break;
+  case FM_KEY_REAL:
+    if (!parse_real(value, &dv)) return value_error(k, where, value, "expected a number");
+    if (dv < k->min || dv > k->max) return range_error(k, where, value);
+    *(double *)field = dv;
+    break;
+  case FM_KEY_BOOL:
+    if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1") || !strcmp(value, "on"))
+      *(int *)field = 1;
+    else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0") || !strcmp(value, "off"))
+      *(int *)field = 0;
+    else
+      return value_error(k, where, value, "expected true or false");
+    break;
+  case FM_KEY_STRING:
+    if (strlen(value) >= k->size) return value_error(k, where, value, "value too long");
+    strcpy(field, value);
+    break;
+  case FM_KEY_ENUM: {
+    int i = enum_index(k->choices, value);
+    if (i < 0) {
+      char why[256];
+      snprintf(why, sizeof why, "expected one of %s", k->choices);
+      return value_error(k, where, value, why);
+    }
+    *(int *)field = i;
+    break;
+  }
+  case FM_KEY_INTLIST: {
+    fm_intlist l = {0};
+    char buf[512];
+    if (strlen(value) >= sizeof buf) return value_error(k, where, value, "list too long");
+    strcpy(buf, value);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+      if (l.n == FM_LIST_MAX) return value_error(k, where, value, "more than 32 entries");
+      if (!parse_int64(trim(tok), &iv)) return value_error(k, where, value, "expected a list of integers");
+      if ((double)iv < k->min || (double)iv > k->max) return range_error(k, where, value);
+      l.v[l.n++] = (int)iv;
+    }
+    if (l.n == 0) return value_error(k, where, value, "empty list");
+    *(fm_intlist *)field = l;
+    break;
+  }
+  }
+  snprintf(c->origin[key_index(k)], ORIGIN_LEN, "%s", where);
+  return FM_OK;
+}
+
+fm_err fm_config_init(fm_config *c) {
+  memset(c, 0, sizeof *c);
+  c->nkeys = fm_config_nkeys;
+  FM_CHECK(fm_calloc(&c->origin, (size_t)fm_config_nkeys, ORIGIN_LEN, "configuration origins"));
+  for (int i = 0; i < fm_config_nkeys; i++)
+    FM_CHECK(assign(c, &fm_config_keys[i], fm_config_keys[i].def, "default"));
+  return FM_OK;
+}
+
+void fm_config_free(fm_config *c) {
+  free(c->origin);
+  c->origin = NULL;
+}
+
+fm_err fm_read_file(const char *path, char **text, size_t *len) {
+  *text = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) FM_ERROR(FM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap);
+  for (;;) {
+    if (!buf) { fclose(f); FM_ERROR(FM_ERR_MEM, "out of memory reading '%s'", path); }
+    n += fread(buf + n, 1, cap - n - 1, f);
+    if (n < cap - 1) break;
+    cap *= 2;
+    char *nb = realloc(buf, cap);
+    if (!nb) free(buf);
+    buf = nb;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (bad) { free(buf); FM_ERROR(FM_ERR_IO, "cannot read '%s'", path); }
+  buf[n] = 0;
+  *text = buf;
+  if (len) *len = n;
+  return FM_OK;
+}
+
+fm_err fm_config_parse(fm_config *c, const char *text, const char *name) {
+  char section[64] = "";
+  int lineno = 0;
+  for (const char *p = text; *p;) {
+    const char *nl = strchr(p, '\n');
+    size_t len = nl ? (size_t)(nl - p) : strlen(p);
+    char line[1024], where[ORIGIN_LEN];
+    lineno++;
+    snprintf(where, sizeof where, "%s:%d", name, lineno);
+    if (len >= sizeof line) FM_ERROR(FM_ERR_CONFIG, "%s: line too long", where);
+    memcpy(line, p, len);
+    line[len] = 0;
+    p = nl ? nl + 1 : p + len;
+    /* comments: '#' or ';' at the start or after white space */
+    for (char *q = line; *q; q++)
+      if ((*q == '#' || *q == ';') && (q == line || isspace((unsigned char)q[-1]))) { *q = 0; break; }
+    char *s = trim(line);
+    if (!*s) continue;
+    if (*s == '[') {
+      char *e = strchr(s, ']');
+      if (!e || *trim(e + 1)) FM_ERROR(FM_ERR_CONFIG, "%s: malformed section header '%s'", where, s);
+      *e = 0;
+      char *sec = trim(s + 1);
+      if (!*sec || strlen(sec) >= sizeof section)
+        FM_ERROR(FM_ERR_CONFIG, "%s: bad section name '%s'", where, sec);
+      /* a section is known when some key lives in it */
+      int known = 0;
+      size_t sl = strlen(sec);
+      for (int i = 0; i < fm_config_nkeys && !known; i++)
+        known = !strncmp(fm_config_keys[i].name, sec, sl) && fm_config_keys[i].name[sl] == '.';
+      if (!known) FM_ERROR(FM_ERR_CONFIG, "%s: unknown section [%s]", where, sec);
+      strcpy(section, sec);
+      continue;
+    }
+    char *eq = strchr(s, '=');
+    if (!eq) FM_ERROR(FM_ERR_CONFIG, "%s: expected 'key = value', got '%s'", where, s);
+    *eq = 0;
+    char *key = trim(s), *value = trim(eq + 1);
+    if (!section[0]) FM_ERROR(FM_ERR_CONFIG, "%s: key '%s' outside any [section]", where, key);
+    char full[160];
+    snprintf(full, sizeof full, "%s.%s", section, key);
+    const fm_key *k = fm_config_find_key(full);
+    if (!k) FM_ERROR(FM_ERR_CONFIG, "%s: unknown key '%s' in section [%s]", where, key, section);
+    FM_CHECK(assign(c, k, value, where));
+  }
+  return FM_OK;
+}
+
+fm_err fm_config_set(fm_config *c, const char *assignment, const char *where) {
+  char buf[1024];
+  if (strlen(assignment) >= sizeof buf) FM_ERROR(FM_ERR_CONFIG, "%s: override too long", where);
+  strcpy(buf, assignment);
+  char *eq = strchr(buf, '=');
+  if (!eq) FM_ERROR(FM_ERR_CONFIG, "%s: expected section.key=value, got '%s'", where, assignment);
+  *eq = 0;
+  char *key = trim(buf), *value = trim(eq + 1);
+  const fm_key *k = fm_config_find_key(key);
+  if (!k) FM_ERROR(FM_ERR_CONFIG, "%s: unknown key '%s'", where, key);
+  FM_CHECK(assign(c, k, value, where));
+  return FM_OK;
+}
+
+fm_err fm_config_error(const fm_config *c, const char *key, const char *fmt, ...) {
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  const fm_key *k = fm_config_find_key(key);
+  const char *where = k && c->origin ? c->origin[key_index(k)] : "configuration";
+  return fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_CONFIG, "%s: key '%s': %s", where, key, msg);
+}
+
+const char *fm_config_enum_name(const fm_config *c, const char *key) {
+  static char out[8][64];
+  static int slot;
+  const fm_key *k = fm_config_find_key(key);
+  if (!k || k->type != FM_KEY_ENUM) return "?";
+  int v = *(const int *)((const char *)c + k->offset), i = 0;
+  const char *p = k->choices;
+  while (i < v && (p = strchr(p, '|'))) { p++; i++; }
+  if (!p) return "?";
+  char *o = out[slot++ & 7];
+  size_t len = strcspn(p, "|");
+  if (len >= 64) len = 63;
+  memcpy(o, p, len);
+  o[len] = 0;
+  return o;
+}
+
+fm_err fm_config_validate(const fm_config *c) {
+  if (c->model.d_model % c->model.heads)
+    FM_CONFIG_ERROR(c, "model.heads", "model.d_model = %d is not divisible by %d heads", c->model.d_model,
+                    c->model.heads);
+  if (c->model.top_k > c->model.experts)
+    FM_CONFIG_ERROR(c, "model.top_k", "top_k = %d exceeds model.experts = %d", c->model.top_k,
+                    c->model.experts);
+  if (c->train.seq_len > c->model.context)
+    FM_CONFIG_ERROR(c, "train.seq_len", "seq_len = %d exceeds model.context = %d", c->train.seq_len,
+                    c->model.context);
+  if (c->data.train_frac + c->data.val_frac + c->data.test_frac > 1.0 + 1e-9)
+    FM_CONFIG_ERROR(c, "data.test_frac", "data.train_frac + val_frac + test_frac = %g exceeds 1",
+                    c->data.train_frac + c->data.val_frac + c->data.test_frac);
+  if (c->data.train_frac <= 0) FM_CONFIG_ERROR(c, "data.train_frac", "must be > 0");
+  if (c->fl.sample_fraction <= 0 || c->fl.sample_fraction > 1)
+    FM_CONFIG_ERROR(c, "fl.sample_fraction", "must be in (0,1], got %g", c->fl.sample_fraction);
+  if (c->fl.sample_count > c->fl.clients)
+    FM_CONFIG_ERROR(c, "fl.sample_count", "%d exceeds fl.clients = %d", c->fl.sample_count, c->fl.clients);
+  if (c->fedbiot.keep <= 0) FM_CONFIG_ERROR(c, "fedbiot.keep", "must be in (0,1], got %g", c->fedbiot.keep);
+  if (c->train.lr_min > c->train.lr)
+    FM_CONFIG_ERROR(c, "train.lr_min", "%g exceeds train.lr = %g", c->train.lr_min, c->train.lr);
+  if (c->fl.strategy == FM_STRAT_COMIGS) {
+    for (int i = 0; i < c->comigs.specialists.n; i++)
+      if (c->comigs.generalists + c->comigs.specialists.v[i] != c->model.experts)
+        FM_CONFIG_ERROR(c, "comigs.specialists",
+                        "class %d: %d generalists + %d specialists must equal model.experts = %d", i,
+                        c->comigs.generalists, c->comigs.specialists.v[i], c->model.experts);
+  }
+  if (c->fl.strategy == FM_STRAT_HFEDMOE)
+    for (int i = 0; i < c->hfedmoe.budgets.n; i++)
+      if (c->hfedmoe.budgets.v[i] > c->model.experts)
+        FM_CONFIG_ERROR(c, "hfedmoe.budgets", "class %d: budget %d exceeds model.experts = %d", i,
+                        c->hfedmoe.budgets.v[i], c->model.experts);
+  return FM_OK;
+}
+
+static size_t append(char **buf, size_t *cap, size_t off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static size_t append(char **buf, size_t *cap, size_t off, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(*buf ? *buf + off : NULL, *buf ? *cap - off : 0, fmt, ap);
+    va_end(ap);
+    if (*buf && off + (size_t)n < *cap) return off + (size_t)n;
+    size_t ncap = (*cap ? *cap * 2 : 4096) + (size_t)n;
+    char *nb = realloc(*buf, ncap);
+    if (!nb) return off; /* keep what fits; caller checks *buf */
+    *buf = nb;
+    *cap = ncap;
+  }
+}
+
+/* Shortest of %.15g / %.17g that reads back as the same double. */
+static void format_real(char *out, size_t len, double v) {
+  snprintf(out, len, "%.15g", v);
+  if (strtod(out, NULL) != v) snprintf(out, len, "%.17g", v);
+}
+
+fm_err fm_config_to_text(const fm_config *c, char **text) {
+  char *buf = NULL;
+  size_t cap = 0, off = 0;
+  char section[64] = "";
+  for (int i = 0; i < fm_config_nkeys; i++) {
+    const fm_key *k = &fm_config_keys[i];
+    const char *dot = strchr(k->name, '.');
+    size_t sl = (size_t)(dot - k->name);
+    if (strlen(section) != sl || strncmp(section, k->name, sl)) {
+      memcpy(section, k->name, sl);
+      section[sl] = 0;
+      off = append(&buf, &cap, off, "%s[%s]\n", off ? "\n" : "", section);
+    }
+    const char *field = (const char *)c + k->offset;
+    char val[600];
+    switch (k->type) {
+    case FM_KEY_INT: snprintf(val, sizeof val, "%d", *(const int *)field); break;
+    case FM_KEY_INT64: snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)field); break;
+    case FM_KEY_REAL: format_real(val, sizeof val, *(const double *)field); break;
+    case FM_KEY_BOOL: snprintf(val, sizeof val, "%s", *(const int *)field ? "true" : "false"); break;
+    case FM_KEY_STRING: snprintf(val, sizeof val, "%s", field); break;
+    case FM_KEY_ENUM: snprintf(val, sizeof val, "%s", fm_config_enum_name(c, k->name)); break;
+    case FM_KEY_INTLIST: {
+      const fm_intlist *l = (const fm_intlist *)field;
+      size_t o = 0;
+      val[0] = 0;
+      for (int j = 0; j < l->n; j++) o += (size_t)snprintf(val + o, sizeof val - o, j ? ",%d" : "%d", l->v[j]);
+      break;
+    }
+    }
+    off = append(&buf, &cap, off, "%-16s = %-28s # %s\n", dot + 1, val, c->origin[i]);
+  }
+  if (!buf) FM_ERROR(FM_ERR_MEM, "out of memory formatting the configuration");
+  *text = buf;
+  return FM_OK;
+}

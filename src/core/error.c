@@ -1,0 +1,136 @@
+/* error.c - the error record, its trace, and ending the job on error. */
+#include "fedmoe/error.h"
+#include "fedmoe/log.h"
+
+#include <mpi.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FM_TRACE_MAX 16
+
+static struct {
+  fm_err code;
+  char msg[1024];
+  int ntrace;
+  char trace[FM_TRACE_MAX][160];
+  int agreed; /* every rank knows of this error (fm_error_agree) */
+} err_state;
+
+static const char *const err_names[FM_ERR_COUNT] = {
+  "success", "bad argument", "configuration error", "I/O error", "out of memory",
+  "MPI error", "data error", "format error", "HDF5 error", "internal error"};
+
+const char *fm_error_name(fm_err code) {
+  return (code >= 0 && code < FM_ERR_COUNT) ? err_names[code] : "unknown error";
+}
+
+static void add_frame(const char *file, int line, const char *func) {
+  if (err_state.ntrace >= FM_TRACE_MAX) return;
+  snprintf(err_state.trace[err_state.ntrace++], sizeof err_state.trace[0], "%s:%d (%s)",
+           file, line, func);
+}
+
+fm_err fm_error_set(const char *file, int line, const char *func, fm_err code,
+                    const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err_state.msg, sizeof err_state.msg, fmt, ap);
+  va_end(ap);
+  err_state.code = code ? code : FM_ERR_INTERNAL;
+  err_state.ntrace = 0;
+  err_state.agreed = 0;
+  add_frame(file, line, func);
+  return err_state.code;
+}
+
+fm_err fm_error_trace(const char *file, int line, const char *func, fm_err code) {
+  if (err_state.code == 0) /* a code returned without FM_ERROR: still say something */
+    fm_error_set(file, line, func, code, "%s", fm_error_name(code));
+  else
+    add_frame(file, line, func);
+  return code;
+}
+
+fm_err fm_error_mpi(const char *file, int line, const char *func, int rc, const char *what) {
+  char s[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(rc, s, &len) != MPI_SUCCESS) snprintf(s, sizeof s, "code %d", rc);
+  return fm_error_set(file, line, func, FM_ERR_MPI, "%s failed: %s", what, s);
+}
+
+fm_err fm_calloc(void *p, size_t n, size_t size, const char *what) {
+  void **pp = (void **)p;
+  *pp = NULL;
+  if (n == 0) n = 1;
+  *pp = calloc(n, size);
+  if (!*pp)
+    return fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_MEM,
+                        "cannot allocate %zu bytes for %s", n * size, what);
+  return FM_OK;
+}
+
+const char *fm_error_message(void) { return err_state.msg; }
+
+int fm_error_agreed(void) { return err_state.agreed; }
+
+void fm_error_clear(void) {
+  err_state.agreed = 0;
+  err_state.code = 0;
+  err_state.msg[0] = 0;
+  err_state.ntrace = 0;
+}
+
+void fm_error_format(char *buf, size_t len) {
+  size_t off = (size_t)snprintf(buf, len, "%s", err_state.msg[0] ? err_state.msg : "unknown error");
+  for (int i = 0; i < err_state.ntrace && off < len; i++)
+    off += (size_t)snprintf(buf + off, len - off, "\n    %s %s", i ? "from" : "at", err_state.trace[i]);
+}
+
+static void print_error(void) {
+  char buf[4096];
+  fm_error_format(buf, sizeof buf);
+  int rank = fm_log_rank();
+  if (rank >= 0)
+    fprintf(stderr, "fedmoe: error on rank %d: %s\n", rank, buf);
+  else
+    fprintf(stderr, "fedmoe: error: %s\n", buf);
+  fflush(stderr);
+}
+
+void fm_fatal(fm_err err) {
+  int init = 0, fin = 0;
+  if (err_state.agreed) { /* printed already; every rank is here: leave together */
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin) MPI_Finalize();
+    exit(err ? err : 1);
+  }
+  print_error();
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  int size = 1;
+  if (init && !fin) MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (init && !fin && size > 1) MPI_Abort(MPI_COMM_WORLD, err ? err : 1);
+  if (init && !fin) MPI_Finalize();
+  exit(err ? err : 1);
+}
+
+fm_err fm_error_agree(fm_err err, const void *commp) {
+  MPI_Comm comm = *(const MPI_Comm *)commp;
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  /* lowest failing rank: min over (err ? rank : size) */
+  int mine = err ? rank : size, first = size;
+  if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) fm_fatal(FM_ERR_MPI);
+  if (first == size) return FM_OK;
+  if (rank == first) print_error();
+  if (!err) {
+    fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_MPI, "rank %d failed", first);
+    err = FM_ERR_MPI;
+  }
+  err_state.agreed = 1;
+  return err;
+}

@@ -1,0 +1,1 @@
+# data: sources are added here as the module grows

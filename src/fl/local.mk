@@ -1,0 +1,1 @@
+# fl: sources are added here as the module grows

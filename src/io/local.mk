@@ -1,0 +1,1 @@
+# io: sources are added here as the module grows

@@ -1,0 +1,44 @@
+/* main.c - the fedmoe program: MPI start-up, subcommand dispatch, exit status. */
+#include "cli.h"
+
+#include "fedmoe/error.h"
+#include "fedmoe/log.h"
+
+#include "config.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv) {
+  /* --help and --version need no MPI: answer them before MPI_Init */
+  if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
+    fm_cli_usage(stdout);
+    return 0;
+  }
+  if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
+    printf("fedmoe %s\n", PACKAGE_VERSION);
+    return 0;
+  }
+  MPI_Init(&argc, &argv);
+  int rank, size;
+  MPI_Comm comm = MPI_COMM_WORLD;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  fm_log_set_rank(rank, size);
+
+  fm_cli cli;
+  /* argv is the same on every rank, so a command-line error is everyone's */
+  fm_err err = fm_error_agree(fm_cli_parse(&cli, argc, argv), &comm);
+  if (!err) {
+    if (!strcmp(cli.command, "run"))
+      err = fm_cmd_run(&cli, comm);
+    else
+      err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_ARG,
+                         "command '%s' is not built into this version yet", cli.command);
+  }
+  if (err) fm_fatal(err); /* agreed errors exit quietly on all ranks; others abort */
+  MPI_Finalize();
+  return 0;
+}

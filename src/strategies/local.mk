@@ -1,0 +1,1 @@
+# strategies: sources are added here as the module grows
