@@ -31,6 +31,10 @@ fm_err fm_cli_load_config(const fm_cli *cli, fm_config *cfg, MPI_Comm comm);
 void fm_cli_usage(FILE *out);
 
 /* Subcommands; each returns an error agreed on by every rank, or one of its own. */
-fm_err fm_cmd_run(const fm_cli *cli, MPI_Comm comm);
+fm_err fm_cmd_run(const fm_cli *cli, MPI_Comm comm);   /* cmd_run.c */
+fm_err fm_cmd_data(const fm_cli *cli, MPI_Comm comm);  /* cmd_data.c */
+fm_err fm_cmd_eval(const fm_cli *cli, MPI_Comm comm);  /* cmd_eval.c */
+fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm); /* cmd_bench.c */
+fm_err fm_cmd_info(const fm_cli *cli, MPI_Comm comm);  /* cmd_info.c */
 
 #endif

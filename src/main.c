@@ -32,11 +32,11 @@ int main(int argc, char **argv) {
   /* argv is the same on every rank, so a command-line error is everyone's */
   fm_err err = fm_error_agree(fm_cli_parse(&cli, argc, argv), &comm);
   if (!err) {
-    if (!strcmp(cli.command, "run"))
-      err = fm_cmd_run(&cli, comm);
-    else
-      err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_ARG,
-                         "command '%s' is not built into this version yet", cli.command);
+    if (!strcmp(cli.command, "run")) err = fm_cmd_run(&cli, comm);
+    else if (!strcmp(cli.command, "data")) err = fm_cmd_data(&cli, comm);
+    else if (!strcmp(cli.command, "eval")) err = fm_cmd_eval(&cli, comm);
+    else if (!strcmp(cli.command, "bench")) err = fm_cmd_bench(&cli, comm);
+    else err = fm_cmd_info(&cli, comm);
   }
   if (err) fm_fatal(err); /* agreed errors exit quietly on all ranks; others abort */
   MPI_Finalize();

@@ -1,1 +1,1 @@
-# data: sources are added here as the module grows
+noinst_HEADERS += include/fedmoe/data.h

@@ -1,1 +1,1 @@
-# nn: sources are added here as the module grows
+noinst_HEADERS += include/fedmoe/model.h

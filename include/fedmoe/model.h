@@ -1,0 +1,165 @@
+/* model.h - a GPT-2 style decoder with Mixture-of-Experts feed-forward layers.
+ *
+ * Architecture (the PyTorch oracle in tests/fixtures implements exactly this):
+ *   h0 = wte[tok] + wpe[pos]                                   wte [V,D], wpe [C,D]
+ *   for block l:  a = h + attn(ln_1(h));  h = a + ffn_l(ln_2(a))
+ *   logits = ln_f(h) @ wte^T   (tied head)
+ * LayerNorm: eps 1e-5, weight and bias. GELU: tanh approximation.
+ * attn(x): qkv = x @ c_attn.weight [D,3D] + c_attn.bias [3D], split q|k|v, H heads of
+ *   D/H, causal softmax(q k^T / sqrt(D/H)) v, heads concatenated,
+ *   @ c_proj.weight [D,D] + c_proj.bias.
+ * dense ffn(x) = gelu(x @ c_fc.weight [D,4D] + c_fc.bias) @ c_proj.weight [4D,D] + c_proj.bias
+ * MoE ffn(x): logits = x @ router.weight^T (router.weight [E,D], no bias);
+ *   p = softmax(logits) over the allowed experts (all, unless a route mask is set);
+ *   K = indices of the top_k largest p (ties: lower index first);
+ *   w_e = p_e / sum_{j in K} p_j for e in K;  out = sum_{e in K} w_e * expert_e(x).
+ *   full expert e: its own c_fc/c_proj weights and biases, as the dense ffn.
+ *   LoRA expert e: the block's shared base FFN (mlp.c_fc/c_proj, frozen by the
+ *   strategies) with, on each of its two matrices W, a rank-r update:
+ *   x @ W + (alpha/r) * (x @ A) @ B, A [in,r], B [r,out]; the base biases are shared.
+ * Loss = mean cross-entropy over B*T targets (nats)
+ *        + load_balance * sum over MoE layers of E * sum_e f_e * P_e, where f_e is the
+ *        fraction of tokens whose top-1 expert is e (a constant) and P_e the mean of p_e.
+ *
+ * Tensor names follow GPT-2: wte, wpe, h.{l}.ln_1.weight, h.{l}.ln_1.bias,
+ * h.{l}.attn.c_attn.weight, .bias, h.{l}.attn.c_proj.weight, .bias, h.{l}.ln_2.weight,
+ * .bias, h.{l}.mlp.c_fc.weight, .bias, h.{l}.mlp.c_proj.weight, .bias (dense blocks, and
+ * the base FFN of LoRA-expert blocks), h.{l}.moe.router.weight,
+ * h.{l}.moe.experts.{e}.c_fc.weight, .bias, h.{l}.moe.experts.{e}.c_proj.weight, .bias
+ * (full experts) or h.{l}.moe.experts.{e}.c_fc.lora_A, .lora_B, ...c_proj.lora_A,
+ * .lora_B (LoRA experts), ln_f.weight, ln_f.bias. Row-major float32.
+ *
+ * Parameters live in sharing classes: a classifier (from the strategy) puts each
+ * tensor in a class 0..nclass-1 or FM_CLASS_FROZEN; the tensors of one class are
+ * contiguous in one buffer (in tensor order), with a gradient buffer beside it,
+ * so a class is reduced, saved and restored in one call. Frozen tensors have no
+ * gradient. A freeze flag per tensor additionally stops a trainable tensor's
+ * weight gradient (and its optimizer update) for a while: CoMiGS's router phase,
+ * HFedMoE's unselected experts. */
+#ifndef FEDMOE_MODEL_H
+#define FEDMOE_MODEL_H
+
+#include "fedmoe/config.h"
+#include "fedmoe/error.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FM_CLASS_FROZEN (-1)
+#define FM_MAX_LAYERS 64
+#define FM_MAX_EXPERTS 64
+
+typedef struct {
+  int vocab, context, d, heads, layers;
+  uint64_t moe_mask;  /* bit l set: block l's FFN is MoE */
+  int experts, top_k; /* E and k of every MoE layer */
+  int expert_type;    /* FM_EXPERT_FULL or FM_EXPERT_LORA */
+  int lora_rank;
+  float lora_alpha, init_std, load_balance;
+} fm_model_shape;
+
+/* Shape from the [model] section; moe_layers is parsed here ("all", "none", "0,2");
+ * errors name the key. */
+fm_err fm_model_shape_from_config(const fm_config *c, fm_model_shape *s);
+
+typedef enum {
+  FM_GROUP_EMBED,  /* wte, wpe */
+  FM_GROUP_NORM,   /* every LayerNorm weight and bias, ln_f included */
+  FM_GROUP_ATTN,   /* c_attn, attn.c_proj */
+  FM_GROUP_FFN,    /* dense FFN, or the shared base FFN under LoRA experts */
+  FM_GROUP_ROUTER, /* moe.router.weight */
+  FM_GROUP_EXPERT  /* one expert's tensors (full FFN or LoRA A/B) */
+} fm_group;
+
+typedef struct {
+  char name[64];
+  fm_group group;
+  int layer;       /* block index, -1 for wte, wpe, ln_f */
+  int expert;      /* expert index for FM_GROUP_EXPERT, else -1 */
+  int rows, cols;  /* shape [rows, cols]; vectors have rows = 1 */
+  size_t numel;
+  int cls;         /* sharing class or FM_CLASS_FROZEN */
+  size_t offset;   /* in floats, inside its class buffer */
+  float *w, *g;    /* weights; gradient (NULL when frozen class) */
+  int frozen;      /* 1: no weight gradient and no optimizer update for now */
+  int decay;       /* 1: weight decay applies (matrices; not biases, norms) */
+} fm_tensor;
+
+/* The strategy's classifier: class of a tensor (0..nclass-1) or FM_CLASS_FROZEN. */
+typedef int (*fm_classify_fn)(const fm_tensor *t, void *ctx);
+
+typedef struct fm_model fm_model;
+
+/* A model for batches of up to B sequences of up to T tokens (T <= context);
+ * activations are allocated here once. */
+fm_err fm_model_create(fm_model **m, const fm_model_shape *s, int B, int T, int nclass,
+                       fm_classify_fn classify, void *ctx);
+void fm_model_free(fm_model *m);
+const fm_model_shape *fm_model_get_shape(const fm_model *m);
+
+/* Deterministic initialisation: each tensor from its own stream (seed, name), so a
+ * tensor's initial value depends on the seed and its name only (not on the other
+ * tensors, the classes or the rank). Matrices N(0, init_std) (c_proj matrices scaled
+ * by 1/sqrt(2L) as GPT-2), biases 0, LayerNorm weight 1, LoRA A N(0, init_std), B 0. */
+fm_err fm_model_init(fm_model *m, uint64_t seed);
+
+int fm_model_ntensors(const fm_model *m);
+fm_tensor *fm_model_tensor(fm_model *m, int i);
+fm_tensor *fm_model_find(fm_model *m, const char *name); /* NULL when absent */
+int fm_model_nclass(const fm_model *m);
+size_t fm_model_class_numel(const fm_model *m, int cls);
+float *fm_model_class_params(fm_model *m, int cls);
+float *fm_model_class_grads(fm_model *m, int cls);
+
+/* Freeze or unfreeze every tensor of a class, or of a group in a layer (-1: all). */
+void fm_model_freeze_class(fm_model *m, int cls, int frozen);
+void fm_model_freeze_group(fm_model *m, fm_group g, int layer, int frozen);
+
+/* Forward over tokens [B,T] (int32, < vocab) with targets [B,T] (int32; -1 = ignore).
+ * Returns the mean cross-entropy in *ce (nats) and keeps what backward needs.
+ * *lb receives the load-balancing term (already times load_balance), may be NULL. */
+fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                        float *ce, float *lb);
+/* Backward of ce + lb of the last forward: adds to the gradients of trainable,
+ * unfrozen tensors (call fm_model_zero_grads first). */
+fm_err fm_model_backward(fm_model *m);
+void fm_model_zero_grads(fm_model *m);
+/* Logits [B,T,V] of the last forward. */
+const float *fm_model_logits(const fm_model *m);
+
+/* Routing of the last forward, for MoE block l (NULL / 0 for dense blocks):
+ * probs [B*T, E] softmax probabilities; picks [B*T, top_k] chosen experts. */
+const float *fm_model_router_probs(const fm_model *m, int layer);
+const int32_t *fm_model_router_picks(const fm_model *m, int layer);
+/* Restrict routing of block l to experts with allowed[e] != 0 (NULL: all). */
+fm_err fm_model_set_route_mask(fm_model *m, int layer, const uint8_t *allowed);
+
+/* Model FLOPs per token for training, 6 x N_active + 12 x L x D x T (N_active: the
+ * matrix weights one token passes through: attention, router, k experts, tied head). */
+double fm_model_flops_per_token(const fm_model *m, int T);
+
+/* ---- optimizer: AdamW over one class, its own state (m, v, step) ---- */
+typedef struct {
+  float *m, *v;
+  size_t n;
+  long step;
+} fm_adamw;
+
+typedef struct {
+  float lr, beta1, beta2, eps, weight_decay;
+} fm_adamw_hparams;
+
+fm_err fm_adamw_create(fm_adamw *o, size_t n);
+void fm_adamw_free(fm_adamw *o);
+void fm_adamw_reset(fm_adamw *o);
+/* One step on class cls of m: tensors frozen now are skipped (state untouched). */
+void fm_adamw_step(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hparams *h);
+/* L2 norm of the gradients of the unfrozen tensors of the classes in mask (bit c). */
+double fm_model_grad_norm(fm_model *m, unsigned mask);
+/* Scale those gradients so that their norm is at most max_norm (> 0); returns the norm. */
+double fm_model_clip_grads(fm_model *m, unsigned mask, double max_norm);
+/* Learning rate at step (0-based) of total: linear warm-up, then constant or cosine
+ * from lr to lr_min (train.* keys). */
+float fm_lr_at(const fm_config *c, long step, long total, float lr);
+
+#endif

@@ -1,0 +1,1 @@
+# data tests: added by the data module

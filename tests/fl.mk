@@ -1,0 +1,1 @@
+# fl tests: added by the fl module

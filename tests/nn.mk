@@ -1,0 +1,1 @@
+# nn tests: added by the nn module

@@ -1,0 +1,1 @@
+# oracle tests: added by the oracle module
