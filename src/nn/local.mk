@@ -1,1 +1,7 @@
-noinst_HEADERS += include/fedmoe/model.h
+# nn: kernels (forward/backward pairs), the MoE layer, the model, AdamW.
+noinst_HEADERS += include/fedmoe/model.h include/fedmoe/nn_threads.h %reldir%/nn.h \
+	%reldir%/model_impl.h
+libfedmoe_a_SOURCES += %reldir%/gemm.c %reldir%/linear.c %reldir%/layernorm.c %reldir%/gelu.c \
+	%reldir%/ffn.c %reldir%/attention.c %reldir%/embed.c %reldir%/crossentropy.c \
+	%reldir%/router.c %reldir%/loadbalance.c %reldir%/moe.c %reldir%/model_shape.c \
+	%reldir%/model.c %reldir%/model_pass.c %reldir%/adamw.c %reldir%/clip.c %reldir%/schedule.c

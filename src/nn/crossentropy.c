@@ -1,0 +1,44 @@
+/* crossentropy.c - softmax cross-entropy over the vocabulary, fused. */
+#include "nn.h"
+
+#include <math.h>
+
+/* logits [N,V], targets [N] (< 0: ignored) -> mean over counted rows of
+ * lse - logit[target]; keeps lse [N] (log-sum-exp of each row) for backward. */
+double fm_crossentropy_forward(float *lse, const float *logits, const int32_t *targets, int N,
+                               int V, int *nvalid) {
+  double sum = 0.0;
+  int cnt = 0;
+  for (int n = 0; n < N; n++) {
+    const float *restrict z = logits + (size_t)n * V;
+    float mx = z[0];
+    for (int j = 1; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+    float s = 0.0f;
+    for (int j = 0; j < V; j++) s += expf(z[j] - mx);
+    lse[n] = mx + logf(s);
+    if (targets[n] >= 0) {
+      sum += (double)lse[n] - (double)z[targets[n]];
+      cnt++;
+    }
+  }
+  *nvalid = cnt;
+  return cnt ? sum / cnt : 0.0;
+}
+
+/* dlogits[N,V] = dloss / nvalid * (softmax(logits) - onehot(target)) on counted rows,
+ * 0 on ignored rows (written). */
+void fm_crossentropy_backward(float *dlogits, const float *logits, const float *lse,
+                              const int32_t *targets, int N, int V, int nvalid, float dloss) {
+  const float scale = nvalid ? dloss / (float)nvalid : 0.0f;
+  for (int n = 0; n < N; n++) {
+    const float *restrict z = logits + (size_t)n * V;
+    float *restrict d = dlogits + (size_t)n * V;
+    if (targets[n] < 0) {
+      for (int j = 0; j < V; j++) d[j] = 0.0f;
+      continue;
+    }
+    const float l = lse[n];
+    for (int j = 0; j < V; j++) d[j] = scale * expf(z[j] - l);
+    d[targets[n]] -= scale;
+  }
+}

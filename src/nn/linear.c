@@ -1,0 +1,33 @@
+/* linear.c - the affine map of GPT-2's Conv1D: weights stored [in, out]. */
+#include "nn.h"
+
+#include <string.h>
+
+/* out[N,OC] (+)= inp[N,C] @ w[C,OC] + b[OC] */
+void fm_linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int C,
+                       int OC, int accumulate) {
+  if (b) { /* the bias goes in first so that one GEMM with beta = 1 finishes the job */
+    for (int n = 0; n < N; n++) {
+      float *restrict o = out + (size_t)n * OC;
+      if (accumulate)
+        for (int j = 0; j < OC; j++) o[j] += b[j];
+      else
+        memcpy(o, b, (size_t)OC * sizeof *o);
+    }
+    accumulate = 1;
+  }
+  fm_gemm(0, 0, N, OC, C, 1.0f, inp, C, w, OC, accumulate ? 1.0f : 0.0f, out, OC);
+}
+
+/* dinp[N,C] (+)= dout[N,OC] @ w^T;  dw[C,OC] += inp^T @ dout;  db[OC] += sum_n dout[n] */
+void fm_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, int N, int C, int OC, int accumulate) {
+  if (dinp) fm_gemm(0, 1, N, C, OC, 1.0f, dout, OC, w, OC, accumulate ? 1.0f : 0.0f, dinp, C);
+  if (dw) fm_gemm(1, 0, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, OC);
+  if (db)
+    for (int n = 0; n < N; n++) {
+      const float *restrict d = dout + (size_t)n * OC;
+      float *restrict acc = db;
+      for (int j = 0; j < OC; j++) acc[j] += d[j];
+    }
+}

@@ -1,0 +1,295 @@
+/* model.c - the model object: tensor table, sharing-class buffers, activations,
+ * deterministic initialisation, freezing and route masks. The passes are in
+ * model_pass.c. */
+#include "model_impl.h"
+
+#include "fedmoe/rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* FNV-1a, 32 bits: a tensor's initialisation stream is named by its name */
+static uint32_t hash32(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++) {
+    h ^= (uint8_t)*s;
+    h *= 16777619u;
+  }
+  return h;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* Tensor indices of each block, walking the table in the order of fm_shape_tensors. */
+static void index_blocks(fm_model *m) {
+  const fm_model_shape *s = &m->s;
+  int i = 0;
+  m->wte = i++;
+  m->wpe = i++;
+  for (int l = 0; l < s->layers; l++) {
+    fm_block *b = &m->blk[l];
+    b->moe = (int)((s->moe_mask >> l) & 1);
+    b->ln1w = i++;
+    b->ln1b = i++;
+    b->attw = i++;
+    b->attb = i++;
+    b->aprw = i++;
+    b->aprb = i++;
+    b->ln2w = i++;
+    b->ln2b = i++;
+    b->fcw = b->fcb = b->fpw = b->fpb = b->router = b->ex0 = -1;
+    if (!b->moe || s->expert_type == FM_EXPERT_LORA) {
+      b->fcw = i++;
+      b->fcb = i++;
+      b->fpw = i++;
+      b->fpb = i++;
+    }
+    if (b->moe) {
+      b->router = i++;
+      b->ex0 = i;
+      i += 4 * s->experts;
+    }
+  }
+  m->lnfw = i++;
+  m->lnfb = i++;
+}
+
+static fm_err classify_all(fm_model *m, int nclass, fm_classify_fn classify, void *ctx) {
+  for (int i = 0; i < m->nt; i++) {
+    fm_tensor *t = &m->t[i];
+    t->cls = classify ? classify(t, ctx) : 0;
+    if (t->cls != FM_CLASS_FROZEN && (t->cls < 0 || t->cls >= nclass))
+      FM_ERROR(FM_ERR_ARG, "the classifier put tensor %s in class %d (classes: 0..%d or frozen)",
+               t->name, t->cls, nclass - 1);
+  }
+  return FM_OK;
+}
+
+static fm_err alloc_params(fm_model *m) {
+  FM_CALLOC(m->cw, m->nclass ? m->nclass : 1, "class parameter pointers");
+  FM_CALLOC(m->cg, m->nclass ? m->nclass : 1, "class gradient pointers");
+  FM_CALLOC(m->cn, m->nclass ? m->nclass : 1, "class sizes");
+  for (int i = 0; i < m->nt; i++) {
+    fm_tensor *t = &m->t[i];
+    size_t *n = t->cls == FM_CLASS_FROZEN ? &m->fn : &m->cn[t->cls];
+    t->offset = *n;
+    *n += t->numel;
+  }
+  for (int c = 0; c < m->nclass; c++) {
+    FM_CALLOC(m->cw[c], m->cn[c] ? m->cn[c] : 1, "class parameters");
+    FM_CALLOC(m->cg[c], m->cn[c] ? m->cn[c] : 1, "class gradients");
+  }
+  FM_CALLOC(m->fw, m->fn ? m->fn : 1, "frozen parameters");
+  for (int i = 0; i < m->nt; i++) {
+    fm_tensor *t = &m->t[i];
+    if (t->cls == FM_CLASS_FROZEN) {
+      t->w = m->fw + t->offset;
+      t->g = NULL;
+    } else {
+      t->w = m->cw[t->cls] + t->offset;
+      t->g = m->cg[t->cls] + t->offset;
+    }
+  }
+  return FM_OK;
+}
+
+/* Activations for B sequences of T tokens, in one arena. */
+static fm_err alloc_activations(fm_model *m) {
+  const fm_model_shape *s = &m->s;
+  const size_t N = (size_t)m->B * m->T, D = (size_t)s->d, V = (size_t)s->vocab;
+  const size_t att = (size_t)m->B * s->heads * m->T * m->T;
+  size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D;
+  size_t total = (s->layers + 1) * N * D + N * D + 2 * N + N * V + N  /* res, ln_f, logits */
+                 + 3 * N * D + 3 * N * D + 4 * N * D + N * V + fm_attention_scratch(m->T);
+  for (int l = 0; l < s->layers; l++) total += per_block + (m->blk[l].moe ? 0 : 8 * N * D);
+  FM_CALLOC(m->arena, total, "model activations");
+  float *q = m->arena;
+#define TAKE(ptr, n) (ptr = q, q += (n))
+  TAKE(m->res, (s->layers + 1) * N * D);
+  TAKE(m->lnf, N * D);
+  TAKE(m->lnf_mean, N);
+  TAKE(m->lnf_rstd, N);
+  TAKE(m->logits, N * V);
+  TAKE(m->lse, N);
+  TAKE(m->dres, N * D);
+  TAKE(m->dln, N * D);
+  TAKE(m->datty, N * D);
+  TAKE(m->dqkv, 3 * N * D);
+  TAKE(m->dfc, 4 * N * D);
+  TAKE(m->dlogits, N * V);
+  TAKE(m->attscr, fm_attention_scratch(m->T));
+  for (int l = 0; l < s->layers; l++) {
+    fm_block *b = &m->blk[l];
+    TAKE(b->ln1, N * D);
+    TAKE(b->ln1_mean, N);
+    TAKE(b->ln1_rstd, N);
+    TAKE(b->qkv, 3 * N * D);
+    TAKE(b->att, att);
+    TAKE(b->atty, N * D);
+    TAKE(b->resa, N * D);
+    TAKE(b->ln2, N * D);
+    TAKE(b->ln2_mean, N);
+    TAKE(b->ln2_rstd, N);
+    if (!b->moe) {
+      TAKE(b->fch, 4 * N * D);
+      TAKE(b->fcg, 4 * N * D);
+    } else {
+      FM_CHECK(fm_moe_alloc(&b->moe_layer, (int)N, s->d, s->experts, s->top_k, s->expert_type,
+                            s->lora_rank, s->lora_alpha));
+    }
+  }
+#undef TAKE
+  if ((size_t)(q - m->arena) != total) FM_ERROR(FM_ERR_INTERNAL, "activation arena miscounted");
+  FM_CALLOC(m->tokens, N, "token copy");
+  FM_CALLOC(m->targets, N, "target copy");
+  return FM_OK;
+}
+
+static fm_err build(fm_model *m, const fm_model_shape *s, int B, int T, int nclass,
+                    fm_classify_fn classify, void *ctx) {
+  FM_CHECK(fm_shape_check(s));
+  if (B < 1) FM_ERROR(FM_ERR_CONFIG, "key 'train.batch': batch = %d", B);
+  if (T < 1 || T > s->context)
+    FM_ERROR(FM_ERR_CONFIG, "key 'train.seq_len': seq_len = %d must be 1..model.context = %d", T,
+             s->context);
+  if (nclass < 0 || nclass > 32 || (!classify && nclass < 1))
+    FM_ERROR(FM_ERR_ARG, "%d sharing classes: need 1..32 (0 only with a classifier)", nclass);
+  m->s = *s;
+  m->B = B;
+  m->T = T;
+  m->nclass = nclass;
+  m->nt = fm_shape_tensors(s, NULL);
+  FM_CALLOC(m->t, m->nt, "tensor table");
+  fm_shape_tensors(s, m->t);
+  FM_CALLOC(m->blk, s->layers, "blocks");
+  index_blocks(m);
+  FM_CHECK(classify_all(m, nclass, classify, ctx));
+  FM_CHECK(alloc_params(m));
+  FM_CHECK(alloc_activations(m));
+  return FM_OK;
+}
+
+fm_err fm_model_create(fm_model **mp, const fm_model_shape *s, int B, int T, int nclass,
+                       fm_classify_fn classify, void *ctx) {
+  *mp = NULL;
+  fm_model *m;
+  FM_CALLOC(m, 1, "model");
+  fm_err e = build(m, s, B, T, nclass, classify, ctx);
+  if (e) {
+    fm_model_free(m);
+    return fm_error_trace(__FILE__, __LINE__, __func__, e);
+  }
+  *mp = m;
+  return FM_OK;
+}
+
+void fm_model_free(fm_model *m) {
+  if (!m) return;
+  if (m->blk)
+    for (int l = 0; l < m->s.layers; l++)
+      if (m->blk[l].moe) fm_moe_free(&m->blk[l].moe_layer);
+  for (int c = 0; c < m->nclass; c++) {
+    if (m->cw) free(m->cw[c]);
+    if (m->cg) free(m->cg[c]);
+  }
+  free(m->cw);
+  free(m->cg);
+  free(m->cn);
+  free(m->fw);
+  free(m->arena);
+  free(m->tokens);
+  free(m->targets);
+  free(m->blk);
+  free(m->t);
+  free(m);
+}
+
+const fm_model_shape *fm_model_get_shape(const fm_model *m) { return &m->s; }
+
+fm_err fm_model_init(fm_model *m, uint64_t seed) {
+  const float std = m->s.init_std;
+  const float proj_std = std / sqrtf(2.0f * (float)m->s.layers);
+  for (int i = 0; i < m->nt; i++) {
+    fm_tensor *t = &m->t[i];
+    float *restrict w = t->w;
+    const size_t n = t->numel;
+    if (ends_with(t->name, ".bias") || ends_with(t->name, ".lora_B")) {
+      memset(w, 0, n * sizeof *w);
+    } else if (t->group == FM_GROUP_NORM) { /* LayerNorm weights */
+      for (size_t j = 0; j < n; j++) w[j] = 1.0f;
+    } else {
+      fm_rng r;
+      fm_rng_init(&r, seed, hash32(t->name), 0, FM_RNG_INIT);
+      const float sd = ends_with(t->name, "c_proj.weight") ? proj_std : std;
+      for (size_t j = 0; j < n; j++) w[j] = sd * (float)fm_rng_normal(&r);
+    }
+  }
+  return FM_OK;
+}
+
+int fm_model_ntensors(const fm_model *m) { return m->nt; }
+
+fm_tensor *fm_model_tensor(fm_model *m, int i) {
+  return i >= 0 && i < m->nt ? &m->t[i] : NULL;
+}
+
+fm_tensor *fm_model_find(fm_model *m, const char *name) {
+  for (int i = 0; i < m->nt; i++)
+    if (!strcmp(m->t[i].name, name)) return &m->t[i];
+  return NULL;
+}
+
+int fm_model_nclass(const fm_model *m) { return m->nclass; }
+
+/* cls may be FM_CLASS_FROZEN: the frozen buffer (no gradients) */
+size_t fm_model_class_numel(const fm_model *m, int cls) {
+  if (cls == FM_CLASS_FROZEN) return m->fn;
+  return cls >= 0 && cls < m->nclass ? m->cn[cls] : 0;
+}
+
+float *fm_model_class_params(fm_model *m, int cls) {
+  if (cls == FM_CLASS_FROZEN) return m->fw;
+  return cls >= 0 && cls < m->nclass ? m->cw[cls] : NULL;
+}
+
+float *fm_model_class_grads(fm_model *m, int cls) {
+  return cls >= 0 && cls < m->nclass ? m->cg[cls] : NULL;
+}
+
+void fm_model_freeze_class(fm_model *m, int cls, int frozen) {
+  for (int i = 0; i < m->nt; i++)
+    if (m->t[i].cls == cls) m->t[i].frozen = frozen ? 1 : 0;
+}
+
+void fm_model_freeze_group(fm_model *m, fm_group g, int layer, int frozen) {
+  for (int i = 0; i < m->nt; i++)
+    if (m->t[i].group == g && (layer < 0 || m->t[i].layer == layer)) m->t[i].frozen = frozen ? 1 : 0;
+}
+
+void fm_model_zero_grads(fm_model *m) {
+  for (int c = 0; c < m->nclass; c++) memset(m->cg[c], 0, m->cn[c] * sizeof(float));
+}
+
+const float *fm_model_logits(const fm_model *m) { return m->have_fwd ? m->logits : NULL; }
+
+const float *fm_model_router_probs(const fm_model *m, int layer) {
+  if (layer < 0 || layer >= m->s.layers || !m->blk[layer].moe || !m->have_fwd) return NULL;
+  return m->blk[layer].moe_layer.probs;
+}
+
+const int32_t *fm_model_router_picks(const fm_model *m, int layer) {
+  if (layer < 0 || layer >= m->s.layers || !m->blk[layer].moe || !m->have_fwd) return NULL;
+  return m->blk[layer].moe_layer.picks;
+}
+
+fm_err fm_model_set_route_mask(fm_model *m, int layer, const uint8_t *allowed) {
+  if (layer < 0 || layer >= m->s.layers)
+    FM_ERROR(FM_ERR_ARG, "route mask for block %d: the model has blocks 0..%d", layer, m->s.layers - 1);
+  if (!m->blk[layer].moe) FM_ERROR(FM_ERR_ARG, "route mask for block %d, which is not an MoE block", layer);
+  FM_CHECK(fm_moe_set_mask(&m->blk[layer].moe_layer, allowed));
+  return FM_OK;
+}

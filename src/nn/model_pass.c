@@ -1,0 +1,146 @@
+/* model_pass.c - forward and backward passes of the whole model.
+ *
+ *   h0 = wte[tok] + wpe[pos]
+ *   block l:  a = h + c_proj(attn(c_attn(ln_1(h))));  h' = a + ffn_l(ln_2(a))
+ *   logits = ln_f(h_L) wte^T;   loss = CE(logits, targets) + sum of MoE load-balancing terms
+ *
+ * Every activation lives in the arena made by fm_model_create for (B, T); a pass over
+ * B' <= B sequences of T' <= T tokens uses its first B'T' rows. Backward computes only
+ * what some trainable, unfrozen tensor needs: weight gradients of frozen tensors are
+ * skipped, and the pass stops at the lowest block that holds a tensor to train. */
+#include "model_impl.h"
+
+#include <string.h>
+
+static void moe_params(const fm_model *m, const fm_block *b, fm_moe_params *p) {
+  p->router = fm_model_param(m, b->router);
+  p->fc_w = fm_model_param(m, b->fcw);
+  p->fc_b = fm_model_param(m, b->fcb);
+  p->pj_w = fm_model_param(m, b->fpw);
+  p->pj_b = fm_model_param(m, b->fpb);
+  const int lora = m->s.expert_type == FM_EXPERT_LORA;
+  for (int e = 0; e < m->s.experts; e++) {
+    int i = b->ex0 + 4 * e;
+    fm_param *dst[4] = {&p->efc_w[e], &p->efc_b[e], &p->epj_w[e], &p->epj_b[e]};
+    fm_param *dstl[4] = {&p->a1[e], &p->b1[e], &p->a2[e], &p->b2[e]};
+    for (int j = 0; j < 4; j++) *(lora ? dstl[j] : dst[j]) = fm_model_param(m, i + j);
+  }
+}
+
+fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                        float *ce, float *lb) {
+  const fm_model_shape *s = &m->s;
+  const int D = s->d, V = s->vocab, L = s->layers;
+  if (B < 1 || B > m->B || T < 1 || T > m->T)
+    FM_ERROR(FM_ERR_ARG, "forward over [%d,%d] tokens: the model was made for at most [%d,%d]", B, T,
+             m->B, m->T);
+  const int N = B * T;
+  for (int n = 0; n < N; n++) {
+    if (tokens[n] < 0 || tokens[n] >= V)
+      FM_ERROR(FM_ERR_DATA, "token %d at position %d is outside the vocabulary 0..%d", tokens[n], n,
+               V - 1);
+    if (targets[n] >= V)
+      FM_ERROR(FM_ERR_DATA, "target %d at position %d is outside the vocabulary 0..%d", targets[n], n,
+               V - 1);
+  }
+  memcpy(m->tokens, tokens, (size_t)N * sizeof *tokens);
+  memcpy(m->targets, targets, (size_t)N * sizeof *targets);
+  m->Bc = B;
+  m->Tc = T;
+  const size_t stride = (size_t)m->B * m->T * D; /* one residual slice */
+  const fm_tensor *t = m->t;
+  fm_embed_forward(m->res, m->tokens, t[m->wte].w, t[m->wpe].w, B, T, D);
+  double lbsum = 0.0;
+  for (int l = 0; l < L; l++) {
+    fm_block *b = &m->blk[l];
+    const float *in = m->res + l * stride;
+    float *out = m->res + (l + 1) * stride;
+    fm_layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, in, t[b->ln1w].w, t[b->ln1b].w, N, D);
+    fm_linear_forward(b->qkv, b->ln1, t[b->attw].w, t[b->attb].w, N, D, 3 * D, 0);
+    fm_attention_forward(b->atty, b->att, b->qkv, B, T, D, s->heads);
+    memcpy(b->resa, in, (size_t)N * D * sizeof(float));
+    fm_linear_forward(b->resa, b->atty, t[b->aprw].w, t[b->aprb].w, N, D, D, 1);
+    fm_layernorm_forward(b->ln2, b->ln2_mean, b->ln2_rstd, b->resa, t[b->ln2w].w, t[b->ln2b].w, N, D);
+    memcpy(out, b->resa, (size_t)N * D * sizeof(float));
+    if (b->moe) {
+      fm_moe_params p;
+      moe_params(m, b, &p);
+      lbsum += fm_moe_forward(&b->moe_layer, &p, out, b->ln2, N, s->load_balance);
+    } else {
+      fm_ffn_forward(out, b->fch, b->fcg, b->ln2, t[b->fcw].w, t[b->fcb].w, t[b->fpw].w,
+                     t[b->fpb].w, N, D);
+    }
+  }
+  fm_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->res + L * stride, t[m->lnfw].w,
+                       t[m->lnfb].w, N, D);
+  fm_gemm(0, 1, N, V, D, 1.0f, m->lnf, D, t[m->wte].w, D, 0.0f, m->logits, V); /* tied head */
+  m->ce = (float)fm_crossentropy_forward(m->lse, m->logits, m->targets, N, V, &m->nvalid);
+  m->lb = (float)lbsum;
+  m->have_fwd = 1;
+  if (ce) *ce = m->ce;
+  if (lb) *lb = m->lb;
+  return FM_OK;
+}
+
+/* The lowest level whose tensors want a gradient: 0 embeddings (wte also feeds the
+ * head, but its embedding use needs the whole pass), l+1 block l, L+1 ln_f;
+ * L+2 when nothing is to be trained. */
+static int lowest_level(const fm_model *m) {
+  int lo = m->s.layers + 2;
+  for (int i = 0; i < m->nt; i++) {
+    const fm_tensor *t = &m->t[i];
+    if (!t->g || t->frozen) continue;
+    int lev = t->group == FM_GROUP_EMBED ? 0 : t->layer >= 0 ? t->layer + 1 : m->s.layers + 1;
+    if (lev < lo) lo = lev;
+  }
+  return lo;
+}
+
+fm_err fm_model_backward(fm_model *m) {
+  if (!m->have_fwd) FM_ERROR(FM_ERR_INTERNAL, "backward without a forward");
+  const fm_model_shape *s = &m->s;
+  const int D = s->d, V = s->vocab, L = s->layers, B = m->Bc, T = m->Tc, N = B * T;
+  const size_t stride = (size_t)m->B * m->T * D;
+  const int lo = lowest_level(m);
+  if (lo > L + 1) return FM_OK;
+  const fm_tensor *t = m->t;
+  /* head: logits = lnf wte^T */
+  fm_crossentropy_backward(m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
+  fm_param wte = fm_model_param(m, m->wte);
+  if (wte.g) fm_gemm(1, 0, V, D, N, 1.0f, m->dlogits, V, m->lnf, D, 1.0f, wte.g, D);
+  fm_gemm(0, 0, N, D, V, 1.0f, m->dlogits, V, wte.w, D, 0.0f, m->dln, D);
+  memset(m->dres, 0, (size_t)N * D * sizeof(float));
+  fm_layernorm_backward(lo <= L ? m->dres : NULL, fm_model_param(m, m->lnfw).g,
+                        fm_model_param(m, m->lnfb).g, m->dln, m->res + L * stride, t[m->lnfw].w,
+                        m->lnf_mean, m->lnf_rstd, N, D);
+  /* blocks, top down, as far as needed; dres is the gradient of the block's output */
+  for (int l = L - 1; l >= 0 && l + 1 >= lo; l--) {
+    fm_block *b = &m->blk[l];
+    const float *in = m->res + l * stride;
+    const int want_dx = l + 1 > lo; /* something below still needs the gradient */
+    memset(m->dln, 0, (size_t)N * D * sizeof(float));
+    if (b->moe) {
+      fm_moe_params p;
+      moe_params(m, b, &p);
+      fm_moe_backward(&b->moe_layer, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
+    } else {
+      fm_ffn_backward(m->dln, fm_model_param(m, b->fcw).g, fm_model_param(m, b->fcb).g,
+                      fm_model_param(m, b->fpw).g, fm_model_param(m, b->fpb).g, m->dfc, m->dres,
+                      b->ln2, b->fch, b->fcg, t[b->fcw].w, t[b->fpw].w, N, D);
+    }
+    fm_layernorm_backward(m->dres, fm_model_param(m, b->ln2w).g, fm_model_param(m, b->ln2b).g,
+                          m->dln, b->resa, t[b->ln2w].w, b->ln2_mean, b->ln2_rstd, N, D);
+    /* dres is now the gradient of a = h + attention */
+    fm_linear_backward(m->datty, fm_model_param(m, b->aprw).g, fm_model_param(m, b->aprb).g,
+                       m->dres, b->atty, t[b->aprw].w, N, D, D, 0);
+    fm_attention_backward(m->dqkv, m->attscr, m->datty, b->qkv, b->att, B, T, D, s->heads);
+    fm_linear_backward(m->dln, fm_model_param(m, b->attw).g, fm_model_param(m, b->attb).g, m->dqkv,
+                       b->ln1, t[b->attw].w, N, D, 3 * D, 0);
+    fm_layernorm_backward(want_dx ? m->dres : NULL, fm_model_param(m, b->ln1w).g,
+                          fm_model_param(m, b->ln1b).g, m->dln, in, t[b->ln1w].w, b->ln1_mean,
+                          b->ln1_rstd, N, D);
+  }
+  if (lo == 0)
+    fm_embed_backward(wte.g, fm_model_param(m, m->wpe).g, m->dres, m->tokens, B, T, D);
+  return FM_OK;
+}

@@ -1,0 +1,251 @@
+/* moe.c - one Mixture-of-Experts feed-forward layer.
+ *
+ * Forward over x [N,D]:
+ *   route:    logits = x R^T [N,E]; probs, picks [N,k], weights [N,k] (router.c)
+ *   dispatch: the (token, slot) pairs are sorted by expert with a counting sort; the
+ *             rows of x they need are gathered into xg [npos,D], expert e's rows being
+ *             the contiguous block start[e]..start[e+1)
+ *   experts:  one GEMM per expert and matrix over its own rows only; an expert a token
+ *             did not pick costs that token nothing
+ *   combine:  out[tok] += w * y[pos] (scatter-add)
+ * Full experts: y = gelu(xg Wfc_e + bfc_e) Wpj_e + bpj_e.
+ * LoRA experts on the shared base FFN (s = alpha / r):
+ *   h = x Wfc + bfc + s (xg A1_e) B1_e   (the base part once per token, not per pick)
+ *   y = gelu(h) Wpj + bpj + s (gelu(h) A2_e) B2_e   (the base part in one GEMM of npos rows)
+ * Backward runs the same blocks in reverse, with the weights' gradients through the
+ * router: dw = <dout, y>, then router.c's backward, plus the load-balancing term. */
+#include "nn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+fm_err fm_moe_alloc(fm_moe *L, int maxN, int D, int E, int k, int type, int r, float alpha) {
+  memset(L, 0, sizeof *L);
+  if (E < 1 || E > FM_MAX_EXPERTS || k < 1 || k > E)
+    FM_ERROR(FM_ERR_INTERNAL, "MoE layer with %d experts, top_k %d", E, k);
+  L->maxN = maxN;
+  L->D = D;
+  L->E = E;
+  L->k = k;
+  L->type = type;
+  L->r = type == FM_EXPERT_LORA ? r : 0;
+  L->scale = type == FM_EXPERT_LORA ? alpha / (float)r : 0.0f;
+  for (int e = 0; e < E; e++) L->allowed[e] = 1;
+  L->nallowed = E;
+  const size_t N = (size_t)maxN, NK = N * k, F = 4 * (size_t)D, R = (size_t)L->r;
+  /* one arena for the floats, one for the indices */
+  size_t nf = 3 * N * E + 2 * N * k + E + 3 * NK * D + 3 * NK * F + NK * D;
+  if (type == FM_EXPERT_LORA) nf += 2 * N * F + 4 * NK * R;
+  size_t ni = N * k + E + (E + 1) + 2 * NK;
+  float *fa;
+  int32_t *ia;
+  FM_CALLOC(fa, nf, "MoE layer activations");
+  if (fm_calloc(&ia, ni, sizeof *ia, "MoE dispatch indices")) {
+    free(fa);
+    return fm_error_trace(__FILE__, __LINE__, __func__, FM_ERR_MEM);
+  }
+  float *q = fa;
+#define TAKE(ptr, n) (ptr = q, q += (n))
+  TAKE(L->logits, N * E);
+  TAKE(L->probs, N * E);
+  TAKE(L->dprobs, N * E);
+  TAKE(L->wts, N * k);
+  TAKE(L->dwts, N * k);
+  TAKE(L->f, (size_t)E);
+  TAKE(L->xg, NK * D);
+  TAKE(L->y, NK * D);
+  TAKE(L->dy, NK * D);
+  TAKE(L->dxg, NK * D);
+  TAKE(L->h, NK * F);
+  TAKE(L->g, NK * F);
+  TAKE(L->dg, NK * F);
+  L->dlogits = L->logits; /* the logits are not needed once probs are known */
+  if (type == FM_EXPERT_LORA) {
+    TAKE(L->hb, N * F);
+    TAKE(L->dhb, N * F);
+    TAKE(L->u, NK * R);
+    TAKE(L->v, NK * R);
+    TAKE(L->du, NK * R);
+    TAKE(L->dv, NK * R);
+  }
+#undef TAKE
+  L->picks = ia;
+  L->count = L->picks + N * k;
+  L->start = L->count + E;
+  L->tok = L->start + E + 1;
+  L->slot = L->tok + NK;
+  return FM_OK;
+}
+
+void fm_moe_free(fm_moe *L) {
+  free(L->logits);
+  free(L->picks);
+  memset(L, 0, sizeof *L);
+}
+
+fm_err fm_moe_set_mask(fm_moe *L, const uint8_t *allowed) {
+  int n = 0;
+  for (int e = 0; e < L->E; e++) n += !allowed || allowed[e];
+  if (n == 0) FM_ERROR(FM_ERR_ARG, "route mask allows none of the %d experts", L->E);
+  for (int e = 0; e < L->E; e++) L->allowed[e] = !allowed || allowed[e] ? 1 : 0;
+  L->nallowed = n;
+  return FM_OK;
+}
+
+/* counting sort of the (token, slot) picks by expert: start[], tok[], slot[] */
+static void dispatch(fm_moe *L, int N) {
+  const int E = L->E, k = L->k, keff = L->keff;
+  int32_t *restrict count = L->count, *restrict start = L->start;
+  for (int e = 0; e < E; e++) count[e] = 0;
+  for (int n = 0; n < N; n++)
+    for (int j = 0; j < keff; j++) count[L->picks[(size_t)n * k + j]]++;
+  start[0] = 0;
+  for (int e = 0; e < E; e++) start[e + 1] = start[e] + count[e];
+  for (int e = 0; e < E; e++) count[e] = start[e]; /* now the fill cursors */
+  for (int n = 0; n < N; n++)
+    for (int j = 0; j < keff; j++) {
+      int pos = count[L->picks[(size_t)n * k + j]]++;
+      L->tok[pos] = n;
+      L->slot[pos] = j;
+    }
+  for (int e = 0; e < E; e++) count[e] = start[e + 1] - start[e];
+  L->npos = start[E];
+}
+
+double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float *x, int N,
+                      float lb_coef) {
+  const int D = L->D, E = L->E, k = L->k, F = 4 * D, R = L->r;
+  L->N = N;
+  /* route */
+  fm_gemm(0, 1, N, E, D, 1.0f, x, D, p->router.w, D, 0.0f, L->logits, E);
+  L->keff = fm_router_forward(L->probs, L->picks, L->wts, L->logits,
+                              L->nallowed == E ? NULL : L->allowed, N, E, k);
+  double lb = fm_loadbalance_forward(L->f, L->probs, L->picks, N, E, k, lb_coef);
+  /* dispatch */
+  dispatch(L, N);
+  const int npos = L->npos;
+  for (int pos = 0; pos < npos; pos++)
+    memcpy(L->xg + (size_t)pos * D, x + (size_t)L->tok[pos] * D, (size_t)D * sizeof(float));
+  /* experts */
+  if (L->type == FM_EXPERT_FULL) {
+    for (int e = 0; e < E; e++) {
+      int n = L->count[e];
+      if (!n) continue;
+      size_t s = (size_t)L->start[e];
+      fm_linear_forward(L->h + s * F, L->xg + s * D, p->efc_w[e].w, p->efc_b[e].w, n, D, F, 0);
+      fm_gelu_forward(L->g + s * F, L->h + s * F, (size_t)n * F);
+      fm_linear_forward(L->y + s * D, L->g + s * F, p->epj_w[e].w, p->epj_b[e].w, n, F, D, 0);
+    }
+  } else {
+    fm_linear_forward(L->hb, x, p->fc_w.w, p->fc_b.w, N, D, F, 0);
+    for (int pos = 0; pos < npos; pos++)
+      memcpy(L->h + (size_t)pos * F, L->hb + (size_t)L->tok[pos] * F, (size_t)F * sizeof(float));
+    for (int e = 0; e < E; e++) {
+      int n = L->count[e];
+      if (!n) continue;
+      size_t s = (size_t)L->start[e];
+      fm_gemm(0, 0, n, R, D, 1.0f, L->xg + s * D, D, p->a1[e].w, R, 0.0f, L->u + s * R, R);
+      fm_gemm(0, 0, n, F, R, L->scale, L->u + s * R, R, p->b1[e].w, F, 1.0f, L->h + s * F, F);
+    }
+    fm_gelu_forward(L->g, L->h, (size_t)npos * F);
+    fm_linear_forward(L->y, L->g, p->pj_w.w, p->pj_b.w, npos, F, D, 0);
+    for (int e = 0; e < E; e++) {
+      int n = L->count[e];
+      if (!n) continue;
+      size_t s = (size_t)L->start[e];
+      fm_gemm(0, 0, n, R, F, 1.0f, L->g + s * F, F, p->a2[e].w, R, 0.0f, L->v + s * R, R);
+      fm_gemm(0, 0, n, D, R, L->scale, L->v + s * R, R, p->b2[e].w, D, 1.0f, L->y + s * D, D);
+    }
+  }
+  /* combine */
+  for (int pos = 0; pos < npos; pos++) {
+    const int n = L->tok[pos];
+    const float w = L->wts[(size_t)n * k + L->slot[pos]];
+    const float *restrict y = L->y + (size_t)pos * D;
+    float *restrict o = out + (size_t)n * D;
+    for (int i = 0; i < D; i++) o[i] += w * y[i];
+  }
+  return lb;
+}
+
+void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *dout,
+                     const float *x, float lb_coef, float dlb) {
+  const int D = L->D, E = L->E, k = L->k, F = 4 * D, R = L->r, N = L->N, npos = L->npos;
+  const float sc = L->scale;
+  /* combine: dw = <dout[tok], y[pos]>, dy = w dout[tok] */
+  memset(L->dwts, 0, (size_t)N * k * sizeof(float));
+  for (int pos = 0; pos < npos; pos++) {
+    const int n = L->tok[pos];
+    const size_t ws = (size_t)n * k + L->slot[pos];
+    const float w = L->wts[ws];
+    const float *restrict d = dout + (size_t)n * D, *restrict y = L->y + (size_t)pos * D;
+    float *restrict dy = L->dy + (size_t)pos * D;
+    float dot = 0.0f;
+    for (int i = 0; i < D; i++) {
+      dot += d[i] * y[i];
+      dy[i] = w * d[i];
+    }
+    L->dwts[ws] = dot;
+  }
+  /* experts, down to dxg [npos,D] (only when dx is wanted) */
+  if (L->type == FM_EXPERT_FULL) {
+    for (int e = 0; e < E; e++) {
+      int n = L->count[e];
+      if (!n) continue;
+      size_t s = (size_t)L->start[e];
+      int need_dh = dx || p->efc_w[e].g || p->efc_b[e].g;
+      fm_linear_backward(need_dh ? L->dg + s * F : NULL, p->epj_w[e].g, p->epj_b[e].g, L->dy + s * D,
+                         L->g + s * F, p->epj_w[e].w, n, F, D, 0);
+      if (!need_dh) continue;
+      fm_gelu_backward(L->dg + s * F, L->h + s * F, L->dg + s * F, (size_t)n * F);
+      fm_linear_backward(dx ? L->dxg + s * D : NULL, p->efc_w[e].g, p->efc_b[e].g, L->dg + s * F,
+                         L->xg + s * D, p->efc_w[e].w, n, D, F, 0);
+    }
+  } else {
+    /* c_proj: base over all rows, then each expert's LoRA update */
+    fm_linear_backward(L->dg, p->pj_w.g, p->pj_b.g, L->dy, L->g, p->pj_w.w, npos, F, D, 0);
+    for (int e = 0; e < E; e++) {
+      int n = L->count[e];
+      if (!n) continue;
+      size_t s = (size_t)L->start[e];
+      const float *dy = L->dy + s * D, *v = L->v + s * R, *g = L->g + s * F;
+      float *dv = L->dv + s * R;
+      if (p->b2[e].g) fm_gemm(1, 0, R, D, n, sc, v, R, dy, D, 1.0f, p->b2[e].g, D);
+      fm_gemm(0, 1, n, R, D, sc, dy, D, p->b2[e].w, D, 0.0f, dv, R);
+      if (p->a2[e].g) fm_gemm(1, 0, F, R, n, 1.0f, g, F, dv, R, 1.0f, p->a2[e].g, R);
+      fm_gemm(0, 1, n, F, R, 1.0f, dv, R, p->a2[e].w, R, 1.0f, L->dg + s * F, F);
+    }
+    fm_gelu_backward(L->dg, L->h, L->dg, (size_t)npos * F); /* now dh */
+    /* c_fc: each expert's LoRA update, then the base, summed over a token's picks */
+    for (int e = 0; e < E; e++) {
+      int n = L->count[e];
+      if (!n) continue;
+      size_t s = (size_t)L->start[e];
+      const float *dh = L->dg + s * F, *u = L->u + s * R, *xg = L->xg + s * D;
+      float *du = L->du + s * R;
+      if (p->b1[e].g) fm_gemm(1, 0, R, F, n, sc, u, R, dh, F, 1.0f, p->b1[e].g, F);
+      fm_gemm(0, 1, n, R, F, sc, dh, F, p->b1[e].w, F, 0.0f, du, R);
+      if (p->a1[e].g) fm_gemm(1, 0, D, R, n, 1.0f, xg, D, du, R, 1.0f, p->a1[e].g, R);
+      if (dx) fm_gemm(0, 1, n, D, R, 1.0f, du, R, p->a1[e].w, R, 0.0f, L->dxg + s * D, D);
+    }
+    memset(L->dhb, 0, (size_t)N * F * sizeof(float));
+    for (int pos = 0; pos < npos; pos++) {
+      const float *restrict dh = L->dg + (size_t)pos * F;
+      float *restrict acc = L->dhb + (size_t)L->tok[pos] * F;
+      for (int i = 0; i < F; i++) acc[i] += dh[i];
+    }
+    fm_linear_backward(dx, p->fc_w.g, p->fc_b.g, L->dhb, x, p->fc_w.w, N, D, F, 1);
+  }
+  if (dx)
+    for (int pos = 0; pos < npos; pos++) {
+      const float *restrict d = L->dxg + (size_t)pos * D;
+      float *restrict o = dx + (size_t)L->tok[pos] * D;
+      for (int i = 0; i < D; i++) o[i] += d[i];
+    }
+  /* router: renormalised weights and load balancing, through the softmax */
+  memset(L->dprobs, 0, (size_t)N * E * sizeof(float));
+  fm_loadbalance_backward(L->dprobs, L->f, N, E, lb_coef, dlb);
+  fm_router_backward(L->dlogits, L->dwts, L->dprobs, L->probs, L->picks, L->wts, N, E, k);
+  if (p->router.g) fm_gemm(1, 0, E, D, N, 1.0f, L->dlogits, E, x, D, 1.0f, p->router.g, D);
+  if (dx) fm_gemm(0, 0, N, D, E, 1.0f, L->dlogits, E, p->router.w, D, 1.0f, dx, D);
+}

@@ -1,0 +1,665 @@
+/* test_nn.c - every nn kernel on its own: forward values against plain reference
+ * loops, and backward against double-precision central differences.
+ *
+ * Finite differences: each kernel's output is reduced to a scalar loss
+ * L = sum(out * R) with a fixed random R (plus, where the kernel has one, its own
+ * scalar such as the load-balancing term), computed in double from the float32
+ * outputs. With float32 kernels the step must be large (eps = 1e-2) so the rounding
+ * noise of L (~1e-6) stays far below the difference; the truncation error is then
+ * O(eps^2). Every entry of every input and parameter is checked individually
+ * (the arrays are small), and a random direction over the whole array as well.
+ * Routing is piecewise constant: a perturbation that changes some token's top-k
+ * picks (a tie crossed) makes the difference meaningless, so those entries are
+ * detected (the picks are compared) and skipped; the tests assert few were. */
+#include "cunit_main.h"
+
+#include "fedmoe/model.h"
+#include "fedmoe/nn_threads.h"
+#include "fedmoe/rng.h"
+#include "nn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EPS 1e-2
+#define RTOL 2e-2
+#define ATOL 2e-3
+
+static fm_rng rng;
+
+static void fill(float *x, size_t n, float scale) {
+  for (size_t i = 0; i < n; i++) x[i] = scale * (float)fm_rng_normal(&rng);
+}
+
+static float *vec(size_t n, float scale) {
+  float *x = calloc(n ? n : 1, sizeof *x);
+  fill(x, n, scale);
+  return x;
+}
+
+static double dotd(const float *a, const float *b, size_t n) {
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+  return s;
+}
+
+/* ---- the finite-difference checker ---- */
+typedef struct {
+  double (*loss)(void *ctx); /* recompute the loss from the current arrays */
+  int (*stable)(void *ctx);  /* 1 when the routing is the reference one (NULL: always) */
+  void *ctx;
+} fd_problem;
+
+static int fd_bad, fd_skipped, fd_checked;
+
+static int close_enough(double fd, double an) {
+  return fabs(fd - an) <= ATOL + RTOL * fmax(fabs(fd), fabs(an));
+}
+
+/* Check the analytic gradient g[n] of x[n] entry by entry and along one random
+ * direction. Entries whose perturbation changes the routing are skipped. */
+static void fd_check(const char *what, fd_problem *p, float *x, const float *g, size_t n) {
+  int bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    float x0 = x[i];
+    x[i] = (float)(x0 + EPS);
+    double hp = (double)x[i] - x0, lp = p->loss(p->ctx);
+    int ok = !p->stable || p->stable(p->ctx);
+    x[i] = (float)(x0 - EPS);
+    double hm = (double)x0 - x[i], lm = p->loss(p->ctx);
+    ok = ok && (!p->stable || p->stable(p->ctx));
+    x[i] = x0;
+    if (!ok) {
+      fd_skipped++;
+      continue;
+    }
+    double fd = (lp - lm) / (hp + hm);
+    fd_checked++;
+    if (!close_enough(fd, g[i])) {
+      if (bad < 5) printf("\n  %s[%zu]: finite difference %.6g, backward %.6g", what, i, fd, g[i]);
+      bad++;
+    }
+  }
+  /* a random direction v: (L(x + eps v) - L(x - eps v)) / 2 eps against g . v */
+  float *x0 = malloc(n * sizeof *x0), *v = vec(n, 1.0f);
+  memcpy(x0, x, n * sizeof *x);
+  double nv = sqrt(dotd(v, v, n));
+  for (size_t i = 0; i < n; i++) v[i] /= (float)nv;
+  for (size_t i = 0; i < n; i++) x[i] = x0[i] + (float)EPS * v[i];
+  double lp = p->loss(p->ctx);
+  int ok = !p->stable || p->stable(p->ctx);
+  for (size_t i = 0; i < n; i++) x[i] = x0[i] - (float)EPS * v[i];
+  double lm = p->loss(p->ctx);
+  ok = ok && (!p->stable || p->stable(p->ctx));
+  memcpy(x, x0, n * sizeof *x);
+  if (ok) {
+    double fd = (lp - lm) / (2 * EPS), an = dotd(g, v, n);
+    if (!close_enough(fd, an)) {
+      printf("\n  %s along a random direction: finite difference %.6g, backward %.6g", what, fd, an);
+      bad++;
+    }
+  }
+  free(x0);
+  free(v);
+  fd_bad += bad;
+  CU_ASSERT_EQUAL(bad, 0);
+}
+
+static void fd_begin(void) { fd_bad = fd_skipped = fd_checked = 0; }
+/* at most a few percent of entries may be skipped for routing flips */
+static void fd_end(void) {
+  CU_ASSERT(fd_checked > 0);
+  CU_ASSERT(fd_skipped * 20 <= fd_checked);
+}
+
+/* ---- gemm: the stride conventions ---- */
+static void test_gemm(void) {
+  enum { M = 5, N = 4, K = 3 };
+  float A[M * K], At[K * M], B[K * N], Bt[N * K], C[M * N];
+  fill(A, M * K, 1);
+  fill(B, K * N, 1);
+  for (int i = 0; i < M; i++)
+    for (int k = 0; k < K; k++) At[k * M + i] = A[i * K + k];
+  for (int k = 0; k < K; k++)
+    for (int j = 0; j < N; j++) Bt[j * K + k] = B[k * N + j];
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      for (int i = 0; i < M * N; i++) C[i] = 1.0f;
+      fm_gemm(ta, tb, M, N, K, 2.0f, ta ? At : A, ta ? M : K, tb ? Bt : B, tb ? K : N, 0.5f, C, N);
+      for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+          double ref = 0.5;
+          for (int k = 0; k < K; k++) ref += 2.0 * A[i * K + k] * B[k * N + j];
+          FM_ASSERT_CLOSE(C[i * N + j], ref, 1e-5, 1e-5);
+        }
+    }
+  fm_nn_set_threads(1);
+  CU_ASSERT_EQUAL(fm_nn_threads(), 1);
+}
+
+/* ---- layernorm ---- */
+typedef struct { int N, C; float *x, *w, *b, *out, *mean, *rstd, *R; } ln_ctx;
+static double ln_loss(void *c) {
+  ln_ctx *s = c;
+  fm_layernorm_forward(s->out, s->mean, s->rstd, s->x, s->w, s->b, s->N, s->C);
+  return dotd(s->out, s->R, (size_t)s->N * s->C);
+}
+static void test_layernorm(void) {
+  ln_ctx s = {.N = 5, .C = 8};
+  size_t nc = (size_t)s.N * s.C;
+  s.x = vec(nc, 1.5f);
+  s.w = vec(s.C, 1);
+  s.b = vec(s.C, 1);
+  s.out = vec(nc, 0);
+  s.mean = vec(s.N, 0);
+  s.rstd = vec(s.N, 0);
+  s.R = vec(nc, 1);
+  ln_loss(&s);
+  for (int n = 0; n < s.N; n++) { /* reference */
+    double m = 0, v = 0;
+    for (int i = 0; i < s.C; i++) m += s.x[n * s.C + i];
+    m /= s.C;
+    for (int i = 0; i < s.C; i++) v += pow(s.x[n * s.C + i] - m, 2);
+    v /= s.C;
+    for (int i = 0; i < s.C; i++)
+      FM_ASSERT_CLOSE(s.out[n * s.C + i], (s.x[n * s.C + i] - m) / sqrt(v + 1e-5) * s.w[i] + s.b[i],
+                      1e-4, 1e-5);
+  }
+  float *dx = vec(nc, 0), *dw = vec(s.C, 0), *db = vec(s.C, 0);
+  fm_layernorm_backward(dx, dw, db, s.R, s.x, s.w, s.mean, s.rstd, s.N, s.C);
+  fd_problem p = {ln_loss, NULL, &s};
+  fd_begin();
+  fd_check("layernorm x", &p, s.x, dx, nc);
+  fd_check("layernorm w", &p, s.w, dw, s.C);
+  fd_check("layernorm b", &p, s.b, db, s.C);
+  fd_end();
+  free(s.x); free(s.w); free(s.b); free(s.out); free(s.mean); free(s.rstd); free(s.R);
+  free(dx); free(dw); free(db);
+}
+
+/* ---- gelu ---- */
+typedef struct { size_t n; float *x, *out, *R; } gelu_ctx;
+static double gelu_loss(void *c) {
+  gelu_ctx *s = c;
+  fm_gelu_forward(s->out, s->x, s->n);
+  return dotd(s->out, s->R, s->n);
+}
+static void test_gelu(void) {
+  gelu_ctx s = {.n = 40};
+  s.x = vec(s.n, 2);
+  s.out = vec(s.n, 0);
+  s.R = vec(s.n, 1);
+  gelu_loss(&s);
+  for (size_t i = 0; i < s.n; i++) {
+    double x = s.x[i];
+    FM_ASSERT_CLOSE(s.out[i], 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))), 1e-5,
+                    1e-6);
+  }
+  float *dx = vec(s.n, 0);
+  fm_gelu_backward(dx, s.x, s.R, s.n);
+  fd_problem p = {gelu_loss, NULL, &s};
+  fd_begin();
+  fd_check("gelu x", &p, s.x, dx, s.n);
+  fd_end();
+  free(s.x); free(s.out); free(s.R); free(dx);
+}
+
+/* ---- dense FFN (linear + gelu + linear) ---- */
+typedef struct { int N, D; float *x, *fw, *fb, *pw, *pb, *h, *g, *out, *R; } ffn_ctx;
+static double ffn_loss(void *c) {
+  ffn_ctx *s = c;
+  memset(s->out, 0, (size_t)s->N * s->D * sizeof(float));
+  fm_ffn_forward(s->out, s->h, s->g, s->x, s->fw, s->fb, s->pw, s->pb, s->N, s->D);
+  return dotd(s->out, s->R, (size_t)s->N * s->D);
+}
+static void test_ffn(void) {
+  ffn_ctx s = {.N = 4, .D = 6};
+  const size_t ND = (size_t)s.N * s.D, F = 4 * (size_t)s.D;
+  s.x = vec(ND, 1);
+  s.fw = vec(s.D * F, 0.4f);
+  s.fb = vec(F, 0.2f);
+  s.pw = vec(F * s.D, 0.3f);
+  s.pb = vec(s.D, 0.2f);
+  s.h = vec(s.N * F, 0);
+  s.g = vec(s.N * F, 0);
+  s.out = vec(ND, 0);
+  s.R = vec(ND, 1);
+  ffn_loss(&s);
+  for (int n = 0; n < s.N; n++) /* reference for one output column per row */
+    for (int o = 0; o < s.D; o++) {
+      double acc = s.pb[o];
+      for (size_t j = 0; j < F; j++) {
+        double h = s.fb[j];
+        for (int i = 0; i < s.D; i++) h += (double)s.x[n * s.D + i] * s.fw[i * F + j];
+        acc += 0.5 * h * (1 + tanh(sqrt(2 / M_PI) * (h + 0.044715 * h * h * h))) * s.pw[j * s.D + o];
+      }
+      FM_ASSERT_CLOSE(s.out[n * s.D + o], acc, 1e-4, 1e-5);
+    }
+  float *dx = vec(ND, 0), *dfw = vec(s.D * F, 0), *dfb = vec(F, 0), *dpw = vec(F * s.D, 0),
+        *dpb = vec(s.D, 0), *dg = vec(s.N * F, 0);
+  fm_ffn_backward(dx, dfw, dfb, dpw, dpb, dg, s.R, s.x, s.h, s.g, s.fw, s.pw, s.N, s.D);
+  fd_problem p = {ffn_loss, NULL, &s};
+  fd_begin();
+  fd_check("ffn x", &p, s.x, dx, ND);
+  fd_check("ffn c_fc.weight", &p, s.fw, dfw, s.D * F);
+  fd_check("ffn c_fc.bias", &p, s.fb, dfb, F);
+  fd_check("ffn c_proj.weight", &p, s.pw, dpw, F * s.D);
+  fd_check("ffn c_proj.bias", &p, s.pb, dpb, s.D);
+  fd_end();
+  float *ptrs[] = {s.x, s.fw, s.fb, s.pw, s.pb, s.h, s.g, s.out, s.R, dx, dfw, dfb, dpw, dpb, dg};
+  for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) free(ptrs[i]);
+}
+
+/* ---- attention ---- */
+typedef struct { int B, T, D, H; float *qkv, *att, *out, *R; } att_ctx;
+static double att_loss(void *c) {
+  att_ctx *s = c;
+  fm_attention_forward(s->out, s->att, s->qkv, s->B, s->T, s->D, s->H);
+  return dotd(s->out, s->R, (size_t)s->B * s->T * s->D);
+}
+static void attention_case(int block, int T) {
+  fm_attention_set_block(block);
+  att_ctx s = {.B = 2, .T = T, .D = 8, .H = 2};
+  const size_t n3 = (size_t)s.B * s.T * 3 * s.D, n = (size_t)s.B * s.T * s.D;
+  s.qkv = vec(n3, 1);
+  s.att = vec((size_t)s.B * s.H * s.T * s.T, 0);
+  s.out = vec(n, 0);
+  s.R = vec(n, 1);
+  att_loss(&s);
+  const int hs = s.D / s.H;
+  for (int b = 0; b < s.B; b++) /* reference: full scores, mask, softmax, P V */
+    for (int h = 0; h < s.H; h++)
+      for (int i = 0; i < s.T; i++) {
+        double sc[64], mx = -1e30, sum = 0;
+        for (int j = 0; j <= i; j++) {
+          sc[j] = 0;
+          for (int d = 0; d < hs; d++)
+            sc[j] += (double)s.qkv[(b * s.T + i) * 3 * s.D + h * hs + d] *
+                     s.qkv[(b * s.T + j) * 3 * s.D + s.D + h * hs + d];
+          sc[j] /= sqrt(hs);
+          mx = fmax(mx, sc[j]);
+        }
+        for (int j = 0; j <= i; j++) sum += (sc[j] = exp(sc[j] - mx));
+        for (int d = 0; d < hs; d++) {
+          double o = 0;
+          for (int j = 0; j <= i; j++) o += sc[j] / sum * s.qkv[(b * s.T + j) * 3 * s.D + 2 * s.D + h * hs + d];
+          FM_ASSERT_CLOSE(s.out[(b * s.T + i) * s.D + h * hs + d], o, 1e-4, 1e-5);
+        }
+      }
+  float *dqkv = vec(n3, 0), *scr = vec(fm_attention_scratch(s.T), 0);
+  fm_attention_backward(dqkv, scr, s.R, s.qkv, s.att, s.B, s.T, s.D, s.H);
+  fd_problem p = {att_loss, NULL, &s};
+  fd_begin();
+  fd_check("attention qkv", &p, s.qkv, dqkv, n3);
+  fd_end();
+  /* causality: the gradient of the first token's output reaches no later token */
+  memset(s.R, 0, n * sizeof(float));
+  for (int d = 0; d < s.D; d++) s.R[d] = 1.0f;
+  fm_attention_backward(dqkv, scr, s.R, s.qkv, s.att, s.B, s.T, s.D, s.H);
+  double later = 0;
+  for (size_t i = 3 * (size_t)s.D; i < n3; i++) later += fabs(dqkv[i]);
+  CU_ASSERT_EQUAL(later, 0.0);
+  free(s.qkv); free(s.att); free(s.out); free(s.R); free(dqkv); free(scr);
+  fm_attention_set_block(64);
+}
+static void test_attention(void) {
+  attention_case(64, 7); /* one block */
+  attention_case(3, 7);  /* blocks of 3 rows: 3, 3, 1 */
+  attention_case(2, 6);
+}
+
+/* ---- embedding ---- */
+typedef struct { int B, T, D; int32_t *tok; float *wte, *wpe, *out, *R; } emb_ctx;
+static double emb_loss(void *c) {
+  emb_ctx *s = c;
+  fm_embed_forward(s->out, s->tok, s->wte, s->wpe, s->B, s->T, s->D);
+  return dotd(s->out, s->R, (size_t)s->B * s->T * s->D);
+}
+static void test_embed(void) {
+  enum { V = 7, C = 6 };
+  emb_ctx s = {.B = 2, .T = 5, .D = 4};
+  int32_t tok[10] = {1, 3, 3, 0, 6, 2, 1, 5, 5, 5};
+  s.tok = tok;
+  s.wte = vec(V * s.D, 1);
+  s.wpe = vec(C * s.D, 1);
+  size_t n = (size_t)s.B * s.T * s.D;
+  s.out = vec(n, 0);
+  s.R = vec(n, 1);
+  emb_loss(&s);
+  CU_ASSERT_EQUAL(s.out[(1 * 5 + 2) * 4 + 3], s.wte[5 * 4 + 3] + s.wpe[2 * 4 + 3]);
+  float *dwte = vec(V * s.D, 0), *dwpe = vec(C * s.D, 0);
+  fm_embed_backward(dwte, dwpe, s.R, s.tok, s.B, s.T, s.D);
+  fd_problem p = {emb_loss, NULL, &s};
+  fd_begin();
+  fd_check("embedding wte", &p, s.wte, dwte, V * s.D);
+  fd_check("embedding wpe", &p, s.wpe, dwpe, C * s.D);
+  fd_end();
+  free(s.wte); free(s.wpe); free(s.out); free(s.R); free(dwte); free(dwpe);
+}
+
+/* ---- cross-entropy ---- */
+typedef struct { int N, V; float *z, *lse; int32_t *tgt; int nvalid; } ce_ctx;
+static double ce_loss(void *c) {
+  ce_ctx *s = c;
+  return fm_crossentropy_forward(s->lse, s->z, s->tgt, s->N, s->V, &s->nvalid);
+}
+static void test_crossentropy(void) {
+  int32_t tgt[6] = {3, -1, 0, 10, 5, -1};
+  ce_ctx s = {.N = 6, .V = 11};
+  s.tgt = tgt;
+  s.z = vec(s.N * s.V, 2);
+  s.lse = vec(s.N, 0);
+  double l = ce_loss(&s);
+  CU_ASSERT_EQUAL(s.nvalid, 4);
+  double ref = 0;
+  for (int n = 0; n < s.N; n++) {
+    if (tgt[n] < 0) continue;
+    double se = 0;
+    for (int j = 0; j < s.V; j++) se += exp(s.z[n * s.V + j]);
+    ref += log(se) - s.z[n * s.V + tgt[n]];
+  }
+  FM_ASSERT_CLOSE(l, ref / 4, 1e-5, 1e-6);
+  float *dz = vec(s.N * s.V, 0);
+  fm_crossentropy_backward(dz, s.z, s.lse, s.tgt, s.N, s.V, s.nvalid, 1.0f);
+  fd_problem p = {ce_loss, NULL, &s};
+  fd_begin();
+  fd_check("cross-entropy logits", &p, s.z, dz, s.N * s.V);
+  fd_end();
+  for (int j = 0; j < s.V; j++) CU_ASSERT_EQUAL(dz[1 * s.V + j], 0.0f); /* ignored row */
+  /* no target at all: loss 0, gradient 0 */
+  int32_t none[6] = {-1, -1, -1, -1, -1, -1};
+  s.tgt = none;
+  CU_ASSERT_EQUAL(ce_loss(&s), 0.0);
+  CU_ASSERT_EQUAL(s.nvalid, 0);
+  free(s.z); free(s.lse); free(dz);
+}
+
+/* ---- router: softmax, top-k, renormalisation; load balancing ---- */
+typedef struct {
+  int N, E, k;
+  const uint8_t *allowed;
+  float *z, *probs, *wts, *Rw, *Rp, *f, coef;
+  int32_t *picks, *ref_picks;
+  int with_lb;
+} rt_ctx;
+static double rt_loss(void *c) {
+  rt_ctx *s = c;
+  fm_router_forward(s->probs, s->picks, s->wts, s->z, s->allowed, s->N, s->E, s->k);
+  double l = dotd(s->wts, s->Rw, (size_t)s->N * s->k) + dotd(s->probs, s->Rp, (size_t)s->N * s->E);
+  if (s->with_lb) l += fm_loadbalance_forward(s->f, s->probs, s->picks, s->N, s->E, s->k, s->coef);
+  return l;
+}
+static int rt_stable(void *c) {
+  rt_ctx *s = c;
+  return !memcmp(s->picks, s->ref_picks, (size_t)s->N * s->k * sizeof(int32_t));
+}
+static void router_case(const uint8_t *allowed, int with_lb, float rw, float rp) {
+  rt_ctx s = {.N = 12, .E = 5, .k = 2, .allowed = allowed};
+  s.with_lb = with_lb;
+  s.coef = 0.5f;
+  s.z = vec(s.N * s.E, 1.5f);
+  s.probs = vec(s.N * s.E, 0);
+  s.wts = vec(s.N * s.k, 0);
+  s.Rw = vec(s.N * s.k, rw);
+  s.Rp = vec(s.N * s.E, rp);
+  s.f = vec(s.E, 0);
+  s.picks = calloc(s.N * s.k, sizeof(int32_t));
+  s.ref_picks = calloc(s.N * s.k, sizeof(int32_t));
+  rt_loss(&s);
+  memcpy(s.ref_picks, s.picks, s.N * s.k * sizeof(int32_t));
+  /* the picks are the k largest allowed probabilities, in decreasing order */
+  for (int n = 0; n < s.N; n++) {
+    double sum = 0;
+    for (int e = 0; e < s.E; e++) {
+      sum += s.probs[n * s.E + e];
+      if (allowed && !allowed[e]) CU_ASSERT_EQUAL(s.probs[n * s.E + e], 0.0f);
+    }
+    FM_ASSERT_CLOSE(sum, 1.0, 1e-5, 0);
+    int a = s.picks[n * 2], b = s.picks[n * 2 + 1];
+    CU_ASSERT(a != b && a >= 0 && b >= 0);
+    CU_ASSERT(s.probs[n * s.E + a] >= s.probs[n * s.E + b]);
+    for (int e = 0; e < s.E; e++)
+      if (e != a && e != b) CU_ASSERT(s.probs[n * s.E + e] <= s.probs[n * s.E + b]);
+    FM_ASSERT_CLOSE(s.wts[n * 2] + s.wts[n * 2 + 1], 1.0, 1e-6, 0);
+    FM_ASSERT_CLOSE(s.wts[n * 2], s.probs[n * s.E + a] / (s.probs[n * s.E + a] + s.probs[n * s.E + b]),
+                    1e-6, 0);
+  }
+  float *dprobs = vec(s.N * s.E, 0), *dz = vec(s.N * s.E, 0);
+  memcpy(dprobs, s.Rp, s.N * s.E * sizeof(float));
+  if (with_lb) fm_loadbalance_backward(dprobs, s.f, s.N, s.E, s.coef, 1.0f);
+  fm_router_backward(dz, s.Rw, dprobs, s.probs, s.picks, s.wts, s.N, s.E, s.k);
+  fd_problem p = {rt_loss, rt_stable, &s};
+  fd_begin();
+  fd_check(with_lb ? "load balance logits" : "router logits", &p, s.z, dz, s.N * s.E);
+  fd_end();
+  if (allowed)
+    for (int n = 0; n < s.N; n++)
+      for (int e = 0; e < s.E; e++)
+        if (!allowed[e]) CU_ASSERT_EQUAL(dz[n * s.E + e], 0.0f);
+  free(s.z); free(s.probs); free(s.wts); free(s.Rw); free(s.Rp); free(s.f); free(s.picks);
+  free(s.ref_picks); free(dprobs); free(dz);
+}
+static void test_router(void) {
+  router_case(NULL, 0, 1, 1);
+  static const uint8_t mask[5] = {1, 0, 1, 1, 0};
+  router_case(mask, 0, 1, 1);
+}
+static void test_router_ties(void) {
+  float z[2 * 4] = {1, 2, 2, 0, 3, 3, 3, 3}, probs[8], wts[4];
+  int32_t picks[4];
+  CU_ASSERT_EQUAL(fm_router_forward(probs, picks, wts, z, NULL, 2, 4, 2), 2);
+  CU_ASSERT(picks[0] == 1 && picks[1] == 2); /* tie between 1 and 2: lower first */
+  CU_ASSERT(picks[2] == 0 && picks[3] == 1);
+  /* one allowed expert: top_k becomes 1, the second slot is -1 with weight 0 */
+  static const uint8_t one[4] = {0, 0, 1, 0};
+  CU_ASSERT_EQUAL(fm_router_forward(probs, picks, wts, z, one, 2, 4, 2), 1);
+  CU_ASSERT(picks[0] == 2 && picks[1] == -1 && wts[0] == 1.0f && wts[1] == 0.0f);
+  CU_ASSERT(probs[2] == 1.0f && probs[0] == 0.0f);
+}
+static void test_loadbalance(void) {
+  /* value: 2 rows, E = 2, top-1 of both is expert 0: f = (1, 0), lb = c E P_0 */
+  float probs[4] = {0.75f, 0.25f, 0.5f, 0.5f}, f[2];
+  int32_t picks[2] = {0, 0};
+  FM_ASSERT_CLOSE(fm_loadbalance_forward(f, probs, picks, 2, 2, 1, 0.1f), 0.1 * 2 * 0.625, 1e-6, 0);
+  /* gradient through the router softmax: only the load-balancing term */
+  router_case(NULL, 1, 0, 0);
+  static const uint8_t mask[5] = {1, 1, 0, 1, 1};
+  router_case(mask, 1, 0, 0);
+}
+
+/* ---- the MoE layer ---- */
+typedef struct {
+  fm_moe L;
+  fm_moe_params p;
+  int N, D;
+  float *x, *out, *R, coef;
+  int32_t *ref_picks;
+} moe_ctx;
+static double moe_loss(void *c) {
+  moe_ctx *s = c;
+  memset(s->out, 0, (size_t)s->N * s->D * sizeof(float));
+  double lb = fm_moe_forward(&s->L, &s->p, s->out, s->x, s->N, s->coef);
+  return dotd(s->out, s->R, (size_t)s->N * s->D) + lb;
+}
+static int moe_stable(void *c) {
+  moe_ctx *s = c;
+  return !memcmp(s->L.picks, s->ref_picks, (size_t)s->N * s->L.k * sizeof(int32_t));
+}
+/* a parameter with its gradient; arrays listed in arr (w, g pairs), lengths in lens */
+static size_t lens[5 + 4 * FM_MAX_EXPERTS];
+static void mk_param(fm_param *p, size_t n, float scale, float **arr, int *na) {
+  float *w = vec(n, scale), *g = vec(n, 0);
+  p->w = w;
+  p->g = g;
+  lens[*na / 2] = n;
+  arr[(*na)++] = w;
+  arr[(*na)++] = g;
+}
+/* reference forward of one token, in double */
+static void moe_ref(const moe_ctx *s, int n, double *out) {
+  const int D = s->D, E = s->L.E, k = s->L.k, F = 4 * D, r = s->L.r;
+  const float *x = s->x + n * D;
+  double z[FM_MAX_EXPERTS], mx = -1e30, sum = 0;
+  for (int e = 0; e < E; e++) {
+    z[e] = 0;
+    for (int i = 0; i < D; i++) z[e] += (double)x[i] * s->p.router.w[e * D + i];
+    if (s->L.allowed[e]) mx = fmax(mx, z[e]);
+  }
+  for (int e = 0; e < E; e++) sum += (z[e] = s->L.allowed[e] ? exp(z[e] - mx) : 0);
+  int pick[FM_MAX_EXPERTS], used[FM_MAX_EXPERTS] = {0}, kk = k < s->L.nallowed ? k : s->L.nallowed;
+  double psum = 0;
+  for (int j = 0; j < kk; j++) {
+    int best = -1;
+    for (int e = 0; e < E; e++)
+      if (s->L.allowed[e] && !used[e] && (best < 0 || z[e] > z[best])) best = e;
+    used[best] = 1;
+    pick[j] = best;
+    psum += z[best];
+  }
+  for (int i = 0; i < D; i++) out[i] = 0;
+  double *h = calloc(F, sizeof *h);
+  for (int j = 0; j < kk; j++) {
+    int e = pick[j];
+    double w = z[e] / psum;
+    const int lora = s->L.type == FM_EXPERT_LORA;
+    const float *fw = lora ? s->p.fc_w.w : s->p.efc_w[e].w, *fb = lora ? s->p.fc_b.w : s->p.efc_b[e].w;
+    const float *pw = lora ? s->p.pj_w.w : s->p.epj_w[e].w, *pb = lora ? s->p.pj_b.w : s->p.epj_b[e].w;
+    for (int o = 0; o < F; o++) {
+      h[o] = fb[o];
+      for (int i = 0; i < D; i++) h[o] += (double)x[i] * fw[i * F + o];
+      if (lora)
+        for (int q = 0; q < r; q++) {
+          double xa = 0;
+          for (int i = 0; i < D; i++) xa += (double)x[i] * s->p.a1[e].w[i * r + q];
+          h[o] += s->L.scale * xa * s->p.b1[e].w[q * F + o];
+        }
+    }
+    for (int o = 0; o < F; o++) h[o] = 0.5 * h[o] * (1 + tanh(sqrt(2 / M_PI) * (h[o] + 0.044715 * pow(h[o], 3))));
+    for (int o = 0; o < D; o++) {
+      double y = pb[o];
+      for (int i = 0; i < F; i++) y += h[i] * pw[i * D + o];
+      if (lora)
+        for (int q = 0; q < r; q++) {
+          double ga = 0;
+          for (int i = 0; i < F; i++) ga += h[i] * s->p.a2[e].w[i * r + q];
+          y += s->L.scale * ga * s->p.b2[e].w[q * D + o];
+        }
+      out[o] += w * y;
+    }
+  }
+  free(h);
+}
+static void moe_case(int type, const uint8_t *allowed) {
+  moe_ctx s = {.N = 10, .D = 6, .coef = 0.3f};
+  const int E = 4, k = 2, r = 3, D = s.D, F = 4 * D;
+  CU_ASSERT_EQUAL_FATAL(fm_moe_alloc(&s.L, 16, D, E, k, type, r, 6.0f), FM_OK);
+  CU_ASSERT_EQUAL_FATAL(fm_moe_set_mask(&s.L, allowed), FM_OK);
+  float *arr[2 * (5 + 4 * FM_MAX_EXPERTS)];
+  int na = 0;
+  mk_param(&s.p.router, (size_t)E * D, 0.8f, arr, &na);
+  if (type == FM_EXPERT_LORA) {
+    mk_param(&s.p.fc_w, (size_t)D * F, 0.4f, arr, &na);
+    mk_param(&s.p.fc_b, F, 0.2f, arr, &na);
+    mk_param(&s.p.pj_w, (size_t)F * D, 0.3f, arr, &na);
+    mk_param(&s.p.pj_b, D, 0.2f, arr, &na);
+    for (int e = 0; e < E; e++) {
+      mk_param(&s.p.a1[e], (size_t)D * r, 0.4f, arr, &na);
+      mk_param(&s.p.b1[e], (size_t)r * F, 0.4f, arr, &na);
+      mk_param(&s.p.a2[e], (size_t)F * r, 0.3f, arr, &na);
+      mk_param(&s.p.b2[e], (size_t)r * D, 0.4f, arr, &na);
+    }
+  } else {
+    for (int e = 0; e < E; e++) {
+      mk_param(&s.p.efc_w[e], (size_t)D * F, 0.4f, arr, &na);
+      mk_param(&s.p.efc_b[e], F, 0.2f, arr, &na);
+      mk_param(&s.p.epj_w[e], (size_t)F * D, 0.3f, arr, &na);
+      mk_param(&s.p.epj_b[e], D, 0.2f, arr, &na);
+    }
+  }
+  const size_t ND = (size_t)s.N * D;
+  s.x = vec(ND, 1);
+  s.out = vec(ND, 0);
+  s.R = vec(ND, 1);
+  s.ref_picks = calloc((size_t)s.N * k, sizeof(int32_t));
+  moe_loss(&s);
+  memcpy(s.ref_picks, s.L.picks, (size_t)s.N * k * sizeof(int32_t));
+  for (int n = 0; n < s.N; n++) { /* forward against the per-token reference */
+    double ref[64];
+    moe_ref(&s, n, ref);
+    for (int i = 0; i < D; i++) FM_ASSERT_CLOSE(s.out[n * D + i], ref[i], 1e-4, 1e-5);
+  }
+  /* dispatch: the rows of each expert are contiguous, and every pick has one row */
+  int rows = 0;
+  for (int e = 0; e < E; e++) {
+    for (int q = s.L.start[e]; q < s.L.start[e + 1]; q++)
+      CU_ASSERT_EQUAL(s.L.picks[s.L.tok[q] * k + s.L.slot[q]], e);
+    rows += s.L.count[e];
+    if (allowed && !allowed[e]) CU_ASSERT_EQUAL(s.L.count[e], 0);
+  }
+  CU_ASSERT_EQUAL(rows, s.N * s.L.keff);
+  float *dx = vec(ND, 0);
+  fm_moe_backward(&s.L, &s.p, dx, s.R, s.x, s.coef, 1.0f);
+  fd_problem p = {moe_loss, moe_stable, &s};
+  fd_begin();
+  fd_check("moe x", &p, s.x, dx, ND);
+  for (int i = 0; i < na; i += 2) {
+    char what[64];
+    snprintf(what, sizeof what, "moe %s parameter %d", type == FM_EXPERT_LORA ? "LoRA" : "full", i / 2);
+    fd_check(what, &p, arr[i], arr[i + 1], lens[i / 2]);
+  }
+  fd_end();
+  /* no gradient for experts not allowed */
+  if (allowed)
+    for (int e = 0; e < E; e++)
+      if (!allowed[e]) {
+        const fm_param *q = type == FM_EXPERT_LORA ? &s.p.b1[e] : &s.p.efc_w[e];
+        double a = 0;
+        for (size_t j = 0; j < (size_t)r * F && j < (size_t)D * F; j++) a += fabs(q->g[j]);
+        CU_ASSERT_EQUAL(a, 0.0);
+      }
+  /* without dx and without parameter gradients the pass still runs */
+  fm_moe_params nog = s.p;
+  fm_param *all = (fm_param *)&nog;
+  for (size_t j = 0; j < sizeof nog / sizeof(fm_param); j++) all[j].g = NULL;
+  moe_loss(&s);
+  fm_moe_backward(&s.L, &nog, NULL, s.R, s.x, s.coef, 1.0f);
+  for (int i = 0; i < na; i++) free(arr[i]);
+  free(s.x); free(s.out); free(s.R); free(s.ref_picks); free(dx);
+  fm_moe_free(&s.L);
+}
+static void test_moe_full(void) { moe_case(FM_EXPERT_FULL, NULL); }
+static void test_moe_lora(void) { moe_case(FM_EXPERT_LORA, NULL); }
+static void test_moe_masked(void) {
+  static const uint8_t mask[4] = {1, 0, 1, 1};
+  moe_case(FM_EXPERT_FULL, mask);
+  moe_case(FM_EXPERT_LORA, mask);
+  static const uint8_t one[4] = {0, 0, 1, 0}; /* top_k 2 with one expert allowed: k = 1 */
+  moe_case(FM_EXPERT_FULL, one);
+  static const uint8_t none[4] = {0, 0, 0, 0};
+  fm_moe L;
+  CU_ASSERT_EQUAL_FATAL(fm_moe_alloc(&L, 4, 4, 4, 2, FM_EXPERT_FULL, 1, 1.0f), FM_OK);
+  CU_ASSERT_EQUAL(fm_moe_set_mask(&L, none), FM_ERR_ARG);
+  fm_moe_free(&L);
+}
+
+int fm_test_register(void) {
+  fm_rng_init(&rng, 12345, 0, 0, FM_RNG_TEST);
+  static const fm_test kernels[] = {
+    {"gemm strides", test_gemm},
+    {"layernorm", test_layernorm},
+    {"gelu", test_gelu},
+    {"dense ffn", test_ffn},
+    {"causal attention", test_attention},
+    {"embedding", test_embed},
+    {"cross-entropy", test_crossentropy},
+    {"router softmax top-k renorm", test_router},
+    {"router ties and masks", test_router_ties},
+    {"load balancing", test_loadbalance},
+    {"moe full experts", test_moe_full},
+    {"moe lora experts", test_moe_lora},
+    {"moe route masks", test_moe_masked},
+    {NULL, NULL}};
+  return fm_test_suite("nn kernels", kernels);
+}
