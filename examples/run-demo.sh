@@ -1,7 +1,21 @@
 #!/bin/sh
-# run-demo.sh MPIEXEC MPIEXEC_FLAGS FEDMOE CONFIG - the default experiment (make demo).
+# run-demo.sh MPIEXEC MPIEXEC_FLAGS FEDMOE CONFIG - the default experiment (make demo):
+# local, fedavg and comigs on the same data, model and seed, then a table of the
+# final mean test perplexity per strategy. FEDMOE_NP sets the rank count (default 3).
 set -eu
 mpiexec=$1 flags=$2 fedmoe=$3 config=$4
 np=${FEDMOE_NP:-3}
-# shellcheck disable=SC2086
-"$mpiexec" $flags -np "$np" "$fedmoe" run "$config"
+out=${FEDMOE_DEMO_DIR:-runs}
+mkdir -p "$out"
+for s in local fedavg comigs; do
+  echo "== fedmoe demo: strategy $s on $np ranks =="
+  # shellcheck disable=SC2086
+  "$mpiexec" $flags -np "$np" "$fedmoe" run "$config" -q --set fl.strategy=$s \
+    --set run.output="$out/demo-$s.h5" | tee "$out/demo-$s.log"
+done
+echo
+echo "strategy   mean test loss   test perplexity   run file"
+for s in local fedavg comigs; do
+  sed -n "s/^final $s: mean test loss \([0-9.]*\) (perplexity \([0-9.]*\)).*/\1 \2/p" "$out/demo-$s.log" |
+    { read -r loss ppl; printf '%-10s %15s %17s   %s\n' "$s" "$loss" "$ppl" "$out/demo-$s.h5"; }
+done

@@ -1,7 +1,12 @@
-/* cmd_info.c - `fedmoe info`. */
+/* cmd_info.c - `fedmoe info RUNFILE`: a summary of a run file. */
 #include "cli.h"
 
+#include "fedmoe/io.h"
+
 fm_err fm_cmd_info(const fm_cli *cli, MPI_Comm comm) {
-  (void)comm;
-  FM_ERROR(FM_ERR_ARG, "'fedmoe %s' is not available in this build yet", cli->command);
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  fm_err err = rank == 0 ? fm_runfile_info(cli->positional, stdout) : FM_OK;
+  FM_CHECK(fm_error_agree(err, &comm));
+  return FM_OK;
 }

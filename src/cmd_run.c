@@ -1,25 +1,30 @@
 /* cmd_run.c - `fedmoe run CONFIG`: load the configuration on every rank and run. */
 #include "cli.h"
 
+#include "fedmoe/fl.h"
 #include "fedmoe/log.h"
 #include "fedmoe/timer.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 fm_err fm_cmd_run(const fm_cli *cli, MPI_Comm comm) {
   fm_config cfg;
   double t0 = fm_wtime();
   FM_CHECK(fm_cli_load_config(cli, &cfg, comm));
-  int rank, size;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
-  if (!cli->quiet) {
-    char *text = NULL;
-    fm_err err = fm_config_to_text(&cfg, &text);
-    if (!err) fm_say("# fedmoe resolved configuration\n%s\n", text);
-    free(text);
+  char *text = NULL;
+  fm_err err = fm_config_to_text(&cfg, &text);
+  if (!err && !cli->quiet) fm_say("# fedmoe resolved configuration\n%s\n", text);
+  fm_run_opts opts = {cli->resume, cli->netcdf, text, cli->quiet};
+  fm_run_summary sum;
+  if (!err) err = fm_run(&cfg, &opts, comm, &sum);
+  free(text);
+  if (!err) {
+    fm_say("final %s: mean test loss %.4f (perplexity %.3f), val %.4f, train %.4f, %d rounds in %.1f s\n",
+           fm_config_enum_name(&cfg, "fl.strategy"), sum.final_test, exp(sum.final_test), sum.final_val,
+           sum.final_train, sum.rounds_done, sum.seconds);
+    fm_timer_report(&comm, stdout, fm_wtime() - t0);
   }
   fm_config_free(&cfg);
-  fm_timer_report(&comm, stdout, fm_wtime() - t0);
-  return FM_OK;
+  return err;
 }

@@ -33,7 +33,7 @@ typedef struct fm_config {
     char name[64];
     char output[FM_PATH_MAX];
     int64_t seed;
-    int checkpoint_every, keep_last, log_level, threads;
+    int checkpoint_every, keep_last, stop_after, log_level, threads;
   } run;
   struct {
     int vocab, context, d_model, heads, layers;
@@ -51,6 +51,7 @@ typedef struct fm_config {
     double alpha, size_sigma;
     int64_t client_bytes;
     double train_frac, val_frac, test_frac, public_frac;
+    int64_t min_domain_bytes, max_domain_bytes;
   } data;
   struct {
     int strategy, rounds, clients, sample_count, local_steps, aggregation;

@@ -5,7 +5,65 @@
  * does not grow with the number of clients. A domain is a file or a sub-directory
  * of data.path. Each domain's text is cut into a public part (held by the server
  * only) and a client part; a client's data is a list of spans of its domains' client
- * parts, split into train / validation / test by data.*_frac, all disjoint. */
+ * parts, split into train / validation / test by data.*_frac, all disjoint.
+ *
+ * Tokens. A token is a byte (vocabulary 256); the corpus text IS the token sequence.
+ *
+ * Domains (corpus.c). data.path is a directory (or a single text file: one domain).
+ * Each regular file directly in it is one domain named after the file; each
+ * sub-directory is one domain named after the directory, made of all its files
+ * (recursively), in name order. Skipped: names starting with '.', "X.dat" (strfile
+ * indexes of fortunes), "X.u8" when "X" exists beside it (the fortunes packages ship
+ * X.u8 as a UTF-8 copy or link of X, or an empty file; X itself is UTF-8 text), any
+ * directory named "off" (offensive fortunes), empty files, and a file reached a second
+ * time through a link (same device and inode): it belongs to the first domain that
+ * reaches it, sub-directories being scanned before the top-level files, so the
+ * top-level Italian links of fortunes-it stay in "it" and cz/ and sk/ (links into cs/)
+ * are empty and vanish. Domains with fewer than data.min_domain_bytes bytes are
+ * dropped; data.max_domain_bytes (0: no cap) keeps only a domain's first bytes.
+ * Domains are ordered by name.
+ *
+ * Text cleaning. Lines holding only '%' (fortune separators) become empty lines, CRLF
+ * becomes LF, and overstruck characters (c BACKSPACE c') keep c' only. A newline is
+ * added after a file that does not end with one.
+ *
+ * Text check. A file is text when it has no NUL byte and at most 10% of its bytes are
+ * control characters (other than TAB LF VT FF CR, BACKSPACE, ESC) or bytes outside valid
+ * UTF-8 sequences. Anything else is an error naming the file (a corpus must not
+ * silently contain binaries). Legacy 8-bit text with many non-ASCII letters (KOI8-R,
+ * ...) fails the rule: convert it with iconv first.
+ *
+ * Public split (partition.c). The last floor(data.public_frac x bytes) of each domain;
+ * the rest of the domain, its client part, is where clients take their data. So the
+ * public split is disjoint from every client's data.
+ *
+ * Clients. Everything about client c comes from its own stream
+ * fm_rng_init(seed, c, 0, FM_RNG_DATA) and the corpus, never from fl.clients or from
+ * the number of ranks: client 7 has the same data whether 8 or 10,000 clients exist.
+ *  - size n_c: data.client_bytes, or (sizes = lognormal) client_bytes x exp(sigma z -
+ *    sigma^2/2), z ~ N(0,1), whose mean is client_bytes; at least one minimum piece.
+ *  - mixture: by_domain: domain c mod D; dirichlet: shares ~ Dir(alpha); iid: shares
+ *    proportional to the domains' client parts. A domain's piece is n_c x share bytes;
+ *    pieces under the minimum piece, ceil((seq_len+1) / smallest nonzero split
+ *    fraction) bytes, are dropped (the largest is always kept) and the rest rescaled
+ *    to n_c, so every split of every piece holds at least one window.
+ *    A piece is capped at its domain's client part (a client never holds a byte twice).
+ *  - placement: each piece is one contiguous region of the domain's client part, cut
+ *    in order into train | val | test (floor(piece x frac) bytes each): the splits of one
+ *    client are disjoint. by_domain: the k-th client of a domain (k = c / D) takes slot k
+ *    of consecutive data.client_bytes slots while the domain has room, so the first
+ *    clients of a domain are disjoint; later clients (and all clients of dirichlet and
+ *    iid) place their regions at a uniform random offset from their stream. Regions of
+ *    DIFFERENT clients may therefore overlap when a domain is too small for all of them
+ *    (as users of one domain share its text); disjointness between clients would make a
+ *    client's data depend on how many clients exist, which we rule out.
+ *  - domain_mix[d] is the realised share of the client's bytes from domain d.
+ * Each client split with a nonzero fraction must hold at least one window of
+ * train.seq_len+1 bytes, and the public split too when data.public_frac > 0; otherwise
+ * loading fails naming the client, the split and the keys to change.
+ *
+ * Batches (batch.c) are drawn from a split with the caller's stream, for the runtime
+ * fm_rng_init(seed, client, round, FM_RNG_BATCH). */
 #ifndef FEDMOE_DATA_H
 #define FEDMOE_DATA_H
 
@@ -26,6 +84,11 @@ typedef struct {
   uint8_t *text;           /* all domains concatenated (the byte tokens) */
   uint64_t size;
   uint64_t *domain_start, *domain_len; /* per domain, in text */
+  /* what loading saw, for the summary */
+  int nfiles;              /* files read */
+  int nskipped;            /* files skipped: .dat, .u8 copies, links to files already read, empty */
+  int ndropped;            /* domains under data.min_domain_bytes */
+  uint64_t dropped_bytes;  /* their bytes */
 } fm_corpus;
 
 typedef struct {
@@ -45,19 +108,51 @@ typedef struct {
   int nclients;
   fm_client_data *clients;
   fm_split public_split;   /* server only */
+  /* storage the clients point into: one allocation each, whatever the client count */
+  fm_span *span_pool;
+  double *mix_pool;
 } fm_dataset;
 
 /* Load data.path and partition fl.clients clients. Errors name the path or key. */
 fm_err fm_dataset_load(fm_dataset *d, const fm_config *c);
 void fm_dataset_free(fm_dataset *d);
+/* The same, collectively over comm (an MPI_Comm passed as void*): rank 0 reads the
+ * files and broadcasts the corpus (one file-system pass per job, not per rank), every
+ * rank partitions. Errors are agreed: every rank returns non-zero, printed once. */
+fm_err fm_dataset_load_shared(fm_dataset *d, const fm_config *c, const void *comm);
+
+/* The steps of fm_dataset_load, for callers that need only one of them. */
+fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c);
+void fm_corpus_free(fm_corpus *cp);
+/* Partition d->corpus (loaded) among c->fl.clients clients. */
+fm_err fm_partition(fm_dataset *d, const fm_config *c);
+/* Broadcast a corpus loaded on root to every rank of comm (MPI_Comm as void*).
+ * Collective; an allocation failure on any rank is agreed before any text moves. */
+fm_err fm_corpus_bcast(fm_corpus *cp, int root, const void *comm);
+
+/* Read one text file (checked and cleaned as corpus files are), e.g. for evaluation.
+ * *text is malloc'ed (caller frees). */
+fm_err fm_text_read(const char *path, uint8_t **text, uint64_t *len);
+/* The text rule above: 1 when p[0..n) is text, else 0 with the reason in why. */
+int fm_text_check(const uint8_t *p, size_t n, char *why, size_t whylen);
+/* Clean text in place (separators, CRLF, overstrikes); returns the new length. */
+size_t fm_text_clean(uint8_t *p, size_t n);
+
+/* "train", "val", "test", "public". */
+const char *fm_split_name(int split);
 
 /* B windows of T+1 bytes drawn uniformly from a split, from stream rng:
  * tokens[b*T+t] = window[t], targets[b*T+t] = window[t+1]. A window never crosses
- * a span's end. The window's domain per sequence goes to domains[b] (may be NULL). */
+ * a span's end. The window's domain per sequence goes to domains[b] (may be NULL).
+ * Every full window of the split is equally likely. Fails (FM_ERR_DATA) when the split
+ * holds no window. */
 fm_err fm_batch_sample(const fm_corpus *cp, const fm_split *s, fm_rng *rng, int B, int T,
                        int32_t *tokens, int32_t *targets, int *domains);
 /* The i-th of the consecutive non-overlapping windows of T+1 bytes of a split
- * (for evaluation: deterministic, covers the split); returns 0 past the end. */
+ * (for evaluation: deterministic, covers the split); returns 0 past the end.
+ * Precisely: batch i holds windows i*B .. i*B+B-1 of the split (span by span, window w
+ * of a span starting at byte w*(T+1)); returns how many it wrote (B, fewer in the last
+ * batch, 0 past the end). Rows past the count are left untouched. */
 int fm_batch_sequential(const fm_corpus *cp, const fm_split *s, long i, int B, int T,
                         int32_t *tokens, int32_t *targets, int *domains);
 /* Number of full windows of T+1 bytes in a split. */

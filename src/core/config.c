@@ -276,11 +276,19 @@ fm_err fm_config_validate(const fm_config *c) {
   if (c->train.lr_min > c->train.lr)
     FM_CONFIG_ERROR(c, "train.lr_min", "%g exceeds train.lr = %g", c->train.lr_min, c->train.lr);
   if (c->fl.strategy == FM_STRAT_COMIGS) {
-    for (int i = 0; i < c->comigs.specialists.n; i++)
-      if (c->comigs.generalists + c->comigs.specialists.v[i] != c->model.experts)
+    /* client i has G generalists and s_i specialists out of model.experts */
+    if (c->comigs.generalists < 1)
+      FM_CONFIG_ERROR(c, "comigs.generalists", "at least one generalist expert is needed");
+    for (int i = 0; i < c->comigs.specialists.n; i++) {
+      int s = c->comigs.specialists.v[i];
+      if (c->comigs.generalists + s > c->model.experts)
         FM_CONFIG_ERROR(c, "comigs.specialists",
-                        "class %d: %d generalists + %d specialists must equal model.experts = %d", i,
-                        c->comigs.generalists, c->comigs.specialists.v[i], c->model.experts);
+                        "class %d: %d specialists + %d generalists exceed model.experts = %d", i, s,
+                        c->comigs.generalists, c->model.experts);
+      if (c->model.top_k > c->comigs.generalists + s)
+        FM_CONFIG_ERROR(c, "model.top_k", "top_k = %d exceeds the %d experts of resource class %d",
+                        c->model.top_k, c->comigs.generalists + s, i);
+    }
   }
   if (c->fl.strategy == FM_STRAT_HFEDMOE)
     for (int i = 0; i < c->hfedmoe.budgets.n; i++)

@@ -16,6 +16,8 @@ const fm_key fm_config_keys[] = {
   {"run.checkpoint_every", FM_KEY_INT, F(run.checkpoint_every), "0", 0, 1e9, NULL,
    "rounds between checkpoints (0: only at the end)"},
   {"run.keep_last", FM_KEY_INT, F(run.keep_last), "2", 1, 1e6, NULL, "checkpoints kept"},
+  {"run.stop_after", FM_KEY_INT, F(run.stop_after), "0", 0, 1e9, NULL,
+   "stop after this many rounds of this invocation, with a checkpoint (0: run to the end)"},
   {"run.log_level", FM_KEY_ENUM, F(run.log_level), "info", 0, 0, "error|warn|info|debug", "log level"},
   {"run.threads", FM_KEY_INT, F(run.threads), "1", 1, 1024, NULL, "BLIS threads per rank"},
   /* [model] */
@@ -66,6 +68,10 @@ const fm_key fm_config_keys[] = {
   {"data.test_frac", FM_KEY_REAL, F(data.test_frac), "0.1", 0, 1, NULL, "test share"},
   {"data.public_frac", FM_KEY_REAL, F(data.public_frac), "0.05", 0, 0.9, NULL,
    "share of each domain held by the server only"},
+  {"data.min_domain_bytes", FM_KEY_INT64, F(data.min_domain_bytes), "4096", 0, 9e18, NULL,
+   "drop domains with fewer bytes of text"},
+  {"data.max_domain_bytes", FM_KEY_INT64, F(data.max_domain_bytes), "0", 0, 9e18, NULL,
+   "keep at most this many bytes of each domain (0: all)"},
   /* [fl] */
   {"fl.strategy", FM_KEY_ENUM, F(fl.strategy), "fedavg", 0, 0, "local|fedavg|comigs|fedbiot|hfedmoe",
    "federated strategy"},

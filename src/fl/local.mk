@@ -1,1 +1,3 @@
-# fl: sources are added here as the module grows
+noinst_HEADERS += include/fedmoe/fl.h %reldir%/client_state.h
+libfedmoe_a_SOURCES += %reldir%/sample.c %reldir%/aggregate.c %reldir%/client.c \
+	%reldir%/client_state.c %reldir%/run.c

@@ -1,1 +1,2 @@
-# io: sources are added here as the module grows
+noinst_HEADERS += include/fedmoe/io.h %reldir%/runfile_impl.h
+libfedmoe_a_SOURCES += %reldir%/runfile.c %reldir%/runfile_resume.c %reldir%/runfile_info.c %reldir%/netcdf.c

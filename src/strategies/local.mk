@@ -1,1 +1,1 @@
-# strategies: sources are added here as the module grows
+libfedmoe_a_SOURCES += %reldir%/registry.c %reldir%/local.c %reldir%/fedavg.c %reldir%/comigs.c

@@ -26,7 +26,7 @@ static void test_parse_ok(void) {
   fm_config c;
   fm_config_init(&c);
   const char *ini = "# a comment\n[fl]\nrounds = 7 ; trailing\nstrategy=comigs\n\n[model]\n"
-                    "d_model = 32\nheads = 2\nexpert_type = lora\n[comigs]\nspecialists = 1, 2,3\n"
+                    "d_model = 32\nheads = 2\nexpert_type = lora\n[comigs]\nspecialists = 1, 2,4\n"
                     "generalists = 1\n[hfedmoe]\nmask_forward = yes\n[model]\nexperts = 4\n";
   CU_ASSERT_EQUAL_FATAL(fm_config_parse(&c, ini, "t.ini"), FM_OK);
   CU_ASSERT_EQUAL(c.fl.rounds, 7);
@@ -34,10 +34,10 @@ static void test_parse_ok(void) {
   CU_ASSERT_EQUAL(c.model.d_model, 32);
   CU_ASSERT_EQUAL(c.model.expert_type, FM_EXPERT_LORA);
   CU_ASSERT_EQUAL(c.comigs.specialists.n, 3);
-  CU_ASSERT_EQUAL(c.comigs.specialists.v[2], 3);
+  CU_ASSERT_EQUAL(c.comigs.specialists.v[2], 4);
   CU_ASSERT_EQUAL(c.hfedmoe.mask_forward, 1);
   CU_ASSERT_STRING_EQUAL(fm_config_enum_name(&c, "fl.strategy"), "comigs");
-  /* 1 generalist + 3 specialists = 4 experts, but 1 + 1 != 4: validation names the key */
+  /* 1 generalist + 4 specialists exceed the 4 experts: validation names the key */
   CU_ASSERT_EQUAL(fm_config_validate(&c), FM_ERR_CONFIG);
   CU_ASSERT_PTR_NOT_NULL(strstr(fm_error_message(), "comigs.specialists"));
   CU_ASSERT_PTR_NOT_NULL(strstr(fm_error_message(), "t.ini:11"));

@@ -1,0 +1,135 @@
+/* fl.h - the federated runtime: roles, rounds, client state, strategies, aggregation.
+ *
+ * Rank 0 is the server; ranks 1..P-1 host clients, client c on rank 1 + c mod (P-1),
+ * run one after another inside a round. Every decision that must agree across ranks
+ * (the clients sampled in a round, their aggregation weights) is computed on every
+ * rank from the seed, so nothing depends on P but where the work runs.
+ *
+ * A strategy (src/strategies) says which tensor belongs to which sharing class,
+ * which classes are shared (aggregated by the server) or private (kept by each
+ * client between rounds), how a client trains locally, how much each client
+ * contributes to each shared tensor, and what the server does after aggregating.
+ * It never calls MPI: this module performs every collective. */
+#ifndef FEDMOE_FL_H
+#define FEDMOE_FL_H
+
+#include "fedmoe/config.h"
+#include "fedmoe/data.h"
+#include "fedmoe/model.h"
+#include "fedmoe/rng.h"
+
+#include <mpi.h>
+#include <stdint.h>
+
+#define FM_MAX_CLASSES 8
+
+/* ---- what one client's local work reports ---- */
+typedef struct {
+  double train_loss;  /* mean training CE of the round's steps */
+  double val_loss, test_loss; /* after aggregation, on the client's own model */
+  uint64_t tokens;    /* training tokens processed */
+  double flops;       /* model FLOPs of the local work (6 N T per trained token) */
+  uint64_t bytes_up, bytes_down;
+} fm_client_result;
+
+/* ---- a client as a strategy sees it during its local work ---- */
+typedef struct fm_client_ctx {
+  const fm_config *cfg;
+  const fm_dataset *data;
+  fm_model *model;       /* the host's model, holding this client's state */
+  int client, round;     /* round is 1-based */
+  int resource_class;    /* client mod the length of the strategy's class list */
+  fm_rng batch_rng;      /* (seed, client, round, FM_RNG_BATCH) */
+  fm_adamw *opt;         /* [nclass] this client's optimizer states */
+  long step;             /* local steps taken by this client so far (LR schedule) */
+  long total_steps;      /* steps this client would take over the run (LR schedule) */
+  int32_t *tokens, *targets; /* [B*T] batch buffers */
+  /* routing statistics accumulated over the round's training batches */
+  uint64_t *route_counts; /* [layers][E] top-k picks */
+  double *gate_mass;      /* [layers][E] summed router probability */
+  fm_client_result *res;
+  void *state;            /* the strategy's per-client state */
+} fm_client_ctx;
+
+/* ---- strategies ---- */
+typedef struct fm_strategy {
+  const char *name;
+  int nclass;
+  int shared[FM_MAX_CLASSES]; /* 1: aggregated by the server; 0: private to the client */
+  /* class of a tensor (see fm_classify_fn); ctx is the fm_config */
+  fm_classify_fn classify;
+  /* optional: set up routing masks etc. after the client's state is loaded */
+  fm_err (*client_begin)(fm_client_ctx *cx);
+  /* the client's local update (K steps or what the strategy does) */
+  fm_err (*local_update)(fm_client_ctx *cx);
+  /* optional: weight of this client's contribution to tensor t (default: its train
+   * tokens share). 0 means the client does not contribute to t (sparse). */
+  double (*contribution)(const fm_client_ctx *cx, const fm_tensor *t, double token_weight);
+  /* optional: after aggregation, on the server, with the new shared parameters */
+  fm_err (*server_step)(fm_model *server_model, const fm_config *cfg, int round);
+} fm_strategy;
+
+const fm_strategy *fm_strategy_get(int id); /* FM_STRAT_* */
+extern const fm_strategy fm_strategy_local, fm_strategy_fedavg, fm_strategy_comigs;
+
+/* Local training helpers for strategies. */
+/* One optimizer step on a batch of split s: forward, backward, clip, AdamW on the
+ * classes in class_mask (bit c), learning rate scaled by lr_scale. Adds the CE to *loss. */
+fm_err fm_client_train_step(fm_client_ctx *cx, int split, unsigned class_mask, float lr, double *loss);
+/* Learning rate of local step k (0-based) of this round: the train.* schedule over
+ * the run's rounds x local_steps, peak base_lr. */
+float fm_client_lr(const fm_client_ctx *cx, int k, double base_lr);
+/* Mean CE over train.eval_batches batches of split s, the same windows every round. */
+fm_err fm_client_eval(fm_client_ctx *cx, int split, double *loss);
+
+/* ---- aggregation engine ---- */
+/* Sums weight x tensor over clients, per segment (a tensor), and the weights, in one
+ * buffer, reduced in one collective. Fixed point (int64, 2^-40) makes the sum exact
+ * and so bit-identical for any number of ranks and any order; float mode sums doubles. */
+typedef struct {
+  size_t n;         /* values */
+  int nseg;         /* segments (tensors) */
+  int fixed;        /* 1: int64 fixed point */
+  int64_t *q;       /* [n + nseg] fixed-point sums: values, then segment weights */
+  double *d;        /* [n + nseg] float sums */
+  size_t *seg_off;  /* [nseg + 1] value offset of each segment */
+  uint64_t bytes_reduced; /* counters: bytes this rank sent into reductions */
+} fm_agg;
+
+fm_err fm_agg_create(fm_agg *a, const size_t *seg_len, int nseg, int fixed);
+void fm_agg_free(fm_agg *a);
+void fm_agg_zero(fm_agg *a);
+/* Add w x values[seg] (values of one segment) and w to the segment's weight. */
+fm_err fm_agg_add(fm_agg *a, int seg, const float *values, double w);
+/* Sum over comm onto root (in place on root). */
+fm_err fm_agg_reduce(fm_agg *a, int root, MPI_Comm comm);
+/* out[seg] = sum(w x) / sum(w) where sum(w) > 0, into the segment's own array
+ * seg_out[seg]; segments nobody contributed to keep their values. Returns how many
+ * segments were updated. */
+int fm_agg_result(const fm_agg *a, float *const *seg_out);
+
+/* ---- the run ---- */
+typedef struct {
+  const char *resume;  /* run file to resume from, or NULL */
+  const char *netcdf;  /* NetCDF metrics file, or NULL */
+  const char *config_text; /* the resolved configuration, stored in the run file */
+  int quiet;
+} fm_run_opts;
+
+/* Summary returned to the caller (same on every rank after the run). */
+typedef struct {
+  int rounds_done;
+  double final_train, final_val, final_test; /* means over clients */
+  uint64_t bytes_up, bytes_down;  /* totals over the run */
+  double seconds;
+} fm_run_summary;
+
+fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_run_summary *sum);
+
+/* Where client c lives among P ranks (P >= 2). */
+static inline int fm_client_host(int c, int P) { return 1 + c % (P - 1); }
+/* The clients sampled in round r (1-based), sorted; returns how many. out has room
+ * for cfg->fl.clients entries. Deterministic from the seed and r only. */
+int fm_sample_clients(const fm_config *cfg, int round, int *out);
+
+#endif

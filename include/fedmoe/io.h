@@ -1,0 +1,99 @@
+/* io.h - the run file: one HDF5 file written collectively by every rank (MPI-IO).
+ *
+ *   /                       attrs: fedmoe_version, strategy, seed, config (resolved text),
+ *                           start_time, ranks (P), clients (N), layers, experts
+ *   /metrics/clients        compound, extendible: one row per (round, client) reported
+ *   /metrics/rounds         compound, extendible: one row per round
+ *   /routing/counts         uint64 [round][client][layer][expert] top-k picks in training
+ *   /routing/gate_mass      float64 [round][client][layer][expert] summed router probability
+ *   /checkpoints/r{round:06d}/shared/{tensor}        the global shared tensors
+ *   /checkpoints/r{round:06d}/clients/class{c}/{params,adam_m,adam_v} [client][n],
+ *                                          adam_step [client], allocated [client]
+ *   /checkpoints/latest     soft link to the newest complete checkpoint
+ * Client state is one 2-D dataset per private class, each host writing its clients'
+ * rows (a strided hyperslab: client c is on rank 1 + c mod (P-1)), instead of one
+ * group per client as DESIGN.md first sketched: the number of HDF5 objects then does
+ * not grow with N, and creating them stays cheap at 10,000 clients. Every random
+ * stream is addressed by (seed, client, round, purpose), so a checkpoint needs no
+ * RNG state beyond its round. */
+#ifndef FEDMOE_IO_H
+#define FEDMOE_IO_H
+
+#include "fedmoe/config.h"
+#include "fedmoe/error.h"
+#include "fedmoe/model.h"
+
+#include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+  int32_t round, client;
+  double train_loss, val_loss, test_loss;
+  uint64_t tokens;
+  double flops, sim_time_s;
+  uint64_t bytes_up, bytes_down;
+} fm_client_row;
+
+typedef struct {
+  int32_t round, clients;
+  double mean_train, mean_val, mean_test, min_test, max_test;
+  double wall_s, t_local, t_aggregate, t_server, t_broadcast, t_evaluate, t_io;
+  uint64_t bytes_up, bytes_down, bytes_reduced;
+  double peak_rss_mb; /* largest resident set of any rank so far (MB) */
+} fm_round_row;
+
+typedef struct fm_runfile fm_runfile;
+
+/* Create (truncate) the run file; collective over comm. config_text is stored. */
+fm_err fm_runfile_create(fm_runfile **rf, const char *path, const fm_config *cfg, const char *config_text,
+                         int layers, int experts, MPI_Comm comm);
+/* Append rows; collective; only rank 0's rows are written (others pass 0). */
+fm_err fm_runfile_append_clients(fm_runfile *rf, const fm_client_row *rows, int n);
+fm_err fm_runfile_append_round(fm_runfile *rf, const fm_round_row *row);
+/* Routing of one round: each host passes its hosted clients' [nlocal][L][E] blocks
+ * (client c at local index c / (P-1)); rank 0 passes none. Collective. */
+fm_err fm_runfile_write_routing(fm_runfile *rf, int round, const uint64_t *counts, const double *mass,
+                                int nlocal);
+
+/* A checkpoint of round `round`. Begin creates the group (collective); then every rank
+ * calls write_shared (rank 0's data is written) for each shared tensor and
+ * write_class for each private class; end marks it complete, moves `latest` and
+ * prunes beyond run.keep_last. */
+fm_err fm_runfile_checkpoint_begin(fm_runfile *rf, int round);
+fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t n);
+/* rows: [nlocal][n] for params, m, v; step and allocated [nlocal]. */
+fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, int nlocal, const float *params,
+                              const float *m, const float *v, const int64_t *step, const uint8_t *allocated);
+fm_err fm_runfile_checkpoint_end(fm_runfile *rf);
+fm_err fm_runfile_close(fm_runfile *rf);
+
+/* ---- resuming ---- */
+/* Open an existing run file to continue it (collective). Checks that it is a fedmoe
+ * run file of the same strategy, client count and model (layers, experts) and finds
+ * its latest complete checkpoint, whose round goes to *round. Nothing is changed yet. */
+fm_err fm_runfile_open_resume(fm_runfile **rf, const char *path, const fm_config *cfg, int layers, int experts,
+                              MPI_Comm comm, int *round);
+/* Read a shared tensor of the latest checkpoint on every rank; its size must be n. */
+fm_err fm_runfile_read_shared(fm_runfile *rf, const char *name, float *w, size_t n);
+/* Read this host's rows of a private class (the layout of fm_runfile_write_class). */
+fm_err fm_runfile_read_class(fm_runfile *rf, int cls, size_t n, int nlocal, float *params, float *m, float *v,
+                             int64_t *step, uint8_t *allocated);
+/* Drop metrics, routing and checkpoints of rounds after `round` (a crash may have
+ * left some), so the continued run appends where the checkpoint stands. */
+fm_err fm_runfile_truncate(fm_runfile *rf, int round);
+
+/* ---- NetCDF export (PnetCDF, CDF-5) of the per-round metrics ---- */
+/* Write rows [n] (significant on rank 0) as one variable per field along dimension
+ * `round`; collective over comm. Readable by ncdump and netCDF4-python. */
+fm_err fm_netcdf_write_rounds(const char *path, const fm_round_row *rows, int n, const char *strategy,
+                              MPI_Comm comm);
+
+
+
+/* ---- reading run files ---- */
+/* Print a summary of a run file (attributes, rounds done, final round metrics,
+ * checkpoints) to out. Not collective: call on one rank. Errors name the file. */
+fm_err fm_runfile_info(const char *path, FILE *out);
+
+#endif

@@ -1,0 +1,331 @@
+/* corpus.c - reading data.path into one corpus: domains of byte tokens.
+ * Domain detection and the skip rules are stated in include/fedmoe/data.h. */
+#include "fedmoe/data.h"
+
+#include "fedmoe/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_DEPTH 32
+
+typedef struct {
+  char name[64];
+  uint64_t start, len;
+} domain;
+
+/* The corpus as it is being read. */
+typedef struct {
+  uint8_t *text;
+  uint64_t size, cap;
+  domain *dom;
+  int ndom, domcap;
+  uint64_t *seen;       /* open-addressed set of (device, inode) keys of files and dirs read */
+  size_t nseen, seencap;
+  uint64_t max_domain;  /* data.max_domain_bytes, 0: no cap */
+  int nfiles, nskipped;
+} builder;
+
+static void builder_free(builder *b) {
+  free(b->text);
+  free(b->dom);
+  free(b->seen);
+}
+
+static uint64_t mix64(uint64_t x) {
+  x ^= x >> 33; x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL;
+  return x ^ (x >> 33);
+}
+
+/* Mark (dev, ino) seen; returns 1 when it was seen already. Key 0 marks an empty slot. */
+static fm_err seen_before(builder *b, const struct stat *st, int *was) {
+  uint64_t key = mix64((uint64_t)st->st_ino * 0x9E3779B97F4A7C15ULL ^ mix64((uint64_t)st->st_dev)) | 1;
+  if (2 * (b->nseen + 1) > b->seencap) { /* grow and rehash */
+    size_t cap = b->seencap ? 2 * b->seencap : 1024;
+    uint64_t *t = calloc(cap, sizeof *t);
+    if (!t) FM_ERROR(FM_ERR_MEM, "out of memory (file set)");
+    for (size_t i = 0; i < b->seencap; i++)
+      if (b->seen[i]) {
+        size_t j = b->seen[i] & (cap - 1);
+        while (t[j]) j = (j + 1) & (cap - 1);
+        t[j] = b->seen[i];
+      }
+    free(b->seen);
+    b->seen = t;
+    b->seencap = cap;
+  }
+  size_t j = key & (b->seencap - 1);
+  while (b->seen[j]) {
+    if (b->seen[j] == key) { *was = 1; return FM_OK; }
+    j = (j + 1) & (b->seencap - 1);
+  }
+  b->seen[j] = key;
+  b->nseen++;
+  *was = 0;
+  return FM_OK;
+}
+
+static fm_err append(builder *b, const uint8_t *p, uint64_t n) {
+  if (b->size + n > b->cap) {
+    uint64_t cap = b->cap ? b->cap : 1 << 20;
+    while (cap < b->size + n) cap *= 2;
+    uint8_t *t = realloc(b->text, cap);
+    if (!t) FM_ERROR(FM_ERR_MEM, "out of memory reading the corpus (%llu bytes)", (unsigned long long)cap);
+    b->text = t;
+    b->cap = cap;
+  }
+  memcpy(b->text + b->size, p, n);
+  b->size += n;
+  return FM_OK;
+}
+
+/* Read one file into the current (last) domain. */
+static fm_err add_file(builder *b, const char *path, const struct stat *st) {
+  int was;
+  FM_CHECK(seen_before(b, st, &was));
+  domain *d = &b->dom[b->ndom - 1];
+  if (was || st->st_size == 0) { b->nskipped++; return FM_OK; }
+  if (b->max_domain && d->len >= b->max_domain) return FM_OK; /* the domain is full */
+  uint8_t *t;
+  uint64_t n;
+  FM_CHECK(fm_text_read(path, &t, &n));
+  if (b->max_domain && d->len + n > b->max_domain) n = b->max_domain - d->len;
+  fm_err err = append(b, t, n);
+  free(t);
+  FM_CHECK(err);
+  d->len += n;
+  b->nfiles++;
+  return FM_OK;
+}
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names in a directory, sorted, without "." and "..". */
+static fm_err list_dir(const char *path, char ***names, int *n) {
+  *names = NULL;
+  *n = 0;
+  DIR *dir = opendir(path);
+  if (!dir) FM_ERROR(FM_ERR_IO, "cannot open directory '%s': %s", path, strerror(errno));
+  int cap = 0;
+  struct dirent *e;
+  while ((e = readdir(dir))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 64;
+      char **t = realloc(*names, (size_t)cap * sizeof *t);
+      if (!t) { closedir(dir); FM_ERROR(FM_ERR_MEM, "out of memory listing '%s'", path); }
+      *names = t;
+    }
+    if (!((*names)[(*n)++] = strdup(e->d_name))) {
+      closedir(dir);
+      FM_ERROR(FM_ERR_MEM, "out of memory listing '%s'", path);
+    }
+  }
+  closedir(dir);
+  if (*n) qsort(*names, (size_t)*n, sizeof **names, by_name);
+  return FM_OK;
+}
+
+static void free_names(char **names, int n) {
+  for (int i = 0; i < n; i++) free(names[i]);
+  free(names);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* Whether names[i] of a sorted directory listing is skipped by name: dot files,
+ * strfile indexes, X.u8 beside X. Directories named "off" are skipped by the caller. */
+static int skip_name(char **names, int n, int i) {
+  const char *s = names[i];
+  if (s[0] == '.') return 1;
+  if (ends_with(s, ".dat")) return 1;
+  if (ends_with(s, ".u8")) {
+    char base[1024];
+    size_t len = strlen(s) - 3;
+    if (len >= sizeof base) return 0;
+    memcpy(base, s, len);
+    base[len] = 0;
+    const char *key = base;
+    return bsearch(&key, names, (size_t)n, sizeof *names, by_name) != NULL;
+  }
+  return 0;
+}
+
+static fm_err join(char *out, size_t len, const char *dir, const char *name) {
+  if ((size_t)snprintf(out, len, "%s/%s", dir, name) >= len)
+    FM_ERROR(FM_ERR_IO, "path too long: '%s/%s'", dir, name);
+  return FM_OK;
+}
+
+/* Every file under a sub-directory, in name order, into the current domain. */
+static fm_err add_dir(builder *b, const char *path, int depth) {
+  if (depth > MAX_DEPTH) FM_ERROR(FM_ERR_DATA, "'%s': directories nested deeper than %d", path, MAX_DEPTH);
+  char **names;
+  int n;
+  FM_CHECK(list_dir(path, &names, &n));
+  fm_err err = FM_OK;
+  for (int i = 0; i < n && !err; i++) {
+    if (skip_name(names, n, i)) { b->nskipped += names[i][0] != '.'; continue; }
+    char sub[4096];
+    struct stat st;
+    if ((err = join(sub, sizeof sub, path, names[i]))) break;
+    if (stat(sub, &st) != 0) {
+      err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_IO, "cannot read '%s': %s", sub,
+                         strerror(errno));
+      break;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      int was;
+      if (!strcmp(names[i], "off")) continue;
+      if ((err = seen_before(b, &st, &was)) || was) continue;
+      err = add_dir(b, sub, depth + 1);
+    } else if (S_ISREG(st.st_mode)) {
+      err = add_file(b, sub, &st);
+    }
+  }
+  free_names(names, n);
+  FM_CHECK(err);
+  return FM_OK;
+}
+
+static fm_err new_domain(builder *b, const char *name) {
+  if (b->ndom == b->domcap) {
+    int cap = b->domcap ? 2 * b->domcap : 64;
+    domain *t = realloc(b->dom, (size_t)cap * sizeof *t);
+    if (!t) FM_ERROR(FM_ERR_MEM, "out of memory (domains)");
+    b->dom = t;
+    b->domcap = cap;
+  }
+  domain *d = &b->dom[b->ndom++];
+  memset(d, 0, sizeof *d);
+  snprintf(d->name, sizeof d->name, "%s", name);
+  d->start = b->size;
+  return FM_OK;
+}
+
+static int by_domain_name(const void *a, const void *b) {
+  return strcmp(((const domain *)a)->name, ((const domain *)b)->name);
+}
+
+static fm_err scan(builder *b, const fm_config *c) {
+  const char *path = c->data.path;
+  struct stat st;
+  if (!path[0]) FM_CONFIG_ERROR(c, "data.path", "is empty: name a directory of text files");
+  if (stat(path, &st) != 0) FM_CONFIG_ERROR(c, "data.path", "'%s': %s", path, strerror(errno));
+  if (S_ISREG(st.st_mode)) { /* a single file: one domain */
+    const char *base = strrchr(path, '/');
+    FM_CHECK(new_domain(b, base ? base + 1 : path));
+    FM_CHECK(add_file(b, path, &st));
+    return FM_OK;
+  }
+  if (!S_ISDIR(st.st_mode)) FM_CONFIG_ERROR(c, "data.path", "'%s' is not a directory", path);
+  int was;
+  FM_CHECK(seen_before(b, &st, &was));
+  char **names;
+  int n;
+  FM_CHECK(list_dir(path, &names, &n));
+  fm_err err = FM_OK;
+  /* pass 0: sub-directories (they own the files that top-level links point to); pass 1: files */
+  for (int pass = 0; pass < 2 && !err; pass++)
+    for (int i = 0; i < n && !err; i++) {
+      if (skip_name(names, n, i)) { b->nskipped += pass == 1 && names[i][0] != '.'; continue; }
+      char sub[4096];
+      struct stat s;
+      if ((err = join(sub, sizeof sub, path, names[i]))) break;
+      if (stat(sub, &s) != 0) {
+        err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_IO, "cannot read '%s': %s", sub,
+                           strerror(errno));
+        break;
+      }
+      int made = 0;
+      if (pass == 0 && S_ISDIR(s.st_mode) && strcmp(names[i], "off")) {
+        if ((err = seen_before(b, &s, &was)) || was) continue;
+        if (!(err = new_domain(b, names[i]))) { made = 1; err = add_dir(b, sub, 1); }
+      } else if (pass == 1 && S_ISREG(s.st_mode)) {
+        if (!(err = new_domain(b, names[i]))) { made = 1; err = add_file(b, sub, &s); }
+      }
+      if (!err && made && b->dom[b->ndom - 1].len == 0)
+        b->ndom--; /* nothing new in it: links to files read already, empty files */
+    }
+  free_names(names, n);
+  FM_CHECK(err);
+  return FM_OK;
+}
+
+fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
+  memset(cp, 0, sizeof *cp);
+  builder b;
+  memset(&b, 0, sizeof b);
+  b.max_domain = (uint64_t)c->data.max_domain_bytes;
+  fm_err err = scan(&b, c);
+  if (err) {
+    builder_free(&b);
+    return fm_error_trace(__FILE__, __LINE__, __func__, err);
+  }
+  if (b.ndom == 0) {
+    builder_free(&b);
+    FM_CONFIG_ERROR(c, "data.path", "'%s' holds no text files", c->data.path);
+  }
+  /* drop small domains, order by name */
+  int keep = 0;
+  uint64_t largest = 0;
+  const char *largest_name = "";
+  for (int i = 0; i < b.ndom; i++) {
+    if (b.dom[i].len > largest) { largest = b.dom[i].len; largest_name = b.dom[i].name; }
+    if (b.dom[i].len < (uint64_t)c->data.min_domain_bytes) {
+      cp->ndropped++;
+      cp->dropped_bytes += b.dom[i].len;
+      FM_DEBUG("data: dropping domain '%s' (%llu bytes < data.min_domain_bytes)", b.dom[i].name,
+               (unsigned long long)b.dom[i].len);
+    } else {
+      b.dom[keep++] = b.dom[i];
+    }
+  }
+  if (keep == 0) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "every domain of '%s' has fewer bytes than this (the largest, '%s', has %llu)",
+             c->data.path, largest_name, (unsigned long long)largest);
+    builder_free(&b);
+    FM_CONFIG_ERROR(c, "data.min_domain_bytes", "%s", msg);
+  }
+  qsort(b.dom, (size_t)keep, sizeof *b.dom, by_domain_name);
+  cp->ndomains = keep;
+  cp->text = b.text;
+  cp->size = b.size;
+  cp->nfiles = b.nfiles;
+  cp->nskipped = b.nskipped;
+  b.text = NULL;
+  cp->domain_names = calloc((size_t)keep, sizeof *cp->domain_names);
+  cp->domain_start = calloc((size_t)keep, sizeof *cp->domain_start);
+  cp->domain_len = calloc((size_t)keep, sizeof *cp->domain_len);
+  if (!cp->domain_names || !cp->domain_start || !cp->domain_len) {
+    builder_free(&b);
+    fm_corpus_free(cp);
+    FM_ERROR(FM_ERR_MEM, "out of memory (domains)");
+  }
+  for (int i = 0; i < keep; i++) {
+    memcpy(cp->domain_names[i], b.dom[i].name, sizeof cp->domain_names[i]);
+    cp->domain_start[i] = b.dom[i].start;
+    cp->domain_len[i] = b.dom[i].len;
+  }
+  builder_free(&b);
+  return FM_OK;
+}
+
+void fm_corpus_free(fm_corpus *cp) {
+  free(cp->text);
+  free(cp->domain_names);
+  free(cp->domain_start);
+  free(cp->domain_len);
+  memset(cp, 0, sizeof *cp);
+}

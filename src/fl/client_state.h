@@ -1,0 +1,38 @@
+/* client_state.h - what a host keeps for each client it hosts between rounds. */
+#ifndef FEDMOE_FL_CLIENT_STATE_H
+#define FEDMOE_FL_CLIENT_STATE_H
+
+#include "fedmoe/fl.h"
+
+/* A client's private classes (parameters and optimizer state), allocated the first
+ * time the client is sampled: memory grows with the clients that have trained, by
+ * their private state only. */
+typedef struct {
+  int allocated;
+  float *params[FM_MAX_CLASSES];
+  fm_adamw opt[FM_MAX_CLASSES];
+} fm_client_state;
+
+typedef struct {
+  const fm_strategy *st;
+  fm_model *model;
+  int nclass;
+  float *init_private[FM_MAX_CLASSES]; /* the initial private values: new clients start here */
+  float *global[FM_MAX_CLASSES];       /* the latest aggregated shared values */
+  fm_adamw shared_opt[FM_MAX_CLASSES]; /* reset for every client and round */
+} fm_host;
+
+fm_err fm_host_create(fm_host *h, const fm_strategy *st, fm_model *model);
+void fm_host_free(fm_host *h);
+/* Put client cs's state and the global shared values into the model. */
+fm_err fm_host_load(fm_host *h, fm_client_state *cs, fm_adamw *opts);
+/* Keep the model's private classes (and their optimizer states) in cs. */
+void fm_host_save(fm_host *h, fm_client_state *cs, const fm_adamw *opts);
+void fm_client_state_free(fm_client_state *cs, int nclass);
+/* Set private class cls of a client from a checkpoint. */
+fm_err fm_host_restore(fm_host *h, fm_client_state *cs, int cls, const float *params, const float *m,
+                       const float *v, long step);
+/* Bytes of private state held for one client. */
+size_t fm_host_private_bytes(const fm_host *h);
+
+#endif

@@ -1,0 +1,537 @@
+/* run.c - the round loop: sample, broadcast, local work, reduce, server step,
+ * evaluate, report. Every rank runs this; rank 0 is the server. */
+#include "client_state.h"
+
+#include "fedmoe/io.h"
+#include "fedmoe/log.h"
+#include "fedmoe/nn_threads.h"
+#include "fedmoe/timer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+/* One row per client and round, gathered on the server. */
+enum { ROW_CLIENT, ROW_TRAIN, ROW_VAL, ROW_TEST, ROW_TOKENS, ROW_FLOPS, ROW_UP, ROW_DOWN, ROW_LEN };
+
+typedef struct {
+  const fm_config *cfg;
+  const fm_strategy *st;
+  MPI_Comm comm;
+  int rank, P;
+  fm_dataset data;
+  fm_model *model;
+  fm_host host;
+  fm_agg agg;
+  int nseg;
+  float **seg_global;      /* per segment: its values in host.global */
+  fm_tensor **seg_tensor;  /* per segment: the model tensor */
+  fm_client_state *clients;/* [N]: only those hosted here are ever used */
+  int *sampled;
+  fm_adamw opts[FM_MAX_CLASSES];
+  int32_t *tokens, *targets;
+  uint64_t *route_counts;   /* [nlocal][L][E] of the hosted clients, this round */
+  double *gate_mass;        /* [nlocal][L][E] */
+  int nlocal, LE;           /* hosted clients; layers x experts */
+  fm_runfile *rf;
+  size_t shared_bytes;
+  int ph_local, ph_reduce, ph_server, ph_bcast, ph_eval, ph_gather, ph_io;
+} run_t;
+
+static fm_err setup(run_t *r) {
+  const fm_config *c = r->cfg;
+  fm_model_shape shape;
+  FM_CHECK(fm_model_shape_from_config(c, &shape));
+  FM_CHECK(fm_dataset_load(&r->data, c));
+  FM_CHECK(fm_model_create(&r->model, &shape, c->train.batch, c->train.seq_len, r->st->nclass,
+                           r->st->classify, (void *)c));
+  FM_CHECK(fm_model_init(r->model, (uint64_t)c->run.seed));
+  FM_CHECK(fm_host_create(&r->host, r->st, r->model));
+  /* aggregation segments: the tensors of the shared classes, in model order */
+  int nt = fm_model_ntensors(r->model);
+  size_t *len;
+  FM_CALLOC(len, (size_t)nt, "segment lengths");
+  FM_CALLOC(r->seg_global, (size_t)nt, "segments");
+  FM_CALLOC(r->seg_tensor, (size_t)nt, "segments");
+  for (int i = 0; i < nt; i++) {
+    fm_tensor *t = fm_model_tensor(r->model, i);
+    if (t->cls < 0 || !r->st->shared[t->cls]) continue;
+    r->seg_tensor[r->nseg] = t;
+    r->seg_global[r->nseg] = r->host.global[t->cls] + t->offset;
+    len[r->nseg++] = t->numel;
+    r->shared_bytes += t->numel * sizeof(float);
+  }
+  fm_err err = fm_agg_create(&r->agg, len, r->nseg, c->fl.aggregation == FM_AGG_FIXED);
+  free(len);
+  FM_CHECK(err);
+  FM_CALLOC(r->clients, (size_t)c->fl.clients, "client states");
+  FM_CALLOC(r->sampled, (size_t)c->fl.clients, "sampled clients");
+  size_t bt = (size_t)c->train.batch * (size_t)c->train.seq_len;
+  FM_CALLOC(r->tokens, bt, "batch tokens");
+  FM_CALLOC(r->targets, bt, "batch targets");
+  /* hosted clients: rank p holds p-1, p-1+(P-1), ... at local index c / (P-1) */
+  r->nlocal = r->rank == 0 ? 0 : (c->fl.clients - r->rank + 1 + r->P - 2) / (r->P - 1);
+  if (r->nlocal < 0) r->nlocal = 0;
+  r->LE = shape.layers * shape.experts;
+  FM_CALLOC(r->route_counts, (size_t)r->nlocal * r->LE, "routing counts");
+  FM_CALLOC(r->gate_mass, (size_t)r->nlocal * r->LE, "gate mass");
+  return FM_OK;
+}
+
+static void teardown(run_t *r) {
+  if (r->clients)
+    for (int i = 0; i < r->cfg->fl.clients; i++) fm_client_state_free(&r->clients[i], r->st->nclass);
+  free(r->clients);
+  free(r->sampled);
+  free(r->seg_global);
+  free(r->seg_tensor);
+  free(r->tokens);
+  free(r->targets);
+  free(r->route_counts);
+  free(r->gate_mass);
+  fm_agg_free(&r->agg);
+  fm_host_free(&r->host);
+  if (r->model) fm_model_free(r->model);
+  fm_dataset_free(&r->data);
+}
+
+static void client_ctx(run_t *r, fm_client_ctx *cx, int client, int round, fm_client_result *res) {
+  memset(cx, 0, sizeof *cx);
+  cx->cfg = r->cfg;
+  cx->data = &r->data;
+  cx->model = r->model;
+  cx->client = client;
+  cx->round = round;
+  cx->opt = r->opts;
+  cx->tokens = r->tokens;
+  cx->targets = r->targets;
+  size_t li = (size_t)(client / (r->P - 1)) * (size_t)r->LE;
+  cx->route_counts = r->route_counts + (r->nlocal ? li : 0);
+  cx->gate_mass = r->gate_mass + (r->nlocal ? li : 0);
+  cx->res = res;
+  fm_rng_init(&cx->batch_rng, (uint64_t)r->cfg->run.seed, (uint32_t)client, (uint32_t)round, FM_RNG_BATCH);
+}
+
+/* Load a client into the model: its private state, the global shared values. */
+static fm_err load_client(run_t *r, fm_client_ctx *cx) {
+  FM_CHECK(fm_host_load(&r->host, &r->clients[cx->client], r->opts));
+  if (r->st->client_begin) FM_CHECK(r->st->client_begin(cx));
+  return FM_OK;
+}
+
+/* The sampled clients hosted here train and add their contributions. */
+static fm_err local_work(run_t *r, int round, int m, double wsum, double *rows, int *nrows) {
+  const fm_config *c = r->cfg;
+  fm_agg_zero(&r->agg);
+  for (int j = 0; j < m; j++) {
+    int i = r->sampled[j];
+    if (fm_client_host(i, r->P) != r->rank) continue;
+    fm_client_result res = {0};
+    fm_client_ctx cx;
+    client_ctx(r, &cx, i, round, &res);
+    FM_CHECK(load_client(r, &cx));
+    FM_CHECK(r->st->local_update(&cx));
+    double tw = (double)r->data.clients[i].split[FM_SPLIT_TRAIN].tokens / wsum;
+    for (int s = 0; s < r->nseg; s++) {
+      fm_tensor *t = r->seg_tensor[s];
+      double w = r->st->contribution ? r->st->contribution(&cx, t, tw) : tw;
+      if (w <= 0) continue;
+      FM_CHECK(fm_agg_add(&r->agg, s, t->w, w));
+      res.bytes_up += t->numel * sizeof(float);
+    }
+    res.bytes_down = r->shared_bytes;
+    fm_host_save(&r->host, &r->clients[i], r->opts);
+    double *row = rows + (size_t)(*nrows)++ * ROW_LEN;
+    row[ROW_CLIENT] = i;
+    row[ROW_TRAIN] = res.train_loss;
+    row[ROW_TOKENS] = (double)res.tokens;
+    row[ROW_FLOPS] = res.flops;
+    row[ROW_UP] = (double)res.bytes_up;
+    row[ROW_DOWN] = (double)res.bytes_down;
+    (void)c;
+  }
+  return FM_OK;
+}
+
+/* Evaluate the clients of rows on val and test, with their state after this round. */
+static fm_err evaluate(run_t *r, int round, double *rows, int nrows) {
+  for (int j = 0; j < nrows; j++) {
+    double *row = rows + (size_t)j * ROW_LEN;
+    fm_client_result res = {0};
+    fm_client_ctx cx;
+    client_ctx(r, &cx, (int)row[ROW_CLIENT], round, &res);
+    FM_CHECK(load_client(r, &cx));
+    FM_CHECK(fm_client_eval(&cx, FM_SPLIT_VAL, &row[ROW_VAL]));
+    FM_CHECK(fm_client_eval(&cx, FM_SPLIT_TEST, &row[ROW_TEST]));
+  }
+  return FM_OK;
+}
+
+/* The last round reports every client: rows of the hosted clients in id order, with
+ * the training figures of those that trained in it. */
+static int rows_all_hosted(run_t *r, const double *rows, int nrows, double *out) {
+  int n = 0;
+  for (int i = 0; i < r->cfg->fl.clients; i++) {
+    if (fm_client_host(i, r->P) != r->rank) continue;
+    double *o = out + (size_t)n++ * ROW_LEN;
+    memset(o, 0, ROW_LEN * sizeof *o);
+    o[ROW_CLIENT] = i;
+    for (int j = 0; j < nrows; j++)
+      if ((int)rows[(size_t)j * ROW_LEN + ROW_CLIENT] == i) memcpy(o, rows + (size_t)j * ROW_LEN, ROW_LEN * sizeof *o);
+  }
+  return n;
+}
+
+/* Rows of every host onto rank 0, ordered by client id there. */
+static fm_err gather_rows(run_t *r, const double *rows, int nrows, double *all, int *nall) {
+  int *counts = NULL, *displs = NULL, mine = nrows * ROW_LEN;
+  if (r->rank == 0) {
+    FM_CALLOC(counts, (size_t)r->P, "gather counts");
+    FM_CALLOC(displs, (size_t)r->P, "gather displacements");
+  }
+  FM_MPI(MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, r->comm));
+  if (r->rank == 0)
+    for (int p = 1; p < r->P; p++) displs[p] = displs[p - 1] + counts[p - 1];
+  fm_err err = FM_OK;
+  int rc = MPI_Gatherv(rows, mine, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, 0, r->comm);
+  if (rc != MPI_SUCCESS) err = fm_error_mpi(__FILE__, __LINE__, __func__, rc, "MPI_Gatherv(rows)");
+  if (r->rank == 0) {
+    *nall = (displs[r->P - 1] + counts[r->P - 1]) / ROW_LEN;
+    /* insertion sort by client id: rows arrive host by host */
+    for (int a = 1; a < *nall; a++)
+      for (int b = a; b > 0 && all[(size_t)b * ROW_LEN] < all[(size_t)(b - 1) * ROW_LEN]; b--)
+        for (int k = 0; k < ROW_LEN; k++) {
+          double t = all[(size_t)b * ROW_LEN + k];
+          all[(size_t)b * ROW_LEN + k] = all[(size_t)(b - 1) * ROW_LEN + k];
+          all[(size_t)(b - 1) * ROW_LEN + k] = t;
+        }
+  }
+  free(counts);
+  free(displs);
+  return err;
+}
+
+static fm_err bcast_global(run_t *r) {
+  for (int c = 0; c < r->host.nclass; c++) {
+    if (!r->st->shared[c]) continue;
+    size_t n = fm_model_class_numel(r->model, c);
+    FM_MPI(MPI_Bcast(r->host.global[c], (int)n, MPI_FLOAT, 0, r->comm));
+  }
+  return FM_OK;
+}
+
+static void format_bytes(char *out, size_t len, double b) {
+  const char *u[] = {"B", "KB", "MB", "GB", "TB"};
+  int i = 0;
+  while (b >= 1000 && i < 4) { b /= 1000; i++; }
+  snprintf(out, len, "%.1f %s", b, u[i]);
+}
+
+/* Write a checkpoint: the global shared tensors (from rank 0) and every hosted
+ * client's private classes (each host its rows). Collective. */
+static fm_err checkpoint(run_t *r, int round) {
+  FM_CHECK(fm_runfile_checkpoint_begin(r->rf, round));
+  for (int s = 0; s < r->nseg; s++)
+    FM_CHECK(fm_runfile_write_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
+  for (int c = 0; c < r->host.nclass; c++) {
+    if (r->st->shared[c]) continue;
+    size_t n = fm_model_class_numel(r->model, c), nl = (size_t)r->nlocal;
+    float *p = NULL, *m = NULL, *v = NULL;
+    int64_t *step = NULL;
+    uint8_t *alloc = NULL;
+    fm_err err = fm_calloc(&p, nl * n, sizeof *p, "checkpoint staging");
+    if (!err) err = fm_calloc(&m, nl * n, sizeof *m, "checkpoint staging");
+    if (!err) err = fm_calloc(&v, nl * n, sizeof *v, "checkpoint staging");
+    if (!err) err = fm_calloc(&step, nl, sizeof *step, "checkpoint staging");
+    if (!err) err = fm_calloc(&alloc, nl, sizeof *alloc, "checkpoint staging");
+    for (size_t li = 0; !err && li < nl; li++) {
+      fm_client_state *cs = &r->clients[(size_t)(r->rank - 1) + li * (size_t)(r->P - 1)];
+      if (!cs->allocated) continue;
+      memcpy(p + li * n, cs->params[c], n * sizeof *p);
+      memcpy(m + li * n, cs->opt[c].m, n * sizeof *m);
+      memcpy(v + li * n, cs->opt[c].v, n * sizeof *v);
+      step[li] = cs->opt[c].step;
+      alloc[li] = 1;
+    }
+    /* every rank takes part in the collective write, even after a local failure */
+    fm_err werr = fm_runfile_write_class(r->rf, c, n, r->nlocal, p, m, v, step, alloc);
+    free(p); free(m); free(v); free(step); free(alloc);
+    FM_CHECK(err);
+    FM_CHECK(werr);
+  }
+  FM_CHECK(fm_runfile_checkpoint_end(r->rf));
+  return FM_OK;
+}
+
+/* Load the latest checkpoint of the run file: global shared tensors on every rank,
+ * each host its clients' private classes. */
+static fm_err restore(run_t *r) {
+  for (int s = 0; s < r->nseg; s++)
+    FM_CHECK(fm_runfile_read_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
+  for (int c = 0; c < r->host.nclass; c++) {
+    if (r->st->shared[c]) continue;
+    size_t n = fm_model_class_numel(r->model, c), nl = (size_t)r->nlocal;
+    float *p = NULL, *m = NULL, *v = NULL;
+    int64_t *step = NULL;
+    uint8_t *alloc = NULL;
+    fm_err err = fm_calloc(&p, nl * n, sizeof *p, "checkpoint staging");
+    if (!err) err = fm_calloc(&m, nl * n, sizeof *m, "checkpoint staging");
+    if (!err) err = fm_calloc(&v, nl * n, sizeof *v, "checkpoint staging");
+    if (!err) err = fm_calloc(&step, nl, sizeof *step, "checkpoint staging");
+    if (!err) err = fm_calloc(&alloc, nl, sizeof *alloc, "checkpoint staging");
+    if (!err) err = fm_runfile_read_class(r->rf, c, n, r->nlocal, p, m, v, step, alloc);
+    for (size_t li = 0; !err && li < nl; li++) {
+      if (!alloc[li]) continue;
+      fm_client_state *cs = &r->clients[(size_t)(r->rank - 1) + li * (size_t)(r->P - 1)];
+      err = fm_host_restore(&r->host, cs, c, p + li * n, m + li * n, v + li * n, step[li]);
+    }
+    free(p); free(m); free(v); free(step); free(alloc);
+    FM_CHECK(err);
+  }
+  return FM_OK;
+}
+
+/* Seconds spent in phase id since the last call for it (per round figures). */
+static double phase_delta(int id, double *last) {
+  double now = fm_phase_seconds(id), d = now - last[id];
+  last[id] = now;
+  return d;
+}
+
+static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summary *sum) {
+  const fm_config *c = r->cfg;
+  int N = c->fl.clients, R = c->fl.rounds;
+  double *rows, *rows2, *all = NULL;
+  fm_client_row *crow = NULL; /* rank 0: the round's rows for the run file */
+  fm_round_row *hist = NULL;  /* rank 0: every round's row, for the NetCDF export */
+  FM_CALLOC(rows, (size_t)N * ROW_LEN, "client rows");
+  FM_CALLOC(rows2, (size_t)N * ROW_LEN, "client rows");
+  if (r->rank == 0) {
+    FM_CALLOC(all, (size_t)N * ROW_LEN, "gathered rows");
+    FM_CALLOC(crow, (size_t)N, "client metrics rows");
+    FM_CALLOC(hist, (size_t)R, "round metrics rows");
+  }
+  fm_err err = FM_OK;
+  double t_start = fm_wtime(), last[FM_PHASE_MAX] = {0};
+  for (int i = 0; i < fm_phase_n(); i++) last[i] = fm_phase_seconds(i);
+  fm_phase_begin(r->ph_bcast);
+  err = bcast_global(r);
+  fm_phase_end(r->ph_bcast);
+  /* this invocation runs rounds first..last: all of them, or up to run.stop_after */
+  int last_round = R;
+  if (c->run.stop_after > 0 && first + c->run.stop_after - 1 < R) last_round = first + c->run.stop_after - 1;
+  for (int round = first; round <= last_round && !err; round++) {
+    double t0 = fm_wtime();
+    memset(r->route_counts, 0, (size_t)r->nlocal * r->LE * sizeof *r->route_counts);
+    memset(r->gate_mass, 0, (size_t)r->nlocal * r->LE * sizeof *r->gate_mass);
+    int m = fm_sample_clients(c, round, r->sampled);
+    double wsum = 0;
+    for (int j = 0; j < m; j++) wsum += (double)r->data.clients[r->sampled[j]].split[FM_SPLIT_TRAIN].tokens;
+    int nrows = 0, nall = 0;
+    fm_phase_begin(r->ph_local);
+    err = local_work(r, round, m, wsum, rows, &nrows);
+    fm_phase_end(r->ph_local);
+    /* a failed client must not leave the others waiting in the reduction */
+    if ((err = fm_error_agree(err, &r->comm))) break;
+    if (r->nseg) {
+      fm_phase_begin(r->ph_reduce);
+      err = fm_agg_reduce(&r->agg, 0, r->comm);
+      fm_phase_end(r->ph_reduce);
+      if (err) break;
+      fm_phase_begin(r->ph_server);
+      if (r->rank == 0) fm_agg_result(&r->agg, r->seg_global);
+      fm_phase_end(r->ph_server);
+      fm_phase_begin(r->ph_bcast);
+      err = bcast_global(r);
+      fm_phase_end(r->ph_bcast);
+      if (err) break;
+    }
+    double *erows = rows;
+    if (round == R) { /* the last round of the run reports every client */
+      nrows = rows_all_hosted(r, rows, nrows, rows2);
+      erows = rows2;
+    }
+    fm_phase_begin(r->ph_eval);
+    err = evaluate(r, round, erows, nrows);
+    fm_phase_end(r->ph_eval);
+    if ((err = fm_error_agree(err, &r->comm))) break;
+    fm_phase_begin(r->ph_gather);
+    err = gather_rows(r, erows, nrows, all, &nall);
+    fm_phase_end(r->ph_gather);
+    if (err) break;
+    fm_round_row rr = {0};
+    int ncrow = 0;
+    if (r->rank == 0) {
+      double tr = 0, va = 0, te = 0, up = 0, down = 0, mn = INFINITY, mx = -INFINITY;
+      int ntr = 0;
+      for (int j = 0; j < nall; j++) {
+        double *row = all + (size_t)j * ROW_LEN;
+        va += row[ROW_VAL];
+        te += row[ROW_TEST];
+        if (row[ROW_TEST] < mn) mn = row[ROW_TEST];
+        if (row[ROW_TEST] > mx) mx = row[ROW_TEST];
+        if (row[ROW_TOKENS] > 0) { tr += row[ROW_TRAIN]; ntr++; }
+        up += row[ROW_UP];
+        down += row[ROW_DOWN];
+        fm_client_row cr = {round, (int32_t)row[ROW_CLIENT], row[ROW_TOKENS] > 0 ? row[ROW_TRAIN] : NAN,
+                            row[ROW_VAL], row[ROW_TEST], (uint64_t)row[ROW_TOKENS], row[ROW_FLOPS], 0,
+                            (uint64_t)row[ROW_UP], (uint64_t)row[ROW_DOWN]};
+        crow[ncrow++] = cr;
+      }
+      tr = ntr ? tr / ntr : NAN;
+      va /= nall;
+      te /= nall;
+      sum->bytes_up += (uint64_t)up;
+      sum->bytes_down += (uint64_t)down;
+      sum->final_train = tr; sum->final_val = va; sum->final_test = te;
+      rr = (fm_round_row){.round = round, .clients = m, .mean_train = tr, .mean_val = va, .mean_test = te,
+                          .min_test = mn, .max_test = mx, .t_local = phase_delta(r->ph_local, last),
+                          .t_aggregate = phase_delta(r->ph_reduce, last),
+                          .t_server = phase_delta(r->ph_server, last), .t_broadcast = phase_delta(r->ph_bcast, last),
+                          .t_evaluate = phase_delta(r->ph_eval, last), .bytes_up = (uint64_t)up,
+                          .bytes_down = (uint64_t)down};
+      double dt = fm_wtime() - t0, el = fm_wtime() - t_start;
+      char bu[32], bd[32];
+      format_bytes(bu, sizeof bu, up);
+      format_bytes(bd, sizeof bd, down);
+      if (!opts->quiet)
+        fm_say("round %*d/%d  clients %d  train %.4f  val %.4f  test %.4f (ppl %.2f)  up %s  down %s  "
+               "%.2f s  ETA %.0f s\n", (int)log10(R) + 1, round, R, m, tr, va, te, exp(te), bu, bd, dt,
+               el / (round - first + 1) * (last_round - round));
+    }
+    /* the run file: every rank takes part in each collective write */
+    uint64_t red = r->agg.bytes_reduced, red_all = 0;
+    FM_MPI(MPI_Reduce(&red, &red_all, 1, MPI_UINT64_T, MPI_SUM, 0, r->comm));
+    r->agg.bytes_reduced = 0;
+    rr.bytes_reduced = red_all;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double rss = (double)ru.ru_maxrss / 1024.0, rss_max = 0; /* ru_maxrss is in KB on Linux */
+    FM_MPI(MPI_Reduce(&rss, &rss_max, 1, MPI_DOUBLE, MPI_MAX, 0, r->comm));
+    rr.peak_rss_mb = rss_max;
+    fm_phase_begin(r->ph_io);
+    err = fm_runfile_append_clients(r->rf, crow, ncrow);
+    if (!err) err = fm_runfile_write_routing(r->rf, round, r->route_counts, r->gate_mass, r->nlocal);
+    if (!err && ((c->run.checkpoint_every && round % c->run.checkpoint_every == 0) || round == last_round))
+      err = checkpoint(r, round);
+    fm_phase_end(r->ph_io);
+    /* the round's own row last, so that it carries the round's run-file time */
+    rr.t_io = phase_delta(r->ph_io, last);
+    rr.wall_s = fm_wtime() - t0;
+    if (hist) hist[round - first] = rr;
+    if (!err) err = fm_runfile_append_round(r->rf, &rr);
+    if (err) break;
+    sum->rounds_done = round;
+  }
+  if (!err && opts->netcdf) {
+    fm_phase_begin(r->ph_io);
+    err = fm_netcdf_write_rounds(opts->netcdf, hist, sum->rounds_done - first + 1, r->st->name, r->comm);
+    fm_phase_end(r->ph_io);
+  }
+  free(rows);
+  free(rows2);
+  free(all);
+  free(crow);
+  free(hist);
+  if (err) return err;
+  /* everyone learns the final figures */
+  double fin[3] = {sum->final_train, sum->final_val, sum->final_test};
+  FM_MPI(MPI_Bcast(fin, 3, MPI_DOUBLE, 0, r->comm));
+  sum->final_train = fin[0]; sum->final_val = fin[1]; sum->final_test = fin[2];
+  sum->seconds = fm_wtime() - t_start;
+  return FM_OK;
+}
+
+/* mkdir -p of the run file's folder, on rank 0; an error is everyone's. */
+static fm_err make_parent_dir(const char *path, int rank, MPI_Comm comm) {
+  fm_err err = FM_OK;
+  if (rank == 0) {
+    char dir[FM_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+      *slash = 0;
+      for (char *p = dir + 1; *p && !err; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(dir, 0777) && errno != EEXIST)
+          err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_IO, "run.output: cannot create folder '%s': %s",
+                             dir, strerror(errno));
+        *p = '/';
+      }
+      if (!err && mkdir(dir, 0777) && errno != EEXIST)
+        err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_IO, "run.output: cannot create folder '%s': %s",
+                           dir, strerror(errno));
+    }
+  }
+  return fm_error_agree(err, &comm);
+}
+
+fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_run_summary *sum) {
+  run_t r;
+  memset(&r, 0, sizeof r);
+  memset(sum, 0, sizeof *sum);
+  r.cfg = cfg;
+  r.comm = comm;
+  MPI_Comm_rank(comm, &r.rank);
+  MPI_Comm_size(comm, &r.P);
+  fm_err err = FM_OK;
+  r.st = fm_strategy_get(cfg->fl.strategy);
+  if (r.P < 2)
+    err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_ARG,
+                       "fedmoe run needs at least 2 MPI ranks (rank 0 is the server, the others host "
+                       "clients); start it with mpirun -np P, P >= 2");
+  else if (!r.st)
+    err = fm_config_error(cfg, "fl.strategy", "strategy '%s' is not available in this build",
+                          fm_config_enum_name(cfg, "fl.strategy"));
+  FM_CHECK(fm_error_agree(err, &comm));
+  fm_nn_set_threads(cfg->run.threads);
+  r.ph_local = fm_phase("local_update");
+  r.ph_reduce = fm_phase("aggregate");
+  r.ph_server = fm_phase("server_step");
+  r.ph_bcast = fm_phase("broadcast");
+  r.ph_eval = fm_phase("evaluate");
+  r.ph_gather = fm_phase("gather_metrics");
+  r.ph_io = fm_phase("runfile_write");
+  int ph_setup = fm_phase("setup");
+  fm_phase_begin(ph_setup);
+  err = setup(&r);
+  fm_phase_end(ph_setup);
+  /* every rank loads the same data and model: errors are everyone's */
+  err = fm_error_agree(err, &comm);
+  int done = 0; /* rounds already in the run file */
+  if (!err && opts->resume) {
+    /* continue a run file: check it, load its latest checkpoint, then drop what a
+     * crash may have left after it; nothing is changed until all of that worked */
+    const fm_model_shape *sh = fm_model_get_shape(r.model);
+    err = fm_error_agree(fm_runfile_open_resume(&r.rf, opts->resume, cfg, sh->layers, sh->experts, comm, &done), &comm);
+    if (!err) err = fm_error_agree(restore(&r), &comm);
+    if (!err && done >= cfg->fl.rounds)
+      err = fm_error_agree(fm_config_error(cfg, "fl.rounds", "the run file '%s' already holds %d rounds: nothing to "
+                                           "resume (raise fl.rounds to train further)", opts->resume, done), &comm);
+    if (!err) err = fm_error_agree(fm_runfile_truncate(r.rf, done), &comm);
+    if (!err) fm_say("fedmoe: resuming %s after round %d\n", opts->resume, done);
+  } else if (!err) {
+    const fm_model_shape *sh = fm_model_get_shape(r.model);
+    err = make_parent_dir(cfg->run.output, r.rank, comm);
+    if (!err)
+      err = fm_runfile_create(&r.rf, cfg->run.output, cfg, opts->config_text ? opts->config_text : "",
+                              sh->layers, sh->experts, comm);
+    err = fm_error_agree(err, &comm);
+  }
+  if (!err) {
+    if (r.rank == 0 && !opts->quiet)
+      fm_say("fedmoe: strategy %s, %d clients on %d host rank%s, %d rounds, shared %zu floats in %d "
+             "tensors, private state %.1f KB per client\n",
+             r.st->name, cfg->fl.clients, r.P - 1, r.P > 2 ? "s" : "", cfg->fl.rounds,
+             r.shared_bytes / sizeof(float), r.nseg, fm_host_private_bytes(&r.host) / 1e3);
+    err = rounds(&r, opts, done + 1, sum);
+  }
+  fm_err cerr = fm_runfile_close(r.rf);
+  if (!err) err = cerr;
+  teardown(&r);
+  return err;
+}

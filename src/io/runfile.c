@@ -1,0 +1,323 @@
+/* runfile.c - the HDF5 run file, written collectively through MPI-IO. */
+#include "runfile_impl.h"
+
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static fm_err attr_str(fm_runfile *rf, hid_t obj, const char *name, const char *value) {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, strlen(value) + 1);
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t e = a < 0 ? -1 : H5Awrite(a, t, value);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  H5Tclose(t);
+  RF_CHECK(e, "write a text attribute");
+  return FM_OK;
+}
+
+static fm_err attr_i64(fm_runfile *rf, hid_t obj, const char *name, int64_t value) {
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(obj, name, H5T_NATIVE_INT64, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &value);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  RF_CHECK(e, "write an attribute");
+  return FM_OK;
+}
+
+static hid_t client_type(void) {
+  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(fm_client_row));
+#define M(f, ty) H5Tinsert(t, #f, HOFFSET(fm_client_row, f), ty)
+  M(round, H5T_NATIVE_INT32); M(client, H5T_NATIVE_INT32);
+  M(train_loss, H5T_NATIVE_DOUBLE); M(val_loss, H5T_NATIVE_DOUBLE); M(test_loss, H5T_NATIVE_DOUBLE);
+  M(tokens, H5T_NATIVE_UINT64); M(flops, H5T_NATIVE_DOUBLE); M(sim_time_s, H5T_NATIVE_DOUBLE);
+  M(bytes_up, H5T_NATIVE_UINT64); M(bytes_down, H5T_NATIVE_UINT64);
+#undef M
+  return t;
+}
+
+static hid_t round_type(void) {
+  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(fm_round_row));
+#define M(f, ty) H5Tinsert(t, #f, HOFFSET(fm_round_row, f), ty)
+  M(round, H5T_NATIVE_INT32); M(clients, H5T_NATIVE_INT32);
+  M(mean_train, H5T_NATIVE_DOUBLE); M(mean_val, H5T_NATIVE_DOUBLE); M(mean_test, H5T_NATIVE_DOUBLE);
+  M(min_test, H5T_NATIVE_DOUBLE); M(max_test, H5T_NATIVE_DOUBLE); M(wall_s, H5T_NATIVE_DOUBLE);
+  M(t_local, H5T_NATIVE_DOUBLE); M(t_aggregate, H5T_NATIVE_DOUBLE); M(t_server, H5T_NATIVE_DOUBLE);
+  M(t_broadcast, H5T_NATIVE_DOUBLE); M(t_evaluate, H5T_NATIVE_DOUBLE); M(t_io, H5T_NATIVE_DOUBLE);
+  M(bytes_up, H5T_NATIVE_UINT64); M(bytes_down, H5T_NATIVE_UINT64); M(bytes_reduced, H5T_NATIVE_UINT64);
+  M(peak_rss_mb, H5T_NATIVE_DOUBLE);
+#undef M
+  return t;
+}
+
+/* A chunked dataset of rank nd whose first dimension grows. */
+static hid_t extendible(hid_t loc, const char *name, hid_t type, int nd, const hsize_t *inner,
+                        hsize_t chunk0) {
+  hsize_t dims[4] = {0}, maxd[4] = {H5S_UNLIMITED}, chunk[4] = {chunk0};
+  for (int i = 1; i < nd; i++) dims[i] = maxd[i] = chunk[i] = inner[i - 1];
+  hid_t sp = H5Screate_simple(nd, dims, maxd);
+  hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(pl, nd, chunk);
+  hid_t d = H5Dcreate2(loc, name, type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+  H5Pclose(pl);
+  H5Sclose(sp);
+  return d;
+}
+
+fm_err fm_runfile_alloc(fm_runfile **out, const char *path, const fm_config *cfg, int layers, int experts,
+                        MPI_Comm comm) {
+  fm_runfile *rf;
+  FM_CALLOC(rf, 1, "run file");
+  *out = rf;
+  rf->file = rf->dxpl = rf->ckpt = -1;
+  rf->clients_ds = rf->rounds_ds = rf->counts_ds = rf->mass_ds = -1;
+  snprintf(rf->path, sizeof rf->path, "%s", path);
+  rf->comm = comm;
+  MPI_Comm_rank(comm, &rf->rank);
+  MPI_Comm_size(comm, &rf->P);
+  rf->N = cfg->fl.clients;
+  rf->L = layers;
+  rf->E = experts;
+  rf->keep_last = cfg->run.keep_last;
+  FM_CALLOC(rf->kept, (size_t)rf->keep_last + 1, "checkpoint list");
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages name the file and the step */
+  rf->client_t = client_type();
+  rf->round_t = round_type();
+  rf->dxpl = H5Pcreate(H5P_DATASET_XFER);
+  H5Pset_dxpl_mpio(rf->dxpl, H5FD_MPIO_COLLECTIVE);
+  return FM_OK;
+}
+
+fm_err fm_runfile_create(fm_runfile **out, const char *path, const fm_config *cfg, const char *config_text,
+                         int layers, int experts, MPI_Comm comm) {
+  fm_runfile *rf;
+  FM_CHECK(fm_runfile_alloc(&rf, path, cfg, layers, experts, comm));
+  *out = rf;
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+  H5Pset_all_coll_metadata_ops(fapl, 1);
+  H5Pset_coll_metadata_write(fapl, 1);
+  rf->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
+  if (rf->file < 0) FM_ERROR(FM_ERR_IO, "cannot create run file '%s' (does its directory exist and is it writable?)", path);
+  char stamp[64];
+  time_t now = time(NULL);
+  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+  MPI_Bcast(stamp, sizeof stamp, MPI_CHAR, 0, comm); /* one value on every rank */
+  FM_CHECK(attr_str(rf, rf->file, "fedmoe_version", PACKAGE_VERSION));
+  FM_CHECK(attr_str(rf, rf->file, "strategy", fm_config_enum_name(cfg, "fl.strategy")));
+  FM_CHECK(attr_str(rf, rf->file, "config", config_text));
+  FM_CHECK(attr_str(rf, rf->file, "start_time", stamp));
+  FM_CHECK(attr_i64(rf, rf->file, "seed", cfg->run.seed));
+  FM_CHECK(attr_i64(rf, rf->file, "ranks", rf->P));
+  FM_CHECK(attr_i64(rf, rf->file, "clients", rf->N));
+  FM_CHECK(attr_i64(rf, rf->file, "layers", layers));
+  FM_CHECK(attr_i64(rf, rf->file, "experts", experts));
+  hid_t g = H5Gcreate2(rf->file, "metrics", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  RF_CHECK(g, "create /metrics");
+  rf->clients_ds = extendible(g, "clients", rf->client_t, 1, NULL, 1024);
+  rf->rounds_ds = extendible(g, "rounds", rf->round_t, 1, NULL, 64);
+  H5Gclose(g);
+  RF_CHECK(rf->clients_ds, "create /metrics/clients");
+  RF_CHECK(rf->rounds_ds, "create /metrics/rounds");
+  g = H5Gcreate2(rf->file, "routing", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  RF_CHECK(g, "create /routing");
+  hsize_t inner[3] = {(hsize_t)rf->N, (hsize_t)layers, (hsize_t)experts};
+  rf->counts_ds = extendible(g, "counts", H5T_NATIVE_UINT64, 4, inner, 1);
+  rf->mass_ds = extendible(g, "gate_mass", H5T_NATIVE_DOUBLE, 4, inner, 1);
+  H5Gclose(g);
+  RF_CHECK(rf->counts_ds, "create /routing/counts");
+  RF_CHECK(rf->mass_ds, "create /routing/gate_mass");
+  g = H5Gcreate2(rf->file, "checkpoints", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  RF_CHECK(g, "create /checkpoints");
+  H5Gclose(g);
+  return FM_OK;
+}
+
+/* Grow a 1-D compound dataset by n rows written by rank 0. */
+static fm_err append_rows(fm_runfile *rf, hid_t ds, hid_t type, hsize_t *nrows, const void *rows, int n) {
+  int n0 = n;
+  MPI_Bcast(&n0, 1, MPI_INT, 0, rf->comm);
+  if (n0 == 0) return FM_OK;
+  hsize_t newsize = *nrows + (hsize_t)n0;
+  RF_CHECK(H5Dset_extent(ds, &newsize), "extend a metrics table");
+  hid_t fs = H5Dget_space(ds);
+  hsize_t start = *nrows, count = rf->rank == 0 ? (hsize_t)n0 : 0;
+  hid_t ms = H5Screate_simple(1, &count, NULL);
+  if (rf->rank == 0) H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL);
+  else { H5Sselect_none(fs); H5Sselect_none(ms); }
+  herr_t e = H5Dwrite(ds, type, ms, fs, rf->dxpl, rows);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  RF_CHECK(e, "write metrics rows");
+  *nrows = newsize;
+  return FM_OK;
+}
+
+fm_err fm_runfile_append_clients(fm_runfile *rf, const fm_client_row *rows, int n) {
+  return append_rows(rf, rf->clients_ds, rf->client_t, &rf->nclient_rows, rows, n);
+}
+
+fm_err fm_runfile_append_round(fm_runfile *rf, const fm_round_row *row) {
+  return append_rows(rf, rf->rounds_ds, rf->round_t, &rf->nround_rows, row, rf->rank == 0 ? 1 : 0);
+}
+
+/* This rank's hosted clients as a strided selection of the client dimension. */
+static void select_hosted(const fm_runfile *rf, hid_t fs, int nd, hsize_t lead, int nlocal, const hsize_t *inner) {
+  hsize_t start[4] = {lead, (hsize_t)(rf->rank - 1)}, stride[4] = {1, (hsize_t)(rf->P - 1)};
+  hsize_t count[4] = {1, (hsize_t)nlocal}, block[4] = {1, 1};
+  for (int i = 2; i < nd; i++) { start[i] = 0; stride[i] = 1; count[i] = 1; block[i] = inner[i - 2]; }
+  if (rf->rank == 0 || nlocal == 0) H5Sselect_none(fs);
+  else H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, stride, count, block);
+}
+
+static fm_err write_hosted(fm_runfile *rf, hid_t ds, hid_t type, int nd, hsize_t lead, const hsize_t *inner,
+                           int nlocal, const void *buf) {
+  hid_t fs = H5Dget_space(ds);
+  select_hosted(rf, fs, nd, lead, nlocal, inner);
+  hsize_t mdims[4] = {rf->rank == 0 ? 0 : (hsize_t)nlocal};
+  int mnd = 1;
+  for (int i = 2; i < nd; i++) mdims[mnd++] = inner[i - 2];
+  hid_t ms = H5Screate_simple(mnd, mdims, NULL);
+  if (rf->rank == 0 || nlocal == 0) H5Sselect_none(ms);
+  herr_t e = H5Dwrite(ds, type, ms, fs, rf->dxpl, buf);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  RF_CHECK(e, "write per-client data");
+  return FM_OK;
+}
+
+fm_err fm_runfile_write_routing(fm_runfile *rf, int round, const uint64_t *counts, const double *mass, int nlocal) {
+  hsize_t dims[4] = {(hsize_t)round, (hsize_t)rf->N, (hsize_t)rf->L, (hsize_t)rf->E};
+  RF_CHECK(H5Dset_extent(rf->counts_ds, dims), "extend /routing/counts");
+  RF_CHECK(H5Dset_extent(rf->mass_ds, dims), "extend /routing/gate_mass");
+  hsize_t inner[2] = {(hsize_t)rf->L, (hsize_t)rf->E};
+  FM_CHECK(write_hosted(rf, rf->counts_ds, H5T_NATIVE_UINT64, 4, (hsize_t)round - 1, inner, nlocal, counts));
+  FM_CHECK(write_hosted(rf, rf->mass_ds, H5T_NATIVE_DOUBLE, 4, (hsize_t)round - 1, inner, nlocal, mass));
+  return FM_OK;
+}
+
+fm_err fm_runfile_checkpoint_begin(fm_runfile *rf, int round) {
+  char name[64];
+  snprintf(name, sizeof name, "/checkpoints/r%06d", round);
+  if (H5Lexists(rf->file, name, H5P_DEFAULT) > 0) H5Ldelete(rf->file, name, H5P_DEFAULT);
+  rf->ckpt = H5Gcreate2(rf->file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  RF_CHECK(rf->ckpt, "create a checkpoint group");
+  rf->ckpt_round = round;
+  hid_t g = H5Gcreate2(rf->ckpt, "shared", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  RF_CHECK(g, "create a checkpoint's shared group");
+  H5Gclose(g);
+  g = H5Gcreate2(rf->ckpt, "clients", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  RF_CHECK(g, "create a checkpoint's clients group");
+  H5Gclose(g);
+  FM_CHECK(attr_i64(rf, rf->ckpt, "round", round));
+  return FM_OK;
+}
+
+fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t n) {
+  char path[160];
+  snprintf(path, sizeof path, "shared/%s", name);
+  hsize_t dims = n;
+  hid_t fs = H5Screate_simple(1, &dims, NULL);
+  hid_t d = H5Dcreate2(rf->ckpt, path, H5T_NATIVE_FLOAT, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  RF_CHECK(d, "create a shared tensor in a checkpoint");
+  hid_t ms = H5Screate_simple(1, &dims, NULL);
+  if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
+  herr_t e = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, rf->dxpl, w);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  H5Dclose(d);
+  RF_CHECK(e, "write a shared tensor");
+  return FM_OK;
+}
+
+void fm_runfile_select_hosted_rows(const fm_runfile *rf, hid_t fs, size_t n, int nlocal) {
+  /* this host's clients: rows rank-1, rank-1 + (P-1), ... */
+  hsize_t start[2] = {(hsize_t)(rf->rank - 1), 0}, stride[2] = {(hsize_t)(rf->P - 1), 1};
+  hsize_t count[2] = {(hsize_t)nlocal, 1}, block[2] = {1, n ? (hsize_t)n : 1};
+  if (rf->rank == 0 || nlocal == 0) H5Sselect_none(fs);
+  else H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, stride, count, block);
+}
+
+static fm_err client_dataset(fm_runfile *rf, hid_t g, const char *name, hid_t type, size_t n, int nlocal,
+                             const void *buf) {
+  hsize_t dims[2] = {(hsize_t)rf->N, (hsize_t)n};
+  int nd = n ? 2 : 1;
+  hid_t fs = H5Screate_simple(nd, dims, NULL);
+  hid_t d = H5Dcreate2(g, name, type, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Sclose(fs);
+  RF_CHECK(d, "create a client-state dataset");
+  hid_t fsp = H5Dget_space(d);
+  fm_runfile_select_hosted_rows(rf, fsp, n, nlocal);
+  hsize_t mdims[2] = {rf->rank == 0 ? 0 : (hsize_t)nlocal, (hsize_t)n};
+  hid_t ms = H5Screate_simple(nd, mdims, NULL);
+  if (rf->rank == 0 || nlocal == 0) H5Sselect_none(ms);
+  herr_t e = H5Dwrite(d, type, ms, fsp, rf->dxpl, buf);
+  H5Sclose(ms);
+  H5Sclose(fsp);
+  H5Dclose(d);
+  RF_CHECK(e, "write client state");
+  return FM_OK;
+}
+
+fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, int nlocal, const float *params,
+                              const float *m, const float *v, const int64_t *step, const uint8_t *allocated) {
+  char name[32];
+  snprintf(name, sizeof name, "clients/class%d", cls);
+  hid_t g = H5Gcreate2(rf->ckpt, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  RF_CHECK(g, "create a client class group");
+  fm_err err = client_dataset(rf, g, "params", H5T_NATIVE_FLOAT, n, nlocal, params);
+  if (!err) err = client_dataset(rf, g, "adam_m", H5T_NATIVE_FLOAT, n, nlocal, m);
+  if (!err) err = client_dataset(rf, g, "adam_v", H5T_NATIVE_FLOAT, n, nlocal, v);
+  if (!err) err = client_dataset(rf, g, "adam_step", H5T_NATIVE_INT64, 0, nlocal, step);
+  if (!err) err = client_dataset(rf, g, "allocated", H5T_NATIVE_UINT8, 0, nlocal, allocated);
+  H5Gclose(g);
+  return err;
+}
+
+fm_err fm_runfile_checkpoint_end(fm_runfile *rf) {
+  FM_CHECK(attr_i64(rf, rf->ckpt, "complete", 1));
+  H5Gclose(rf->ckpt);
+  rf->ckpt = -1;
+  /* the data reach the file before `latest` points at them */
+  RF_CHECK(H5Fflush(rf->file, H5F_SCOPE_GLOBAL), "flush a checkpoint");
+  char target[64];
+  snprintf(target, sizeof target, "/checkpoints/r%06d", rf->ckpt_round);
+  if (H5Lexists(rf->file, "/checkpoints/latest", H5P_DEFAULT) > 0)
+    RF_CHECK(H5Ldelete(rf->file, "/checkpoints/latest", H5P_DEFAULT), "move /checkpoints/latest");
+  RF_CHECK(H5Lcreate_soft(target, rf->file, "/checkpoints/latest", H5P_DEFAULT, H5P_DEFAULT),
+          "link /checkpoints/latest");
+  rf->kept[rf->nkept++] = rf->ckpt_round;
+  while (rf->nkept > rf->keep_last) { /* prune the oldest */
+    snprintf(target, sizeof target, "/checkpoints/r%06d", rf->kept[0]);
+    if (rf->kept[0] != rf->ckpt_round) H5Ldelete(rf->file, target, H5P_DEFAULT);
+    memmove(rf->kept, rf->kept + 1, (size_t)(--rf->nkept) * sizeof *rf->kept);
+  }
+  RF_CHECK(H5Fflush(rf->file, H5F_SCOPE_GLOBAL), "flush the run file");
+  return FM_OK;
+}
+
+fm_err fm_runfile_close(fm_runfile *rf) {
+  if (!rf) return FM_OK;
+  herr_t e = 0;
+  if (rf->ckpt >= 0) H5Gclose(rf->ckpt);
+  hid_t ds[] = {rf->clients_ds, rf->rounds_ds, rf->counts_ds, rf->mass_ds};
+  for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
+    if (ds[i] > 0) H5Dclose(ds[i]);
+  if (rf->client_t > 0) H5Tclose(rf->client_t);
+  if (rf->round_t > 0) H5Tclose(rf->round_t);
+  if (rf->dxpl >= 0) H5Pclose(rf->dxpl);
+  if (rf->file >= 0) e = H5Fclose(rf->file);
+  char path[FM_PATH_MAX];
+  snprintf(path, sizeof path, "%s", rf->path);
+  free(rf->kept);
+  free(rf);
+  if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to close the run file", path);
+  return FM_OK;
+}

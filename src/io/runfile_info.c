@@ -1,0 +1,128 @@
+/* runfile_info.c - `fedmoe info`: what a run file holds, read serially. */
+#include "fedmoe/io.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int read_str_attr(hid_t obj, const char *name, char *buf, size_t len) {
+  if (H5Aexists(obj, name) <= 0) return 0;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  hid_t t = H5Aget_type(a);
+  size_t n = H5Tget_size(t);
+  int ok = 0;
+  if (H5Tget_class(t) == H5T_STRING && n > 0) {
+    char *tmp = malloc(n + 1);
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, n);
+    if (tmp && H5Aread(a, mt, tmp) >= 0) {
+      tmp[n] = 0;
+      snprintf(buf, len, "%s", tmp);
+      ok = 1;
+    }
+    H5Tclose(mt);
+    free(tmp);
+  }
+  H5Tclose(t);
+  H5Aclose(a);
+  return ok;
+}
+
+static int read_i64_attr(hid_t obj, const char *name, long long *v) {
+  if (H5Aexists(obj, name) <= 0) return 0;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  int64_t x = 0;
+  int ok = H5Aread(a, H5T_NATIVE_INT64, &x) >= 0;
+  H5Aclose(a);
+  *v = x;
+  return ok;
+}
+
+typedef struct { FILE *out; hid_t file; int n; } ckpt_walk;
+
+static herr_t list_checkpoint(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+  ckpt_walk *w = data;
+  if (info->type == H5L_TYPE_SOFT) {
+    char target[128] = "";
+    H5Lget_val(g, name, target, sizeof target, H5P_DEFAULT);
+    fprintf(w->out, "  %-10s -> %s\n", name, target);
+    return 0;
+  }
+  hid_t c = H5Gopen2(g, name, H5P_DEFAULT);
+  long long complete = 0;
+  int has = read_i64_attr(c, "complete", &complete);
+  hid_t shared = H5Gopen2(c, "shared", H5P_DEFAULT);
+  H5G_info_t gi = {0};
+  if (shared >= 0) { H5Gget_info(shared, &gi); H5Gclose(shared); }
+  fprintf(w->out, "  %-10s %s, %llu shared tensors\n", name, has && complete ? "complete" : "INCOMPLETE",
+          (unsigned long long)gi.nlinks);
+  H5Gclose(c);
+  w->n++;
+  return 0;
+}
+
+fm_err fm_runfile_info(const char *path, FILE *out) {
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  if (H5Fis_hdf5(path) <= 0)
+    FM_ERROR(FM_ERR_FORMAT, "'%s' is not an HDF5 file (or cannot be read)", path);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) FM_ERROR(FM_ERR_FORMAT, "cannot open '%s' as an HDF5 file", path);
+  char version[64], strategy[64] = "?", start[64] = "?";
+  if (!read_str_attr(f, "fedmoe_version", version, sizeof version)) {
+    H5Fclose(f);
+    FM_ERROR(FM_ERR_FORMAT, "'%s' is an HDF5 file but not a fedmoe run file (no fedmoe_version attribute)", path);
+  }
+  read_str_attr(f, "strategy", strategy, sizeof strategy);
+  read_str_attr(f, "start_time", start, sizeof start);
+  long long seed = 0, ranks = 0, clients = 0, layers = 0, experts = 0;
+  read_i64_attr(f, "seed", &seed);
+  read_i64_attr(f, "ranks", &ranks);
+  read_i64_attr(f, "clients", &clients);
+  read_i64_attr(f, "layers", &layers);
+  read_i64_attr(f, "experts", &experts);
+  fprintf(out, "run file   %s\nfedmoe     %s\nstrategy   %s\nstarted    %s\nseed       %lld\n"
+               "ranks      %lld\nclients    %lld\nmodel      %lld layers, %lld experts per MoE layer\n",
+          path, version, strategy, start, seed, ranks, clients, layers, experts);
+  hid_t d = H5Dopen2(f, "/metrics/rounds", H5P_DEFAULT);
+  if (d >= 0) {
+    hid_t sp = H5Dget_space(d);
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(sp, &n, NULL);
+    fprintf(out, "rounds     %llu done\n", (unsigned long long)n);
+    if (n > 0) {
+      hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(fm_round_row));
+      H5Tinsert(t, "round", HOFFSET(fm_round_row, round), H5T_NATIVE_INT32);
+      H5Tinsert(t, "mean_train", HOFFSET(fm_round_row, mean_train), H5T_NATIVE_DOUBLE);
+      H5Tinsert(t, "mean_val", HOFFSET(fm_round_row, mean_val), H5T_NATIVE_DOUBLE);
+      H5Tinsert(t, "mean_test", HOFFSET(fm_round_row, mean_test), H5T_NATIVE_DOUBLE);
+      H5Tinsert(t, "wall_s", HOFFSET(fm_round_row, wall_s), H5T_NATIVE_DOUBLE);
+      hsize_t last = n - 1, one = 1;
+      H5Sselect_hyperslab(sp, H5S_SELECT_SET, &last, NULL, &one, NULL);
+      hid_t ms = H5Screate_simple(1, &one, NULL);
+      fm_round_row row = {0};
+      if (H5Dread(d, t, ms, sp, H5P_DEFAULT, &row) >= 0)
+        fprintf(out, "final      round %d: mean train %.4f  val %.4f  test %.4f (perplexity %.3f)\n", row.round,
+                row.mean_train, row.mean_val, row.mean_test, exp(row.mean_test));
+      H5Sclose(ms);
+      H5Tclose(t);
+    }
+    H5Sclose(sp);
+    H5Dclose(d);
+  } else {
+    fprintf(out, "rounds     none recorded\n");
+  }
+  fprintf(out, "checkpoints\n");
+  hid_t g = H5Gopen2(f, "/checkpoints", H5P_DEFAULT);
+  ckpt_walk w = {out, f, 0};
+  if (g >= 0) {
+    H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, list_checkpoint, &w);
+    H5Gclose(g);
+  }
+  if (w.n == 0) fprintf(out, "  none\n");
+  char *config = malloc(1 << 20);
+  if (config && read_str_attr(f, "config", config, 1 << 20)) fprintf(out, "configuration\n%s", config);
+  free(config);
+  H5Fclose(f);
+  return FM_OK;
+}

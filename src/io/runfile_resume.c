@@ -1,0 +1,200 @@
+/* runfile_resume.c - reopening a run file at its latest checkpoint. */
+#include "runfile_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static fm_err check_attr(fm_runfile *rf, const char *name, long long want) {
+  long long have = -1;
+  hid_t a = H5Aexists(rf->file, name) > 0 ? H5Aopen(rf->file, name, H5P_DEFAULT) : -1;
+  if (a >= 0) {
+    int64_t v;
+    if (H5Aread(a, H5T_NATIVE_INT64, &v) >= 0) have = v;
+    H5Aclose(a);
+  }
+  if (have != want)
+    FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: the run file has %s = %lld, the configuration %lld", rf->path, name,
+             have, want);
+  return FM_OK;
+}
+
+typedef struct { int *rounds; int n, cap; hid_t g; } walk_t;
+
+static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+  walk_t *w = data;
+  int round;
+  if (info->type != H5L_TYPE_HARD || sscanf(name, "r%d", &round) != 1) return 0;
+  hid_t c = H5Gopen2(g, name, H5P_DEFAULT);
+  int complete = 0;
+  if (c >= 0 && H5Aexists(c, "complete") > 0) {
+    hid_t a = H5Aopen(c, "complete", H5P_DEFAULT);
+    int64_t v = 0;
+    complete = H5Aread(a, H5T_NATIVE_INT64, &v) >= 0 && v == 1;
+    H5Aclose(a);
+  }
+  if (c >= 0) H5Gclose(c);
+  if (!complete) return 0;
+  if (w->n == w->cap) {
+    int *nr = realloc(w->rounds, (size_t)(w->cap = w->cap ? 2 * w->cap : 8) * sizeof *nr);
+    if (!nr) return -1;
+    w->rounds = nr;
+  }
+  w->rounds[w->n++] = round;
+  return 0;
+}
+
+fm_err fm_runfile_open_resume(fm_runfile **out, const char *path, const fm_config *cfg, int layers, int experts,
+                              MPI_Comm comm, int *round) {
+  fm_runfile *rf;
+  FM_CHECK(fm_runfile_alloc(&rf, path, cfg, layers, experts, comm));
+  *out = rf;
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  if (H5Fis_hdf5(path) <= 0) FM_ERROR(FM_ERR_FORMAT, "--resume: '%s' is not an HDF5 file (or cannot be read)", path);
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+  H5Pset_all_coll_metadata_ops(fapl, 1);
+  H5Pset_coll_metadata_write(fapl, 1);
+  rf->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
+  H5Pclose(fapl);
+  if (rf->file < 0) FM_ERROR(FM_ERR_IO, "--resume: cannot open '%s' for writing", path);
+  if (H5Aexists(rf->file, "fedmoe_version") <= 0)
+    FM_ERROR(FM_ERR_FORMAT, "--resume: '%s' is an HDF5 file but not a fedmoe run file", path);
+  /* what must not change between the run and its continuation */
+  FM_CHECK(check_attr(rf, "clients", cfg->fl.clients));
+  FM_CHECK(check_attr(rf, "layers", layers));
+  FM_CHECK(check_attr(rf, "experts", experts));
+  FM_CHECK(check_attr(rf, "seed", cfg->run.seed));
+  char strategy[64] = "";
+  hid_t a = H5Aopen(rf->file, "strategy", H5P_DEFAULT);
+  if (a >= 0) {
+    hid_t t = H5Aget_type(a), mt = H5Tcopy(H5T_C_S1);
+    size_t n = H5Tget_size(t);
+    if (n < sizeof strategy) { H5Tset_size(mt, n); H5Aread(a, mt, strategy); strategy[n] = 0; }
+    H5Tclose(mt); H5Tclose(t); H5Aclose(a);
+  }
+  if (strcmp(strategy, fm_config_enum_name(cfg, "fl.strategy")))
+    FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: the run file's strategy is '%s', the configuration's '%s'", path,
+             strategy, fm_config_enum_name(cfg, "fl.strategy"));
+  rf->clients_ds = H5Dopen2(rf->file, "/metrics/clients", H5P_DEFAULT);
+  rf->rounds_ds = H5Dopen2(rf->file, "/metrics/rounds", H5P_DEFAULT);
+  rf->counts_ds = H5Dopen2(rf->file, "/routing/counts", H5P_DEFAULT);
+  rf->mass_ds = H5Dopen2(rf->file, "/routing/gate_mass", H5P_DEFAULT);
+  if (rf->clients_ds < 0 || rf->rounds_ds < 0 || rf->counts_ds < 0 || rf->mass_ds < 0)
+    FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: metrics or routing datasets are missing", path);
+  /* complete checkpoints, oldest first */
+  walk_t w = {0};
+  hid_t g = H5Gopen2(rf->file, "/checkpoints", H5P_DEFAULT);
+  if (g >= 0) { H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect, &w); H5Gclose(g); }
+  if (w.n == 0) { free(w.rounds); FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: no complete checkpoint", path); }
+  int keep = w.n > rf->keep_last ? rf->keep_last : w.n;
+  for (int i = 0; i < keep; i++) rf->kept[i] = w.rounds[w.n - keep + i];
+  rf->nkept = keep;
+  *round = w.rounds[w.n - 1];
+  free(w.rounds);
+  char name[64];
+  snprintf(name, sizeof name, "/checkpoints/r%06d", *round);
+  rf->ckpt = H5Gopen2(rf->file, name, H5P_DEFAULT);
+  rf->ckpt_round = *round;
+  if (rf->ckpt < 0) FM_ERROR(FM_ERR_FORMAT, "%s: cannot open checkpoint %s", path, name);
+  return FM_OK;
+}
+
+fm_err fm_runfile_read_shared(fm_runfile *rf, const char *name, float *w, size_t n) {
+  char path[160];
+  snprintf(path, sizeof path, "shared/%s", name);
+  hid_t d = H5Dopen2(rf->ckpt, path, H5P_DEFAULT);
+  if (d < 0) FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint r%06d has no shared tensor '%s' (a different model?)", rf->path, rf->ckpt_round, name);
+  hid_t sp = H5Dget_space(d);
+  hssize_t have = H5Sget_simple_extent_npoints(sp);
+  H5Sclose(sp);
+  if (have != (hssize_t)n) {
+    H5Dclose(d);
+    FM_ERROR(FM_ERR_FORMAT, "%s: shared tensor '%s' has %lld values in the checkpoint, the model %zu (the "
+             "configuration changes the model's shape)", rf->path, name, (long long)have, n);
+  }
+  herr_t e = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, rf->dxpl, w);
+  H5Dclose(d);
+  if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot read shared tensor '%s' (corrupted checkpoint?)", rf->path, name);
+  return FM_OK;
+}
+
+static fm_err read_rows(fm_runfile *rf, hid_t g, const char *name, hid_t type, size_t n, int nlocal, void *buf) {
+  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+  if (d < 0) FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint r%06d lacks client data '%s'", rf->path, rf->ckpt_round, name);
+  hid_t fs = H5Dget_space(d);
+  hsize_t dims[2] = {0, 0};
+  int nd = H5Sget_simple_extent_dims(fs, dims, NULL);
+  if (dims[0] != (hsize_t)rf->N || (n && (nd != 2 || dims[1] != n))) {
+    H5Sclose(fs);
+    H5Dclose(d);
+    FM_ERROR(FM_ERR_FORMAT, "%s: client data '%s' has shape [%llu, %llu], the model needs [%d, %zu] (the "
+             "configuration changes the model's shape)", rf->path, name, (unsigned long long)dims[0],
+             (unsigned long long)dims[1], rf->N, n);
+  }
+  fm_runfile_select_hosted_rows(rf, fs, n, nlocal);
+  hsize_t mdims[2] = {rf->rank == 0 ? 0 : (hsize_t)nlocal, (hsize_t)n};
+  hid_t ms = H5Screate_simple(n ? 2 : 1, mdims, NULL);
+  if (rf->rank == 0 || nlocal == 0) H5Sselect_none(ms);
+  herr_t e = H5Dread(d, type, ms, fs, rf->dxpl, buf);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  H5Dclose(d);
+  if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot read client data '%s' (corrupted checkpoint?)", rf->path, name);
+  return FM_OK;
+}
+
+fm_err fm_runfile_read_class(fm_runfile *rf, int cls, size_t n, int nlocal, float *params, float *m, float *v,
+                             int64_t *step, uint8_t *allocated) {
+  char name[32];
+  snprintf(name, sizeof name, "clients/class%d", cls);
+  hid_t g = H5Gopen2(rf->ckpt, name, H5P_DEFAULT);
+  if (g < 0) FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint r%06d has no %s", rf->path, rf->ckpt_round, name);
+  fm_err err = read_rows(rf, g, "params", H5T_NATIVE_FLOAT, n, nlocal, params);
+  if (!err) err = read_rows(rf, g, "adam_m", H5T_NATIVE_FLOAT, n, nlocal, m);
+  if (!err) err = read_rows(rf, g, "adam_v", H5T_NATIVE_FLOAT, n, nlocal, v);
+  if (!err) err = read_rows(rf, g, "adam_step", H5T_NATIVE_INT64, 0, nlocal, step);
+  if (!err) err = read_rows(rf, g, "allocated", H5T_NATIVE_UINT8, 0, nlocal, allocated);
+  H5Gclose(g);
+  return err;
+}
+
+/* Rows of /metrics/clients up to and including `round` (its round column rises). */
+static fm_err client_rows_upto(fm_runfile *rf, int round, hsize_t *keep) {
+  hid_t sp = H5Dget_space(rf->clients_ds);
+  hsize_t n = 0;
+  H5Sget_simple_extent_dims(sp, &n, NULL);
+  H5Sclose(sp);
+  int32_t *r = malloc((n ? n : 1) * sizeof *r);
+  if (!r) FM_ERROR(FM_ERR_MEM, "out of memory reading '%s'", rf->path);
+  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(int32_t));
+  H5Tinsert(t, "round", 0, H5T_NATIVE_INT32);
+  herr_t e = n ? H5Dread(rf->clients_ds, t, H5S_ALL, H5S_ALL, rf->dxpl, r) : 0;
+  H5Tclose(t);
+  hsize_t k = 0;
+  while (e >= 0 && k < n && r[k] <= round) k++;
+  free(r);
+  if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot read /metrics/clients", rf->path);
+  *keep = k;
+  return FM_OK;
+}
+
+fm_err fm_runfile_truncate(fm_runfile *rf, int round) {
+  hsize_t keep;
+  FM_CHECK(client_rows_upto(rf, round, &keep));
+  rf->nclient_rows = keep;
+  /* one row per round; a crash after the checkpoint but before its round's row leaves one fewer */
+  hid_t sp = H5Dget_space(rf->rounds_ds);
+  hsize_t have = 0;
+  H5Sget_simple_extent_dims(sp, &have, NULL);
+  H5Sclose(sp);
+  rf->nround_rows = have < (hsize_t)round ? have : (hsize_t)round;
+  if (H5Dset_extent(rf->clients_ds, &keep) < 0 || H5Dset_extent(rf->rounds_ds, &rf->nround_rows) < 0)
+    FM_ERROR(FM_ERR_HDF5, "%s: cannot truncate the metrics to round %d", rf->path, round);
+  hsize_t dims[4] = {(hsize_t)round, (hsize_t)rf->N, (hsize_t)rf->L, (hsize_t)rf->E};
+  if (H5Dset_extent(rf->counts_ds, dims) < 0 || H5Dset_extent(rf->mass_ds, dims) < 0)
+    FM_ERROR(FM_ERR_HDF5, "%s: cannot truncate the routing statistics to round %d", rf->path, round);
+  H5Gclose(rf->ckpt);
+  rf->ckpt = -1;
+  return FM_OK;
+}
