@@ -5,3 +5,9 @@ libfedmoe_a_SOURCES += %reldir%/gemm.c %reldir%/linear.c %reldir%/layernorm.c %r
 	%reldir%/ffn.c %reldir%/attention.c %reldir%/embed.c %reldir%/crossentropy.c \
 	%reldir%/router.c %reldir%/loadbalance.c %reldir%/moe.c %reldir%/model_shape.c \
 	%reldir%/model.c %reldir%/model_pass.c %reldir%/adamw.c %reldir%/clip.c %reldir%/schedule.c
+
+# GELU spends most of its time in tanhf. This file alone may call glibc's vector math
+# library (libmvec, reached through -lm), which GCC uses only under -ffast-math, and
+# asks for the loop vectoriser that -O2 keeps to trivial loops; the code clamps its
+# argument, so nothing relies on infinities or NaNs. (A GNU make target variable.)
+%reldir%/gelu.$(OBJEXT): AM_CFLAGS += -ffast-math -ftree-loop-vectorize -fvect-cost-model=dynamic
