@@ -8,3 +8,9 @@ tests_unit_test_fl_SOURCES = %reldir%/unit/test_fl.c $(TEST_UNIT_MAIN)
 tests_unit_test_fl_CPPFLAGS = $(TEST_UNIT_CPPFLAGS)
 tests_unit_test_fl_LDADD = $(TEST_UNIT_LDADD)
 TESTS += tests/unit/test_fl
+
+# Tests that read run files with h5py (configure found a Python that imports it).
+if HAVE_PYTHON_H5PY
+TESTS += %reldir%/mpi/hfedmoe.sh
+endif
+dist_noinst_SCRIPTS += %reldir%/mpi/hfedmoe.sh

@@ -48,7 +48,11 @@ typedef struct fm_client_ctx {
   uint64_t *route_counts; /* [layers][E] top-k picks */
   double *gate_mass;      /* [layers][E] summed router probability */
   fm_client_result *res;
-  void *state;            /* the strategy's per-client state */
+  /* [layers][E] or NULL: experts with 0 get no gradient and no optimizer step */
+  const uint8_t *expert_trainable;
+  /* [nstats][layers][E]: this round's per-expert figures the strategy reports
+   * (fm_strategy.stat_names), written to the run file as /fl/<name> */
+  double *stats;
 } fm_client_ctx;
 
 /* ---- strategies ---- */
@@ -67,10 +71,16 @@ typedef struct fm_strategy {
   double (*contribution)(const fm_client_ctx *cx, const fm_tensor *t, double token_weight);
   /* optional: after aggregation, on the server, with the new shared parameters */
   fm_err (*server_step)(fm_model *server_model, const fm_config *cfg, int round);
+  /* per-expert figures reported per round and client (see fm_client_ctx.stats) */
+  int nstats;
+  const char *stat_names[4];
+  /* optional: a per-client integer recorded once as /fl/<client_int_name> [client] */
+  const char *client_int_name;
+  int (*client_int)(const fm_config *cfg, int client);
 } fm_strategy;
 
 const fm_strategy *fm_strategy_get(int id); /* FM_STRAT_* */
-extern const fm_strategy fm_strategy_local, fm_strategy_fedavg, fm_strategy_comigs;
+extern const fm_strategy fm_strategy_local, fm_strategy_fedavg, fm_strategy_comigs, fm_strategy_hfedmoe;
 
 /* Local training helpers for strategies. */
 /* One optimizer step on a batch of split s: forward, backward, clip, AdamW on the

@@ -10,6 +10,8 @@
  *   /checkpoints/r{round:06d}/clients/class{c}/{params,adam_m,adam_v} [client][n],
  *                                          adam_step [client], allocated [client]
  *   /checkpoints/latest     soft link to the newest complete checkpoint
+ *   /fl/<name>              strategy figures: float64 [round][client][layer][expert]
+ *                           (hfedmoe: selected, importance, kl, usage), int32 [client] (budget)
  * Client state is one 2-D dataset per private class, each host writing its clients'
  * rows (a strided hyperslab: client c is on rank 1 + c mod (P-1)), instead of one
  * group per client as DESIGN.md first sketched: the number of HDF5 objects then does
@@ -55,6 +57,12 @@ fm_err fm_runfile_append_round(fm_runfile *rf, const fm_round_row *row);
  * (client c at local index c / (P-1)); rank 0 passes none. Collective. */
 fm_err fm_runfile_write_routing(fm_runfile *rf, int round, const uint64_t *counts, const double *mass,
                                 int nlocal);
+
+/* A strategy's per-expert figures of one round, /fl/<name> float64
+ * [round][client][layer][expert], written like the routing statistics. */
+fm_err fm_runfile_write_client_stat(fm_runfile *rf, const char *name, int round, const double *data, int nlocal);
+/* A per-client integer, /fl/<name> int32 [client]; rank 0 passes all N values. */
+fm_err fm_runfile_write_client_ints(fm_runfile *rf, const char *name, const int32_t *values);
 
 /* A checkpoint of round `round`. Begin creates the group (collective); then every rank
  * calls write_shared (rank 0's data is written) for each shared tensor and

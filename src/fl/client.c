@@ -32,6 +32,13 @@ fm_err fm_client_train_step(fm_client_ctx *cx, int split, unsigned class_mask, f
   int nclass = fm_model_nclass(cx->model);
   /* only the classes this step updates get weight gradients */
   for (int k = 0; k < nclass; k++) fm_model_freeze_class(cx->model, k, !(class_mask >> k & 1));
+  if (cx->expert_trainable) { /* a budget: only the chosen experts learn */
+    int E = fm_model_get_shape(cx->model)->experts;
+    for (int i = 0; i < fm_model_ntensors(cx->model); i++) {
+      fm_tensor *t = fm_model_tensor(cx->model, i);
+      if (t->group == FM_GROUP_EXPERT && !cx->expert_trainable[t->layer * E + t->expert]) t->frozen = 1;
+    }
+  }
   float ce = 0, lb = 0;
   fm_model_zero_grads(cx->model);
   FM_CHECK(fm_model_forward(cx->model, cx->tokens, cx->targets, B, T, &ce, &lb));

@@ -36,6 +36,7 @@ typedef struct {
   uint64_t *route_counts;   /* [nlocal][L][E] of the hosted clients, this round */
   double *gate_mass;        /* [nlocal][L][E] */
   int nlocal, LE;           /* hosted clients; layers x experts */
+  double *stats;            /* [nlocal][nstats][L][E] the strategy's figures, this round */
   fm_runfile *rf;
   size_t shared_bytes;
   int ph_local, ph_reduce, ph_server, ph_bcast, ph_eval, ph_gather, ph_io;
@@ -78,6 +79,7 @@ static fm_err setup(run_t *r) {
   r->LE = shape.layers * shape.experts;
   FM_CALLOC(r->route_counts, (size_t)r->nlocal * r->LE, "routing counts");
   FM_CALLOC(r->gate_mass, (size_t)r->nlocal * r->LE, "gate mass");
+  FM_CALLOC(r->stats, (size_t)r->nlocal * (size_t)r->st->nstats * r->LE, "strategy statistics");
   return FM_OK;
 }
 
@@ -92,6 +94,7 @@ static void teardown(run_t *r) {
   free(r->targets);
   free(r->route_counts);
   free(r->gate_mass);
+  free(r->stats);
   fm_agg_free(&r->agg);
   fm_host_free(&r->host);
   if (r->model) fm_model_free(r->model);
@@ -111,6 +114,7 @@ static void client_ctx(run_t *r, fm_client_ctx *cx, int client, int round, fm_cl
   size_t li = (size_t)(client / (r->P - 1)) * (size_t)r->LE;
   cx->route_counts = r->route_counts + (r->nlocal ? li : 0);
   cx->gate_mass = r->gate_mass + (r->nlocal ? li : 0);
+  cx->stats = r->stats + (r->nlocal ? li * (size_t)r->st->nstats : 0);
   cx->res = res;
   fm_rng_init(&cx->batch_rng, (uint64_t)r->cfg->run.seed, (uint32_t)client, (uint32_t)round, FM_RNG_BATCH);
 }
@@ -294,6 +298,22 @@ static fm_err restore(run_t *r) {
   return FM_OK;
 }
 
+/* The strategy's per-expert figures of the round: /fl/<name>, one dataset each.
+ * Hosts hold [nlocal][nstats][L][E]; the run file wants [nlocal][L][E] per name. */
+static fm_err write_stats(run_t *r, int round, fm_err err) {
+  if (err || r->st->nstats == 0) return err;
+  size_t LE = (size_t)r->LE, nl = (size_t)r->nlocal;
+  double *one;
+  FM_CALLOC(one, nl * LE, "statistics staging");
+  for (int k = 0; k < r->st->nstats && !err; k++) {
+    for (size_t li = 0; li < nl; li++)
+      memcpy(one + li * LE, r->stats + (li * (size_t)r->st->nstats + (size_t)k) * LE, LE * sizeof *one);
+    err = fm_runfile_write_client_stat(r->rf, r->st->stat_names[k], round, one, r->nlocal);
+  }
+  free(one);
+  return err;
+}
+
 /* Seconds spent in phase id since the last call for it (per round figures). */
 static double phase_delta(int id, double *last) {
   double now = fm_phase_seconds(id), d = now - last[id];
@@ -327,6 +347,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     double t0 = fm_wtime();
     memset(r->route_counts, 0, (size_t)r->nlocal * r->LE * sizeof *r->route_counts);
     memset(r->gate_mass, 0, (size_t)r->nlocal * r->LE * sizeof *r->gate_mass);
+    memset(r->stats, 0, (size_t)r->nlocal * (size_t)r->st->nstats * r->LE * sizeof *r->stats);
     int m = fm_sample_clients(c, round, r->sampled);
     double wsum = 0;
     for (int j = 0; j < m; j++) wsum += (double)r->data.clients[r->sampled[j]].split[FM_SPLIT_TRAIN].tokens;
@@ -415,6 +436,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     fm_phase_begin(r->ph_io);
     err = fm_runfile_append_clients(r->rf, crow, ncrow);
     if (!err) err = fm_runfile_write_routing(r->rf, round, r->route_counts, r->gate_mass, r->nlocal);
+    err = write_stats(r, round, err);
     if (!err && ((c->run.checkpoint_every && round % c->run.checkpoint_every == 0) || round == last_round))
       err = checkpoint(r, round);
     fm_phase_end(r->ph_io);
@@ -521,6 +543,14 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
       err = fm_runfile_create(&r.rf, cfg->run.output, cfg, opts->config_text ? opts->config_text : "",
                               sh->layers, sh->experts, comm);
     err = fm_error_agree(err, &comm);
+    if (!err && r.st->client_int) {
+      int32_t *v = NULL;
+      err = fm_calloc(&v, (size_t)cfg->fl.clients, sizeof *v, "per-client values");
+      for (int i = 0; !err && i < cfg->fl.clients; i++) v[i] = r.st->client_int(cfg, i);
+      err = fm_error_agree(err, &comm);
+      if (!err) err = fm_error_agree(fm_runfile_write_client_ints(r.rf, r.st->client_int_name, v), &comm);
+      free(v);
+    }
   }
   if (!err) {
     if (r.rank == 0 && !opts->quiet)

@@ -203,6 +203,53 @@ fm_err fm_runfile_write_routing(fm_runfile *rf, int round, const uint64_t *count
   return FM_OK;
 }
 
+/* /fl, created on first use (collective, like every metadata change). */
+static hid_t fl_group(fm_runfile *rf) {
+  if (H5Lexists(rf->file, "/fl", H5P_DEFAULT) > 0) return H5Gopen2(rf->file, "/fl", H5P_DEFAULT);
+  return H5Gcreate2(rf->file, "/fl", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+}
+
+fm_err fm_runfile_write_client_stat(fm_runfile *rf, const char *name, int round, const double *data, int nlocal) {
+  int k = 0;
+  while (k < rf->nstat && strcmp(rf->stat_name[k], name)) k++;
+  if (k == rf->nstat) {
+    if (rf->nstat == 8) FM_ERROR(FM_ERR_INTERNAL, "too many strategy statistics");
+    hid_t g = fl_group(rf);
+    RF_CHECK(g, "create /fl");
+    hsize_t inner[3] = {(hsize_t)rf->N, (hsize_t)rf->L, (hsize_t)rf->E};
+    hid_t d = H5Lexists(g, name, H5P_DEFAULT) > 0 ? H5Dopen2(g, name, H5P_DEFAULT)
+                                                  : extendible(g, name, H5T_NATIVE_DOUBLE, 4, inner, 1);
+    H5Gclose(g);
+    RF_CHECK(d, "create a /fl statistics dataset");
+    rf->stat_ds[k] = d;
+    snprintf(rf->stat_name[k], sizeof rf->stat_name[k], "%s", name);
+    rf->nstat++;
+  }
+  hsize_t dims[4] = {(hsize_t)round, (hsize_t)rf->N, (hsize_t)rf->L, (hsize_t)rf->E};
+  RF_CHECK(H5Dset_extent(rf->stat_ds[k], dims), "extend a /fl statistics dataset");
+  hsize_t inner[2] = {(hsize_t)rf->L, (hsize_t)rf->E};
+  FM_CHECK(write_hosted(rf, rf->stat_ds[k], H5T_NATIVE_DOUBLE, 4, (hsize_t)round - 1, inner, nlocal, data));
+  return FM_OK;
+}
+
+fm_err fm_runfile_write_client_ints(fm_runfile *rf, const char *name, const int32_t *values) {
+  hid_t g = fl_group(rf);
+  RF_CHECK(g, "create /fl");
+  if (H5Lexists(g, name, H5P_DEFAULT) > 0) { H5Gclose(g); return FM_OK; } /* a resumed run has it */
+  hsize_t n = (hsize_t)rf->N;
+  hid_t fs = H5Screate_simple(1, &n, NULL);
+  hid_t d = H5Dcreate2(g, name, H5T_NATIVE_INT32, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Gclose(g);
+  hid_t ms = H5Screate_simple(1, &n, NULL);
+  if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
+  herr_t e = d < 0 ? -1 : H5Dwrite(d, H5T_NATIVE_INT32, ms, fs, rf->dxpl, values);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  if (d >= 0) H5Dclose(d);
+  RF_CHECK(e, "write a per-client integer");
+  return FM_OK;
+}
+
 fm_err fm_runfile_checkpoint_begin(fm_runfile *rf, int round) {
   char name[64];
   snprintf(name, sizeof name, "/checkpoints/r%06d", round);
@@ -310,6 +357,7 @@ fm_err fm_runfile_close(fm_runfile *rf) {
   hid_t ds[] = {rf->clients_ds, rf->rounds_ds, rf->counts_ds, rf->mass_ds};
   for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
     if (ds[i] > 0) H5Dclose(ds[i]);
+  for (int k = 0; k < rf->nstat; k++) H5Dclose(rf->stat_ds[k]);
   if (rf->client_t > 0) H5Tclose(rf->client_t);
   if (rf->round_t > 0) H5Tclose(rf->round_t);
   if (rf->dxpl >= 0) H5Pclose(rf->dxpl);

@@ -17,6 +17,9 @@ struct fm_runfile {
   int *kept; /* rounds of the complete checkpoints kept, oldest first */
   int nkept;
   char path[FM_PATH_MAX];
+  hid_t stat_ds[8];       /* /fl/<name> datasets opened so far */
+  char stat_name[8][32];
+  int nstat;
 };
 
 #define RF_CHECK(call, what)                                                                  \

@@ -1,0 +1,165 @@
+/* hfedmoe.c - HFedMoE: each client fine-tunes a budget of experts per MoE layer,
+ * chosen by importance and an information-bottleneck score from its router's
+ * probabilities; experts are averaged over the clients that trained them, the
+ * router with importance-based weights (ALGORITHMS.md, hfedmoe).
+ *
+ * Classes: the rest of the model (trained and averaged by tokens, as fedavg), the
+ * experts (averaged over their trainers only), the router (alpha-weighted). All are
+ * shared; the selection lives for one round. Clients run one after another on a
+ * host, so the current client's figures are kept in this file's scratch. */
+#include "fedmoe/fl.h"
+
+#include <math.h>
+#include <string.h>
+
+enum { BASE = 0, EXPERTS = 1, ROUTER = 2 };
+enum { ST_SELECTED, ST_IMPORTANCE, ST_KL, ST_USAGE, NSTATS };
+
+static int classify_hfedmoe(const fm_tensor *t, void *ctx) {
+  return t->group == FM_GROUP_EXPERT ? EXPERTS : t->group == FM_GROUP_ROUTER ? ROUTER : BASE;
+}
+
+static int budget_of(const fm_config *c, int client) {
+  return c->hfedmoe.budgets.v[client % c->hfedmoe.budgets.n];
+}
+
+/* The current client's selection, kept for contribution(). */
+static uint8_t selected[FM_MAX_LAYERS * FM_MAX_EXPERTS];
+
+/* Importance, KL and usage per expert over score_batches training batches, all
+ * experts routable; 'routed' marks experts some scored token picked. */
+static fm_err score(fm_client_ctx *cx, fm_rng *rng, double *imp, double *kl, double *use, uint8_t *routed) {
+  const fm_config *c = cx->cfg;
+  const fm_model_shape *s = fm_model_get_shape(cx->model);
+  int B = c->train.batch, T = c->train.seq_len, E = s->experts, k = s->top_k, nb = c->hfedmoe.score_batches;
+  const fm_client_data *cd = &cx->data->clients[cx->client];
+  double lam = c->hfedmoe.lambda;
+  for (int b = 0; b < nb; b++) {
+    float ce;
+    FM_CHECK(fm_batch_sample(&cx->data->corpus, &cd->split[FM_SPLIT_TRAIN], rng, B, T, cx->tokens, cx->targets, NULL));
+    FM_CHECK(fm_model_forward(cx->model, cx->tokens, cx->targets, B, T, &ce, NULL));
+    int ntok = B * T;
+    for (int l = 0; l < s->layers; l++) {
+      if (!(s->moe_mask >> l & 1)) continue;
+      const float *p = fm_model_router_probs(cx->model, l);
+      const int32_t *pk = fm_model_router_picks(cx->model, l);
+      for (int e = 0; e < E; e++) {
+        double sum = 0, mx = 0;
+        for (int x = 0; x < ntok; x++) {
+          double g = p[(size_t)x * E + e];
+          sum += g;
+          if (g > mx) mx = g;
+        }
+        double pz = sum / ntok, klx = 0;
+        for (int x = 0; x < ntok && pz > 0; x++) {
+          double g = p[(size_t)x * E + e];
+          if (g > 0) klx += g * log(g / pz);
+        }
+        size_t i = (size_t)l * E + e;
+        imp[i] += (lam * pz + (1 - lam) * mx) / nb;
+        kl[i] += klx / ntok / nb;
+        use[i] += pz / nb;
+      }
+      for (int x = 0; x < ntok * k; x++)
+        if (pk[x] >= 0) routed[(size_t)l * E + pk[x]] = 1;
+    }
+  }
+  return FM_OK;
+}
+
+/* The b best experts of a layer by key (higher first, ties to the lower index),
+ * among the candidates. */
+static void top_b(const double *key, const uint8_t *cand, int E, int b, uint8_t *sel) {
+  for (int n = 0; n < b; n++) {
+    int best = -1;
+    for (int e = 0; e < E; e++)
+      if (cand[e] && !sel[e] && (best < 0 || key[e] > key[best])) best = e;
+    if (best < 0) return;
+    sel[best] = 1;
+  }
+}
+
+static fm_err hfedmoe_update(fm_client_ctx *cx) {
+  const fm_config *c = cx->cfg;
+  const fm_model_shape *s = fm_model_get_shape(cx->model);
+  int L = s->layers, E = s->experts, b = budget_of(c, cx->client);
+  double *imp = cx->stats + (size_t)ST_IMPORTANCE * L * E, *kl = cx->stats + (size_t)ST_KL * L * E;
+  double *use = cx->stats + (size_t)ST_USAGE * L * E, *sel_out = cx->stats + (size_t)ST_SELECTED * L * E;
+  uint8_t routed[FM_MAX_LAYERS * FM_MAX_EXPERTS] = {0}, all[FM_MAX_EXPERTS];
+  memset(selected, 0, sizeof selected);
+  memset(all, 1, sizeof all);
+  fm_rng rng;
+  fm_rng_init(&rng, (uint64_t)c->run.seed, (uint32_t)cx->client, (uint32_t)cx->round, FM_RNG_STRATEGY);
+  for (int l = 0; l < L; l++)
+    if (s->moe_mask >> l & 1) FM_CHECK(fm_model_set_route_mask(cx->model, l, NULL));
+  FM_CHECK(score(cx, &rng, imp, kl, use, routed));
+  for (int l = 0; l < L; l++) {
+    if (!(s->moe_mask >> l & 1)) continue;
+    size_t o = (size_t)l * E;
+    double key[FM_MAX_EXPERTS];
+    switch (c->hfedmoe.select) {
+    case FM_SELECT_IB:
+      for (int e = 0; e < E; e++) key[e] = imp[o + e] - c->hfedmoe.beta * kl[o + e];
+      top_b(key, routed + o, E, b, selected + o);
+      break;
+    case FM_SELECT_USAGE:
+      top_b(use + o, routed + o, E, b, selected + o);
+      break;
+    default: { /* the ablation: a uniformly drawn subset of the same size */
+      uint32_t pick[FM_MAX_EXPERTS];
+      fm_rng_choose(&rng, (uint32_t)E, (uint32_t)b, pick);
+      for (int j = 0; j < b; j++) selected[o + pick[j]] = 1;
+    }
+    }
+    for (int e = 0; e < E; e++) sel_out[o + e] = selected[o + e];
+    if (c->hfedmoe.mask_forward) FM_CHECK(fm_model_set_route_mask(cx->model, l, selected + o));
+  }
+  cx->expert_trainable = selected;
+  double loss = 0;
+  int K = c->fl.local_steps;
+  const unsigned everything = 1u << BASE | 1u << EXPERTS | 1u << ROUTER;
+  fm_err err = FM_OK;
+  for (int k = 0; k < K && !err; k++)
+    err = fm_client_train_step(cx, FM_SPLIT_TRAIN, everything, fm_client_lr(cx, k, c->train.lr), &loss);
+  /* the host's model serves other clients next: route to every expert again */
+  for (int l = 0; l < L; l++)
+    if (s->moe_mask >> l & 1) fm_model_set_route_mask(cx->model, l, NULL);
+  cx->expert_trainable = NULL;
+  FM_CHECK(err);
+  cx->res->train_loss = K ? loss / K : 0;
+  return FM_OK;
+}
+
+static double hfedmoe_contribution(const fm_client_ctx *cx, const fm_tensor *t, double token_weight) {
+  const fm_model_shape *s = fm_model_get_shape(cx->model);
+  int E = s->experts;
+  double tau = cx->cfg->hfedmoe.tau;
+  const double *imp = cx->stats + (size_t)ST_IMPORTANCE * s->layers * E;
+  const double *use = cx->stats + (size_t)ST_USAGE * s->layers * E;
+  if (t->group == FM_GROUP_EXPERT) {
+    size_t i = (size_t)t->layer * E + t->expert;
+    return selected[i] && use[i] >= tau ? token_weight : 0;
+  }
+  if (t->group == FM_GROUP_ROUTER) { /* alpha_i: sum over its used experts of usage x importance */
+    double alpha = 0;
+    for (int e = 0; e < E; e++) {
+      size_t i = (size_t)t->layer * E + e;
+      if (use[i] >= tau) alpha += use[i] * imp[i];
+    }
+    return alpha;
+  }
+  return token_weight;
+}
+
+const fm_strategy fm_strategy_hfedmoe = {
+  .name = "hfedmoe",
+  .nclass = 3,
+  .shared = {1, 1, 1},
+  .classify = classify_hfedmoe,
+  .local_update = hfedmoe_update,
+  .contribution = hfedmoe_contribution,
+  .nstats = NSTATS,
+  .stat_names = {"selected", "importance", "kl", "usage"},
+  .client_int_name = "budget",
+  .client_int = budget_of,
+};

@@ -1,0 +1,59 @@
+#!/bin/sh
+# hfedmoe: no client trains more experts than its budget; with mask_forward no token
+# is routed to an unselected expert; an expert nobody trained in a round keeps its
+# value; results are bit-identical on 2 and 4 ranks.
+. "${top_srcdir:-.}/tests/mpi/common.sh"
+. "$top_srcdir/tests/mpi/tiny.sh"
+H5DIFF=${H5DIFF:-h5diff}
+[ -n "${PYTHON_H5PY:-}" ] || fail "no Python with h5py (configure found none)"
+common="-q --set fl.strategy=hfedmoe --set hfedmoe.budgets=1,2 --set fl.rounds=3 --set run.checkpoint_every=1 --set run.keep_last=3"
+for mask in true false; do
+  for np in 2 4; do
+    mpi $np run "$TMP/tiny.ini" $common --set hfedmoe.mask_forward=$mask --set run.output="$TMP/hf-$mask-$np.h5" \
+      || { cat "$TMP/out"; fail "hfedmoe mask_forward=$mask on $np ranks"; }
+  done
+  for obj in /checkpoints/r000003 /metrics/clients /fl/selected /fl/importance /routing/counts; do
+    "$H5DIFF" "$TMP/hf-$mask-2.h5" "$TMP/hf-$mask-4.h5" $obj $obj >/dev/null 2>&1 \
+      || fail "mask_forward=$mask: $obj differs between 2 and 4 ranks"
+  done
+  "$PYTHON_H5PY" - "$TMP/hf-$mask-2.h5" $mask <<'PY' || fail "hfedmoe invariants (mask_forward=$mask)"
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r"); mask = sys.argv[2] == "true"
+sel = f["/fl/selected"][...]            # [round][client][layer][expert]
+budget = f["/fl/budget"][...]
+counts = f["/routing/counts"][...]
+rows = f["/metrics/clients"][...]
+R, N, L, E = sel.shape
+for r in range(R):
+    trained = set(int(c) for c in rows["client"][(rows["round"] == r + 1) & (rows["tokens"] > 0)])
+    for c in range(N):
+        per_layer = sel[r, c].sum(axis=1)
+        assert (per_layer <= budget[c]).all(), (r, c, per_layer, budget[c])
+        if c in trained:
+            assert (per_layer >= 1).all(), ("a trained client selected nothing", r, c)
+            if mask:  # strict budget: tokens only reach selected experts
+                assert (counts[r, c][sel[r, c] == 0] == 0).all(), ("routed outside the subset", r, c)
+        else:
+            assert per_layer.sum() == 0
+    # an expert no client trained in round r keeps its value from round r-1 to r
+    if r >= 1:
+        nobody = sel[r].sum(axis=0) == 0   # [layer][expert]
+        for l in range(L):
+            for e in range(E):
+                a = f[f"/checkpoints/r{r:06d}/shared/h.{l}.moe.experts.{e}.c_fc.weight"][...]
+                b = f[f"/checkpoints/r{r+1:06d}/shared/h.{l}.moe.experts.{e}.c_fc.weight"][...]
+                if nobody[l, e]:
+                    assert np.array_equal(a, b), ("untrained expert changed", r, l, e)
+                else:
+                    assert not np.array_equal(a, b), ("trained expert did not change", r, l, e)
+print("hfedmoe invariants hold: %d rounds, %d clients, budgets %s" % (R, N, sorted(set(budget.tolist()))))
+PY
+  echo "ok: mask_forward=$mask"
+done
+# the ablations run
+for sel in random usage; do
+  mpi 3 run "$TMP/tiny.ini" $common --set hfedmoe.select=$sel --set run.output="$TMP/hf-$sel.h5" \
+    || { cat "$TMP/out"; fail "hfedmoe.select=$sel"; }
+done
+expect_fail 3 20 "hfedmoe.budgets" run "$TMP/tiny.ini" $common --set hfedmoe.budgets=1,5
+echo "hfedmoe: all passed"
