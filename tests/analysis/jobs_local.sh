@@ -1,0 +1,53 @@
+#!/bin/sh
+# The batch scripts of jobs/ run outside a scheduler (as `bash SCRIPT`, their defaults
+# standing in for Slurm's and PBS's variables) on the runtime tests' tiny config:
+# single run, sweep tasks and their analysis, PBS equivalents, and long.sbatch's
+# resume from an existing run file. `make check-slurm` runs them under Slurm.
+. "${top_srcdir:-.}/tests/mpi/common.sh"
+[ -f "$top_srcdir/tests/mpi/tiny.sh" ] || { echo "SKIP: no tests/mpi/tiny.sh yet"; exit 77; }
+. "$top_srcdir/tests/mpi/tiny.sh"
+: "${top_builddir:=.}"
+export FEDMOE FEDMOE_ANALYZE="$top_builddir/analysis/fedmoe-analyze" MPLCONFIGDIR="$TMP/mpl"
+command -v bash >/dev/null || { echo "SKIP: no bash"; exit 77; }
+J=$top_srcdir/jobs
+small="--set data.min_domain_bytes=100"
+cd "$TMP" || fail "cd $TMP"
+job() { # job NAME SCRIPT ARGS...: run a batch script with bash, output in $TMP/NAME.out
+  name=$1; shift
+  timeout -k 5 120 bash "$@" >"$TMP/$name.out" 2>&1 || { cat "$TMP/$name.out"; fail "$name: $*"; }
+}
+
+FEDMOE_OUTPUT=$TMP/single.h5 job run "$J/slurm/run.sbatch" "$TMP/tiny.ini" -q $small
+[ -s "$TMP/single.h5" ] || { cat "$TMP/run.out"; echo "SKIP: fedmoe run wrote no run file yet"; exit 77; }
+grep -q "on 3 ranks x 1 threads" "$TMP/run.out" || fail "run.sbatch: not 3 ranks x 1 thread by default"
+echo "ok: run.sbatch"
+
+for t in 0 1; do
+  SLURM_ARRAY_TASK_ID=$t FEDMOE_CLIENTS="4 6" FEDMOE_SWEEP_DIR=$TMP/sweep \
+    job sweep$t "$J/slurm/sweep.sbatch" "$TMP/tiny.ini" $small
+done
+job analyze "$J/slurm/analyze.sbatch" "$TMP/sweep"
+for f in sweep-n4.h5 sweep-n6.h5 plots/scaling.png plots/curves.png; do
+  [ -s "$TMP/sweep/$f" ] || fail "sweep: $f missing or empty"
+done
+echo "ok: sweep.sbatch tasks and analyze.sbatch"
+
+CONFIG=$TMP/tiny.ini FEDMOE_OUTPUT=$TMP/pbs.h5 FEDMOE_ARGS="-q $small" job run_pbs "$J/pbs/run.pbs"
+[ -s "$TMP/pbs.h5" ] || fail "run.pbs wrote no run file"
+for t in 0 1; do
+  PBS_ARRAY_INDEX=$t CONFIG=$TMP/tiny.ini FEDMOE_CLIENTS="4 6" FEDMOE_SWEEP_DIR=$TMP/psweep \
+    FEDMOE_ARGS="$small" job psweep$t "$J/pbs/sweep.pbs"
+done
+FEDMOE_ANALYZE_ONLY=1 FEDMOE_SWEEP_DIR=$TMP/psweep job panalyze "$J/pbs/sweep.pbs"
+[ -s "$TMP/psweep/plots/scaling.png" ] || fail "sweep.pbs: no scaling plot"
+echo "ok: run.pbs, sweep.pbs"
+
+# long.sbatch: a first job of 2 rounds, then a "requeued" one continues to 4
+FEDMOE_OUTPUT=$TMP/long.h5 FEDMOE_CHECKPOINT_EVERY=1 job long1 "$J/slurm/long.sbatch" "$TMP/tiny.ini" -q $small
+grep -q "starting" "$TMP/long1.out" || fail "long.sbatch: did not start a new run"
+FEDMOE_OUTPUT=$TMP/long.h5 FEDMOE_CHECKPOINT_EVERY=1 job long2 "$J/slurm/long.sbatch" "$TMP/tiny.ini" -q $small \
+  --set fl.rounds=4
+grep -q "resuming from" "$TMP/long2.out" || { cat "$TMP/long2.out"; fail "long.sbatch: did not resume"; }
+"$FEDMOE_ANALYZE" compare -o "$TMP/lc" "$TMP/long.h5" | grep -q "round 4" || fail "long.h5 does not end at round 4"
+echo "ok: long.sbatch resumes"
+echo "jobs_local: all passed"
