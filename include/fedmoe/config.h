@@ -47,6 +47,7 @@ typedef struct fm_config {
   } train;
   struct {
     char path[FM_PATH_MAX];
+    char domains[FM_PATH_MAX]; /* "" or a comma-separated list of domain names */
     int partition, sizes;
     double alpha, size_sigma;
     int64_t client_bytes;

@@ -55,6 +55,8 @@ const fm_key fm_config_keys[] = {
   /* [data] */
   {"data.path", FM_KEY_STRING, F(data.path), "/usr/share/games/fortunes", 0, 0, NULL,
    "directory of text: one domain per file or sub-directory"},
+  {"data.domains", FM_KEY_STRING, F(data.domains), "", 0, 0, NULL,
+   "comma-separated domains to use (empty: every domain of data.path)"},
   {"data.partition", FM_KEY_ENUM, F(data.partition), "by_domain", 0, 0, "by_domain|dirichlet|iid",
    "how clients get domains"},
   {"data.alpha", FM_KEY_REAL, F(data.alpha), "0.5", 1e-6, 1e6, NULL, "Dirichlet concentration"},

@@ -262,6 +262,41 @@ static fm_err scan(builder *b, const fm_config *c) {
   return FM_OK;
 }
 
+/* Whether name is one of the comma-separated names of list (spaces around names ignored). */
+static int in_list(const char *list, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = list; *p;) {
+    while (*p == ' ' || *p == ',') p++;
+    const char *e = p;
+    while (*e && *e != ',') e++;
+    const char *t = e;
+    while (t > p && t[-1] == ' ') t--;
+    if ((size_t)(t - p) == n && n && !strncmp(p, name, n)) return 1;
+    p = e;
+  }
+  return 0;
+}
+
+/* Every name of data.domains must be a domain of the corpus. */
+static fm_err check_domains_found(const fm_config *c, const builder *b) {
+  char name[64];
+  for (const char *p = c->data.domains; *p;) {
+    while (*p == ' ' || *p == ',') p++;
+    const char *e = p;
+    while (*e && *e != ',') e++;
+    const char *t = e;
+    while (t > p && t[-1] == ' ') t--;
+    size_t n = (size_t)(t - p) < sizeof name - 1 ? (size_t)(t - p) : sizeof name - 1;
+    memcpy(name, p, n);
+    name[n] = 0;
+    int found = 0;
+    for (int i = 0; i < b->ndom && !found; i++) found = !strcmp(b->dom[i].name, name);
+    if (n && !found) FM_CONFIG_ERROR(c, "data.domains", "'%s' is not a domain of '%s'", name, c->data.path);
+    p = e;
+  }
+  return FM_OK;
+}
+
 fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
   memset(cp, 0, sizeof *cp);
   builder b;
@@ -276,11 +311,16 @@ fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
     builder_free(&b);
     FM_CONFIG_ERROR(c, "data.path", "'%s' holds no text files", c->data.path);
   }
-  /* drop small domains, order by name */
+  if (c->data.domains[0] && (err = check_domains_found(c, &b))) {
+    builder_free(&b);
+    return fm_error_trace(__FILE__, __LINE__, __func__, err);
+  }
+  /* keep the domains asked for, drop small ones, order by name */
   int keep = 0;
   uint64_t largest = 0;
   const char *largest_name = "";
   for (int i = 0; i < b.ndom; i++) {
+    if (c->data.domains[0] && !in_list(c->data.domains, b.dom[i].name)) continue;
     if (b.dom[i].len > largest) { largest = b.dom[i].len; largest_name = b.dom[i].name; }
     if (b.dom[i].len < (uint64_t)c->data.min_domain_bytes) {
       cp->ndropped++;
