@@ -1,5 +1,6 @@
 /* config.c - INI parsing, --set overrides, typed and range-checked values. */
 #include "fedmoe/config.h"
+#include "fedmoe/fault.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -290,6 +291,7 @@ fm_err fm_config_validate(const fm_config *c) {
                         c->model.top_k, c->comigs.generalists + s, i);
     }
   }
+  FM_CHECK(fm_fault_validate(c));
   if (c->fl.strategy == FM_STRAT_HFEDMOE)
     for (int i = 0; i < c->hfedmoe.budgets.n; i++)
       if (c->hfedmoe.budgets.v[i] > c->model.experts)

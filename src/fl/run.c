@@ -2,6 +2,7 @@
  * evaluate, report. Every rank runs this; rank 0 is the server. */
 #include "client_state.h"
 
+#include "fedmoe/fault.h"
 #include "fedmoe/io.h"
 #include "fedmoe/log.h"
 #include "fedmoe/nn_threads.h"
@@ -137,6 +138,7 @@ static fm_err local_work(run_t *r, int round, int m, double wsum, double *rows, 
     fm_client_ctx cx;
     client_ctx(r, &cx, i, round, &res);
     FM_CHECK(load_client(r, &cx));
+    fm_fault_point(c, r->rank, "local_update", round);
     FM_CHECK(r->st->local_update(&cx));
     double tw = (double)r->data.clients[i].split[FM_SPLIT_TRAIN].tokens / wsum;
     for (int s = 0; s < r->nseg; s++) {
@@ -238,6 +240,7 @@ static void format_bytes(char *out, size_t len, double b) {
  * client's private classes (each host its rows). Collective. */
 static fm_err checkpoint(run_t *r, int round) {
   FM_CHECK(fm_runfile_checkpoint_begin(r->rf, round));
+  fm_fault_point(r->cfg, r->rank, "checkpoint_write", round); /* in the middle of writing it */
   for (int s = 0; s < r->nseg; s++)
     FM_CHECK(fm_runfile_write_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
   for (int c = 0; c < r->host.nclass; c++) {
@@ -359,10 +362,12 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     if ((err = fm_error_agree(err, &r->comm))) break;
     if (r->nseg) {
       fm_phase_begin(r->ph_reduce);
+      fm_fault_point(c, r->rank, "aggregate", round);
       err = fm_agg_reduce(&r->agg, 0, r->comm);
       fm_phase_end(r->ph_reduce);
       if (err) break;
       fm_phase_begin(r->ph_server);
+      fm_fault_point(c, r->rank, "server_step", round);
       if (r->rank == 0) fm_agg_result(&r->agg, r->seg_global);
       fm_phase_end(r->ph_server);
       fm_phase_begin(r->ph_bcast);
@@ -376,6 +381,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       erows = rows2;
     }
     fm_phase_begin(r->ph_eval);
+    fm_fault_point(c, r->rank, "evaluate", round);
     err = evaluate(r, round, erows, nrows);
     fm_phase_end(r->ph_eval);
     if ((err = fm_error_agree(err, &r->comm))) break;
@@ -520,6 +526,7 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
   r.ph_io = fm_phase("runfile_write");
   int ph_setup = fm_phase("setup");
   fm_phase_begin(ph_setup);
+  fm_fault_point(cfg, r.rank, "setup", 0);
   err = setup(&r);
   fm_phase_end(ph_setup);
   /* every rank loads the same data and model: errors are everyone's */

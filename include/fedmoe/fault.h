@@ -1,0 +1,19 @@
+/* fault.h - injected failures for testing (debug.fail = RANK:PHASE:ROUND[:MODE]).
+ *
+ * At each named point of the round loop the runtime calls fm_fault_point; when the
+ * configured rank, phase and round match, that rank prints one line naming itself
+ * and the phase and then exits (MODE exit, status 3, without MPI_Finalize) or aborts
+ * (MODE abort, SIGABRT). The launcher then ends the other ranks: the test of what a
+ * real rank failure does to a run. Phases: setup, local_update, aggregate,
+ * server_step, evaluate, checkpoint_write. */
+#ifndef FEDMOE_FAULT_H
+#define FEDMOE_FAULT_H
+
+#include "fedmoe/config.h"
+
+/* Check debug.fail's syntax (called from configuration validation). */
+fm_err fm_fault_validate(const fm_config *c);
+/* Fail here if debug.fail names this rank, phase and round. */
+void fm_fault_point(const fm_config *c, int rank, const char *phase, int round);
+
+#endif

@@ -1,0 +1,46 @@
+/* fault.c - failures injected on purpose, for the fault-tolerance tests. */
+#include "fedmoe/fault.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const phases[] = {"setup", "local_update", "aggregate", "server_step", "evaluate",
+                                     "checkpoint_write"};
+
+typedef struct { int rank, round, abort_mode; char phase[32]; } fault_t;
+
+/* Parse "RANK:PHASE:ROUND[:exit|abort]"; returns 0 when well formed. */
+static int parse(const char *s, fault_t *f) {
+  char mode[16] = "exit";
+  memset(f, 0, sizeof *f);
+  int n = sscanf(s, "%d:%31[a-z_]:%d:%15s", &f->rank, f->phase, &f->round, mode);
+  if (n < 3 || f->rank < 0 || f->round < 0) return 1;
+  int known = 0;
+  for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) known |= !strcmp(f->phase, phases[i]);
+  if (!known) return 1;
+  if (!strcmp(mode, "abort")) f->abort_mode = 1;
+  else if (strcmp(mode, "exit")) return 1;
+  return 0;
+}
+
+fm_err fm_fault_validate(const fm_config *c) {
+  fault_t f;
+  if (c->debug.fail[0] && parse(c->debug.fail, &f))
+    FM_CONFIG_ERROR(c, "debug.fail", "expected RANK:PHASE:ROUND[:exit|abort] with PHASE one of setup, "
+                    "local_update, aggregate, server_step, evaluate, checkpoint_write; got '%s'", c->debug.fail);
+  return FM_OK;
+}
+
+void fm_fault_point(const fm_config *c, int rank, const char *phase, int round) {
+  fault_t f;
+  if (!c->debug.fail[0] || parse(c->debug.fail, &f)) return;
+  if (f.rank != rank || f.round != round || strcmp(f.phase, phase)) return;
+  fprintf(stderr, "fedmoe: injected failure (debug.fail): rank %d %s in phase %s of round %d\n", rank,
+          f.abort_mode ? "aborts" : "exits", phase, round);
+  fflush(stderr);
+  if (f.abort_mode) abort();
+  _exit(3);
+}
