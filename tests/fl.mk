@@ -14,3 +14,9 @@ if HAVE_PYTHON_H5PY
 TESTS += %reldir%/mpi/hfedmoe.sh
 endif
 dist_noinst_SCRIPTS += %reldir%/mpi/hfedmoe.sh
+
+check_PROGRAMS += tests/unit/test_hidden
+tests_unit_test_hidden_SOURCES = %reldir%/unit/test_hidden.c $(TEST_UNIT_MAIN)
+tests_unit_test_hidden_CPPFLAGS = $(TEST_UNIT_CPPFLAGS)
+tests_unit_test_hidden_LDADD = $(TEST_UNIT_LDADD)
+TESTS += tests/unit/test_hidden

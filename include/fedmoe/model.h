@@ -124,6 +124,12 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
  * unfrozen tensors (call fm_model_zero_grads first). */
 fm_err fm_model_backward(fm_model *m);
 void fm_model_zero_grads(fm_model *m);
+/* Backward as above, plus the gradient dh [B*T, D] of an extra loss on the hidden
+ * state at block boundary k (the output of block k-1, 1 <= k <= layers). */
+fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh);
+/* Hidden state [B*T, D] (row stride D) at block boundary k of the last forward:
+ * k = 0 the embeddings, k the output of block k-1; NULL when out of range. */
+const float *fm_model_hidden(const fm_model *m, int k);
 /* Logits [B,T,V] of the last forward. */
 const float *fm_model_logits(const fm_model *m);
 

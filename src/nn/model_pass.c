@@ -49,7 +49,11 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
   m->Tc = T;
   const size_t stride = (size_t)m->B * m->T * D; /* one residual slice */
   const fm_tensor *t = m->t;
-  fm_embed_forward(m->res, m->tokens, t[m->wte].w, t[m->wpe].w, B, T, D);
+  {
+    FM_PROF_BEGIN(tp);
+    fm_embed_forward(m->res, m->tokens, t[m->wte].w, t[m->wpe].w, B, T, D);
+    FM_PROF_END(tp, FM_PROF_EMBED, FM_PROF_FWD);
+  }
   double lbsum = 0.0;
   for (int l = 0; l < L; l++) {
     fm_block *b = &m->blk[l];
@@ -96,8 +100,17 @@ static int lowest_level(const fm_model *m) {
   return lo;
 }
 
-fm_err fm_model_backward(fm_model *m) {
+fm_err fm_model_backward(fm_model *m) { return fm_model_backward_inject(m, -1, NULL); }
+
+const float *fm_model_hidden(const fm_model *m, int k) {
+  if (k < 0 || k > m->s.layers || !m->have_fwd) return NULL;
+  return m->res + (size_t)k * m->B * m->T * m->s.d;
+}
+
+fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
   if (!m->have_fwd) FM_ERROR(FM_ERR_INTERNAL, "backward without a forward");
+  if (dh && (k < 1 || k > m->s.layers))
+    FM_ERROR(FM_ERR_ARG, "gradient injected at block boundary %d of a %d-block model", k, m->s.layers);
   const fm_model_shape *s = &m->s;
   const int D = s->d, V = s->vocab, L = s->layers, B = m->Bc, T = m->Tc, N = B * T;
   const size_t stride = (size_t)m->B * m->T * D;
@@ -117,6 +130,8 @@ fm_err fm_model_backward(fm_model *m) {
   for (int l = L - 1; l >= 0 && l + 1 >= lo; l--) {
     fm_block *b = &m->blk[l];
     const float *in = m->res + l * stride;
+    if (dh && k == l + 1) /* an extra loss on this block's output (distillation) */
+      for (size_t i = 0; i < (size_t)N * D; i++) m->dres[i] += dh[i];
     const int want_dx = l + 1 > lo; /* something below still needs the gradient */
     memset(m->dln, 0, (size_t)N * D * sizeof(float));
     if (b->moe) {
