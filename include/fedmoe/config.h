@@ -66,7 +66,7 @@ typedef struct fm_config {
   } comigs;
   struct {
     double keep, align_lr;
-    int adapter_layers, align_steps, adapter;
+    int adapter_layers, align_steps, adapter, pretrain_steps;
   } fedbiot;
   struct {
     fm_intlist budgets; /* per resource class */

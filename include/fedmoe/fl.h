@@ -69,8 +69,18 @@ typedef struct fm_strategy {
   /* optional: weight of this client's contribution to tensor t (default: its train
    * tokens share). 0 means the client does not contribute to t (sparse). */
   double (*contribution)(const fm_client_ctx *cx, const fm_tensor *t, double token_weight);
-  /* optional: after aggregation, on the server, with the new shared parameters */
-  fm_err (*server_step)(fm_model *server_model, const fm_config *cfg, int round);
+  /* optional: the clients' model differs from the configured one (fedbiot's emulator) */
+  fm_err (*client_shape)(const fm_config *cfg, fm_model_shape *s);
+  /* optional server-side work, on rank 0 only, with the server's copy of the model
+   * (its shared classes hold the global values before and are read back after):
+   * init before round 1 (may set the initial global values), a step after every
+   * aggregation, an evaluation over the given clients' test splits (reported as
+   * /metrics/rounds test_loss_full), and freeing the state. */
+  fm_err (*server_init)(void **state, fm_model *model, const fm_config *cfg, const fm_dataset *data);
+  fm_err (*server_step)(void *state, fm_model *model, const fm_config *cfg, int round);
+  fm_err (*server_eval)(void *state, fm_model *model, const fm_config *cfg, const fm_dataset *data,
+                        const int *clients, int n, double *loss);
+  void (*server_free)(void *state);
   /* per-expert figures reported per round and client (see fm_client_ctx.stats) */
   int nstats;
   const char *stat_names[4];
@@ -80,7 +90,8 @@ typedef struct fm_strategy {
 } fm_strategy;
 
 const fm_strategy *fm_strategy_get(int id); /* FM_STRAT_* */
-extern const fm_strategy fm_strategy_local, fm_strategy_fedavg, fm_strategy_comigs, fm_strategy_hfedmoe;
+extern const fm_strategy fm_strategy_local, fm_strategy_fedavg, fm_strategy_comigs, fm_strategy_hfedmoe,
+    fm_strategy_fedbiot;
 
 /* Local training helpers for strategies. */
 /* One optimizer step on a batch of split s: forward, backward, clip, AdamW on the

@@ -43,6 +43,7 @@ typedef struct {
   double wall_s, t_local, t_aggregate, t_server, t_broadcast, t_evaluate, t_io;
   uint64_t bytes_up, bytes_down, bytes_reduced;
   double peak_rss_mb; /* largest resident set of any rank so far (MB) */
+  double test_loss_full, test_loss_emulator; /* fedbiot: adapter on the full model / on the emulator */
 } fm_round_row;
 
 typedef struct fm_runfile fm_runfile;
@@ -63,6 +64,8 @@ fm_err fm_runfile_write_routing(fm_runfile *rf, int round, const uint64_t *count
 fm_err fm_runfile_write_client_stat(fm_runfile *rf, const char *name, int round, const double *data, int nlocal);
 /* A per-client integer, /fl/<name> int32 [client]; rank 0 passes all N values. */
 fm_err fm_runfile_write_client_ints(fm_runfile *rf, const char *name, const int32_t *values);
+/* A number attribute of the root group (rank 0's value); collective. */
+fm_err fm_runfile_set_attr(fm_runfile *rf, const char *name, double value);
 
 /* A checkpoint of round `round`. Begin creates the group (collective); then every rank
  * calls write_shared (rank 0's data is written) for each shared tensor and

@@ -292,6 +292,16 @@ fm_err fm_config_validate(const fm_config *c) {
     }
   }
   FM_CHECK(fm_fault_validate(c));
+  if (c->fl.strategy == FM_STRAT_FEDBIOT) {
+    if (c->fedbiot.adapter_layers >= c->model.layers)
+      FM_CONFIG_ERROR(c, "fedbiot.adapter_layers", "%d adapter blocks leave no emulator in a %d-block model",
+                      c->fedbiot.adapter_layers, c->model.layers);
+    if (c->data.public_frac <= 0)
+      FM_CONFIG_ERROR(c, "data.public_frac", "fedbiot aligns its emulator on the server's public split: "
+                      "it must be > 0");
+    if (c->fedbiot.adapter == FM_EXPERT_LORA)
+      FM_CONFIG_ERROR(c, "fedbiot.adapter", "LoRA adapters are not implemented yet; use full");
+  }
   if (c->fl.strategy == FM_STRAT_HFEDMOE)
     for (int i = 0; i < c->hfedmoe.budgets.n; i++)
       if (c->hfedmoe.budgets.v[i] > c->model.experts)

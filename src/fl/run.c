@@ -39,6 +39,8 @@ typedef struct {
   int nlocal, LE;           /* hosted clients; layers x experts */
   double *stats;            /* [nlocal][nstats][L][E] the strategy's figures, this round */
   fm_runfile *rf;
+  void *server_state;       /* rank 0: the strategy's server-side state */
+  double baseline_full;     /* rank 0: server_eval before round 1 */
   size_t shared_bytes;
   int ph_local, ph_reduce, ph_server, ph_bcast, ph_eval, ph_gather, ph_io;
 } run_t;
@@ -47,10 +49,23 @@ static fm_err setup(run_t *r) {
   const fm_config *c = r->cfg;
   fm_model_shape shape;
   FM_CHECK(fm_model_shape_from_config(c, &shape));
+  if (r->st->client_shape) FM_CHECK(r->st->client_shape(c, &shape));
   FM_CHECK(fm_dataset_load(&r->data, c));
   FM_CHECK(fm_model_create(&r->model, &shape, c->train.batch, c->train.seq_len, r->st->nclass,
                            r->st->classify, (void *)c));
   FM_CHECK(fm_model_init(r->model, (uint64_t)c->run.seed));
+  r->baseline_full = NAN;
+  if (r->rank == 0 && r->st->server_init) { /* the server prepares the initial global model */
+    FM_CHECK(r->st->server_init(&r->server_state, r->model, c, &r->data));
+    if (r->st->server_eval) {
+      int *all;
+      FM_CALLOC(all, (size_t)c->fl.clients, "client list");
+      for (int i = 0; i < c->fl.clients; i++) all[i] = i;
+      fm_err err = r->st->server_eval(r->server_state, r->model, c, &r->data, all, c->fl.clients, &r->baseline_full);
+      free(all);
+      FM_CHECK(err);
+    }
+  }
   FM_CHECK(fm_host_create(&r->host, r->st, r->model));
   /* aggregation segments: the tensors of the shared classes, in model order */
   int nt = fm_model_ntensors(r->model);
@@ -98,6 +113,7 @@ static void teardown(run_t *r) {
   free(r->stats);
   fm_agg_free(&r->agg);
   fm_host_free(&r->host);
+  if (r->server_state && r->st->server_free) r->st->server_free(r->server_state);
   if (r->model) fm_model_free(r->model);
   fm_dataset_free(&r->data);
 }
@@ -236,6 +252,32 @@ static void format_bytes(char *out, size_t len, double b) {
   snprintf(out, len, "%.1f %s", b, u[i]);
 }
 
+/* The strategy's server step and evaluation on rank 0: the model's shared classes
+ * are set to the new global values, the strategy works on them, and they are read
+ * back (fedbiot re-aligns its emulator here). The evaluation covers the round's
+ * clients, or every client in the last round. */
+static fm_err server_work(run_t *r, int round, int m, double *full_loss) {
+  for (int c = 0; c < r->host.nclass; c++)
+    if (r->st->shared[c])
+      memcpy(fm_model_class_params(r->model, c), r->host.global[c], fm_model_class_numel(r->model, c) * sizeof(float));
+  FM_CHECK(r->st->server_step(r->server_state, r->model, r->cfg, round));
+  for (int c = 0; c < r->host.nclass; c++)
+    if (r->st->shared[c])
+      memcpy(r->host.global[c], fm_model_class_params(r->model, c), fm_model_class_numel(r->model, c) * sizeof(float));
+  if (!r->st->server_eval) return FM_OK;
+  int n = m, *list = r->sampled;
+  int *all = NULL;
+  if (round == r->cfg->fl.rounds) {
+    FM_CALLOC(all, (size_t)r->cfg->fl.clients, "client list");
+    for (int i = 0; i < r->cfg->fl.clients; i++) all[i] = i;
+    list = all;
+    n = r->cfg->fl.clients;
+  }
+  fm_err err = r->st->server_eval(r->server_state, r->model, r->cfg, &r->data, list, n, full_loss);
+  free(all);
+  return err;
+}
+
 /* Write a checkpoint: the global shared tensors (from rank 0) and every hosted
  * client's private classes (each host its rows). Collective. */
 static fm_err checkpoint(run_t *r, int round) {
@@ -355,6 +397,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     double wsum = 0;
     for (int j = 0; j < m; j++) wsum += (double)r->data.clients[r->sampled[j]].split[FM_SPLIT_TRAIN].tokens;
     int nrows = 0, nall = 0;
+    double full_loss = NAN;
     fm_phase_begin(r->ph_local);
     err = local_work(r, round, m, wsum, rows, &nrows);
     fm_phase_end(r->ph_local);
@@ -368,8 +411,13 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       if (err) break;
       fm_phase_begin(r->ph_server);
       fm_fault_point(c, r->rank, "server_step", round);
-      if (r->rank == 0) fm_agg_result(&r->agg, r->seg_global);
+      if (r->rank == 0) {
+        fm_agg_result(&r->agg, r->seg_global);
+        if (r->st->server_step) err = server_work(r, round, m, &full_loss);
+      }
       fm_phase_end(r->ph_server);
+      /* the server's failure must not leave the hosts waiting in the broadcast */
+      if ((err = fm_error_agree(err, &r->comm))) break;
       fm_phase_begin(r->ph_bcast);
       err = bcast_global(r);
       fm_phase_end(r->ph_bcast);
@@ -419,7 +467,8 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
                           .t_aggregate = phase_delta(r->ph_reduce, last),
                           .t_server = phase_delta(r->ph_server, last), .t_broadcast = phase_delta(r->ph_bcast, last),
                           .t_evaluate = phase_delta(r->ph_eval, last), .bytes_up = (uint64_t)up,
-                          .bytes_down = (uint64_t)down};
+                          .bytes_down = (uint64_t)down, .test_loss_full = full_loss,
+                          .test_loss_emulator = r->st->server_eval ? te : NAN};
       double dt = fm_wtime() - t0, el = fm_wtime() - t_start;
       char bu[32], bd[32];
       format_bytes(bu, sizeof bu, up);
@@ -532,6 +581,9 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
   /* every rank loads the same data and model: errors are everyone's */
   err = fm_error_agree(err, &comm);
   int done = 0; /* rounds already in the run file */
+  if (!err && opts->resume && r.st->server_init)
+    err = fm_error_agree(fm_config_error(cfg, "fl.strategy", "--resume is not supported for %s yet: its "
+                                         "server state is not in the checkpoints", r.st->name), &comm);
   if (!err && opts->resume) {
     /* continue a run file: check it, load its latest checkpoint, then drop what a
      * crash may have left after it; nothing is changed until all of that worked */
@@ -550,6 +602,12 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
       err = fm_runfile_create(&r.rf, cfg->run.output, cfg, opts->config_text ? opts->config_text : "",
                               sh->layers, sh->experts, comm);
     err = fm_error_agree(err, &comm);
+    if (!err && r.st->server_eval) {
+      err = fm_error_agree(fm_runfile_set_attr(r.rf, "baseline_test_loss_full", r.baseline_full), &comm);
+      if (!err && !opts->quiet)
+        fm_say("fedmoe: %s: full model before federated training: mean test loss %.4f over %d clients\n",
+               r.st->name, r.baseline_full, cfg->fl.clients);
+    }
     if (!err && r.st->client_int) {
       int32_t *v = NULL;
       err = fm_calloc(&v, (size_t)cfg->fl.clients, sizeof *v, "per-client values");

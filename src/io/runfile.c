@@ -51,7 +51,8 @@ static hid_t round_type(void) {
   M(t_local, H5T_NATIVE_DOUBLE); M(t_aggregate, H5T_NATIVE_DOUBLE); M(t_server, H5T_NATIVE_DOUBLE);
   M(t_broadcast, H5T_NATIVE_DOUBLE); M(t_evaluate, H5T_NATIVE_DOUBLE); M(t_io, H5T_NATIVE_DOUBLE);
   M(bytes_up, H5T_NATIVE_UINT64); M(bytes_down, H5T_NATIVE_UINT64); M(bytes_reduced, H5T_NATIVE_UINT64);
-  M(peak_rss_mb, H5T_NATIVE_DOUBLE);
+  M(peak_rss_mb, H5T_NATIVE_DOUBLE); M(test_loss_full, H5T_NATIVE_DOUBLE);
+  M(test_loss_emulator, H5T_NATIVE_DOUBLE);
 #undef M
   return t;
 }
@@ -247,6 +248,18 @@ fm_err fm_runfile_write_client_ints(fm_runfile *rf, const char *name, const int3
   H5Sclose(fs);
   if (d >= 0) H5Dclose(d);
   RF_CHECK(e, "write a per-client integer");
+  return FM_OK;
+}
+
+fm_err fm_runfile_set_attr(fm_runfile *rf, const char *name, double value) {
+  MPI_Bcast(&value, 1, MPI_DOUBLE, 0, rf->comm); /* one value on every rank */
+  if (H5Aexists(rf->file, name) > 0) H5Adelete(rf->file, name);
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(rf->file, name, H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_DOUBLE, &value);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  RF_CHECK(e, "write a root attribute");
   return FM_OK;
 }
 

@@ -9,6 +9,7 @@ const fm_strategy *fm_strategy_get(int id) {
   case FM_STRAT_FEDAVG: return &fm_strategy_fedavg;
   case FM_STRAT_COMIGS: return &fm_strategy_comigs;
   case FM_STRAT_HFEDMOE: return &fm_strategy_hfedmoe;
+  case FM_STRAT_FEDBIOT: return &fm_strategy_fedbiot;
   default: return NULL;
   }
 }

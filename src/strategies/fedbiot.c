@@ -1,0 +1,242 @@
+/* fedbiot.c - FedBiOT: clients fine-tune an adapter (the top blocks) on a compressed
+ * emulator of the bottom blocks; the server aligns the emulator to the full model on
+ * its public data (ALGORITHMS.md, fedbiot).
+ *
+ * The server holds the full model of L blocks. Before round 1 it trains it on the
+ * public split (fedbiot.pretrain_steps: the stand-in for the pretrained model that
+ * FedBiOT starts from, since fedmoe trains from scratch), then builds the emulator
+ * by layer dropout - keep a share `keep` of the L - a bottom blocks, evenly spaced,
+ * the first always - and aligns it. Clients get a model of nkeep + a blocks: the
+ * emulator (frozen on clients) and the adapter (trained, averaged by tokens).
+ * Alignment: MSE between the emulator's output and the full bottom's output (the
+ * input of the first adapter block) plus the LM loss of emulator + adapter, the
+ * adapter and the embeddings frozen, fedbiot.align_steps steps after every
+ * aggregation (0: offsite tuning, never re-aligned). */
+#include "fedmoe/fl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { ADAPTER = 0, EMULATOR = 1 };
+
+typedef struct {
+  int L, a, nkeep;
+  int map[FM_MAX_LAYERS]; /* client block j -> full block */
+} layout_t;
+
+static void layout(const fm_config *c, layout_t *l) {
+  l->L = c->model.layers;
+  l->a = c->fedbiot.adapter_layers;
+  int bottom = l->L - l->a;
+  l->nkeep = (int)lround(c->fedbiot.keep * bottom);
+  if (l->nkeep < 1) l->nkeep = 1;
+  if (l->nkeep > bottom) l->nkeep = bottom;
+  /* evenly spaced from the first block to the last bottom block */
+  for (int j = 0; j < l->nkeep; j++)
+    l->map[j] = l->nkeep == 1 ? 0 : (int)lround((double)j * (bottom - 1) / (l->nkeep - 1));
+  for (int i = 0; i < l->a; i++) l->map[l->nkeep + i] = bottom + i;
+}
+
+static int classify_fedbiot(const fm_tensor *t, void *ctx) {
+  layout_t l;
+  layout(ctx, &l);
+  if (t->layer >= l.nkeep) return ADAPTER;                       /* the top blocks */
+  if (t->layer < 0 && t->group == FM_GROUP_NORM) return ADAPTER; /* ln_f */
+  return EMULATOR;                                               /* bottom blocks, embeddings */
+}
+
+static fm_err fedbiot_shape(const fm_config *c, fm_model_shape *s) {
+  layout_t l;
+  layout(c, &l);
+  uint64_t mask = 0;
+  for (int j = 0; j < l.nkeep + l.a; j++)
+    if (s->moe_mask >> l.map[j] & 1) mask |= 1ull << j;
+  s->layers = l.nkeep + l.a;
+  s->moe_mask = mask;
+  return FM_OK;
+}
+
+static double fedbiot_contribution(const fm_client_ctx *cx, const fm_tensor *t, double token_weight) {
+  return t->cls == ADAPTER ? token_weight : 0; /* the emulator comes from the server only */
+}
+
+static fm_err fedbiot_update(fm_client_ctx *cx) {
+  double loss = 0;
+  int K = cx->cfg->fl.local_steps;
+  for (int k = 0; k < K; k++)
+    FM_CHECK(fm_client_train_step(cx, FM_SPLIT_TRAIN, 1u << ADAPTER, fm_client_lr(cx, k, cx->cfg->train.lr), &loss));
+  cx->res->train_loss = K ? loss / K : 0;
+  return FM_OK;
+}
+
+/* ---- the server ---- */
+
+typedef struct {
+  layout_t l;
+  fm_model *full;
+  fm_adamw opt_full, opt_emul;
+  int32_t *tok, *tgt;
+  float *target, *dh;
+  const fm_dataset *data;
+} server_t;
+
+/* The full model's tensor behind a client-model tensor (same name, block renumbered). */
+static fm_tensor *full_twin(server_t *sv, const fm_tensor *t) {
+  if (t->layer < 0) return fm_model_find(sv->full, t->name);
+  const char *rest = strchr(t->name + 2, '.'); /* "h.{j}.rest" */
+  char name[96];
+  snprintf(name, sizeof name, "h.%d%s", sv->l.map[t->layer], rest ? rest : "");
+  return fm_model_find(sv->full, name);
+}
+
+/* Copy between the client-shaped model and the full one: to_full copies the tensors
+ * of class cls into the full model, else from it. */
+static fm_err copy_class(server_t *sv, fm_model *m, int cls, int to_full) {
+  for (int i = 0; i < fm_model_ntensors(m); i++) {
+    fm_tensor *t = fm_model_tensor(m, i);
+    if (cls >= 0 && t->cls != cls) continue;
+    fm_tensor *f = full_twin(sv, t);
+    if (!f || f->numel != t->numel) FM_ERROR(FM_ERR_INTERNAL, "fedbiot: no full-model twin of %s", t->name);
+    if (to_full) memcpy(f->w, t->w, t->numel * sizeof(float));
+    else memcpy(t->w, f->w, t->numel * sizeof(float));
+  }
+  return FM_OK;
+}
+
+static fm_err adamw_on(fm_model *m, fm_adamw *o, int cls, double lr, const fm_config *c) {
+  if (c->train.grad_clip > 0) fm_model_clip_grads(m, 1u << cls, c->train.grad_clip);
+  fm_adamw_hparams h = {(float)lr, (float)c->train.beta1, (float)c->train.beta2, (float)c->train.eps,
+                        (float)c->train.weight_decay};
+  fm_adamw_step(o, m, cls, &h);
+  return FM_OK;
+}
+
+/* One alignment step: MSE(emulator output, full bottom output) + LM loss, on a
+ * public batch; only the emulator's blocks learn. */
+static fm_err align_step(server_t *sv, fm_model *m, const fm_config *c, fm_rng *rng, double *mse_out) {
+  int B = c->train.batch, T = c->train.seq_len, D = c->model.d_model, N = B * T;
+  FM_CHECK(fm_batch_sample(&sv->data->corpus, &sv->data->public_split, rng, B, T, sv->tok, sv->tgt, NULL));
+  float ce;
+  FM_CHECK(fm_model_forward(sv->full, sv->tok, sv->tgt, B, T, &ce, NULL));
+  memcpy(sv->target, fm_model_hidden(sv->full, sv->l.L - sv->l.a), (size_t)N * D * sizeof(float));
+  fm_model_freeze_class(m, ADAPTER, 1);
+  fm_model_freeze_class(m, EMULATOR, 0);
+  fm_model_freeze_group(m, FM_GROUP_EMBED, -1, 1); /* shared with the full model's head */
+  FM_CHECK(fm_model_forward(m, sv->tok, sv->tgt, B, T, &ce, NULL));
+  const float *h = fm_model_hidden(m, sv->l.nkeep);
+  double mse = 0;
+  for (size_t i = 0; i < (size_t)N * D; i++) {
+    double d = (double)h[i] - sv->target[i];
+    mse += d * d;
+    sv->dh[i] = (float)(2.0 * d / ((double)N * D));
+  }
+  fm_model_zero_grads(m);
+  FM_CHECK(fm_model_backward_inject(m, sv->l.nkeep, sv->dh));
+  FM_CHECK(adamw_on(m, &sv->opt_emul, EMULATOR, c->fedbiot.align_lr, c));
+  if (mse_out) *mse_out = mse / ((double)N * D);
+  return FM_OK;
+}
+
+static fm_err align(server_t *sv, fm_model *m, const fm_config *c, int round) {
+  fm_rng rng;
+  fm_rng_init(&rng, (uint64_t)c->run.seed, FM_RNG_SERVER, (uint32_t)round, FM_RNG_STRATEGY);
+  for (int s = 0; s < c->fedbiot.align_steps; s++) FM_CHECK(align_step(sv, m, c, &rng, NULL));
+  return FM_OK;
+}
+
+static void server_free(void *state) {
+  server_t *sv = state;
+  if (!sv) return;
+  if (sv->full) fm_model_free(sv->full);
+  fm_adamw_free(&sv->opt_full);
+  fm_adamw_free(&sv->opt_emul);
+  free(sv->tok); free(sv->tgt); free(sv->target); free(sv->dh);
+  free(sv);
+}
+
+static fm_err server_init_impl(server_t *sv, fm_model *m, const fm_config *c, const fm_dataset *data) {
+  layout(c, &sv->l);
+  sv->data = data;
+  int B = c->train.batch, T = c->train.seq_len, D = c->model.d_model;
+  FM_CALLOC(sv->tok, (size_t)B * T, "fedbiot batch");
+  FM_CALLOC(sv->tgt, (size_t)B * T, "fedbiot batch");
+  FM_CALLOC(sv->target, (size_t)B * T * D, "fedbiot alignment target");
+  FM_CALLOC(sv->dh, (size_t)B * T * D, "fedbiot alignment gradient");
+  if (data->public_split.tokens < (uint64_t)T + 1)
+    FM_CONFIG_ERROR(c, "data.public_frac", "the server's public split holds %llu bytes, fewer than one "
+                    "sequence of %d", (unsigned long long)data->public_split.tokens, T + 1);
+  fm_model_shape full;
+  FM_CHECK(fm_model_shape_from_config(c, &full));
+  FM_CHECK(fm_model_create(&sv->full, &full, B, T, 1, NULL, NULL));
+  FM_CHECK(fm_model_init(sv->full, (uint64_t)c->run.seed));
+  FM_CHECK(fm_adamw_create(&sv->opt_full, fm_model_class_numel(sv->full, 0)));
+  FM_CHECK(fm_adamw_create(&sv->opt_emul, fm_model_class_numel(m, EMULATOR)));
+  /* the stand-in for a pretrained model: the full model trained on public data */
+  fm_rng rng;
+  fm_rng_init(&rng, (uint64_t)c->run.seed, FM_RNG_SERVER, 0, FM_RNG_BATCH);
+  for (int s = 0; s < c->fedbiot.pretrain_steps; s++) {
+    float ce;
+    FM_CHECK(fm_batch_sample(&data->corpus, &data->public_split, &rng, B, T, sv->tok, sv->tgt, NULL));
+    fm_model_zero_grads(sv->full);
+    FM_CHECK(fm_model_forward(sv->full, sv->tok, sv->tgt, B, T, &ce, NULL));
+    FM_CHECK(fm_model_backward(sv->full));
+    FM_CHECK(adamw_on(sv->full, &sv->opt_full, 0, fm_lr_at(c, s, c->fedbiot.pretrain_steps, (float)c->train.lr), c));
+  }
+  /* the emulator and adapter start as the full model's blocks; then align */
+  FM_CHECK(copy_class(sv, m, -1, 0));
+  FM_CHECK(align(sv, m, c, 0));
+  return FM_OK;
+}
+
+static fm_err server_init(void **state, fm_model *m, const fm_config *c, const fm_dataset *data) {
+  server_t *sv;
+  FM_CALLOC(sv, 1, "fedbiot server");
+  *state = sv;
+  FM_CHECK(server_init_impl(sv, m, c, data));
+  return FM_OK;
+}
+
+static fm_err server_step(void *state, fm_model *m, const fm_config *c, int round) {
+  FM_CHECK(align(state, m, c, round));
+  return FM_OK;
+}
+
+/* The aggregated adapter on the full model, on the clients' test splits (the same
+ * windows the clients evaluate on). */
+static fm_err server_eval(void *state, fm_model *m, const fm_config *c, const fm_dataset *data,
+                          const int *clients, int n, double *loss) {
+  server_t *sv = state;
+  FM_CHECK(copy_class(sv, m, ADAPTER, 1));
+  int B = c->train.batch, T = c->train.seq_len;
+  double sum = 0;
+  for (int j = 0; j < n; j++) {
+    fm_rng r;
+    fm_rng_init(&r, (uint64_t)c->run.seed, (uint32_t)clients[j], FM_SPLIT_TEST, FM_RNG_EVAL);
+    const fm_split *sp = &data->clients[clients[j]].split[FM_SPLIT_TEST];
+    double cl = 0;
+    for (int b = 0; b < c->train.eval_batches; b++) {
+      float ce;
+      FM_CHECK(fm_batch_sample(&data->corpus, sp, &r, B, T, sv->tok, sv->tgt, NULL));
+      FM_CHECK(fm_model_forward(sv->full, sv->tok, sv->tgt, B, T, &ce, NULL));
+      cl += ce;
+    }
+    sum += cl / c->train.eval_batches;
+  }
+  *loss = n ? sum / n : NAN;
+  return FM_OK;
+}
+
+const fm_strategy fm_strategy_fedbiot = {
+  .name = "fedbiot",
+  .nclass = 2,
+  .shared = {1, 1},
+  .classify = classify_fedbiot,
+  .local_update = fedbiot_update,
+  .contribution = fedbiot_contribution,
+  .client_shape = fedbiot_shape,
+  .server_init = server_init,
+  .server_step = server_step,
+  .server_eval = server_eval,
+  .server_free = server_free,
+};
