@@ -1,7 +1,244 @@
-/* cmd_bench.c - `fedmoe bench`. */
+/* cmd_bench.c - `fedmoe bench [--profile]`: training speed of three reference models
+ * on one thread.
+ *
+ * Each model trains on random bytes with B = 16 sequences of T = 128 tokens per step;
+ * a step is what a client's step is (src/fl/client.c): zero the gradients, forward,
+ * backward, clip the gradient norm to 1, AdamW. After warm-up steps, every timed
+ * step is measured alone; the line reports the median and the best.
+ *
+ *   tokens/s    B T / step time
+ *   GFLOP/s     model FLOPs per token (fm_model_flops_per_token: 6 N_active + 12 L D T)
+ *               times tokens/s
+ *   of sgemm    that over the rate of BLIS sgemm measured now on the model's own weight
+ *               GEMMs: every linear layer's forward, input-gradient and weight-gradient
+ *               GEMM with the model's shapes and transposes (MoE experts with their
+ *               average N k / E rows), and the tied head's three.
+ *   model MB    what the engine holds (parameters, gradients, activations) plus AdamW's
+ *               two moments; peak RSS is the process's high-water mark so far.
+ * --profile adds, per model, the time per part of the model, forward and backward
+ * separately (the engine's per-kernel timers, include/fedmoe/nn_threads.h).
+ * FEDMOE_BENCH_ONLY=NAME in the environment runs just that model (when tuning).
+ * Only rank 0 works; a benchmark never asserts a speed (bench/ compares with PyTorch). */
 #include "cli.h"
 
+#include "fedmoe/model.h"
+#include "fedmoe/nn_threads.h"
+#include "fedmoe/rng.h"
+#include "fedmoe/timer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+enum { BENCH_B = 16, BENCH_T = 128, WARMUP = 2, STEPS = 8, PROFILE_STEPS = 4 };
+
+typedef struct {
+  const char *name;
+  int d, heads, layers, moe, experts, top_k;
+} bench_cfg;
+
+static const bench_cfg configs[] = {
+  {"dense-d128", 128, 4, 4, 0, 4, 2},
+  {"moe-d128", 128, 4, 4, 1, 4, 2},
+  {"moe-d256", 256, 4, 4, 1, 4, 2},
+};
+
+/* The sgemm used for the reference (fm_gemm is private to the engine; same BLIS call). */
+void fm_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc);
+
+typedef struct {
+  int ta, tb, M, N, K;
+} gemm_shape;
+
+/* The three GEMMs of a linear layer inp[M,C] @ w[C,OC]: forward, dinp, dw. */
+static int add_linear(gemm_shape *g, int n, int M, int C, int OC) {
+  g[n++] = (gemm_shape){0, 0, M, OC, C};
+  g[n++] = (gemm_shape){0, 1, M, C, OC};
+  g[n++] = (gemm_shape){1, 0, C, OC, M};
+  return n;
+}
+
+/* BLIS's rate (GFLOP/s) over the model's weight GEMMs, best of a few repetitions. */
+static double sgemm_rate(const fm_model_shape *s, int N) {
+  gemm_shape g[64 * 12];
+  int n = 0;
+  const int D = s->d, V = s->vocab;
+  for (int l = 0; l < s->layers; l++) {
+    n = add_linear(g, n, N, D, 3 * D);
+    n = add_linear(g, n, N, D, D);
+    if (!((s->moe_mask >> l) & 1)) {
+      n = add_linear(g, n, N, D, 4 * D);
+      n = add_linear(g, n, N, 4 * D, D);
+    } else {
+      const int rows = N * s->top_k / s->experts;
+      for (int e = 0; e < s->experts; e++) {
+        n = add_linear(g, n, rows, D, 4 * D);
+        n = add_linear(g, n, rows, 4 * D, D);
+      }
+    }
+  }
+  g[n++] = (gemm_shape){0, 1, N, V, D}; /* logits = x wte^T */
+  g[n++] = (gemm_shape){1, 0, V, D, N}; /* dwte += dlogits^T x */
+  g[n++] = (gemm_shape){0, 0, N, D, V}; /* dx = dlogits wte */
+  size_t big = 0;
+  double flops = 0;
+  for (int i = 0; i < n; i++) {
+    size_t a = (size_t)g[i].M * g[i].K, b = (size_t)g[i].K * g[i].N, c = (size_t)g[i].M * g[i].N;
+    if (a > big) big = a;
+    if (b > big) big = b;
+    if (c > big) big = c;
+    flops += 2.0 * g[i].M * g[i].N * (double)g[i].K;
+  }
+  float *A = malloc(big * sizeof *A), *B = malloc(big * sizeof *B), *C = calloc(big, sizeof *C);
+  if (!A || !B || !C) {
+    free(A), free(B), free(C);
+    return 0.0;
+  }
+  fm_rng r;
+  fm_rng_init(&r, 1, 0, 0, FM_RNG_TEST);
+  for (size_t i = 0; i < big; i++) A[i] = B[i] = fm_rng_uniformf(&r) - 0.5f;
+  double best = 1e30;
+  for (int rep = 0; rep < 4; rep++) {
+    double t0 = fm_wtime();
+    for (int i = 0; i < n; i++) {
+      const gemm_shape *q = &g[i];
+      fm_gemm(q->ta, q->tb, q->M, q->N, q->K, 1.0f, A, q->ta ? q->M : q->K, B, q->tb ? q->K : q->N,
+              1.0f, C, q->N);
+    }
+    double t = fm_wtime() - t0;
+    if (rep && t < best) best = t; /* the first repetition warms the caches */
+  }
+  free(A), free(B), free(C);
+  return flops / best * 1e-9;
+}
+
+static double peak_rss_mb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_maxrss / 1024.0; /* Linux: kilobytes */
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+typedef struct {
+  fm_model *m;
+  fm_adamw opt;
+  int32_t *tok, *tgt;
+} bench_model;
+
+/* One training step as the runtime does it (fm_client_train_step, one class). */
+static fm_err train_step(bench_model *bm) {
+  fm_adamw_hparams h = {1e-3f, 0.9f, 0.99f, 1e-8f, 0.0f};
+  float ce, lb;
+  fm_model_zero_grads(bm->m);
+  FM_CHECK(fm_model_forward(bm->m, bm->tok, bm->tgt, BENCH_B, BENCH_T, &ce, &lb));
+  FM_CHECK(fm_model_backward(bm->m));
+  fm_model_clip_grads(bm->m, 1u, 1.0);
+  fm_adamw_step(&bm->opt, bm->m, 0, &h);
+  return FM_OK;
+}
+
+static fm_err bench_one(const bench_cfg *c, int profile) {
+  fm_model_shape s = {0};
+  s.vocab = 256;
+  s.context = BENCH_T;
+  s.d = c->d;
+  s.heads = c->heads;
+  s.layers = c->layers;
+  s.moe_mask = c->moe ? ((uint64_t)1 << c->layers) - 1 : 0;
+  s.experts = c->experts;
+  s.top_k = c->top_k;
+  s.expert_type = FM_EXPERT_FULL;
+  s.lora_rank = 8;
+  s.lora_alpha = 16.0f;
+  s.init_std = 0.02f;
+  s.load_balance = 0.01f;
+  const int N = BENCH_B * BENCH_T;
+  bench_model bm = {0};
+  fm_err err = FM_OK;
+  if ((err = fm_model_create(&bm.m, &s, BENCH_B, BENCH_T, 1, NULL, NULL))) goto done;
+  fm_model_init(bm.m, 1);
+  if ((err = fm_adamw_create(&bm.opt, fm_model_class_numel(bm.m, 0)))) goto done;
+  if ((err = fm_calloc(&bm.tok, (size_t)N, sizeof *bm.tok, "bench tokens"))) goto done;
+  if ((err = fm_calloc(&bm.tgt, (size_t)N, sizeof *bm.tgt, "bench targets"))) goto done;
+  fm_rng r;
+  fm_rng_init(&r, 1, 0, 0, FM_RNG_TEST);
+  for (int i = 0; i < N; i++) bm.tok[i] = (int32_t)fm_rng_below(&r, 256);
+  for (int i = 0; i < N; i++) bm.tgt[i] = i % BENCH_T == BENCH_T - 1 ? (int32_t)fm_rng_below(&r, 256) : bm.tok[i + 1];
+
+  for (int i = 0; i < WARMUP; i++)
+    if ((err = train_step(&bm))) goto done;
+  double t[STEPS];
+  for (int i = 0; i < STEPS; i++) {
+    double t0 = fm_wtime();
+    if ((err = train_step(&bm))) goto done;
+    t[i] = fm_wtime() - t0;
+  }
+  qsort(t, STEPS, sizeof t[0], cmp_double);
+  const double med = 0.5 * (t[(STEPS - 1) / 2] + t[STEPS / 2]), best = t[0];
+  const double fpt = fm_model_flops_per_token(bm.m, BENCH_T);
+  const double gemm = sgemm_rate(&s, N);
+  const double gf = fpt * N / med * 1e-9;
+  const double mb = ((double)fm_nn_model_bytes(bm.m) + 2.0 * sizeof(float) * bm.opt.n) / 1048576.0;
+  printf("%-11s %9zu %8.2f %10.0f %10.0f %8.1f %8.1f %6.0f%% %9.1f %9.1f\n", c->name,
+         fm_model_class_numel(bm.m, 0), fpt * 1e-6, N / med, N / best, gf, gemm,
+         gemm > 0 ? 100.0 * gf / gemm : 0.0, mb, peak_rss_mb());
+  fflush(stdout);
+
+  if (profile) {
+    fm_nn_profile_reset();
+    fm_nn_profile(1);
+    double t0 = fm_wtime();
+    for (int i = 0; i < PROFILE_STEPS; i++)
+      if ((err = train_step(&bm))) break;
+    double step = (fm_wtime() - t0) / PROFILE_STEPS;
+    fm_nn_profile(0);
+    if (err) goto done;
+    printf("  profile of %s: ms per step (mean of %d steps, %.1f ms each)\n", c->name,
+           PROFILE_STEPS, 1e3 * step);
+    printf("  %-22s %9s %9s %9s %7s\n", "part", "forward", "backward", "total", "share");
+    double sum = 0;
+    for (int k = 0; k < FM_PROF_NKINDS; k++) {
+      double f = fm_nn_profile_seconds(k, FM_PROF_FWD) / PROFILE_STEPS;
+      double b = fm_nn_profile_seconds(k, FM_PROF_BWD) / PROFILE_STEPS;
+      sum += f + b;
+      printf("  %-22s %9.2f %9.2f %9.2f %6.1f%%\n", fm_nn_profile_name(k), 1e3 * f, 1e3 * b,
+             1e3 * (f + b), 100.0 * (f + b) / step);
+    }
+    printf("  %-22s %9s %9s %9.2f %6.1f%%\n", "unattributed", "", "", 1e3 * (step - sum),
+           100.0 * (step - sum) / step);
+    fflush(stdout);
+  }
+done:
+  free(bm.tok);
+  free(bm.tgt);
+  fm_adamw_free(&bm.opt);
+  fm_model_free(bm.m);
+  return err;
+}
+
 fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm) {
-  (void)comm;
-  FM_ERROR(FM_ERR_ARG, "'fedmoe %s' is not available in this build yet", cli->command);
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  fm_err err = FM_OK;
+  if (rank == 0) {
+    fm_nn_set_threads(1);
+    printf("# fedmoe bench: 1 thread, B=%d T=%d (%d tokens/step), vocab 256, L=4, H=4, MoE: E=4 "
+           "top-2 full experts on every block\n# %d warm-up + %d timed steps per model (zero grads, "
+           "forward, backward, clip 1.0, AdamW); tokens/s of the median and the best step\n",
+           BENCH_B, BENCH_T, BENCH_B * BENCH_T, WARMUP, STEPS);
+    printf("# %-9s %9s %8s %10s %10s %8s %8s %7s %9s %9s\n", "model", "params", "MFLOP/tok",
+           "tok/s med", "tok/s best", "GFLOP/s", "sgemm", "of sgemm", "model MB", "peakRSS MB");
+    fflush(stdout);
+    const char *only = getenv("FEDMOE_BENCH_ONLY");
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0] && !err; i++)
+      if (!only || !strcmp(only, configs[i].name)) err = bench_one(&configs[i], cli->profile);
+  }
+  FM_CHECK(fm_error_agree(err, &comm));
+  return FM_OK;
 }

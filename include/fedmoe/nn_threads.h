@@ -12,4 +12,35 @@ void fm_nn_set_threads(int n);
 /* The count in force (1 until set). */
 int fm_nn_threads(void);
 
+#include <stddef.h>
+
+/* ---- per-kernel profile of the model engine (fedmoe bench --profile) ----
+ * The kernels' timers are compiled in but cost one flag test per kernel call while
+ * profiling is off. Times accumulate per part of the model and per pass until reset. */
+enum {
+  FM_PROF_EMBED,     /* token + position embedding */
+  FM_PROF_LAYERNORM, /* ln_1, ln_2, ln_f */
+  FM_PROF_ATTN_PROJ, /* c_attn and attn.c_proj (GEMMs and biases) */
+  FM_PROF_ATTN_CORE, /* causal softmax(q k^T) v per head */
+  FM_PROF_FFN,       /* dense FFN, or the MoE experts' GEMMs and GELU */
+  FM_PROF_DISPATCH,  /* MoE gather of rows per expert and weighted combine */
+  FM_PROF_ROUTER,    /* router GEMM, softmax/top-k, load balancing */
+  FM_PROF_HEAD,      /* tied head GEMM and cross-entropy */
+  FM_PROF_RESIDUAL,  /* residual copies */
+  FM_PROF_OPTIMIZER, /* zeroing gradients, clipping, AdamW */
+  FM_PROF_NKINDS
+};
+enum { FM_PROF_FWD, FM_PROF_BWD, FM_PROF_NPASS };
+
+void fm_nn_profile(int on); /* switch the timers on (1) or off (0) */
+int fm_nn_profiling(void);
+void fm_nn_profile_reset(void);
+double fm_nn_profile_seconds(int kind, int pass); /* accumulated time */
+const char *fm_nn_profile_name(int kind);
+
+/* Bytes the model engine holds for a model: parameters, gradients and activations
+ * (not the optimizer state, which its owner allocates). */
+struct fm_model;
+size_t fm_nn_model_bytes(const struct fm_model *m);
+
 #endif

@@ -4,6 +4,7 @@
  * The state (m, v) is laid out like the class buffer, so it is saved and restored
  * with it; tensors frozen now are skipped and their state is left as it is. */
 #include "nn.h"
+#include "vmath.h"
 
 #include "fedmoe/log.h"
 
@@ -37,11 +38,12 @@ void fm_adamw_reset(fm_adamw *o) {
   o->step = 0;
 }
 
-void fm_adamw_step(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hparams *h) {
+FM_VEC void fm_adamw_step(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hparams *h) {
   if (cls < 0 || cls >= fm_model_nclass(m) || fm_model_class_numel(m, cls) != o->n)
     fm_fatal(fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_INTERNAL,
                           "AdamW state of %zu values used on class %d of %zu values", o->n, cls,
                           fm_model_class_numel(m, cls)));
+  FM_PROF_BEGIN(t0);
   o->step++;
   const float b1 = h->beta1, b2 = h->beta2, eps = h->eps, lr = h->lr;
   const float c1 = 1.0f / (float)(1.0 - pow(h->beta1, (double)o->step));
@@ -60,4 +62,5 @@ void fm_adamw_step(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hparams *h)
       w[j] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * w[j]);
     }
   }
+  FM_PROF_END(t0, FM_PROF_OPTIMIZER, FM_PROF_BWD);
 }

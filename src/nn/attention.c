@@ -7,6 +7,7 @@
  * upper triangle is computed only inside the diagonal block (then zeroed), never
  * beyond it: the score, P V and every backward GEMM do about half the square work. */
 #include "nn.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -18,6 +19,22 @@ void fm_attention_set_block(int rows) { att_block = rows > 0 ? rows : 64; }
 size_t fm_attention_scratch(int T) {
   int r = att_block < T ? att_block : T;
   return (size_t)r * (size_t)T;
+}
+
+/* Causal softmax of rows i0..i1-1 of P (row stride T) in place: row i over columns
+ * 0..i; columns i+1..i1-1 (the masked part of the diagonal block) are set to 0. */
+FM_VEC static void softmax_rows(float *P, int T, int i0, int i1) {
+  for (int i = i0; i < i1; i++) {
+    float *restrict p = P + (size_t)i * T;
+    float mx = p[0];
+    for (int j = 1; j <= i; j++) mx = p[j] > mx ? p[j] : mx;
+    for (int j = 0; j <= i; j++) p[j] = fm_vexpf(p[j] - mx);
+    float s = 0.0f;
+    for (int j = 0; j <= i; j++) s += p[j];
+    const float inv = 1.0f / s;
+    for (int j = 0; j <= i; j++) p[j] *= inv;
+    for (int j = i + 1; j < i1; j++) p[j] = 0.0f;
+  }
 }
 
 /* qkv [B,T,3D] -> out [B,T,D] (written), att [B,H,T,T] probabilities (lower triangle) */
@@ -35,24 +52,26 @@ void fm_attention_forward(float *out, float *att, const float *qkv, int B, int T
         /* S[i0:i1, 0:i1] = scale Q[i0:i1] K[0:i1]^T */
         fm_gemm(0, 1, rows, i1, hs, scale, Q + (size_t)i0 * C3, C3, K, C3, 0.0f,
                 P + (size_t)i0 * T, T);
-        for (int i = i0; i < i1; i++) {
-          float *restrict p = P + (size_t)i * T;
-          float mx = p[0];
-          for (int j = 1; j <= i; j++) mx = p[j] > mx ? p[j] : mx;
-          float s = 0.0f;
-          for (int j = 0; j <= i; j++) {
-            p[j] = expf(p[j] - mx);
-            s += p[j];
-          }
-          float inv = 1.0f / s;
-          for (int j = 0; j <= i; j++) p[j] *= inv;
-          for (int j = i + 1; j < i1; j++) p[j] = 0.0f; /* masked, inside the diagonal block */
-        }
+        softmax_rows(P, T, i0, i1);
         /* O[i0:i1] = P[i0:i1, 0:i1] V[0:i1] */
         fm_gemm(0, 0, rows, hs, i1, 1.0f, P + (size_t)i0 * T, T, V, C3, 0.0f, O + (size_t)i0 * D,
                 D);
       }
     }
+}
+
+/* Rows i0..i1-1: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik) scale for j <= i, 0 for
+ * i < j < i1; dS (row stride T, row i at (i - i0) T) holds dP on entry. */
+FM_VEC static void softmax_backward_rows(float *dS, const float *P, int T, int i0, int i1,
+                                         float scale) {
+  for (int i = i0; i < i1; i++) {
+    const float *restrict p = P + (size_t)i * T;
+    float *restrict d = dS + (size_t)(i - i0) * T;
+    float dot = 0.0f;
+    for (int j = 0; j <= i; j++) dot += p[j] * d[j];
+    for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
+    for (int j = i + 1; j < i1; j++) d[j] = 0.0f;
+  }
 }
 
 /* dout [B,T,D] -> dqkv [B,T,3D] (written). With dP = dO V^T and
@@ -79,14 +98,7 @@ void fm_attention_backward(float *dqkv, float *scratch, const float *dout, const
         fm_gemm(0, 1, rows, i1, hs, 1.0f, dO + (size_t)i0 * D, D, V, C3, 0.0f, dS, T);
         /* dV[0:i1] += P[i0:i1, 0:i1]^T dO[i0:i1]  (P is zero above the diagonal) */
         fm_gemm(1, 0, i1, hs, rows, 1.0f, Pb, T, dO + (size_t)i0 * D, D, 1.0f, dV, C3);
-        for (int i = i0; i < i1; i++) {
-          const float *restrict p = P + (size_t)i * T;
-          float *restrict d = dS + (size_t)(i - i0) * T;
-          float dot = 0.0f;
-          for (int j = 0; j <= i; j++) dot += p[j] * d[j];
-          for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
-          for (int j = i + 1; j < i1; j++) d[j] = 0.0f;
-        }
+        softmax_backward_rows(dS, P, T, i0, i1, scale);
         /* dQ[i0:i1] = dS[i0:i1, 0:i1] K[0:i1];  dK[0:i1] += dS^T Q[i0:i1] */
         fm_gemm(0, 0, rows, hs, i1, 1.0f, dS, T, K, C3, 0.0f, dQ + (size_t)i0 * C3, C3);
         fm_gemm(1, 0, i1, hs, rows, 1.0f, dS, T, Q + (size_t)i0 * C3, C3, 1.0f, dK, C3);

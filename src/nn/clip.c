@@ -22,8 +22,12 @@ double fm_model_grad_norm(fm_model *m, unsigned mask) {
 }
 
 double fm_model_clip_grads(fm_model *m, unsigned mask, double max_norm) {
+  FM_PROF_BEGIN(t0);
   double norm = fm_model_grad_norm(m, mask);
-  if (!(max_norm > 0.0) || !(norm > max_norm)) return norm;
+  if (!(max_norm > 0.0) || !(norm > max_norm)) {
+    FM_PROF_END(t0, FM_PROF_OPTIMIZER, FM_PROF_BWD);
+    return norm;
+  }
   const float scale = (float)(max_norm / norm);
   for (int i = 0; i < fm_model_ntensors(m); i++) {
     fm_tensor *t = fm_model_tensor(m, i);
@@ -31,5 +35,6 @@ double fm_model_clip_grads(fm_model *m, unsigned mask, double max_norm) {
     float *restrict g = t->g;
     for (size_t j = 0; j < t->numel; j++) g[j] *= scale;
   }
+  FM_PROF_END(t0, FM_PROF_OPTIMIZER, FM_PROF_BWD);
   return norm;
 }

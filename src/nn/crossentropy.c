@@ -1,11 +1,23 @@
 /* crossentropy.c - softmax cross-entropy over the vocabulary, fused. */
 #include "nn.h"
+#include "vmath.h"
 
 #include <math.h>
 
+/* sum_j exp(z[j] - mx), in chunks: the exponentials vectorise, the sum keeps its order */
+static inline float sum_exp(const float *restrict z, int V, float mx) {
+  float buf[256], s = 0.0f;
+  for (int j0 = 0; j0 < V; j0 += 256) {
+    const int n = V - j0 < 256 ? V - j0 : 256;
+    for (int j = 0; j < n; j++) buf[j] = fm_vexpf(z[j0 + j] - mx);
+    for (int j = 0; j < n; j++) s += buf[j];
+  }
+  return s;
+}
+
 /* logits [N,V], targets [N] (< 0: ignored) -> mean over counted rows of
  * lse - logit[target]; keeps lse [N] (log-sum-exp of each row) for backward. */
-double fm_crossentropy_forward(float *lse, const float *logits, const int32_t *targets, int N,
+FM_VEC double fm_crossentropy_forward(float *lse, const float *logits, const int32_t *targets, int N,
                                int V, int *nvalid) {
   double sum = 0.0;
   int cnt = 0;
@@ -13,9 +25,7 @@ double fm_crossentropy_forward(float *lse, const float *logits, const int32_t *t
     const float *restrict z = logits + (size_t)n * V;
     float mx = z[0];
     for (int j = 1; j < V; j++) mx = z[j] > mx ? z[j] : mx;
-    float s = 0.0f;
-    for (int j = 0; j < V; j++) s += expf(z[j] - mx);
-    lse[n] = mx + logf(s);
+    lse[n] = mx + logf(sum_exp(z, V, mx));
     if (targets[n] >= 0) {
       sum += (double)lse[n] - (double)z[targets[n]];
       cnt++;
@@ -27,7 +37,7 @@ double fm_crossentropy_forward(float *lse, const float *logits, const int32_t *t
 
 /* dlogits[N,V] = dloss / nvalid * (softmax(logits) - onehot(target)) on counted rows,
  * 0 on ignored rows (written). */
-void fm_crossentropy_backward(float *dlogits, const float *logits, const float *lse,
+FM_VEC void fm_crossentropy_backward(float *dlogits, const float *logits, const float *lse,
                               const int32_t *targets, int N, int V, int nvalid, float dloss) {
   const float scale = nvalid ? dloss / (float)nvalid : 0.0f;
   for (int n = 0; n < N; n++) {
@@ -38,7 +48,7 @@ void fm_crossentropy_backward(float *dlogits, const float *logits, const float *
       continue;
     }
     const float l = lse[n];
-    for (int j = 0; j < V; j++) d[j] = scale * expf(z[j] - l);
+    for (int j = 0; j < V; j++) d[j] = scale * fm_vexpf(z[j] - l);
     d[targets[n]] -= scale;
   }
 }

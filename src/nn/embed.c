@@ -1,8 +1,9 @@
 /* embed.c - token plus position embedding. */
 #include "nn.h"
+#include "vmath.h"
 
 /* out[B,T,D] = wte[tok[b,t], :] + wpe[t, :]   (wte [V,D], wpe [C,D], T <= C) */
-void fm_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
+FM_VEC void fm_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
                       int T, int D) {
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T; t++) {
@@ -14,7 +15,7 @@ void fm_embed_forward(float *out, const int32_t *tok, const float *wte, const fl
 }
 
 /* dwte[tok[b,t]] += dout[b,t];  dwpe[t] += dout[b,t]  (either may be NULL) */
-void fm_embed_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B,
+FM_VEC void fm_embed_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B,
                        int T, int D) {
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T; t++) {

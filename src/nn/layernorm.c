@@ -1,12 +1,13 @@
 /* layernorm.c - LayerNorm over the last dimension (eps 1e-5), with weight and bias. */
 #include "nn.h"
+#include "vmath.h"
 
 #include <math.h>
 
 #define LN_EPS 1e-5f
 
 /* out[N,C] = (inp - mean) * rstd * w + b; keeps mean[N] and rstd[N] for backward */
-void fm_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+FM_VEC void fm_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                           const float *b, int N, int C) {
   for (int n = 0; n < N; n++) {
     const float *restrict x = inp + (size_t)n * C;
@@ -26,7 +27,7 @@ void fm_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
 /* With xhat = (x - mean) rstd and dxhat = dout * w:
  *   dinp = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
  * dinp[N,C] +=, dw[C] += sum_n dout xhat, db[C] += sum_n dout (each may be NULL) */
-void fm_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+FM_VEC void fm_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                            const float *w, const float *mean, const float *rstd, int N, int C) {
   for (int n = 0; n < N; n++) {
     const float *restrict x = inp + (size_t)n * C;

@@ -1,10 +1,11 @@
 /* linear.c - the affine map of GPT-2's Conv1D: weights stored [in, out]. */
 #include "nn.h"
+#include "vmath.h"
 
 #include <string.h>
 
 /* out[N,OC] (+)= inp[N,C] @ w[C,OC] + b[OC] */
-void fm_linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int C,
+FM_VEC void fm_linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int C,
                        int OC, int accumulate) {
   if (b) { /* the bias goes in first so that one GEMM with beta = 1 finishes the job */
     for (int n = 0; n < N; n++) {
@@ -20,7 +21,7 @@ void fm_linear_forward(float *out, const float *inp, const float *w, const float
 }
 
 /* dinp[N,C] (+)= dout[N,OC] @ w^T;  dw[C,OC] += inp^T @ dout;  db[OC] += sum_n dout[n] */
-void fm_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+FM_VEC void fm_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, int N, int C, int OC, int accumulate) {
   if (dinp) fm_gemm(0, 1, N, C, OC, 1.0f, dout, OC, w, OC, accumulate ? 1.0f : 0.0f, dinp, C);
   if (dw) fm_gemm(1, 0, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, OC);

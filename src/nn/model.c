@@ -107,6 +107,7 @@ static fm_err alloc_activations(fm_model *m) {
                  + 3 * N * D + 3 * N * D + 4 * N * D + N * V + fm_attention_scratch(m->T);
   for (int l = 0; l < s->layers; l++) total += per_block + (m->blk[l].moe ? 0 : 8 * N * D);
   FM_CALLOC(m->arena, total, "model activations");
+  m->arena_n = total;
   float *q = m->arena;
 #define TAKE(ptr, n) (ptr = q, q += (n))
   TAKE(m->res, (s->layers + 1) * N * D);
@@ -271,7 +272,18 @@ void fm_model_freeze_group(fm_model *m, fm_group g, int layer, int frozen) {
 }
 
 void fm_model_zero_grads(fm_model *m) {
+  FM_PROF_BEGIN(t0);
   for (int c = 0; c < m->nclass; c++) memset(m->cg[c], 0, m->cn[c] * sizeof(float));
+  FM_PROF_END(t0, FM_PROF_OPTIMIZER, FM_PROF_BWD);
+}
+
+size_t fm_nn_model_bytes(const fm_model *m) {
+  size_t n = m->fn;
+  for (int c = 0; c < m->nclass; c++) n += 2 * m->cn[c];
+  n += m->arena_n;
+  for (int l = 0; l < m->s.layers; l++)
+    if (m->blk[l].moe) n += m->blk[l].moe_layer.nbytes / sizeof(float);
+  return n * sizeof(float) + 2 * (size_t)m->B * m->T * sizeof(int32_t);
 }
 
 const float *fm_model_logits(const fm_model *m) { return m->have_fwd ? m->logits : NULL; }

@@ -32,6 +32,7 @@ struct fm_model {
   size_t fn;
   /* activations: one arena */
   float *arena;
+  size_t arena_n; /* floats in the arena */
   float *res;                         /* [L+1][B*T,D]: block inputs, then the last output */
   float *lnf, *lnf_mean, *lnf_rstd;   /* [N,D] [N] [N] */
   float *logits, *lse;                /* [N,V] [N] */

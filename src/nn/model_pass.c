@@ -51,7 +51,7 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
   const fm_tensor *t = m->t;
   {
     FM_PROF_BEGIN(tp);
-    fm_embed_forward(m->res, m->tokens, t[m->wte].w, t[m->wpe].w, B, T, D);
+    PROF(EMBED, FWD, fm_embed_forward(m->res, m->tokens, t[m->wte].w, t[m->wpe].w, B, T, D));
     FM_PROF_END(tp, FM_PROF_EMBED, FM_PROF_FWD);
   }
   double lbsum = 0.0;
@@ -59,26 +59,30 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
     fm_block *b = &m->blk[l];
     const float *in = m->res + l * stride;
     float *out = m->res + (l + 1) * stride;
-    fm_layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, in, t[b->ln1w].w, t[b->ln1b].w, N, D);
-    fm_linear_forward(b->qkv, b->ln1, t[b->attw].w, t[b->attb].w, N, D, 3 * D, 0);
-    fm_attention_forward(b->atty, b->att, b->qkv, B, T, D, s->heads);
-    memcpy(b->resa, in, (size_t)N * D * sizeof(float));
-    fm_linear_forward(b->resa, b->atty, t[b->aprw].w, t[b->aprb].w, N, D, D, 1);
-    fm_layernorm_forward(b->ln2, b->ln2_mean, b->ln2_rstd, b->resa, t[b->ln2w].w, t[b->ln2b].w, N, D);
-    memcpy(out, b->resa, (size_t)N * D * sizeof(float));
+    PROF(LAYERNORM, FWD, fm_layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, in, t[b->ln1w].w,
+                                              t[b->ln1b].w, N, D));
+    PROF(ATTN_PROJ, FWD, fm_linear_forward(b->qkv, b->ln1, t[b->attw].w, t[b->attb].w, N, D, 3 * D, 0));
+    PROF(ATTN_CORE, FWD, fm_attention_forward(b->atty, b->att, b->qkv, B, T, D, s->heads));
+    PROF(RESIDUAL, FWD, memcpy(b->resa, in, (size_t)N * D * sizeof(float)));
+    PROF(ATTN_PROJ, FWD, fm_linear_forward(b->resa, b->atty, t[b->aprw].w, t[b->aprb].w, N, D, D, 1));
+    PROF(LAYERNORM, FWD, fm_layernorm_forward(b->ln2, b->ln2_mean, b->ln2_rstd, b->resa, t[b->ln2w].w,
+                                              t[b->ln2b].w, N, D));
+    PROF(RESIDUAL, FWD, memcpy(out, b->resa, (size_t)N * D * sizeof(float)));
     if (b->moe) {
       fm_moe_params p;
       moe_params(m, b, &p);
       lbsum += fm_moe_forward(&b->moe_layer, &p, out, b->ln2, N, s->load_balance);
     } else {
-      fm_ffn_forward(out, b->fch, b->fcg, b->ln2, t[b->fcw].w, t[b->fcb].w, t[b->fpw].w,
-                     t[b->fpb].w, N, D);
+      PROF(FFN, FWD, fm_ffn_forward(out, b->fch, b->fcg, b->ln2, t[b->fcw].w, t[b->fcb].w,
+                                    t[b->fpw].w, t[b->fpb].w, N, D));
     }
   }
-  fm_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->res + L * stride, t[m->lnfw].w,
-                       t[m->lnfb].w, N, D);
-  fm_gemm(0, 1, N, V, D, 1.0f, m->lnf, D, t[m->wte].w, D, 0.0f, m->logits, V); /* tied head */
-  m->ce = (float)fm_crossentropy_forward(m->lse, m->logits, m->targets, N, V, &m->nvalid);
+  PROF(LAYERNORM, FWD, fm_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->res + L * stride,
+                                            t[m->lnfw].w, t[m->lnfb].w, N, D));
+  PROF(HEAD, FWD, { /* tied head */
+    fm_gemm(0, 1, N, V, D, 1.0f, m->lnf, D, t[m->wte].w, D, 0.0f, m->logits, V);
+    m->ce = (float)fm_crossentropy_forward(m->lse, m->logits, m->targets, N, V, &m->nvalid);
+  });
   m->lb = (float)lbsum;
   m->have_fwd = 1;
   if (ce) *ce = m->ce;
@@ -118,14 +122,17 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
   if (lo > L + 1) return FM_OK;
   const fm_tensor *t = m->t;
   /* head: logits = lnf wte^T */
-  fm_crossentropy_backward(m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
   fm_param wte = fm_model_param(m, m->wte);
-  if (wte.g) fm_gemm(1, 0, V, D, N, 1.0f, m->dlogits, V, m->lnf, D, 1.0f, wte.g, D);
-  fm_gemm(0, 0, N, D, V, 1.0f, m->dlogits, V, wte.w, D, 0.0f, m->dln, D);
-  memset(m->dres, 0, (size_t)N * D * sizeof(float));
-  fm_layernorm_backward(lo <= L ? m->dres : NULL, fm_model_param(m, m->lnfw).g,
-                        fm_model_param(m, m->lnfb).g, m->dln, m->res + L * stride, t[m->lnfw].w,
-                        m->lnf_mean, m->lnf_rstd, N, D);
+  PROF(HEAD, BWD, {
+    fm_crossentropy_backward(m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
+    if (wte.g) fm_gemm(1, 0, V, D, N, 1.0f, m->dlogits, V, m->lnf, D, 1.0f, wte.g, D);
+    fm_gemm(0, 0, N, D, V, 1.0f, m->dlogits, V, wte.w, D, 0.0f, m->dln, D);
+  });
+  PROF(RESIDUAL, BWD, memset(m->dres, 0, (size_t)N * D * sizeof(float)));
+  PROF(LAYERNORM, BWD, fm_layernorm_backward(lo <= L ? m->dres : NULL, fm_model_param(m, m->lnfw).g,
+                                             fm_model_param(m, m->lnfb).g, m->dln,
+                                             m->res + L * stride, t[m->lnfw].w, m->lnf_mean,
+                                             m->lnf_rstd, N, D));
   /* blocks, top down, as far as needed; dres is the gradient of the block's output */
   for (int l = L - 1; l >= 0 && l + 1 >= lo; l--) {
     fm_block *b = &m->blk[l];
@@ -133,29 +140,34 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
     if (dh && k == l + 1) /* an extra loss on this block's output (distillation) */
       for (size_t i = 0; i < (size_t)N * D; i++) m->dres[i] += dh[i];
     const int want_dx = l + 1 > lo; /* something below still needs the gradient */
-    memset(m->dln, 0, (size_t)N * D * sizeof(float));
+    PROF(RESIDUAL, BWD, memset(m->dln, 0, (size_t)N * D * sizeof(float)));
     if (b->moe) {
       fm_moe_params p;
       moe_params(m, b, &p);
       fm_moe_backward(&b->moe_layer, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
     } else {
-      fm_ffn_backward(m->dln, fm_model_param(m, b->fcw).g, fm_model_param(m, b->fcb).g,
-                      fm_model_param(m, b->fpw).g, fm_model_param(m, b->fpb).g, m->dfc, m->dres,
-                      b->ln2, b->fch, b->fcg, t[b->fcw].w, t[b->fpw].w, N, D);
+      PROF(FFN, BWD, fm_ffn_backward(m->dln, fm_model_param(m, b->fcw).g, fm_model_param(m, b->fcb).g,
+                                     fm_model_param(m, b->fpw).g, fm_model_param(m, b->fpb).g,
+                                     m->dfc, m->dres, b->ln2, b->fch, b->fcg, t[b->fcw].w,
+                                     t[b->fpw].w, N, D));
     }
-    fm_layernorm_backward(m->dres, fm_model_param(m, b->ln2w).g, fm_model_param(m, b->ln2b).g,
-                          m->dln, b->resa, t[b->ln2w].w, b->ln2_mean, b->ln2_rstd, N, D);
+    PROF(LAYERNORM, BWD, fm_layernorm_backward(m->dres, fm_model_param(m, b->ln2w).g,
+                                               fm_model_param(m, b->ln2b).g, m->dln, b->resa,
+                                               t[b->ln2w].w, b->ln2_mean, b->ln2_rstd, N, D));
     /* dres is now the gradient of a = h + attention */
-    fm_linear_backward(m->datty, fm_model_param(m, b->aprw).g, fm_model_param(m, b->aprb).g,
-                       m->dres, b->atty, t[b->aprw].w, N, D, D, 0);
-    fm_attention_backward(m->dqkv, m->attscr, m->datty, b->qkv, b->att, B, T, D, s->heads);
-    fm_linear_backward(m->dln, fm_model_param(m, b->attw).g, fm_model_param(m, b->attb).g, m->dqkv,
-                       b->ln1, t[b->attw].w, N, D, 3 * D, 0);
-    fm_layernorm_backward(want_dx ? m->dres : NULL, fm_model_param(m, b->ln1w).g,
-                          fm_model_param(m, b->ln1b).g, m->dln, in, t[b->ln1w].w, b->ln1_mean,
-                          b->ln1_rstd, N, D);
+    PROF(ATTN_PROJ, BWD, fm_linear_backward(m->datty, fm_model_param(m, b->aprw).g,
+                                            fm_model_param(m, b->aprb).g, m->dres, b->atty,
+                                            t[b->aprw].w, N, D, D, 0));
+    PROF(ATTN_CORE, BWD, fm_attention_backward(m->dqkv, m->attscr, m->datty, b->qkv, b->att, B, T,
+                                               D, s->heads));
+    PROF(ATTN_PROJ, BWD, fm_linear_backward(m->dln, fm_model_param(m, b->attw).g,
+                                            fm_model_param(m, b->attb).g, m->dqkv, b->ln1,
+                                            t[b->attw].w, N, D, 3 * D, 0));
+    PROF(LAYERNORM, BWD, fm_layernorm_backward(want_dx ? m->dres : NULL, fm_model_param(m, b->ln1w).g,
+                                               fm_model_param(m, b->ln1b).g, m->dln, in,
+                                               t[b->ln1w].w, b->ln1_mean, b->ln1_rstd, N, D));
   }
   if (lo == 0)
-    fm_embed_backward(wte.g, fm_model_param(m, m->wpe).g, m->dres, m->tokens, B, T, D);
+    PROF(EMBED, BWD, fm_embed_backward(wte.g, fm_model_param(m, m->wpe).g, m->dres, m->tokens, B, T, D));
   return FM_OK;
 }

@@ -44,6 +44,7 @@ fm_err fm_moe_alloc(fm_moe *L, int maxN, int D, int E, int k, int type, int r, f
     free(fa);
     return fm_error_trace(__FILE__, __LINE__, __func__, FM_ERR_MEM);
   }
+  L->nbytes = nf * sizeof(float) + ni * sizeof(int32_t);
   float *q = fa;
 #define TAKE(ptr, n) (ptr = q, q += (n))
   TAKE(L->logits, N * E);
@@ -117,16 +118,22 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
   const int D = L->D, E = L->E, k = L->k, F = 4 * D, R = L->r;
   L->N = N;
   /* route */
-  fm_gemm(0, 1, N, E, D, 1.0f, x, D, p->router.w, D, 0.0f, L->logits, E);
-  L->keff = fm_router_forward(L->probs, L->picks, L->wts, L->logits,
-                              L->nallowed == E ? NULL : L->allowed, N, E, k);
-  double lb = fm_loadbalance_forward(L->f, L->probs, L->picks, N, E, k, lb_coef);
+  double lb = 0.0;
+  PROF(ROUTER, FWD, {
+    fm_gemm(0, 1, N, E, D, 1.0f, x, D, p->router.w, D, 0.0f, L->logits, E);
+    L->keff = fm_router_forward(L->probs, L->picks, L->wts, L->logits,
+                                L->nallowed == E ? NULL : L->allowed, N, E, k);
+    lb = fm_loadbalance_forward(L->f, L->probs, L->picks, N, E, k, lb_coef);
+  });
   /* dispatch */
+  FM_PROF_BEGIN(t_disp);
   dispatch(L, N);
   const int npos = L->npos;
   for (int pos = 0; pos < npos; pos++)
     memcpy(L->xg + (size_t)pos * D, x + (size_t)L->tok[pos] * D, (size_t)D * sizeof(float));
+  FM_PROF_END(t_disp, FM_PROF_DISPATCH, FM_PROF_FWD);
   /* experts */
+  FM_PROF_BEGIN(t_exp);
   if (L->type == FM_EXPERT_FULL) {
     for (int e = 0; e < E; e++) {
       int n = L->count[e];
@@ -157,7 +164,9 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
       fm_gemm(0, 0, n, D, R, L->scale, L->v + s * R, R, p->b2[e].w, D, 1.0f, L->y + s * D, D);
     }
   }
+  FM_PROF_END(t_exp, FM_PROF_FFN, FM_PROF_FWD);
   /* combine */
+  FM_PROF_BEGIN(t_comb);
   for (int pos = 0; pos < npos; pos++) {
     const int n = L->tok[pos];
     const float w = L->wts[(size_t)n * k + L->slot[pos]];
@@ -165,6 +174,7 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
     float *restrict o = out + (size_t)n * D;
     for (int i = 0; i < D; i++) o[i] += w * y[i];
   }
+  FM_PROF_END(t_comb, FM_PROF_DISPATCH, FM_PROF_FWD);
   return lb;
 }
 
@@ -173,6 +183,7 @@ void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *
   const int D = L->D, E = L->E, k = L->k, F = 4 * D, R = L->r, N = L->N, npos = L->npos;
   const float sc = L->scale;
   /* combine: dw = <dout[tok], y[pos]>, dy = w dout[tok] */
+  FM_PROF_BEGIN(t_comb);
   memset(L->dwts, 0, (size_t)N * k * sizeof(float));
   for (int pos = 0; pos < npos; pos++) {
     const int n = L->tok[pos];
@@ -187,6 +198,8 @@ void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *
     }
     L->dwts[ws] = dot;
   }
+  FM_PROF_END(t_comb, FM_PROF_DISPATCH, FM_PROF_BWD);
+  FM_PROF_BEGIN(t_exp);
   /* experts, down to dxg [npos,D] (only when dx is wanted) */
   if (L->type == FM_EXPERT_FULL) {
     for (int e = 0; e < E; e++) {
@@ -236,16 +249,21 @@ void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *
     }
     fm_linear_backward(dx, p->fc_w.g, p->fc_b.g, L->dhb, x, p->fc_w.w, N, D, F, 1);
   }
+  FM_PROF_END(t_exp, FM_PROF_FFN, FM_PROF_BWD);
+  FM_PROF_BEGIN(t_disp);
   if (dx)
     for (int pos = 0; pos < npos; pos++) {
       const float *restrict d = L->dxg + (size_t)pos * D;
       float *restrict o = dx + (size_t)L->tok[pos] * D;
       for (int i = 0; i < D; i++) o[i] += d[i];
     }
+  FM_PROF_END(t_disp, FM_PROF_DISPATCH, FM_PROF_BWD);
   /* router: renormalised weights and load balancing, through the softmax */
+  FM_PROF_BEGIN(t_rt);
   memset(L->dprobs, 0, (size_t)N * E * sizeof(float));
   fm_loadbalance_backward(L->dprobs, L->f, N, E, lb_coef, dlb);
   fm_router_backward(L->dlogits, L->dwts, L->dprobs, L->probs, L->picks, L->wts, N, E, k);
   if (p->router.g) fm_gemm(1, 0, E, D, N, 1.0f, L->dlogits, E, x, D, 1.0f, p->router.g, D);
   if (dx) fm_gemm(0, 0, N, D, E, 1.0f, L->dlogits, E, p->router.w, D, 1.0f, dx, D);
+  FM_PROF_END(t_rt, FM_PROF_ROUTER, FM_PROF_BWD);
 }

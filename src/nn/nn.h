@@ -12,6 +12,7 @@
 
 #include "fedmoe/error.h"
 #include "fedmoe/model.h"
+#include "fedmoe/nn_threads.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -113,6 +114,7 @@ typedef struct {
 
 typedef struct {
   int maxN, D, E, k, type, r;
+  size_t nbytes; /* held by this layer */
   float scale; /* LoRA alpha / r */
   uint8_t allowed[FM_MAX_EXPERTS];
   int nallowed;
@@ -146,5 +148,23 @@ fm_err fm_shape_check(const fm_model_shape *s);
 /* The tensors of a model of shape s in their fixed order (name, group, layer, expert,
  * shape, numel, decay; the rest zero). out NULL: just count. Returns the count. */
 int fm_shape_tensors(const fm_model_shape *s, fm_tensor *out);
+
+/* ---- profile.c: per-kernel timers, active only while fm_prof_on (one test per call).
+ *   FM_PROF_BEGIN(t0); ...kernel...; FM_PROF_END(t0, FM_PROF_ATTN_CORE, FM_PROF_FWD); */
+extern int fm_prof_on;
+double fm_prof_now(void);
+void fm_prof_add(int kind, int pass, double t0);
+#define FM_PROF_BEGIN(t0) double t0 = fm_prof_on ? fm_prof_now() : 0.0
+#define FM_PROF_END(t0, kind, pass) \
+  do {                              \
+    if (fm_prof_on) fm_prof_add((kind), (pass), (t0)); \
+  } while (0)
+/* time one statement (or braced block) as part `kind` of pass `pass` */
+#define PROF(kind, pass, ...)                         \
+  do {                                                \
+    FM_PROF_BEGIN(t0_);                               \
+    __VA_ARGS__;                                      \
+    FM_PROF_END(t0_, FM_PROF_##kind, FM_PROF_##pass); \
+  } while (0)
 
 #endif

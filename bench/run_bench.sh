@@ -1,0 +1,42 @@
+#!/bin/sh
+# run_bench.sh FEDMOE [PYTHON] - `make bench`: fedmoe bench and bench/torch_bench.py on the
+# same models, one model at a time, each side right after the other (the machine's load
+# changes less in between), then a table of tokens/s and the ratio fedmoe / PyTorch.
+# Without an importable torch the PyTorch column is skipped and says why.
+# Extra arguments for fedmoe bench (--profile) go in FEDMOE_BENCH_ARGS.
+fedmoe=${1:-./fedmoe}
+py=${2:-/usr/bin/python3}
+here=$(dirname "$0")
+models="dense-d128 moe-d128 moe-d256"
+out=$(mktemp "${TMPDIR:-/tmp}/fedmoe-bench.XXXXXX")
+trap 'rm -f "$out" "$out.t"' EXIT
+torch=yes
+"$py" -c 'import torch' 2>/dev/null || torch=no
+for m in $models; do
+  FEDMOE_BENCH_ONLY=$m "$fedmoe" bench $FEDMOE_BENCH_ARGS | tee "$out.t" || exit 1
+  grep "^$m " "$out.t" | awk '{print "C", $1, $4, $5}' >>"$out"
+  if [ $torch = yes ]; then
+    "$py" "$here/torch_bench.py" --only "$m" | grep "^$m " | awk '{print "P", $1, $2, $3}' >>"$out"
+  fi
+done
+echo
+echo "tokens/s, 1 thread, B=16 T=128 (median step; best step in brackets)"
+if [ $torch = yes ]; then
+  echo "$("$py" -c 'import torch; print("PyTorch", torch.__version__)')"
+  printf '%-11s %20s %20s %9s\n' model fedmoe PyTorch "ratio"
+else
+  "$py" "$here/torch_bench.py" | head -1
+  printf '%-11s %20s\n' model fedmoe
+fi
+for m in $models; do
+  awk -v m="$m" -v torch=$torch '
+    $1 == "C" && $2 == m { c = $3; cb = $4 }
+    $1 == "P" && $2 == m { p = $3; pb = $4 }
+    END {
+      if (c == "") exit
+      if (torch == "yes" && p != "")
+        printf "%-11s %10.0f (%7.0f) %10.0f (%7.0f) %8.2fx\n", m, c, cb, p, pb, c / p
+      else
+        printf "%-11s %10.0f (%7.0f)\n", m, c, cb
+    }' "$out"
+done

@@ -1,0 +1,63 @@
+/* vmath.h - exp and tanh for the kernels' element-wise loops (private to src/nn).
+ *
+ * glibc's expf and tanhf are calls the loop vectoriser cannot see through, so a loop
+ * over 10^6 values runs them one by one. These are branch-free and inline, so GCC
+ * turns such loops into 8-wide AVX2 code (in the FM_VEC clones) or 4-wide SSE2.
+ *
+ * exp(x) = 2^n e^r with n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2] (ln 2
+ * split in a short high part and a low part so that n ln2_hi is exact), e^r by its
+ * Taylor polynomial of degree 7 (truncation below 2e-9 relative on that interval),
+ * 2^n built in the exponent bits. x is clamped to [-87, 88] first, so 2^n stays a
+ * normal float: results below e^-87 (~1.6e-38) come out as that instead of a
+ * denormal or 0, which no caller can tell from 0 next to its other terms.
+ * Relative error: a few ulp over the whole range.
+ *
+ * tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|): no overflow for any u; the
+ * absolute error is a few 1e-8 (the relative error grows as u -> 0, where tanh u ~ u,
+ * but GELU only uses 1 + tanh and 1 - tanh^2, for which the absolute error is what counts).
+ *
+ * The loops that use them need -fno-trapping-math to be if-converted (local.mk). */
+#ifndef FEDMOE_NN_VMATH_H
+#define FEDMOE_NN_VMATH_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Compile a kernel twice, for x86-64-v3 (AVX2, FMA) and for the baseline, and pick
+ * at load time (an ifunc): binaries still run on any x86-64 node. Empty where the
+ * whole build already targets AVX2 (--enable-native) or on other architectures. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && \
+    !defined(__AVX2__) && !defined(FM_NO_CLONES)
+#define FM_VEC __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FM_VEC
+#endif
+
+static inline float fm_vexpf(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float n = floorf(x * 1.44269504088896341f + 0.5f);
+  const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = ((int32_t)n + 127) << 23;
+  float s;
+  memcpy(&s, &bits, sizeof s);
+  return p * s;
+}
+
+static inline float fm_vtanhf(float u) {
+  const float a = u < 0.0f ? -u : u;
+  const float e = fm_vexpf(-2.0f * a);
+  const float t = (1.0f - e) / (1.0f + e);
+  return u < 0.0f ? -t : t;
+}
+
+#endif
