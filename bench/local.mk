@@ -1,10 +1,10 @@
 # Benchmarks print figures; they never assert a speed.
 # make bench: fedmoe bench against bench/torch_bench.py (Debian's python3-torch, run with
-# BENCH_PYTHON), model by model, then a table of tokens/s and the ratio.
+# TORCH_PY), model by model, then a table of tokens/s and the ratio.
 # make bench BENCH_ARGS=--profile adds fedmoe's per-part breakdown.
-BENCH_PYTHON = /usr/bin/python3
+TORCH_PY = /usr/bin/python3
 BENCH_ARGS =
 bench: fedmoe$(EXEEXT)
-	FEDMOE_BENCH_ARGS='$(BENCH_ARGS)' $(SHELL) $(srcdir)/bench/run_bench.sh ./fedmoe$(EXEEXT) $(BENCH_PYTHON)
+	FEDMOE_BENCH_ARGS='$(BENCH_ARGS)' $(SHELL) $(srcdir)/bench/run_bench.sh ./fedmoe$(EXEEXT) $(TORCH_PY)
 .PHONY: bench
 dist_noinst_SCRIPTS += bench/run_bench.sh bench/torch_bench.py
