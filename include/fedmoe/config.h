@@ -27,6 +27,7 @@ enum { FM_PART_BY_DOMAIN, FM_PART_DIRICHLET, FM_PART_IID };
 enum { FM_SIZES_EQUAL, FM_SIZES_LOGNORMAL };
 enum { FM_AGG_FIXED, FM_AGG_FLOAT };
 enum { FM_SELECT_IB, FM_SELECT_RANDOM, FM_SELECT_USAGE };
+enum { FM_FINAL_EVAL_ALL, FM_FINAL_EVAL_SAMPLED };
 
 typedef struct fm_config {
   struct {
@@ -55,7 +56,7 @@ typedef struct fm_config {
     int64_t min_domain_bytes, max_domain_bytes;
   } data;
   struct {
-    int strategy, rounds, clients, sample_count, local_steps, aggregation;
+    int strategy, rounds, clients, sample_count, local_steps, aggregation, final_eval;
     double sample_fraction;
   } fl;
   struct {

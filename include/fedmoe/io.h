@@ -7,15 +7,15 @@
  *   /routing/counts         uint64 [round][client][layer][expert] top-k picks in training
  *   /routing/gate_mass      float64 [round][client][layer][expert] summed router probability
  *   /checkpoints/r{round:06d}/shared/{tensor}        the global shared tensors
- *   /checkpoints/r{round:06d}/clients/class{c}/{params,adam_m,adam_v} [client][n],
- *                                          adam_step [client], allocated [client]
+ *   /checkpoints/r{round:06d}/clients/class{c}/{params,adam_m,adam_v} [K][n], adam_step [K],
+ *                           client [K]: the K clients holding that private class, by id
  *   /checkpoints/latest     soft link to the newest complete checkpoint
  *   /fl/<name>              strategy figures: float64 [round][client][layer][expert]
  *                           (hfedmoe: selected, importance, kl, usage), int32 [client] (budget)
- * Client state is one 2-D dataset per private class, each host writing its clients'
- * rows (a strided hyperslab: client c is on rank 1 + c mod (P-1)), instead of one
- * group per client as DESIGN.md first sketched: the number of HDF5 objects then does
- * not grow with N, and creating them stays cheap at 10,000 clients. Every random
+ * Client state is one 2-D dataset per private class holding only the clients that
+ * have trained (the others are at the initial values), each host writing its rows,
+ * instead of one group per client as DESIGN.md first sketched: the number of HDF5
+ * objects does not grow with N, and the bytes grow with the clients that trained. Every random
  * stream is addressed by (seed, client, round, purpose), so a checkpoint needs no
  * RNG state beyond its round. */
 #ifndef FEDMOE_IO_H
@@ -73,9 +73,12 @@ fm_err fm_runfile_set_attr(fm_runfile *rf, const char *name, double value);
  * prunes beyond run.keep_last. */
 fm_err fm_runfile_checkpoint_begin(fm_runfile *rf, int round);
 fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t n);
-/* rows: [nlocal][n] for params, m, v; step and allocated [nlocal]. */
-fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, int nlocal, const float *params,
-                              const float *m, const float *v, const int64_t *step, const uint8_t *allocated);
+/* Private class cls of the clients that have one (a client that never trained has
+ * none): one row each, in client-id order whatever P, their ids in `client`. have [N]
+ * marks those clients, the same on every rank; this rank's k of them, ids ascending,
+ * have their rows in params, m, v [k][n] and adam steps in step [k]. */
+fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *have, int k, const int32_t *ids,
+                              const float *params, const float *m, const float *v, const int64_t *step);
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf);
 fm_err fm_runfile_close(fm_runfile *rf);
 
@@ -87,9 +90,13 @@ fm_err fm_runfile_open_resume(fm_runfile **rf, const char *path, const fm_config
                               MPI_Comm comm, int *round);
 /* Read a shared tensor of the latest checkpoint on every rank; its size must be n. */
 fm_err fm_runfile_read_shared(fm_runfile *rf, const char *name, float *w, size_t n);
-/* Read this host's rows of a private class (the layout of fm_runfile_write_class). */
-fm_err fm_runfile_read_class(fm_runfile *rf, int cls, size_t n, int nlocal, float *params, float *m, float *v,
-                             int64_t *step, uint8_t *allocated);
+/* The clients with rows of private class cls in the checkpoint being resumed:
+ * *ids [*K] ascending (caller frees); the same on every rank. */
+fm_err fm_runfile_class_clients(fm_runfile *rf, int cls, int32_t **ids, int *K);
+/* Read the rows of k of those clients (ids ascending) into params, m, v [k][n] and
+ * step [k]; all_ids [K] is what fm_runfile_class_clients gave. Collective. */
+fm_err fm_runfile_read_class(fm_runfile *rf, int cls, size_t n, int k, const int32_t *ids, const int32_t *all_ids,
+                             int K, float *params, float *m, float *v, int64_t *step);
 /* Drop metrics, routing and checkpoints of rounds after `round` (a crash may have
  * left some), so the continued run appends where the checkpoint stands. */
 fm_err fm_runfile_truncate(fm_runfile *rf, int round);
@@ -106,5 +113,18 @@ fm_err fm_netcdf_write_rounds(const char *path, const fm_round_row *rows, int n,
 /* Print a summary of a run file (attributes, rounds done, final round metrics,
  * checkpoints) to out. Not collective: call on one rank. Errors name the file. */
 fm_err fm_runfile_info(const char *path, FILE *out);
+
+/* ---- a model out of a checkpoint (checkpoint_read.c; serial, call on one rank) ---- */
+/* The resolved configuration text stored in run file path (root attribute config);
+ * *text is allocated (free it). Errors name the file: missing, not HDF5, not a run file. */
+fm_err fm_runfile_read_config(const char *path, char **text);
+/* Load the latest checkpoint of run file path into m, a model of the run's shape made
+ * with the run's strategy classifier (and initialised with the run's seed, which frozen
+ * tensors keep): every tensor of a class c with shared[c] != 0 from shared/{name},
+ * and client's row of each other class (client < 0: none). *round: the checkpoint's
+ * round; *allocated (may be NULL): 0 when the client had no state saved (never
+ * sampled), so its private classes keep their initial values. */
+fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int client, int *round,
+                          int *allocated);
 
 #endif

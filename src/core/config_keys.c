@@ -84,6 +84,8 @@ const fm_key fm_config_keys[] = {
   {"fl.sample_count", FM_KEY_INT, F(fl.sample_count), "0", 0, 1e8, NULL,
    "clients sampled per round (0: use sample_fraction)"},
   {"fl.local_steps", FM_KEY_INT, F(fl.local_steps), "10", 0, 1e9, NULL, "local steps K per round"},
+  {"fl.final_eval", FM_KEY_ENUM, F(fl.final_eval), "all", 0, 0, "all|sampled",
+   "the last round evaluates every client, or only those it sampled (large N)"},
   {"fl.aggregation", FM_KEY_ENUM, F(fl.aggregation), "fixed", 0, 0, "fixed|float",
    "fixed: bit-identical for any rank count; float: faster"},
   /* [comigs] */

@@ -33,7 +33,7 @@ void fm_host_free(fm_host *h) {
   memset(h, 0, sizeof *h);
 }
 
-fm_err fm_host_load(fm_host *h, fm_client_state *cs, fm_adamw *opts) {
+fm_err fm_host_load(fm_host *h, fm_client_state *cs, fm_adamw *opts, int keep) {
   for (int c = 0; c < h->nclass; c++) {
     size_t n = fm_model_class_numel(h->model, c);
     float *dst = fm_model_class_params(h->model, c);
@@ -41,6 +41,11 @@ fm_err fm_host_load(fm_host *h, fm_client_state *cs, fm_adamw *opts) {
       memcpy(dst, h->global[c], n * sizeof(float));
       fm_adamw_reset(&h->shared_opt[c]);
       opts[c] = h->shared_opt[c];
+      continue;
+    }
+    if (!cs->allocated && !keep) { /* a view of the initial state, nothing kept */
+      memcpy(dst, h->init_private[c], n * sizeof(float));
+      memset(&opts[c], 0, sizeof opts[c]);
       continue;
     }
     if (!cs->allocated) {
@@ -51,7 +56,7 @@ fm_err fm_host_load(fm_host *h, fm_client_state *cs, fm_adamw *opts) {
     memcpy(dst, cs->params[c], n * sizeof(float));
     opts[c] = cs->opt[c];
   }
-  cs->allocated = 1;
+  if (keep) cs->allocated = 1;
   return FM_OK;
 }
 

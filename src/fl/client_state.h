@@ -24,8 +24,10 @@ typedef struct {
 
 fm_err fm_host_create(fm_host *h, const fm_strategy *st, fm_model *model);
 void fm_host_free(fm_host *h);
-/* Put client cs's state and the global shared values into the model. */
-fm_err fm_host_load(fm_host *h, fm_client_state *cs, fm_adamw *opts);
+/* Put client cs's state and the global shared values into the model. A client that
+ * has never trained gets the initial private values; its state is allocated only
+ * when keep is set (it is about to train), so evaluating it costs no memory. */
+fm_err fm_host_load(fm_host *h, fm_client_state *cs, fm_adamw *opts, int keep);
 /* Keep the model's private classes (and their optimizer states) in cs. */
 void fm_host_save(fm_host *h, fm_client_state *cs, const fm_adamw *opts);
 void fm_client_state_free(fm_client_state *cs, int nclass);

@@ -137,8 +137,8 @@ static void client_ctx(run_t *r, fm_client_ctx *cx, int client, int round, fm_cl
 }
 
 /* Load a client into the model: its private state, the global shared values. */
-static fm_err load_client(run_t *r, fm_client_ctx *cx) {
-  FM_CHECK(fm_host_load(&r->host, &r->clients[cx->client], r->opts));
+static fm_err load_client(run_t *r, fm_client_ctx *cx, int keep) {
+  FM_CHECK(fm_host_load(&r->host, &r->clients[cx->client], r->opts, keep));
   if (r->st->client_begin) FM_CHECK(r->st->client_begin(cx));
   return FM_OK;
 }
@@ -153,7 +153,7 @@ static fm_err local_work(run_t *r, int round, int m, double wsum, double *rows, 
     fm_client_result res = {0};
     fm_client_ctx cx;
     client_ctx(r, &cx, i, round, &res);
-    FM_CHECK(load_client(r, &cx));
+    FM_CHECK(load_client(r, &cx, 1));
     fm_fault_point(c, r->rank, "local_update", round);
     FM_CHECK(r->st->local_update(&cx));
     double tw = (double)r->data.clients[i].split[FM_SPLIT_TRAIN].tokens / wsum;
@@ -185,7 +185,7 @@ static fm_err evaluate(run_t *r, int round, double *rows, int nrows) {
     fm_client_result res = {0};
     fm_client_ctx cx;
     client_ctx(r, &cx, (int)row[ROW_CLIENT], round, &res);
-    FM_CHECK(load_client(r, &cx));
+    FM_CHECK(load_client(r, &cx, 0));
     FM_CHECK(fm_client_eval(&cx, FM_SPLIT_VAL, &row[ROW_VAL]));
     FM_CHECK(fm_client_eval(&cx, FM_SPLIT_TEST, &row[ROW_TEST]));
   }
@@ -267,7 +267,7 @@ static fm_err server_work(run_t *r, int round, int m, double *full_loss) {
   if (!r->st->server_eval) return FM_OK;
   int n = m, *list = r->sampled;
   int *all = NULL;
-  if (round == r->cfg->fl.rounds) {
+  if (round == r->cfg->fl.rounds && r->cfg->fl.final_eval == FM_FINAL_EVAL_ALL) {
     FM_CALLOC(all, (size_t)r->cfg->fl.clients, "client list");
     for (int i = 0; i < r->cfg->fl.clients; i++) all[i] = i;
     list = all;
@@ -278,39 +278,56 @@ static fm_err server_work(run_t *r, int round, int m, double *full_loss) {
   return err;
 }
 
-/* Write a checkpoint: the global shared tensors (from rank 0) and every hosted
- * client's private classes (each host its rows). Collective. */
+/* The hosted clients that hold private state: have [N] (agreed by every rank) and
+ * this rank's ids, ascending. */
+static fm_err clients_with_state(run_t *r, uint8_t **have, int32_t **ids, int *k) {
+  int N = r->cfg->fl.clients;
+  FM_CALLOC(*have, (size_t)N, "client flags");
+  FM_CALLOC(*ids, (size_t)r->nlocal + 1, "client ids");
+  *k = 0;
+  for (int li = 0; li < r->nlocal; li++) {
+    int i = r->rank - 1 + li * (r->P - 1);
+    if (r->clients[i].allocated) { (*have)[i] = 1; (*ids)[(*k)++] = i; }
+  }
+  FM_MPI(MPI_Allreduce(MPI_IN_PLACE, *have, N, MPI_UINT8_T, MPI_MAX, r->comm));
+  return FM_OK;
+}
+
+/* Write a checkpoint: the global shared tensors (from rank 0) and the private
+ * classes of every client that has trained (each host its rows). Collective. */
 static fm_err checkpoint(run_t *r, int round) {
   FM_CHECK(fm_runfile_checkpoint_begin(r->rf, round));
   fm_fault_point(r->cfg, r->rank, "checkpoint_write", round); /* in the middle of writing it */
   for (int s = 0; s < r->nseg; s++)
     FM_CHECK(fm_runfile_write_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
-  for (int c = 0; c < r->host.nclass; c++) {
+  uint8_t *have = NULL;
+  int32_t *ids = NULL;
+  int k = 0;
+  fm_err err = clients_with_state(r, &have, &ids, &k);
+  for (int c = 0; !err && c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
-    size_t n = fm_model_class_numel(r->model, c), nl = (size_t)r->nlocal;
+    size_t n = fm_model_class_numel(r->model, c), kk = (size_t)k;
     float *p = NULL, *m = NULL, *v = NULL;
     int64_t *step = NULL;
-    uint8_t *alloc = NULL;
-    fm_err err = fm_calloc(&p, nl * n, sizeof *p, "checkpoint staging");
-    if (!err) err = fm_calloc(&m, nl * n, sizeof *m, "checkpoint staging");
-    if (!err) err = fm_calloc(&v, nl * n, sizeof *v, "checkpoint staging");
-    if (!err) err = fm_calloc(&step, nl, sizeof *step, "checkpoint staging");
-    if (!err) err = fm_calloc(&alloc, nl, sizeof *alloc, "checkpoint staging");
-    for (size_t li = 0; !err && li < nl; li++) {
-      fm_client_state *cs = &r->clients[(size_t)(r->rank - 1) + li * (size_t)(r->P - 1)];
-      if (!cs->allocated) continue;
-      memcpy(p + li * n, cs->params[c], n * sizeof *p);
-      memcpy(m + li * n, cs->opt[c].m, n * sizeof *m);
-      memcpy(v + li * n, cs->opt[c].v, n * sizeof *v);
-      step[li] = cs->opt[c].step;
-      alloc[li] = 1;
+    fm_err e = fm_calloc(&p, kk * n, sizeof *p, "checkpoint staging");
+    if (!e) e = fm_calloc(&m, kk * n, sizeof *m, "checkpoint staging");
+    if (!e) e = fm_calloc(&v, kk * n, sizeof *v, "checkpoint staging");
+    if (!e) e = fm_calloc(&step, kk, sizeof *step, "checkpoint staging");
+    for (size_t j = 0; !e && j < kk; j++) {
+      fm_client_state *cs = &r->clients[ids[j]];
+      memcpy(p + j * n, cs->params[c], n * sizeof *p);
+      memcpy(m + j * n, cs->opt[c].m, n * sizeof *m);
+      memcpy(v + j * n, cs->opt[c].v, n * sizeof *v);
+      step[j] = cs->opt[c].step;
     }
     /* every rank takes part in the collective write, even after a local failure */
-    fm_err werr = fm_runfile_write_class(r->rf, c, n, r->nlocal, p, m, v, step, alloc);
-    free(p); free(m); free(v); free(step); free(alloc);
-    FM_CHECK(err);
-    FM_CHECK(werr);
+    fm_err w = fm_runfile_write_class(r->rf, c, n, have, e ? 0 : k, ids, p, m, v, step);
+    free(p); free(m); free(v); free(step);
+    err = e ? e : w;
   }
+  free(have);
+  free(ids);
+  FM_CHECK(err);
   FM_CHECK(fm_runfile_checkpoint_end(r->rf));
   return FM_OK;
 }
@@ -322,22 +339,25 @@ static fm_err restore(run_t *r) {
     FM_CHECK(fm_runfile_read_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
   for (int c = 0; c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
-    size_t n = fm_model_class_numel(r->model, c), nl = (size_t)r->nlocal;
+    size_t n = fm_model_class_numel(r->model, c);
+    int32_t *all = NULL, *mine = NULL;
+    int K = 0, k = 0;
+    FM_CHECK(fm_runfile_class_clients(r->rf, c, &all, &K));
+    fm_err err = fm_calloc(&mine, (size_t)K + 1, sizeof *mine, "client ids");
+    for (int j = 0; !err && j < K; j++)
+      if (fm_client_host(all[j], r->P) == r->rank) mine[k++] = all[j];
     float *p = NULL, *m = NULL, *v = NULL;
     int64_t *step = NULL;
-    uint8_t *alloc = NULL;
-    fm_err err = fm_calloc(&p, nl * n, sizeof *p, "checkpoint staging");
-    if (!err) err = fm_calloc(&m, nl * n, sizeof *m, "checkpoint staging");
-    if (!err) err = fm_calloc(&v, nl * n, sizeof *v, "checkpoint staging");
-    if (!err) err = fm_calloc(&step, nl, sizeof *step, "checkpoint staging");
-    if (!err) err = fm_calloc(&alloc, nl, sizeof *alloc, "checkpoint staging");
-    if (!err) err = fm_runfile_read_class(r->rf, c, n, r->nlocal, p, m, v, step, alloc);
-    for (size_t li = 0; !err && li < nl; li++) {
-      if (!alloc[li]) continue;
-      fm_client_state *cs = &r->clients[(size_t)(r->rank - 1) + li * (size_t)(r->P - 1)];
-      err = fm_host_restore(&r->host, cs, c, p + li * n, m + li * n, v + li * n, step[li]);
-    }
-    free(p); free(m); free(v); free(step); free(alloc);
+    if (!err) err = fm_calloc(&p, (size_t)k * n, sizeof *p, "checkpoint staging");
+    if (!err) err = fm_calloc(&m, (size_t)k * n, sizeof *m, "checkpoint staging");
+    if (!err) err = fm_calloc(&v, (size_t)k * n, sizeof *v, "checkpoint staging");
+    if (!err) err = fm_calloc(&step, (size_t)k + 1, sizeof *step, "checkpoint staging");
+    fm_err rd = fm_runfile_read_class(r->rf, c, n, err ? 0 : k, mine, all, K, p, m, v, step);
+    if (!err) err = rd;
+    for (int j = 0; !err && j < k; j++)
+      err = fm_host_restore(&r->host, &r->clients[mine[j]], c, p + (size_t)j * n, m + (size_t)j * n,
+                            v + (size_t)j * n, step[j]);
+    free(all); free(mine); free(p); free(m); free(v); free(step);
     FM_CHECK(err);
   }
   return FM_OK;
@@ -424,7 +444,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       if (err) break;
     }
     double *erows = rows;
-    if (round == R) { /* the last round of the run reports every client */
+    if (round == R && c->fl.final_eval == FM_FINAL_EVAL_ALL) { /* the last round reports every client */
       nrows = rows_all_hosted(r, rows, nrows, rows2);
       erows = rows2;
     }

@@ -166,7 +166,11 @@ fm_err fm_runfile_append_clients(fm_runfile *rf, const fm_client_row *rows, int 
 }
 
 fm_err fm_runfile_append_round(fm_runfile *rf, const fm_round_row *row) {
-  return append_rows(rf, rf->rounds_ds, rf->round_t, &rf->nround_rows, row, rf->rank == 0 ? 1 : 0);
+  FM_CHECK(append_rows(rf, rf->rounds_ds, rf->round_t, &rf->nround_rows, row, rf->rank == 0 ? 1 : 0));
+  /* the round's row is its last write: on disk now, a rank failing later in the run
+   * does not take it away from the checkpoint it follows (--resume keeps it) */
+  RF_CHECK(H5Fflush(rf->file, H5F_SCOPE_GLOBAL), "flush the run file");
+  return FM_OK;
 }
 
 /* This rank's hosted clients as a strided selection of the client dimension. */
@@ -295,50 +299,6 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
   H5Dclose(d);
   RF_CHECK(e, "write a shared tensor");
   return FM_OK;
-}
-
-void fm_runfile_select_hosted_rows(const fm_runfile *rf, hid_t fs, size_t n, int nlocal) {
-  /* this host's clients: rows rank-1, rank-1 + (P-1), ... */
-  hsize_t start[2] = {(hsize_t)(rf->rank - 1), 0}, stride[2] = {(hsize_t)(rf->P - 1), 1};
-  hsize_t count[2] = {(hsize_t)nlocal, 1}, block[2] = {1, n ? (hsize_t)n : 1};
-  if (rf->rank == 0 || nlocal == 0) H5Sselect_none(fs);
-  else H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, stride, count, block);
-}
-
-static fm_err client_dataset(fm_runfile *rf, hid_t g, const char *name, hid_t type, size_t n, int nlocal,
-                             const void *buf) {
-  hsize_t dims[2] = {(hsize_t)rf->N, (hsize_t)n};
-  int nd = n ? 2 : 1;
-  hid_t fs = H5Screate_simple(nd, dims, NULL);
-  hid_t d = H5Dcreate2(g, name, type, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  H5Sclose(fs);
-  RF_CHECK(d, "create a client-state dataset");
-  hid_t fsp = H5Dget_space(d);
-  fm_runfile_select_hosted_rows(rf, fsp, n, nlocal);
-  hsize_t mdims[2] = {rf->rank == 0 ? 0 : (hsize_t)nlocal, (hsize_t)n};
-  hid_t ms = H5Screate_simple(nd, mdims, NULL);
-  if (rf->rank == 0 || nlocal == 0) H5Sselect_none(ms);
-  herr_t e = H5Dwrite(d, type, ms, fsp, rf->dxpl, buf);
-  H5Sclose(ms);
-  H5Sclose(fsp);
-  H5Dclose(d);
-  RF_CHECK(e, "write client state");
-  return FM_OK;
-}
-
-fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, int nlocal, const float *params,
-                              const float *m, const float *v, const int64_t *step, const uint8_t *allocated) {
-  char name[32];
-  snprintf(name, sizeof name, "clients/class%d", cls);
-  hid_t g = H5Gcreate2(rf->ckpt, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  RF_CHECK(g, "create a client class group");
-  fm_err err = client_dataset(rf, g, "params", H5T_NATIVE_FLOAT, n, nlocal, params);
-  if (!err) err = client_dataset(rf, g, "adam_m", H5T_NATIVE_FLOAT, n, nlocal, m);
-  if (!err) err = client_dataset(rf, g, "adam_v", H5T_NATIVE_FLOAT, n, nlocal, v);
-  if (!err) err = client_dataset(rf, g, "adam_step", H5T_NATIVE_INT64, 0, nlocal, step);
-  if (!err) err = client_dataset(rf, g, "allocated", H5T_NATIVE_UINT8, 0, nlocal, allocated);
-  H5Gclose(g);
-  return err;
 }
 
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf) {

@@ -30,8 +30,5 @@ struct fm_runfile {
 /* A run file handle with its types and transfer list, no file yet. */
 fm_err fm_runfile_alloc(fm_runfile **rf, const char *path, const fm_config *cfg, int layers, int experts,
                         MPI_Comm comm);
-/* Select this host's client rows (client c at row c; rank p holds p-1, p-1+(P-1), ...)
- * of a [N] (n = 0) or [N][n] dataspace; rank 0 selects none. */
-void fm_runfile_select_hosted_rows(const fm_runfile *rf, hid_t fs, size_t n, int nlocal);
 
 #endif

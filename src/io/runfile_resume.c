@@ -5,12 +5,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether attribute a holds exactly one value (a file may hold an array there: reading
+ * it into one value would overrun the buffer). */
+static int one_value(hid_t a) {
+  hid_t sp = H5Aget_space(a);
+  int one = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1;
+  if (sp >= 0) H5Sclose(sp);
+  return one;
+}
+
+/* Rank of a dataset's dataspace (-1 on error). */
+static int ndims(hid_t d) {
+  hid_t sp = H5Dget_space(d);
+  int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+  if (sp >= 0) H5Sclose(sp);
+  return nd;
+}
+
 static fm_err check_attr(fm_runfile *rf, const char *name, long long want) {
   long long have = -1;
   hid_t a = H5Aexists(rf->file, name) > 0 ? H5Aopen(rf->file, name, H5P_DEFAULT) : -1;
   if (a >= 0) {
     int64_t v;
-    if (H5Aread(a, H5T_NATIVE_INT64, &v) >= 0) have = v;
+    if (one_value(a) && H5Aread(a, H5T_NATIVE_INT64, &v) >= 0) have = v;
     H5Aclose(a);
   }
   if (have != want)
@@ -30,7 +47,7 @@ static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *d
   if (c >= 0 && H5Aexists(c, "complete") > 0) {
     hid_t a = H5Aopen(c, "complete", H5P_DEFAULT);
     int64_t v = 0;
-    complete = H5Aread(a, H5T_NATIVE_INT64, &v) >= 0 && v == 1;
+    complete = one_value(a) && H5Aread(a, H5T_NATIVE_INT64, &v) >= 0 && v == 1;
     H5Aclose(a);
   }
   if (c >= 0) H5Gclose(c);
@@ -70,7 +87,11 @@ fm_err fm_runfile_open_resume(fm_runfile **out, const char *path, const fm_confi
   if (a >= 0) {
     hid_t t = H5Aget_type(a), mt = H5Tcopy(H5T_C_S1);
     size_t n = H5Tget_size(t);
-    if (n < sizeof strategy) { H5Tset_size(mt, n); H5Aread(a, mt, strategy); strategy[n] = 0; }
+    if (n > 0 && n < sizeof strategy && one_value(a) && H5Tget_class(t) == H5T_STRING) {
+      H5Tset_size(mt, n);
+      if (H5Aread(a, mt, strategy) < 0) n = 0;
+      strategy[n] = 0;
+    }
     H5Tclose(mt); H5Tclose(t); H5Aclose(a);
   }
   if (strcmp(strategy, fm_config_enum_name(cfg, "fl.strategy")))
@@ -82,6 +103,9 @@ fm_err fm_runfile_open_resume(fm_runfile **out, const char *path, const fm_confi
   rf->mass_ds = H5Dopen2(rf->file, "/routing/gate_mass", H5P_DEFAULT);
   if (rf->clients_ds < 0 || rf->rounds_ds < 0 || rf->counts_ds < 0 || rf->mass_ds < 0)
     FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: metrics or routing datasets are missing", path);
+  if (ndims(rf->clients_ds) != 1 || ndims(rf->rounds_ds) != 1 || ndims(rf->counts_ds) != 4 ||
+      ndims(rf->mass_ds) != 4)
+    FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: metrics or routing datasets have the wrong rank", path);
   /* complete checkpoints, oldest first */
   walk_t w = {0};
   hid_t g = H5Gopen2(rf->file, "/checkpoints", H5P_DEFAULT);
@@ -117,46 +141,6 @@ fm_err fm_runfile_read_shared(fm_runfile *rf, const char *name, float *w, size_t
   H5Dclose(d);
   if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot read shared tensor '%s' (corrupted checkpoint?)", rf->path, name);
   return FM_OK;
-}
-
-static fm_err read_rows(fm_runfile *rf, hid_t g, const char *name, hid_t type, size_t n, int nlocal, void *buf) {
-  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
-  if (d < 0) FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint r%06d lacks client data '%s'", rf->path, rf->ckpt_round, name);
-  hid_t fs = H5Dget_space(d);
-  hsize_t dims[2] = {0, 0};
-  int nd = H5Sget_simple_extent_dims(fs, dims, NULL);
-  if (dims[0] != (hsize_t)rf->N || (n && (nd != 2 || dims[1] != n))) {
-    H5Sclose(fs);
-    H5Dclose(d);
-    FM_ERROR(FM_ERR_FORMAT, "%s: client data '%s' has shape [%llu, %llu], the model needs [%d, %zu] (the "
-             "configuration changes the model's shape)", rf->path, name, (unsigned long long)dims[0],
-             (unsigned long long)dims[1], rf->N, n);
-  }
-  fm_runfile_select_hosted_rows(rf, fs, n, nlocal);
-  hsize_t mdims[2] = {rf->rank == 0 ? 0 : (hsize_t)nlocal, (hsize_t)n};
-  hid_t ms = H5Screate_simple(n ? 2 : 1, mdims, NULL);
-  if (rf->rank == 0 || nlocal == 0) H5Sselect_none(ms);
-  herr_t e = H5Dread(d, type, ms, fs, rf->dxpl, buf);
-  H5Sclose(ms);
-  H5Sclose(fs);
-  H5Dclose(d);
-  if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot read client data '%s' (corrupted checkpoint?)", rf->path, name);
-  return FM_OK;
-}
-
-fm_err fm_runfile_read_class(fm_runfile *rf, int cls, size_t n, int nlocal, float *params, float *m, float *v,
-                             int64_t *step, uint8_t *allocated) {
-  char name[32];
-  snprintf(name, sizeof name, "clients/class%d", cls);
-  hid_t g = H5Gopen2(rf->ckpt, name, H5P_DEFAULT);
-  if (g < 0) FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint r%06d has no %s", rf->path, rf->ckpt_round, name);
-  fm_err err = read_rows(rf, g, "params", H5T_NATIVE_FLOAT, n, nlocal, params);
-  if (!err) err = read_rows(rf, g, "adam_m", H5T_NATIVE_FLOAT, n, nlocal, m);
-  if (!err) err = read_rows(rf, g, "adam_v", H5T_NATIVE_FLOAT, n, nlocal, v);
-  if (!err) err = read_rows(rf, g, "adam_step", H5T_NATIVE_INT64, 0, nlocal, step);
-  if (!err) err = read_rows(rf, g, "allocated", H5T_NATIVE_UINT8, 0, nlocal, allocated);
-  H5Gclose(g);
-  return err;
 }
 
 /* Rows of /metrics/clients up to and including `round` (its round column rises). */

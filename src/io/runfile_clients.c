@@ -1,0 +1,143 @@
+/* runfile_clients.c - the clients' private state in a checkpoint: one row per client
+ * that has one, rows in client-id order (the same file for any number of ranks),
+ * each host writing and reading its own rows. */
+#include "runfile_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Select rows[0..k) (ascending) of a [K][n] or [K] space, runs of consecutive rows
+ * merged into one block. */
+static void select_rows(hid_t fs, const int32_t *rows, int k, size_t n) {
+  H5Sselect_none(fs);
+  for (int j = 0; j < k;) {
+    int e = j + 1;
+    while (e < k && rows[e] == rows[e - 1] + 1) e++;
+    hsize_t start[2] = {(hsize_t)rows[j], 0}, count[2] = {(hsize_t)(e - j), n ? (hsize_t)n : 1};
+    H5Sselect_hyperslab(fs, H5S_SELECT_OR, start, NULL, count, NULL);
+    j = e;
+  }
+}
+
+static fm_err rows_io(fm_runfile *rf, hid_t g, const char *name, hid_t type, size_t n, int K, const int32_t *rows,
+                      int k, void *buf, int write) {
+  hsize_t dims[2] = {(hsize_t)K, (hsize_t)n};
+  int nd = n ? 2 : 1;
+  hid_t d;
+  if (write) {
+    hid_t fs0 = H5Screate_simple(nd, dims, NULL);
+    d = H5Dcreate2(g, name, type, fs0, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Sclose(fs0);
+    RF_CHECK(d, "create a client-state dataset");
+  } else {
+    d = H5Dopen2(g, name, H5P_DEFAULT);
+    if (d < 0) FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint r%06d lacks client data '%s'", rf->path, rf->ckpt_round, name);
+    hid_t sp = H5Dget_space(d);
+    hsize_t have[2] = {0, 0};
+    int hnd = H5Sget_simple_extent_dims(sp, have, NULL);
+    H5Sclose(sp);
+    if (hnd != nd || have[0] != (hsize_t)K || (n && have[1] != n)) {
+      H5Dclose(d);
+      FM_ERROR(FM_ERR_FORMAT, "%s: client data '%s' has shape [%llu, %llu], the model needs [%d, %zu] (the "
+               "configuration changes the model's shape)", rf->path, name, (unsigned long long)have[0],
+               (unsigned long long)have[1], K, n);
+    }
+  }
+  herr_t e = 0;
+  if (K > 0) {
+    hid_t fs = H5Dget_space(d);
+    select_rows(fs, rows, k, n);
+    hsize_t mdims[2] = {(hsize_t)k, (hsize_t)n};
+    hid_t ms = H5Screate_simple(nd, mdims, NULL);
+    if (k == 0) { H5Sselect_none(ms); H5Sselect_none(fs); }
+    e = write ? H5Dwrite(d, type, ms, fs, rf->dxpl, buf) : H5Dread(d, type, ms, fs, rf->dxpl, buf);
+    H5Sclose(ms);
+    H5Sclose(fs);
+  }
+  H5Dclose(d);
+  if (e < 0)
+    FM_ERROR(write ? FM_ERR_HDF5 : FM_ERR_FORMAT, "%s: cannot %s client data '%s'%s", rf->path,
+             write ? "write" : "read", name, write ? "" : " (corrupted checkpoint?)");
+  return FM_OK;
+}
+
+fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *have, int k, const int32_t *ids,
+                              const float *params, const float *m, const float *v, const int64_t *step) {
+  /* row of client i = how many clients below i have state */
+  int32_t *row, *all = NULL;
+  int K = 0;
+  FM_CALLOC(row, (size_t)rf->N + 1, "checkpoint rows");
+  for (int i = 0; i < rf->N; i++) { row[i] = K; K += have[i] != 0; }
+  int32_t *mine = NULL;
+  fm_err err = fm_calloc(&mine, (size_t)k + 1, sizeof *mine, "checkpoint rows");
+  if (!err) err = fm_calloc(&all, (size_t)K + 1, sizeof *all, "checkpoint rows");
+  for (int j = 0; !err && j < k; j++) mine[j] = row[ids[j]];
+  for (int i = 0, j = 0; !err && i < rf->N; i++) if (have[i]) all[j++] = i;
+  char name[32];
+  snprintf(name, sizeof name, "clients/class%d", cls);
+  hid_t g = err ? -1 : H5Gcreate2(rf->ckpt, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (!err && g < 0) err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_HDF5, "%s: cannot create %s", rf->path, name);
+  if (!err) err = rows_io(rf, g, "params", H5T_NATIVE_FLOAT, n, K, mine, k, (void *)params, 1);
+  if (!err) err = rows_io(rf, g, "adam_m", H5T_NATIVE_FLOAT, n, K, mine, k, (void *)m, 1);
+  if (!err) err = rows_io(rf, g, "adam_v", H5T_NATIVE_FLOAT, n, K, mine, k, (void *)v, 1);
+  if (!err) err = rows_io(rf, g, "adam_step", H5T_NATIVE_INT64, 0, K, mine, k, (void *)step, 1);
+  /* the ids: rank 0 writes them all (it knows them from have) */
+  if (!err) {
+    int32_t *r0 = NULL;
+    err = fm_calloc(&r0, (size_t)K + 1, sizeof *r0, "checkpoint rows");
+    for (int j = 0; !err && j < K; j++) r0[j] = j;
+    if (!err) err = rows_io(rf, g, "client", H5T_NATIVE_INT32, 0, K, r0, rf->rank == 0 ? K : 0, all, 1);
+    free(r0);
+  }
+  if (g >= 0) H5Gclose(g);
+  free(row);
+  free(mine);
+  free(all);
+  return err;
+}
+
+fm_err fm_runfile_class_clients(fm_runfile *rf, int cls, int32_t **ids, int *K) {
+  char name[48];
+  snprintf(name, sizeof name, "clients/class%d/client", cls);
+  *ids = NULL;
+  hid_t d = H5Dopen2(rf->ckpt, name, H5P_DEFAULT);
+  if (d < 0) FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint r%06d has no %s", rf->path, rf->ckpt_round, name);
+  hid_t sp = H5Dget_space(d);
+  hssize_t k = H5Sget_simple_extent_npoints(sp);
+  H5Sclose(sp);
+  fm_err err = fm_calloc(ids, (size_t)k + 1, sizeof **ids, "checkpoint client ids");
+  if (!err && k > 0 && H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, rf->dxpl, *ids) < 0)
+    err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_FORMAT, "%s: cannot read %s", rf->path, name);
+  H5Dclose(d);
+  for (hssize_t j = 0; !err && j < k; j++)
+    if ((*ids)[j] < 0 || (*ids)[j] >= rf->N || (j && (*ids)[j] <= (*ids)[j - 1]))
+      err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_FORMAT,
+                         "%s: %s holds client id %d out of order or range (corrupted checkpoint?)", rf->path,
+                         name, (*ids)[j]);
+  if (err) { free(*ids); *ids = NULL; return fm_error_trace(__FILE__, __LINE__, __func__, err); }
+  *K = (int)k;
+  return FM_OK;
+}
+
+fm_err fm_runfile_read_class(fm_runfile *rf, int cls, size_t n, int k, const int32_t *ids, const int32_t *all_ids,
+                             int K, float *params, float *m, float *v, int64_t *step) {
+  int32_t *rows;
+  FM_CALLOC(rows, (size_t)k + 1, "checkpoint rows");
+  for (int j = 0, r = 0; j < k; j++) { /* both ascending: one merge pass */
+    while (r < K && all_ids[r] < ids[j]) r++;
+    rows[j] = r;
+  }
+  char name[32];
+  snprintf(name, sizeof name, "clients/class%d", cls);
+  hid_t g = H5Gopen2(rf->ckpt, name, H5P_DEFAULT);
+  fm_err err = FM_OK;
+  if (g < 0) err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_FORMAT, "%s: checkpoint r%06d has no %s",
+                                rf->path, rf->ckpt_round, name);
+  if (!err) err = rows_io(rf, g, "params", H5T_NATIVE_FLOAT, n, K, rows, k, params, 0);
+  if (!err) err = rows_io(rf, g, "adam_m", H5T_NATIVE_FLOAT, n, K, rows, k, m, 0);
+  if (!err) err = rows_io(rf, g, "adam_v", H5T_NATIVE_FLOAT, n, K, rows, k, v, 0);
+  if (!err) err = rows_io(rf, g, "adam_step", H5T_NATIVE_INT64, 0, K, rows, k, step, 0);
+  if (g >= 0) H5Gclose(g);
+  free(rows);
+  return err;
+}
