@@ -56,9 +56,15 @@ typedef struct fm_config {
     int64_t min_domain_bytes, max_domain_bytes;
   } data;
   struct {
-    int strategy, rounds, clients, sample_count, local_steps, aggregation, final_eval;
-    double sample_fraction;
+    int strategy, rounds, clients, sample_count, local_steps, aggregation, final_eval, over_select;
+    double sample_fraction, deadline_s;
   } fl;
+  struct { /* device and network model, per resource class (a list entry per class) */
+    fm_floatlist share, flops, memory_mb, up_mbps, down_mbps, latency_ms, availability, dropout;
+    double flops_spread;
+    char trace[FM_PATH_MAX];
+    int auto_budget;
+  } system;
   struct {
     int generalists;
     fm_intlist specialists; /* per resource class */
@@ -82,7 +88,7 @@ typedef struct fm_config {
 } fm_config;
 
 typedef enum { FM_KEY_INT, FM_KEY_INT64, FM_KEY_REAL, FM_KEY_BOOL, FM_KEY_STRING, FM_KEY_ENUM,
-               FM_KEY_INTLIST } fm_key_type;
+               FM_KEY_INTLIST, FM_KEY_REALLIST } fm_key_type;
 
 typedef struct {
   const char *name;    /* "section.key" */

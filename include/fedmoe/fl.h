@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #define FM_MAX_CLASSES 8
+enum { FM_BUDGET_NONE, FM_BUDGET_EXPERTS, FM_BUDGET_SPECIALISTS };
 
 /* ---- what one client's local work reports ---- */
 typedef struct {
@@ -38,7 +39,7 @@ typedef struct fm_client_ctx {
   const fm_dataset *data;
   fm_model *model;       /* the host's model, holding this client's state */
   int client, round;     /* round is 1-based */
-  int resource_class;    /* client mod the length of the strategy's class list */
+  int budget;            /* hfedmoe: experts it may train per layer; comigs: its specialists */
   fm_rng batch_rng;      /* (seed, client, round, FM_RNG_BATCH) */
   fm_adamw *opt;         /* [nclass] this client's optimizer states */
   long step;             /* local steps taken by this client so far (LR schedule) */
@@ -84,9 +85,12 @@ typedef struct fm_strategy {
   /* per-expert figures reported per round and client (see fm_client_ctx.stats) */
   int nstats;
   const char *stat_names[4];
-  /* optional: a per-client integer recorded once as /fl/<client_int_name> [client] */
-  const char *client_int_name;
-  int (*client_int)(const fm_config *cfg, int client);
+  /* a per-client budget the runtime sets from the resource class (and memory, with
+   * system.auto_budget): FM_BUDGET_EXPERTS (hfedmoe.budgets) or FM_BUDGET_SPECIALISTS
+   * (comigs.specialists); recorded as /fl/budget [client] */
+  int budget_kind;
+  /* optional: local steps of a round (for the simulated clock; default fl.local_steps) */
+  double (*steps_per_round)(const fm_config *cfg);
 } fm_strategy;
 
 const fm_strategy *fm_strategy_get(int id); /* FM_STRAT_* */
@@ -149,8 +153,9 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
 
 /* Where client c lives among P ranks (P >= 2). */
 static inline int fm_client_host(int c, int P) { return 1 + c % (P - 1); }
-/* The clients sampled in round r (1-based), sorted; returns how many. out has room
- * for cfg->fl.clients entries. Deterministic from the seed and r only. */
+/* The clients sampled in round r (1-based), sorted; returns how many (fl.over_select
+ * more than the fraction or count asks, up to all). out has room for cfg->fl.clients
+ * entries. Deterministic from the seed and r only. */
 int fm_sample_clients(const fm_config *cfg, int round, int *out);
 
 #endif

@@ -33,8 +33,9 @@ typedef struct {
   int32_t round, client;
   double train_loss, val_loss, test_loss;
   uint64_t tokens;
-  double flops, sim_time_s;
+  double flops, sim_time_s; /* sim_time_s: the client's simulated round time */
   uint64_t bytes_up, bytes_down;
+  int32_t status;           /* FM_CLIENT_* of include/fedmoe/system.h; -1: evaluated only */
 } fm_client_row;
 
 typedef struct {
@@ -44,6 +45,8 @@ typedef struct {
   uint64_t bytes_up, bytes_down, bytes_reduced;
   double peak_rss_mb; /* largest resident set of any rank so far (MB) */
   double test_loss_full, test_loss_emulator; /* fedbiot: adapter on the full model / on the emulator */
+  double sim_time_s;                      /* simulated duration of the round */
+  int32_t kept, late, dropped, offline, surplus; /* what became of the sampled clients */
 } fm_round_row;
 
 typedef struct fm_runfile fm_runfile;

@@ -95,6 +95,12 @@ static fm_err assign(fm_config *c, const fm_key *k, const char *value, const cha
     break;
   case FM_KEY_STRING:
     if (strlen(value) >= k->size) return value_error(k, where, value, "value too long");
+    /* the resolved text (stored in the run file) must read back as the same value */
+    for (const char *q = value; *q; q++) {
+      if ((unsigned char)*q < 32 || *q == 127) return value_error(k, where, value, "control character in value");
+      if ((*q == '#' || *q == ';') && (q == value || isspace((unsigned char)q[-1])))
+        return value_error(k, where, value, "'#' or ';' at the start or after a space would start a comment");
+    }
     strcpy(field, value);
     break;
   case FM_KEY_ENUM: {
@@ -105,6 +111,21 @@ static fm_err assign(fm_config *c, const fm_key *k, const char *value, const cha
       return value_error(k, where, value, why);
     }
     *(int *)field = i;
+    break;
+  }
+  case FM_KEY_REALLIST: {
+    fm_floatlist l = {0};
+    char buf[512];
+    if (strlen(value) >= sizeof buf) return value_error(k, where, value, "list too long");
+    strcpy(buf, value);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+      if (l.n == FM_LIST_MAX) return value_error(k, where, value, "more than 32 entries");
+      if (!parse_real(trim(tok), &dv)) return value_error(k, where, value, "expected a list of numbers");
+      if (dv < k->min || dv > k->max) return range_error(k, where, value);
+      l.v[l.n++] = dv;
+    }
+    if (l.n == 0) return value_error(k, where, value, "empty list");
+    *(fm_floatlist *)field = l;
     break;
   }
   case FM_KEY_INTLIST: {
@@ -292,6 +313,21 @@ fm_err fm_config_validate(const fm_config *c) {
     }
   }
   FM_CHECK(fm_fault_validate(c));
+  {
+    /* resource classes: every system list has one entry per class, or one for all */
+    const char *names[] = {"system.flops", "system.memory_mb", "system.up_mbps", "system.down_mbps",
+                           "system.latency_ms", "system.availability", "system.dropout"};
+    const fm_floatlist *lists[] = {&c->system.flops, &c->system.memory_mb, &c->system.up_mbps,
+                                   &c->system.down_mbps, &c->system.latency_ms, &c->system.availability,
+                                   &c->system.dropout};
+    for (int i = 0; i < 7; i++)
+      if (lists[i]->n != 1 && lists[i]->n != c->system.share.n)
+        FM_CONFIG_ERROR(c, names[i], "has %d entries for %d resource classes (system.share); give one per "
+                        "class or one for all", lists[i]->n, c->system.share.n);
+    double tot = 0;
+    for (int i = 0; i < c->system.share.n; i++) tot += c->system.share.v[i];
+    if (tot <= 0) FM_CONFIG_ERROR(c, "system.share", "the shares sum to zero");
+  }
   if (c->fl.strategy == FM_STRAT_FEDBIOT) {
     if (c->fedbiot.adapter_layers >= c->model.layers)
       FM_CONFIG_ERROR(c, "fedbiot.adapter_layers", "%d adapter blocks leave no emulator in a %d-block model",
@@ -355,6 +391,17 @@ fm_err fm_config_to_text(const fm_config *c, char **text) {
     case FM_KEY_BOOL: snprintf(val, sizeof val, "%s", *(const int *)field ? "true" : "false"); break;
     case FM_KEY_STRING: snprintf(val, sizeof val, "%s", field); break;
     case FM_KEY_ENUM: snprintf(val, sizeof val, "%s", fm_config_enum_name(c, k->name)); break;
+    case FM_KEY_REALLIST: {
+      const fm_floatlist *l = (const fm_floatlist *)field;
+      size_t o = 0;
+      val[0] = 0;
+      for (int j = 0; j < l->n && o < sizeof val - 32; j++) {
+        char one[32];
+        format_real(one, sizeof one, l->v[j]);
+        o += (size_t)snprintf(val + o, sizeof val - o, j ? ",%s" : "%s", one);
+      }
+      break;
+    }
     case FM_KEY_INTLIST: {
       const fm_intlist *l = (const fm_intlist *)field;
       size_t o = 0;

@@ -6,6 +6,7 @@
 #include "fedmoe/io.h"
 #include "fedmoe/log.h"
 #include "fedmoe/nn_threads.h"
+#include "fedmoe/system.h"
 #include "fedmoe/timer.h"
 
 #include <errno.h>
@@ -16,7 +17,8 @@
 #include <sys/stat.h>
 
 /* One row per client and round, gathered on the server. */
-enum { ROW_CLIENT, ROW_TRAIN, ROW_VAL, ROW_TEST, ROW_TOKENS, ROW_FLOPS, ROW_UP, ROW_DOWN, ROW_LEN };
+enum { ROW_CLIENT, ROW_TRAIN, ROW_VAL, ROW_TEST, ROW_TOKENS, ROW_FLOPS, ROW_UP, ROW_DOWN, ROW_SIM, ROW_STATUS,
+       ROW_LEN };
 
 typedef struct {
   const fm_config *cfg;
@@ -40,10 +42,65 @@ typedef struct {
   double *stats;            /* [nlocal][nstats][L][E] the strategy's figures, this round */
   fm_runfile *rf;
   void *server_state;       /* rank 0: the strategy's server-side state */
+  fm_system sys;            /* the simulated devices */
+  int *budget;              /* [N] per-client budget (hfedmoe experts, comigs specialists) */
+  int *status;              /* [N] this round's fate of each sampled client, by sample index */
+  double *simtime, *pflops; /* [N] simulated time, predicted work, by sample index */
   double baseline_full;     /* rank 0: server_eval before round 1 */
   size_t shared_bytes;
   int ph_local, ph_reduce, ph_server, ph_bcast, ph_eval, ph_gather, ph_io;
 } run_t;
+
+/* Bytes a client needs for a training step: every parameter (4 B); gradient and
+ * Adam's m and v (12 B) for each parameter it trains - with a budget, only that many
+ * experts (hfedmoe) or generalists plus that many specialists (comigs); and the
+ * activations of a step, per token and block about 8D + H T + the FFN's (8D, or
+ * 8D k + 2E for MoE), plus the head's 2V. An estimate: it decides budgets. */
+static double client_memory(const run_t *r, int budget) {
+  const fm_config *c = r->cfg;
+  const fm_model_shape *s = fm_model_get_shape(r->model);
+  double params = 0, trained = 0;
+  for (int i = 0; i < fm_model_ntensors(r->model); i++) {
+    const fm_tensor *t = fm_model_tensor(r->model, i);
+    params += (double)t->numel;
+    if (t->cls == FM_CLASS_FROZEN) continue;
+    if (t->group == FM_GROUP_EXPERT && r->st->budget_kind == FM_BUDGET_EXPERTS && t->expert >= budget) continue;
+    if (t->group == FM_GROUP_EXPERT && r->st->budget_kind == FM_BUDGET_SPECIALISTS &&
+        t->expert >= c->comigs.generalists + budget)
+      continue;
+    trained += (double)t->numel;
+  }
+  double D = s->d, per_token = 2.0 * s->vocab + 10 * D;
+  for (int l = 0; l < s->layers; l++)
+    per_token += 8 * D + (double)s->heads * c->train.seq_len +
+                 ((s->moe_mask >> l & 1) ? 8 * D * s->top_k + 2.0 * s->experts : 8 * D);
+  return 4 * params + 12 * trained + 4 * per_token * c->train.batch * c->train.seq_len;
+}
+
+/* Every client's budget from its resource class's list entry; with
+ * system.auto_budget, the largest that fits the class's memory. A client whose
+ * memory cannot hold its model is an error naming the class. */
+static fm_err client_budgets(run_t *r) {
+  const fm_config *c = r->cfg;
+  int kind = r->st->budget_kind;
+  const fm_intlist *list = kind == FM_BUDGET_EXPERTS ? &c->hfedmoe.budgets : &c->comigs.specialists;
+  int lowest = kind == FM_BUDGET_EXPERTS ? 1 : 0;
+  FM_CALLOC(r->budget, (size_t)c->fl.clients, "client budgets");
+  for (int i = 0; i < c->fl.clients; i++) {
+    const fm_device *d = &r->sys.dev[i];
+    int b = kind == FM_BUDGET_NONE ? 0 : list->v[fm_resource_class(&r->sys, i, list->n)];
+    if (kind != FM_BUDGET_NONE && c->system.auto_budget)
+      while (b > lowest && client_memory(r, b) > d->memory_bytes) b--;
+    double need = client_memory(r, b);
+    if (need > d->memory_bytes)
+      FM_CONFIG_ERROR(c, "system.memory_mb", "client %d (resource class %d) has %.3f MB, its model, optimizer "
+                      "state and activations need %.3f MB%s", i, d->cls, d->memory_bytes / 1048576.0,
+                      need / 1048576.0, kind != FM_BUDGET_NONE && !c->system.auto_budget
+                                            ? " (system.auto_budget = true fits budgets to memory)" : "");
+    r->budget[i] = b;
+  }
+  return FM_OK;
+}
 
 static fm_err setup(run_t *r) {
   const fm_config *c = r->cfg;
@@ -67,6 +124,11 @@ static fm_err setup(run_t *r) {
     }
   }
   FM_CHECK(fm_host_create(&r->host, r->st, r->model));
+  FM_CHECK(fm_system_create(&r->sys, c));
+  FM_CALLOC(r->status, (size_t)c->fl.clients, "client status");
+  FM_CALLOC(r->simtime, (size_t)c->fl.clients, "simulated times");
+  FM_CALLOC(r->pflops, (size_t)c->fl.clients, "predicted work");
+  FM_CHECK(client_budgets(r));
   /* aggregation segments: the tensors of the shared classes, in model order */
   int nt = fm_model_ntensors(r->model);
   size_t *len;
@@ -111,6 +173,11 @@ static void teardown(run_t *r) {
   free(r->route_counts);
   free(r->gate_mass);
   free(r->stats);
+  free(r->budget);
+  free(r->status);
+  free(r->simtime);
+  free(r->pflops);
+  fm_system_free(&r->sys);
   fm_agg_free(&r->agg);
   fm_host_free(&r->host);
   if (r->server_state && r->st->server_free) r->st->server_free(r->server_state);
@@ -132,6 +199,7 @@ static void client_ctx(run_t *r, fm_client_ctx *cx, int client, int round, fm_cl
   cx->route_counts = r->route_counts + (r->nlocal ? li : 0);
   cx->gate_mass = r->gate_mass + (r->nlocal ? li : 0);
   cx->stats = r->stats + (r->nlocal ? li * (size_t)r->st->nstats : 0);
+  cx->budget = r->budget[client];
   cx->res = res;
   fm_rng_init(&cx->batch_rng, (uint64_t)r->cfg->run.seed, (uint32_t)client, (uint32_t)round, FM_RNG_BATCH);
 }
@@ -143,7 +211,8 @@ static fm_err load_client(run_t *r, fm_client_ctx *cx, int keep) {
   return FM_OK;
 }
 
-/* The sampled clients hosted here train and add their contributions. */
+/* The sampled clients hosted here train and add their contributions: those online
+ * train; only those the round keeps (in time, not dropped, not surplus) contribute. */
 static fm_err local_work(run_t *r, int round, int m, double wsum, double *rows, int *nrows) {
   const fm_config *c = r->cfg;
   fm_agg_zero(&r->agg);
@@ -153,19 +222,21 @@ static fm_err local_work(run_t *r, int round, int m, double wsum, double *rows, 
     fm_client_result res = {0};
     fm_client_ctx cx;
     client_ctx(r, &cx, i, round, &res);
-    FM_CHECK(load_client(r, &cx, 1));
-    fm_fault_point(c, r->rank, "local_update", round);
-    FM_CHECK(r->st->local_update(&cx));
-    double tw = (double)r->data.clients[i].split[FM_SPLIT_TRAIN].tokens / wsum;
-    for (int s = 0; s < r->nseg; s++) {
-      fm_tensor *t = r->seg_tensor[s];
-      double w = r->st->contribution ? r->st->contribution(&cx, t, tw) : tw;
-      if (w <= 0) continue;
-      FM_CHECK(fm_agg_add(&r->agg, s, t->w, w));
-      res.bytes_up += t->numel * sizeof(float);
+    if (r->status[j] != FM_CLIENT_OFFLINE) {
+      FM_CHECK(load_client(r, &cx, 1));
+      fm_fault_point(c, r->rank, "local_update", round);
+      FM_CHECK(r->st->local_update(&cx));
+      res.bytes_down = r->shared_bytes;
+      double tw = (double)r->data.clients[i].split[FM_SPLIT_TRAIN].tokens / wsum;
+      for (int s = 0; s < r->nseg && r->status[j] == FM_CLIENT_KEPT; s++) {
+        fm_tensor *t = r->seg_tensor[s];
+        double w = r->st->contribution ? r->st->contribution(&cx, t, tw) : tw;
+        if (w <= 0) continue;
+        FM_CHECK(fm_agg_add(&r->agg, s, t->w, w));
+        res.bytes_up += t->numel * sizeof(float);
+      }
+      fm_host_save(&r->host, &r->clients[i], r->opts);
     }
-    res.bytes_down = r->shared_bytes;
-    fm_host_save(&r->host, &r->clients[i], r->opts);
     double *row = rows + (size_t)(*nrows)++ * ROW_LEN;
     row[ROW_CLIENT] = i;
     row[ROW_TRAIN] = res.train_loss;
@@ -173,7 +244,8 @@ static fm_err local_work(run_t *r, int round, int m, double wsum, double *rows, 
     row[ROW_FLOPS] = res.flops;
     row[ROW_UP] = (double)res.bytes_up;
     row[ROW_DOWN] = (double)res.bytes_down;
-    (void)c;
+    row[ROW_SIM] = r->status[j] == FM_CLIENT_OFFLINE ? 0 : r->simtime[j];
+    row[ROW_STATUS] = r->status[j];
   }
   return FM_OK;
 }
@@ -201,6 +273,7 @@ static int rows_all_hosted(run_t *r, const double *rows, int nrows, double *out)
     double *o = out + (size_t)n++ * ROW_LEN;
     memset(o, 0, ROW_LEN * sizeof *o);
     o[ROW_CLIENT] = i;
+    o[ROW_STATUS] = -1; /* evaluated only */
     for (int j = 0; j < nrows; j++)
       if ((int)rows[(size_t)j * ROW_LEN + ROW_CLIENT] == i) memcpy(o, rows + (size_t)j * ROW_LEN, ROW_LEN * sizeof *o);
   }
@@ -414,8 +487,19 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     memset(r->gate_mass, 0, (size_t)r->nlocal * r->LE * sizeof *r->gate_mass);
     memset(r->stats, 0, (size_t)r->nlocal * (size_t)r->st->nstats * r->LE * sizeof *r->stats);
     int m = fm_sample_clients(c, round, r->sampled);
+    /* the simulated clock decides, the same way on every rank, who makes the round */
+    double steps = r->st->steps_per_round ? r->st->steps_per_round(c) : c->fl.local_steps;
+    double work = fm_model_flops_per_token(r->model, c->train.seq_len) * c->train.batch * c->train.seq_len * steps;
+    for (int j = 0; j < m; j++) r->pflops[j] = work;
+    double sim_round = fm_system_plan(&r->sys, c, round, r->sampled, m, r->pflops, (double)r->shared_bytes,
+                                      (double)r->shared_bytes, r->status, r->simtime);
+    int fate[5] = {0};
     double wsum = 0;
-    for (int j = 0; j < m; j++) wsum += (double)r->data.clients[r->sampled[j]].split[FM_SPLIT_TRAIN].tokens;
+    for (int j = 0; j < m; j++) {
+      fate[r->status[j]]++;
+      if (r->status[j] == FM_CLIENT_KEPT) wsum += (double)r->data.clients[r->sampled[j]].split[FM_SPLIT_TRAIN].tokens;
+    }
+    if (wsum <= 0) wsum = 1; /* nobody kept: no contribution, the global model stays */
     int nrows = 0, nall = 0;
     double full_loss = NAN;
     fm_phase_begin(r->ph_local);
@@ -472,8 +556,8 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
         up += row[ROW_UP];
         down += row[ROW_DOWN];
         fm_client_row cr = {round, (int32_t)row[ROW_CLIENT], row[ROW_TOKENS] > 0 ? row[ROW_TRAIN] : NAN,
-                            row[ROW_VAL], row[ROW_TEST], (uint64_t)row[ROW_TOKENS], row[ROW_FLOPS], 0,
-                            (uint64_t)row[ROW_UP], (uint64_t)row[ROW_DOWN]};
+                            row[ROW_VAL], row[ROW_TEST], (uint64_t)row[ROW_TOKENS], row[ROW_FLOPS], row[ROW_SIM],
+                            (uint64_t)row[ROW_UP], (uint64_t)row[ROW_DOWN], (int32_t)row[ROW_STATUS]};
         crow[ncrow++] = cr;
       }
       tr = ntr ? tr / ntr : NAN;
@@ -488,15 +572,18 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
                           .t_server = phase_delta(r->ph_server, last), .t_broadcast = phase_delta(r->ph_bcast, last),
                           .t_evaluate = phase_delta(r->ph_eval, last), .bytes_up = (uint64_t)up,
                           .bytes_down = (uint64_t)down, .test_loss_full = full_loss,
-                          .test_loss_emulator = r->st->server_eval ? te : NAN};
+                          .test_loss_emulator = r->st->server_eval ? te : NAN, .sim_time_s = sim_round,
+                          .kept = fate[FM_CLIENT_KEPT], .late = fate[FM_CLIENT_LATE],
+                          .dropped = fate[FM_CLIENT_DROPPED], .offline = fate[FM_CLIENT_OFFLINE],
+                          .surplus = fate[FM_CLIENT_SURPLUS]};
       double dt = fm_wtime() - t0, el = fm_wtime() - t_start;
       char bu[32], bd[32];
       format_bytes(bu, sizeof bu, up);
       format_bytes(bd, sizeof bd, down);
       if (!opts->quiet)
-        fm_say("round %*d/%d  clients %d  train %.4f  val %.4f  test %.4f (ppl %.2f)  up %s  down %s  "
-               "%.2f s  ETA %.0f s\n", (int)log10(R) + 1, round, R, m, tr, va, te, exp(te), bu, bd, dt,
-               el / (round - first + 1) * (last_round - round));
+        fm_say("round %*d/%d  clients %d/%d  train %.4f  val %.4f  test %.4f (ppl %.2f)  up %s  down %s  "
+               "sim %.1f s  %.2f s  ETA %.0f s\n", (int)log10(R) + 1, round, R, fate[FM_CLIENT_KEPT], m, tr, va,
+               te, exp(te), bu, bd, sim_round, dt, el / (round - first + 1) * (last_round - round));
     }
     /* the run file: every rank takes part in each collective write */
     uint64_t red = r->agg.bytes_reduced, red_all = 0;
@@ -520,6 +607,10 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     rr.wall_s = fm_wtime() - t0;
     if (hist) hist[round - first] = rr;
     if (!err) err = fm_runfile_append_round(r->rf, &rr);
+    /* a run-file write that failed on some ranks (a full disk) may leave the ranks in
+     * different HDF5 collectives: nothing collective may follow, not even closing the
+     * file. This rank says why and ends every rank (MPI_Abort). */
+    if (err && !fm_error_agreed()) fm_fatal(err);
     if (err) break;
     sum->rounds_done = round;
   }
@@ -628,12 +719,15 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
         fm_say("fedmoe: %s: full model before federated training: mean test loss %.4f over %d clients\n",
                r.st->name, r.baseline_full, cfg->fl.clients);
     }
-    if (!err && r.st->client_int) {
+    if (!err) { /* per client: resource class, and the budget where the strategy has one */
       int32_t *v = NULL;
       err = fm_calloc(&v, (size_t)cfg->fl.clients, sizeof *v, "per-client values");
-      for (int i = 0; !err && i < cfg->fl.clients; i++) v[i] = r.st->client_int(cfg, i);
+      for (int i = 0; !err && i < cfg->fl.clients; i++) v[i] = r.sys.dev[i].cls;
       err = fm_error_agree(err, &comm);
-      if (!err) err = fm_error_agree(fm_runfile_write_client_ints(r.rf, r.st->client_int_name, v), &comm);
+      if (!err) err = fm_error_agree(fm_runfile_write_client_ints(r.rf, "resource_class", v), &comm);
+      for (int i = 0; !err && i < cfg->fl.clients; i++) v[i] = r.budget[i];
+      if (!err && r.st->budget_kind != FM_BUDGET_NONE)
+        err = fm_error_agree(fm_runfile_write_client_ints(r.rf, "budget", v), &comm);
       free(v);
     }
   }

@@ -8,6 +8,7 @@ int fm_sample_clients(const fm_config *cfg, int round, int *out) {
   int m = cfg->fl.sample_count > 0 ? cfg->fl.sample_count
                                    : (int)llround(cfg->fl.sample_fraction * (double)n);
   if (m < 1) m = 1;
+  m += cfg->fl.over_select;
   if (m > n) m = n;
   if (m == n) {
     for (int i = 0; i < n; i++) out[i] = i;

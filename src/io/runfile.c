@@ -37,7 +37,7 @@ static hid_t client_type(void) {
   M(round, H5T_NATIVE_INT32); M(client, H5T_NATIVE_INT32);
   M(train_loss, H5T_NATIVE_DOUBLE); M(val_loss, H5T_NATIVE_DOUBLE); M(test_loss, H5T_NATIVE_DOUBLE);
   M(tokens, H5T_NATIVE_UINT64); M(flops, H5T_NATIVE_DOUBLE); M(sim_time_s, H5T_NATIVE_DOUBLE);
-  M(bytes_up, H5T_NATIVE_UINT64); M(bytes_down, H5T_NATIVE_UINT64);
+  M(bytes_up, H5T_NATIVE_UINT64); M(bytes_down, H5T_NATIVE_UINT64); M(status, H5T_NATIVE_INT32);
 #undef M
   return t;
 }
@@ -52,7 +52,9 @@ static hid_t round_type(void) {
   M(t_broadcast, H5T_NATIVE_DOUBLE); M(t_evaluate, H5T_NATIVE_DOUBLE); M(t_io, H5T_NATIVE_DOUBLE);
   M(bytes_up, H5T_NATIVE_UINT64); M(bytes_down, H5T_NATIVE_UINT64); M(bytes_reduced, H5T_NATIVE_UINT64);
   M(peak_rss_mb, H5T_NATIVE_DOUBLE); M(test_loss_full, H5T_NATIVE_DOUBLE);
-  M(test_loss_emulator, H5T_NATIVE_DOUBLE);
+  M(test_loss_emulator, H5T_NATIVE_DOUBLE); M(sim_time_s, H5T_NATIVE_DOUBLE);
+  M(kept, H5T_NATIVE_INT32); M(late, H5T_NATIVE_INT32); M(dropped, H5T_NATIVE_INT32);
+  M(offline, H5T_NATIVE_INT32); M(surplus, H5T_NATIVE_INT32);
 #undef M
   return t;
 }
@@ -302,6 +304,9 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
 }
 
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf) {
+  /* the tensors reach the file before the mark: a flush that fails (a full disk) must
+   * leave the checkpoint unmarked, not marked complete over partly written tensors */
+  RF_CHECK(H5Fflush(rf->file, H5F_SCOPE_GLOBAL), "flush a checkpoint's tensors");
   FM_CHECK(attr_i64(rf, rf->ckpt, "complete", 1));
   H5Gclose(rf->ckpt);
   rf->ckpt = -1;

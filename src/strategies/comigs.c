@@ -23,9 +23,7 @@ static int classify_comigs(const fm_tensor *t, void *ctx) {
 
 static fm_err comigs_begin(fm_client_ctx *cx) {
   const fm_config *c = cx->cfg;
-  const fm_intlist *spec = &c->comigs.specialists;
-  int s = spec->v[cx->client % spec->n];
-  int active = c->comigs.generalists + s;
+  int active = c->comigs.generalists + cx->budget; /* budget: this client's specialists */
   const fm_model_shape *sh = fm_model_get_shape(cx->model);
   uint8_t allowed[FM_MAX_EXPERTS];
   for (int e = 0; e < sh->experts; e++) allowed[e] = e < active;
@@ -51,6 +49,11 @@ static fm_err comigs_update(fm_client_ctx *cx) {
   return FM_OK;
 }
 
+/* expert steps plus router steps */
+static double comigs_steps(const fm_config *c) {
+  return c->fl.local_steps + (double)(c->fl.local_steps / c->comigs.router_every) * c->comigs.router_steps;
+}
+
 const fm_strategy fm_strategy_comigs = {
   .name = "comigs",
   .nclass = 3,
@@ -58,4 +61,6 @@ const fm_strategy fm_strategy_comigs = {
   .classify = classify_comigs,
   .client_begin = comigs_begin,
   .local_update = comigs_update,
+  .budget_kind = FM_BUDGET_SPECIALISTS,
+  .steps_per_round = comigs_steps,
 };

@@ -19,10 +19,6 @@ static int classify_hfedmoe(const fm_tensor *t, void *ctx) {
   return t->group == FM_GROUP_EXPERT ? EXPERTS : t->group == FM_GROUP_ROUTER ? ROUTER : BASE;
 }
 
-static int budget_of(const fm_config *c, int client) {
-  return c->hfedmoe.budgets.v[client % c->hfedmoe.budgets.n];
-}
-
 /* The current client's selection, kept for contribution(). */
 static uint8_t selected[FM_MAX_LAYERS * FM_MAX_EXPERTS];
 
@@ -82,7 +78,7 @@ static void top_b(const double *key, const uint8_t *cand, int E, int b, uint8_t 
 static fm_err hfedmoe_update(fm_client_ctx *cx) {
   const fm_config *c = cx->cfg;
   const fm_model_shape *s = fm_model_get_shape(cx->model);
-  int L = s->layers, E = s->experts, b = budget_of(c, cx->client);
+  int L = s->layers, E = s->experts, b = cx->budget;
   double *imp = cx->stats + (size_t)ST_IMPORTANCE * L * E, *kl = cx->stats + (size_t)ST_KL * L * E;
   double *use = cx->stats + (size_t)ST_USAGE * L * E, *sel_out = cx->stats + (size_t)ST_SELECTED * L * E;
   uint8_t routed[FM_MAX_LAYERS * FM_MAX_EXPERTS] = {0}, all[FM_MAX_EXPERTS];
@@ -160,6 +156,5 @@ const fm_strategy fm_strategy_hfedmoe = {
   .contribution = hfedmoe_contribution,
   .nstats = NSTATS,
   .stat_names = {"selected", "importance", "kl", "usage"},
-  .client_int_name = "budget",
-  .client_int = budget_of,
+  .budget_kind = FM_BUDGET_EXPERTS,
 };
