@@ -6,13 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether attribute a holds exactly one value (a file may hold an array there: reading
+ * it into one value would overrun the buffer). */
+static int one_value(hid_t a) {
+  hid_t sp = H5Aget_space(a);
+  int one = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1;
+  if (sp >= 0) H5Sclose(sp);
+  return one;
+}
+
 static int read_str_attr(hid_t obj, const char *name, char *buf, size_t len) {
   if (H5Aexists(obj, name) <= 0) return 0;
   hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
   hid_t t = H5Aget_type(a);
   size_t n = H5Tget_size(t);
   int ok = 0;
-  if (H5Tget_class(t) == H5T_STRING && n > 0) {
+  if (H5Tget_class(t) == H5T_STRING && n > 0 && one_value(a)) {
     char *tmp = malloc(n + 1);
     hid_t mt = H5Tcopy(H5T_C_S1);
     H5Tset_size(mt, n);
@@ -33,7 +42,7 @@ static int read_i64_attr(hid_t obj, const char *name, long long *v) {
   if (H5Aexists(obj, name) <= 0) return 0;
   hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
   int64_t x = 0;
-  int ok = H5Aread(a, H5T_NATIVE_INT64, &x) >= 0;
+  int ok = one_value(a) && H5Aread(a, H5T_NATIVE_INT64, &x) >= 0;
   H5Aclose(a);
   *v = x;
   return ok;
@@ -46,6 +55,7 @@ static herr_t list_checkpoint(hid_t g, const char *name, const H5L_info_t *info,
   if (info->type == H5L_TYPE_SOFT) {
     char target[128] = "";
     H5Lget_val(g, name, target, sizeof target, H5P_DEFAULT);
+    target[sizeof target - 1] = 0; /* a longer target is cut, not terminated */
     fprintf(w->out, "  %-10s -> %s\n", name, target);
     return 0;
   }
@@ -88,7 +98,7 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
   if (d >= 0) {
     hid_t sp = H5Dget_space(d);
     hsize_t n = 0;
-    H5Sget_simple_extent_dims(sp, &n, NULL);
+    if (H5Sget_simple_extent_ndims(sp) == 1) H5Sget_simple_extent_dims(sp, &n, NULL); /* else not our table */
     fprintf(out, "rounds     %llu done\n", (unsigned long long)n);
     if (n > 0) {
       hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(fm_round_row));

@@ -163,7 +163,41 @@ static fm_err client_rows_upto(fm_runfile *rf, int round, hsize_t *keep) {
   return FM_OK;
 }
 
+/* Checkpoint groups of rounds after a given one: what a failure while writing left. */
+typedef struct { int after, n; char names[64][32]; } later_t;
+
+static herr_t later(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+  later_t *w = data;
+  int round;
+  (void)g;
+  if (info->type == H5L_TYPE_HARD && sscanf(name, "r%d", &round) == 1 && round > w->after && w->n < 64 &&
+      strlen(name) < sizeof w->names[0])
+    strcpy(w->names[w->n++], name);
+  return 0;
+}
+
 fm_err fm_runfile_truncate(fm_runfile *rf, int round) {
+  /* an incomplete checkpoint of a later round (a failure in checkpoint_write, a full
+   * disk) would be in the way of the one the continued run writes for that round. It is
+   * renamed, not deleted: deleting reads its object header, which a failed flush may
+   * have left unreadable; renaming changes only the link in /checkpoints. */
+  later_t w = {.after = round};
+  hid_t g = H5Gopen2(rf->file, "/checkpoints", H5P_DEFAULT);
+  if (g >= 0) {
+    H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, later, &w);
+    for (int i = 0; i < w.n; i++) {
+      char to[64];
+      for (int k = 0;; k++) {
+        snprintf(to, sizeof to, "incomplete-%s-%d", w.names[i], k);
+        if (H5Lexists(g, to, H5P_DEFAULT) <= 0) break;
+      }
+      if (H5Lmove(g, w.names[i], g, to, H5P_DEFAULT, H5P_DEFAULT) < 0) {
+        H5Gclose(g);
+        FM_ERROR(FM_ERR_HDF5, "%s: cannot set aside the incomplete checkpoint %s", rf->path, w.names[i]);
+      }
+    }
+    H5Gclose(g);
+  }
   hsize_t keep;
   FM_CHECK(client_rows_upto(rf, round, &keep));
   rf->nclient_rows = keep;
