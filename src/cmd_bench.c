@@ -9,15 +9,18 @@
  *   tokens/s    B T / step time
  *   GFLOP/s     model FLOPs per token (fm_model_flops_per_token: 6 N_active + 12 L D T)
  *               times tokens/s
- *   of sgemm    that over the rate of BLIS sgemm measured now on the model's own weight
- *               GEMMs: every linear layer's forward, input-gradient and weight-gradient
+ *   of sgemm    that over the rate of BLIS sgemm (called directly, natural strides)
+ *               measured now on the model's own weight GEMMs: every linear layer's forward, input-gradient and weight-gradient
  *               GEMM with the model's shapes and transposes (MoE experts with their
  *               average N k / E rows), and the tied head's three.
  *   model MB    what the engine holds (parameters, gradients, activations) plus AdamW's
  *               two moments; peak RSS is the process's high-water mark so far.
  * --profile adds, per model, the time per part of the model, forward and backward
  * separately (the engine's per-kernel timers, include/fedmoe/nn_threads.h).
- * FEDMOE_BENCH_ONLY=NAME in the environment runs just that model (when tuning).
+ * FEDMOE_BENCH_ONLY=NAME in the environment runs just that model, and
+ * FEDMOE_BENCH_CPU=1 times with the process's CPU clock instead of the wall clock:
+ * on a loaded machine that leaves out the time the process waited for a core, which
+ * makes A/B comparisons of kernels steadier (the reported figures are wall time).
  * Only rank 0 works; a benchmark never asserts a speed (bench/ compares with PyTorch). */
 #include "cli.h"
 
@@ -26,10 +29,12 @@
 #include "fedmoe/rng.h"
 #include "fedmoe/timer.h"
 
+#include <blis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 enum { BENCH_B = 16, BENCH_T = 128, WARMUP = 2, STEPS = 8, PROFILE_STEPS = 4 };
 
@@ -44,9 +49,23 @@ static const bench_cfg configs[] = {
   {"moe-d256", 256, 4, 4, 1, 4, 2},
 };
 
-/* The sgemm used for the reference (fm_gemm is private to the engine; same BLIS call). */
-void fm_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-             const float *B, int ldb, float beta, float *C, int ldc);
+/* The reference: BLIS itself, row-major operands with their natural strides, as the
+ * engine's fm_gemm would hand them to BLIS (without its own padding of strides). */
+static void ref_sgemm(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
+                      int ldb, float *C, int ldc) {
+  float one = 1.0f;
+  bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, (float *)A, ta ? 1 : lda,
+            ta ? lda : 1, (float *)B, tb ? 1 : ldb, tb ? ldb : 1, &one, C, ldc, 1);
+}
+
+static int use_cpu_clock;
+
+static double now(void) {
+  if (!use_cpu_clock) return fm_wtime();
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 typedef struct {
   int ta, tb, M, N, K;
@@ -101,13 +120,13 @@ static double sgemm_rate(const fm_model_shape *s, int N) {
   for (size_t i = 0; i < big; i++) A[i] = B[i] = fm_rng_uniformf(&r) - 0.5f;
   double best = 1e30;
   for (int rep = 0; rep < 4; rep++) {
-    double t0 = fm_wtime();
+    double t0 = now();
     for (int i = 0; i < n; i++) {
       const gemm_shape *q = &g[i];
-      fm_gemm(q->ta, q->tb, q->M, q->N, q->K, 1.0f, A, q->ta ? q->M : q->K, B, q->tb ? q->K : q->N,
-              1.0f, C, q->N);
+      ref_sgemm(q->ta, q->tb, q->M, q->N, q->K, A, q->ta ? q->M : q->K, B, q->tb ? q->K : q->N, C,
+                q->N);
     }
-    double t = fm_wtime() - t0;
+    double t = now() - t0;
     if (rep && t < best) best = t; /* the first repetition warms the caches */
   }
   free(A), free(B), free(C);
@@ -175,9 +194,9 @@ static fm_err bench_one(const bench_cfg *c, int profile) {
     if ((err = train_step(&bm))) goto done;
   double t[STEPS];
   for (int i = 0; i < STEPS; i++) {
-    double t0 = fm_wtime();
+    double t0 = now();
     if ((err = train_step(&bm))) goto done;
-    t[i] = fm_wtime() - t0;
+    t[i] = now() - t0;
   }
   qsort(t, STEPS, sizeof t[0], cmp_double);
   const double med = 0.5 * (t[(STEPS - 1) / 2] + t[STEPS / 2]), best = t[0];
@@ -193,7 +212,7 @@ static fm_err bench_one(const bench_cfg *c, int profile) {
   if (profile) {
     fm_nn_profile_reset();
     fm_nn_profile(1);
-    double t0 = fm_wtime();
+    double t0 = fm_wtime(); /* wall time, as the kernels' timers */
     for (int i = 0; i < PROFILE_STEPS; i++)
       if ((err = train_step(&bm))) break;
     double step = (fm_wtime() - t0) / PROFILE_STEPS;
@@ -235,7 +254,9 @@ fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm) {
     printf("# %-9s %9s %8s %10s %10s %8s %8s %7s %9s %9s\n", "model", "params", "MFLOP/tok",
            "tok/s med", "tok/s best", "GFLOP/s", "sgemm", "of sgemm", "model MB", "peakRSS MB");
     fflush(stdout);
-    const char *only = getenv("FEDMOE_BENCH_ONLY");
+    const char *only = getenv("FEDMOE_BENCH_ONLY"), *cpu = getenv("FEDMOE_BENCH_CPU");
+    use_cpu_clock = cpu && *cpu && strcmp(cpu, "0");
+    if (use_cpu_clock) printf("# timed with the process CPU clock (FEDMOE_BENCH_CPU)\n");
     for (size_t i = 0; i < sizeof configs / sizeof configs[0] && !err; i++)
       if (!only || !strcmp(only, configs[i].name)) err = bench_one(&configs[i], cli->profile);
   }
