@@ -101,6 +101,10 @@ extern const fm_strategy fm_strategy_local, fm_strategy_fedavg, fm_strategy_comi
 /* One optimizer step on a batch of split s: forward, backward, clip, AdamW on the
  * classes in class_mask (bit c), learning rate scaled by lr_scale. Adds the CE to *loss. */
 fm_err fm_client_train_step(fm_client_ctx *cx, int split, unsigned class_mask, float lr, double *loss);
+/* fl.local_steps steps on the training split for the classes in class_mask (at the
+ * schedule's rate); their mean loss goes to cx->res->train_loss. The local update
+ * of local, fedavg and fedbiot. */
+fm_err fm_client_train_round(fm_client_ctx *cx, unsigned class_mask);
 /* Learning rate of local step k (0-based) of this round: the train.* schedule over
  * the run's rounds x local_steps, peak base_lr. */
 float fm_client_lr(const fm_client_ctx *cx, int k, double base_lr);

@@ -68,6 +68,27 @@ static fm_err range_error(const fm_key *k, const char *where, const char *value)
   return value_error(k, where, value, why);
 }
 
+/* A comma-separated list of numbers (integers for FM_KEY_INTLIST), each in range. */
+static fm_err parse_list(const fm_key *k, const char *where, const char *value, double *v, int *n) {
+  char buf[512];
+  int integer = k->type == FM_KEY_INTLIST;
+  if (strlen(value) >= sizeof buf) return value_error(k, where, value, "list too long");
+  strcpy(buf, value);
+  *n = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    int64_t iv;
+    double dv;
+    if (*n == FM_LIST_MAX) return value_error(k, where, value, "more than 32 entries");
+    if (integer ? !parse_int64(trim(tok), &iv) : !parse_real(trim(tok), &dv))
+      return value_error(k, where, value, integer ? "expected a list of integers" : "expected a list of numbers");
+    if (integer) dv = (double)iv;
+    if (dv < k->min || dv > k->max) return range_error(k, where, value);
+    v[(*n)++] = dv;
+  }
+  if (*n == 0) return value_error(k, where, value, "empty list");
+  return FM_OK;
+}
+
 /* Convert text to the key's type and store it in c. */
 static fm_err assign(fm_config *c, const fm_key *k, const char *value, const char *where) {
   char *field = (char *)c + k->offset;
@@ -113,34 +134,21 @@ static fm_err assign(fm_config *c, const fm_key *k, const char *value, const cha
     *(int *)field = i;
     break;
   }
-  case FM_KEY_REALLIST: {
-    fm_floatlist l = {0};
-    char buf[512];
-    if (strlen(value) >= sizeof buf) return value_error(k, where, value, "list too long");
-    strcpy(buf, value);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-      if (l.n == FM_LIST_MAX) return value_error(k, where, value, "more than 32 entries");
-      if (!parse_real(trim(tok), &dv)) return value_error(k, where, value, "expected a list of numbers");
-      if (dv < k->min || dv > k->max) return range_error(k, where, value);
-      l.v[l.n++] = dv;
-    }
-    if (l.n == 0) return value_error(k, where, value, "empty list");
-    *(fm_floatlist *)field = l;
-    break;
-  }
+  case FM_KEY_REALLIST:
   case FM_KEY_INTLIST: {
-    fm_intlist l = {0};
-    char buf[512];
-    if (strlen(value) >= sizeof buf) return value_error(k, where, value, "list too long");
-    strcpy(buf, value);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-      if (l.n == FM_LIST_MAX) return value_error(k, where, value, "more than 32 entries");
-      if (!parse_int64(trim(tok), &iv)) return value_error(k, where, value, "expected a list of integers");
-      if ((double)iv < k->min || (double)iv > k->max) return range_error(k, where, value);
-      l.v[l.n++] = (int)iv;
+    double v[FM_LIST_MAX];
+    int n = 0;
+    fm_err err = parse_list(k, where, value, v, &n);
+    if (err) return err;
+    if (k->type == FM_KEY_REALLIST) {
+      fm_floatlist *l = (fm_floatlist *)field;
+      l->n = n;
+      for (int q = 0; q < n; q++) l->v[q] = v[q];
+    } else {
+      fm_intlist *l = (fm_intlist *)field;
+      l->n = n;
+      for (int q = 0; q < n; q++) l->v[q] = (int)v[q];
     }
-    if (l.n == 0) return value_error(k, where, value, "empty list");
-    *(fm_intlist *)field = l;
     break;
   }
   }

@@ -79,3 +79,12 @@ float fm_client_lr(const fm_client_ctx *cx, int k, double base_lr) {
   long K = c->fl.local_steps > 0 ? c->fl.local_steps : 1;
   return fm_lr_at(c, (long)(cx->round - 1) * K + k, (long)c->fl.rounds * K, (float)base_lr);
 }
+
+fm_err fm_client_train_round(fm_client_ctx *cx, unsigned class_mask) {
+  double loss = 0;
+  int K = cx->cfg->fl.local_steps;
+  for (int k = 0; k < K; k++)
+    FM_CHECK(fm_client_train_step(cx, FM_SPLIT_TRAIN, class_mask, fm_client_lr(cx, k, cx->cfg->train.lr), &loss));
+  cx->res->train_loss = K ? loss / K : 0;
+  return FM_OK;
+}

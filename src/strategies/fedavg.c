@@ -4,14 +4,7 @@
 
 static int classify_fedavg(const fm_tensor *t, void *ctx) { return 0; }
 
-static fm_err fedavg_update(fm_client_ctx *cx) {
-  double loss = 0;
-  int K = cx->cfg->fl.local_steps;
-  for (int k = 0; k < K; k++)
-    FM_CHECK(fm_client_train_step(cx, FM_SPLIT_TRAIN, 1u, fm_client_lr(cx, k, cx->cfg->train.lr), &loss));
-  cx->res->train_loss = K ? loss / K : 0;
-  return FM_OK;
-}
+static fm_err fedavg_update(fm_client_ctx *cx) { return fm_client_train_round(cx, 1u); }
 
 const fm_strategy fm_strategy_fedavg = {
   .name = "fedavg",

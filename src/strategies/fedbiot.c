@@ -61,14 +61,8 @@ static double fedbiot_contribution(const fm_client_ctx *cx, const fm_tensor *t, 
   return t->cls == ADAPTER ? token_weight : 0; /* the emulator comes from the server only */
 }
 
-static fm_err fedbiot_update(fm_client_ctx *cx) {
-  double loss = 0;
-  int K = cx->cfg->fl.local_steps;
-  for (int k = 0; k < K; k++)
-    FM_CHECK(fm_client_train_step(cx, FM_SPLIT_TRAIN, 1u << ADAPTER, fm_client_lr(cx, k, cx->cfg->train.lr), &loss));
-  cx->res->train_loss = K ? loss / K : 0;
-  return FM_OK;
-}
+/* the emulator stays frozen: only the adapter learns */
+static fm_err fedbiot_update(fm_client_ctx *cx) { return fm_client_train_round(cx, 1u << ADAPTER); }
 
 /* ---- the server ---- */
 
