@@ -20,3 +20,4 @@ tests_unit_test_hidden_SOURCES = %reldir%/unit/test_hidden.c $(TEST_UNIT_MAIN)
 tests_unit_test_hidden_CPPFLAGS = $(TEST_UNIT_CPPFLAGS)
 tests_unit_test_hidden_LDADD = $(TEST_UNIT_LDADD)
 TESTS += tests/unit/test_hidden
+dist_noinst_DATA += %reldir%/fixtures/devices.csv
