@@ -16,8 +16,9 @@ void fm_cli_usage(FILE *out) {
           "  run CONFIG        run the experiment CONFIG describes (under mpirun: rank 0 is the\n"
           "                    server, the other ranks host the clients)\n"
           "  data CONFIG       print the client partition: tokens per split, domain mix\n"
-          "  eval --checkpoint RUNFILE --text FILE [CONFIG]\n"
+          "  eval --checkpoint RUNFILE --text FILE [--client N]\n"
           "                    mean next-byte cross-entropy (nats) of a checkpoint on a text file\n"
+          "                    (--client: whose private state, for local and comigs runs)\n"
           "  info RUNFILE      summary of a run file: config, rounds, metrics, checkpoints\n"
           "  bench [--profile] training speed of the reference models on one thread\n"
           "\n"
@@ -62,6 +63,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     else if (!strcmp(a, "--metrics-netcdf")) slot = &cli->netcdf;
     else if (!strcmp(a, "--checkpoint")) slot = &cli->checkpoint;
     else if (!strcmp(a, "--text")) slot = &cli->text;
+    else if (!strcmp(a, "--client")) slot = &cli->client;
     else if (!strcmp(a, "--profile")) { cli->profile = 1; continue; }
     else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { cli->quiet = 1; continue; }
     else if (a[0] == '-' && a[1]) FM_ERROR(FM_ERR_ARG, "unknown option '%s' for '%s'", a, cli->command);
@@ -120,6 +122,10 @@ static fm_err load_local(const fm_cli *cli, fm_config *cfg, MPI_Comm comm) {
 
 fm_err fm_cli_load_config(const fm_cli *cli, fm_config *cfg, MPI_Comm comm) {
   /* the same text on every rank gives the same error on every rank: agree, print once */
-  FM_CHECK(fm_error_agree(load_local(cli, cfg, comm), &comm));
+  fm_err err = fm_error_agree(load_local(cli, cfg, comm), &comm);
+  if (err) { /* the caller gets no configuration to free */
+    fm_config_free(cfg);
+    return fm_error_trace(__FILE__, __LINE__, __func__, err);
+  }
   return FM_OK;
 }

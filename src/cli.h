@@ -15,6 +15,7 @@ typedef struct {
   const char *netcdf;    /* --metrics-netcdf FILE */
   const char *checkpoint;/* --checkpoint FILE (eval) */
   const char *text;      /* --text FILE (eval) */
+  const char *client;    /* --client N (eval) */
   const char *positional;/* other positional argument (info RUNFILE) */
   int profile;           /* --profile (bench) */
   int quiet;             /* -q: do not print the resolved configuration */

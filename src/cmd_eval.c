@@ -27,10 +27,7 @@ enum { EVAL_BATCH = 16 }; /* blocks per forward pass */
 
 /* The client to evaluate: fm_cli has no --client slot yet (src/cli.c is not this
  * file's); until it has, the default client 0 is used. */
-static const char *client_arg(const fm_cli *cli) {
-  (void)cli;
-  return NULL;
-}
+static const char *client_arg(const fm_cli *cli) { return cli->client; }
 
 static int has_private_class(const fm_strategy *st) {
   for (int c = 0; c < st->nclass; c++)

@@ -40,6 +40,14 @@ mpi 2 run "$TMP/tiny.ini" -q --set fl.strategy=local --set run.output="$TMP/loca
 mpi 1 eval --checkpoint "$TMP/local.h5" --text "$text" || { cat "$TMP/out"; fail "eval of a local run"; }
 grep -q "strategy local client 0" "$TMP/out" || { cat "$TMP/out"; fail "eval of a local run: not client 0"; }
 echo "ok: eval of a local run evaluates client 0"
+# --client picks another client's private model: another figure; out of range is refused
+mpi 1 eval --checkpoint "$TMP/local.h5" --text "$text" --client 1 || { cat "$TMP/out"; fail "eval --client 1"; }
+grep -q "strategy local client 1" "$TMP/out" || { cat "$TMP/out"; fail "eval --client 1: not client 1"; }
+mpi 1 eval --checkpoint "$TMP/local.h5" --text "$text" --client 0 && c0=$(grep cross_entropy "$TMP/out")
+mpi 1 eval --checkpoint "$TMP/local.h5" --text "$text" --client 1 && c1=$(grep cross_entropy "$TMP/out")
+[ -n "$c0" ] && [ "$c0" != "$c1" ] || fail "clients 0 and 1 should score differently ($c0 / $c1)"
+expect_fail 1 20 "--client 6: the run has clients 0..5" eval --checkpoint "$TMP/local.h5" --text "$text" --client 6
+echo "ok: eval --client"
 
 # bad input
 expect_fail 2 20 "needs --checkpoint" eval --text "$text"
