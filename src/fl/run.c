@@ -567,10 +567,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       sum->bytes_down += (uint64_t)down;
       sum->final_train = tr; sum->final_val = va; sum->final_test = te;
       rr = (fm_round_row){.round = round, .clients = m, .mean_train = tr, .mean_val = va, .mean_test = te,
-                          .min_test = mn, .max_test = mx, .t_local = phase_delta(r->ph_local, last),
-                          .t_aggregate = phase_delta(r->ph_reduce, last),
-                          .t_server = phase_delta(r->ph_server, last), .t_broadcast = phase_delta(r->ph_bcast, last),
-                          .t_evaluate = phase_delta(r->ph_eval, last), .bytes_up = (uint64_t)up,
+                          .min_test = mn, .max_test = mx, .bytes_up = (uint64_t)up,
                           .bytes_down = (uint64_t)down, .test_loss_full = full_loss,
                           .test_loss_emulator = r->st->server_eval ? te : NAN, .sim_time_s = sim_round,
                           .kept = fate[FM_CLIENT_KEPT], .late = fate[FM_CLIENT_LATE],
@@ -592,9 +589,15 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     rr.bytes_reduced = red_all;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double rss = (double)ru.ru_maxrss / 1024.0, rss_max = 0; /* ru_maxrss is in KB on Linux */
-    FM_MPI(MPI_Reduce(&rss, &rss_max, 1, MPI_DOUBLE, MPI_MAX, 0, r->comm));
-    rr.peak_rss_mb = rss_max;
+    /* the round's phase times are the slowest rank's: rank 0 hosts no client, so its
+     * own local and evaluate times are ~0 (it waits for the hosts outside any phase);
+     * with the largest resident set of any rank (ru_maxrss is in KB on Linux) */
+    double mine[6] = {phase_delta(r->ph_local, last), phase_delta(r->ph_reduce, last),
+                      phase_delta(r->ph_server, last), phase_delta(r->ph_bcast, last),
+                      phase_delta(r->ph_eval, last), (double)ru.ru_maxrss / 1024.0}, most[6] = {0};
+    FM_MPI(MPI_Reduce(mine, most, 6, MPI_DOUBLE, MPI_MAX, 0, r->comm));
+    rr.t_local = most[0]; rr.t_aggregate = most[1]; rr.t_server = most[2];
+    rr.t_broadcast = most[3]; rr.t_evaluate = most[4]; rr.peak_rss_mb = most[5];
     fm_phase_begin(r->ph_io);
     err = fm_runfile_append_clients(r->rf, crow, ncrow);
     if (!err) err = fm_runfile_write_routing(r->rf, round, r->route_counts, r->gate_mass, r->nlocal);
@@ -616,7 +619,8 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
   }
   if (!err && opts->netcdf) {
     fm_phase_begin(r->ph_io);
-    err = fm_netcdf_write_rounds(opts->netcdf, hist, sum->rounds_done - first + 1, r->st->name, r->comm);
+    err = fm_error_agree(fm_netcdf_write_rounds(opts->netcdf, hist, sum->rounds_done - first + 1, r->st->name,
+                                                r->comm), &r->comm);
     fm_phase_end(r->ph_io);
   }
   free(rows);
@@ -731,6 +735,8 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
       free(v);
     }
   }
+  if (!err && opts->netcdf) /* a NetCDF file that cannot be written is found now, not after the run */
+    err = fm_error_agree(fm_netcdf_write_rounds(opts->netcdf, NULL, 0, r.st->name, comm), &comm);
   if (!err) {
     if (r.rank == 0 && !opts->quiet)
       fm_say("fedmoe: strategy %s, %d clients on %d host rank%s, %d rounds, shared %zu floats in %d "
