@@ -41,7 +41,7 @@ typedef struct {
 typedef struct {
   int32_t round, clients;
   double mean_train, mean_val, mean_test, min_test, max_test;
-  double wall_s, t_local, t_aggregate, t_server, t_broadcast, t_evaluate, t_io;
+  double wall_s, t_local, t_aggregate, t_server, t_broadcast, t_evaluate, t_io; /* s; phases: the slowest rank's */
   uint64_t bytes_up, bytes_down, bytes_reduced;
   double peak_rss_mb; /* largest resident set of any rank so far (MB) */
   double test_loss_full, test_loss_emulator; /* fedbiot: adapter on the full model / on the emulator */
