@@ -130,17 +130,4 @@ fm_err fm_runfile_read_config(const char *path, char **text);
 fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int client, int *round,
                           int *allocated);
 
-/* ---- a model out of a checkpoint (checkpoint_read.c; serial, call on one rank) ---- */
-/* The resolved configuration text stored in run file path (root attribute config);
- * *text is allocated (free it). Errors name the file: missing, not HDF5, not a run file. */
-fm_err fm_runfile_read_config(const char *path, char **text);
-/* Load the latest checkpoint of run file path into m, a model of the run's shape made
- * with the run's strategy classifier (and initialised with the run's seed, which frozen
- * tensors keep): every tensor of a class c with shared[c] != 0 from shared/{name},
- * and client's row of each other class (client < 0: none). *round: the checkpoint's
- * round; *allocated (may be NULL): 0 when the client had no state saved (never
- * sampled), so its private classes keep their initial values. */
-fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int client, int *round,
-                          int *allocated);
-
 #endif
