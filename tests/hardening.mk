@@ -36,16 +36,16 @@ check-sanitizers:
 # each over its seeds tests/fuzz/<t>/ and the inputs that once crashed it,
 # tests/fuzz/regressions/<t>/, through replay.c and the normal compiler (CI needs no
 # clang). make fuzz builds them with clang and libFuzzer and runs each FUZZ_SECONDS.
-FUZZ_TARGETS = config text corpus info resume
+FUZZ_TARGETS = config text corpus info resume eval
 FUZZ_ALL_TARGETS = $(FUZZ_TARGETS) info_raw
 FUZZ_COMMON = %reldir%/fuzz/fuzz.h %reldir%/fuzz/fuzz_util.c %reldir%/fuzz/replay.c
 FUZZ_GEN = %reldir%/fuzz/runfile_gen.c %reldir%/fuzz/runfile_gen.h
 FUZZ_REPLAY_LDADD = libfedmoe.a $(FEDMOE_LIBS)
 
 check_PROGRAMS += tests/fuzz/replay_config tests/fuzz/replay_text tests/fuzz/replay_corpus \
-	tests/fuzz/replay_info tests/fuzz/replay_resume
+	tests/fuzz/replay_info tests/fuzz/replay_resume tests/fuzz/replay_eval
 TESTS += tests/fuzz/replay_config tests/fuzz/replay_text tests/fuzz/replay_corpus \
-	tests/fuzz/replay_info tests/fuzz/replay_resume
+	tests/fuzz/replay_info tests/fuzz/replay_resume tests/fuzz/replay_eval
 tests_fuzz_replay_config_SOURCES = %reldir%/fuzz/fuzz_config.c $(FUZZ_COMMON)
 tests_fuzz_replay_config_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_TARGET='"config"'
 tests_fuzz_replay_config_LDADD = $(FUZZ_REPLAY_LDADD)
@@ -61,13 +61,17 @@ tests_fuzz_replay_info_LDADD = $(FUZZ_REPLAY_LDADD)
 tests_fuzz_replay_resume_SOURCES = %reldir%/fuzz/fuzz_resume.c $(FUZZ_COMMON) $(FUZZ_GEN)
 tests_fuzz_replay_resume_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_TARGET='"resume"'
 tests_fuzz_replay_resume_LDADD = $(FUZZ_REPLAY_LDADD)
+tests_fuzz_replay_eval_SOURCES = %reldir%/fuzz/fuzz_eval.c $(FUZZ_COMMON) $(FUZZ_GEN)
+tests_fuzz_replay_eval_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_TARGET='"eval"'
+tests_fuzz_replay_eval_LDADD = $(FUZZ_REPLAY_LDADD)
 EXTRA_DIST += %reldir%/fuzz/fuzz_info_raw.c %reldir%/fuzz/README.md %reldir%/fuzz/config \
-	%reldir%/fuzz/text %reldir%/fuzz/corpus %reldir%/fuzz/info %reldir%/fuzz/resume \
+	%reldir%/fuzz/text %reldir%/fuzz/corpus %reldir%/fuzz/info %reldir%/fuzz/resume %reldir%/fuzz/eval \
 	%reldir%/fuzz/regressions
 
-# The library sources the targets need, compiled again with clang for libFuzzer; MPI's
-# flags come from the mpicc wrapper (Open MPI's --showme).
-FUZZ_CLANG_SRCS = $(filter-out src/io/netcdf.c,$(filter src/core/%.c src/io/%.c src/data/text.c \
+# The library sources the targets need (the run-file reader of eval builds a model: nn),
+# compiled again with clang for libFuzzer; MPI's flags come from the mpicc wrapper
+# (Open MPI's --showme).
+FUZZ_CLANG_SRCS = $(filter-out src/io/netcdf.c,$(filter src/core/%.c src/io/%.c src/nn/%.c src/data/text.c \
 	src/data/corpus.c,$(libfedmoe_a_SOURCES)))
 FUZZ_CC = clang
 FUZZ_SECONDS = 60
@@ -88,7 +92,7 @@ fuzz-build-targets:
 	for t in $(FUZZ_ALL_TARGETS); do \
 	  echo "  FUZZLD   $(FUZZ_BUILD)/fuzz_$$t"; \
 	  $(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $$mpi_c -o $(FUZZ_BUILD)/fuzz_$$t $(srcdir)/tests/fuzz/fuzz_$$t.c \
-	    $(FUZZ_BUILD)/libfuzz.a $(HDF5_LIBS) $$mpi_l -lm; \
+	    $(FUZZ_BUILD)/libfuzz.a $(HDF5_LIBS) $(BLIS_LIBS) $$mpi_l -lm; \
 	done
 
 # make fuzz [FUZZ_SECONDS=N] [FUZZ_TARGETS="config text"]: each target N seconds;

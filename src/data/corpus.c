@@ -71,6 +71,7 @@ static fm_err seen_before(builder *b, const struct stat *st, int *was) {
 }
 
 static fm_err append(builder *b, const uint8_t *p, uint64_t n) {
+  if (n == 0) return FM_OK; /* a file that cleaning emptied: nothing (and text may be NULL) */
   if (b->size + n > b->cap) {
     uint64_t cap = b->cap ? b->cap : 1 << 20;
     while (cap < b->size + n) cap *= 2;

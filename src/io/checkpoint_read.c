@@ -34,6 +34,15 @@ static fm_err open_runfile(const char *path, hid_t *f) {
   return FM_OK;
 }
 
+/* Whether attribute a holds exactly one value (a file may hold an array there: reading
+ * it into one value would overrun the buffer). */
+static int one_value(hid_t a) {
+  hid_t sp = H5Aget_space(a);
+  int one = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1;
+  if (sp >= 0) H5Sclose(sp);
+  return one;
+}
+
 fm_err fm_runfile_read_config(const char *path, char **text) {
   *text = NULL;
   hid_t f;
@@ -41,7 +50,7 @@ fm_err fm_runfile_read_config(const char *path, char **text) {
   hid_t a = H5Aopen(f, "config", H5P_DEFAULT);
   hid_t t = a >= 0 ? H5Aget_type(a) : -1;
   fm_err err = FM_OK;
-  if (t < 0 || H5Tget_class(t) != H5T_STRING) {
+  if (t < 0 || H5Tget_class(t) != H5T_STRING || !one_value(a)) {
     err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_FORMAT,
                        "%s: the root attribute 'config' is not a string", path);
   } else {
@@ -77,9 +86,10 @@ static fm_err read_row(const char *path, hid_t g, const char *name, hid_t type, 
   if (d < 0) FM_ERROR(FM_ERR_FORMAT, "%s: the latest checkpoint has no '%s'", path, name);
   hid_t fs = H5Dget_space(d);
   hsize_t dims[2] = {0, 0};
-  int nd = H5Sget_simple_extent_dims(fs, dims, NULL);
+  int nd = H5Sget_simple_extent_ndims(fs);
+  if (nd >= 1 && nd <= 2) H5Sget_simple_extent_dims(fs, dims, NULL);
   fm_err err = FM_OK;
-  if (nd < 1 || (hsize_t)client >= dims[0] || (n > 1 && (nd != 2 || dims[1] != n))) {
+  if (nd < 1 || nd > 2 || (hsize_t)client >= dims[0] || (n > 1 && (nd != 2 || dims[1] != n))) {
     err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_FORMAT,
                        "%s: checkpoint dataset '%s' has shape [%llu][%llu], expected [> %d][%zu] (another "
                        "model?)", path, name, (unsigned long long)dims[0], (unsigned long long)dims[1],
@@ -171,7 +181,7 @@ fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int 
   if (H5Aexists(ck, "round") > 0) {
     hid_t a = H5Aopen(ck, "round", H5P_DEFAULT);
     int64_t v = -1;
-    if (H5Aread(a, H5T_NATIVE_INT64, &v) >= 0) *round = (int)v;
+    if (one_value(a) && H5Aread(a, H5T_NATIVE_INT64, &v) >= 0) *round = (int)v;
     H5Aclose(a);
   }
   int dummy;

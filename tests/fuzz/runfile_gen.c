@@ -60,16 +60,22 @@ static void add_attr(cursor *c, hid_t obj) {
       for (size_t j = 0; j < len; j++) buf[j] = (char)next(c);
       buf[len] = 0;
     }
-    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+    /* kind & 32: an array of 3 strings where readers expect one */
+    hsize_t three = 3;
+    hid_t t = H5Tcopy(H5T_C_S1), sp = (kind & 32) ? H5Screate_simple(1, &three, NULL) : H5Screate(H5S_SCALAR);
+    size_t size = len ? len : 1;
     if (kind & 8) H5Tset_size(t, H5T_VARIABLE);
-    else H5Tset_size(t, len ? len : 1);
+    else H5Tset_size(t, size);
     if (kind & 16) H5Tset_strpad(t, H5T_STR_NULLPAD);
     hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    if (a >= 0) {
-      const char *vp = buf;
-      H5Awrite(a, t, (kind & 8) ? (const void *)&vp : (const void *)buf);
-      H5Aclose(a);
+    char *many = malloc(3 * size);
+    if (a >= 0 && many) {
+      const char *vp[3] = {buf, buf, buf};
+      for (int j = 0; j < 3; j++) memcpy(many + j * size, buf, size);
+      H5Awrite(a, t, (kind & 8) ? (const void *)vp : (const void *)many);
     }
+    free(many);
+    if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
     H5Tclose(t);
   } else { /* a number, or several */
