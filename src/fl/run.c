@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 
 /* One row per client and round, gathered on the server. */
@@ -41,6 +42,7 @@ typedef struct {
   int nlocal, LE;           /* hosted clients; layers x experts */
   double *stats;            /* [nlocal][nstats][L][E] the strategy's figures, this round */
   fm_runfile *rf;
+  const char *run_path;     /* the run file (run.output, or the --resume file) */
   void *server_state;       /* rank 0: the strategy's server-side state */
   fm_system sys;            /* the simulated devices */
   int *budget;              /* [N] per-client budget (hfedmoe experts, comigs specialists) */
@@ -405,6 +407,43 @@ static fm_err checkpoint(run_t *r, int round) {
   return FM_OK;
 }
 
+/* Room for what this round writes, checked before any of it is written: a parallel
+ * HDF5 write that fails on a full disk can fail on some ranks only and leave the
+ * others inside a collective call. So rank 0 compares the file system's free space
+ * with the round's bytes (metrics, and the checkpoint: shared tensors and the private
+ * state of every client that has some, with 10% and 1 MB to spare) and every rank
+ * learns the answer; the previous checkpoint stays as it is. */
+static fm_err check_space(run_t *r, int round, int checkpointing) {
+  fm_err err = FM_OK;
+  double need = 1048576.0 + (double)r->cfg->fl.clients * 256;
+  if (checkpointing) {
+    double priv = 0;
+    for (int c = 0; c < r->host.nclass; c++)
+      if (!r->st->shared[c]) priv += 12.0 * (double)fm_model_class_numel(r->model, c);
+    long with_state = 0;
+    for (int li = 0; li < r->nlocal; li++) with_state += r->clients[r->rank - 1 + li * (r->P - 1)].allocated;
+    FM_MPI(MPI_Allreduce(MPI_IN_PLACE, &with_state, 1, MPI_LONG, MPI_SUM, r->comm));
+    need += 1.1 * ((double)r->shared_bytes + (double)with_state * priv);
+  }
+  if (r->rank == 0) {
+    char dir[FM_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", r->run_path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
+    struct statvfs fs;
+    if (statvfs(dir[0] ? dir : "/", &fs) == 0) {
+      double avail = (double)fs.f_bavail * (double)fs.f_frsize;
+      if (avail < need)
+        err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_IO,
+                           "%s: round %d needs %.1f MB on the file system of '%s', which has %.1f MB free: "
+                           "stopping before writing (the last complete checkpoint is intact; free space "
+                           "and --resume)", r->run_path, round, need / 1e6, dir, avail / 1e6);
+    }
+  }
+  FM_CHECK(fm_error_agree(err, &r->comm));
+  return FM_OK;
+}
+
 /* Load the latest checkpoint of the run file: global shared tensors on every rank,
  * each host its clients' private classes. */
 static fm_err restore(run_t *r) {
@@ -599,11 +638,13 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     rr.t_local = most[0]; rr.t_aggregate = most[1]; rr.t_server = most[2];
     rr.t_broadcast = most[3]; rr.t_evaluate = most[4]; rr.peak_rss_mb = most[5];
     fm_phase_begin(r->ph_io);
+    int ckpt_now = (c->run.checkpoint_every && round % c->run.checkpoint_every == 0) || round == last_round;
+    err = check_space(r, round, ckpt_now);
+    if (err) { fm_phase_end(r->ph_io); break; }
     err = fm_runfile_append_clients(r->rf, crow, ncrow);
     if (!err) err = fm_runfile_write_routing(r->rf, round, r->route_counts, r->gate_mass, r->nlocal);
     err = write_stats(r, round, err);
-    if (!err && ((c->run.checkpoint_every && round % c->run.checkpoint_every == 0) || round == last_round))
-      err = checkpoint(r, round);
+    if (!err && ckpt_now) err = checkpoint(r, round);
     fm_phase_end(r->ph_io);
     /* the round's own row last, so that it carries the round's run-file time */
     rr.t_io = phase_delta(r->ph_io, last);
@@ -696,6 +737,7 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
   /* every rank loads the same data and model: errors are everyone's */
   err = fm_error_agree(err, &comm);
   int done = 0; /* rounds already in the run file */
+  r.run_path = opts->resume ? opts->resume : cfg->run.output;
   if (!err && opts->resume && r.st->server_init)
     err = fm_error_agree(fm_config_error(cfg, "fl.strategy", "--resume is not supported for %s yet: its "
                                          "server state is not in the checkpoints", r.st->name), &comm);

@@ -3,10 +3,13 @@
 
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static fm_err attr_str(fm_runfile *rf, hid_t obj, const char *name, const char *value) {
   hid_t t = H5Tcopy(H5T_C_S1);
@@ -78,7 +81,7 @@ fm_err fm_runfile_alloc(fm_runfile **out, const char *path, const fm_config *cfg
   fm_runfile *rf;
   FM_CALLOC(rf, 1, "run file");
   *out = rf;
-  rf->file = rf->dxpl = rf->ckpt = -1;
+  rf->file = rf->dxpl = rf->ckpt = rf->ckpt_file = -1;
   rf->clients_ds = rf->rounds_ds = rf->counts_ds = rf->mass_ds = -1;
   snprintf(rf->path, sizeof rf->path, "%s", path);
   rf->comm = comm;
@@ -269,12 +272,53 @@ fm_err fm_runfile_set_attr(fm_runfile *rf, const char *name, double value) {
   return FM_OK;
 }
 
+void fm_runfile_ckpt_names(const fm_runfile *rf, int round, char *full, size_t flen, char *rel, size_t rlen) {
+  const char *base = strrchr(rf->path, '/');
+  base = base ? base + 1 : rf->path;
+  if (full) snprintf(full, flen, "%s.ckpt/r%06d.h5", rf->path, round);
+  if (rel) snprintf(rel, rlen, "%s.ckpt/r%06d.h5", base, round);
+}
+
+herr_t fm_runfile_agree(const fm_runfile *rf, herr_t e) {
+  int ok = e >= 0;
+  MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, rf->comm);
+  return ok ? 0 : -1;
+}
+
+static hid_t mpio_fapl(const fm_runfile *rf) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_mpio(fapl, rf->comm, MPI_INFO_NULL);
+  H5Pset_all_coll_metadata_ops(fapl, 1);
+  H5Pset_coll_metadata_write(fapl, 1);
+  return fapl;
+}
+
+hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full) {
+  hid_t fapl = mpio_fapl(rf);
+  hid_t f = H5Fopen(full, H5F_ACC_RDONLY, fapl);
+  H5Pclose(fapl);
+  return f;
+}
+
+/* A checkpoint is a file of its own, written as "<name>.tmp" and renamed into place
+ * when complete; only then does the run file link to it. A failure while writing it
+ * (a killed rank, a full disk) can damage only the temporary file: the run file and
+ * the previous checkpoints are never half-written. */
 fm_err fm_runfile_checkpoint_begin(fm_runfile *rf, int round) {
-  char name[64];
-  snprintf(name, sizeof name, "/checkpoints/r%06d", round);
-  if (H5Lexists(rf->file, name, H5P_DEFAULT) > 0) H5Ldelete(rf->file, name, H5P_DEFAULT);
-  rf->ckpt = H5Gcreate2(rf->file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  RF_CHECK(rf->ckpt, "create a checkpoint group");
+  char full[FM_PATH_MAX + 32], tmp[FM_PATH_MAX + 40], dir[FM_PATH_MAX + 16];
+  fm_runfile_ckpt_names(rf, round, full, sizeof full, NULL, 0);
+  snprintf(tmp, sizeof tmp, "%s.tmp", full);
+  snprintf(dir, sizeof dir, "%s.ckpt", rf->path);
+  int ok = 1;
+  if (rf->rank == 0) ok = mkdir(dir, 0777) == 0 || errno == EEXIST;
+  MPI_Bcast(&ok, 1, MPI_INT, 0, rf->comm);
+  if (!ok) FM_ERROR(FM_ERR_IO, "cannot create the checkpoint folder '%s': %s", dir, strerror(errno));
+  hid_t fapl = mpio_fapl(rf);
+  rf->ckpt_file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
+  if (rf->ckpt_file < 0) FM_ERROR(FM_ERR_IO, "cannot create checkpoint file '%s'", tmp);
+  rf->ckpt = H5Gopen2(rf->ckpt_file, "/", H5P_DEFAULT);
+  RF_CHECK(rf->ckpt, "open a checkpoint's root group");
   rf->ckpt_round = round;
   hid_t g = H5Gcreate2(rf->ckpt, "shared", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   RF_CHECK(g, "create a checkpoint's shared group");
@@ -286,16 +330,44 @@ fm_err fm_runfile_checkpoint_begin(fm_runfile *rf, int round) {
   return FM_OK;
 }
 
+int fm_runfile_elink_path(const fm_runfile *rf, hid_t g, const char *name, char *full, size_t len) {
+  char val[FM_PATH_MAX + 64];
+  const char *file = NULL, *obj = NULL;
+  unsigned flags;
+  H5L_info_t info;
+  if (H5Lget_info(g, name, &info, H5P_DEFAULT) < 0 || info.type != H5L_TYPE_EXTERNAL) return 0;
+  if (H5Lget_val(g, name, val, sizeof val, H5P_DEFAULT) < 0) return 0;
+  val[sizeof val - 1] = 0;
+  if (H5Lunpack_elink_val(val, sizeof val, &flags, &file, &obj) < 0 || !file) return 0;
+  const char *slash = strrchr(rf->path, '/');
+  if (file[0] == '/' || !slash) snprintf(full, len, "%s", file);
+  else snprintf(full, len, "%.*s/%s", (int)(slash - rf->path), rf->path, file);
+  return 1;
+}
+
+/* Remove a checkpoint's link and, when it is a file of its own, the file (rank 0). */
+static void drop_checkpoint(fm_runfile *rf, int round) {
+  char link[64], full[FM_PATH_MAX + 64];
+  snprintf(link, sizeof link, "/checkpoints/r%06d", round);
+  int file = fm_runfile_elink_path(rf, rf->file, link, full, sizeof full);
+  if (H5Lexists(rf->file, link, H5P_DEFAULT) > 0) H5Ldelete(rf->file, link, H5P_DEFAULT);
+  if (file && rf->rank == 0) unlink(full);
+}
+
 fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t n) {
   char path[160];
   snprintf(path, sizeof path, "shared/%s", name);
   hsize_t dims = n;
   hid_t fs = H5Screate_simple(1, &dims, NULL);
   hid_t d = H5Dcreate2(rf->ckpt, path, H5T_NATIVE_FLOAT, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  RF_CHECK(d, "create a shared tensor in a checkpoint");
+  if (fm_runfile_agree(rf, d < 0 ? -1 : 0) < 0) {
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(fs);
+    FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to create shared tensor %s in a checkpoint", rf->path, name);
+  }
   hid_t ms = H5Screate_simple(1, &dims, NULL);
   if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
-  herr_t e = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, rf->dxpl, w);
+  herr_t e = fm_runfile_agree(rf, H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, rf->dxpl, w));
   H5Sclose(ms);
   H5Sclose(fs);
   H5Dclose(d);
@@ -304,24 +376,40 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
 }
 
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf) {
-  /* the tensors reach the file before the mark: a flush that fails (a full disk) must
-   * leave the checkpoint unmarked, not marked complete over partly written tensors */
-  RF_CHECK(H5Fflush(rf->file, H5F_SCOPE_GLOBAL), "flush a checkpoint's tensors");
-  FM_CHECK(attr_i64(rf, rf->ckpt, "complete", 1));
+  char full[FM_PATH_MAX + 32], tmp[FM_PATH_MAX + 40], rel[FM_PATH_MAX + 32], link[64];
+  fm_runfile_ckpt_names(rf, rf->ckpt_round, full, sizeof full, rel, sizeof rel);
+  snprintf(tmp, sizeof tmp, "%s.tmp", full);
+  /* the tensors reach the file before the mark; a failure leaves only the .tmp file */
+  herr_t e = fm_runfile_agree(rf, H5Fflush(rf->ckpt_file, H5F_SCOPE_LOCAL));
+  if (e >= 0) {
+    fm_err err = attr_i64(rf, rf->ckpt, "complete", 1);
+    e = fm_runfile_agree(rf, err ? -1 : 0);
+  }
   H5Gclose(rf->ckpt);
   rf->ckpt = -1;
-  /* the data reach the file before `latest` points at them */
-  RF_CHECK(H5Fflush(rf->file, H5F_SCOPE_GLOBAL), "flush a checkpoint");
-  char target[64];
-  snprintf(target, sizeof target, "/checkpoints/r%06d", rf->ckpt_round);
+  e = fm_runfile_agree(rf, H5Fclose(rf->ckpt_file) < 0 ? -1 : e);
+  rf->ckpt_file = -1;
+  if (e < 0) {
+    if (rf->rank == 0) unlink(tmp);
+    FM_ERROR(FM_ERR_HDF5, "%s: cannot write checkpoint file '%s' (disk full?); the previous checkpoint is "
+             "intact", rf->path, tmp);
+  }
+  int ok = 1;
+  if (rf->rank == 0) ok = rename(tmp, full) == 0; /* atomic: complete, or not there */
+  MPI_Bcast(&ok, 1, MPI_INT, 0, rf->comm);
+  if (!ok) FM_ERROR(FM_ERR_IO, "cannot rename checkpoint '%s' into place: %s", tmp, strerror(errno));
+  /* only now does the run file point at it */
+  snprintf(link, sizeof link, "/checkpoints/r%06d", rf->ckpt_round);
+  if (H5Lexists(rf->file, link, H5P_DEFAULT) > 0) H5Ldelete(rf->file, link, H5P_DEFAULT);
+  RF_CHECK(H5Lcreate_external(rel, "/", rf->file, link, H5P_DEFAULT, H5P_DEFAULT), "link a checkpoint file");
   if (H5Lexists(rf->file, "/checkpoints/latest", H5P_DEFAULT) > 0)
     RF_CHECK(H5Ldelete(rf->file, "/checkpoints/latest", H5P_DEFAULT), "move /checkpoints/latest");
-  RF_CHECK(H5Lcreate_soft(target, rf->file, "/checkpoints/latest", H5P_DEFAULT, H5P_DEFAULT),
+  RF_CHECK(H5Lcreate_soft(link, rf->file, "/checkpoints/latest", H5P_DEFAULT, H5P_DEFAULT),
           "link /checkpoints/latest");
+  RF_CHECK(H5Fflush(rf->file, H5F_SCOPE_GLOBAL), "flush the run file");
   rf->kept[rf->nkept++] = rf->ckpt_round;
   while (rf->nkept > rf->keep_last) { /* prune the oldest */
-    snprintf(target, sizeof target, "/checkpoints/r%06d", rf->kept[0]);
-    if (rf->kept[0] != rf->ckpt_round) H5Ldelete(rf->file, target, H5P_DEFAULT);
+    if (rf->kept[0] != rf->ckpt_round) drop_checkpoint(rf, rf->kept[0]);
     memmove(rf->kept, rf->kept + 1, (size_t)(--rf->nkept) * sizeof *rf->kept);
   }
   RF_CHECK(H5Fflush(rf->file, H5F_SCOPE_GLOBAL), "flush the run file");
@@ -332,6 +420,7 @@ fm_err fm_runfile_close(fm_runfile *rf) {
   if (!rf) return FM_OK;
   herr_t e = 0;
   if (rf->ckpt >= 0) H5Gclose(rf->ckpt);
+  if (rf->ckpt_file >= 0) H5Fclose(rf->ckpt_file);
   hid_t ds[] = {rf->clients_ds, rf->rounds_ds, rf->counts_ds, rf->mass_ds};
   for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
     if (ds[i] > 0) H5Dclose(ds[i]);

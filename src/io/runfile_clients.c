@@ -28,7 +28,10 @@ static fm_err rows_io(fm_runfile *rf, hid_t g, const char *name, hid_t type, siz
     hid_t fs0 = H5Screate_simple(nd, dims, NULL);
     d = H5Dcreate2(g, name, type, fs0, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     H5Sclose(fs0);
-    RF_CHECK(d, "create a client-state dataset");
+    if (fm_runfile_agree(rf, d < 0 ? -1 : 0) < 0) {
+      if (d >= 0) H5Dclose(d);
+      FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to create client data '%s' in a checkpoint", rf->path, name);
+    }
   } else {
     d = H5Dopen2(g, name, H5P_DEFAULT);
     if (d < 0) FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint r%06d lacks client data '%s'", rf->path, rf->ckpt_round, name);
@@ -50,7 +53,7 @@ static fm_err rows_io(fm_runfile *rf, hid_t g, const char *name, hid_t type, siz
     hsize_t mdims[2] = {(hsize_t)k, (hsize_t)n};
     hid_t ms = H5Screate_simple(nd, mdims, NULL);
     if (k == 0) { H5Sselect_none(ms); H5Sselect_none(fs); }
-    e = write ? H5Dwrite(d, type, ms, fs, rf->dxpl, buf) : H5Dread(d, type, ms, fs, rf->dxpl, buf);
+    e = fm_runfile_agree(rf, write ? H5Dwrite(d, type, ms, fs, rf->dxpl, buf) : H5Dread(d, type, ms, fs, rf->dxpl, buf));
     H5Sclose(ms);
     H5Sclose(fs);
   }

@@ -59,14 +59,28 @@ static herr_t list_checkpoint(hid_t g, const char *name, const H5L_info_t *info,
     fprintf(w->out, "  %-10s -> %s\n", name, target);
     return 0;
   }
+  char file[FM_PATH_MAX + 64] = "";
+  if (info->type == H5L_TYPE_EXTERNAL) { /* a checkpoint in a file of its own */
+    char val[FM_PATH_MAX + 64];
+    const char *fname = NULL, *obj = NULL;
+    unsigned flags;
+    if (H5Lget_val(g, name, val, sizeof val, H5P_DEFAULT) >= 0 &&
+        H5Lunpack_elink_val(val, sizeof val, &flags, &fname, &obj) >= 0 && fname)
+      snprintf(file, sizeof file, " in %s", fname);
+  }
   hid_t c = H5Gopen2(g, name, H5P_DEFAULT);
+  if (c < 0) {
+    fprintf(w->out, "  %-10s MISSING%s\n", name, file);
+    w->n++;
+    return 0;
+  }
   long long complete = 0;
   int has = read_i64_attr(c, "complete", &complete);
   hid_t shared = H5Gopen2(c, "shared", H5P_DEFAULT);
   H5G_info_t gi = {0};
   if (shared >= 0) { H5Gget_info(shared, &gi); H5Gclose(shared); }
-  fprintf(w->out, "  %-10s %s, %llu shared tensors\n", name, has && complete ? "complete" : "INCOMPLETE",
-          (unsigned long long)gi.nlinks);
+  fprintf(w->out, "  %-10s %s, %llu shared tensors%s\n", name, has && complete ? "complete" : "INCOMPLETE",
+          (unsigned long long)gi.nlinks, file);
   H5Gclose(c);
   w->n++;
   return 0;

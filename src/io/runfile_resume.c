@@ -36,13 +36,13 @@ static fm_err check_attr(fm_runfile *rf, const char *name, long long want) {
   return FM_OK;
 }
 
-typedef struct { int *rounds; int n, cap; hid_t g; } walk_t;
+typedef struct {
+  int *rounds, *external; /* complete checkpoints: round, and whether a file of its own */
+  int n, cap;
+  const fm_runfile *rf;
+} walk_t;
 
-static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *data) {
-  walk_t *w = data;
-  int round;
-  if (info->type != H5L_TYPE_HARD || sscanf(name, "r%d", &round) != 1) return 0;
-  hid_t c = H5Gopen2(g, name, H5P_DEFAULT);
+static int is_complete(hid_t c) {
   int complete = 0;
   if (c >= 0 && H5Aexists(c, "complete") > 0) {
     hid_t a = H5Aopen(c, "complete", H5P_DEFAULT);
@@ -50,13 +50,37 @@ static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *d
     complete = one_value(a) && H5Aread(a, H5T_NATIVE_INT64, &v) >= 0 && v == 1;
     H5Aclose(a);
   }
-  if (c >= 0) H5Gclose(c);
+  return complete;
+}
+
+static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+  walk_t *w = data;
+  int round, complete = 0, external = info->type == H5L_TYPE_EXTERNAL;
+  if ((info->type != H5L_TYPE_HARD && !external) || sscanf(name, "r%d", &round) != 1) return 0;
+  if (external) { /* a checkpoint file: complete when its mark says so (every rank opens it) */
+    char full[FM_PATH_MAX + 64];
+    if (!fm_runfile_elink_path(w->rf, g, name, full, sizeof full)) return 0;
+    hid_t f = fm_runfile_open_ckpt(w->rf, full);
+    if (f >= 0) {
+      hid_t root = H5Gopen2(f, "/", H5P_DEFAULT);
+      complete = is_complete(root);
+      if (root >= 0) H5Gclose(root);
+      H5Fclose(f);
+    }
+  } else { /* a checkpoint group inside the run file (files of earlier versions) */
+    hid_t c = H5Gopen2(g, name, H5P_DEFAULT);
+    complete = is_complete(c);
+    if (c >= 0) H5Gclose(c);
+  }
   if (!complete) return 0;
   if (w->n == w->cap) {
-    int *nr = realloc(w->rounds, (size_t)(w->cap = w->cap ? 2 * w->cap : 8) * sizeof *nr);
-    if (!nr) return -1;
-    w->rounds = nr;
+    w->cap = w->cap ? 2 * w->cap : 8;
+    int *nr = realloc(w->rounds, (size_t)w->cap * sizeof *nr), *ne = realloc(w->external, (size_t)w->cap * sizeof *ne);
+    if (nr) w->rounds = nr;
+    if (ne) w->external = ne;
+    if (!nr || !ne) return -1;
   }
+  w->external[w->n] = external;
   w->rounds[w->n++] = round;
   return 0;
 }
@@ -107,20 +131,33 @@ fm_err fm_runfile_open_resume(fm_runfile **out, const char *path, const fm_confi
       ndims(rf->mass_ds) != 4)
     FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: metrics or routing datasets have the wrong rank", path);
   /* complete checkpoints, oldest first */
-  walk_t w = {0};
+  walk_t w = {.rf = rf};
   hid_t g = H5Gopen2(rf->file, "/checkpoints", H5P_DEFAULT);
-  if (g >= 0) { H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect, &w); H5Gclose(g); }
-  if (w.n == 0) { free(w.rounds); FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: no complete checkpoint", path); }
+  if (g >= 0) { H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect, &w); }
+  if (w.n == 0) {
+    if (g >= 0) H5Gclose(g);
+    free(w.rounds);
+    free(w.external);
+    FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: no complete checkpoint", path);
+  }
   int keep = w.n > rf->keep_last ? rf->keep_last : w.n;
   for (int i = 0; i < keep; i++) rf->kept[i] = w.rounds[w.n - keep + i];
   rf->nkept = keep;
   *round = w.rounds[w.n - 1];
+  int external = w.external[w.n - 1];
   free(w.rounds);
-  char name[64];
-  snprintf(name, sizeof name, "/checkpoints/r%06d", *round);
-  rf->ckpt = H5Gopen2(rf->file, name, H5P_DEFAULT);
+  free(w.external);
+  char name[64], full[FM_PATH_MAX + 64];
+  snprintf(name, sizeof name, "r%06d", *round);
   rf->ckpt_round = *round;
-  if (rf->ckpt < 0) FM_ERROR(FM_ERR_FORMAT, "%s: cannot open checkpoint %s", path, name);
+  if (external) { /* open the checkpoint's own file, collectively */
+    if (fm_runfile_elink_path(rf, g, name, full, sizeof full)) rf->ckpt_file = fm_runfile_open_ckpt(rf, full);
+    if (rf->ckpt_file >= 0) rf->ckpt = H5Gopen2(rf->ckpt_file, "/", H5P_DEFAULT);
+  } else {
+    rf->ckpt = H5Gopen2(g, name, H5P_DEFAULT);
+  }
+  H5Gclose(g);
+  if (rf->ckpt < 0) FM_ERROR(FM_ERR_FORMAT, "%s: cannot open checkpoint /checkpoints/%s", path, name);
   return FM_OK;
 }
 
@@ -214,5 +251,7 @@ fm_err fm_runfile_truncate(fm_runfile *rf, int round) {
     FM_ERROR(FM_ERR_HDF5, "%s: cannot truncate the routing statistics to round %d", rf->path, round);
   H5Gclose(rf->ckpt);
   rf->ckpt = -1;
+  if (rf->ckpt_file >= 0) H5Fclose(rf->ckpt_file);
+  rf->ckpt_file = -1;
   return FM_OK;
 }

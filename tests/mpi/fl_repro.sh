@@ -12,7 +12,7 @@ for s in fedavg comigs local; do
   done
   for np in 3 5; do
     for obj in /checkpoints/r000002 /metrics/clients /routing/counts /routing/gate_mass; do
-      "$H5DIFF" "$TMP/$s-2.h5" "$TMP/$s-$np.h5" $obj $obj >"$TMP/diff" 2>&1 \
+      "$H5DIFF" --follow-symlinks "$TMP/$s-2.h5" "$TMP/$s-$np.h5" $obj $obj >"$TMP/diff" 2>&1 \
         || { cat "$TMP/diff"; fail "$s: $obj differs between 2 and $np ranks"; }
     done
     echo "ok: $s on 2 and $np ranks: identical checkpoint, metrics and routing"

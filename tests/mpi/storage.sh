@@ -41,15 +41,17 @@ expect_fail $NP 10 "$TMP/ro/half.h5" run "$TMP/tiny.ini" $set_common --resume "$
 umount "$TMP/ro"
 echo "ok: read-only file systems: clear errors naming the file"
 
-# 2. a full file system during the checkpoint of round 3
+# 2. a file system that fills up: the 3rd checkpoint does not fit; the run stops before
+#    writing it (a parallel HDF5 write failing on some ranks only could hang the others)
 mpi $NP run "$TMP/tiny.ini" $set_common --set run.output="$TMP/ref.h5" || { cat "$TMP/out"; fail "the unfailed run"; }
 mkdir -p "$TMP/small"
-mount -t tmpfs -o size=3m tmpfs "$TMP/small" || fail "cannot mount a small tmpfs"
-expect_fail $NP 10 "$TMP/small/run.h5: HDF5 failed" run "$TMP/tiny.ini" $set_common --set run.output="$TMP/small/run.h5"
-grep -q "checkpoint" "$TMP/out" || echo "note: the disk filled outside the checkpoint writes"
+mount -t tmpfs -o size=4m tmpfs "$TMP/small" || fail "cannot mount a small tmpfs"
+expect_fail $NP 10 "$TMP/small/run.h5: round 3 needs" run "$TMP/tiny.ini" $set_common --set run.output="$TMP/small/run.h5"
 sleep 0.5
 pgrep -f -- "run.output=$TMP/small/run.h5" >/dev/null && fail "processes of the run are still there"
-cp "$TMP/small/run.h5" "$TMP/full.h5"
+ls "$TMP/small/run.h5.ckpt" | grep -q tmp && fail "a temporary checkpoint file was left behind"
+# the run file and its checkpoint files, moved elsewhere: the links are relative
+cp "$TMP/small/run.h5" "$TMP/full.h5" && cp -r "$TMP/small/run.h5.ckpt" "$TMP/"
 umount "$TMP/small"
 "$FEDMOE" info "$TMP/full.h5" >"$TMP/info" 2>&1 || { cat "$TMP/info"; fail "fedmoe info cannot read the run file"; }
 cat "$TMP/info" | sed -n '/^checkpoints/,/^configuration/p'
@@ -59,7 +61,7 @@ grep -q "r000003 *complete" "$TMP/info" && fail "r000003 (written when the disk 
 mpi $NP run "$TMP/tiny.ini" $set_common --resume "$TMP/full.h5" || { cat "$TMP/out"; fail "resume after the full disk"; }
 bad=
 for obj in /checkpoints/r00000$R /metrics/clients /routing/counts /routing/gate_mass; do
-  "$H5DIFF" "$TMP/ref.h5" "$TMP/full.h5" $obj $obj >"$TMP/diff" 2>&1 || { head -20 "$TMP/diff"; bad="$bad $obj"; }
+  "$H5DIFF" --follow-symlinks "$TMP/ref.h5" "$TMP/full.h5" $obj $obj >"$TMP/diff" 2>&1 || { head -20 "$TMP/diff"; bad="$bad $obj"; }
 done
 [ -z "$bad" ] || fail "resumed after a full disk, differs from the unfailed run in:$bad"
 echo "ok: a full disk in a checkpoint: clear error, r000002 intact, resumed equal to the unfailed run"
