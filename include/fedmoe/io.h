@@ -6,16 +6,21 @@
  *   /metrics/rounds         compound, extendible: one row per round
  *   /routing/counts         uint64 [round][client][layer][expert] top-k picks in training
  *   /routing/gate_mass      float64 [round][client][layer][expert] summed router probability
- *   /checkpoints/r{round:06d}/shared/{tensor}        the global shared tensors
- *   /checkpoints/r{round:06d}/clients/class{c}/{params,adam_m,adam_v} [K][n], adam_step [K],
- *                           client [K]: the K clients holding that private class, by id
+ *   /checkpoints/r{round:06d}  external link to the checkpoint file "<run file>.ckpt/r{round:06d}.h5":
+ *                           its /shared/{tensor} hold the global shared tensors, its
+ *                           /clients/class{c}/{params,adam_m,adam_v} [K][n], adam_step [K], client [K]
+ *                           the K clients holding that private class, by id; attrs round, complete
  *   /checkpoints/latest     soft link to the newest complete checkpoint
  *   /fl/<name>              strategy figures: float64 [round][client][layer][expert]
  *                           (hfedmoe: selected, importance, kl, usage), int32 [client] (budget)
  * Client state is one 2-D dataset per private class holding only the clients that
  * have trained (the others are at the initial values), each host writing its rows,
  * instead of one group per client as DESIGN.md first sketched: the number of HDF5
- * objects does not grow with N, and the bytes grow with the clients that trained. Every random
+ * objects does not grow with N, and the bytes grow with the clients that trained.
+ * A checkpoint is a file of its own, written as .tmp and renamed into place before the
+ * run file links to it, so a rank killed or a disk filled while it is written never
+ * damages the run file or an earlier checkpoint; before a round's writes rank 0 checks
+ * the free space, so a parallel HDF5 write never fails on some ranks only. Every random
  * stream is addressed by (seed, client, round, purpose), so a checkpoint needs no
  * RNG state beyond its round. */
 #ifndef FEDMOE_IO_H
