@@ -53,6 +53,13 @@ typedef struct {
   int ph_local, ph_reduce, ph_server, ph_bcast, ph_eval, ph_gather, ph_io;
 } run_t;
 
+/* Every client id, 0..n-1 (the server's evaluation of every client). */
+static fm_err all_clients(int n, int **out) {
+  FM_CALLOC(*out, (size_t)n, "client list");
+  for (int i = 0; i < n; i++) (*out)[i] = i;
+  return FM_OK;
+}
+
 /* Bytes a client needs for a training step: every parameter (4 B); gradient and
  * Adam's m and v (12 B) for each parameter it trains - with a budget, only that many
  * experts (hfedmoe) or generalists plus that many specialists (comigs); and the
@@ -118,8 +125,7 @@ static fm_err setup(run_t *r) {
     FM_CHECK(r->st->server_init(&r->server_state, r->model, c, &r->data));
     if (r->st->server_eval) {
       int *all;
-      FM_CALLOC(all, (size_t)c->fl.clients, "client list");
-      for (int i = 0; i < c->fl.clients; i++) all[i] = i;
+      FM_CHECK(all_clients(c->fl.clients, &all));
       fm_err err = r->st->server_eval(r->server_state, r->model, c, &r->data, all, c->fl.clients, &r->baseline_full);
       free(all);
       FM_CHECK(err);
@@ -343,8 +349,7 @@ static fm_err server_work(run_t *r, int round, int m, double *full_loss) {
   int n = m, *list = r->sampled;
   int *all = NULL;
   if (round == r->cfg->fl.rounds && r->cfg->fl.final_eval == FM_FINAL_EVAL_ALL) {
-    FM_CALLOC(all, (size_t)r->cfg->fl.clients, "client list");
-    for (int i = 0; i < r->cfg->fl.clients; i++) all[i] = i;
+    FM_CHECK(all_clients(r->cfg->fl.clients, &all));
     list = all;
     n = r->cfg->fl.clients;
   }
@@ -370,15 +375,12 @@ static fm_err clients_with_state(run_t *r, uint8_t **have, int32_t **ids, int *k
 
 /* Write a checkpoint: the global shared tensors (from rank 0) and the private
  * classes of every client that has trained (each host its rows). Collective. */
-static fm_err checkpoint(run_t *r, int round) {
+static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t *ids, int k) {
   FM_CHECK(fm_runfile_checkpoint_begin(r->rf, round));
   fm_fault_point(r->cfg, r->rank, "checkpoint_write", round); /* in the middle of writing it */
   for (int s = 0; s < r->nseg; s++)
     FM_CHECK(fm_runfile_write_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
-  uint8_t *have = NULL;
-  int32_t *ids = NULL;
-  int k = 0;
-  fm_err err = clients_with_state(r, &have, &ids, &k);
+  fm_err err = FM_OK;
   for (int c = 0; !err && c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
     size_t n = fm_model_class_numel(r->model, c), kk = (size_t)k;
@@ -400,8 +402,6 @@ static fm_err checkpoint(run_t *r, int round) {
     free(p); free(m); free(v); free(step);
     err = e ? e : w;
   }
-  free(have);
-  free(ids);
   FM_CHECK(err);
   FM_CHECK(fm_runfile_checkpoint_end(r->rf));
   return FM_OK;
@@ -413,17 +413,15 @@ static fm_err checkpoint(run_t *r, int round) {
  * with the round's bytes (metrics, and the checkpoint: shared tensors and the private
  * state of every client that has some, with 10% and 1 MB to spare) and every rank
  * learns the answer; the previous checkpoint stays as it is. */
-static fm_err check_space(run_t *r, int round, int checkpointing) {
+static fm_err check_space(run_t *r, int round, const uint8_t *have) {
   fm_err err = FM_OK;
   double need = 1048576.0 + (double)r->cfg->fl.clients * 256;
-  if (checkpointing) {
-    double priv = 0;
+  if (have) { /* a checkpoint this round; have[N] marks the clients with private state */
+    double priv = 0, with_state = 0;
     for (int c = 0; c < r->host.nclass; c++)
       if (!r->st->shared[c]) priv += 12.0 * (double)fm_model_class_numel(r->model, c);
-    long with_state = 0;
-    for (int li = 0; li < r->nlocal; li++) with_state += r->clients[r->rank - 1 + li * (r->P - 1)].allocated;
-    FM_MPI(MPI_Allreduce(MPI_IN_PLACE, &with_state, 1, MPI_LONG, MPI_SUM, r->comm));
-    need += 1.1 * ((double)r->shared_bytes + (double)with_state * priv);
+    for (int i = 0; i < r->cfg->fl.clients; i++) with_state += have[i];
+    need += 1.1 * ((double)r->shared_bytes + with_state * priv);
   }
   if (r->rank == 0) {
     char dir[FM_PATH_MAX];
@@ -639,12 +637,17 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     rr.t_broadcast = most[3]; rr.t_evaluate = most[4]; rr.peak_rss_mb = most[5];
     fm_phase_begin(r->ph_io);
     int ckpt_now = (c->run.checkpoint_every && round % c->run.checkpoint_every == 0) || round == last_round;
-    err = check_space(r, round, ckpt_now);
-    if (err) { fm_phase_end(r->ph_io); break; }
-    err = fm_runfile_append_clients(r->rf, crow, ncrow);
+    uint8_t *have = NULL; /* with a checkpoint: the clients with private state, agreed */
+    int32_t *ids = NULL;
+    int nids = 0;
+    if (ckpt_now) err = clients_with_state(r, &have, &ids, &nids);
+    if (!err) err = check_space(r, round, have);
+    if (!err) err = fm_runfile_append_clients(r->rf, crow, ncrow);
     if (!err) err = fm_runfile_write_routing(r->rf, round, r->route_counts, r->gate_mass, r->nlocal);
     err = write_stats(r, round, err);
-    if (!err && ckpt_now) err = checkpoint(r, round);
+    if (!err && ckpt_now) err = checkpoint(r, round, have, ids, nids);
+    free(have);
+    free(ids);
     fm_phase_end(r->ph_io);
     /* the round's own row last, so that it carries the round's run-file time */
     rr.t_io = phase_delta(r->ph_io, last);
@@ -681,23 +684,21 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
 /* mkdir -p of the run file's folder, on rank 0; an error is everyone's. */
 static fm_err make_parent_dir(const char *path, int rank, MPI_Comm comm) {
   fm_err err = FM_OK;
-  if (rank == 0) {
-    char dir[FM_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-      *slash = 0;
-      for (char *p = dir + 1; *p && !err; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(dir, 0777) && errno != EEXIST)
-          err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_IO, "run.output: cannot create folder '%s': %s",
-                             dir, strerror(errno));
-        *p = '/';
-      }
-      if (!err && mkdir(dir, 0777) && errno != EEXIST)
+  char dir[FM_PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (rank == 0 && slash && slash != dir) {
+    *slash = 0;
+    /* each prefix ending at a '/' or at the end of the folder name */
+    for (char *p = dir + 1; !err; p++) {
+      if (*p && *p != '/') continue;
+      char end = *p;
+      *p = 0;
+      if (mkdir(dir, 0777) && errno != EEXIST)
         err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_IO, "run.output: cannot create folder '%s': %s",
                            dir, strerror(errno));
+      *p = end;
+      if (!end) break;
     }
   }
   return fm_error_agree(err, &comm);
