@@ -5,8 +5,8 @@
  * keeps h [N,4D] (before GELU) and g [N,4D] (after) */
 void fm_ffn_forward(float *out, float *h, float *g, const float *x, const float *fc_w,
                     const float *fc_b, const float *pj_w, const float *pj_b, int N, int D) {
-  fm_linear_forward(h, x, fc_w, fc_b, N, D, 4 * D, 0);
-  fm_gelu_forward(g, h, (size_t)N * 4 * D);
+  fm_gemm(0, 0, N, 4 * D, D, 1.0f, x, D, fc_w, 4 * D, 0.0f, h, 4 * D);
+  fm_bias_gelu_forward(g, h, fc_b, N, 4 * D);
   fm_linear_forward(out, g, pj_w, pj_b, N, 4 * D, D, 1);
 }
 
@@ -17,6 +17,6 @@ void fm_ffn_backward(float *dx, float *dfc_w, float *dfc_b, float *dpj_w, float 
   int need_dh = dx || dfc_w || dfc_b;
   fm_linear_backward(need_dh ? dg : NULL, dpj_w, dpj_b, dout, g, pj_w, N, 4 * D, D, 0);
   if (!need_dh) return;
-  fm_gelu_backward(dg, h, dg, (size_t)N * 4 * D);
-  fm_linear_backward(dx, dfc_w, dfc_b, dg, x, fc_w, N, D, 4 * D, 1);
+  fm_gelu_backward_bias(dg, h, dfc_b, N, 4 * D);
+  fm_linear_backward(dx, dfc_w, NULL, dg, x, fc_w, N, D, 4 * D, 1);
 }

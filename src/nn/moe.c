@@ -139,8 +139,8 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
       int n = L->count[e];
       if (!n) continue;
       size_t s = (size_t)L->start[e];
-      fm_linear_forward(L->h + s * F, L->xg + s * D, p->efc_w[e].w, p->efc_b[e].w, n, D, F, 0);
-      fm_gelu_forward(L->g + s * F, L->h + s * F, (size_t)n * F);
+      fm_gemm(0, 0, n, F, D, 1.0f, L->xg + s * D, D, p->efc_w[e].w, F, 0.0f, L->h + s * F, F);
+      fm_bias_gelu_forward(L->g + s * F, L->h + s * F, p->efc_b[e].w, n, F);
       fm_linear_forward(L->y + s * D, L->g + s * F, p->epj_w[e].w, p->epj_b[e].w, n, F, D, 0);
     }
   } else {
@@ -210,8 +210,8 @@ void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *
       fm_linear_backward(need_dh ? L->dg + s * F : NULL, p->epj_w[e].g, p->epj_b[e].g, L->dy + s * D,
                          L->g + s * F, p->epj_w[e].w, n, F, D, 0);
       if (!need_dh) continue;
-      fm_gelu_backward(L->dg + s * F, L->h + s * F, L->dg + s * F, (size_t)n * F);
-      fm_linear_backward(dx ? L->dxg + s * D : NULL, p->efc_w[e].g, p->efc_b[e].g, L->dg + s * F,
+      fm_gelu_backward_bias(L->dg + s * F, L->h + s * F, p->efc_b[e].g, n, F);
+      fm_linear_backward(dx ? L->dxg + s * D : NULL, p->efc_w[e].g, NULL, L->dg + s * F,
                          L->xg + s * D, p->efc_w[e].w, n, D, F, 0);
     }
   } else {

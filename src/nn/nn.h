@@ -41,6 +41,10 @@ void fm_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
 void fm_gelu_forward(float *out, const float *inp, size_t n);
 /* dinp[n] = gelu'(inp) * dout (written; dinp may alias dout) */
 void fm_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+/* h [rows,F] += b (b may be NULL), g = gelu(h): the c_fc bias and GELU in one pass */
+void fm_bias_gelu_forward(float *g, float *h, const float *b, int rows, int F);
+/* dh [rows,F] *= gelu'(h) in place; db[F] += its column sums (db may be NULL) */
+void fm_gelu_backward_bias(float *dh, const float *h, float *db, int rows, int F);
 
 /* ---- ffn.c: the dense feed-forward part, out[N,D] += gelu(x @ fc_w + fc_b) @ pj_w + pj_b
  * fc_w [D,4D], fc_b [4D], pj_w [4D,D], pj_b [D]; keeps h [N,4D] (pre-GELU), g [N,4D] */

@@ -1,7 +1,7 @@
-/* vmath.h - exp and tanh for the kernels' element-wise loops (private to src/nn).
+/* vmath.h - exp for the kernels' element-wise loops (private to src/nn).
  *
- * glibc's expf and tanhf are calls the loop vectoriser cannot see through, so a loop
- * over 10^6 values runs them one by one. These are branch-free and inline, so GCC
+ * glibc's expf is a call the loop vectoriser cannot see through, so a loop
+ * over 10^6 values runs it value by value. This one is branch-free and inline, so GCC
  * turns such loops into 8-wide AVX2 code (in the FM_VEC clones) or 4-wide SSE2.
  *
  * exp(x) = 2^n e^r with n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2] (ln 2
@@ -12,11 +12,7 @@
  * denormal or 0, which no caller can tell from 0 next to its other terms.
  * Relative error: a few ulp over the whole range.
  *
- * tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|): no overflow for any u; the
- * absolute error is a few 1e-8 (the relative error grows as u -> 0, where tanh u ~ u,
- * but GELU only uses 1 + tanh and 1 - tanh^2, for which the absolute error is what counts).
- *
- * The loops that use them need -fno-trapping-math to be if-converted (local.mk). */
+ * The loops that use it need -fno-trapping-math to be if-converted (local.mk). */
 #ifndef FEDMOE_NN_VMATH_H
 #define FEDMOE_NN_VMATH_H
 
@@ -51,13 +47,6 @@ static inline float fm_vexpf(float x) {
   float s;
   memcpy(&s, &bits, sizeof s);
   return p * s;
-}
-
-static inline float fm_vtanhf(float u) {
-  const float a = u < 0.0f ? -u : u;
-  const float e = fm_vexpf(-2.0f * a);
-  const float t = (1.0f - e) / (1.0f + e);
-  return u < 0.0f ? -t : t;
 }
 
 #endif

@@ -206,6 +206,42 @@ static void test_gelu(void) {
   free(s.x); free(s.out); free(s.R); free(dx);
 }
 
+/* ---- bias + gelu fused (the c_fc epilogue): h += b, g = gelu(h); backward with db ---- */
+typedef struct { int rows, F; float *h0, *b, *h, *g, *R; } bgelu_ctx;
+static double bgelu_loss(void *c) {
+  bgelu_ctx *s = c;
+  memcpy(s->h, s->h0, (size_t)s->rows * s->F * sizeof(float));
+  fm_bias_gelu_forward(s->g, s->h, s->b, s->rows, s->F);
+  return dotd(s->g, s->R, (size_t)s->rows * s->F);
+}
+static void test_bias_gelu(void) {
+  bgelu_ctx s = {.rows = 5, .F = 24};
+  size_t n = (size_t)s.rows * s.F;
+  s.h0 = vec(n, 2);
+  s.b = vec((size_t)s.F, 1);
+  s.h = vec(n, 0);
+  s.g = vec(n, 0);
+  s.R = vec(n, 1);
+  bgelu_loss(&s);
+  for (int r = 0; r < s.rows; r++)
+    for (int j = 0; j < s.F; j++) {
+      size_t i = (size_t)r * s.F + j;
+      double x = (double)s.h0[i] + s.b[j];
+      FM_ASSERT_CLOSE(s.h[i], x, 1e-6, 1e-7); /* h keeps the pre-activation */
+      FM_ASSERT_CLOSE(s.g[i], 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))), 1e-5, 1e-6);
+    }
+  /* gradients: dh = gelu'(h) R (in place), db = column sums of dh */
+  float *dh = vec(n, 0), *db = vec((size_t)s.F, 0);
+  memcpy(dh, s.R, n * sizeof *dh);
+  fm_gelu_backward_bias(dh, s.h, db, s.rows, s.F);
+  fd_problem p = {bgelu_loss, NULL, &s};
+  fd_begin();
+  fd_check("bias_gelu h", &p, s.h0, dh, n);
+  fd_check("bias_gelu b", &p, s.b, db, (size_t)s.F);
+  fd_end();
+  free(s.h0); free(s.b); free(s.h); free(s.g); free(s.R); free(dh); free(db);
+}
+
 /* ---- dense FFN (linear + gelu + linear) ---- */
 typedef struct { int N, D; float *x, *fw, *fb, *pw, *pb, *h, *g, *out, *R; } ffn_ctx;
 static double ffn_loss(void *c) {
@@ -650,6 +686,7 @@ int fm_test_register(void) {
     {"gemm strides", test_gemm},
     {"layernorm", test_layernorm},
     {"gelu", test_gelu},
+    {"bias + gelu fused", test_bias_gelu},
     {"dense ffn", test_ffn},
     {"causal attention", test_attention},
     {"embedding", test_embed},
