@@ -26,12 +26,9 @@ size_t fm_attention_scratch(int T) {
 FM_VEC static void softmax_rows(float *P, int T, int i0, int i1) {
   for (int i = i0; i < i1; i++) {
     float *restrict p = P + (size_t)i * T;
-    float mx = p[0];
-    for (int j = 1; j <= i; j++) mx = p[j] > mx ? p[j] : mx;
+    const float mx = fm_vmax(p, i + 1);
     for (int j = 0; j <= i; j++) p[j] = fm_vexpf(p[j] - mx);
-    float s = 0.0f;
-    for (int j = 0; j <= i; j++) s += p[j];
-    const float inv = 1.0f / s;
+    const float inv = 1.0f / fm_vsum(p, i + 1);
     for (int j = 0; j <= i; j++) p[j] *= inv;
     for (int j = i + 1; j < i1; j++) p[j] = 0.0f;
   }
@@ -67,14 +64,13 @@ FM_VEC static void softmax_backward_rows(float *dS, const float *P, int T, int i
   for (int i = i0; i < i1; i++) {
     const float *restrict p = P + (size_t)i * T;
     float *restrict d = dS + (size_t)(i - i0) * T;
-    float dot = 0.0f;
-    for (int j = 0; j <= i; j++) dot += p[j] * d[j];
+    const float dot = fm_vdot(p, d, i + 1);
     for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
     for (int j = i + 1; j < i1; j++) d[j] = 0.0f;
   }
 }
 
-/* dout [B,T,D] -> dqkv [B,T,3D] (written). With dP = dO V^T and
+/* dout [B,T,D] -> dqkv [B,T,3D] (written, every value). With dP = dO V^T and
  * dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik) scale (j <= i):
  *   dQ = dS K,  dK = dS^T Q,  dV = P^T dO.
  * scratch: rows x T floats for dP/dS of one row block. */
@@ -82,7 +78,6 @@ void fm_attention_backward(float *dqkv, float *scratch, const float *dout, const
                            const float *att, int B, int T, int D, int H) {
   const int hs = D / H, C3 = 3 * D;
   const float scale = 1.0f / sqrtf((float)hs);
-  memset(dqkv, 0, (size_t)B * T * C3 * sizeof *dqkv);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
       const size_t base = (size_t)b * T * C3 + (size_t)h * hs;
@@ -90,18 +85,22 @@ void fm_attention_backward(float *dqkv, float *scratch, const float *dout, const
       float *dQ = dqkv + base, *dK = dQ + D, *dV = dQ + 2 * D;
       const float *P = att + ((size_t)b * H + h) * T * T;
       const float *dO = dout + (size_t)b * T * D + (size_t)h * hs;
-      for (int i0 = 0; i0 < T; i0 += att_block) {
+      /* last row block first: it reaches every column (i1 = T), so its dK and dV
+       * GEMMs write them (beta 0) and the blocks above add to them: dqkv needs no
+       * clearing pass */
+      for (int i0 = (T - 1) / att_block * att_block; i0 >= 0; i0 -= att_block) {
         int i1 = i0 + att_block < T ? i0 + att_block : T, rows = i1 - i0;
+        const float beta = i1 == T ? 0.0f : 1.0f;
         const float *Pb = P + (size_t)i0 * T;
         float *dS = scratch; /* row i of the block at dS + (i - i0) T */
         /* dP[i0:i1, 0:i1] = dO[i0:i1] V[0:i1]^T */
         fm_gemm(0, 1, rows, i1, hs, 1.0f, dO + (size_t)i0 * D, D, V, C3, 0.0f, dS, T);
         /* dV[0:i1] += P[i0:i1, 0:i1]^T dO[i0:i1]  (P is zero above the diagonal) */
-        fm_gemm(1, 0, i1, hs, rows, 1.0f, Pb, T, dO + (size_t)i0 * D, D, 1.0f, dV, C3);
+        fm_gemm(1, 0, i1, hs, rows, 1.0f, Pb, T, dO + (size_t)i0 * D, D, beta, dV, C3);
         softmax_backward_rows(dS, P, T, i0, i1, scale);
         /* dQ[i0:i1] = dS[i0:i1, 0:i1] K[0:i1];  dK[0:i1] += dS^T Q[i0:i1] */
         fm_gemm(0, 0, rows, hs, i1, 1.0f, dS, T, K, C3, 0.0f, dQ + (size_t)i0 * C3, C3);
-        fm_gemm(1, 0, i1, hs, rows, 1.0f, dS, T, Q + (size_t)i0 * C3, C3, 1.0f, dK, C3);
+        fm_gemm(1, 0, i1, hs, rows, 1.0f, dS, T, Q + (size_t)i0 * C3, C3, beta, dK, C3);
       }
     }
 }

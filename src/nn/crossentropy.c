@@ -4,15 +4,14 @@
 
 #include <math.h>
 
-/* sum_j exp(z[j] - mx), in chunks: the exponentials vectorise, the sum keeps its order */
+/* sum_j exp(z[j] - mx), in the 8 lanes of vmath.h */
 static inline float sum_exp(const float *restrict z, int V, float mx) {
-  float buf[256], s = 0.0f;
-  for (int j0 = 0; j0 < V; j0 += 256) {
-    const int n = V - j0 < 256 ? V - j0 : 256;
-    for (int j = 0; j < n; j++) buf[j] = fm_vexpf(z[j0 + j] - mx);
-    for (int j = 0; j < n; j++) s += buf[j];
-  }
-  return s;
+  float acc[FM_LANES] = {0};
+  int j = 0;
+  for (; j + FM_LANES <= V; j += FM_LANES)
+    for (int l = 0; l < FM_LANES; l++) acc[l] += fm_vexpf(z[j + l] - mx);
+  for (int l = 0; j < V; j++, l++) acc[l] += fm_vexpf(z[j] - mx);
+  return fm_lanes_sum(acc);
 }
 
 /* logits [N,V], targets [N] (< 0: ignored) -> mean over counted rows of
@@ -23,8 +22,7 @@ FM_VEC double fm_crossentropy_forward(float *lse, const float *logits, const int
   int cnt = 0;
   for (int n = 0; n < N; n++) {
     const float *restrict z = logits + (size_t)n * V;
-    float mx = z[0];
-    for (int j = 1; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+    const float mx = fm_vmax(z, V);
     lse[n] = mx + logf(sum_exp(z, V, mx));
     if (targets[n] >= 0) {
       sum += (double)lse[n] - (double)z[targets[n]];

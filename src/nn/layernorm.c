@@ -12,11 +12,13 @@ FM_VEC void fm_layernorm_forward(float *out, float *mean, float *rstd, const flo
   for (int n = 0; n < N; n++) {
     const float *restrict x = inp + (size_t)n * C;
     float *restrict o = out + (size_t)n * C;
-    float m = 0.0f, v = 0.0f;
-    for (int i = 0; i < C; i++) m += x[i];
-    m /= (float)C;
-    for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m); /* two passes: no cancellation */
-    v /= (float)C;
+    const float m = fm_vsum(x, C) / (float)C;
+    float acc[FM_LANES] = {0}; /* the variance in a second pass: no cancellation */
+    int i = 0;
+    for (; i + FM_LANES <= C; i += FM_LANES)
+      for (int l = 0; l < FM_LANES; l++) acc[l] += (x[i + l] - m) * (x[i + l] - m);
+    for (int l = 0; i < C; i++, l++) acc[l] += (x[i] - m) * (x[i] - m);
+    const float v = fm_lanes_sum(acc) / (float)C;
     float s = 1.0f / sqrtf(v + LN_EPS);
     for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * w[i] + b[i];
     mean[n] = m;
@@ -42,14 +44,21 @@ FM_VEC void fm_layernorm_backward(float *dinp, float *dw, float *db, const float
       for (int i = 0; i < C; i++) acc[i] += d[i] * (x[i] - m) * s;
     }
     if (dinp) {
-      float sum_d = 0.0f, sum_dx = 0.0f;
-      for (int i = 0; i < C; i++) {
+      /* sum_d = sum dxhat, sum_dx = sum dxhat xhat = s (sum dxhat x - m sum_d) */
+      float ad[FM_LANES] = {0}, ax[FM_LANES] = {0};
+      int i = 0;
+      for (; i + FM_LANES <= C; i += FM_LANES)
+        for (int l = 0; l < FM_LANES; l++) {
+          float dxh = d[i + l] * w[i + l];
+          ad[l] += dxh;
+          ax[l] += dxh * (x[i + l] - m);
+        }
+      for (int l = 0; i < C; i++, l++) {
         float dxh = d[i] * w[i];
-        sum_d += dxh;
-        sum_dx += dxh * (x[i] - m) * s;
+        ad[l] += dxh;
+        ax[l] += dxh * (x[i] - m);
       }
-      sum_d /= (float)C;
-      sum_dx /= (float)C;
+      const float sum_d = fm_lanes_sum(ad) / (float)C, sum_dx = fm_lanes_sum(ax) * s / (float)C;
       float *restrict di = dinp + (size_t)n * C;
       for (int i = 0; i < C; i++) di[i] += s * (d[i] * w[i] - sum_d - (x[i] - m) * s * sum_dx);
     }

@@ -49,4 +49,47 @@ static inline float fm_vexpf(float x) {
   return p * s;
 }
 
+/* Reductions in 8 independent lanes, combined pairwise at the end. Without
+ * -ffast-math GCC may not reorder a sum, so `s += x[i]` runs one add at a time; with
+ * eight partial sums the loop body is one 8-wide vector add. The order of the sum
+ * is fixed by n alone, so results stay the same run to run. */
+enum { FM_LANES = 8 };
+
+static inline float fm_lanes_sum(const float *acc) {
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+/* sum of x[0..n) */
+static inline float fm_vsum(const float *restrict x, int n) {
+  float acc[FM_LANES] = {0};
+  int i = 0;
+  for (; i + FM_LANES <= n; i += FM_LANES)
+    for (int l = 0; l < FM_LANES; l++) acc[l] += x[i + l];
+  for (int l = 0; i < n; i++, l++) acc[l] += x[i];
+  return fm_lanes_sum(acc);
+}
+
+/* sum of x[i] y[i] over [0..n) */
+static inline float fm_vdot(const float *restrict x, const float *restrict y, int n) {
+  float acc[FM_LANES] = {0};
+  int i = 0;
+  for (; i + FM_LANES <= n; i += FM_LANES)
+    for (int l = 0; l < FM_LANES; l++) acc[l] += x[i + l] * y[i + l];
+  for (int l = 0; i < n; i++, l++) acc[l] += x[i] * y[i];
+  return fm_lanes_sum(acc);
+}
+
+/* largest of x[0..n), n >= 1 (NaN-free input) */
+static inline float fm_vmax(const float *restrict x, int n) {
+  float acc[FM_LANES];
+  for (int l = 0; l < FM_LANES; l++) acc[l] = x[0];
+  int i = 0;
+  for (; i + FM_LANES <= n; i += FM_LANES)
+    for (int l = 0; l < FM_LANES; l++) acc[l] = x[i + l] > acc[l] ? x[i + l] : acc[l];
+  for (int l = 0; i < n; i++, l++) acc[l] = x[i] > acc[l] ? x[i] : acc[l];
+  float m = acc[0];
+  for (int l = 1; l < FM_LANES; l++) m = acc[l] > m ? acc[l] : m;
+  return m;
+}
+
 #endif

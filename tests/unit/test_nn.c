@@ -324,7 +324,7 @@ static void attention_case(int block, int T) {
           FM_ASSERT_CLOSE(s.out[(b * s.T + i) * s.D + h * hs + d], o, 1e-4, 1e-5);
         }
       }
-  float *dqkv = vec(n3, 0), *scr = vec(fm_attention_scratch(s.T), 0);
+  float *dqkv = vec(n3, 1), *scr = vec(fm_attention_scratch(s.T), 0); /* dqkv: garbage in, all written */
   fm_attention_backward(dqkv, scr, s.R, s.qkv, s.att, s.B, s.T, s.D, s.H);
   fd_problem p = {att_loss, NULL, &s};
   fd_begin();
