@@ -163,12 +163,11 @@ typedef struct {
 
 /* One training step as the runtime does it (fm_client_train_step, one class). */
 static fm_err train_step(bench_model *bm) {
-  fm_adamw_hparams h = {1e-3f, 0.9f, 0.99f, 1e-8f, 0.0f};
   float ce, lb;
   fm_model_zero_grads(bm->m);
   FM_CHECK(fm_model_forward(bm->m, bm->tok, bm->tgt, BENCH_B, BENCH_T, &ce, &lb));
   FM_CHECK(fm_model_backward(bm->m));
-  fm_model_clip_grads(bm->m, 1u, 1.0);
+  fm_adamw_hparams h = {1e-3f, 0.9f, 0.99f, 1e-8f, 0.0f, fm_model_clip_factor(bm->m, 1u, 1.0)};
   fm_adamw_step(&bm->opt, bm->m, 0, &h);
   return FM_OK;
 }

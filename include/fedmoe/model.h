@@ -153,6 +153,7 @@ typedef struct {
 
 typedef struct {
   float lr, beta1, beta2, eps, weight_decay;
+  float grad_scale; /* > 0: the gradients are taken times this (clipping, fm_model_clip_factor) */
 } fm_adamw_hparams;
 
 fm_err fm_adamw_create(fm_adamw *o, size_t n);
@@ -162,8 +163,10 @@ void fm_adamw_reset(fm_adamw *o);
 void fm_adamw_step(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hparams *h);
 /* L2 norm of the gradients of the unfrozen tensors of the classes in mask (bit c). */
 double fm_model_grad_norm(fm_model *m, unsigned mask);
-/* Scale those gradients so that their norm is at most max_norm (> 0); returns the norm. */
-double fm_model_clip_grads(fm_model *m, unsigned mask, double max_norm);
+/* The factor that clipping those gradients to norm max_norm applies (1 when the norm is within it, or
+ * max_norm <= 0), for AdamW's grad_scale: the optimizer scales as it reads, which
+ * saves clipping's pass over the gradients. */
+float fm_model_clip_factor(fm_model *m, unsigned mask, double max_norm);
 /* Learning rate at step (0-based) of total: linear warm-up, then constant or cosine
  * from lr to lr_min (train.* keys). */
 float fm_lr_at(const fm_config *c, long step, long total, float lr);

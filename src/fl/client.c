@@ -43,9 +43,9 @@ fm_err fm_client_train_step(fm_client_ctx *cx, int split, unsigned class_mask, f
   fm_model_zero_grads(cx->model);
   FM_CHECK(fm_model_forward(cx->model, cx->tokens, cx->targets, B, T, &ce, &lb));
   FM_CHECK(fm_model_backward(cx->model));
-  if (c->train.grad_clip > 0) fm_model_clip_grads(cx->model, class_mask, c->train.grad_clip);
   fm_adamw_hparams h = {lr, (float)c->train.beta1, (float)c->train.beta2, (float)c->train.eps,
-                        (float)c->train.weight_decay};
+                        (float)c->train.weight_decay,
+                        fm_model_clip_factor(cx->model, class_mask, c->train.grad_clip)};
   for (int k = 0; k < nclass; k++)
     if (class_mask >> k & 1) fm_adamw_step(&cx->opt[k], cx->model, k, &h);
   if (split == FM_SPLIT_TRAIN) add_routing(cx, B * T);

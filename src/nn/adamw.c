@@ -1,6 +1,7 @@
 /* adamw.c - AdamW (Loshchilov & Hutter) over one sharing class:
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  t = step count of this optimizer
  *   w -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) + lr wd w   (wd on decay tensors)
+ * with g the gradient times h->grad_scale (gradient clipping folded into this pass).
  * The state (m, v) is laid out like the class buffer, so it is saved and restored
  * with it; tensors frozen now are skipped and their state is left as it is. */
 #include "nn.h"
@@ -43,9 +44,12 @@ FM_VEC void fm_adamw_step(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hpar
     fm_fatal(fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_INTERNAL,
                           "AdamW state of %zu values used on class %d of %zu values", o->n, cls,
                           fm_model_class_numel(m, cls)));
+  if (!(h->grad_scale > 0.0f))
+    fm_fatal(fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_INTERNAL, "AdamW with grad_scale %g",
+                          (double)h->grad_scale));
   FM_PROF_BEGIN(t0);
   o->step++;
-  const float b1 = h->beta1, b2 = h->beta2, eps = h->eps, lr = h->lr;
+  const float b1 = h->beta1, b2 = h->beta2, eps = h->eps, lr = h->lr, gs = h->grad_scale;
   const float c1 = 1.0f / (float)(1.0 - pow(h->beta1, (double)o->step));
   const float c2 = 1.0f / (float)(1.0 - pow(h->beta2, (double)o->step));
   for (int i = 0; i < fm_model_ntensors(m); i++) {
@@ -55,7 +59,7 @@ FM_VEC void fm_adamw_step(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hpar
     float *restrict w = t->w, *restrict mm = o->m + t->offset, *restrict vv = o->v + t->offset;
     const float *restrict g = t->g;
     for (size_t j = 0; j < t->numel; j++) {
-      float gj = g[j];
+      float gj = gs * g[j];
       mm[j] = b1 * mm[j] + (1.0f - b1) * gj;
       vv[j] = b2 * vv[j] + (1.0f - b2) * gj * gj;
       float mhat = mm[j] * c1, vhat = vv[j] * c2;

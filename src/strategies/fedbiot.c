@@ -99,9 +99,8 @@ static fm_err copy_class(server_t *sv, fm_model *m, int cls, int to_full) {
 }
 
 static fm_err adamw_on(fm_model *m, fm_adamw *o, int cls, double lr, const fm_config *c) {
-  if (c->train.grad_clip > 0) fm_model_clip_grads(m, 1u << cls, c->train.grad_clip);
   fm_adamw_hparams h = {(float)lr, (float)c->train.beta1, (float)c->train.beta2, (float)c->train.eps,
-                        (float)c->train.weight_decay};
+                        (float)c->train.weight_decay, fm_model_clip_factor(m, 1u << cls, c->train.grad_clip)};
   fm_adamw_step(o, m, cls, &h);
   return FM_OK;
 }
