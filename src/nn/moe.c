@@ -178,6 +178,17 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
   return lb;
 }
 
+/* Backward of one expert's LoRA term y += s (x A) B over its n rows, with z = x A
+ * [n,R] kept from the forward: dB += s z^T dy, dz = s dy B^T, dA += x^T dz and, when
+ * dx is wanted, dx = beta dx + dz A^T. x [n,in], dy [n,out], A [in,R], B [R,out]. */
+static void lora_backward(int n, int in, int out, int R, float s, const float *x, const float *z,
+                          const float *dy, fm_param A, fm_param B, float *dz, float *dx, float beta) {
+  if (B.g) fm_gemm(1, 0, R, out, n, s, z, R, dy, out, 1.0f, B.g, out);
+  fm_gemm(0, 1, n, R, out, s, dy, out, B.w, out, 0.0f, dz, R);
+  if (A.g) fm_gemm(1, 0, in, R, n, 1.0f, x, in, dz, R, 1.0f, A.g, R);
+  if (dx) fm_gemm(0, 1, n, in, R, 1.0f, dz, R, A.w, R, beta, dx, in);
+}
+
 void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *dout,
                      const float *x, float lb_coef, float dlb) {
   const int D = L->D, E = L->E, k = L->k, F = 4 * D, R = L->r, N = L->N, npos = L->npos;
@@ -221,12 +232,8 @@ void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *
       int n = L->count[e];
       if (!n) continue;
       size_t s = (size_t)L->start[e];
-      const float *dy = L->dy + s * D, *v = L->v + s * R, *g = L->g + s * F;
-      float *dv = L->dv + s * R;
-      if (p->b2[e].g) fm_gemm(1, 0, R, D, n, sc, v, R, dy, D, 1.0f, p->b2[e].g, D);
-      fm_gemm(0, 1, n, R, D, sc, dy, D, p->b2[e].w, D, 0.0f, dv, R);
-      if (p->a2[e].g) fm_gemm(1, 0, F, R, n, 1.0f, g, F, dv, R, 1.0f, p->a2[e].g, R);
-      fm_gemm(0, 1, n, F, R, 1.0f, dv, R, p->a2[e].w, R, 1.0f, L->dg + s * F, F);
+      lora_backward(n, F, D, R, sc, L->g + s * F, L->v + s * R, L->dy + s * D, p->a2[e], p->b2[e],
+                    L->dv + s * R, L->dg + s * F, 1.0f);
     }
     fm_gelu_backward(L->dg, L->h, L->dg, (size_t)npos * F); /* now dh */
     /* c_fc: each expert's LoRA update, then the base, summed over a token's picks */
@@ -234,12 +241,8 @@ void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *
       int n = L->count[e];
       if (!n) continue;
       size_t s = (size_t)L->start[e];
-      const float *dh = L->dg + s * F, *u = L->u + s * R, *xg = L->xg + s * D;
-      float *du = L->du + s * R;
-      if (p->b1[e].g) fm_gemm(1, 0, R, F, n, sc, u, R, dh, F, 1.0f, p->b1[e].g, F);
-      fm_gemm(0, 1, n, R, F, sc, dh, F, p->b1[e].w, F, 0.0f, du, R);
-      if (p->a1[e].g) fm_gemm(1, 0, D, R, n, 1.0f, xg, D, du, R, 1.0f, p->a1[e].g, R);
-      if (dx) fm_gemm(0, 1, n, D, R, 1.0f, du, R, p->a1[e].w, R, 0.0f, L->dxg + s * D, D);
+      lora_backward(n, D, F, R, sc, L->xg + s * D, L->u + s * R, L->dg + s * F, p->a1[e], p->b1[e],
+                    L->du + s * R, dx ? L->dxg + s * D : NULL, 0.0f);
     }
     memset(L->dhb, 0, (size_t)N * F * sizeof(float));
     for (int pos = 0; pos < npos; pos++) {
