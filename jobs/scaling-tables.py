@@ -43,6 +43,8 @@ def row_of(path, skip_first, skip_last, private_kb):
     for r in sel["round"]:
         ids = cl["client"][(cl["round"] == r) & (cl["status"] >= 0)]
         per_round_max.append(np.bincount(ids % hosts, minlength=hosts).max() if len(ids) else 0)
+    if "host_clients_max" in sel.dtype.names:  # recorded since clients are dealt by work
+        per_round_max = sel["host_clients_max"]
     ids = np.unique(trained["client"][trained["round"] <= rounds_all[-1]])
     holders = np.bincount(ids % hosts, minlength=hosts) if len(ids) else np.zeros(hosts, int)
     ph = {k: float(np.mean(sel[k])) for k in ("wall_s", "t_local", "t_aggregate", "t_server",

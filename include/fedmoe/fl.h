@@ -1,9 +1,13 @@
 /* fl.h - the federated runtime: roles, rounds, client state, strategies, aggregation.
  *
- * Rank 0 is the server; ranks 1..P-1 host clients, client c on rank 1 + c mod (P-1),
- * run one after another inside a round. Every decision that must agree across ranks
- * (the clients sampled in a round, their aggregation weights) is computed on every
- * rank from the seed, so nothing depends on P but where the work runs.
+ * Rank 0 is the server; ranks 1..P-1 host clients, run one after another inside a
+ * round. A client with private state (a strategy with a class not shared) lives on
+ * rank 1 + c mod (P-1), where its state is kept; otherwise a client is nothing but
+ * its data and its random streams, which every rank has, so each round deals its
+ * sampled clients to the hosts by predicted work (fm_deal_clients). Every decision
+ * that must agree across ranks (the clients sampled in a round, their aggregation
+ * weights, where they run) is computed on every rank from the seed, so nothing
+ * depends on P but where the work runs.
  *
  * A strategy (src/strategies) says which tensor belongs to which sharing class,
  * which classes are shared (aggregated by the server) or private (kept by each
@@ -155,8 +159,12 @@ typedef struct {
 
 fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_run_summary *sum);
 
-/* Where client c lives among P ranks (P >= 2). */
+/* Where client c lives among P ranks (P >= 2): its home, which keeps its private state. */
 static inline int fm_client_host(int c, int P) { return 1 + c % (P - 1); }
+/* Deal m items of work[j] >= 0 to `hosts` bins, largest first, each to the least
+ * loaded bin (ties: the earlier item, the lower bin): host[j] in 0..hosts-1. The same
+ * on every rank; the largest load is at most the mean plus the largest item. */
+fm_err fm_deal_clients(const double *work, int m, int hosts, int *host);
 /* The clients sampled in round r (1-based), sorted; returns how many (fl.over_select
  * more than the fraction or count asks, up to all). out has room for cfg->fl.clients
  * entries. Deterministic from the seed and r only. */

@@ -1,18 +1,25 @@
 /* io.h - the run file: one HDF5 file written collectively by every rank (MPI-IO).
  *
- *   /                       attrs: fedmoe_version, strategy, seed, config (resolved text),
- *                           start_time, ranks (P), clients (N), layers, experts
+ *   /                       attrs: fedmoe_version, format (FM_RUNFILE_FORMAT), strategy, seed,
+ *                           config (resolved text), start_time, ranks (P), clients (N), layers, experts
  *   /metrics/clients        compound, extendible: one row per (round, client) reported
  *   /metrics/rounds         compound, extendible: one row per round
- *   /routing/counts         uint64 [round][client][layer][expert] top-k picks in training
- *   /routing/gate_mass      float64 [round][client][layer][expert] summed router probability
+ *   /routing/index          compound {round, client}, extendible: one row per client that trained
+ *                           in a round; rounds ascending, clients ascending within a round
+ *   /routing/counts         uint64 [row][layer][expert] top-k picks in training, rows as /routing/index
+ *   /routing/gate_mass      float64 [row][layer][expert] summed router probability, rows as /routing/index
  *   /checkpoints/r{round:06d}  external link to the checkpoint file "<run file>.ckpt/r{round:06d}.h5":
  *                           its /shared/{tensor} hold the global shared tensors, its
  *                           /clients/class{c}/{params,adam_m,adam_v} [K][n], adam_step [K], client [K]
  *                           the K clients holding that private class, by id; attrs round, complete
  *   /checkpoints/latest     soft link to the newest complete checkpoint
- *   /fl/<name>              strategy figures: float64 [round][client][layer][expert]
- *                           (hfedmoe: selected, importance, kl, usage), int32 [client] (budget)
+ *   /fl/<name>              strategy figures: float64 [row][layer][expert], rows as /routing/index
+ *                           (hfedmoe: selected, importance, kl, usage); int32 [client] (budget,
+ *                           resource_class)
+ * The per-client statistics of a round hold rows for the clients that trained in it
+ * only: format 1 stored them dense, [round][client][layer][expert], N rows every round
+ * and mostly zeros when few are sampled (1 MB per round at 10000 clients). Their rows
+ * are in client-id order whatever P, each host writing its own.
  * Client state is one 2-D dataset per private class holding only the clients that
  * have trained (the others are at the initial values), each host writing its rows,
  * instead of one group per client as DESIGN.md first sketched: the number of HDF5
@@ -52,9 +59,25 @@ typedef struct {
   double test_loss_full, test_loss_emulator; /* fedbiot: adapter on the full model / on the emulator */
   double sim_time_s;                      /* simulated duration of the round */
   int32_t kept, late, dropped, offline, surplus; /* what became of the sampled clients */
+  double t_local_mean; /* s; the hosts' mean local-work time (t_local is the slowest's) */
+  int32_t host_clients_max; /* the most sampled clients one host ran */
 } fm_round_row;
 
 typedef struct fm_runfile fm_runfile;
+
+/* The layout version in the root attribute `format`: 2 has sparse per-client
+ * statistics (/routing/index); 1, or no attribute, the dense ones of fedmoe 0.1.0. */
+#define FM_RUNFILE_FORMAT 2
+
+/* The rows a round adds to the per-client statistics: one per client that trained,
+ * n in all, in client-id order. Every rank knows the round's plan, so each host
+ * computes where its rows go without asking the others, and the file is the same for
+ * any P. This rank's k clients client[0..k) go to rows row[0..k) of the round
+ * (0-based, ascending); rank 0 has k = 0. */
+typedef struct {
+  int round, n, k;
+  const int32_t *row, *client;
+} fm_round_rows;
 
 /* Create (truncate) the run file; collective over comm. config_text is stored. */
 fm_err fm_runfile_create(fm_runfile **rf, const char *path, const fm_config *cfg, const char *config_text,
@@ -62,14 +85,14 @@ fm_err fm_runfile_create(fm_runfile **rf, const char *path, const fm_config *cfg
 /* Append rows; collective; only rank 0's rows are written (others pass 0). */
 fm_err fm_runfile_append_clients(fm_runfile *rf, const fm_client_row *rows, int n);
 fm_err fm_runfile_append_round(fm_runfile *rf, const fm_round_row *row);
-/* Routing of one round: each host passes its hosted clients' [nlocal][L][E] blocks
- * (client c at local index c / (P-1)); rank 0 passes none. Collective. */
-fm_err fm_runfile_write_routing(fm_runfile *rf, int round, const uint64_t *counts, const double *mass,
-                                int nlocal);
-
-/* A strategy's per-expert figures of one round, /fl/<name> float64
- * [round][client][layer][expert], written like the routing statistics. */
-fm_err fm_runfile_write_client_stat(fm_runfile *rf, const char *name, int round, const double *data, int nlocal);
+/* Routing of one round: appends rr->n rows to /routing/index, counts and gate_mass,
+ * each host its rr->k clients' [k][L][E] blocks. Collective. */
+fm_err fm_runfile_write_routing(fm_runfile *rf, const fm_round_rows *rr, const uint64_t *counts,
+                                const double *mass);
+/* A strategy's per-expert figures of one round, /fl/<name> float64 [row][layer][expert]
+ * with the rows of that round's fm_runfile_write_routing, which comes first. */
+fm_err fm_runfile_write_client_stat(fm_runfile *rf, const char *name, const fm_round_rows *rr,
+                                    const double *data);
 /* A per-client integer, /fl/<name> int32 [client]; rank 0 passes all N values. */
 fm_err fm_runfile_write_client_ints(fm_runfile *rf, const char *name, const int32_t *values);
 /* A number attribute of the root group (rank 0's value); collective. */
@@ -92,7 +115,7 @@ fm_err fm_runfile_close(fm_runfile *rf);
 
 /* ---- resuming ---- */
 /* Open an existing run file to continue it (collective). Checks that it is a fedmoe
- * run file of the same strategy, client count and model (layers, experts) and finds
+ * run file of this format, strategy, client count and model (layers, experts) and finds
  * its latest complete checkpoint, whose round goes to *round. Nothing is changed yet. */
 fm_err fm_runfile_open_resume(fm_runfile **rf, const char *path, const fm_config *cfg, int layers, int experts,
                               MPI_Comm comm, int *round);

@@ -33,14 +33,21 @@ typedef struct {
   int nseg;
   float **seg_global;      /* per segment: its values in host.global */
   fm_tensor **seg_tensor;  /* per segment: the model tensor */
-  fm_client_state *clients;/* [N]: only those hosted here are ever used */
+  fm_client_state *clients;/* [N]: private state of the clients at home here */
+  int nhome;                /* clients at home here: rank-1, rank-1+(P-1), ... */
+  int deal;                 /* 1: no private state, so the hosts share each round's clients by work */
   int *sampled;
+  int *host_of;             /* [N] by sample index: the rank that runs the client this round */
+  int *mine;                /* [N] sample indices run here this round, ascending */
+  int nmine, most;          /* ... how many; the most on one host */
+  fm_round_rows trained;    /* the round's per-client statistics rows: its clients that train */
+  int32_t *trained_row, *trained_client; /* [N] those of them that train here */
   fm_adamw opts[FM_MAX_CLASSES];
   int32_t *tokens, *targets;
-  uint64_t *route_counts;   /* [nlocal][L][E] of the hosted clients, this round */
-  double *gate_mass;        /* [nlocal][L][E] */
-  int nlocal, LE;           /* hosted clients; layers x experts */
-  double *stats;            /* [nlocal][nstats][L][E] the strategy's figures, this round */
+  int cap, LE;              /* clients the statistics below have room for; layers x experts */
+  uint64_t *route_counts;   /* [cap][L][E] of the clients that train here, this round */
+  double *gate_mass;        /* [cap][L][E] */
+  double *stats;            /* [cap][nstats][L][E] the strategy's figures, this round */
   fm_runfile *rf;
   const char *run_path;     /* the run file (run.output, or the --resume file) */
   void *server_state;       /* rank 0: the strategy's server-side state */
@@ -111,6 +118,25 @@ static fm_err client_budgets(run_t *r) {
   return FM_OK;
 }
 
+/* Room for the statistics of k clients this round, zeroed. */
+static fm_err reserve_stats(run_t *r, int k) {
+  size_t LE = (size_t)r->LE, ns = (size_t)r->st->nstats;
+  if (k > r->cap) {
+    free(r->route_counts);
+    free(r->gate_mass);
+    free(r->stats);
+    r->route_counts = NULL, r->gate_mass = NULL, r->stats = NULL, r->cap = 0;
+    FM_CALLOC(r->route_counts, (size_t)k * LE, "routing counts");
+    FM_CALLOC(r->gate_mass, (size_t)k * LE, "gate mass");
+    FM_CALLOC(r->stats, (size_t)k * ns * LE, "strategy statistics");
+    r->cap = k;
+  }
+  memset(r->route_counts, 0, (size_t)k * LE * sizeof *r->route_counts);
+  memset(r->gate_mass, 0, (size_t)k * LE * sizeof *r->gate_mass);
+  memset(r->stats, 0, (size_t)k * ns * LE * sizeof *r->stats);
+  return FM_OK;
+}
+
 static fm_err setup(run_t *r) {
   const fm_config *c = r->cfg;
   fm_model_shape shape;
@@ -156,17 +182,21 @@ static fm_err setup(run_t *r) {
   FM_CHECK(err);
   FM_CALLOC(r->clients, (size_t)c->fl.clients, "client states");
   FM_CALLOC(r->sampled, (size_t)c->fl.clients, "sampled clients");
+  FM_CALLOC(r->host_of, (size_t)c->fl.clients, "client placement");
+  FM_CALLOC(r->mine, (size_t)c->fl.clients, "client placement");
+  FM_CALLOC(r->trained_row, (size_t)c->fl.clients, "statistics rows");
+  FM_CALLOC(r->trained_client, (size_t)c->fl.clients, "statistics rows");
   size_t bt = (size_t)c->train.batch * (size_t)c->train.seq_len;
   FM_CALLOC(r->tokens, bt, "batch tokens");
   FM_CALLOC(r->targets, bt, "batch targets");
-  /* hosted clients: rank p holds p-1, p-1+(P-1), ... at local index c / (P-1) */
-  r->nlocal = r->rank == 0 ? 0 : (c->fl.clients - r->rank + 1 + r->P - 2) / (r->P - 1);
-  if (r->nlocal < 0) r->nlocal = 0;
+  /* clients at home here: rank p holds p-1, p-1+(P-1), ... */
+  r->nhome = r->rank == 0 ? 0 : (c->fl.clients - r->rank + 1 + r->P - 2) / (r->P - 1);
+  if (r->nhome < 0) r->nhome = 0;
+  r->deal = 1;
+  for (int k = 0; k < r->st->nclass; k++)
+    if (!r->st->shared[k]) r->deal = 0;
   r->LE = shape.layers * shape.experts;
-  FM_CALLOC(r->route_counts, (size_t)r->nlocal * r->LE, "routing counts");
-  FM_CALLOC(r->gate_mass, (size_t)r->nlocal * r->LE, "gate mass");
-  FM_CALLOC(r->stats, (size_t)r->nlocal * (size_t)r->st->nstats * r->LE, "strategy statistics");
-  return FM_OK;
+  return reserve_stats(r, 1);
 }
 
 static void teardown(run_t *r) {
@@ -174,6 +204,10 @@ static void teardown(run_t *r) {
     for (int i = 0; i < r->cfg->fl.clients; i++) fm_client_state_free(&r->clients[i], r->st->nclass);
   free(r->clients);
   free(r->sampled);
+  free(r->host_of);
+  free(r->mine);
+  free(r->trained_row);
+  free(r->trained_client);
   free(r->seg_global);
   free(r->seg_tensor);
   free(r->tokens);
@@ -193,7 +227,9 @@ static void teardown(run_t *r) {
   fm_dataset_free(&r->data);
 }
 
-static void client_ctx(run_t *r, fm_client_ctx *cx, int client, int round, fm_client_result *res) {
+/* The context of a client; slot: its row of this round's statistics (-1: none, as in
+ * evaluation, which gathers none). */
+static void client_ctx(run_t *r, fm_client_ctx *cx, int client, int slot, int round, fm_client_result *res) {
   memset(cx, 0, sizeof *cx);
   cx->cfg = r->cfg;
   cx->data = &r->data;
@@ -203,10 +239,12 @@ static void client_ctx(run_t *r, fm_client_ctx *cx, int client, int round, fm_cl
   cx->opt = r->opts;
   cx->tokens = r->tokens;
   cx->targets = r->targets;
-  size_t li = (size_t)(client / (r->P - 1)) * (size_t)r->LE;
-  cx->route_counts = r->route_counts + (r->nlocal ? li : 0);
-  cx->gate_mass = r->gate_mass + (r->nlocal ? li : 0);
-  cx->stats = r->stats + (r->nlocal ? li * (size_t)r->st->nstats : 0);
+  if (slot >= 0) {
+    size_t li = (size_t)slot * (size_t)r->LE;
+    cx->route_counts = r->route_counts + li;
+    cx->gate_mass = r->gate_mass + li;
+    cx->stats = r->stats + li * (size_t)r->st->nstats;
+  }
   cx->budget = r->budget[client];
   cx->res = res;
   fm_rng_init(&cx->batch_rng, (uint64_t)r->cfg->run.seed, (uint32_t)client, (uint32_t)round, FM_RNG_BATCH);
@@ -219,17 +257,55 @@ static fm_err load_client(run_t *r, fm_client_ctx *cx, int keep) {
   return FM_OK;
 }
 
-/* The sampled clients hosted here train and add their contributions: those online
+/* Where each sampled client runs this round (host_of, the same on every rank), what
+ * this rank runs (mine), and the run-file rows of the statistics of those that train
+ * here: one row per client that trains, in client-id order over all hosts. Without
+ * private state the clients are dealt by predicted work (training, unless offline,
+ * and evaluation); with it each runs at home, where its state is. */
+static fm_err place_clients(run_t *r, int round, int m) {
+  if (r->deal) {
+    const fm_config *c = r->cfg;
+    double tokens = (double)c->train.batch * c->train.seq_len;
+    /* evaluation: forward passes (a third of a training step's FLOPs) on val and test */
+    double eval = fm_model_flops_per_token(r->model, c->train.seq_len) / 3 * tokens * 2 * c->train.eval_batches;
+    double *work;
+    FM_CALLOC(work, (size_t)m, "predicted work");
+    for (int j = 0; j < m; j++) work[j] = (r->status[j] == FM_CLIENT_OFFLINE ? 0 : r->pflops[j]) + eval;
+    fm_err err = fm_deal_clients(work, m, r->P - 1, r->host_of);
+    free(work);
+    FM_CHECK(err);
+    for (int j = 0; j < m; j++) r->host_of[j] += 1;
+  } else {
+    for (int j = 0; j < m; j++) r->host_of[j] = fm_client_host(r->sampled[j], r->P);
+  }
+  int *per_host;
+  FM_CALLOC(per_host, (size_t)r->P, "clients per host");
+  int k = 0, n = 0;
+  r->nmine = r->most = 0;
+  for (int j = 0; j < m; j++) {
+    if (++per_host[r->host_of[j]] > r->most) r->most = per_host[r->host_of[j]];
+    int trains = r->status[j] != FM_CLIENT_OFFLINE;
+    if (r->host_of[j] == r->rank) {
+      r->mine[r->nmine++] = j;
+      if (trains) { r->trained_row[k] = n; r->trained_client[k++] = r->sampled[j]; }
+    }
+    n += trains;
+  }
+  free(per_host);
+  r->trained = (fm_round_rows){round, n, k, r->trained_row, r->trained_client};
+  return reserve_stats(r, k);
+}
+
+/* The sampled clients placed here train and add their contributions: those online
  * train; only those the round keeps (in time, not dropped, not surplus) contribute. */
-static fm_err local_work(run_t *r, int round, int m, double wsum, double *rows, int *nrows) {
+static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nrows) {
   const fm_config *c = r->cfg;
   fm_agg_zero(&r->agg);
-  for (int j = 0; j < m; j++) {
-    int i = r->sampled[j];
-    if (fm_client_host(i, r->P) != r->rank) continue;
+  for (int k = 0, slot = 0; k < r->nmine; k++) {
+    int j = r->mine[k], i = r->sampled[j];
     fm_client_result res = {0};
     fm_client_ctx cx;
-    client_ctx(r, &cx, i, round, &res);
+    client_ctx(r, &cx, i, r->status[j] != FM_CLIENT_OFFLINE ? slot++ : -1, round, &res);
     if (r->status[j] != FM_CLIENT_OFFLINE) {
       FM_CHECK(load_client(r, &cx, 1));
       fm_fault_point(c, r->rank, "local_update", round);
@@ -264,7 +340,7 @@ static fm_err evaluate(run_t *r, int round, double *rows, int nrows) {
     double *row = rows + (size_t)j * ROW_LEN;
     fm_client_result res = {0};
     fm_client_ctx cx;
-    client_ctx(r, &cx, (int)row[ROW_CLIENT], round, &res);
+    client_ctx(r, &cx, (int)row[ROW_CLIENT], -1, round, &res);
     FM_CHECK(load_client(r, &cx, 0));
     FM_CHECK(fm_client_eval(&cx, FM_SPLIT_VAL, &row[ROW_VAL]));
     FM_CHECK(fm_client_eval(&cx, FM_SPLIT_TEST, &row[ROW_TEST]));
@@ -272,20 +348,26 @@ static fm_err evaluate(run_t *r, int round, double *rows, int nrows) {
   return FM_OK;
 }
 
-/* The last round reports every client: rows of the hosted clients in id order, with
- * the training figures of those that trained in it. */
-static int rows_all_hosted(run_t *r, const double *rows, int nrows, double *out) {
-  int n = 0;
-  for (int i = 0; i < r->cfg->fl.clients; i++) {
-    if (fm_client_host(i, r->P) != r->rank) continue;
+/* The last round reports every client: the rows of the sampled clients that ran
+ * here, then one evaluated-only row for each client at home here that was not
+ * sampled (a sampled one is the row of the host that ran it). */
+static int rows_all(run_t *r, int m, const double *rows, int nrows, double *out) {
+  memcpy(out, rows, (size_t)nrows * ROW_LEN * sizeof *out);
+  int n = nrows, j = 0;
+  for (int i = r->rank - 1; r->rank > 0 && i < r->cfg->fl.clients; i += r->P - 1) {
+    while (j < m && r->sampled[j] < i) j++; /* both ascending */
+    if (j < m && r->sampled[j] == i) continue;
     double *o = out + (size_t)n++ * ROW_LEN;
     memset(o, 0, ROW_LEN * sizeof *o);
     o[ROW_CLIENT] = i;
     o[ROW_STATUS] = -1; /* evaluated only */
-    for (int j = 0; j < nrows; j++)
-      if ((int)rows[(size_t)j * ROW_LEN + ROW_CLIENT] == i) memcpy(o, rows + (size_t)j * ROW_LEN, ROW_LEN * sizeof *o);
   }
   return n;
+}
+
+static int by_client(const void *a, const void *b) {
+  double x = ((const double *)a)[ROW_CLIENT], y = ((const double *)b)[ROW_CLIENT];
+  return (x > y) - (x < y);
 }
 
 /* Rows of every host onto rank 0, ordered by client id there. */
@@ -301,16 +383,9 @@ static fm_err gather_rows(run_t *r, const double *rows, int nrows, double *all, 
   fm_err err = FM_OK;
   int rc = MPI_Gatherv(rows, mine, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, 0, r->comm);
   if (rc != MPI_SUCCESS) err = fm_error_mpi(__FILE__, __LINE__, __func__, rc, "MPI_Gatherv(rows)");
-  if (r->rank == 0) {
+  if (r->rank == 0) { /* rows arrive host by host; each client once */
     *nall = (displs[r->P - 1] + counts[r->P - 1]) / ROW_LEN;
-    /* insertion sort by client id: rows arrive host by host */
-    for (int a = 1; a < *nall; a++)
-      for (int b = a; b > 0 && all[(size_t)b * ROW_LEN] < all[(size_t)(b - 1) * ROW_LEN]; b--)
-        for (int k = 0; k < ROW_LEN; k++) {
-          double t = all[(size_t)b * ROW_LEN + k];
-          all[(size_t)b * ROW_LEN + k] = all[(size_t)(b - 1) * ROW_LEN + k];
-          all[(size_t)(b - 1) * ROW_LEN + k] = t;
-        }
+    qsort(all, (size_t)*nall, ROW_LEN * sizeof *all, by_client);
   }
   free(counts);
   free(displs);
@@ -358,17 +433,15 @@ static fm_err server_work(run_t *r, int round, int m, double *full_loss) {
   return err;
 }
 
-/* The hosted clients that hold private state: have [N] (agreed by every rank) and
- * this rank's ids, ascending. */
+/* The clients at home here that hold private state: have [N] (agreed by every rank)
+ * and this rank's ids, ascending. */
 static fm_err clients_with_state(run_t *r, uint8_t **have, int32_t **ids, int *k) {
   int N = r->cfg->fl.clients;
   FM_CALLOC(*have, (size_t)N, "client flags");
-  FM_CALLOC(*ids, (size_t)r->nlocal + 1, "client ids");
+  FM_CALLOC(*ids, (size_t)r->nhome, "client ids");
   *k = 0;
-  for (int li = 0; li < r->nlocal; li++) {
-    int i = r->rank - 1 + li * (r->P - 1);
+  for (int i = r->rank - 1; r->rank > 0 && i < N; i += r->P - 1)
     if (r->clients[i].allocated) { (*have)[i] = 1; (*ids)[(*k)++] = i; }
-  }
   FM_MPI(MPI_Allreduce(MPI_IN_PLACE, *have, N, MPI_UINT8_T, MPI_MAX, r->comm));
   return FM_OK;
 }
@@ -410,12 +483,14 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
 /* Room for what this round writes, checked before any of it is written: a parallel
  * HDF5 write that fails on a full disk can fail on some ranks only and leave the
  * others inside a collective call. So rank 0 compares the file system's free space
- * with the round's bytes (metrics, and the checkpoint: shared tensors and the private
- * state of every client that has some, with 10% and 1 MB to spare) and every rank
- * learns the answer; the previous checkpoint stays as it is. */
+ * with the round's bytes (metrics of up to every client, statistics of the clients
+ * that trained, and the checkpoint: shared tensors and the private state of every
+ * client that has some, with 10% and 1 MB to spare) and every rank learns the answer;
+ * the previous checkpoint stays as it is. */
 static fm_err check_space(run_t *r, int round, const uint8_t *have) {
   fm_err err = FM_OK;
-  double need = 1048576.0 + (double)r->cfg->fl.clients * 256;
+  double per_row = 8 + (double)r->LE * (16 + 8.0 * r->st->nstats); /* index, counts, mass, stats */
+  double need = 1048576.0 + (double)r->cfg->fl.clients * sizeof(fm_client_row) + r->trained.n * per_row;
   if (have) { /* a checkpoint this round; have[N] marks the clients with private state */
     double priv = 0, with_state = 0;
     for (int c = 0; c < r->host.nclass; c++)
@@ -474,16 +549,16 @@ static fm_err restore(run_t *r) {
 }
 
 /* The strategy's per-expert figures of the round: /fl/<name>, one dataset each.
- * Hosts hold [nlocal][nstats][L][E]; the run file wants [nlocal][L][E] per name. */
-static fm_err write_stats(run_t *r, int round, fm_err err) {
+ * Hosts hold [k][nstats][L][E]; the run file wants [k][L][E] per name. */
+static fm_err write_stats(run_t *r, fm_err err) {
   if (err || r->st->nstats == 0) return err;
-  size_t LE = (size_t)r->LE, nl = (size_t)r->nlocal;
+  size_t LE = (size_t)r->LE, nl = (size_t)r->trained.k;
   double *one;
   FM_CALLOC(one, nl * LE, "statistics staging");
   for (int k = 0; k < r->st->nstats && !err; k++) {
     for (size_t li = 0; li < nl; li++)
       memcpy(one + li * LE, r->stats + (li * (size_t)r->st->nstats + (size_t)k) * LE, LE * sizeof *one);
-    err = fm_runfile_write_client_stat(r->rf, r->st->stat_names[k], round, one, r->nlocal);
+    err = fm_runfile_write_client_stat(r->rf, r->st->stat_names[k], &r->trained, one);
   }
   free(one);
   return err;
@@ -520,9 +595,6 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
   if (c->run.stop_after > 0 && first + c->run.stop_after - 1 < R) last_round = first + c->run.stop_after - 1;
   for (int round = first; round <= last_round && !err; round++) {
     double t0 = fm_wtime();
-    memset(r->route_counts, 0, (size_t)r->nlocal * r->LE * sizeof *r->route_counts);
-    memset(r->gate_mass, 0, (size_t)r->nlocal * r->LE * sizeof *r->gate_mass);
-    memset(r->stats, 0, (size_t)r->nlocal * (size_t)r->st->nstats * r->LE * sizeof *r->stats);
     int m = fm_sample_clients(c, round, r->sampled);
     /* the simulated clock decides, the same way on every rank, who makes the round */
     double steps = r->st->steps_per_round ? r->st->steps_per_round(c) : c->fl.local_steps;
@@ -540,7 +612,8 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     int nrows = 0, nall = 0;
     double full_loss = NAN;
     fm_phase_begin(r->ph_local);
-    err = local_work(r, round, m, wsum, rows, &nrows);
+    err = place_clients(r, round, m);
+    if (!err) err = local_work(r, round, wsum, rows, &nrows);
     fm_phase_end(r->ph_local);
     /* a failed client must not leave the others waiting in the reduction */
     if ((err = fm_error_agree(err, &r->comm))) break;
@@ -566,7 +639,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     }
     double *erows = rows;
     if (round == R && c->fl.final_eval == FM_FINAL_EVAL_ALL) { /* the last round reports every client */
-      nrows = rows_all_hosted(r, rows, nrows, rows2);
+      nrows = rows_all(r, m, rows, nrows, rows2);
       erows = rows2;
     }
     fm_phase_begin(r->ph_eval);
@@ -609,7 +682,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
                           .test_loss_emulator = r->st->server_eval ? te : NAN, .sim_time_s = sim_round,
                           .kept = fate[FM_CLIENT_KEPT], .late = fate[FM_CLIENT_LATE],
                           .dropped = fate[FM_CLIENT_DROPPED], .offline = fate[FM_CLIENT_OFFLINE],
-                          .surplus = fate[FM_CLIENT_SURPLUS]};
+                          .surplus = fate[FM_CLIENT_SURPLUS], .host_clients_max = r->most};
       double dt = fm_wtime() - t0, el = fm_wtime() - t_start;
       char bu[32], bd[32];
       format_bytes(bu, sizeof bu, up);
@@ -635,6 +708,10 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     FM_MPI(MPI_Reduce(mine, most, 6, MPI_DOUBLE, MPI_MAX, 0, r->comm));
     rr.t_local = most[0]; rr.t_aggregate = most[1]; rr.t_server = most[2];
     rr.t_broadcast = most[3]; rr.t_evaluate = most[4]; rr.peak_rss_mb = most[5];
+    /* and the hosts' mean: t_local / t_local_mean is the round's load imbalance */
+    double local = r->rank ? mine[0] : 0, local_sum = 0;
+    FM_MPI(MPI_Reduce(&local, &local_sum, 1, MPI_DOUBLE, MPI_SUM, 0, r->comm));
+    rr.t_local_mean = local_sum / (r->P - 1);
     fm_phase_begin(r->ph_io);
     int ckpt_now = (c->run.checkpoint_every && round % c->run.checkpoint_every == 0) || round == last_round;
     uint8_t *have = NULL; /* with a checkpoint: the clients with private state, agreed */
@@ -643,8 +720,8 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     if (ckpt_now) err = clients_with_state(r, &have, &ids, &nids);
     if (!err) err = check_space(r, round, have);
     if (!err) err = fm_runfile_append_clients(r->rf, crow, ncrow);
-    if (!err) err = fm_runfile_write_routing(r->rf, round, r->route_counts, r->gate_mass, r->nlocal);
-    err = write_stats(r, round, err);
+    if (!err) err = fm_runfile_write_routing(r->rf, &r->trained, r->route_counts, r->gate_mass);
+    err = write_stats(r, err);
     if (!err && ckpt_now) err = checkpoint(r, round, have, ids, nids);
     free(have);
     free(ids);
@@ -782,9 +859,10 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
     err = fm_error_agree(fm_netcdf_write_rounds(opts->netcdf, NULL, 0, r.st->name, comm), &comm);
   if (!err) {
     if (r.rank == 0 && !opts->quiet)
-      fm_say("fedmoe: strategy %s, %d clients on %d host rank%s, %d rounds, shared %zu floats in %d "
+      fm_say("fedmoe: strategy %s, %d clients on %d host rank%s (%s), %d rounds, shared %zu floats in %d "
              "tensors, private state %.1f KB per client\n",
-             r.st->name, cfg->fl.clients, r.P - 1, r.P > 2 ? "s" : "", cfg->fl.rounds,
+             r.st->name, cfg->fl.clients, r.P - 1, r.P > 2 ? "s" : "",
+             r.deal ? "sampled clients dealt by work each round" : "each client at home: private state", cfg->fl.rounds,
              r.shared_bytes / sizeof(float), r.nseg, fm_host_private_bytes(&r.host) / 1e3);
     err = rounds(&r, opts, done + 1, sum);
   }

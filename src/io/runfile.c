@@ -57,8 +57,19 @@ static hid_t round_type(void) {
   M(peak_rss_mb, H5T_NATIVE_DOUBLE); M(test_loss_full, H5T_NATIVE_DOUBLE);
   M(test_loss_emulator, H5T_NATIVE_DOUBLE); M(sim_time_s, H5T_NATIVE_DOUBLE);
   M(kept, H5T_NATIVE_INT32); M(late, H5T_NATIVE_INT32); M(dropped, H5T_NATIVE_INT32);
-  M(offline, H5T_NATIVE_INT32); M(surplus, H5T_NATIVE_INT32);
+  M(offline, H5T_NATIVE_INT32); M(surplus, H5T_NATIVE_INT32); M(t_local_mean, H5T_NATIVE_DOUBLE);
+  M(host_clients_max, H5T_NATIVE_INT32);
 #undef M
+  return t;
+}
+
+/* A row of /routing/index: which round and client a statistics row belongs to. */
+typedef struct { int32_t round, client; } index_row;
+
+static hid_t index_type(void) {
+  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(index_row));
+  H5Tinsert(t, "round", HOFFSET(index_row, round), H5T_NATIVE_INT32);
+  H5Tinsert(t, "client", HOFFSET(index_row, client), H5T_NATIVE_INT32);
   return t;
 }
 
@@ -76,13 +87,20 @@ static hid_t extendible(hid_t loc, const char *name, hid_t type, int nd, const h
   return d;
 }
 
+/* Rows per chunk of a [row][L][E] statistics dataset: about 64 KB, so that a round's
+ * few rows do not each take a chunk, nor a chunk hold many rounds. */
+static hsize_t stat_chunk(const fm_runfile *rf) {
+  hsize_t row = (hsize_t)rf->L * (hsize_t)rf->E * 8;
+  return row >= 65536 ? 1 : 65536 / row;
+}
+
 fm_err fm_runfile_alloc(fm_runfile **out, const char *path, const fm_config *cfg, int layers, int experts,
                         MPI_Comm comm) {
   fm_runfile *rf;
   FM_CALLOC(rf, 1, "run file");
   *out = rf;
   rf->file = rf->dxpl = rf->ckpt = rf->ckpt_file = -1;
-  rf->clients_ds = rf->rounds_ds = rf->counts_ds = rf->mass_ds = -1;
+  rf->clients_ds = rf->rounds_ds = rf->counts_ds = rf->mass_ds = rf->index_ds = -1;
   snprintf(rf->path, sizeof rf->path, "%s", path);
   rf->comm = comm;
   MPI_Comm_rank(comm, &rf->rank);
@@ -95,6 +113,7 @@ fm_err fm_runfile_alloc(fm_runfile **out, const char *path, const fm_config *cfg
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages name the file and the step */
   rf->client_t = client_type();
   rf->round_t = round_type();
+  rf->index_t = index_type();
   rf->dxpl = H5Pcreate(H5P_DATASET_XFER);
   H5Pset_dxpl_mpio(rf->dxpl, H5FD_MPIO_COLLECTIVE);
   return FM_OK;
@@ -117,6 +136,7 @@ fm_err fm_runfile_create(fm_runfile **out, const char *path, const fm_config *cf
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
   MPI_Bcast(stamp, sizeof stamp, MPI_CHAR, 0, comm); /* one value on every rank */
   FM_CHECK(attr_str(rf, rf->file, "fedmoe_version", PACKAGE_VERSION));
+  FM_CHECK(attr_i64(rf, rf->file, "format", FM_RUNFILE_FORMAT));
   FM_CHECK(attr_str(rf, rf->file, "strategy", fm_config_enum_name(cfg, "fl.strategy")));
   FM_CHECK(attr_str(rf, rf->file, "config", config_text));
   FM_CHECK(attr_str(rf, rf->file, "start_time", stamp));
@@ -134,10 +154,12 @@ fm_err fm_runfile_create(fm_runfile **out, const char *path, const fm_config *cf
   RF_CHECK(rf->rounds_ds, "create /metrics/rounds");
   g = H5Gcreate2(rf->file, "routing", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   RF_CHECK(g, "create /routing");
-  hsize_t inner[3] = {(hsize_t)rf->N, (hsize_t)layers, (hsize_t)experts};
-  rf->counts_ds = extendible(g, "counts", H5T_NATIVE_UINT64, 4, inner, 1);
-  rf->mass_ds = extendible(g, "gate_mass", H5T_NATIVE_DOUBLE, 4, inner, 1);
+  hsize_t inner[2] = {(hsize_t)layers, (hsize_t)experts};
+  rf->index_ds = extendible(g, "index", rf->index_t, 1, NULL, 1024);
+  rf->counts_ds = extendible(g, "counts", H5T_NATIVE_UINT64, 3, inner, stat_chunk(rf));
+  rf->mass_ds = extendible(g, "gate_mass", H5T_NATIVE_DOUBLE, 3, inner, stat_chunk(rf));
   H5Gclose(g);
+  RF_CHECK(rf->index_ds, "create /routing/index");
   RF_CHECK(rf->counts_ds, "create /routing/counts");
   RF_CHECK(rf->mass_ds, "create /routing/gate_mass");
   g = H5Gcreate2(rf->file, "checkpoints", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -178,38 +200,48 @@ fm_err fm_runfile_append_round(fm_runfile *rf, const fm_round_row *row) {
   return FM_OK;
 }
 
-/* This rank's hosted clients as a strided selection of the client dimension. */
-static void select_hosted(const fm_runfile *rf, hid_t fs, int nd, hsize_t lead, int nlocal, const hsize_t *inner) {
-  hsize_t start[4] = {lead, (hsize_t)(rf->rank - 1)}, stride[4] = {1, (hsize_t)(rf->P - 1)};
-  hsize_t count[4] = {1, (hsize_t)nlocal}, block[4] = {1, 1};
-  for (int i = 2; i < nd; i++) { start[i] = 0; stride[i] = 1; count[i] = 1; block[i] = inner[i - 2]; }
-  if (rf->rank == 0 || nlocal == 0) H5Sselect_none(fs);
-  else H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, stride, count, block);
+void fm_runfile_select_rows(hid_t fs, hsize_t first, const int32_t *rows, int k, int nd, const hsize_t *inner) {
+  H5Sselect_none(fs);
+  for (int j = 0; j < k;) {
+    int e = j + 1;
+    while (e < k && rows[e] == rows[e - 1] + 1) e++;
+    hsize_t start[4] = {first + (hsize_t)rows[j]}, count[4] = {(hsize_t)(e - j)};
+    for (int i = 1; i < nd; i++) { start[i] = 0; count[i] = inner[i - 1]; }
+    H5Sselect_hyperslab(fs, H5S_SELECT_OR, start, NULL, count, NULL);
+    j = e;
+  }
 }
 
-static fm_err write_hosted(fm_runfile *rf, hid_t ds, hid_t type, int nd, hsize_t lead, const hsize_t *inner,
-                           int nlocal, const void *buf) {
+/* This rank's rows of the round being written into ds, [row] (nd 1) or [row][L][E]
+ * (nd 3), which first grows to hold the round. Collective. */
+static fm_err write_round_rows(fm_runfile *rf, hid_t ds, hid_t type, int nd, const fm_round_rows *rr,
+                               const void *buf, const char *what) {
+  hsize_t dims[3] = {rf->round_first + (hsize_t)rr->n, (hsize_t)rf->L, (hsize_t)rf->E};
+  RF_CHECK(H5Dset_extent(ds, dims), what);
   hid_t fs = H5Dget_space(ds);
-  select_hosted(rf, fs, nd, lead, nlocal, inner);
-  hsize_t mdims[4] = {rf->rank == 0 ? 0 : (hsize_t)nlocal};
-  int mnd = 1;
-  for (int i = 2; i < nd; i++) mdims[mnd++] = inner[i - 2];
-  hid_t ms = H5Screate_simple(mnd, mdims, NULL);
-  if (rf->rank == 0 || nlocal == 0) H5Sselect_none(ms);
+  fm_runfile_select_rows(fs, rf->round_first, rr->row, rr->k, nd, dims + 1);
+  hsize_t mdims[3] = {(hsize_t)rr->k, dims[1], dims[2]};
+  hid_t ms = H5Screate_simple(nd, mdims, NULL);
+  if (rr->k == 0) H5Sselect_none(ms);
   herr_t e = H5Dwrite(ds, type, ms, fs, rf->dxpl, buf);
   H5Sclose(ms);
   H5Sclose(fs);
-  RF_CHECK(e, "write per-client data");
+  RF_CHECK(e, what);
   return FM_OK;
 }
 
-fm_err fm_runfile_write_routing(fm_runfile *rf, int round, const uint64_t *counts, const double *mass, int nlocal) {
-  hsize_t dims[4] = {(hsize_t)round, (hsize_t)rf->N, (hsize_t)rf->L, (hsize_t)rf->E};
-  RF_CHECK(H5Dset_extent(rf->counts_ds, dims), "extend /routing/counts");
-  RF_CHECK(H5Dset_extent(rf->mass_ds, dims), "extend /routing/gate_mass");
-  hsize_t inner[2] = {(hsize_t)rf->L, (hsize_t)rf->E};
-  FM_CHECK(write_hosted(rf, rf->counts_ds, H5T_NATIVE_UINT64, 4, (hsize_t)round - 1, inner, nlocal, counts));
-  FM_CHECK(write_hosted(rf, rf->mass_ds, H5T_NATIVE_DOUBLE, 4, (hsize_t)round - 1, inner, nlocal, mass));
+fm_err fm_runfile_write_routing(fm_runfile *rf, const fm_round_rows *rr, const uint64_t *counts, const double *mass) {
+  rf->round_first = rf->nstat_rows;
+  rf->rows_round = rr->round;
+  rf->nstat_rows += (hsize_t)rr->n;
+  index_row *idx;
+  FM_CALLOC(idx, (size_t)rr->k, "routing index rows");
+  for (int j = 0; j < rr->k; j++) idx[j] = (index_row){rr->round, rr->client[j]};
+  fm_err err = write_round_rows(rf, rf->index_ds, rf->index_t, 1, rr, idx, "write /routing/index");
+  free(idx);
+  FM_CHECK(err);
+  FM_CHECK(write_round_rows(rf, rf->counts_ds, H5T_NATIVE_UINT64, 3, rr, counts, "write /routing/counts"));
+  FM_CHECK(write_round_rows(rf, rf->mass_ds, H5T_NATIVE_DOUBLE, 3, rr, mass, "write /routing/gate_mass"));
   return FM_OK;
 }
 
@@ -219,27 +251,25 @@ static hid_t fl_group(fm_runfile *rf) {
   return H5Gcreate2(rf->file, "/fl", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
 }
 
-fm_err fm_runfile_write_client_stat(fm_runfile *rf, const char *name, int round, const double *data, int nlocal) {
+fm_err fm_runfile_write_client_stat(fm_runfile *rf, const char *name, const fm_round_rows *rr, const double *data) {
+  if (rr->round != rf->rows_round)
+    FM_ERROR(FM_ERR_INTERNAL, "/fl/%s of round %d written before that round's routing", name, rr->round);
   int k = 0;
   while (k < rf->nstat && strcmp(rf->stat_name[k], name)) k++;
   if (k == rf->nstat) {
     if (rf->nstat == 8) FM_ERROR(FM_ERR_INTERNAL, "too many strategy statistics");
     hid_t g = fl_group(rf);
     RF_CHECK(g, "create /fl");
-    hsize_t inner[3] = {(hsize_t)rf->N, (hsize_t)rf->L, (hsize_t)rf->E};
+    hsize_t inner[2] = {(hsize_t)rf->L, (hsize_t)rf->E};
     hid_t d = H5Lexists(g, name, H5P_DEFAULT) > 0 ? H5Dopen2(g, name, H5P_DEFAULT)
-                                                  : extendible(g, name, H5T_NATIVE_DOUBLE, 4, inner, 1);
+                                                  : extendible(g, name, H5T_NATIVE_DOUBLE, 3, inner, stat_chunk(rf));
     H5Gclose(g);
     RF_CHECK(d, "create a /fl statistics dataset");
     rf->stat_ds[k] = d;
     snprintf(rf->stat_name[k], sizeof rf->stat_name[k], "%s", name);
     rf->nstat++;
   }
-  hsize_t dims[4] = {(hsize_t)round, (hsize_t)rf->N, (hsize_t)rf->L, (hsize_t)rf->E};
-  RF_CHECK(H5Dset_extent(rf->stat_ds[k], dims), "extend a /fl statistics dataset");
-  hsize_t inner[2] = {(hsize_t)rf->L, (hsize_t)rf->E};
-  FM_CHECK(write_hosted(rf, rf->stat_ds[k], H5T_NATIVE_DOUBLE, 4, (hsize_t)round - 1, inner, nlocal, data));
-  return FM_OK;
+  return write_round_rows(rf, rf->stat_ds[k], H5T_NATIVE_DOUBLE, 3, rr, data, "write a /fl statistics dataset");
 }
 
 fm_err fm_runfile_write_client_ints(fm_runfile *rf, const char *name, const int32_t *values) {
@@ -421,12 +451,13 @@ fm_err fm_runfile_close(fm_runfile *rf) {
   herr_t e = 0;
   if (rf->ckpt >= 0) H5Gclose(rf->ckpt);
   if (rf->ckpt_file >= 0) H5Fclose(rf->ckpt_file);
-  hid_t ds[] = {rf->clients_ds, rf->rounds_ds, rf->counts_ds, rf->mass_ds};
+  hid_t ds[] = {rf->clients_ds, rf->rounds_ds, rf->counts_ds, rf->mass_ds, rf->index_ds};
   for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
     if (ds[i] > 0) H5Dclose(ds[i]);
   for (int k = 0; k < rf->nstat; k++) H5Dclose(rf->stat_ds[k]);
   if (rf->client_t > 0) H5Tclose(rf->client_t);
   if (rf->round_t > 0) H5Tclose(rf->round_t);
+  if (rf->index_t > 0) H5Tclose(rf->index_t);
   if (rf->dxpl >= 0) H5Pclose(rf->dxpl);
   if (rf->file >= 0) e = H5Fclose(rf->file);
   char path[FM_PATH_MAX];

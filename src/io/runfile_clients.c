@@ -6,19 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Select rows[0..k) (ascending) of a [K][n] or [K] space, runs of consecutive rows
- * merged into one block. */
-static void select_rows(hid_t fs, const int32_t *rows, int k, size_t n) {
-  H5Sselect_none(fs);
-  for (int j = 0; j < k;) {
-    int e = j + 1;
-    while (e < k && rows[e] == rows[e - 1] + 1) e++;
-    hsize_t start[2] = {(hsize_t)rows[j], 0}, count[2] = {(hsize_t)(e - j), n ? (hsize_t)n : 1};
-    H5Sselect_hyperslab(fs, H5S_SELECT_OR, start, NULL, count, NULL);
-    j = e;
-  }
-}
-
 static fm_err rows_io(fm_runfile *rf, hid_t g, const char *name, hid_t type, size_t n, int K, const int32_t *rows,
                       int k, void *buf, int write) {
   hsize_t dims[2] = {(hsize_t)K, (hsize_t)n};
@@ -49,7 +36,8 @@ static fm_err rows_io(fm_runfile *rf, hid_t g, const char *name, hid_t type, siz
   herr_t e = 0;
   if (K > 0) {
     hid_t fs = H5Dget_space(d);
-    select_rows(fs, rows, k, n);
+    hsize_t inner = n;
+    fm_runfile_select_rows(fs, 0, rows, k, nd, &inner);
     hsize_t mdims[2] = {(hsize_t)k, (hsize_t)n};
     hid_t ms = H5Screate_simple(nd, mdims, NULL);
     if (k == 0) { H5Sselect_none(ms); H5Sselect_none(fs); }

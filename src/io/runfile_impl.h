@@ -7,14 +7,17 @@
 #include <hdf5.h>
 
 struct fm_runfile {
-  hid_t file, dxpl, client_t, round_t;
-  hid_t clients_ds, rounds_ds, counts_ds, mass_ds;
+  hid_t file, dxpl, client_t, round_t, index_t;
+  hid_t clients_ds, rounds_ds, counts_ds, mass_ds, index_ds;
   hid_t ckpt;      /* root group of the checkpoint being written or resumed, or -1 */
   hid_t ckpt_file; /* its file (a checkpoint is a file of its own), or -1 */
   int ckpt_round;
   MPI_Comm comm;
   int rank, P, N, L, E, keep_last;
   hsize_t nclient_rows, nround_rows;
+  hsize_t nstat_rows;       /* rows of /routing/index and the per-client statistics */
+  hsize_t round_first;      /* the first of them of round `rows_round`, the last written */
+  int rows_round;
   int *kept; /* rounds of the complete checkpoints kept, oldest first */
   int nkept;
   char path[FM_PATH_MAX];
@@ -28,6 +31,9 @@ struct fm_runfile {
     if ((call) < 0) FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to %s", rf->path, what);          \
   } while (0)
 
+/* Select, in fs of an [rows][inner...] dataset of rank nd, the k rows first + rows[j]
+ * (rows ascending), runs of consecutive rows as one block each. */
+void fm_runfile_select_rows(hid_t fs, hsize_t first, const int32_t *rows, int k, int nd, const hsize_t *inner);
 /* The checkpoint file of a round: "<run file>.ckpt/rNNNNNN.h5" (full, for opening)
  * and the same relative to the run file's folder (for the link in the run file). */
 void fm_runfile_ckpt_names(const fm_runfile *rf, int round, char *full, size_t flen, char *rel, size_t rlen);

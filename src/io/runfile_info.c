@@ -86,6 +86,21 @@ static herr_t list_checkpoint(hid_t g, const char *name, const H5L_info_t *info,
   return 0;
 }
 
+/* How many client-rounds of training the per-client statistics hold (format 2). */
+static void print_trained(hid_t f, FILE *out) {
+  if (H5Lexists(f, "/routing", H5P_DEFAULT) <= 0 || H5Lexists(f, "/routing/index", H5P_DEFAULT) <= 0) return;
+  hid_t d = H5Dopen2(f, "/routing/index", H5P_DEFAULT);
+  if (d < 0) return;
+  hid_t sp = H5Dget_space(d);
+  hsize_t n = 0;
+  if (H5Sget_simple_extent_ndims(sp) == 1) {
+    H5Sget_simple_extent_dims(sp, &n, NULL);
+    fprintf(out, "trained    %llu client-rounds (rows of the per-client statistics)\n", (unsigned long long)n);
+  }
+  H5Sclose(sp);
+  H5Dclose(d);
+}
+
 fm_err fm_runfile_info(const char *path, FILE *out) {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   if (H5Fis_hdf5(path) <= 0)
@@ -99,15 +114,17 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
   }
   read_str_attr(f, "strategy", strategy, sizeof strategy);
   read_str_attr(f, "start_time", start, sizeof start);
-  long long seed = 0, ranks = 0, clients = 0, layers = 0, experts = 0;
+  long long seed = 0, ranks = 0, clients = 0, layers = 0, experts = 0, format = 1;
   read_i64_attr(f, "seed", &seed);
   read_i64_attr(f, "ranks", &ranks);
   read_i64_attr(f, "clients", &clients);
   read_i64_attr(f, "layers", &layers);
   read_i64_attr(f, "experts", &experts);
-  fprintf(out, "run file   %s\nfedmoe     %s\nstrategy   %s\nstarted    %s\nseed       %lld\n"
+  read_i64_attr(f, "format", &format); /* files without it are format 1 */
+  fprintf(out, "run file   %s\nfedmoe     %s\nformat     %lld%s\nstrategy   %s\nstarted    %s\nseed       %lld\n"
                "ranks      %lld\nclients    %lld\nmodel      %lld layers, %lld experts per MoE layer\n",
-          path, version, strategy, start, seed, ranks, clients, layers, experts);
+          path, version, format, format == 1 ? " (dense per-client statistics; --resume needs the fedmoe that wrote it)" : "",
+          strategy, start, seed, ranks, clients, layers, experts);
   hid_t d = H5Dopen2(f, "/metrics/rounds", H5P_DEFAULT);
   if (d >= 0) {
     hid_t sp = H5Dget_space(d);
@@ -136,6 +153,7 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
   } else {
     fprintf(out, "rounds     none recorded\n");
   }
+  print_trained(f, out);
   fprintf(out, "checkpoints\n");
   hid_t g = H5Gopen2(f, "/checkpoints", H5P_DEFAULT);
   ckpt_walk w = {out, f, 0};

@@ -36,6 +36,23 @@ static fm_err check_attr(fm_runfile *rf, const char *name, long long want) {
   return FM_OK;
 }
 
+/* A file of another layout (format 1: dense per-client statistics) cannot be
+ * continued: its statistics datasets have other shapes. */
+static fm_err check_format(fm_runfile *rf) {
+  long long format = 1; /* files before the attribute */
+  hid_t a = H5Aexists(rf->file, "format") > 0 ? H5Aopen(rf->file, "format", H5P_DEFAULT) : -1;
+  if (a >= 0) {
+    int64_t v;
+    format = one_value(a) && H5Aread(a, H5T_NATIVE_INT64, &v) >= 0 ? v : -1;
+    H5Aclose(a);
+  }
+  if (format != FM_RUNFILE_FORMAT)
+    FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: the run file has layout format %lld%s, this fedmoe continues "
+             "format %d only (finish the run with the fedmoe that wrote it, or start a new one)", rf->path, format,
+             format == 1 ? " (dense per-client statistics, fedmoe 0.1.0)" : "", FM_RUNFILE_FORMAT);
+  return FM_OK;
+}
+
 typedef struct {
   int *rounds, *external; /* complete checkpoints: round, and whether a file of its own */
   int n, cap;
@@ -101,6 +118,7 @@ fm_err fm_runfile_open_resume(fm_runfile **out, const char *path, const fm_confi
   if (rf->file < 0) FM_ERROR(FM_ERR_IO, "--resume: cannot open '%s' for writing", path);
   if (H5Aexists(rf->file, "fedmoe_version") <= 0)
     FM_ERROR(FM_ERR_FORMAT, "--resume: '%s' is an HDF5 file but not a fedmoe run file", path);
+  FM_CHECK(check_format(rf));
   /* what must not change between the run and its continuation */
   FM_CHECK(check_attr(rf, "clients", cfg->fl.clients));
   FM_CHECK(check_attr(rf, "layers", layers));
@@ -125,10 +143,11 @@ fm_err fm_runfile_open_resume(fm_runfile **out, const char *path, const fm_confi
   rf->rounds_ds = H5Dopen2(rf->file, "/metrics/rounds", H5P_DEFAULT);
   rf->counts_ds = H5Dopen2(rf->file, "/routing/counts", H5P_DEFAULT);
   rf->mass_ds = H5Dopen2(rf->file, "/routing/gate_mass", H5P_DEFAULT);
-  if (rf->clients_ds < 0 || rf->rounds_ds < 0 || rf->counts_ds < 0 || rf->mass_ds < 0)
+  rf->index_ds = H5Dopen2(rf->file, "/routing/index", H5P_DEFAULT);
+  if (rf->clients_ds < 0 || rf->rounds_ds < 0 || rf->counts_ds < 0 || rf->mass_ds < 0 || rf->index_ds < 0)
     FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: metrics or routing datasets are missing", path);
-  if (ndims(rf->clients_ds) != 1 || ndims(rf->rounds_ds) != 1 || ndims(rf->counts_ds) != 4 ||
-      ndims(rf->mass_ds) != 4)
+  if (ndims(rf->clients_ds) != 1 || ndims(rf->rounds_ds) != 1 || ndims(rf->counts_ds) != 3 ||
+      ndims(rf->mass_ds) != 3 || ndims(rf->index_ds) != 1)
     FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: metrics or routing datasets have the wrong rank", path);
   /* complete checkpoints, oldest first */
   walk_t w = {.rf = rf};
@@ -180,9 +199,10 @@ fm_err fm_runfile_read_shared(fm_runfile *rf, const char *name, float *w, size_t
   return FM_OK;
 }
 
-/* Rows of /metrics/clients up to and including `round` (its round column rises). */
-static fm_err client_rows_upto(fm_runfile *rf, int round, hsize_t *keep) {
-  hid_t sp = H5Dget_space(rf->clients_ds);
+/* Rows of a table with a rising round column (/metrics/clients, /routing/index) up to
+ * and including `round`. */
+static fm_err rows_upto(fm_runfile *rf, hid_t ds, const char *name, int round, hsize_t *keep) {
+  hid_t sp = H5Dget_space(ds);
   hsize_t n = 0;
   H5Sget_simple_extent_dims(sp, &n, NULL);
   H5Sclose(sp);
@@ -190,12 +210,12 @@ static fm_err client_rows_upto(fm_runfile *rf, int round, hsize_t *keep) {
   if (!r) FM_ERROR(FM_ERR_MEM, "out of memory reading '%s'", rf->path);
   hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(int32_t));
   H5Tinsert(t, "round", 0, H5T_NATIVE_INT32);
-  herr_t e = n ? H5Dread(rf->clients_ds, t, H5S_ALL, H5S_ALL, rf->dxpl, r) : 0;
+  herr_t e = n ? H5Dread(ds, t, H5S_ALL, H5S_ALL, rf->dxpl, r) : 0;
   H5Tclose(t);
   hsize_t k = 0;
   while (e >= 0 && k < n && r[k] <= round) k++;
   free(r);
-  if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot read /metrics/clients", rf->path);
+  if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot read %s", rf->path, name);
   *keep = k;
   return FM_OK;
 }
@@ -211,6 +231,42 @@ static herr_t later(hid_t g, const char *name, const H5L_info_t *info, void *dat
       strlen(name) < sizeof w->names[0])
     strcpy(w->names[w->n++], name);
   return 0;
+}
+
+/* Cut a /fl per-client statistics dataset ([row][L][E]; the [client] ones stay) to
+ * the rows kept. */
+static herr_t cut_fl(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+  const fm_runfile *rf = data;
+  if (info->type != H5L_TYPE_HARD) return 0;
+  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+  if (d < 0) return 0; /* a group: not ours */
+  hsize_t dims[3] = {0, (hsize_t)rf->L, (hsize_t)rf->E};
+  hid_t sp = H5Dget_space(d);
+  int nd = H5Sget_simple_extent_dims(sp, dims, NULL);
+  H5Sclose(sp);
+  herr_t e = 0;
+  if (nd == 3 && dims[0] > rf->nstat_rows) {
+    dims[0] = rf->nstat_rows;
+    e = H5Dset_extent(d, dims);
+  }
+  H5Dclose(d);
+  return e;
+}
+
+/* Rows of the per-client statistics (/routing, /fl) of rounds up to `round`. */
+static fm_err truncate_client_stats(fm_runfile *rf, int round) {
+  FM_CHECK(rows_upto(rf, rf->index_ds, "/routing/index", round, &rf->nstat_rows));
+  hsize_t dims[3] = {rf->nstat_rows, (hsize_t)rf->L, (hsize_t)rf->E};
+  herr_t e = H5Dset_extent(rf->index_ds, dims);
+  if (e >= 0) e = H5Dset_extent(rf->counts_ds, dims);
+  if (e >= 0) e = H5Dset_extent(rf->mass_ds, dims);
+  if (e >= 0 && H5Lexists(rf->file, "/fl", H5P_DEFAULT) > 0) {
+    hid_t g = H5Gopen2(rf->file, "/fl", H5P_DEFAULT);
+    e = g < 0 ? -1 : H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, cut_fl, rf);
+    if (g >= 0) H5Gclose(g);
+  }
+  if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot truncate the per-client statistics to round %d", rf->path, round);
+  return FM_OK;
 }
 
 fm_err fm_runfile_truncate(fm_runfile *rf, int round) {
@@ -236,7 +292,7 @@ fm_err fm_runfile_truncate(fm_runfile *rf, int round) {
     H5Gclose(g);
   }
   hsize_t keep;
-  FM_CHECK(client_rows_upto(rf, round, &keep));
+  FM_CHECK(rows_upto(rf, rf->clients_ds, "/metrics/clients", round, &keep));
   rf->nclient_rows = keep;
   /* one row per round; a crash after the checkpoint but before its round's row leaves one fewer */
   hid_t sp = H5Dget_space(rf->rounds_ds);
@@ -246,9 +302,11 @@ fm_err fm_runfile_truncate(fm_runfile *rf, int round) {
   rf->nround_rows = have < (hsize_t)round ? have : (hsize_t)round;
   if (H5Dset_extent(rf->clients_ds, &keep) < 0 || H5Dset_extent(rf->rounds_ds, &rf->nround_rows) < 0)
     FM_ERROR(FM_ERR_HDF5, "%s: cannot truncate the metrics to round %d", rf->path, round);
-  hsize_t dims[4] = {(hsize_t)round, (hsize_t)rf->N, (hsize_t)rf->L, (hsize_t)rf->E};
-  if (H5Dset_extent(rf->counts_ds, dims) < 0 || H5Dset_extent(rf->mass_ds, dims) < 0)
-    FM_ERROR(FM_ERR_HDF5, "%s: cannot truncate the routing statistics to round %d", rf->path, round);
+  FM_CHECK(truncate_client_stats(rf, round));
+  /* shrinking a chunked dataset rewrites the cut part of its last chunk with fill
+   * values in HDF5's chunk cache; written out later, that chunk would overwrite the
+   * rows the continued run writes there through MPI-IO (they read back as zeros) */
+  if (H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot flush the truncated run file", rf->path);
   H5Gclose(rf->ckpt);
   rf->ckpt = -1;
   if (rf->ckpt_file >= 0) H5Fclose(rf->ckpt_file);

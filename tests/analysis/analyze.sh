@@ -59,6 +59,35 @@ png "$TMP/o/routing-clients-dir-r4.png"
 grep -q "partition = dirichlet" "$TMP/err" || fail "no note on the skipped per-domain heatmap"
 echo "ok: routing"
 
+# run files of format 1 (dense routing statistics, fedmoe 0.1.0): the same figures as
+# format 2 from the same data; fedmoe info names the format, --resume refuses it
+$GEN "$TMP/old.h5" --strategy comigs --format 1 --data-path "$text" || fail "make_runfile.py --format 1"
+$GEN "$TMP/new.h5" --strategy comigs --data-path "$text" || fail "make_runfile.py"
+"$PYTHON_H5PY" - "$AN" "$TMP/old.h5" "$TMP/new.h5" <<'PY' || fail "format 1 and 2 routing differ"
+import sys, importlib.machinery, importlib.util, numpy as np
+loader = importlib.machinery.SourceFileLoader("fedmoe_analyze", sys.argv[1])
+an = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+loader.exec_module(an)
+def dense(path):
+    run = an.RunFile(path)
+    rounds, clients, rows = run.routing("counts")
+    out = np.zeros((run.rounds_done(), run.clients, run.layers, run.experts))
+    np.add.at(out, (rounds - 1, clients), rows.astype(np.float64))
+    return out
+a, b = dense(sys.argv[2]), dense(sys.argv[3])
+assert a.shape == b.shape and np.array_equal(a, b) and a.sum() > 0
+print("format 1 and 2: the same routing counts, %d rounds" % a.shape[0])
+PY
+run routing -o "$TMP/o" --domains 4 "$TMP/old.h5"
+png "$TMP/o/routing-clients-old-r4.png"
+if [ -x "$FEDMOE" ]; then
+  "$FEDMOE" info "$TMP/old.h5" | grep -q "^format     1 (dense" || fail "fedmoe info: no format 1 line"
+  . "$top_srcdir/tests/mpi/tiny.sh"
+  expect_fail 3 20 "has layout format 1 (dense per-client statistics" \
+    run "$TMP/tiny.ini" -q --resume "$TMP/old.h5"
+fi
+echo "ok: format 1 run files"
+
 # compare: table rows and values against the HDF5 data
 run compare -o "$TMP/o" "$TMP/local.h5" "$TMP/fedavg.h5" "$TMP/comigs.h5"
 cat "$TMP/out"

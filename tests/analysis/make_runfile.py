@@ -4,11 +4,14 @@ the C runtime.
 
     python3 make_runfile.py OUT.h5 [--strategy S] [--clients N] [--rounds R] [--layers L]
         [--experts E] [--ranks P] [--seed S] [--generalists G] [--dense-layers 0,2]
-        [--partition by_domain] [--data-path DIR] [--memory] [--bogus]
+        [--partition by_domain] [--data-path DIR] [--memory] [--bogus] [--format 1|2]
 
 Clients: a fraction 0.5 of them is sampled each round (train_loss NaN for the others);
 every client is reported in the last round. --bogus writes an HDF5 file that is not a
-run file. --memory adds a peak_rss_bytes field to /metrics/rounds.
+run file. --memory adds a peak_rss_bytes field to /metrics/rounds. --format 1 writes the
+routing statistics of fedmoe 0.1.0, dense [round][client][layer][expert], and no format
+attribute; format 2 (the default) has rows of the sampled clients, indexed by
+/routing/index.
 """
 import argparse
 import math
@@ -60,6 +63,7 @@ def main():
     p.add_argument("--data-path", default="tests/fixtures/text")
     p.add_argument("--memory", action="store_true")
     p.add_argument("--bogus", action="store_true")
+    p.add_argument("--format", type=int, choices=(1, 2), default=2)
     a = p.parse_args()
     if a.bogus:
         with h5py.File(a.out, "w") as f:
@@ -74,6 +78,7 @@ def main():
     crow, rrows = [], []
     counts = np.zeros((R, N, L, E), np.uint64)
     mass = np.zeros((R, N, L, E), np.float64)
+    index = []  # (round, client) of the sampled clients, the rows of format 2
     for r in range(1, R + 1):
         m = max(1, int(math.ceil(0.5 * N)))
         sampled = sorted(rng.choice(N, m, replace=False).tolist())
@@ -97,6 +102,7 @@ def main():
         if a.memory:
             rr.append(2**20 * (30 + N // 8))
         rrows.append(tuple(rr))
+        index += [(r, c) for c in sampled]
         for c in sampled:  # each domain prefers one specialist, everyone the generalists
             for l in range(L):
                 if l in dense:
@@ -121,8 +127,16 @@ def main():
         g.create_dataset("clients", data=np.array(crow, CLIENT_DT), maxshape=(None,), chunks=(1024,))
         g.create_dataset("rounds", data=np.array(rrows, rdt), maxshape=(None,), chunks=(64,))
         g = f.create_group("routing")
-        g.create_dataset("counts", data=counts, maxshape=(None, N, L, E), chunks=(1, N, L, E))
-        g.create_dataset("gate_mass", data=mass, maxshape=(None, N, L, E), chunks=(1, N, L, E))
+        if a.format == 1:
+            g.create_dataset("counts", data=counts, maxshape=(None, N, L, E), chunks=(1, N, L, E))
+            g.create_dataset("gate_mass", data=mass, maxshape=(None, N, L, E), chunks=(1, N, L, E))
+        else:
+            f.attrs.create("format", 2, dtype="<i8")
+            ix = np.array(index, np.dtype([("round", "<i4"), ("client", "<i4")]))
+            g.create_dataset("index", data=ix, maxshape=(None,), chunks=(1024,))
+            for name, full in (("counts", counts), ("gate_mass", mass)):
+                g.create_dataset(name, data=full[ix["round"] - 1, ix["client"]], maxshape=(None, L, E),
+                                 chunks=(256, L, E))
         ck = f.create_group("checkpoints/r%06d" % R)
         ck.attrs["round"] = np.int64(R)
         ck.attrs["complete"] = np.int64(1)

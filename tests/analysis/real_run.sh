@@ -36,4 +36,11 @@ for f in curves.png routing-clients-comigs-r2.png routing-domains-comigs-r2.png 
 done
 "$PYTHON_H5PY" "$top_srcdir/tests/analysis/check_compare.py" "$TMP/md" "$TMP/o/compare.csv" $runs \
   || fail "compare table"
+# the load balance: 3 of 6 clients sampled, dealt to 2 hosts: at most 2 on one
+"$PYTHON_H5PY" - "$TMP/o/scaling.csv" <<'PY' || fail "scaling.csv: load balance columns"
+import csv, sys
+rows = {r["file"].rsplit("/", 1)[-1]: r for r in csv.DictReader(open(sys.argv[1]))}
+assert float(rows["fedavg.h5"]["host_clients_max"]) == 2, rows["fedavg.h5"]
+assert float(rows["fedavg.h5"]["imbalance"]) >= 1, rows["fedavg.h5"]
+PY
 echo "real_run: all passed"

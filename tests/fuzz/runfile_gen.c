@@ -22,9 +22,9 @@ static unsigned next(cursor *c) { return c->i < c->n ? c->p[c->i++] : 0; }
 static int more(const cursor *c) { return c->i < c->n; }
 
 static const char *const attr_names[] = {"fedmoe_version", "strategy", "start_time", "seed", "ranks",
-                                         "clients", "layers", "experts", "config", "complete"};
+                                         "clients", "layers", "experts", "config", "complete", "format"};
 static const char *const ds_names[] = {"/metrics/rounds", "/metrics/clients", "/routing/counts",
-                                       "/routing/gate_mass", "/checkpoints"};
+                                       "/routing/gate_mass", "/checkpoints", "/routing/index"};
 static const char *const strings[] = {"0.1.0", "fedavg", "comigs", "local", "", "hfedmoe", "x"};
 /* values our readers compare with: the defaults of a configuration and the fixture's */
 static const int64_t ints[] = {0, 1, 2, 3, 4, 6, 7, 8, 42, -1, 1000000, INT64_MAX, INT64_MIN, 0x7fffffff};

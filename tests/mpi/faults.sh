@@ -22,7 +22,7 @@ mpi $NP run "$TMP/tiny.ini" $set_common --set run.output="$TMP/ref.h5" || { cat 
 
 # same: compare the final checkpoint and the per-client metrics with the unfailed run
 same() {
-  for obj in /checkpoints/r00000$R /metrics/clients /routing/counts /routing/gate_mass; do
+  for obj in /checkpoints/r00000$R /metrics/clients /routing/counts /routing/gate_mass /routing/index; do
     "$H5DIFF" --follow-symlinks "$TMP/ref.h5" "$1" $obj $obj >"$TMP/diff" 2>&1 || { cat "$TMP/diff"; fail "$2: $obj differs"; }
   done
 }

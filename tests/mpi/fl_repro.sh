@@ -1,23 +1,35 @@
 #!/bin/sh
 # Reproducible mode: the same configuration on 2, 3 and 5 ranks gives bit-identical
-# final checkpoints, per-client metrics and routing counts, for every strategy.
+# final checkpoints, per-client metrics and routing statistics, for every strategy:
+# those with private state (comigs, local) run each client at home, the others deal
+# each round's clients to the hosts by work, so a client runs on different ranks.
 . "${top_srcdir:-.}/tests/mpi/common.sh"
 . "$top_srcdir/tests/mpi/tiny.sh"
 H5DIFF=${H5DIFF:-h5diff}
-for s in fedavg comigs local; do
+for s in fedavg comigs local fedbiot; do
   for np in 2 3 5; do
     mpi $np run "$TMP/tiny.ini" -q --set fl.strategy=$s --set run.output="$TMP/$s-$np.h5" \
       || { cat "$TMP/out"; fail "$s on $np ranks"; }
     grep "^final $s" "$TMP/out"
   done
   for np in 3 5; do
-    for obj in /checkpoints/r000002 /metrics/clients /routing/counts /routing/gate_mass; do
+    for obj in /checkpoints/r000002 /metrics/clients /routing/counts /routing/gate_mass /routing/index; do
       "$H5DIFF" --follow-symlinks "$TMP/$s-2.h5" "$TMP/$s-$np.h5" $obj $obj >"$TMP/diff" 2>&1 \
         || { cat "$TMP/diff"; fail "$s: $obj differs between 2 and $np ranks"; }
     done
     echo "ok: $s on 2 and $np ranks: identical checkpoint, metrics and routing"
   done
 done
+# dealing by unequal work: offline clients (system.availability) only evaluate
+for np in 2 4; do
+  mpi $np run "$TMP/tiny.ini" -q --set fl.strategy=fedavg --set fl.clients=12 --set fl.sample_count=7 \
+    --set system.availability=0.6 --set run.output="$TMP/avail-$np.h5" || { cat "$TMP/out"; fail "availability on $np ranks"; }
+done
+for obj in /checkpoints/r000002 /metrics/clients /routing/counts /routing/gate_mass /routing/index; do
+  "$H5DIFF" --follow-symlinks "$TMP/avail-2.h5" "$TMP/avail-4.h5" $obj $obj >"$TMP/diff" 2>&1 \
+    || { cat "$TMP/diff"; fail "with offline clients: $obj differs between 2 and 4 ranks"; }
+done
+echo "ok: fedavg with offline clients on 2 and 4 ranks: identical"
 # the float mode is allowed to differ in the last bits, but must run
 mpi 3 run "$TMP/tiny.ini" -q --set fl.aggregation=float --set run.output="$TMP/float.h5" \
   || { cat "$TMP/out"; fail "float aggregation"; }

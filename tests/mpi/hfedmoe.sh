@@ -12,32 +12,37 @@ for mask in true false; do
     mpi $np run "$TMP/tiny.ini" $common --set hfedmoe.mask_forward=$mask --set run.output="$TMP/hf-$mask-$np.h5" \
       || { cat "$TMP/out"; fail "hfedmoe mask_forward=$mask on $np ranks"; }
   done
-  for obj in /checkpoints/r000003 /metrics/clients /fl/selected /fl/importance /routing/counts; do
+  for obj in /checkpoints/r000003 /metrics/clients /fl/selected /fl/importance /routing/counts /routing/index; do
     "$H5DIFF" --follow-symlinks "$TMP/hf-$mask-2.h5" "$TMP/hf-$mask-4.h5" $obj $obj >/dev/null 2>&1 \
       || fail "mask_forward=$mask: $obj differs between 2 and 4 ranks"
   done
   "$PYTHON_H5PY" - "$TMP/hf-$mask-2.h5" $mask <<'PY' || fail "hfedmoe invariants (mask_forward=$mask)"
 import sys, h5py, numpy as np
 f = h5py.File(sys.argv[1], "r"); mask = sys.argv[2] == "true"
-sel = f["/fl/selected"][...]            # [round][client][layer][expert]
+idx = f["/routing/index"][...]         # one row per (round, client) that trained
+sel = f["/fl/selected"][...]            # [row][layer][expert]
 budget = f["/fl/budget"][...]
 counts = f["/routing/counts"][...]
 rows = f["/metrics/clients"][...]
-R, N, L, E = sel.shape
+R = int(rows["round"].max())
+_, L, E = sel.shape
+assert len(idx) == len(sel) == len(counts), "statistics rows and index differ in length"
+assert (np.diff(idx["round"]) >= 0).all(), "index rows not in round order"
 for r in range(R):
     trained = set(int(c) for c in rows["client"][(rows["round"] == r + 1) & (rows["tokens"] > 0)])
-    for c in range(N):
-        per_layer = sel[r, c].sum(axis=1)
+    here = np.flatnonzero(idx["round"] == r + 1)
+    assert set(int(c) for c in idx["client"][here]) == trained, ("statistics rows are not the trained clients", r)
+    assert (np.diff(idx["client"][here]) > 0).all(), ("clients of a round not ascending", r)
+    for row in here:
+        c = int(idx["client"][row])
+        per_layer = sel[row].sum(axis=1)
         assert (per_layer <= budget[c]).all(), (r, c, per_layer, budget[c])
-        if c in trained:
-            assert (per_layer >= 1).all(), ("a trained client selected nothing", r, c)
-            if mask:  # strict budget: tokens only reach selected experts
-                assert (counts[r, c][sel[r, c] == 0] == 0).all(), ("routed outside the subset", r, c)
-        else:
-            assert per_layer.sum() == 0
+        assert (per_layer >= 1).all(), ("a trained client selected nothing", r, c)
+        if mask:  # strict budget: tokens only reach selected experts
+            assert (counts[row][sel[row] == 0] == 0).all(), ("routed outside the subset", r, c)
     # an expert no client trained in round r keeps its value from round r-1 to r
     if r >= 1:
-        nobody = sel[r].sum(axis=0) == 0   # [layer][expert]
+        nobody = sel[idx["round"] == r + 1].sum(axis=0) == 0   # [layer][expert]
         for l in range(L):
             for e in range(E):
                 a = f[f"/checkpoints/r{r:06d}/shared/h.{l}.moe.experts.{e}.c_fc.weight"][...]
@@ -46,7 +51,7 @@ for r in range(R):
                     assert np.array_equal(a, b), ("untrained expert changed", r, l, e)
                 else:
                     assert not np.array_equal(a, b), ("trained expert did not change", r, l, e)
-print("hfedmoe invariants hold: %d rounds, %d clients, budgets %s" % (R, N, sorted(set(budget.tolist()))))
+print("hfedmoe invariants hold: %d rounds, %d statistics rows, budgets %s" % (R, len(idx), sorted(set(budget.tolist()))))
 PY
   echo "ok: mask_forward=$mask"
 done

@@ -16,13 +16,29 @@ for s in comigs fedavg; do
   mpi 4 run "$TMP/tiny.ini" $set_common --set fl.strategy=$s --resume "$TMP/half-$s.h5" \
     || { cat "$TMP/out"; fail "$s: resume"; }
   grep -q "resuming" "$TMP/out" || fail "$s: no resume message"
-  for obj in /checkpoints/r000004 /metrics/clients /routing/counts /routing/gate_mass; do
+  for obj in /checkpoints/r000004 /metrics/clients /routing/counts /routing/gate_mass /routing/index; do
     "$H5DIFF" --follow-symlinks "$TMP/full-$s.h5" "$TMP/half-$s.h5" $obj $obj >"$TMP/diff" 2>&1 \
       || { cat "$TMP/diff"; fail "$s: $obj differs after resume"; }
   done
   "$FEDMOE" info "$TMP/half-$s.h5" | grep -q "rounds     4 done" || fail "$s: resumed run should hold 4 rounds"
   echo "ok: $s stopped at 2 of 4 and resumed equals the uninterrupted run"
 done
+
+# with a checkpoint every 2 rounds, a failure in round 4 leaves round 3's per-client
+# statistics (/routing and hfedmoe's /fl) after checkpoint 2: resuming cuts them, and
+# the run ends equal to one that did not fail
+hf="-q --set fl.rounds=4 --set run.checkpoint_every=2 --set fl.strategy=hfedmoe"
+mpi 3 run "$TMP/tiny.ini" $hf --set run.output="$TMP/hf-full.h5" || { cat "$TMP/out"; fail "hfedmoe: full run"; }
+mpi 3 run "$TMP/tiny.ini" $hf --set run.output="$TMP/hf-cut.h5" --set debug.fail=1:local_update:4 \
+  && fail "hfedmoe: the injected failure did not stop the run"
+"$FEDMOE" info "$TMP/hf-cut.h5" | grep -q "trained    9 client-rounds" || fail "hfedmoe: round 3's rows should be there"
+mpi 4 run "$TMP/tiny.ini" $hf --resume "$TMP/hf-cut.h5" || { cat "$TMP/out"; fail "hfedmoe: resume"; }
+grep -q "resuming .* after round 2" "$TMP/out" || fail "hfedmoe: should resume after round 2"
+for obj in /checkpoints/r000004 /metrics/clients /routing/index /routing/counts /fl/selected /fl/importance; do
+  "$H5DIFF" --follow-symlinks "$TMP/hf-full.h5" "$TMP/hf-cut.h5" $obj $obj >"$TMP/diff" 2>&1 \
+    || { cat "$TMP/diff"; fail "hfedmoe: $obj differs after resume"; }
+done
+echo "ok: hfedmoe failed in round 4, resumed from round 2 (round 3's rows cut): equal to the unfailed run"
 
 # bad resumes: clear errors, the file untouched
 sum0=$(cksum <"$TMP/full-fedavg.h5")

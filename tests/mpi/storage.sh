@@ -60,7 +60,7 @@ grep -q "r000002 *complete" "$TMP/info" || fail "r000002 should be complete"
 grep -q "r000003 *complete" "$TMP/info" && fail "r000003 (written when the disk filled) is marked complete"
 mpi $NP run "$TMP/tiny.ini" $set_common --resume "$TMP/full.h5" || { cat "$TMP/out"; fail "resume after the full disk"; }
 bad=
-for obj in /checkpoints/r00000$R /metrics/clients /routing/counts /routing/gate_mass; do
+for obj in /checkpoints/r00000$R /metrics/clients /routing/counts /routing/gate_mass /routing/index; do
   "$H5DIFF" --follow-symlinks "$TMP/ref.h5" "$TMP/full.h5" $obj $obj >"$TMP/diff" 2>&1 || { head -20 "$TMP/diff"; bad="$bad $obj"; }
 done
 [ -z "$bad" ] || fail "resumed after a full disk, differs from the unfailed run in:$bad"

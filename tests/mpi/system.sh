@@ -69,9 +69,9 @@ b, cls = f["/fl/budget"][...], f["/fl/resource_class"][...]
 print("auto budgets by class:", {int(k): sorted(set(b[cls == k].tolist())) for k in set(cls.tolist())})
 assert (b[cls == 1] == 4).all(), "the roomy class keeps its budget"
 assert ((b[cls == 0] >= 1) & (b[cls == 0] < 4)).all(), "the small class gets a smaller budget"
-sel = f["/fl/selected"][...]
-for c in range(len(b)):
-    assert (sel[:, c].sum(axis=2) <= b[c]).all()
+sel, who = f["/fl/selected"][...], f["/routing/index"]["client"]  # [row][layer][expert], rows as the index
+for row, c in enumerate(who):
+    assert (sel[row].sum(axis=1) <= b[c]).all()
 PY
 # a trace gives the devices
 mpi 3 run "$TMP/tiny.ini" -q --set fl.strategy=fedavg --set system.trace="$top_srcdir/tests/fixtures/devices.csv" \

@@ -111,6 +111,64 @@ static void test_sampling(void) {
   fm_config_free(&c);
 }
 
+/* Loads of a dealing: load[h] sums work[j] over host[j] == h; checks that every item
+ * went to a valid host once. Returns the largest load. */
+static double deal_loads(const double *work, const int *host, int m, int hosts, double *load) {
+  for (int h = 0; h < hosts; h++) load[h] = 0;
+  double most = 0;
+  for (int j = 0; j < m; j++) {
+    CU_ASSERT(host[j] >= 0 && host[j] < hosts);
+    if (host[j] >= 0 && host[j] < hosts) load[host[j]] += work[j];
+  }
+  for (int h = 0; h < hosts; h++) most = fmax(most, load[h]);
+  return most;
+}
+
+/* Dealing clients by work: every client once, deterministic, the busiest host at
+ * most one item above the mean; equal work gives ceil(m / hosts) at most, where the
+ * fixed placement (client c on host c mod hosts) of a random sample gives more. */
+static void test_deal(void) {
+  enum { M = 1000, H = 7 };
+  double work[M], load[H], total = 0, largest = 0;
+  int a[M], b[M];
+  fm_rng r;
+  fm_rng_init(&r, 5, 0, 0, FM_RNG_TEST);
+  for (int j = 0; j < M; j++) { /* skewed: many small items, a few large */
+    work[j] = 1 + 100 * pow(fm_rng_uniform(&r), 8);
+    total += work[j];
+    largest = fmax(largest, work[j]);
+  }
+  CU_ASSERT_EQUAL_FATAL(fm_deal_clients(work, M, H, a), FM_OK);
+  CU_ASSERT_EQUAL_FATAL(fm_deal_clients(work, M, H, b), FM_OK);
+  CU_ASSERT_EQUAL(memcmp(a, b, sizeof a), 0);
+  double most = deal_loads(work, a, M, H, load);
+  CU_ASSERT(most <= total / H + largest);
+  /* fewer items than hosts: one each at most */
+  CU_ASSERT_EQUAL_FATAL(fm_deal_clients(work, 3, H, a), FM_OK);
+  CU_ASSERT(a[0] != a[1] && a[1] != a[2] && a[0] != a[2]);
+  CU_ASSERT_EQUAL(fm_deal_clients(work, 0, H, a), FM_OK);
+  /* equal work, 100 of 10000 clients sampled, 15 hosts, 20 rounds */
+  fm_config c;
+  fm_config_init(&c);
+  c.fl.clients = 10000;
+  c.fl.sample_count = 100;
+  int *sampled = malloc(10000 * sizeof *sampled), fixed_worst = 0;
+  double ones[100];
+  for (int j = 0; j < 100; j++) ones[j] = 1;
+  for (int round = 1; round <= 20; round++) {
+    int m = fm_sample_clients(&c, round, sampled), per[15] = {0};
+    CU_ASSERT_EQUAL_FATAL(m, 100);
+    for (int j = 0; j < m; j++) per[fm_client_host(sampled[j], 16) - 1]++;
+    for (int h = 0; h < 15; h++) fixed_worst = per[h] > fixed_worst ? per[h] : fixed_worst;
+    CU_ASSERT_EQUAL_FATAL(fm_deal_clients(ones, m, 15, a), FM_OK);
+    double l[15];
+    CU_ASSERT_EQUAL(deal_loads(ones, a, m, 15, l), 7); /* ceil(100 / 15) */
+  }
+  CU_ASSERT(fixed_worst > 7);
+  free(sampled);
+  fm_config_free(&c);
+}
+
 /* FedAvg's defining identity: with one local SGD step from the same start and equal
  * weights, the average of the clients' models is one step on the union of their
  * batches (cross-entropy is a mean over tokens, so its gradient is linear in the
@@ -170,7 +228,8 @@ int fm_test_register(void) {
     {"fixed point is order independent", test_agg_order_independent},
     {"sparse participation", test_agg_sparse}, {"float mode", test_agg_float_mode}, {NULL, NULL}};
   static const fm_test fl_tests[] = {
-    {"client sampling", test_sampling}, {"fedavg equals a centralised step", test_fedavg_identity},
+    {"client sampling", test_sampling}, {"dealing clients by work", test_deal},
+    {"fedavg equals a centralised step", test_fedavg_identity},
     {NULL, NULL}};
   return fm_test_suite("aggregation", agg_tests) || fm_test_suite("runtime", fl_tests);
 }
