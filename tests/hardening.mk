@@ -8,7 +8,10 @@
 # its ranks), without touching AM_TESTS_ENVIRONMENT. Leaks of Open MPI and the
 # libraries under it are suppressed by tests/lsan.supp (each entry explained there);
 # malloc stacks are unwound in full so that those libraries' frames can be matched.
-SANITIZER_TESTS_ENVIRONMENT = \
+# Instrumented ranks start and stop several times slower, so the time limits within
+# which a failing run must have ended on every rank (tests/mpi/common.sh) are
+# stretched by FM_TEST_TIME_SCALE: they catch hangs, not slowness.
+SANITIZER_TESTS_ENVIRONMENT = FM_TEST_TIME_SCALE=4 \
 	ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:detect_stack_use_after_return=0 \
 	LSAN_OPTIONS=suppressions=$(abs_top_srcdir)/tests/lsan.supp:print_suppressions=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

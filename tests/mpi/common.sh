@@ -16,9 +16,10 @@ mpi() {
   timeout -k 5 "${FM_TEST_TIMEOUT:-60}" "$MPIEXEC" $MPIEXEC_FLAGS -np "$np" "$FEDMOE" "$@" >"$TMP/out" 2>&1
 }
 
-# expect_fail NP SECONDS PATTERN ARGS...: fails non-zero, within SECONDS, saying PATTERN
+# expect_fail NP SECONDS PATTERN ARGS...: fails non-zero, within SECONDS (times
+# FM_TEST_TIME_SCALE, set for sanitizer builds), saying PATTERN
 expect_fail() {
-  local np=$1 limit=$2 pattern=$3; shift 3
+  local np=$1 limit=$(($2 * ${FM_TEST_TIME_SCALE:-1})) pattern=$3; shift 3
   local t0 rc ms
   t0=$(date +%s%N)
   FM_TEST_TIMEOUT=$((limit + 20)) mpi "$np" "$@"; rc=$?
