@@ -77,7 +77,7 @@ typedef struct fm_config {
   } fedbiot;
   struct {
     fm_intlist budgets; /* per resource class */
-    double lambda, beta, tau;
+    double lambda, beta, tau, explore;
     int score_batches, select, mask_forward;
   } hfedmoe;
   struct {

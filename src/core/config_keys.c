@@ -141,6 +141,8 @@ const fm_key fm_config_keys[] = {
   {"hfedmoe.tau", FM_KEY_REAL, F(hfedmoe.tau), "0", 0, 1, NULL, "usage threshold for aggregation"},
   {"hfedmoe.score_batches", FM_KEY_INT, F(hfedmoe.score_batches), "2", 1, 1e6, NULL,
    "batches scored for importance"},
+  {"hfedmoe.explore", FM_KEY_REAL, F(hfedmoe.explore), "2", 0, BIG, NULL,
+   "ib/usage selection: temperature of the draw around the best scores (ours; 0: the paper's top b)"},
   {"hfedmoe.select", FM_KEY_ENUM, F(hfedmoe.select), "ib", 0, 0, "ib|random|usage", "expert selection"},
   {"hfedmoe.mask_forward", FM_KEY_BOOL, F(hfedmoe.mask_forward), "false", 0, 0, NULL,
    "route only to the selected experts"},

@@ -1,7 +1,8 @@
 /* hfedmoe.c - HFedMoE: each client fine-tunes a budget of experts per MoE layer,
  * chosen by importance and an information-bottleneck score from its router's
  * probabilities; experts are averaged over the clients that trained them, the
- * router with importance-based weights (ALGORITHMS.md, hfedmoe).
+ * router with importance-based weights (ALGORITHMS.md, hfedmoe). The selection samples
+ * around the best scores rather than taking them (hfedmoe.explore, ours; see sample_b).
  *
  * Classes: the rest of the model (trained and averaged by tokens, as fedavg), the
  * experts (averaged over their trainers only), the router (alpha-weighted). All are
@@ -23,7 +24,10 @@ static int classify_hfedmoe(const fm_tensor *t, void *ctx) {
 static uint8_t selected[FM_MAX_LAYERS * FM_MAX_EXPERTS];
 
 /* Importance, KL and usage per expert over score_batches training batches, all
- * experts routable; 'routed' marks experts some scored token picked. */
+ * experts routable (the unmasked router, so an expert this client did not train last
+ * round scores as any other); 'routed' marks experts some scored token picked.
+ * s_cum and s_spec are per batch, averaged over the batches; p(z_e) in KL_e is the mean
+ * over all the scored tokens, the client's usage u(e), so KL_e = mean_x G log G - u log u. */
 static fm_err score(fm_client_ctx *cx, fm_rng *rng, double *imp, double *kl, double *use, uint8_t *routed) {
   const fm_config *c = cx->cfg;
   const fm_model_shape *s = fm_model_get_shape(cx->model);
@@ -40,26 +44,28 @@ static fm_err score(fm_client_ctx *cx, fm_rng *rng, double *imp, double *kl, dou
       const float *p = fm_model_router_probs(cx->model, l);
       const int32_t *pk = fm_model_router_picks(cx->model, l);
       for (int e = 0; e < E; e++) {
-        double sum = 0, mx = 0;
+        double sum = 0, mx = 0, glogg = 0;
         for (int x = 0; x < ntok; x++) {
           double g = p[(size_t)x * E + e];
           sum += g;
           if (g > mx) mx = g;
-        }
-        double pz = sum / ntok, klx = 0;
-        for (int x = 0; x < ntok && pz > 0; x++) {
-          double g = p[(size_t)x * E + e];
-          if (g > 0) klx += g * log(g / pz);
+          if (g > 0) glogg += g * log(g);
         }
         size_t i = (size_t)l * E + e;
-        imp[i] += (lam * pz + (1 - lam) * mx) / nb;
-        kl[i] += klx / ntok / nb;
-        use[i] += pz / nb;
+        imp[i] += (lam * sum / ntok + (1 - lam) * mx) / nb;
+        kl[i] += glogg / ntok / nb; /* mean G log G for now */
+        use[i] += sum / ntok / nb;
       }
       for (int x = 0; x < ntok * k; x++)
         if (pk[x] >= 0) routed[(size_t)l * E + pk[x]] = 1;
     }
   }
+  for (int l = 0; l < s->layers; l++)
+    for (int e = 0; e < E && s->moe_mask >> l & 1; e++) {
+      size_t i = (size_t)l * E + e;
+      if (use[i] > 0) kl[i] -= use[i] * log(use[i]);
+      if (kl[i] < 0) kl[i] = 0; /* rounding: a KL is never negative */
+    }
   return FM_OK;
 }
 
@@ -73,6 +79,33 @@ static void top_b(const double *key, const uint8_t *cand, int E, int b, uint8_t 
     if (best < 0) return;
     sel[best] = 1;
   }
+}
+
+/* (ours) hfedmoe.explore = t > 0 (default 2): the b experts are drawn without
+ * replacement with probabilities proportional to exp(z(e) / t), z the key standardised
+ * over the candidates (Gumbel top-b), instead of taken as the b best. Why: every client
+ * scores with the same global router, whose preferences differ far more between
+ * experts than between clients' data, so the top b is the same for nearly all clients
+ * and, as the chosen experts' router probabilities grow, in every round; the others
+ * are never trained while the unmasked router still sends test tokens to them
+ * (README, hfedmoe). Standardising makes t independent of the scores' scale; t -> 0
+ * is the paper's top b, t -> inf a uniform subset. Deterministic: the draws come from
+ * the (seed, client, round) strategy stream, after the scoring batches. */
+static void sample_b(const double *key, const uint8_t *cand, int E, int b, double t, fm_rng *rng, uint8_t *sel) {
+  double m = 0, v = 0, pert[FM_MAX_EXPERTS];
+  int n = 0;
+  for (int e = 0; e < E; e++)
+    if (cand[e]) m += key[e], n++;
+  if (!n) return;
+  m /= n;
+  for (int e = 0; e < E; e++)
+    if (cand[e]) v += (key[e] - m) * (key[e] - m);
+  double sd = sqrt(v / n);
+  for (int e = 0; e < E; e++) { /* every expert draws, so the stream does not depend on cand */
+    double u = fm_rng_uniform(rng), g = -log(-log(u > 0 ? u : 0x1p-53));
+    pert[e] = (sd > 0 ? (key[e] - m) / sd / t : 0) + g;
+  }
+  top_b(pert, cand, E, b, sel);
 }
 
 static fm_err hfedmoe_update(fm_client_ctx *cx) {
@@ -96,10 +129,16 @@ static fm_err hfedmoe_update(fm_client_ctx *cx) {
     switch (c->hfedmoe.select) {
     case FM_SELECT_IB:
       for (int e = 0; e < E; e++) key[e] = imp[o + e] - c->hfedmoe.beta * kl[o + e];
-      top_b(key, routed + o, E, b, selected + o);
+      if (c->hfedmoe.explore > 0)
+        sample_b(key, routed + o, E, b, c->hfedmoe.explore, &rng, selected + o);
+      else
+        top_b(key, routed + o, E, b, selected + o);
       break;
     case FM_SELECT_USAGE:
-      top_b(use + o, routed + o, E, b, selected + o);
+      if (c->hfedmoe.explore > 0)
+        sample_b(use + o, routed + o, E, b, c->hfedmoe.explore, &rng, selected + o);
+      else
+        top_b(use + o, routed + o, E, b, selected + o);
       break;
     default: { /* the ablation: a uniformly drawn subset of the same size */
       uint32_t pick[FM_MAX_EXPERTS];
