@@ -10,6 +10,9 @@
 fedmoe=${1:-./fedmoe}
 py=${2:-/usr/bin/python3}
 rounds=${BENCH_ROUNDS:-1}
+case $rounds in
+  '' | *[!0-9]* | 0) echo "run_bench.sh: BENCH_ROUNDS must be a whole number of at least 1, not '$rounds'" >&2; exit 2 ;;
+esac
 here=$(dirname "$0")
 models="dense-d128 moe-d128 moe-d256"
 out=$(mktemp "${TMPDIR:-/tmp}/fedmoe-bench.XXXXXX")

@@ -153,7 +153,7 @@ typedef struct {
 
 typedef struct {
   float lr, beta1, beta2, eps, weight_decay;
-  float grad_scale; /* > 0: the gradients are taken times this (clipping, fm_model_clip_factor) */
+  float grad_scale; /* >= 0: the gradients are taken times this (clipping, fm_model_clip_factor) */
 } fm_adamw_hparams;
 
 fm_err fm_adamw_create(fm_adamw *o, size_t n);

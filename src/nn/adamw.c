@@ -44,7 +44,7 @@ FM_VEC void fm_adamw_step(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hpar
     fm_fatal(fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_INTERNAL,
                           "AdamW state of %zu values used on class %d of %zu values", o->n, cls,
                           fm_model_class_numel(m, cls)));
-  if (!(h->grad_scale > 0.0f))
+  if (!(h->grad_scale >= 0.0f)) /* 0 when the gradient norm overflowed (clip factor) */
     fm_fatal(fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_INTERNAL, "AdamW with grad_scale %g",
                           (double)h->grad_scale));
   FM_PROF_BEGIN(t0);

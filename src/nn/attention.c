@@ -10,7 +10,6 @@
 #include "vmath.h"
 
 #include <math.h>
-#include <string.h>
 
 static int att_block = 64;
 

@@ -16,12 +16,12 @@ FM_VEC double fm_model_grad_norm(fm_model *m, unsigned mask) {
     const fm_tensor *t = fm_model_tensor(m, i);
     if (!selected(t, mask)) continue;
     const float *restrict g = t->g;
-    double acc[8] = {0}; /* 8 lanes, so that the loop vectorises (see vmath.h) */
+    double acc[FM_LANES] = {0}; /* lanes, so that the loop vectorises (vmath.h) */
     size_t j = 0;
-    for (; j + 8 <= t->numel; j += 8)
-      for (int l = 0; l < 8; l++) acc[l] += (double)g[j + l] * g[j + l];
+    for (; j + FM_LANES <= t->numel; j += FM_LANES)
+      for (int l = 0; l < FM_LANES; l++) acc[l] += (double)g[j + l] * g[j + l];
     for (int l = 0; j < t->numel; j++, l++) acc[l] += (double)g[j] * g[j];
-    for (int l = 0; l < 8; l++) ss += acc[l];
+    for (int l = 0; l < FM_LANES; l++) ss += acc[l];
   }
   return sqrt(ss);
 }

@@ -44,7 +44,7 @@ FM_VEC void fm_layernorm_backward(float *dinp, float *dw, float *db, const float
       for (int i = 0; i < C; i++) acc[i] += d[i] * (x[i] - m) * s;
     }
     if (dinp) {
-      /* sum_d = sum dxhat, sum_dx = sum dxhat xhat = s (sum dxhat x - m sum_d) */
+      /* sum_d = mean dxhat, sum_dx = mean dxhat xhat, xhat = (x - m) s */
       float ad[FM_LANES] = {0}, ax[FM_LANES] = {0};
       int i = 0;
       for (; i + FM_LANES <= C; i += FM_LANES)
