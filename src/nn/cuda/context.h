@@ -1,0 +1,33 @@
+/* context.h - the CUDA context's insides, shared by the files of src/nn/cuda. */
+#ifndef FEDMOE_NN_CUDA_CONTEXT_H
+#define FEDMOE_NN_CUDA_CONTEXT_H
+
+#include "cuda_nn.h"
+#include "kernels.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+struct fm_cu {
+  int device;
+  fm_precision prec;
+  cudaStream_t stream;
+  cublasHandle_t blas;
+  void *scratch; /* kernels' scratch (column-sum chunks, score gradients, sort) */
+  size_t scratch_bytes;
+  void *bf16; /* bf16 copies of GEMM inputs */
+  size_t bf16_bytes;
+  void *ce_sum; /* cross-entropy's device sum (double) and count (int) */
+};
+
+fm_err fm_cu_status(cudaError_t rc, const char *what, const char *file, int line, const char *func);
+fm_err fm_cublas_status(cublasStatus_t rc, const char *what, const char *file, int line,
+                        const char *func);
+#define FM_CU(call, what) fm_cu_status((call), (what), __FILE__, __LINE__, __func__)
+#define FM_CUBLAS(call, what) fm_cublas_status((call), (what), __FILE__, __LINE__, __func__)
+/* a launcher's return code (a cudaError_t as int) */
+#define FM_CUK(call, what) FM_CHECK(FM_CU((cudaError_t)(call), (what)))
+
+fm_err fm_cu_grow(fm_cu *cu, void **buf, size_t *have, size_t bytes, const char *what);
+
+#endif

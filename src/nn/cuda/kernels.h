@@ -1,0 +1,92 @@
+/* kernels.h - the CUDA kernels of the engine, as C-callable launchers (src/nn/cuda).
+ *
+ * Each launcher mirrors the CPU kernel of the same name in src/nn/nn.h: same
+ * arguments, same shapes, same "+=" / "=" conventions, but every pointer is device
+ * memory and the work is queued on `stream` (a cudaStream_t passed as void*, so this
+ * header needs no CUDA header). Launchers return the CUDA error of the launch (0 when
+ * queued); errors of the kernels themselves surface at the next synchronisation.
+ *
+ * Determinism: no floating-point atomics anywhere. Column sums (bias and norm weight
+ * gradients) go in two fixed-order stages through `scratch`, the embedding backward
+ * sums each token's rows in position order after a stable radix sort, and reductions
+ * inside a row use a fixed tree. The same inputs give bitwise the same outputs on
+ * every run and every GPU of one model. */
+#ifndef FEDMOE_NN_CUDA_KERNELS_H
+#define FEDMOE_NN_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Rows per chunk of the two-stage column sums, and the scratch they need. */
+#define FM_CU_COLSUM_ROWS 64
+size_t fm_cuk_colsum_scratch(int N, int C); /* floats */
+
+/* out[C] += sum over n of in[n, C] (row stride C) */
+int fm_cuk_colsum(float *out, const float *in, int N, int C, float *scratch, void *stream);
+/* out[N,C] (+)= b[C] broadcast over the rows (accumulate 0: written) */
+int fm_cuk_bias_rows(float *out, const float *b, int N, int C, int accumulate, void *stream);
+
+/* layernorm, eps 1e-5: out = (inp - mean) rstd w + b; keeps mean[N], rstd[N] */
+int fm_cuk_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                             const float *w, const float *b, int N, int C, void *stream);
+/* dinp[N,C] += (may be NULL); dw[C] += , db[C] += (each may be NULL; scratch holds
+ * 2 x fm_cuk_colsum_scratch(N, C) floats) */
+int fm_cuk_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, const float *mean,
+                              const float *rstd, int N, int C, float *scratch, void *stream);
+
+/* GELU, tanh approximation, elementwise */
+int fm_cuk_gelu_forward(float *out, const float *inp, size_t n, void *stream);
+/* dinp[n] = gelu'(inp) dout (written; dinp may alias dout) */
+int fm_cuk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, void *stream);
+/* h[rows,F] += b (b may be NULL); g = gelu(h) */
+int fm_cuk_bias_gelu_forward(float *g, float *h, const float *b, int rows, int F, void *stream);
+/* dh[rows,F] *= gelu'(h) in place; db[F] += its column sums (may be NULL) */
+int fm_cuk_gelu_backward_bias(float *dh, const float *h, float *db, int rows, int F,
+                              float *scratch, void *stream);
+
+/* cross-entropy: lse[N]; rowloss[N] = lse - logit[target] (0 where target < 0);
+ * *dsum (one device double) = the sum of rowloss in a fixed order, *dcount (one device
+ * int) = rows counted. The mean is *dsum / *dcount, taken by the caller. */
+int fm_cuk_crossentropy_forward(float *lse, double *rowloss, double *dsum, int *dcount,
+                                const float *logits, const int32_t *targets, int N, int V,
+                                void *stream);
+/* dlogits[N,V] = dloss / nvalid (softmax - onehot) on counted rows, 0 elsewhere */
+int fm_cuk_crossentropy_backward(float *dlogits, const float *logits, const float *lse,
+                                 const int32_t *targets, int N, int V, int nvalid, float dloss,
+                                 void *stream);
+
+/* causal softmax of score rows in place: att[R = B*H*T rows][T], row r's position is
+ * r mod T; entries above the diagonal become 0 */
+int fm_cuk_causal_softmax(float *att, int rows, int T, float scale, void *stream);
+/* softmax backward in place: datt = att * (datt - sum_j datt att) * scale, same rows */
+int fm_cuk_causal_softmax_backward(float *datt, const float *att, int rows, int T, float scale,
+                                   void *stream);
+
+/* out[B,T,D] = wte[tok] + wpe[t] (wpe may be NULL: no learned positions) */
+int fm_cuk_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe,
+                         int B, int T, int D, void *stream);
+/* dwpe[T,D] += sum over b of dout[b,t] (may be NULL) */
+int fm_cuk_embed_backward_pos(float *dwpe, const float *dout, int B, int T, int D, void *stream);
+/* dwte[V,D] += the rows of dout[N,D] of each token, summed in position order.
+ * order[N] and key[N] are scratch; sort_tmp of sort_bytes (fm_cuk_embed_sort_bytes). */
+size_t fm_cuk_embed_sort_bytes(int N);
+int fm_cuk_embed_backward_tok(float *dwte, const float *dout, const int32_t *tok, int N, int D,
+                              int32_t *key, int32_t *order, int32_t *pos_in, void *sort_tmp,
+                              size_t sort_bytes, void *stream);
+
+/* AdamW on n values (one tensor), the CPU rule exactly (c1, c2 the bias corrections) */
+int fm_cuk_adamw(float *w, float *m, float *v, const float *g, size_t n, float lr, float b1,
+                 float b2, float eps, float wd, float c1, float c2, float grad_scale, void *stream);
+
+/* bf16 copies of fp32 values (round to nearest even), for bf16 GEMM inputs */
+int fm_cuk_to_bf16(void *dst, const float *src, size_t n, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

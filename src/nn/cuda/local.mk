@@ -1,0 +1,23 @@
+# nn/cuda: the engine's kernels on NVIDIA GPUs (./configure --with-cuda). The .cu
+# files are compiled by nvcc; the C files (context, cuBLAS GEMMs, attention, the
+# kernels' C entry points) by the C compiler against the CUDA headers.
+CUDA_KERNEL_SRCS = %reldir%/colsum.cu %reldir%/layernorm.cu %reldir%/gelu.cu \
+	%reldir%/crossentropy.cu %reldir%/softmax.cu %reldir%/embed.cu %reldir%/adamw.cu \
+	%reldir%/convert.cu
+CUDA_HDRS = %reldir%/cuda_nn.h %reldir%/context.h %reldir%/kernels.h %reldir%/common.cuh
+EXTRA_DIST += $(CUDA_KERNEL_SRCS) $(CUDA_HDRS) %reldir%/context.c %reldir%/gemm.c \
+	%reldir%/attention.c %reldir%/ops.c
+
+if HAVE_CUDA
+noinst_LIBRARIES += libfedmoe_cuda.a
+libfedmoe_cuda_a_SOURCES = %reldir%/context.c %reldir%/gemm.c %reldir%/attention.c %reldir%/ops.c
+libfedmoe_cuda_a_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CPPFLAGS)
+CUDA_KERNEL_OBJS = $(CUDA_KERNEL_SRCS:.cu=.cu.$(OBJEXT))
+libfedmoe_cuda_a_LIBADD = $(CUDA_KERNEL_OBJS)
+libfedmoe_cuda_a_DEPENDENCIES = $(CUDA_KERNEL_OBJS)
+CLEANFILES += $(CUDA_KERNEL_OBJS)
+
+%.cu.$(OBJEXT): %.cu $(addprefix $(srcdir)/,$(filter %.h %.cuh,$(CUDA_HDRS)))
+	@$(MKDIR_P) $(@D)
+	$(AM_V_GEN)$(NVCC) $(NVCCFLAGS) -I$(srcdir)/%reldir% -Xcompiler -fPIC -c $< -o $@
+endif
