@@ -77,6 +77,7 @@ int main(int argc, char **argv) {
     printf("  %-5s %10.0f tokens/s  (best %.0f)  %6.1f TFLOP/s  step %.2f ms  loss %.3f -> %.3f  GPU memory %.0f MiB\n",
            names[p], tps, B * T / t[0], tps * flops / 1e12, med * 1e3, first, ce,
            fm_cu_model_bytes(g) / 1048576.0);
+    fm_cu_model_profile_print(steps + 3); /* FEDMOE_CUDA_PROFILE=1 */
     free(t);
     fm_cu_model_free(g);
     fm_cu_close(cu);

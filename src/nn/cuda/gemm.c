@@ -27,6 +27,7 @@ fm_err fm_cu_gemm(fm_cu *cu, int ta, int tb, int M, int N, int K, float alpha, c
   cudaDataType_t in = CUDA_R_32F;
   if (cu->prec == FM_PREC_BF16 && K > 0) {
     size_t na = ta ? span(K, M, lda) : span(M, K, lda), nb = tb ? span(N, K, ldb) : span(K, N, ldb);
+    na = (na + 127) / 128 * 128; /* B's copy 256-byte aligned: tensor cores need aligned operands */
     FM_CHECK(fm_cu_grow(cu, &cu->bf16, &cu->bf16_bytes, (na + nb) * sizeof(uint16_t) /* bf16 */,
                         "bf16 GEMM inputs"));
     uint16_t *ha = cu->bf16, *hb = ha + na; /* bf16 bit patterns */

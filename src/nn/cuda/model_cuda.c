@@ -33,6 +33,47 @@ struct fm_cu_model {
   int32_t *tokens, *targets;
 };
 
+/* Time per part of the passes (FEDMOE_CUDA_PROFILE=1; bench_cuda prints it): each
+ * timed call is bracketed by events and waited for, which serialises the stream, so
+ * the figures are for finding where the time goes, not for the step's speed. */
+enum { PROF_EMBED, PROF_NORM, PROF_ATTN_PROJ, PROF_ATTN_CORE, PROF_FFN, PROF_HEAD, PROF_OPT, PROF_OTHER, PROF_N };
+static const char *prof_name[PROF_N] = {"embed", "norms", "attn proj", "attn core", "ffn", "head+loss", "optimizer", "other"};
+static double prof_ms[PROF_N];
+static int prof_on = -1;
+
+
+void fm_cu_model_profile_print(int steps) {
+  double total = 0;
+  for (int i = 0; i < PROF_N; i++) total += prof_ms[i];
+  if (total <= 0) return;
+  for (int i = 0; i < PROF_N; i++)
+    printf("      %-10s %8.2f ms a step  %5.1f%%\n", prof_name[i], prof_ms[i] / steps, 100 * prof_ms[i] / total);
+  memset(prof_ms, 0, sizeof prof_ms);
+}
+
+static int profiling(void) {
+  if (prof_on < 0) prof_on = getenv("FEDMOE_CUDA_PROFILE") && *getenv("FEDMOE_CUDA_PROFILE") == '1';
+  return prof_on;
+}
+
+/* time from the previous mark to now into part (profiling only) */
+static cudaEvent_t prof_ev[2];
+static void mark(fm_cu *cu, int part) {
+  if (!profiling()) return;
+  if (!prof_ev[0]) {
+    cudaEventCreate(&prof_ev[0]);
+    cudaEventCreate(&prof_ev[1]);
+    cudaEventRecord(prof_ev[0], cu->stream);
+    return;
+  }
+  cudaEventRecord(prof_ev[1], cu->stream);
+  cudaEventSynchronize(prof_ev[1]);
+  float ms = 0;
+  cudaEventElapsedTime(&ms, prof_ev[0], prof_ev[1]);
+  if (part >= 0) prof_ms[part] += ms;
+  cudaEventRecord(prof_ev[0], cu->stream);
+}
+
 /* the device gradient of tensor i as a kernel sees it: NULL when frozen (class or flag) */
 static float *grad_of(const fm_cu_model *g, int i) {
   const fm_tensor *t = &g->m->t[i];
@@ -135,6 +176,7 @@ fm_err fm_cu_model_create(fm_cu_model **out, fm_cu *cu, fm_model *m, int B, int 
     fm_cu_model_free(g);
     return fm_error_trace(__FILE__, __LINE__, __func__, e);
   }
+  mark(cu, -1); /* the profile starts here */
   *out = g;
   return FM_OK;
 }
@@ -176,9 +218,11 @@ fm_err fm_cu_model_download_grads(fm_cu_model *g, int cls) {
 }
 
 fm_err fm_cu_model_zero_grads(fm_cu_model *g) {
+  mark(g->cu, -1);
   for (int c = 0; c < g->m->nclass; c++)
     FM_CHECK(FM_CU(cudaMemsetAsync(g->cg[c], 0, g->m->cn[c] * sizeof(float), g->cu->stream),
                    "clear the gradients"));
+  mark(g->cu, PROF_OTHER);
   return FM_OK;
 }
 
@@ -197,36 +241,46 @@ fm_err fm_cu_model_forward(fm_cu_model *g, const int32_t *tokens, const int32_t 
   fm_cu *cu = g->cu;
   FM_CHECK(fm_cu_upload(cu, g->tokens, tokens, (size_t)N * sizeof *tokens));
   FM_CHECK(fm_cu_upload(cu, g->targets, targets, (size_t)N * sizeof *targets));
+  mark(cu, PROF_OTHER);
   g->Bc = B;
   g->Tc = T;
   const size_t stride = (size_t)g->B * g->T * D;
   float **w = g->tw;
   FM_CHECK(fm_cu_embed_forward(cu, g->res, g->tokens, w[m->wte], w[m->wpe], B, T, D));
+  mark(cu, PROF_EMBED);
   for (int l = 0; l < L; l++) {
     const fm_block *hb = &m->blk[l];
     cu_block *b = &g->blk[l];
     const float *in = g->res + l * stride;
     float *out = g->res + (l + 1) * stride;
     FM_CHECK(fm_cu_layernorm_forward(cu, b->ln1, b->ln1_mean, b->ln1_rstd, in, w[hb->ln1w], w[hb->ln1b], N, D));
+    mark(cu, PROF_NORM);
     FM_CHECK(fm_cu_linear_forward(cu, b->qkv, b->ln1, w[hb->attw], w[hb->attb], N, D, 3 * D, 0));
+    mark(cu, PROF_ATTN_PROJ);
     FM_CHECK(fm_cu_attention_forward(cu, b->atty, b->att, b->qkv, B, T, D, s->heads));
+    mark(cu, PROF_ATTN_CORE);
     FM_CHECK(FM_CU(cudaMemcpyAsync(b->resa, in, (size_t)N * D * sizeof(float), cudaMemcpyDeviceToDevice,
                                    cu->stream), "residual"));
     FM_CHECK(fm_cu_linear_forward(cu, b->resa, b->atty, w[hb->aprw], w[hb->aprb], N, D, D, 1));
+    mark(cu, PROF_ATTN_PROJ);
     FM_CHECK(fm_cu_layernorm_forward(cu, b->ln2, b->ln2_mean, b->ln2_rstd, b->resa, w[hb->ln2w],
                                      w[hb->ln2b], N, D));
+    mark(cu, PROF_NORM);
     FM_CHECK(FM_CU(cudaMemcpyAsync(out, b->resa, (size_t)N * D * sizeof(float), cudaMemcpyDeviceToDevice,
                                    cu->stream), "residual"));
     /* the dense FFN of ffn.c: h = x fc_w, bias + GELU, out += g pj_w + pj_b */
     FM_CHECK(fm_cu_gemm(cu, 0, 0, N, 4 * D, D, 1.0f, b->ln2, D, w[hb->fcw], 4 * D, 0.0f, b->fch, 4 * D));
     FM_CHECK(fm_cu_bias_gelu_forward(cu, b->fcg, b->fch, w[hb->fcb], N, 4 * D));
     FM_CHECK(fm_cu_linear_forward(cu, out, b->fcg, w[hb->fpw], w[hb->fpb], N, 4 * D, D, 1));
+    mark(cu, PROF_FFN);
   }
   FM_CHECK(fm_cu_layernorm_forward(cu, g->lnf, g->lnf_mean, g->lnf_rstd, g->res + L * stride,
                                    w[m->lnfw], w[m->lnfb], N, D));
+  mark(cu, PROF_NORM);
   FM_CHECK(fm_cu_gemm(cu, 0, 1, N, V, D, 1.0f, g->lnf, D, w[m->wte], D, 0.0f, g->logits, V));
   double loss;
   FM_CHECK(fm_cu_crossentropy_forward(cu, &loss, &g->nvalid, g->lse, g->logits, g->targets, N, V));
+  mark(cu, PROF_HEAD);
   g->have_fwd = 1;
   if (ce) *ce = (float)loss;
   return FM_OK;
@@ -258,9 +312,11 @@ fm_err fm_cu_model_backward(fm_cu_model *g) {
   FM_CHECK(fm_cu_crossentropy_backward(cu, g->dlogits, g->logits, g->lse, g->targets, N, V, g->nvalid, 1.0f));
   if (dwte) FM_CHECK(fm_cu_gemm(cu, 1, 0, V, D, N, 1.0f, g->dlogits, V, g->lnf, D, 1.0f, dwte, D));
   FM_CHECK(fm_cu_gemm(cu, 0, 0, N, D, V, 1.0f, g->dlogits, V, w[m->wte], D, 0.0f, g->dln, D));
+  mark(cu, PROF_HEAD);
   FM_CHECK(FM_CU(cudaMemsetAsync(g->dres, 0, (size_t)N * D * sizeof(float), cu->stream), "clear"));
   FM_CHECK(fm_cu_layernorm_backward(cu, lo <= L ? g->dres : NULL, grad_of(g, m->lnfw), grad_of(g, m->lnfb),
                                     g->dln, g->res + L * stride, w[m->lnfw], g->lnf_mean, g->lnf_rstd, N, D));
+  mark(cu, PROF_NORM);
   for (int l = L - 1; l >= 0 && l + 1 >= lo; l--) {
     const fm_block *hb = &m->blk[l];
     cu_block *b = &g->blk[l];
@@ -273,17 +329,24 @@ fm_err fm_cu_model_backward(fm_cu_model *g) {
                                    w[hb->fpw], N, 4 * D, D, 0));
     FM_CHECK(fm_cu_gelu_backward_bias(cu, g->dfc, b->fch, dfcb, N, 4 * D));
     FM_CHECK(fm_cu_linear_backward(cu, g->dln, dfcw, NULL, g->dfc, b->ln2, w[hb->fcw], N, D, 4 * D, 1));
+    mark(cu, PROF_FFN);
     FM_CHECK(fm_cu_layernorm_backward(cu, g->dres, grad_of(g, hb->ln2w), grad_of(g, hb->ln2b), g->dln,
                                       b->resa, w[hb->ln2w], b->ln2_mean, b->ln2_rstd, N, D));
+    mark(cu, PROF_NORM);
     FM_CHECK(fm_cu_linear_backward(cu, g->datty, grad_of(g, hb->aprw), grad_of(g, hb->aprb), g->dres,
                                    b->atty, w[hb->aprw], N, D, D, 0));
+    mark(cu, PROF_ATTN_PROJ);
     FM_CHECK(fm_cu_attention_backward(cu, g->dqkv, g->datty, b->qkv, b->att, B, T, D, s->heads));
+    mark(cu, PROF_ATTN_CORE);
     FM_CHECK(fm_cu_linear_backward(cu, g->dln, grad_of(g, hb->attw), grad_of(g, hb->attb), g->dqkv, b->ln1,
                                    w[hb->attw], N, D, 3 * D, 0));
+    mark(cu, PROF_ATTN_PROJ);
     FM_CHECK(fm_cu_layernorm_backward(cu, want_dx ? g->dres : NULL, grad_of(g, hb->ln1w), grad_of(g, hb->ln1b),
                                       g->dln, in, w[hb->ln1w], b->ln1_mean, b->ln1_rstd, N, D));
+    mark(cu, PROF_NORM);
   }
   if (lo == 0) FM_CHECK(fm_cu_embed_backward(cu, dwte, grad_of(g, m->wpe), g->dres, g->tokens, B, T, D));
+  mark(cu, PROF_EMBED);
   return fm_cu_sync(cu, "the backward pass");
 }
 
@@ -292,6 +355,7 @@ fm_err fm_cu_model_adamw(fm_cu_model *g, int cls, const fm_adamw_hparams *h) {
   if (cls < 0 || cls >= m->nclass) FM_ERROR(FM_ERR_INTERNAL, "GPU AdamW on class %d", cls);
   if (!(h->grad_scale >= 0.0f)) FM_ERROR(FM_ERR_INTERNAL, "GPU AdamW with grad_scale %g", (double)h->grad_scale);
   const long step = ++g->step[cls];
+  mark(g->cu, -1);
   for (int i = 0; i < m->nt; i++) {
     const fm_tensor *t = &m->t[i];
     if (t->cls != cls || t->frozen) continue;
@@ -299,5 +363,6 @@ fm_err fm_cu_model_adamw(fm_cu_model *g, int cls, const fm_adamw_hparams *h) {
                          g->cg[cls] + t->offset, t->numel, h->lr, h->beta1, h->beta2, h->eps,
                          t->decay ? h->weight_decay : 0.0f, step, h->grad_scale));
   }
+  mark(g->cu, PROF_OPT);
   return FM_OK;
 }

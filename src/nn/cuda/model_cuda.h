@@ -36,4 +36,8 @@ fm_err fm_cu_model_zero_grads(fm_cu_model *g);
 /* One AdamW step on class cls with the device state of that class (as fm_adamw_step). */
 fm_err fm_cu_model_adamw(fm_cu_model *g, int cls, const fm_adamw_hparams *h);
 
+/* With FEDMOE_CUDA_PROFILE=1: print (and reset) the time per part of the passes so far,
+ * per step over `steps` steps. */
+void fm_cu_model_profile_print(int steps);
+
 #endif
