@@ -47,7 +47,6 @@ void fm_cu_close(fm_cu *cu) {
   if (!cu) return;
   if (cu->stream) cudaStreamSynchronize(cu->stream);
   cudaFree(cu->scratch);
-  cudaFree(cu->bf16);
   cudaFree(cu->ce_sum);
   if (cu->blas) cublasDestroy(cu->blas);
   if (cu->stream) cudaStreamDestroy(cu->stream);

@@ -15,8 +15,6 @@ struct fm_cu {
   cublasHandle_t blas;
   void *scratch; /* kernels' scratch (column-sum chunks, score gradients, sort) */
   size_t scratch_bytes;
-  void *bf16; /* bf16 copies of GEMM inputs */
-  size_t bf16_bytes;
   void *ce_sum; /* cross-entropy's device sum (double) and count (int) */
 };
 

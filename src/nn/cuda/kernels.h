@@ -83,9 +83,6 @@ int fm_cuk_embed_backward_tok(float *dwte, const float *dout, const int32_t *tok
 int fm_cuk_adamw(float *w, float *m, float *v, const float *g, size_t n, float lr, float b1,
                  float b2, float eps, float wd, float c1, float c2, float grad_scale, void *stream);
 
-/* bf16 copies of fp32 values (round to nearest even), for bf16 GEMM inputs */
-int fm_cuk_to_bf16(void *dst, const float *src, size_t n, void *stream);
-
 #ifdef __cplusplus
 }
 #endif
