@@ -1,6 +1,7 @@
 /* cli.c - command-line options and loading the configuration on every rank. */
 #include "cli.h"
 
+#include "fedmoe/fault.h"
 #include "fedmoe/log.h"
 
 #include <stdlib.h>
@@ -84,7 +85,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
 }
 
 /* Read on rank 0 only (one file-system access per job, not per rank) and broadcast. */
-static fm_err read_and_share(const char *path, char **text, MPI_Comm comm) {
+static fm_err read_and_share(const char *path, char **text, size_t *n_out, MPI_Comm comm) {
   int rank;
   MPI_Comm_rank(comm, &rank);
   long long len = 0;
@@ -102,6 +103,7 @@ static fm_err read_and_share(const char *path, char **text, MPI_Comm comm) {
   }
   if (rank != 0) FM_CHECK(fm_calloc(text, (size_t)len + 1, 1, "configuration text"));
   FM_MPI(MPI_Bcast(*text, (int)len, MPI_CHAR, 0, comm));
+  *n_out = (size_t)len;
   return FM_OK;
 }
 
@@ -109,13 +111,20 @@ static fm_err load_local(const fm_cli *cli, fm_config *cfg, MPI_Comm comm) {
   char *text = NULL;
   FM_CHECK(fm_config_init(cfg));
   if (cli->config) {
-    fm_err err = read_and_share(cli->config, &text, comm);
+    size_t len = 0;
+    fm_err err = read_and_share(cli->config, &text, &len, comm);
+    if (!err) err = fm_text_refuse_nul(text, len, cli->config);
     if (!err) err = fm_config_parse(cfg, text, cli->config);
     free(text);
     FM_CHECK(err);
   }
   for (int i = 0; i < cli->nsets; i++) FM_CHECK(fm_config_set(cfg, cli->sets[i], cli->set_where[i]));
   FM_CHECK(fm_config_validate(cfg));
+  if (!strcmp(cli->command, "run")) { /* an injected failure must be able to fire in this job */
+    int size;
+    MPI_Comm_size(comm, &size);
+    FM_CHECK(fm_fault_validate_job(cfg, size));
+  }
   fm_log_set_level((fm_log_level)cfg->run.log_level);
   return FM_OK;
 }

@@ -15,3 +15,10 @@ MPI_TESTS = %reldir%/mpi/bad_input.sh %reldir%/mpi/cli.sh
 TESTS += $(MPI_TESTS)
 dist_noinst_SCRIPTS += $(MPI_TESTS) %reldir%/mpi/common.sh
 EXTRA_DIST += %reldir%/nn.mk %reldir%/oracle.mk %reldir%/data.mk %reldir%/fl.mk
+
+# Strict input: numbers, lists, duplicate keys, NUL bytes, "did you mean".
+check_PROGRAMS += tests/unit/test_input
+tests_unit_test_input_SOURCES = %reldir%/unit/test_input.c $(TEST_UNIT_MAIN)
+tests_unit_test_input_CPPFLAGS = $(TEST_UNIT_CPPFLAGS)
+tests_unit_test_input_LDADD = $(TEST_UNIT_LDADD)
+TESTS += tests/unit/test_input
