@@ -22,3 +22,7 @@ tests_unit_test_input_SOURCES = %reldir%/unit/test_input.c $(TEST_UNIT_MAIN)
 tests_unit_test_input_CPPFLAGS = $(TEST_UNIT_CPPFLAGS)
 tests_unit_test_input_LDADD = $(TEST_UNIT_LDADD)
 TESTS += tests/unit/test_input
+
+# The generated key lists of README.md and docs/fedmoe.1 match the declarations.
+TESTS += %reldir%/docs_keys.sh
+dist_noinst_SCRIPTS += %reldir%/docs_keys.sh
