@@ -26,3 +26,15 @@ TESTS += tests/unit/test_input
 # The generated key lists of README.md and docs/fedmoe.1 match the declarations.
 TESTS += %reldir%/docs_keys.sh
 dist_noinst_SCRIPTS += %reldir%/docs_keys.sh
+
+# make check ends with "N passed, N failed" on a line of its own (tests/summary.sh,
+# reading test-suite.log), for anyone reading a CI log. check-local runs after
+# check-TESTS (the prerequisite orders them under make -j), and check-TESTS's own
+# failure is ignored so that the line comes after a failing run too: summary.sh
+# exits 1 then, so make check still fails. (GNU make's .IGNORE: the build already
+# needs GNU make.)
+.IGNORE: check-TESTS
+check-local: check-TESTS
+	@sh $(srcdir)/tests/summary.sh $(TEST_SUITE_LOG)
+TESTS += %reldir%/summary_line.sh
+dist_noinst_SCRIPTS += %reldir%/summary.sh %reldir%/summary_line.sh
