@@ -38,3 +38,7 @@ check-local: check-TESTS
 	@sh $(srcdir)/tests/summary.sh $(TEST_SUITE_LOG)
 TESTS += %reldir%/summary_line.sh
 dist_noinst_SCRIPTS += %reldir%/summary.sh %reldir%/summary_line.sh
+
+# The documentation cites nothing outside the repository and documents every strategy.
+TESTS += %reldir%/docs_refs.sh
+dist_noinst_SCRIPTS += %reldir%/docs_refs.sh
