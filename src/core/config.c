@@ -387,6 +387,19 @@ fm_err fm_config_validate(const fm_config *c) {
     FM_CONFIG_ERROR(c, "data.test_frac", "data.train_frac + val_frac + test_frac = %g exceeds 1",
                     c->data.train_frac + c->data.val_frac + c->data.test_frac);
   if (c->data.train_frac <= 0) FM_CONFIG_ERROR(c, "data.train_frac", "must be > 0");
+  if (c->data.domains[0]) { /* a list of names: no empty entry ("a,,b", "a,") */
+    int entry = 1, empty = 1;
+    for (const char *q = c->data.domains;; q++) {
+      if (*q == ',' || !*q) {
+        if (empty) FM_CONFIG_ERROR(c, "data.domains", "entry %d of the list '%s' is empty", entry, c->data.domains);
+        if (!*q) break;
+        entry++;
+        empty = 1;
+      } else if (!isspace((unsigned char)*q)) {
+        empty = 0;
+      }
+    }
+  }
   if (c->fl.sample_fraction <= 0 || c->fl.sample_fraction > 1)
     FM_CONFIG_ERROR(c, "fl.sample_fraction", "must be in (0,1], got %g", c->fl.sample_fraction);
   if (c->fl.sample_count > c->fl.clients)

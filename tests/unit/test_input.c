@@ -47,6 +47,13 @@ static void test_list_holes(void) {
   CU_ASSERT(has("entry 1"));
   CU_ASSERT_EQUAL(fm_config_set(&c, "system.share= ", "x"), FM_ERR_CONFIG);
   CU_ASSERT(has("empty list"));
+  CU_ASSERT_EQUAL(fm_config_set(&c, "data.domains=a,,b", "--set (argument 5)"), FM_OK);
+  CU_ASSERT_EQUAL(fm_config_validate(&c), FM_ERR_CONFIG);
+  CU_ASSERT(has("argument 5") && has("data.domains") && has("entry 2"));
+  CU_ASSERT_EQUAL(fm_config_set(&c, "data.domains=a, b", "x"), FM_OK);
+  CU_ASSERT_EQUAL(fm_config_validate(&c), FM_OK);
+  CU_ASSERT_EQUAL(fm_config_set(&c, "data.domains=", "x"), FM_OK); /* empty: every domain */
+  CU_ASSERT_EQUAL(fm_config_validate(&c), FM_OK);
   CU_ASSERT_EQUAL(fm_config_set(&c, "system.share=1, 2 ,3", "x"), FM_OK);
   CU_ASSERT_EQUAL(c.system.share.n, 3);
   CU_ASSERT_EQUAL(c.system.share.v[2], 3.0);
