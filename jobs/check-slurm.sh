@@ -8,7 +8,8 @@
 #   2. jobs/slurm/submit-sweep.sh (array + afterok analysis job) -> run files, scaling plots
 #   3. jobs/slurm/long.sbatch, sent USR1 by hand (scancel --batch --signal=USR1) once it
 #      has a checkpoint -> it requeues itself and resumes -> all rounds in the run file
-# and checks the results. Not part of `make check`.
+# and checks the results, then stops what it started (the daemons, its jobs) and
+# removes the slurm.conf it wrote, also when a check fails. Not part of `make check`.
 # Environment: FEDMOE, FEDMOE_ANALYZE (the programs), top_srcdir, CHECK_SLURM_TIMEOUT (s).
 set -uo pipefail
 : "${top_srcdir:=.}" "${FEDMOE:=$PWD/fedmoe}" "${FEDMOE_ANALYZE:=$PWD/analysis/fedmoe-analyze}"
@@ -24,6 +25,44 @@ MARK="# written by fedmoe jobs/check-slurm.sh"
 
 slurm_up() { timeout 10 sinfo -h -o %T 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'; }
 
+# What this script starts it stops again, whatever way it ends (the EXIT trap): the
+# jobs it submitted, then the daemons it started (munged, slurmctld, slurmd, by
+# their pid files), and the slurm.conf it wrote. A Slurm that already answered is
+# left alone.
+STARTED=""   # daemons started here: "munged slurmctld slurmd"
+SUBMITTED="" # job ids submitted here
+WROTE_CONF=0
+pid_of() { # pid_of DAEMON: from its pid file, if the process is alive
+  local f
+  case $1 in
+    munged) f=/run/munge/munged.pid ;;
+    slurmctld) f=/run/slurm/slurmctld.pid ;;
+    slurmd) f=/run/slurm/slurmd.pid ;;
+  esac
+  [ -r "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"
+}
+stop_daemon() { # stop_daemon NAME: TERM, then KILL after 10 s
+  local pid
+  pid=$(pid_of "$1") || return 0
+  kill "$pid" 2>/dev/null
+  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || { say "stopped $1 (pid $pid)"; return 0; }; sleep 0.5; done
+  kill -9 "$pid" 2>/dev/null
+  say "killed $1 (pid $pid)"
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ -z "$SUBMITTED" ] || scancel $SUBMITTED 2>/dev/null # ours only, before slurmd goes
+  for d in slurmd slurmctld munged; do # the reverse of the starting order
+    case " $STARTED " in *" $d "*) stop_daemon "$d" ;; esac
+  done
+  [ "$WROTE_CONF" = 0 ] || { rm -f "$CONF"; say "removed $CONF"; }
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+submitted() { SUBMITTED="$SUBMITTED $1"; }
+
 start_slurm() {
   [ "$(id -u)" -eq 0 ] || fail "no Slurm answers and installing one needs root"
   if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null \
@@ -38,6 +77,7 @@ start_slurm() {
     chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
     mkdir -p /run/munge /var/log/munge /var/lib/munge && chown munge:munge /run/munge /var/log/munge /var/lib/munge
     runuser -u munge -- /usr/sbin/munged || fail "munged did not start"
+    STARTED="$STARTED munged"
     sleep 1
     munge -n </dev/null | unmunge >/dev/null || fail "munge does not work"
   fi
@@ -48,6 +88,7 @@ start_slurm() {
   cpus=$(nproc)
   mem=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
   mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/slurm
+  WROTE_CONF=1
   cat >"$CONF" <<CONF
 $MARK: a single-node Slurm for testing
 ClusterName=fedmoe
@@ -76,8 +117,14 @@ NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE OverSubscribe=YES State=UP
 CONF
   say "wrote $CONF (localhost: $cpus CPUs, $mem MiB)"
-  pgrep -x slurmctld >/dev/null || slurmctld || fail "slurmctld did not start (see /var/log/slurm/slurmctld.log)"
-  pgrep -x slurmd >/dev/null || slurmd -N localhost || fail "slurmd did not start (see /var/log/slurm/slurmd.log)"
+  if [ -z "$(pid_of slurmctld)" ]; then
+    slurmctld || fail "slurmctld did not start (see /var/log/slurm/slurmctld.log)"
+    STARTED="$STARTED slurmctld"
+  fi
+  if [ -z "$(pid_of slurmd)" ]; then
+    slurmd -N localhost || fail "slurmd did not start (see /var/log/slurm/slurmd.log)"
+    STARTED="$STARTED slurmd"
+  fi
   for _ in $(seq 30); do slurm_up && break; sleep 1; done
   if ! slurm_up; then
     scontrol update nodename=localhost state=resume 2>/dev/null
@@ -121,6 +168,7 @@ NT="--ntasks=2 --cpus-per-task=1"
 export FEDMOE_OUTPUT=$W/single.h5 FEDMOE_MPIRUN_FLAGS=$oversub
 jid=$(sbatch --parsable --export=ALL $NT --output="$W/single-%j.out" "$J/run.sbatch" "$W/tiny.ini" -q $small) \
   || fail "sbatch run.sbatch"
+submitted "$jid"
 say "submitted run.sbatch: job $jid"
 wait_jobs "$jid"
 cat "$W"/single-*.out
@@ -136,6 +184,7 @@ out=$(FEDMOE_SBATCH_FLAGS=$NT FEDMOE_CLIENTS="4 6 8" FEDMOE_SWEEP_DIR=$W/sweep s
   || fail "submit-sweep.sh"
 echo "$out"
 read -r array analysis <"$W/sweep/jobs"
+submitted "$array"; submitted "$analysis"
 wait_jobs "$array" "$analysis"
 cat "$W"/sweep/*.out
 [ "$(job_state "$analysis")" = COMPLETED ] || fail "analysis job $analysis: $(job_state "$analysis")"
@@ -148,6 +197,7 @@ rounds=400
 export FEDMOE_OUTPUT=$W/long.h5 FEDMOE_CHECKPOINT_EVERY=5
 jid=$(sbatch --parsable --export=ALL $NT --output="$W/long-%j.out" "$J/long.sbatch" "$W/tiny.ini" -q $small \
   --set fl.rounds=$rounds --set run.keep_last=1) || fail "sbatch long.sbatch"
+submitted "$jid"
 say "submitted long.sbatch: job $jid"
 t0=$SECONDS
 until [ -f "$W/long.h5" ] && h5ls "$W/long.h5/checkpoints/latest" >/dev/null 2>&1; do

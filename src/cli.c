@@ -1,50 +1,130 @@
 /* cli.c - command-line options and loading the configuration on every rank. */
 #include "cli.h"
 
+#include "fedmoe/fault.h"
 #include "fedmoe/log.h"
+#include "fedmoe/suggest.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-void fm_cli_usage(FILE *out) {
-  fprintf(out,
-          "usage: fedmoe COMMAND [options]\n"
-          "\n"
-          "Simulate federated fine-tuning of Mixture-of-Experts language models on MPI.\n"
-          "\n"
-          "commands:\n"
-          "  run CONFIG        run the experiment CONFIG describes (under mpirun: rank 0 is the\n"
-          "                    server, the other ranks host the clients)\n"
-          "  data CONFIG       print the client partition: tokens per split, domain mix\n"
-          "  eval --checkpoint RUNFILE --text FILE [--client N]\n"
-          "                    mean next-byte cross-entropy (nats) of a checkpoint on a text file\n"
-          "                    (--client: whose private state, for local and comigs runs)\n"
-          "  info RUNFILE      summary of a run file: config, rounds, metrics, checkpoints\n"
-          "  bench [--profile] training speed of the reference models on one thread\n"
-          "\n"
-          "options:\n"
-          "  --set SECTION.KEY=VALUE   override a configuration key (repeatable)\n"
-          "  --resume RUNFILE          continue a run from its latest checkpoint\n"
-          "  --metrics-netcdf FILE     also write per-round metrics as NetCDF (CDF-5)\n"
-          "  -q, --quiet               do not print the resolved configuration\n"
-          "  -h, --help                this help\n"
-          "  -V, --version             print the version\n"
-          "\n"
-          "See fedmoe(1) and the README for the configuration keys.\n");
+/* Every subcommand: its arguments, what it does and its options, for `fedmoe --help`
+ * (first two) and `fedmoe COMMAND --help` (all). */
+typedef struct {
+  const char *name, *args, *summary, *more, *options;
+} command_t;
+
+#define SET_OPT "  --set SECTION.KEY=VALUE   override a configuration key (repeatable; applied after\n" \
+                "                            the file, in order: a later --set replaces an earlier one)\n"
+static const command_t commands[] = {
+  {"run", "CONFIG [options]", "run the experiment the INI file CONFIG describes",
+   "Under mpirun: rank 0 is the server, ranks 1..P-1 host the clients (P >= 2).\n",
+   SET_OPT
+   "  --resume RUNFILE          continue a run from its latest checkpoint\n"
+   "  --metrics-netcdf FILE     also write per-round metrics as NetCDF (CDF-5)\n"
+   "  -q, --quiet               do not print the resolved configuration\n"},
+  {"data", "CONFIG [options]", "print the client partition: tokens per split, domain mix",
+   "The corpus (domains, bytes, the server's public split) and each client's share.\n",
+   SET_OPT
+   "  -q, --quiet               do not print the resolved configuration\n"},
+  {"eval", "--checkpoint RUNFILE --text FILE [--client N]",
+   "mean next-byte cross-entropy (nats) of a checkpoint on a text file",
+   "The run file's latest checkpoint, over blocks of model.context + 1 bytes of the text.\n",
+   "  --checkpoint RUNFILE      the run file whose latest checkpoint is scored\n"
+   "  --text FILE               the text\n"
+   "  --client N                whose private state (local and comigs runs; default 0)\n"},
+  {"info", "RUNFILE", "summary of a run file: config, rounds, metrics, checkpoints", "", ""},
+  {"bench", "[--profile]", "training speed of the reference models on one thread", "",
+   "  --profile                 also time each layer type, forward and backward\n"},
+  {"keys", "[SECTION|KEY] [--format=F]", "the configuration keys: type, default, range, meaning",
+   "One line per key, grouped by section; only SECTION's keys, or only KEY, when given.\n",
+   "  --format=FORMAT           text (default), markdown (the README's tables) or man\n"
+   "                            (the man page's list)\n"},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* Every option any command takes, for "did you mean" (the parser below decides). */
+static const char *const known_options[] = {"--set", "--resume", "--metrics-netcdf", "--checkpoint", "--text",
+                                            "--client", "--profile", "--quiet", "--format", "--help"};
+/* Options followed by a value (skipped when looking for --help). */
+static int takes_value(const char *a) {
+  return !strcmp(a, "--set") || !strcmp(a, "--resume") || !strcmp(a, "--metrics-netcdf") ||
+         !strcmp(a, "--checkpoint") || !strcmp(a, "--text") || !strcmp(a, "--client") || !strcmp(a, "--format");
 }
 
-static int takes_config(const char *cmd) {
-  return !strcmp(cmd, "run") || !strcmp(cmd, "data") || !strcmp(cmd, "eval");
+static const command_t *find_command(const char *name) {
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    if (!strcmp(commands[i].name, name)) return &commands[i];
+  return NULL;
 }
+
+void fm_cli_usage(FILE *out) {
+  fprintf(out, "usage: fedmoe COMMAND [options]\n"
+               "\n"
+               "Simulate federated fine-tuning of Mixture-of-Experts language models on MPI.\n"
+               "\n"
+               "commands:\n");
+  for (size_t i = 0; i < NCOMMANDS; i++) {
+    char head[80];
+    snprintf(head, sizeof head, "%s %s", commands[i].name, commands[i].args);
+    if (strlen(head) <= 24) fprintf(out, "  %-24s  %s\n", head, commands[i].summary);
+    else fprintf(out, "  %s\n  %-24s  %s\n", head, "", commands[i].summary);
+  }
+  fprintf(out, "\n"
+               "  -h, --help                this help; 'fedmoe COMMAND --help': the command's options\n"
+               "  -V, --version             print the version\n"
+               "\n"
+               "'fedmoe keys' lists the configuration keys; fedmoe(1) and the README say more.\n");
+}
+
+int fm_cli_command_usage(const char *name, FILE *out) {
+  const command_t *c = find_command(name);
+  if (!c) return 0;
+  fprintf(out, "usage: fedmoe %s %s\n\n%c%s.\n%s", c->name, c->args, c->summary[0] - 'a' + 'A', c->summary + 1,
+          c->more);
+  fprintf(out, "\noptions:\n%s", c->options);
+  fprintf(out, "  -h, --help                this help\n");
+  if (!strcmp(name, "run") || !strcmp(name, "data"))
+    fprintf(out, "\n'fedmoe keys' lists the configuration keys.\n");
+  return 1;
+}
+
+const char *fm_cli_help_request(int argc, char **argv) {
+  if (argc >= 3 && !strcmp(argv[1], "help")) return argv[2];
+  if (argc < 2 || !find_command(argv[1])) return NULL;
+  for (int i = 2; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return argv[1];
+    if (takes_value(argv[i])) i++; /* a value, even one spelled like an option */
+  }
+  return NULL;
+}
+
+static const char *command_suggestion(const char *word, char *out, size_t len) {
+  fm_suggest s;
+  fm_suggest_init(&s, word);
+  for (size_t i = 0; i < NCOMMANDS; i++) fm_suggest_add(&s, commands[i].name);
+  return fm_suggest_text(&s, out, len);
+}
+
+static const char *option_suggestion(const char *word, char *out, size_t len) {
+  fm_suggest s;
+  char stem[64];
+  snprintf(stem, sizeof stem, "%.*s", (int)strcspn(word, "="), word); /* --formt=man: the option part */
+  fm_suggest_init(&s, stem);
+  for (size_t i = 0; i < sizeof known_options / sizeof known_options[0]; i++) fm_suggest_add(&s, known_options[i]);
+  return fm_suggest_text(&s, out, len);
+}
+
+static int takes_config(const char *cmd) { return !strcmp(cmd, "run") || !strcmp(cmd, "data"); }
 
 fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
+  char hint[160];
   memset(cli, 0, sizeof *cli);
   if (argc < 2) FM_ERROR(FM_ERR_ARG, "no command given (try 'fedmoe --help')");
   cli->command = argv[1];
-  static const char *const commands[] = {"run", "data", "eval", "info", "bench"};
-  int known = 0;
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) known |= !strcmp(argv[1], commands[i]);
-  if (!known) FM_ERROR(FM_ERR_ARG, "unknown command '%s' (try 'fedmoe --help')", argv[1]);
+  if (!find_command(argv[1]))
+    FM_ERROR(FM_ERR_ARG, "unknown command '%s'%s; try 'fedmoe --help'", argv[1],
+             command_suggestion(argv[1], hint, sizeof hint));
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     const char **slot = NULL;
@@ -59,24 +139,32 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
       snprintf(cli->set_where[cli->nsets], sizeof cli->set_where[0], "--set (argument %d)", i);
       cli->sets[cli->nsets++] = a + 6;
       continue;
+    } else if (!strncmp(a, "--format=", 9)) {
+      cli->format = a + 9;
+      continue;
     } else if (!strcmp(a, "--resume")) slot = &cli->resume;
     else if (!strcmp(a, "--metrics-netcdf")) slot = &cli->netcdf;
     else if (!strcmp(a, "--checkpoint")) slot = &cli->checkpoint;
     else if (!strcmp(a, "--text")) slot = &cli->text;
     else if (!strcmp(a, "--client")) slot = &cli->client;
+    else if (!strcmp(a, "--format")) slot = &cli->format;
     else if (!strcmp(a, "--profile")) { cli->profile = 1; continue; }
     else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { cli->quiet = 1; continue; }
-    else if (a[0] == '-' && a[1]) FM_ERROR(FM_ERR_ARG, "unknown option '%s' for '%s'", a, cli->command);
+    else if (a[0] == '-' && a[1])
+      FM_ERROR(FM_ERR_ARG, "unknown option '%s' for '%s'%s; try 'fedmoe %s --help'", a, cli->command,
+               option_suggestion(a, hint, sizeof hint), cli->command);
     if (slot) {
       if (i + 1 >= argc) FM_ERROR(FM_ERR_ARG, "%s needs an argument", a);
       *slot = argv[++i];
       continue;
     }
     if (takes_config(cli->command) && !cli->config) cli->config = a;
-    else if (!cli->positional && !takes_config(cli->command)) cli->positional = a;
-    else FM_ERROR(FM_ERR_ARG, "unexpected argument '%s'", a);
+    else if (!cli->positional && !takes_config(cli->command) && strcmp(cli->command, "eval") &&
+             strcmp(cli->command, "bench"))
+      cli->positional = a;
+    else FM_ERROR(FM_ERR_ARG, "unexpected argument '%s'; try 'fedmoe %s --help'", a, cli->command);
   }
-  if ((!strcmp(cli->command, "run") || !strcmp(cli->command, "data")) && !cli->config)
+  if (takes_config(cli->command) && !cli->config)
     FM_ERROR(FM_ERR_ARG, "'fedmoe %s' needs a CONFIG file", cli->command);
   if (!strcmp(cli->command, "info") && !cli->positional)
     FM_ERROR(FM_ERR_ARG, "'fedmoe info' needs a RUNFILE");
@@ -84,7 +172,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
 }
 
 /* Read on rank 0 only (one file-system access per job, not per rank) and broadcast. */
-static fm_err read_and_share(const char *path, char **text, MPI_Comm comm) {
+static fm_err read_and_share(const char *path, char **text, size_t *n_out, MPI_Comm comm) {
   int rank;
   MPI_Comm_rank(comm, &rank);
   long long len = 0;
@@ -102,6 +190,7 @@ static fm_err read_and_share(const char *path, char **text, MPI_Comm comm) {
   }
   if (rank != 0) FM_CHECK(fm_calloc(text, (size_t)len + 1, 1, "configuration text"));
   FM_MPI(MPI_Bcast(*text, (int)len, MPI_CHAR, 0, comm));
+  *n_out = (size_t)len;
   return FM_OK;
 }
 
@@ -109,13 +198,20 @@ static fm_err load_local(const fm_cli *cli, fm_config *cfg, MPI_Comm comm) {
   char *text = NULL;
   FM_CHECK(fm_config_init(cfg));
   if (cli->config) {
-    fm_err err = read_and_share(cli->config, &text, comm);
+    size_t len = 0;
+    fm_err err = read_and_share(cli->config, &text, &len, comm);
+    if (!err) err = fm_text_refuse_nul(text, len, cli->config);
     if (!err) err = fm_config_parse(cfg, text, cli->config);
     free(text);
     FM_CHECK(err);
   }
   for (int i = 0; i < cli->nsets; i++) FM_CHECK(fm_config_set(cfg, cli->sets[i], cli->set_where[i]));
   FM_CHECK(fm_config_validate(cfg));
+  if (!strcmp(cli->command, "run")) { /* an injected failure must be able to fire in this job */
+    int size;
+    MPI_Comm_size(comm, &size);
+    FM_CHECK(fm_fault_validate_job(cfg, size));
+  }
   fm_log_set_level((fm_log_level)cfg->run.log_level);
   return FM_OK;
 }

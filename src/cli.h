@@ -9,14 +9,15 @@
 #define FM_CLI_MAX_SETS 256
 
 typedef struct {
-  const char *command;   /* run, data, eval, bench, info */
+  const char *command;   /* run, data, eval, bench, info, keys */
   const char *config;    /* CONFIG positional argument, when the command takes one */
   const char *resume;    /* --resume RUNFILE */
   const char *netcdf;    /* --metrics-netcdf FILE */
   const char *checkpoint;/* --checkpoint FILE (eval) */
   const char *text;      /* --text FILE (eval) */
   const char *client;    /* --client N (eval) */
-  const char *positional;/* other positional argument (info RUNFILE) */
+  const char *positional;/* other positional argument (info RUNFILE, keys NAME) */
+  const char *format;    /* --format (keys) */
   int profile;           /* --profile (bench) */
   int quiet;             /* -q: do not print the resolved configuration */
   int nsets;
@@ -30,6 +31,11 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv);
  * --set overrides and validates. Collective: an error is agreed on by all ranks. */
 fm_err fm_cli_load_config(const fm_cli *cli, fm_config *cfg, MPI_Comm comm);
 void fm_cli_usage(FILE *out);
+/* `fedmoe COMMAND --help`: print COMMAND's usage and options; 0 if no such command. */
+int fm_cli_command_usage(const char *command, FILE *out);
+/* The command whose help argv asks for (`fedmoe COMMAND ... --help|-h`, `fedmoe help
+ * COMMAND`), or NULL. Needs no MPI. */
+const char *fm_cli_help_request(int argc, char **argv);
 
 /* Subcommands; each returns an error agreed on by every rank, or one of its own. */
 fm_err fm_cmd_run(const fm_cli *cli, MPI_Comm comm);   /* cmd_run.c */
@@ -37,5 +43,6 @@ fm_err fm_cmd_data(const fm_cli *cli, MPI_Comm comm);  /* cmd_data.c */
 fm_err fm_cmd_eval(const fm_cli *cli, MPI_Comm comm);  /* cmd_eval.c */
 fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm); /* cmd_bench.c */
 fm_err fm_cmd_info(const fm_cli *cli, MPI_Comm comm);  /* cmd_info.c */
+fm_err fm_cmd_keys(const fm_cli *cli, MPI_Comm comm);  /* cmd_keys.c */
 
 #endif

@@ -7,12 +7,20 @@
 #include "config.h"
 
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int main(int argc, char **argv) {
   /* --help and --version need no MPI: answer them before MPI_Init */
+  const char *help = fm_cli_help_request(argc, argv);
+  if (help && fm_cli_command_usage(help, stdout)) return 0;
   if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
+    if (help) { /* `fedmoe help NOSUCH` */
+      fprintf(stderr, "fedmoe: no command '%s'\n", help);
+      fm_cli_usage(stderr);
+      return 1;
+    }
     fm_cli_usage(stdout);
     return 0;
   }
@@ -36,6 +44,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cli.command, "data")) err = fm_cmd_data(&cli, comm);
     else if (!strcmp(cli.command, "eval")) err = fm_cmd_eval(&cli, comm);
     else if (!strcmp(cli.command, "bench")) err = fm_cmd_bench(&cli, comm);
+    else if (!strcmp(cli.command, "keys")) err = fm_cmd_keys(&cli, comm);
     else err = fm_cmd_info(&cli, comm);
   }
   if (err) fm_fatal(err); /* agreed errors exit quietly on all ranks; others abort */

@@ -106,8 +106,21 @@ extern const int fm_config_nkeys;
 /* Defaults for every key. */
 fm_err fm_config_init(fm_config *c);
 void fm_config_free(fm_config *c);
-/* Parse INI text; name is the file name used in messages. */
+/* Parse INI text; name is the file name used in messages. A key set twice in the
+ * text is an error naming both lines (--set overrides, applied after the file, do
+ * replace a file's value, and a later --set replaces an earlier one). */
 fm_err fm_config_parse(fm_config *c, const char *text, const char *name);
+/* Refuse a NUL byte among the len bytes of text read from the file name (a C string
+ * would end there and the rest go unread), naming its line. */
+fm_err fm_text_refuse_nul(const char *text, size_t len, const char *name);
+/* Strict numbers, for every text fedmoe reads: decimal digits only (no octal "012",
+ * no hex "0x10", no hex floats), finite, nothing after the number but space.
+ * Return 1 when s is one; s may have its trailing space cut. */
+int fm_parse_int64(const char *s, int64_t *out);
+int fm_parse_real(const char *s, double *out);
+/* The sections, in declaration order, into names (at most max); returns the count. */
+#define FM_SECTIONS_MAX 32
+int fm_config_sections(char (*names)[32], int max);
 /* Read a whole file into a NUL-terminated buffer (caller frees). */
 fm_err fm_read_file(const char *path, char **text, size_t *len);
 /* Apply one "section.key=value" override; where names it ("--set" argument). */

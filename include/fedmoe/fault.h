@@ -11,8 +11,12 @@
 
 #include "fedmoe/config.h"
 
-/* Check debug.fail's syntax (called from configuration validation). */
+/* Check debug.fail's syntax and that its phase and round can occur in a run of
+ * fl.rounds rounds (called from configuration validation). */
 fm_err fm_fault_validate(const fm_config *c);
+/* Check that debug.fail's rank exists in a job of nranks ranks and can reach its
+ * phase (local_update: a rank that hosts clients); `fedmoe run` calls it. */
+fm_err fm_fault_validate_job(const fm_config *c, int nranks);
 /* Fail here if debug.fail names this rank, phase and round. */
 void fm_fault_point(const fm_config *c, int rank, const char *phase, int round);
 

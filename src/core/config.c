@@ -1,6 +1,7 @@
 /* config.c - INI parsing, --set overrides, typed and range-checked values. */
 #include "fedmoe/config.h"
 #include "fedmoe/fault.h"
+#include "fedmoe/suggest.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -40,18 +41,28 @@ static int enum_index(const char *choices, const char *s) {
   return -1;
 }
 
-static int parse_int64(const char *s, int64_t *out) {
+/* Numbers are decimal only: strtoll's base 0 would read "012" as octal 10 and
+ * "0x10" as 16, and strtod reads hex floats, "nan" and "inf"; none of these is
+ * what someone writing a configuration or a device trace means. */
+static int decimal_only(const char *s) {
+  for (const char *q = s; *q; q++)
+    if (*q == 'x' || *q == 'X' || *q == 'p' || *q == 'P') return 0;
+  return 1;
+}
+
+int fm_parse_int64(const char *s, int64_t *out) {
   char *end;
   errno = 0;
-  long long v = strtoll(s, &end, 0);
+  long long v = strtoll(s, &end, 10);
   if (errno || end == s || *trim(end)) return 0;
   *out = v;
   return 1;
 }
 
-static int parse_real(const char *s, double *out) {
+int fm_parse_real(const char *s, double *out) {
   char *end;
   errno = 0;
+  if (!decimal_only(s)) return 0;
   double v = strtod(s, &end);
   if (errno || end == s || *trim(end) || !isfinite(v)) return 0;
   *out = v;
@@ -68,24 +79,34 @@ static fm_err range_error(const fm_key *k, const char *where, const char *value)
   return value_error(k, where, value, why);
 }
 
-/* A comma-separated list of numbers (integers for FM_KEY_INTLIST), each in range. */
+/* A comma-separated list of numbers (integers for FM_KEY_INTLIST), each in range.
+ * An empty entry ("1,,1", "1,") is an error: strtok would skip it and shift the
+ * entries after it to the wrong resource class. */
 static fm_err parse_list(const fm_key *k, const char *where, const char *value, double *v, int *n) {
   char buf[512];
   int integer = k->type == FM_KEY_INTLIST;
   if (strlen(value) >= sizeof buf) return value_error(k, where, value, "list too long");
   strcpy(buf, value);
   *n = 0;
-  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+  if (!*trim(buf)) return value_error(k, where, value, "empty list");
+  for (char *tok = buf, *comma; tok; tok = comma ? comma + 1 : NULL) {
+    comma = strchr(tok, ',');
+    if (comma) *comma = 0;
     int64_t iv;
     double dv;
+    char why[64];
     if (*n == FM_LIST_MAX) return value_error(k, where, value, "more than 32 entries");
-    if (integer ? !parse_int64(trim(tok), &iv) : !parse_real(trim(tok), &dv))
-      return value_error(k, where, value, integer ? "expected a list of integers" : "expected a list of numbers");
+    if (!*trim(tok)) {
+      snprintf(why, sizeof why, "entry %d of the list is empty", *n + 1);
+      return value_error(k, where, value, why);
+    }
+    if (integer ? !fm_parse_int64(trim(tok), &iv) : !fm_parse_real(trim(tok), &dv))
+      return value_error(k, where, value,
+                         integer ? "expected a list of integers (decimal digits)" : "expected a list of numbers");
     if (integer) dv = (double)iv;
     if (dv < k->min || dv > k->max) return range_error(k, where, value);
     v[(*n)++] = dv;
   }
-  if (*n == 0) return value_error(k, where, value, "empty list");
   return FM_OK;
 }
 
@@ -97,12 +118,12 @@ static fm_err assign(fm_config *c, const fm_key *k, const char *value, const cha
   switch (k->type) {
   case FM_KEY_INT:
   case FM_KEY_INT64:
-    if (!parse_int64(value, &iv)) return value_error(k, where, value, "expected an integer");
+    if (!fm_parse_int64(value, &iv)) return value_error(k, where, value, "expected an integer (decimal digits)");
     if ((double)iv < k->min || (double)iv > k->max) return range_error(k, where, value);
     if (k->type == FM_KEY_INT) *(int *)field = (int)iv; else *(int64_t *)field = iv;
     break;
   case FM_KEY_REAL:
-    if (!parse_real(value, &dv)) return value_error(k, where, value, "expected a number");
+    if (!fm_parse_real(value, &dv)) return value_error(k, where, value, "expected a number");
     if (dv < k->min || dv > k->max) return range_error(k, where, value);
     *(double *)field = dv;
     break;
@@ -194,13 +215,60 @@ fm_err fm_read_file(const char *path, char **text, size_t *len) {
   return FM_OK;
 }
 
-fm_err fm_config_parse(fm_config *c, const char *text, const char *name) {
+fm_err fm_text_refuse_nul(const char *text, size_t len, const char *name) {
+  const char *nul = memchr(text, 0, len);
+  if (!nul) return FM_OK;
+  int line = 1;
+  for (const char *q = text; q < nul; q++) line += *q == '\n';
+  FM_ERROR(FM_ERR_CONFIG, "%s:%d: NUL byte (offset %zu): a text file holds none; the rest of the file would "
+           "be ignored", name, line, (size_t)(nul - text));
+}
+
+/* " (did you mean ...?)" for an unknown key: the whole names, and the key part
+ * alone (a key put in the wrong section). */
+static const char *key_suggestion(const char *full, char *out, size_t len) {
+  fm_suggest s;
+  fm_suggest_init(&s, full);
+  const char *dot = strchr(full, '.');
+  for (int i = 0; i < fm_config_nkeys; i++) {
+    const char *name = fm_config_keys[i].name;
+    fm_suggest_add(&s, name);
+    fm_suggest_add_part(&s, name, dot ? dot + 1 : full, strchr(name, '.') + 1, 1);
+  }
+  return fm_suggest_text(&s, out, len);
+}
+
+static const char *section_suggestion(const char *sec, char *out, size_t len) {
+  fm_suggest s;
+  char names[FM_SECTIONS_MAX][32];
+  int n = fm_config_sections(names, FM_SECTIONS_MAX);
+  fm_suggest_init(&s, sec);
+  for (int i = 0; i < n; i++) fm_suggest_add(&s, names[i]);
+  return fm_suggest_text(&s, out, len);
+}
+
+int fm_config_sections(char (*names)[32], int max) {
+  int n = 0;
+  for (int i = 0; i < fm_config_nkeys; i++) {
+    const char *k = fm_config_keys[i].name;
+    size_t sl = strcspn(k, ".");
+    if (sl >= 32) continue;
+    if (n > 0 && strlen(names[n - 1]) == sl && !strncmp(names[n - 1], k, sl)) continue;
+    if (n == max) break;
+    memcpy(names[n], k, sl);
+    names[n++][sl] = 0;
+  }
+  return n;
+}
+
+/* line_of[i]: the line of this text that set key i (0: none), for duplicates. */
+static fm_err parse_lines(fm_config *c, const char *text, const char *name, int *line_of) {
   char section[64] = "";
   int lineno = 0;
   for (const char *p = text; *p;) {
     const char *nl = strchr(p, '\n');
     size_t len = nl ? (size_t)(nl - p) : strlen(p);
-    char line[1024], where[ORIGIN_LEN];
+    char line[1024], where[ORIGIN_LEN], hint[256];
     lineno++;
     snprintf(where, sizeof where, "%s:%d", name, lineno);
     if (len >= sizeof line) FM_ERROR(FM_ERR_CONFIG, "%s: line too long", where);
@@ -224,7 +292,8 @@ fm_err fm_config_parse(fm_config *c, const char *text, const char *name) {
       size_t sl = strlen(sec);
       for (int i = 0; i < fm_config_nkeys && !known; i++)
         known = !strncmp(fm_config_keys[i].name, sec, sl) && fm_config_keys[i].name[sl] == '.';
-      if (!known) FM_ERROR(FM_ERR_CONFIG, "%s: unknown section [%s]", where, sec);
+      if (!known)
+        FM_ERROR(FM_ERR_CONFIG, "%s: unknown section [%s]%s", where, sec, section_suggestion(sec, hint, sizeof hint));
       strcpy(section, sec);
       continue;
     }
@@ -232,14 +301,33 @@ fm_err fm_config_parse(fm_config *c, const char *text, const char *name) {
     if (!eq) FM_ERROR(FM_ERR_CONFIG, "%s: expected 'key = value', got '%s'", where, s);
     *eq = 0;
     char *key = trim(s), *value = trim(eq + 1);
-    if (!section[0]) FM_ERROR(FM_ERR_CONFIG, "%s: key '%s' outside any [section]", where, key);
+    if (!section[0])
+      FM_ERROR(FM_ERR_CONFIG, "%s: key '%s' outside any [section]%s", where, key,
+               key_suggestion(key, hint, sizeof hint));
     char full[160];
     snprintf(full, sizeof full, "%s.%s", section, key);
     const fm_key *k = fm_config_find_key(full);
-    if (!k) FM_ERROR(FM_ERR_CONFIG, "%s: unknown key '%s' in section [%s]", where, key, section);
+    if (!k)
+      FM_ERROR(FM_ERR_CONFIG, "%s: unknown key '%s' in section [%s]%s", where, key, section,
+               key_suggestion(full, hint, sizeof hint));
+    /* one value per key and file: a second one is more likely a mistake (an edit in
+     * the wrong place) than meant, and which would win is not obvious */
+    int *first = &line_of[key_index(k)];
+    if (*first)
+      FM_ERROR(FM_ERR_CONFIG, "%s: key '%s' is set twice in this file, at %s:%d and %s:%d; remove one", where,
+               k->name, name, *first, name, lineno);
+    *first = lineno;
     FM_CHECK(assign(c, k, value, where));
   }
   return FM_OK;
+}
+
+fm_err fm_config_parse(fm_config *c, const char *text, const char *name) {
+  int *line_of = NULL;
+  FM_CHECK(fm_calloc(&line_of, (size_t)fm_config_nkeys, sizeof *line_of, "configuration lines"));
+  fm_err err = parse_lines(c, text, name, line_of);
+  free(line_of);
+  return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
 }
 
 fm_err fm_config_set(fm_config *c, const char *assignment, const char *where) {
@@ -251,7 +339,8 @@ fm_err fm_config_set(fm_config *c, const char *assignment, const char *where) {
   *eq = 0;
   char *key = trim(buf), *value = trim(eq + 1);
   const fm_key *k = fm_config_find_key(key);
-  if (!k) FM_ERROR(FM_ERR_CONFIG, "%s: unknown key '%s'", where, key);
+  char hint[256];
+  if (!k) FM_ERROR(FM_ERR_CONFIG, "%s: unknown key '%s'%s", where, key, key_suggestion(key, hint, sizeof hint));
   FM_CHECK(assign(c, k, value, where));
   return FM_OK;
 }
@@ -298,6 +387,19 @@ fm_err fm_config_validate(const fm_config *c) {
     FM_CONFIG_ERROR(c, "data.test_frac", "data.train_frac + val_frac + test_frac = %g exceeds 1",
                     c->data.train_frac + c->data.val_frac + c->data.test_frac);
   if (c->data.train_frac <= 0) FM_CONFIG_ERROR(c, "data.train_frac", "must be > 0");
+  if (c->data.domains[0]) { /* a list of names: no empty entry ("a,,b", "a,") */
+    int entry = 1, empty = 1;
+    for (const char *q = c->data.domains;; q++) {
+      if (*q == ',' || !*q) {
+        if (empty) FM_CONFIG_ERROR(c, "data.domains", "entry %d of the list '%s' is empty", entry, c->data.domains);
+        if (!*q) break;
+        entry++;
+        empty = 1;
+      } else if (!isspace((unsigned char)*q)) {
+        empty = 0;
+      }
+    }
+  }
   if (c->fl.sample_fraction <= 0 || c->fl.sample_fraction > 1)
     FM_CONFIG_ERROR(c, "fl.sample_fraction", "must be in (0,1], got %g", c->fl.sample_fraction);
   if (c->fl.sample_count > c->fl.clients)

@@ -31,6 +31,26 @@ fm_err fm_fault_validate(const fm_config *c) {
   if (c->debug.fail[0] && parse(c->debug.fail, &f))
     FM_CONFIG_ERROR(c, "debug.fail", "expected RANK:PHASE:ROUND[:exit|abort] with PHASE one of setup, "
                     "local_update, aggregate, server_step, evaluate, checkpoint_write; got '%s'", c->debug.fail);
+  /* a failure that can never fire would let a fault-tolerance test pass untested */
+  if (c->debug.fail[0] && !strcmp(f.phase, "setup") && f.round != 0)
+    FM_CONFIG_ERROR(c, "debug.fail", "'%s' can never fire: setup runs once, before round 1 (use round 0)",
+                    c->debug.fail);
+  if (c->debug.fail[0] && strcmp(f.phase, "setup") && (f.round < 1 || f.round > c->fl.rounds))
+    FM_CONFIG_ERROR(c, "debug.fail", "'%s' can never fire: round %d is outside the run's rounds 1..%d "
+                    "(fl.rounds)", c->debug.fail, f.round, c->fl.rounds);
+  return FM_OK;
+}
+
+fm_err fm_fault_validate_job(const fm_config *c, int nranks) {
+  fault_t f;
+  if (!c->debug.fail[0] || parse(c->debug.fail, &f)) return FM_OK; /* syntax: fm_fault_validate */
+  if (f.rank >= nranks)
+    FM_CONFIG_ERROR(c, "debug.fail", "'%s' can never fire: rank %d is outside this job's ranks 0..%d",
+                    c->debug.fail, f.rank, nranks - 1);
+  /* clients train on ranks 1..P-1 only, and rank r hosts one only when r <= fl.clients */
+  if (!strcmp(f.phase, "local_update") && (f.rank == 0 || f.rank > c->fl.clients))
+    FM_CONFIG_ERROR(c, "debug.fail", "'%s' can never fire: rank %d trains no client (%s)", c->debug.fail,
+                    f.rank, f.rank == 0 ? "rank 0 is the server" : "there are fewer clients (fl.clients)");
   return FM_OK;
 }
 

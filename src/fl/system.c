@@ -11,35 +11,62 @@
 
 static double pick(const fm_floatlist *l, int cls) { return l->v[l->n == 1 ? 0 : cls]; }
 
+/* One data row of the trace: exactly five comma-separated fields, the client id a
+ * decimal integer and the rates finite decimal numbers (no NaN, inf, hex, nothing
+ * after the fifth field). row[0..3]: flops, up_mbps, down_mbps, availability. */
+static fm_err trace_row(char *l, const char *path, int line, double row[4]) {
+  static const char *const cols[5] = {"client", "flops", "up_mbps", "down_mbps", "availability"};
+  char *field[5];
+  int n = 0;
+  for (char *f = l, *comma; f; f = comma ? comma + 1 : NULL) {
+    comma = strchr(f, ',');
+    if (comma) *comma = 0;
+    if (n == 5) FM_ERROR(FM_ERR_DATA, "%s:%d: more than 5 fields; expected client,flops,up_mbps,down_mbps,"
+                         "availability", path, line);
+    while (*f == ' ' || *f == '\t') f++;
+    field[n++] = f;
+  }
+  if (n < 5) FM_ERROR(FM_ERR_DATA, "%s:%d: %d field%s; expected 5: client,flops,up_mbps,down_mbps,availability",
+                      path, line, n, n == 1 ? "" : "s");
+  int64_t id;
+  if (!fm_parse_int64(field[0], &id) || id < 0)
+    FM_ERROR(FM_ERR_DATA, "%s:%d: client '%s' is not a client number (decimal, >= 0)", path, line, field[0]);
+  for (int j = 1; j < 5; j++)
+    if (!fm_parse_real(field[j], &row[j - 1]))
+      FM_ERROR(FM_ERR_DATA, "%s:%d: %s '%s' is not a finite decimal number", path, line, cols[j], field[j]);
+  if (row[0] <= 0 || row[1] <= 0 || row[2] <= 0 || row[3] < 0 || row[3] > 1)
+    FM_ERROR(FM_ERR_DATA, "%s:%d: expected client,flops,up_mbps,down_mbps,availability with positive rates "
+             "and availability in [0,1]", path, line);
+  return FM_OK;
+}
+
 /* Read system.trace: rows "client,flops,up_mbps,down_mbps,availability" (a header
- * line allowed); client i takes row i mod rows. */
+ * line allowed, '#' comments, blank lines); client i takes row i mod rows. */
 static fm_err read_trace(fm_system *s, const fm_config *c) {
   char *text = NULL;
-  FM_CHECK(fm_read_file(c->system.trace, &text, NULL));
+  size_t len = 0;
+  FM_CHECK(fm_read_file(c->system.trace, &text, &len));
   int rows = 0, cap = 0, line = 0;
   double (*v)[4] = NULL;
-  fm_err err = FM_OK;
-  for (char *save = NULL, *l = strtok_r(text, "\n", &save); l && !err; l = strtok_r(NULL, "\n", &save)) {
+  fm_err err = fm_text_refuse_nul(text, len, c->system.trace);
+  /* line by line (strtok would merge blank lines and put the numbers off) */
+  for (char *l = text, *nl; !err && l; l = nl ? nl + 1 : NULL) {
+    nl = strchr(l, '\n');
+    if (nl) *nl = 0;
     line++;
+    char *e = l + strlen(l);
+    while (e > l && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
     while (*l == ' ' || *l == '\t') l++;
     if (!*l || *l == '#' || (line == 1 && strstr(l, "client"))) continue;
-    int id;
-    double f, up, down, av;
-    if (sscanf(l, "%d , %lf , %lf , %lf , %lf", &id, &f, &up, &down, &av) != 5 || f <= 0 || up <= 0 ||
-        down <= 0 || av < 0 || av > 1) {
-      err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_DATA,
-                         "%s:%d: expected client,flops,up_mbps,down_mbps,availability with positive rates "
-                         "and availability in [0,1]", c->system.trace, line);
-      break;
-    }
+    double row[4];
+    if ((err = trace_row(l, c->system.trace, line, row))) break;
     if (rows == cap) {
       cap = cap ? 2 * cap : 64;
       double (*nv)[4] = realloc(v, (size_t)cap * sizeof *v);
       if (!nv) { err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_MEM, "out of memory (trace)"); break; }
       v = nv;
     }
-    v[rows][0] = f; v[rows][1] = up; v[rows][2] = down; v[rows][3] = av;
-    rows++;
+    memcpy(v[rows++], row, sizeof row);
   }
   free(text);
   if (!err && rows == 0)

@@ -1,6 +1,6 @@
 /* comigs.c - CoMiGS: generalist experts shared, specialist experts and the router
  * private; alternating expert steps on training data and router steps on
- * validation data, with separate optimizer states (ALGORITHMS.md, comigs).
+ * validation data, with separate optimizer states (docs/strategies.md, comigs).
  *
  * Client i has G generalists (experts 0..G-1) and s_i specialists (G..G+s_i-1),
  * s_i from its resource class. The model holds model.experts experts; experts past

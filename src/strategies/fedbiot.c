@@ -1,6 +1,6 @@
 /* fedbiot.c - FedBiOT: clients fine-tune an adapter (the top blocks) on a compressed
  * emulator of the bottom blocks; the server aligns the emulator to the full model on
- * its public data (ALGORITHMS.md, fedbiot).
+ * its public data (docs/strategies.md, fedbiot).
  *
  * The server holds the full model of L blocks. Before round 1 it trains it on the
  * public split (fedbiot.pretrain_steps: the stand-in for the pretrained model that

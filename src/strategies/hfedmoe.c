@@ -1,7 +1,7 @@
 /* hfedmoe.c - HFedMoE: each client fine-tunes a budget of experts per MoE layer,
  * chosen by importance and an information-bottleneck score from its router's
  * probabilities; experts are averaged over the clients that trained them, the
- * router with importance-based weights (ALGORITHMS.md, hfedmoe). The selection samples
+ * router with importance-based weights (docs/strategies.md, hfedmoe). The selection samples
  * around the best scores rather than taking them (hfedmoe.explore, ours; see sample_b).
  *
  * Classes: the rest of the model (trained and averaged by tokens, as fedavg), the

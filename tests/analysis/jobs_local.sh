@@ -22,6 +22,28 @@ FEDMOE_OUTPUT=$TMP/single.h5 job run "$J/slurm/run.sbatch" "$TMP/tiny.ini" -q $s
 grep -q "on 3 ranks x 1 threads" "$TMP/run.out" || fail "run.sbatch: not 3 ranks x 1 thread by default"
 echo "ok: run.sbatch"
 
+# without FEDMOE: the build tree the job was submitted from has ./fedmoe (make built
+# it there; it is not on PATH); a copy of the script run elsewhere (as Slurm runs
+# it) with no fedmoe anywhere says how to give it
+abs_builddir=$(cd "$top_builddir" && pwd)
+(unset FEDMOE; SLURM_SUBMIT_DIR=$abs_builddir FEDMOE_OUTPUT=$TMP/found.h5 \
+  job found "$J/slurm/run.sbatch" "$TMP/tiny.ini" -q $small)
+grep -q "($abs_builddir/fedmoe)" "$TMP/found.out" || { cat "$TMP/found.out"; fail "run.sbatch: not the build tree's fedmoe"; }
+[ -s "$TMP/found.h5" ] || fail "run.sbatch with the build tree's fedmoe wrote no run file"
+mkdir -p "$TMP/spool" "$TMP/elsewhere"
+cp "$J/slurm/run.sbatch" "$J/slurm/analyze.sbatch" "$TMP/spool/"
+mpibin=$(dirname "$(command -v "$MPIEXEC")")
+(unset FEDMOE FEDMOE_ANALYZE; cd "$TMP/elsewhere" && PATH=$mpibin:/usr/bin:/bin \
+  timeout 60 bash "$TMP/spool/run.sbatch" "$TMP/tiny.ini" >"$TMP/nofedmoe.out" 2>&1) \
+  && fail "run.sbatch without any fedmoe exited 0"
+grep -q "run.sbatch: cannot find fedmoe: set FEDMOE=" "$TMP/nofedmoe.out" || { cat "$TMP/nofedmoe.out"; fail "run.sbatch: no advice"; }
+(unset FEDMOE FEDMOE_ANALYZE; cd "$TMP/elsewhere" && PATH=$mpibin:/usr/bin:/bin \
+  timeout 60 bash "$TMP/spool/analyze.sbatch" "$TMP" >"$TMP/noanalyze.out" 2>&1) \
+  && fail "analyze.sbatch without any fedmoe-analyze exited 0"
+grep -q "analyze.sbatch: cannot find fedmoe-analyze: set FEDMOE_ANALYZE=" "$TMP/noanalyze.out" \
+  || { cat "$TMP/noanalyze.out"; fail "analyze.sbatch: no advice"; }
+echo "ok: run.sbatch and analyze.sbatch find the build tree's programs, or say how to give them"
+
 for t in 0 1; do
   SLURM_ARRAY_TASK_ID=$t FEDMOE_CLIENTS="4 6" FEDMOE_SWEEP_DIR=$TMP/sweep \
     job sweep$t "$J/slurm/sweep.sbatch" "$TMP/tiny.ini" $small
