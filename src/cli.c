@@ -26,6 +26,8 @@ void fm_cli_usage(FILE *out) {
           "  --set SECTION.KEY=VALUE   override a configuration key (repeatable)\n"
           "  --resume RUNFILE          continue a run from its latest checkpoint\n"
           "  --metrics-netcdf FILE     also write per-round metrics as NetCDF (CDF-5)\n"
+          "  --overwrite               replace an existing run.output or NetCDF file (only\n"
+          "                            fedmoe's own files; refused otherwise)\n"
           "  -q, --quiet               do not print the resolved configuration\n"
           "  -h, --help                this help\n"
           "  -V, --version             print the version\n"
@@ -66,6 +68,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     else if (!strcmp(a, "--client")) slot = &cli->client;
     else if (!strcmp(a, "--profile")) { cli->profile = 1; continue; }
     else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { cli->quiet = 1; continue; }
+    else if (!strcmp(a, "--overwrite")) { cli->overwrite = 1; continue; }
     else if (a[0] == '-' && a[1]) FM_ERROR(FM_ERR_ARG, "unknown option '%s' for '%s'", a, cli->command);
     if (slot) {
       if (i + 1 >= argc) FM_ERROR(FM_ERR_ARG, "%s needs an argument", a);

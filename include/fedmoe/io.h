@@ -140,6 +140,20 @@ fm_err fm_netcdf_write_rounds(const char *path, const fm_round_row *rows, int n,
 
 
 
+/* ---- guarding the outputs (output_guard.c) ---- */
+typedef struct fm_output_lock fm_output_lock;
+/* Take the exclusive lock of run file `runfile` (and so of its .ckpt folder) for the
+ * run's life: rank 0 locks "<runfile>.lock" and writes its pid, host and start time
+ * there; a run that finds it held refuses, naming the holder. Collective, agreed.
+ * The lock dies with the process, so a crash never blocks the resume. */
+fm_err fm_output_lock_take(fm_output_lock **lk, const char *runfile, MPI_Comm comm);
+void fm_output_lock_release(fm_output_lock *lk);
+/* Before anything is written: with create, an existing run file is refused unless
+ * overwrite, and even then when it is not a fedmoe run file; the NetCDF file (NULL:
+ * none) likewise unless it is a NetCDF file, and never the run file itself (compared
+ * by inode). Rank 0 looks; the answer is agreed. */
+fm_err fm_output_check(const char *runfile, int create, const char *netcdf, int overwrite, MPI_Comm comm);
+
 /* ---- reading run files ---- */
 /* Print a summary of a run file (attributes, rounds done, final round metrics,
  * checkpoints) to out. Not collective: call on one rank. Errors name the file. */

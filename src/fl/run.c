@@ -816,6 +816,12 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
   err = fm_error_agree(err, &comm);
   int done = 0; /* rounds already in the run file */
   r.run_path = opts->resume ? opts->resume : cfg->run.output;
+  /* the run file (and its .ckpt folder) is ours alone for the run's life, and every
+   * output is checked before any is opened: a run refused here changes no file */
+  fm_output_lock *lock = NULL;
+  if (!err && !opts->resume) err = make_parent_dir(cfg->run.output, r.rank, comm);
+  if (!err) err = fm_output_lock_take(&lock, r.run_path, comm);
+  if (!err) err = fm_output_check(r.run_path, !opts->resume, opts->netcdf, opts->overwrite, comm);
   if (!err && opts->resume && r.st->server_init)
     err = fm_error_agree(fm_config_error(cfg, "fl.strategy", "--resume is not supported for %s yet: its "
                                          "server state is not in the checkpoints", r.st->name), &comm);
@@ -832,9 +838,7 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
     if (!err) fm_say("fedmoe: resuming %s after round %d\n", opts->resume, done);
   } else if (!err) {
     const fm_model_shape *sh = fm_model_get_shape(r.model);
-    err = make_parent_dir(cfg->run.output, r.rank, comm);
-    if (!err)
-      err = fm_runfile_create(&r.rf, cfg->run.output, cfg, opts->config_text ? opts->config_text : "",
+    err = fm_runfile_create(&r.rf, cfg->run.output, cfg, opts->config_text ? opts->config_text : "",
                               sh->layers, sh->experts, comm);
     err = fm_error_agree(err, &comm);
     if (!err && r.st->server_eval) {
@@ -855,8 +859,6 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
       free(v);
     }
   }
-  if (!err && opts->netcdf) /* a NetCDF file that cannot be written is found now, not after the run */
-    err = fm_error_agree(fm_netcdf_write_rounds(opts->netcdf, NULL, 0, r.st->name, comm), &comm);
   if (!err) {
     if (r.rank == 0 && !opts->quiet)
       fm_say("fedmoe: strategy %s, %d clients on %d host rank%s (%s), %d rounds, shared %zu floats in %d "
@@ -868,6 +870,7 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
   }
   fm_err cerr = fm_runfile_close(r.rf);
   if (!err) err = cerr;
+  fm_output_lock_release(lock);
   teardown(&r);
   return err;
 }

@@ -6,7 +6,7 @@
  * files that have no such list, [N][n] with an allocated [N] flag. A client without a
  * row was never sampled and keeps its initial values. Serial HDF5 (default file access) works with the parallel library
  * too; only the calling rank touches the file. */
-#include "fedmoe/io.h"
+#include "runfile_impl.h"
 
 #include <hdf5.h>
 #include <stdio.h>
@@ -170,12 +170,36 @@ fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int 
                           int *allocated) {
   hid_t f;
   FM_CHECK(open_runfile(path, &f));
-  hid_t ck = H5Lexists(f, "checkpoints", H5P_DEFAULT) > 0 && H5Lexists(f, "checkpoints/latest", H5P_DEFAULT) > 0
-                 ? H5Gopen2(f, "checkpoints/latest", H5P_DEFAULT) : -1;
-  if (ck < 0) {
+  int have = H5Lexists(f, "checkpoints", H5P_DEFAULT) > 0 && H5Lexists(f, "checkpoints/latest", H5P_DEFAULT) > 0;
+  if (!have) {
     H5Fclose(f);
     FM_ERROR(FM_ERR_FORMAT, "%s: the run file has no checkpoint (/checkpoints/latest is missing: the run "
              "stopped before writing one)", path);
+  }
+  /* latest -> /checkpoints/rNNNNNN; a checkpoint file of its own is looked for by the
+   * run file's name (beside a copy, the copy's folder), not where the link points */
+  char target[128] = "", lfile[FM_PATH_MAX + 64], full[FM_PATH_MAX + 64];
+  H5L_info_t li;
+  if (H5Lget_info(f, "checkpoints/latest", &li, H5P_DEFAULT) >= 0 && li.type == H5L_TYPE_SOFT &&
+      H5Lget_val(f, "checkpoints/latest", target, sizeof target, H5P_DEFAULT) >= 0)
+    target[sizeof target - 1] = 0;
+  hid_t cf = -1, ck = -1;
+  if (target[0] && H5Lexists(f, target, H5P_DEFAULT) > 0 && fm_elink_file(f, target, lfile, sizeof lfile)) {
+    fm_ckpt_path_by_name(path, lfile, full, sizeof full);
+    cf = H5Fopen(full, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (cf < 0) {
+      H5Fclose(f);
+      FM_ERROR(FM_ERR_FORMAT, "%s: cannot open its latest checkpoint '%s' (a run file copied, moved or renamed "
+               "without its .ckpt folder?)", path, full);
+    }
+    ck = H5Gopen2(cf, "/", H5P_DEFAULT);
+  } else {
+    ck = H5Gopen2(f, "checkpoints/latest", H5P_DEFAULT);
+  }
+  if (ck < 0) {
+    if (cf >= 0) H5Fclose(cf);
+    H5Fclose(f);
+    FM_ERROR(FM_ERR_FORMAT, "%s: cannot open its latest checkpoint (damaged run file?)", path);
   }
   *round = -1;
   if (H5Aexists(ck, "round") > 0) {
@@ -187,6 +211,7 @@ fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int 
   int dummy;
   fm_err err = load(path, ck, m, shared, client, allocated ? allocated : &dummy);
   H5Gclose(ck);
+  if (cf >= 0) H5Fclose(cf);
   H5Fclose(f);
   return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
 }

@@ -360,18 +360,31 @@ fm_err fm_runfile_checkpoint_begin(fm_runfile *rf, int round) {
   return FM_OK;
 }
 
-int fm_runfile_elink_path(const fm_runfile *rf, hid_t g, const char *name, char *full, size_t len) {
+int fm_elink_file(hid_t g, const char *name, char *file, size_t len) {
   char val[FM_PATH_MAX + 64];
-  const char *file = NULL, *obj = NULL;
+  const char *f = NULL, *obj = NULL;
   unsigned flags;
   H5L_info_t info;
   if (H5Lget_info(g, name, &info, H5P_DEFAULT) < 0 || info.type != H5L_TYPE_EXTERNAL) return 0;
   if (H5Lget_val(g, name, val, sizeof val, H5P_DEFAULT) < 0) return 0;
   val[sizeof val - 1] = 0;
-  if (H5Lunpack_elink_val(val, sizeof val, &flags, &file, &obj) < 0 || !file) return 0;
-  const char *slash = strrchr(rf->path, '/');
-  if (file[0] == '/' || !slash) snprintf(full, len, "%s", file);
-  else snprintf(full, len, "%.*s/%s", (int)(slash - rf->path), rf->path, file);
+  if (H5Lunpack_elink_val(val, sizeof val, &flags, &f, &obj) < 0 || !f) return 0;
+  snprintf(file, len, "%s", f);
+  return 1;
+}
+
+void fm_ckpt_path_by_name(const char *runfile, const char *linkfile, char *full, size_t len) {
+  const char *base = strrchr(linkfile, '/');
+  snprintf(full, len, "%s.ckpt/%.40s", runfile, base ? base + 1 : linkfile);
+}
+
+/* The link's folder is not followed: the file is looked for beside the run file under
+ * the run file's own name, so that a copied or renamed run file uses its own .ckpt
+ * folder (or finds none) and never reads or prunes the original's. */
+int fm_runfile_elink_path(const fm_runfile *rf, hid_t g, const char *name, char *full, size_t len) {
+  char file[FM_PATH_MAX + 64];
+  if (!fm_elink_file(g, name, file, sizeof file)) return 0;
+  fm_ckpt_path_by_name(rf->path, file, full, len);
   return 1;
 }
 

@@ -41,8 +41,15 @@ void fm_runfile_ckpt_names(const fm_runfile *rf, int round, char *full, size_t f
  * on one rank only (an MPI-IO aggregator on a full disk) must not leave the others
  * going on into the next collective call. Returns e < 0 on every rank if any failed. */
 herr_t fm_runfile_agree(const fm_runfile *rf, herr_t e);
-/* The file an external link g/name names, relative to the run file's folder; 0 when
- * name is not an external link. */
+/* The file name an external link g/name holds (as written); 0 when name is not an
+ * external link. */
+int fm_elink_file(hid_t g, const char *name, char *file, size_t len);
+/* Where the checkpoint file a link names is: "<runfile>.ckpt/<its file name>", by the
+ * run file's own name whatever folder the link names, so that a run file and its
+ * .ckpt folder stay together when copied, moved or renamed. */
+void fm_ckpt_path_by_name(const char *runfile, const char *linkfile, char *full, size_t len);
+/* The checkpoint file of external link g/name (fm_ckpt_path_by_name); 0 when name is
+ * not an external link. */
 int fm_runfile_elink_path(const fm_runfile *rf, hid_t g, const char *name, char *full, size_t len);
 /* Open a checkpoint file collectively (read-only) with MPI-IO; -1 on failure. */
 hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full);

@@ -1,9 +1,11 @@
 /* runfile_resume.c - reopening a run file at its latest checkpoint. */
 #include "runfile_impl.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Whether attribute a holds exactly one value (a file may hold an array there: reading
  * it into one value would overrun the buffer). */
@@ -57,6 +59,8 @@ typedef struct {
   int *rounds, *external; /* complete checkpoints: round, and whether a file of its own */
   int n, cap;
   const fm_runfile *rf;
+  int nlinks;                        /* checkpoint files the run file links to */
+  char linked[FM_PATH_MAX + 64];     /* the first one's name as its link holds it */
 } walk_t;
 
 static int is_complete(hid_t c) {
@@ -77,6 +81,7 @@ static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *d
   if (external) { /* a checkpoint file: complete when its mark says so (every rank opens it) */
     char full[FM_PATH_MAX + 64];
     if (!fm_runfile_elink_path(w->rf, g, name, full, sizeof full)) return 0;
+    if (!w->nlinks++) fm_elink_file(g, name, w->linked, sizeof w->linked);
     hid_t f = fm_runfile_open_ckpt(w->rf, full);
     if (f >= 0) {
       hid_t root = H5Gopen2(f, "/", H5P_DEFAULT);
@@ -108,6 +113,7 @@ fm_err fm_runfile_open_resume(fm_runfile **out, const char *path, const fm_confi
   FM_CHECK(fm_runfile_alloc(&rf, path, cfg, layers, experts, comm));
   *out = rf;
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  if (access(path, F_OK) != 0) FM_ERROR(FM_ERR_IO, "--resume: '%s' does not exist", path);
   if (H5Fis_hdf5(path) <= 0) FM_ERROR(FM_ERR_FORMAT, "--resume: '%s' is not an HDF5 file (or cannot be read)", path);
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
@@ -115,7 +121,12 @@ fm_err fm_runfile_open_resume(fm_runfile **out, const char *path, const fm_confi
   H5Pset_coll_metadata_write(fapl, 1);
   rf->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
   H5Pclose(fapl);
-  if (rf->file < 0) FM_ERROR(FM_ERR_IO, "--resume: cannot open '%s' for writing", path);
+  if (rf->file < 0) { /* the signature is there: a file cut short, or one we may not write */
+    if (access(path, R_OK | W_OK) != 0)
+      FM_ERROR(FM_ERR_IO, "--resume: cannot open '%s' for writing: %s", path, strerror(errno));
+    FM_ERROR(FM_ERR_FORMAT, "--resume: '%s' is truncated or damaged: HDF5 finds its signature but cannot open it "
+             "(a copy cut short, a full disk?)", path);
+  }
   if (H5Aexists(rf->file, "fedmoe_version") <= 0)
     FM_ERROR(FM_ERR_FORMAT, "--resume: '%s' is an HDF5 file but not a fedmoe run file", path);
   FM_CHECK(check_format(rf));
@@ -157,7 +168,12 @@ fm_err fm_runfile_open_resume(fm_runfile **out, const char *path, const fm_confi
     if (g >= 0) H5Gclose(g);
     free(w.rounds);
     free(w.external);
-    FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: no complete checkpoint", path);
+    if (w.nlinks) /* links, but no file where the run file's name says: copied without its folder? */
+      FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: no complete checkpoint in '%s.ckpt' (the run file links %d "
+               "checkpoint file%s, the first written as '%s'; a run file copied, moved or renamed must take its "
+               ".ckpt folder along, renamed to match)", path, path, w.nlinks, w.nlinks > 1 ? "s" : "", w.linked);
+    FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: no complete checkpoint (none in the run file, none in '%s.ckpt')",
+             path, path);
   }
   int keep = w.n > rf->keep_last ? rf->keep_last : w.n;
   for (int i = 0; i < keep; i++) rf->kept[i] = w.rounds[w.n - keep + i];
