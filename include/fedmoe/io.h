@@ -85,6 +85,9 @@ fm_err fm_runfile_create(fm_runfile **rf, const char *path, const fm_config *cfg
 /* Append rows; collective; only rank 0's rows are written (others pass 0). */
 fm_err fm_runfile_append_clients(fm_runfile *rf, const fm_client_row *rows, int n);
 fm_err fm_runfile_append_round(fm_runfile *rf, const fm_round_row *row);
+/* Rewrite the last round row (its final times, after the round's checkpoint);
+ * collective, rank 0's row is written. The row itself goes in before the checkpoint. */
+fm_err fm_runfile_update_round(fm_runfile *rf, const fm_round_row *row);
 /* Routing of one round: appends rr->n rows to /routing/index, counts and gate_mass,
  * each host its rr->k clients' [k][L][E] blocks. Collective. */
 fm_err fm_runfile_write_routing(fm_runfile *rf, const fm_round_rows *rr, const uint64_t *counts,

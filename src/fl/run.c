@@ -722,15 +722,26 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     if (!err) err = fm_runfile_append_clients(r->rf, crow, ncrow);
     if (!err) err = fm_runfile_write_routing(r->rf, &r->trained, r->route_counts, r->gate_mass);
     err = write_stats(r, err);
-    if (!err && ckpt_now) err = checkpoint(r, round, have, ids, nids);
-    free(have);
-    free(ids);
     fm_phase_end(r->ph_io);
-    /* the round's own row last, so that it carries the round's run-file time */
+    /* the round's own row before its checkpoint: resuming continues after the newest
+     * checkpoint, so a crash between the two would lose the row for good. With a
+     * checkpoint the row is written again after it, with the round's whole run-file
+     * time (a crash in between leaves it with the time before the checkpoint) */
     rr.t_io = phase_delta(r->ph_io, last);
     rr.wall_s = fm_wtime() - t0;
-    if (hist) hist[round - first] = rr;
     if (!err) err = fm_runfile_append_round(r->rf, &rr);
+    if (!err && ckpt_now) {
+      fm_phase_begin(r->ph_io);
+      err = checkpoint(r, round, have, ids, nids);
+      fm_phase_end(r->ph_io);
+      fm_fault_point(c, r->rank, "checkpoint_done", round);
+      rr.t_io += phase_delta(r->ph_io, last);
+      rr.wall_s = fm_wtime() - t0;
+      if (!err) err = fm_runfile_update_round(r->rf, &rr);
+    }
+    free(have);
+    free(ids);
+    if (hist) hist[round - first] = rr;
     /* a run-file write that failed on some ranks (a full disk) may leave the ranks in
      * different HDF5 collectives: nothing collective may follow, not even closing the
      * file. This rank says why and ends every rank (MPI_Abort). */

@@ -194,8 +194,23 @@ fm_err fm_runfile_append_clients(fm_runfile *rf, const fm_client_row *rows, int 
 
 fm_err fm_runfile_append_round(fm_runfile *rf, const fm_round_row *row) {
   FM_CHECK(append_rows(rf, rf->rounds_ds, rf->round_t, &rf->nround_rows, row, rf->rank == 0 ? 1 : 0));
-  /* the round's row is its last write: on disk now, a rank failing later in the run
-   * does not take it away from the checkpoint it follows (--resume keeps it) */
+  /* on disk now, before the round's checkpoint: a rank failing later does not take
+   * it away from that checkpoint (--resume keeps it) */
+  RF_CHECK(H5Fflush(rf->file, H5F_SCOPE_GLOBAL), "flush the run file");
+  return FM_OK;
+}
+
+fm_err fm_runfile_update_round(fm_runfile *rf, const fm_round_row *row) {
+  if (rf->nround_rows == 0) FM_ERROR(FM_ERR_INTERNAL, "%s: no round row to rewrite", rf->path);
+  hid_t fs = H5Dget_space(rf->rounds_ds);
+  hsize_t start = rf->nround_rows - 1, count = rf->rank == 0 ? 1 : 0;
+  hid_t ms = H5Screate_simple(1, &count, NULL);
+  if (rf->rank == 0) H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL);
+  else { H5Sselect_none(fs); H5Sselect_none(ms); }
+  herr_t e = H5Dwrite(rf->rounds_ds, rf->round_t, ms, fs, rf->dxpl, row);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  RF_CHECK(e, "rewrite the round's metrics row");
   RF_CHECK(H5Fflush(rf->file, H5F_SCOPE_GLOBAL), "flush the run file");
   return FM_OK;
 }

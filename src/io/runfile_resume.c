@@ -55,6 +55,61 @@ static fm_err check_format(fm_runfile *rf) {
   return FM_OK;
 }
 
+/* The stored configuration attribute `config` (every rank reads it); NULL if absent. */
+static char *stored_config(fm_runfile *rf) {
+  char *text = NULL;
+  hid_t a = H5Aexists(rf->file, "config") > 0 ? H5Aopen(rf->file, "config", H5P_DEFAULT) : -1;
+  hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+  if (t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) <= 0 && one_value(a)) {
+    size_t n = H5Tget_size(t);
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, n);
+    text = calloc(n + 1, 1);
+    if (text && H5Aread(a, mt, text) < 0) { free(text); text = NULL; }
+    H5Tclose(mt);
+  }
+  if (t >= 0) H5Tclose(t);
+  if (a >= 0) H5Aclose(a);
+  return text;
+}
+
+/* The configuration may change on resume only in the keys marked FM_RESUME_FREE in
+ * the key table (outputs, fl.rounds, logging, threads): a change of any other key
+ * would continue a run that the stored configuration no longer describes. With the
+ * cosine schedule fl.rounds sets the learning rate of every step, so it must stay. */
+static fm_err check_config(fm_runfile *rf, const fm_config *cfg) {
+  char *text = stored_config(rf);
+  if (!text) FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: the run file has no stored configuration (root "
+                      "attribute config)", rf->path);
+  fm_config old;
+  char where[FM_PATH_MAX + 16];
+  snprintf(where, sizeof where, "%s:/config", rf->path);
+  fm_err err = fm_config_init(&old);
+  if (!err) err = fm_config_parse(&old, text, where);
+  free(text);
+  if (err) {
+    fm_config_free(&old);
+    return fm_error_trace(__FILE__, __LINE__, __func__, err);
+  }
+  for (int i = 0; !err && i < fm_config_nkeys; i++) {
+    const fm_key *k = &fm_config_keys[i];
+    int free_key = k->on_resume == FM_RESUME_FREE &&
+                   !(!strcmp(k->name, "fl.rounds") && cfg->train.schedule == FM_SCHED_COSINE);
+    if (free_key) continue;
+    char was[600], now[600];
+    fm_config_value_text(&old, k, was, sizeof was);
+    fm_config_value_text(cfg, k, now, sizeof now);
+    if (strcmp(was, now))
+      err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_CONFIG,
+                         "%s: cannot resume: %s is '%s' in the run file, '%s' now (from %s); a resumed run may change "
+                         "only run.output, run.name, run.checkpoint_every, run.keep_last, run.stop_after, "
+                         "run.log_level, run.threads, debug.fail and fl.rounds%s", rf->path, k->name, was, now, cfg->origin[i],
+                         cfg->train.schedule == FM_SCHED_COSINE ? " (not with train.schedule = cosine)" : "");
+  }
+  fm_config_free(&old);
+  return err;
+}
+
 typedef struct {
   int *rounds, *external; /* complete checkpoints: round, and whether a file of its own */
   int n, cap;
@@ -150,6 +205,7 @@ fm_err fm_runfile_open_resume(fm_runfile **out, const char *path, const fm_confi
   if (strcmp(strategy, fm_config_enum_name(cfg, "fl.strategy")))
     FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: the run file's strategy is '%s', the configuration's '%s'", path,
              strategy, fm_config_enum_name(cfg, "fl.strategy"));
+  FM_CHECK(check_config(rf, cfg));
   rf->clients_ds = H5Dopen2(rf->file, "/metrics/clients", H5P_DEFAULT);
   rf->rounds_ds = H5Dopen2(rf->file, "/metrics/rounds", H5P_DEFAULT);
   rf->counts_ds = H5Dopen2(rf->file, "/routing/counts", H5P_DEFAULT);
