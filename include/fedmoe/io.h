@@ -65,9 +65,11 @@ typedef struct {
 
 typedef struct fm_runfile fm_runfile;
 
-/* The layout version in the root attribute `format`: 2 has sparse per-client
- * statistics (/routing/index); 1, or no attribute, the dense ones of fedmoe 0.1.0. */
-#define FM_RUNFILE_FORMAT 2
+/* The layout version in the root attribute `format`: 3 has a checksum per tensor in
+ * its checkpoints (a damaged one is refused); 2 the same without them (read without
+ * verification, with a note); 2 and 3 have sparse per-client statistics
+ * (/routing/index); 1, or no attribute, the dense ones of fedmoe 0.1.0. */
+#define FM_RUNFILE_FORMAT 3
 
 /* The rows a round adds to the per-client statistics: one per client that trained,
  * n in all, in client-id order. Every rank knows the round's plan, so each host

@@ -109,6 +109,11 @@ static fm_err read_row(const char *path, hid_t g, const char *name, hid_t type, 
 
 static fm_err load(const char *path, hid_t ck, fm_model *m, const int *shared, int client, int *allocated) {
   char name[160];
+  /* a checkpoint of format 3 has a checksum per tensor (runfile_impl.h): what is read is checked */
+  int verify = H5Aexists(ck, "checksums") > 0;
+  if (!verify)
+    fprintf(stderr, "fedmoe: note: the latest checkpoint of %s has no checksums (written by a fedmoe before "
+            "format 3): loaded without verification\n", path);
   /* shared classes: tensor by tensor */
   for (int i = 0; i < fm_model_ntensors(m); i++) {
     fm_tensor *t = fm_model_tensor(m, i);
@@ -121,7 +126,12 @@ static fm_err load(const char *path, hid_t ck, fm_model *m, const int *shared, i
     hssize_t have = H5Sget_simple_extent_npoints(sp);
     H5Sclose(sp);
     herr_t e = have == (hssize_t)t->numel ? H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->w) : 0;
+    uint64_t want = 0;
+    int has = verify ? fm_attr_read_u64(d, "checksum", &want) : 0;
     H5Dclose(d);
+    if (verify && e >= 0 && have == (hssize_t)t->numel && (!has || fm_hash64(t->w, t->numel * sizeof *t->w) != want))
+      FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint tensor '%s' %s (the checkpoint file is damaged)", path, name,
+               has ? "fails its checksum" : "has no checksum");
     if (have != (hssize_t)t->numel)
       FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint tensor '%s' has %lld values, the run's model %zu", path, name,
                (long long)have, t->numel);
@@ -162,6 +172,14 @@ static fm_err load(const char *path, hid_t ck, fm_model *m, const int *shared, i
     }
     snprintf(name, sizeof name, "clients/class%d/params", c);
     FM_CHECK(read_row(path, ck, name, H5T_NATIVE_FLOAT, row, n, fm_model_class_params(m, c)));
+    if (verify) {
+      uint64_t want = 0;
+      snprintf(name, sizeof name, "clients/class%d/params_checksum", c);
+      FM_CHECK(read_row(path, ck, name, H5T_NATIVE_UINT64, row, 1, &want));
+      if (fm_hash64(fm_model_class_params(m, c), n * sizeof(float)) != want)
+        FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint tensor 'clients/class%d/params' row %d (client %d) fails its "
+                 "checksum (the checkpoint file is damaged)", path, c, row, client);
+    }
   }
   return FM_OK;
 }

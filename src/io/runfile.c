@@ -372,6 +372,7 @@ fm_err fm_runfile_checkpoint_begin(fm_runfile *rf, int round) {
   RF_CHECK(g, "create a checkpoint's clients group");
   H5Gclose(g);
   FM_CHECK(attr_i64(rf, rf->ckpt, "round", round));
+  FM_CHECK(attr_i64(rf, rf->ckpt, "checksums", 1)); /* every tensor has one (runfile_impl.h) */
   return FM_OK;
 }
 
@@ -426,6 +427,9 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
   hid_t ms = H5Screate_simple(1, &dims, NULL);
   if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
   herr_t e = fm_runfile_agree(rf, H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, rf->dxpl, w));
+  uint64_t sum = rf->rank == 0 ? fm_hash64(w, n * sizeof *w) : 0; /* of what rank 0 wrote */
+  MPI_Bcast(&sum, 1, MPI_UINT64_T, 0, rf->comm);
+  if (e >= 0) e = fm_runfile_agree(rf, fm_attr_u64(d, "checksum", sum));
   H5Sclose(ms);
   H5Sclose(fs);
   H5Dclose(d);

@@ -1,6 +1,8 @@
 /* runfile_resume.c - reopening a run file at its latest checkpoint. */
 #include "runfile_impl.h"
 
+#include "fedmoe/log.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,10 +50,12 @@ static fm_err check_format(fm_runfile *rf) {
     format = one_value(a) && H5Aread(a, H5T_NATIVE_INT64, &v) >= 0 ? v : -1;
     H5Aclose(a);
   }
-  if (format != FM_RUNFILE_FORMAT)
+  /* format 2 differs only in its checkpoints, which lack checksums: continued, its new
+   * checkpoints have them */
+  if (format != FM_RUNFILE_FORMAT && format != 2)
     FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: the run file has layout format %lld%s, this fedmoe continues "
-             "format %d only (finish the run with the fedmoe that wrote it, or start a new one)", rf->path, format,
-             format == 1 ? " (dense per-client statistics, fedmoe 0.1.0)" : "", FM_RUNFILE_FORMAT);
+             "formats 2 and %d only (finish the run with the fedmoe that wrote it, or start a new one)", rf->path,
+             format, format == 1 ? " (dense per-client statistics, fedmoe 0.1.0)" : "", FM_RUNFILE_FORMAT);
   return FM_OK;
 }
 
@@ -162,6 +166,207 @@ static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *d
   return 0;
 }
 
+/* ---- checking a checkpoint against its checksums, collectively ---- */
+
+typedef struct { char (*name)[160]; int n, cap; } names_t;
+
+static herr_t add_name(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+  names_t *w = data;
+  (void)g;
+  if (info->type != H5L_TYPE_HARD || strlen(name) >= sizeof w->name[0]) return 0;
+  if (w->n == w->cap) {
+    int cap = w->cap ? 2 * w->cap : 64;
+    char (*nn)[160] = realloc(w->name, (size_t)cap * sizeof *nn);
+    if (!nn) return -1;
+    w->name = nn;
+    w->cap = cap;
+  }
+  snprintf(w->name[w->n++], sizeof w->name[0], "%s", name);
+  return 0;
+}
+
+/* The names in group path of root (same order on every rank); -1 if it cannot be read. */
+static int list_names(hid_t root, const char *path, names_t *w) {
+  memset(w, 0, sizeof *w);
+  if (H5Lexists(root, path, H5P_DEFAULT) <= 0) return 0;
+  hid_t g = H5Gopen2(root, path, H5P_DEFAULT);
+  herr_t e = g < 0 ? -1 : H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, add_name, w);
+  if (g >= 0) H5Gclose(g);
+  return e < 0 ? -1 : 0;
+}
+
+#define BAD(...) do { if (!why[0]) snprintf(why, len, __VA_ARGS__); } while (0)
+
+/* Rank 0 reads each shared tensor and compares it with its checksum. */
+static void verify_shared(fm_runfile *rf, hid_t root, char *why, size_t len) {
+  names_t w;
+  if (list_names(root, "shared", &w) < 0) BAD("its group shared cannot be read");
+  for (int i = 0; i < w.n; i++) {
+    char path[200];
+    snprintf(path, sizeof path, "shared/%s", w.name[i]);
+    hid_t d = H5Dopen2(root, path, H5P_DEFAULT);
+    if (d < 0) { BAD("tensor %s cannot be opened", path); continue; }
+    uint64_t want = 0;
+    int has = fm_attr_read_u64(d, "checksum", &want);
+    hid_t fs = H5Dget_space(d);
+    hssize_t np = H5Sget_simple_extent_npoints(fs);
+    size_t n = np > 0 ? (size_t)np : 0;
+    float *buf = rf->rank == 0 ? malloc((n ? n : 1) * sizeof *buf) : NULL;
+    herr_t e = fm_runfile_agree(rf, rf->rank == 0 && !buf ? -1 : 0);
+    if (e >= 0) {
+      hsize_t cnt = rf->rank == 0 ? n : 0;
+      hid_t ms = H5Screate_simple(1, &cnt, NULL);
+      if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
+      e = fm_runfile_agree(rf, H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, rf->dxpl, buf));
+      H5Sclose(ms);
+    }
+    if (e < 0) BAD("tensor %s cannot be read", path);
+    else if (!has) BAD("tensor %s has no checksum", path);
+    else if (rf->rank == 0 && fm_hash64(buf, n * sizeof *buf) != want) BAD("tensor %s fails its checksum", path);
+    free(buf);
+    H5Sclose(fs);
+    H5Dclose(d);
+  }
+  free(w.name);
+}
+
+/* Each rank checks a block of the rows of dataset name [K][n] (or [K]) of group g
+ * against name_checksum [K]. */
+static void verify_rows(fm_runfile *rf, hid_t g, const char *cls, const char *name, hid_t type, size_t esize,
+                        char *why, size_t len) {
+  char sname[64];
+  snprintf(sname, sizeof sname, "%s_checksum", name);
+  hid_t d = H5Dopen2(g, name, H5P_DEFAULT), ds = H5Dopen2(g, sname, H5P_DEFAULT);
+  hsize_t dims[2] = {0, 1}, sdims[1] = {0};
+  int nd = 0;
+  if (d >= 0) {
+    hid_t sp = H5Dget_space(d);
+    nd = H5Sget_simple_extent_dims(sp, dims, NULL);
+    H5Sclose(sp);
+  }
+  if (ds >= 0) {
+    hid_t sp = H5Dget_space(ds);
+    if (H5Sget_simple_extent_ndims(sp) == 1) H5Sget_simple_extent_dims(sp, sdims, NULL);
+    H5Sclose(sp);
+  }
+  if (d < 0 || nd < 1 || nd > 2) BAD("%s/%s cannot be opened", cls, name);
+  else if (ds < 0 || sdims[0] != dims[0]) BAD("%s/%s has no checksums", cls, name);
+  if (d < 0 || ds < 0 || nd < 1 || nd > 2 || sdims[0] != dims[0]) {
+    if (d >= 0) H5Dclose(d);
+    if (ds >= 0) H5Dclose(ds);
+    return;
+  }
+  hsize_t K = dims[0], n = nd == 2 ? dims[1] : 1;
+  hsize_t r0 = K * (hsize_t)rf->rank / (hsize_t)rf->P, r1 = K * (hsize_t)(rf->rank + 1) / (hsize_t)rf->P, k = r1 - r0;
+  unsigned char *buf = malloc((size_t)(k * n * esize) + 1);
+  uint64_t *sum = malloc((size_t)k * sizeof *sum + 1);
+  herr_t e = fm_runfile_agree(rf, buf && sum ? 0 : -1);
+  for (int pass = 0; pass < 2 && e >= 0; pass++) { /* the rows, then their checksums */
+    hid_t dd = pass ? ds : d;
+    hid_t fs = H5Dget_space(dd);
+    hsize_t start[2] = {r0, 0}, count[2] = {k, n};
+    hid_t ms = H5Screate_simple(pass ? 1 : nd, count, NULL);
+    if (k) H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    else { H5Sselect_none(fs); H5Sselect_none(ms); }
+    e = fm_runfile_agree(rf, H5Dread(dd, pass ? H5T_NATIVE_UINT64 : type, ms, fs, rf->dxpl, pass ? (void *)sum : buf));
+    H5Sclose(ms);
+    H5Sclose(fs);
+  }
+  if (e < 0) BAD("%s/%s cannot be read", cls, name);
+  for (hsize_t j = 0; e >= 0 && j < k; j++)
+    if (fm_hash64(buf + j * n * esize, (size_t)(n * esize)) != sum[j]) {
+      BAD("%s/%s row %llu fails its checksum", cls, name, (unsigned long long)(r0 + j));
+      break;
+    }
+  free(buf);
+  free(sum);
+  H5Dclose(d);
+  H5Dclose(ds);
+}
+
+/* The private classes: each rank a block of every dataset's rows; the client ids
+ * (rank 0) against their group's attribute. */
+static void verify_clients(fm_runfile *rf, hid_t root, char *why, size_t len) {
+  names_t w;
+  if (list_names(root, "clients", &w) < 0) BAD("its group clients cannot be read");
+  for (int i = 0; i < w.n; i++) {
+    char path[200];
+    snprintf(path, sizeof path, "clients/%s", w.name[i]);
+    hid_t g = H5Gopen2(root, path, H5P_DEFAULT);
+    if (g < 0) { BAD("%s cannot be opened", path); continue; }
+    verify_rows(rf, g, path, "params", H5T_NATIVE_FLOAT, sizeof(float), why, len);
+    verify_rows(rf, g, path, "adam_m", H5T_NATIVE_FLOAT, sizeof(float), why, len);
+    verify_rows(rf, g, path, "adam_v", H5T_NATIVE_FLOAT, sizeof(float), why, len);
+    verify_rows(rf, g, path, "adam_step", H5T_NATIVE_INT64, sizeof(int64_t), why, len);
+    uint64_t want = 0;
+    int has = fm_attr_read_u64(g, "client_checksum", &want);
+    hid_t d = H5Dopen2(g, "client", H5P_DEFAULT);
+    hid_t fs = d >= 0 ? H5Dget_space(d) : -1;
+    hssize_t K = fs >= 0 ? H5Sget_simple_extent_npoints(fs) : -1;
+    int32_t *ids = K >= 0 ? malloc((size_t)K * sizeof *ids + 1) : NULL;
+    herr_t e = fm_runfile_agree(rf, ids ? 0 : -1);
+    if (e >= 0) {
+      hsize_t cnt = rf->rank == 0 ? (hsize_t)K : 0;
+      hid_t ms = H5Screate_simple(1, &cnt, NULL);
+      if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
+      e = fm_runfile_agree(rf, H5Dread(d, H5T_NATIVE_INT32, ms, fs, rf->dxpl, ids));
+      H5Sclose(ms);
+    }
+    if (e < 0) BAD("%s/client cannot be read", path);
+    else if (!has) BAD("%s/client has no checksum", path);
+    else if (rf->rank == 0 && fm_hash64(ids, (size_t)K * sizeof *ids) != want) BAD("%s/client fails its checksum", path);
+    free(ids);
+    if (fs >= 0) H5Sclose(fs);
+    if (d >= 0) H5Dclose(d);
+    H5Gclose(g);
+  }
+  free(w.name);
+}
+
+/* Whether checkpoint root (open on every rank) holds what its checksums say: 1 yes,
+ * 0 no (why says which tensor, the same on every rank), -1 it has none (a checkpoint
+ * of format 2). Collective. */
+static int verify_checkpoint(fm_runfile *rf, hid_t root, char *why, size_t len) {
+  why[0] = 0;
+  int64_t mark = 0;
+  hid_t a = H5Aexists(root, "checksums") > 0 ? H5Aopen(root, "checksums", H5P_DEFAULT) : -1;
+  if (a >= 0) {
+    if (!one_value(a) || H5Aread(a, H5T_NATIVE_INT64, &mark) < 0) mark = 0;
+    H5Aclose(a);
+  }
+  if (mark != 1) return -1;
+  verify_shared(rf, root, why, len);
+  verify_clients(rf, root, why, len);
+  /* every rank has been through every collective read; now the lowest rank that found
+   * something says what */
+  int first = why[0] ? rf->rank : rf->P;
+  MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, rf->comm);
+  if (first == rf->P) return 1;
+  MPI_Bcast(why, (int)len, MPI_CHAR, first, rf->comm);
+  return 0;
+}
+#undef BAD
+
+/* Open checkpoint round (a file of its own when external) as rf->ckpt; 0 on success. */
+static int open_checkpoint(fm_runfile *rf, hid_t g, int round, int external) {
+  char name[64], full[FM_PATH_MAX + 64];
+  snprintf(name, sizeof name, "r%06d", round);
+  rf->ckpt_round = round;
+  if (external) {
+    if (fm_runfile_elink_path(rf, g, name, full, sizeof full)) rf->ckpt_file = fm_runfile_open_ckpt(rf, full);
+    if (rf->ckpt_file >= 0) rf->ckpt = H5Gopen2(rf->ckpt_file, "/", H5P_DEFAULT);
+  } else {
+    rf->ckpt = H5Gopen2(g, name, H5P_DEFAULT);
+  }
+  return rf->ckpt >= 0 ? 0 : -1;
+}
+
+static void close_checkpoint(fm_runfile *rf) {
+  if (rf->ckpt >= 0) H5Gclose(rf->ckpt);
+  if (rf->ckpt_file >= 0) H5Fclose(rf->ckpt_file);
+  rf->ckpt = rf->ckpt_file = -1;
+}
+
 fm_err fm_runfile_open_resume(fm_runfile **out, const char *path, const fm_config *cfg, int layers, int experts,
                               MPI_Comm comm, int *round) {
   fm_runfile *rf;
@@ -224,31 +429,52 @@ fm_err fm_runfile_open_resume(fm_runfile **out, const char *path, const fm_confi
     if (g >= 0) H5Gclose(g);
     free(w.rounds);
     free(w.external);
-    if (w.nlinks) /* links, but no file where the run file's name says: copied without its folder? */
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t bl = strlen(base);
+    int moved = w.nlinks && (strncmp(w.linked, base, bl) || strncmp(w.linked + bl, ".ckpt/", 6));
+    if (moved) /* links written under another name, no file where this name says: copied without its folder */
       FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: no complete checkpoint in '%s.ckpt' (the run file links %d "
                "checkpoint file%s, the first written as '%s'; a run file copied, moved or renamed must take its "
                ".ckpt folder along, renamed to match)", path, path, w.nlinks, w.nlinks > 1 ? "s" : "", w.linked);
-    FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: no complete checkpoint (none in the run file, none in '%s.ckpt')",
+    FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: no complete checkpoint (looked in the run file and in '%s.ckpt')",
              path, path);
   }
-  int keep = w.n > rf->keep_last ? rf->keep_last : w.n;
-  for (int i = 0; i < keep; i++) rf->kept[i] = w.rounds[w.n - keep + i];
-  rf->nkept = keep;
-  *round = w.rounds[w.n - 1];
-  int external = w.external[w.n - 1];
-  free(w.rounds);
-  free(w.external);
-  char name[64], full[FM_PATH_MAX + 64];
-  snprintf(name, sizeof name, "r%06d", *round);
-  rf->ckpt_round = *round;
-  if (external) { /* open the checkpoint's own file, collectively */
-    if (fm_runfile_elink_path(rf, g, name, full, sizeof full)) rf->ckpt_file = fm_runfile_open_ckpt(rf, full);
-    if (rf->ckpt_file >= 0) rf->ckpt = H5Gopen2(rf->ckpt_file, "/", H5P_DEFAULT);
-  } else {
-    rf->ckpt = H5Gopen2(g, name, H5P_DEFAULT);
+  /* the newest checkpoint that its checksums confirm; an unusable one is said to be so
+   * before an older one is taken */
+  int use = -1;
+  char why[300] = "", first_why[300] = "";
+  for (int i = w.n - 1; i >= 0 && use < 0; i--) {
+    int ok = open_checkpoint(rf, g, w.rounds[i], w.external[i]) == 0;
+    int v = ok ? verify_checkpoint(rf, rf->ckpt, why, sizeof why) : 0;
+    if (!ok) snprintf(why, sizeof why, "it cannot be opened");
+    if (v != 0) {
+      use = i;
+      if (v < 0)
+        fm_say("fedmoe: note: checkpoint r%06d of %s has no checksums (written by a fedmoe before format 3): "
+               "loaded without verification\n", w.rounds[i], path);
+      break;
+    }
+    close_checkpoint(rf);
+    if (!first_why[0]) snprintf(first_why, sizeof first_why, "r%06d: %s", w.rounds[i], why);
+    if (i > 0)
+      fm_say("fedmoe: checkpoint r%06d of %s is unusable (%s): falling back to r%06d\n", w.rounds[i], path, why,
+             w.rounds[i - 1]);
   }
   H5Gclose(g);
-  if (rf->ckpt < 0) FM_ERROR(FM_ERR_FORMAT, "%s: cannot open checkpoint /checkpoints/%s", path, name);
+  if (use < 0) {
+    int n = w.n;
+    free(w.rounds);
+    free(w.external);
+    FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: none of its %d complete checkpoint%s is usable (the latest, %s; "
+             "corrupted checkpoint files?)", path, n, n > 1 ? "s" : "", first_why);
+  }
+  int keep = use + 1 > rf->keep_last ? rf->keep_last : use + 1;
+  for (int i = 0; i < keep; i++) rf->kept[i] = w.rounds[use + 1 - keep + i];
+  rf->nkept = keep;
+  *round = w.rounds[use];
+  free(w.rounds);
+  free(w.external);
   return FM_OK;
 }
 
@@ -299,7 +525,9 @@ static herr_t later(hid_t g, const char *name, const H5L_info_t *info, void *dat
   later_t *w = data;
   int round;
   (void)g;
-  if (info->type == H5L_TYPE_HARD && sscanf(name, "r%d", &round) == 1 && round > w->after && w->n < 64 &&
+  /* hard: a group of an older fedmoe; external: a checkpoint file found unusable */
+  if ((info->type == H5L_TYPE_HARD || info->type == H5L_TYPE_EXTERNAL) && sscanf(name, "r%d", &round) == 1 &&
+      round > w->after && w->n < 64 &&
       strlen(name) < sizeof w->names[0])
     strcpy(w->names[w->n++], name);
   return 0;
