@@ -55,8 +55,8 @@ static fm_err lock_local(const char *runfile, fm_output_lock *lk) {
   for (int attempt = 0; attempt < 100; attempt++) {
     int fd = open(lk->path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (fd < 0)
-      FM_ERROR(FM_ERR_IO, "cannot create the lock file '%s' of run file '%s': %s", lk->path, runfile,
-               strerror(errno));
+      FM_ERROR(FM_ERR_IO, "run file '%s': cannot create its lock file '%s': %s (is the folder writable?)", runfile,
+               lk->path, strerror(errno));
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     if (fcntl(fd, F_SETLK, &fl) < 0) {
       int e = errno;

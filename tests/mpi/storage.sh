@@ -31,7 +31,7 @@ mount --make-rprivate / 2>/dev/null || true
 # 1. read-only
 mkdir -p "$TMP/ro"
 mount -t tmpfs -o ro,size=1m tmpfs "$TMP/ro" || fail "cannot mount a read-only tmpfs"
-expect_fail $NP 10 "cannot create run file '$TMP/ro/run.h5'" run "$TMP/tiny.ini" $set_common --set run.output="$TMP/ro/run.h5"
+expect_fail $NP 10 "run file '$TMP/ro/run.h5': cannot create its lock file" run "$TMP/tiny.ini" $set_common --set run.output="$TMP/ro/run.h5"
 expect_fail $NP 10 "cannot create folder '$TMP/ro/sub'" run "$TMP/tiny.ini" $set_common --set run.output="$TMP/ro/sub/run.h5"
 mpi $NP run "$TMP/tiny.ini" $set_common --set run.output="$TMP/half.h5" --set run.stop_after=2 || { cat "$TMP/out"; fail "first half"; }
 umount "$TMP/ro"
