@@ -23,7 +23,9 @@ static fm_err open_runfile(const char *path, hid_t *f) {
   if (H5Fis_hdf5(path) <= 0)
     FM_ERROR(FM_ERR_FORMAT, "--checkpoint: '%s' is not an HDF5 file, so not a fedmoe run file", path);
   *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (*f < 0) FM_ERROR(FM_ERR_FORMAT, "--checkpoint: cannot open '%s' as an HDF5 file", path);
+  if (*f < 0)
+    FM_ERROR(FM_ERR_FORMAT, "--checkpoint: '%s' is truncated or damaged: HDF5 finds its signature but cannot "
+             "open it", path);
   if (H5Aexists(*f, "fedmoe_version") <= 0 || H5Aexists(*f, "config") <= 0) {
     H5Fclose(*f);
     *f = -1;

@@ -108,7 +108,8 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
   if (H5Fis_hdf5(path) <= 0)
     FM_ERROR(FM_ERR_FORMAT, "'%s' is not an HDF5 file (or cannot be read)", path);
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) FM_ERROR(FM_ERR_FORMAT, "cannot open '%s' as an HDF5 file", path);
+  if (f < 0)
+    FM_ERROR(FM_ERR_FORMAT, "'%s' is truncated or damaged: HDF5 finds its signature but cannot open it", path);
   char version[64], strategy[64] = "?", start[64] = "?";
   if (!read_str_attr(f, "fedmoe_version", version, sizeof version)) {
     H5Fclose(f);
