@@ -56,8 +56,12 @@ static fm_err rows_io(fm_runfile *rf, hid_t g, const char *name, hid_t type, siz
  * dataset name [K] of g, at the rows' places. */
 static fm_err write_sums(fm_runfile *rf, hid_t g, const char *name, const void *data, size_t row, int K,
                          const int32_t *rows, int k) {
-  uint64_t *sum;
-  FM_CALLOC(sum, (size_t)k + 1, "checkpoint checksums");
+  uint64_t *sum = calloc((size_t)k + 1, sizeof *sum);
+  /* every rank reaches the collective write, or none */
+  if (fm_runfile_agree(rf, sum ? 0 : -1) < 0) {
+    free(sum);
+    FM_ERROR(FM_ERR_MEM, "%s: out of memory for the checksums of %s on some rank", rf->path, name);
+  }
   for (int j = 0; j < k; j++) sum[j] = fm_hash64((const char *)data + (size_t)j * row, row);
   fm_err err = rows_io(rf, g, name, H5T_NATIVE_UINT64, 0, K, rows, k, sum, 1);
   free(sum);

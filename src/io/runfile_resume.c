@@ -197,34 +197,42 @@ static int list_names(hid_t root, const char *path, names_t *w) {
 
 #define BAD(...) do { if (!why[0]) snprintf(why, len, __VA_ARGS__); } while (0)
 
-/* Rank 0 reads each shared tensor and compares it with its checksum. */
+/* Rank 0 reads all of dataset d (values of type, esize bytes each) and compares it
+ * with the checksum in attribute attr of obj; label names it in why. Collective. */
+static void verify_whole(fm_runfile *rf, hid_t d, hid_t type, size_t esize, hid_t obj, const char *attr,
+                         const char *label, char *why, size_t len) {
+  uint64_t want = 0;
+  int has = fm_attr_read_u64(obj, attr, &want);
+  hid_t fs = H5Dget_space(d);
+  hssize_t np = H5Sget_simple_extent_npoints(fs);
+  size_t n = np > 0 ? (size_t)np : 0;
+  unsigned char *buf = rf->rank == 0 ? malloc(n * esize + 1) : NULL;
+  herr_t e = fm_runfile_agree(rf, rf->rank == 0 && !buf ? -1 : 0);
+  if (e >= 0) {
+    hsize_t cnt = rf->rank == 0 ? n : 0;
+    hid_t ms = H5Screate_simple(1, &cnt, NULL);
+    if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
+    e = fm_runfile_agree(rf, H5Dread(d, type, ms, fs, rf->dxpl, buf));
+    H5Sclose(ms);
+  }
+  if (e < 0) BAD("%s cannot be read", label);
+  else if (!has) BAD("%s has no checksum", label);
+  else if (rf->rank == 0 && fm_hash64(buf, n * esize) != want) BAD("%s fails its checksum", label);
+  free(buf);
+  H5Sclose(fs);
+}
+
+/* Each shared tensor against its checksum (rank 0 reads). */
 static void verify_shared(fm_runfile *rf, hid_t root, char *why, size_t len) {
   names_t w;
   if (list_names(root, "shared", &w) < 0) BAD("its group shared cannot be read");
   for (int i = 0; i < w.n; i++) {
-    char path[200];
+    char path[200], label[220];
     snprintf(path, sizeof path, "shared/%s", w.name[i]);
+    snprintf(label, sizeof label, "tensor %s", path);
     hid_t d = H5Dopen2(root, path, H5P_DEFAULT);
-    if (d < 0) { BAD("tensor %s cannot be opened", path); continue; }
-    uint64_t want = 0;
-    int has = fm_attr_read_u64(d, "checksum", &want);
-    hid_t fs = H5Dget_space(d);
-    hssize_t np = H5Sget_simple_extent_npoints(fs);
-    size_t n = np > 0 ? (size_t)np : 0;
-    float *buf = rf->rank == 0 ? malloc((n ? n : 1) * sizeof *buf) : NULL;
-    herr_t e = fm_runfile_agree(rf, rf->rank == 0 && !buf ? -1 : 0);
-    if (e >= 0) {
-      hsize_t cnt = rf->rank == 0 ? n : 0;
-      hid_t ms = H5Screate_simple(1, &cnt, NULL);
-      if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
-      e = fm_runfile_agree(rf, H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, rf->dxpl, buf));
-      H5Sclose(ms);
-    }
-    if (e < 0) BAD("tensor %s cannot be read", path);
-    else if (!has) BAD("tensor %s has no checksum", path);
-    else if (rf->rank == 0 && fm_hash64(buf, n * sizeof *buf) != want) BAD("tensor %s fails its checksum", path);
-    free(buf);
-    H5Sclose(fs);
+    if (d < 0) { BAD("%s cannot be opened", label); continue; }
+    verify_whole(rf, d, H5T_NATIVE_FLOAT, sizeof(float), d, "checksum", label, why, len);
     H5Dclose(d);
   }
   free(w.name);
@@ -298,25 +306,11 @@ static void verify_clients(fm_runfile *rf, hid_t root, char *why, size_t len) {
     verify_rows(rf, g, path, "adam_m", H5T_NATIVE_FLOAT, sizeof(float), why, len);
     verify_rows(rf, g, path, "adam_v", H5T_NATIVE_FLOAT, sizeof(float), why, len);
     verify_rows(rf, g, path, "adam_step", H5T_NATIVE_INT64, sizeof(int64_t), why, len);
-    uint64_t want = 0;
-    int has = fm_attr_read_u64(g, "client_checksum", &want);
+    char label[220];
+    snprintf(label, sizeof label, "%s/client", path);
     hid_t d = H5Dopen2(g, "client", H5P_DEFAULT);
-    hid_t fs = d >= 0 ? H5Dget_space(d) : -1;
-    hssize_t K = fs >= 0 ? H5Sget_simple_extent_npoints(fs) : -1;
-    int32_t *ids = K >= 0 ? malloc((size_t)K * sizeof *ids + 1) : NULL;
-    herr_t e = fm_runfile_agree(rf, ids ? 0 : -1);
-    if (e >= 0) {
-      hsize_t cnt = rf->rank == 0 ? (hsize_t)K : 0;
-      hid_t ms = H5Screate_simple(1, &cnt, NULL);
-      if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
-      e = fm_runfile_agree(rf, H5Dread(d, H5T_NATIVE_INT32, ms, fs, rf->dxpl, ids));
-      H5Sclose(ms);
-    }
-    if (e < 0) BAD("%s/client cannot be read", path);
-    else if (!has) BAD("%s/client has no checksum", path);
-    else if (rf->rank == 0 && fm_hash64(ids, (size_t)K * sizeof *ids) != want) BAD("%s/client fails its checksum", path);
-    free(ids);
-    if (fs >= 0) H5Sclose(fs);
+    if (d < 0) BAD("%s cannot be opened", label);
+    else verify_whole(rf, d, H5T_NATIVE_INT32, sizeof(int32_t), g, "client_checksum", label, why, len);
     if (d >= 0) H5Dclose(d);
     H5Gclose(g);
   }
