@@ -81,6 +81,10 @@ typedef struct {
   const int32_t *row, *client;
 } fm_round_rows;
 
+/* The 64-bit checksum of n bytes that checkpoints store per tensor (checksum.c). Part
+ * of the file format: a different function would fail every stored checkpoint. */
+uint64_t fm_hash64(const void *data, size_t n);
+
 /* Create (truncate) the run file; collective over comm. config_text is stored. */
 fm_err fm_runfile_create(fm_runfile **rf, const char *path, const fm_config *cfg, const char *config_text,
                          int layers, int experts, MPI_Comm comm);

@@ -53,11 +53,10 @@ void fm_ckpt_path_by_name(const char *runfile, const char *linkfile, char *full,
 int fm_runfile_elink_path(const fm_runfile *rf, hid_t g, const char *name, char *full, size_t len);
 /* Open a checkpoint file collectively (read-only) with MPI-IO; -1 on failure. */
 hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full);
-/* A 64-bit hash of n bytes (checksum.c). A checkpoint of format 3 (root attribute
- * checksums = 1) stores one per tensor: attribute checksum of each shared/{name},
- * datasets {params,adam_m,adam_v,adam_step}_checksum [K] (one per client row) and
- * attribute client_checksum of each clients/class{c} group (its client ids). */
-uint64_t fm_hash64(const void *data, size_t n);
+/* A checkpoint of format 3 (root attribute checksums = 1) stores an fm_hash64 per
+ * tensor: attribute checksum of each shared/{name}, datasets
+ * {params,adam_m,adam_v,adam_step}_checksum [K] (one per client row) and attribute
+ * client_checksum of each clients/class{c} group (its client ids). */
 /* Write a uint64 attribute (collective: the same value on every rank). */
 herr_t fm_attr_u64(hid_t obj, const char *name, uint64_t value);
 /* Read a uint64 attribute; 0 when it is missing or not one value. */
