@@ -138,7 +138,10 @@ static int is_runfile(const char *path, const char **why) {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   if (H5Fis_hdf5(path) <= 0) { *why = "not an HDF5 file"; return 0; }
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) { *why = "an HDF5 file that cannot be opened (truncated or damaged)"; return 0; }
+  if (f < 0) { /* HDF5's own file locking refuses a file another program has open for writing */
+    *why = "an HDF5 file that cannot be opened (truncated, damaged, or open for writing elsewhere)";
+    return 0;
+  }
   int ok = H5Aexists(f, "fedmoe_version") > 0 && H5Aexists(f, "config") > 0;
   H5Fclose(f);
   *why = "an HDF5 file but not a fedmoe run file";
