@@ -850,7 +850,7 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
   } else if (!err) {
     const fm_model_shape *sh = fm_model_get_shape(r.model);
     err = fm_runfile_create(&r.rf, cfg->run.output, cfg, opts->config_text ? opts->config_text : "",
-                              sh->layers, sh->experts, comm);
+                            sh->layers, sh->experts, comm);
     err = fm_error_agree(err, &comm);
     if (!err && r.st->server_eval) {
       err = fm_error_agree(fm_runfile_set_attr(r.rf, "baseline_test_loss_full", r.baseline_full), &comm);
