@@ -11,7 +11,10 @@
  *   /checkpoints/r{round:06d}  external link to the checkpoint file "<run file>.ckpt/r{round:06d}.h5":
  *                           its /shared/{tensor} hold the global shared tensors, its
  *                           /clients/class{c}/{params,adam_m,adam_v} [K][n], adam_step [K], client [K]
- *                           the K clients holding that private class, by id; attrs round, complete
+ *                           the K clients holding that private class, by id; attrs round, complete;
+ *                           format 3: a checksum per tensor (see fm_hash64). Readers find the file
+ *                           by the run file's own name, not the folder the link names, so that a
+ *                           run file copied or renamed with its folder uses its own checkpoints
  *   /checkpoints/latest     soft link to the newest complete checkpoint
  *   /fl/<name>              strategy figures: float64 [row][layer][expert], rows as /routing/index
  *                           (hfedmoe: selected, importance, kl, usage); int32 [client] (budget,
