@@ -12,7 +12,7 @@ mkdir -p "$out"
 for s in local fedavg comigs; do
   echo "== fedmoe demo: strategy $s on $np ranks =="
   # shellcheck disable=SC2086
-  "$mpiexec" $flags -np "$np" "$fedmoe" run "$config" -q --set fl.strategy=$s \
+  "$mpiexec" $flags -np "$np" "$fedmoe" run "$config" -q --overwrite --set fl.strategy=$s \
     --set run.output="$out/demo-$s.h5" | tee "$out/demo-$s.log"
 done
 echo

@@ -152,7 +152,8 @@ for p in $ranks; do
   run mkdir -p "$dir/p$p"
   for n in $(points_of "$p"); do
     out=$dir/p$p/sweep-n$n.h5
-    cmd=("${tmo[@]}" "$mpiexec" "${mflags[@]}" -np "$p" "$FEDMOE" run "$config" ${quiet:+"$quiet"} --set "fl.clients=$n"
+    # --overwrite: a sweep run again into its folder computes each point again
+    cmd=("${tmo[@]}" "$mpiexec" "${mflags[@]}" -np "$p" "$FEDMOE" run "$config" ${quiet:+"$quiet"} --overwrite --set "fl.clients=$n"
          "${sets[@]}" "$@" --set "run.output=$out")
     if [ "$dry" = 1 ]; then run "${cmd[@]}"; continue; fi
     t0=$(date +%s%N)

@@ -22,6 +22,8 @@ static const command_t commands[] = {
    SET_OPT
    "  --resume RUNFILE          continue a run from its latest checkpoint\n"
    "  --metrics-netcdf FILE     also write per-round metrics as NetCDF (CDF-5)\n"
+   "  --overwrite               replace an existing run.output or NetCDF file (only\n"
+   "                            fedmoe's own files; refused otherwise)\n"
    "  -q, --quiet               do not print the resolved configuration\n"},
   {"data", "CONFIG [options]", "print the client partition: tokens per split, domain mix",
    "The corpus (domains, bytes, the server's public split) and each client's share.\n",
@@ -45,7 +47,8 @@ static const command_t commands[] = {
 
 /* Every option any command takes, for "did you mean" (the parser below decides). */
 static const char *const known_options[] = {"--set", "--resume", "--metrics-netcdf", "--checkpoint", "--text",
-                                            "--client", "--profile", "--quiet", "--format", "--help"};
+                                            "--client", "--profile", "--quiet", "--format", "--help",
+                                            "--overwrite"};
 /* Options followed by a value (skipped when looking for --help). */
 static int takes_value(const char *a) {
   return !strcmp(a, "--set") || !strcmp(a, "--resume") || !strcmp(a, "--metrics-netcdf") ||
@@ -150,6 +153,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     else if (!strcmp(a, "--format")) slot = &cli->format;
     else if (!strcmp(a, "--profile")) { cli->profile = 1; continue; }
     else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { cli->quiet = 1; continue; }
+    else if (!strcmp(a, "--overwrite")) { cli->overwrite = 1; continue; }
     else if (a[0] == '-' && a[1])
       FM_ERROR(FM_ERR_ARG, "unknown option '%s' for '%s'%s; try 'fedmoe %s --help'", a, cli->command,
                option_suggestion(a, hint, sizeof hint), cli->command);

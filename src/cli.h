@@ -20,6 +20,7 @@ typedef struct {
   const char *format;    /* --format (keys) */
   int profile;           /* --profile (bench) */
   int quiet;             /* -q: do not print the resolved configuration */
+  int overwrite;         /* --overwrite: replace an existing run file / NetCDF file (run) */
   int nsets;
   const char *sets[FM_CLI_MAX_SETS]; /* --set section.key=value, in order */
   char set_where[FM_CLI_MAX_SETS][32];

@@ -15,7 +15,7 @@ fm_err fm_cmd_run(const fm_cli *cli, MPI_Comm comm) {
   char *text = NULL;
   fm_err err = fm_config_to_text(&cfg, &text);
   if (!err && !cli->quiet) fm_say("# fedmoe resolved configuration\n%s\n", text);
-  fm_run_opts opts = {cli->resume, cli->netcdf, text, cli->quiet};
+  fm_run_opts opts = {cli->resume, cli->netcdf, text, cli->quiet, cli->overwrite};
   fm_run_summary sum;
   if (!err) err = fm_run(&cfg, &opts, comm, &sum);
   free(text);

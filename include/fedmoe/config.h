@@ -98,7 +98,9 @@ typedef struct {
   double min, max;     /* inclusive range for numbers and list entries */
   const char *choices; /* "a|b|c" for enums */
   const char *help;
+  int on_resume;       /* FM_RESUME_FREE: may change when the run is resumed; 0: must keep its value */
 } fm_key;
+#define FM_RESUME_FREE 1
 
 extern const fm_key fm_config_keys[];
 extern const int fm_config_nkeys;
@@ -132,6 +134,8 @@ fm_err fm_config_error(const fm_config *c, const char *key, const char *fmt, ...
     __attribute__((format(printf, 3, 4)));
 #define FM_CONFIG_ERROR(c, key, ...) \
   return fm_error_trace(__FILE__, __LINE__, __func__, fm_config_error((c), (key), __VA_ARGS__))
+/* The value of key k in c as text (what fm_config_to_text writes). */
+void fm_config_value_text(const fm_config *c, const fm_key *k, char *out, size_t len);
 /* The resolved configuration as INI text, with origins as comments. */
 fm_err fm_config_to_text(const fm_config *c, char **text);
 /* Name of the current value of an enum key ("fl.strategy" -> "comigs"). */

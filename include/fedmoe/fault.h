@@ -5,7 +5,8 @@
  * and the phase and then exits (MODE exit, status 3, without MPI_Finalize) or aborts
  * (MODE abort, SIGABRT). The launcher then ends the other ranks: the test of what a
  * real rank failure does to a run. Phases: setup, local_update, aggregate,
- * server_step, evaluate, checkpoint_write. */
+ * server_step, evaluate, checkpoint_write, checkpoint_done (after a round's checkpoint,
+ * before its metrics row is final). */
 #ifndef FEDMOE_FAULT_H
 #define FEDMOE_FAULT_H
 

@@ -147,6 +147,7 @@ typedef struct {
   const char *netcdf;  /* NetCDF metrics file, or NULL */
   const char *config_text; /* the resolved configuration, stored in the run file */
   int quiet;
+  int overwrite;       /* --overwrite: an existing run.output (a run file) or NetCDF file may be replaced */
 } fm_run_opts;
 
 /* Summary returned to the caller (same on every rank after the run). */

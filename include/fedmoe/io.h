@@ -11,7 +11,10 @@
  *   /checkpoints/r{round:06d}  external link to the checkpoint file "<run file>.ckpt/r{round:06d}.h5":
  *                           its /shared/{tensor} hold the global shared tensors, its
  *                           /clients/class{c}/{params,adam_m,adam_v} [K][n], adam_step [K], client [K]
- *                           the K clients holding that private class, by id; attrs round, complete
+ *                           the K clients holding that private class, by id; attrs round, complete;
+ *                           format 3: a checksum per tensor (see fm_hash64). Readers find the file
+ *                           by the run file's own name, not the folder the link names, so that a
+ *                           run file copied or renamed with its folder uses its own checkpoints
  *   /checkpoints/latest     soft link to the newest complete checkpoint
  *   /fl/<name>              strategy figures: float64 [row][layer][expert], rows as /routing/index
  *                           (hfedmoe: selected, importance, kl, usage); int32 [client] (budget,
@@ -65,9 +68,11 @@ typedef struct {
 
 typedef struct fm_runfile fm_runfile;
 
-/* The layout version in the root attribute `format`: 2 has sparse per-client
- * statistics (/routing/index); 1, or no attribute, the dense ones of fedmoe 0.1.0. */
-#define FM_RUNFILE_FORMAT 2
+/* The layout version in the root attribute `format`: 3 has a checksum per tensor in
+ * its checkpoints (a damaged one is refused); 2 the same without them (read without
+ * verification, with a note); 2 and 3 have sparse per-client statistics
+ * (/routing/index); 1, or no attribute, the dense ones of fedmoe 0.1.0. */
+#define FM_RUNFILE_FORMAT 3
 
 /* The rows a round adds to the per-client statistics: one per client that trained,
  * n in all, in client-id order. Every rank knows the round's plan, so each host
@@ -79,12 +84,19 @@ typedef struct {
   const int32_t *row, *client;
 } fm_round_rows;
 
+/* The 64-bit checksum of n bytes that checkpoints store per tensor (checksum.c). Part
+ * of the file format: a different function would fail every stored checkpoint. */
+uint64_t fm_hash64(const void *data, size_t n);
+
 /* Create (truncate) the run file; collective over comm. config_text is stored. */
 fm_err fm_runfile_create(fm_runfile **rf, const char *path, const fm_config *cfg, const char *config_text,
                          int layers, int experts, MPI_Comm comm);
 /* Append rows; collective; only rank 0's rows are written (others pass 0). */
 fm_err fm_runfile_append_clients(fm_runfile *rf, const fm_client_row *rows, int n);
 fm_err fm_runfile_append_round(fm_runfile *rf, const fm_round_row *row);
+/* Rewrite the last round row (its final times, after the round's checkpoint);
+ * collective, rank 0's row is written. The row itself goes in before the checkpoint. */
+fm_err fm_runfile_update_round(fm_runfile *rf, const fm_round_row *row);
 /* Routing of one round: appends rr->n rows to /routing/index, counts and gate_mass,
  * each host its rr->k clients' [k][L][E] blocks. Collective. */
 fm_err fm_runfile_write_routing(fm_runfile *rf, const fm_round_rows *rr, const uint64_t *counts,
@@ -139,6 +151,20 @@ fm_err fm_netcdf_write_rounds(const char *path, const fm_round_row *rows, int n,
                               MPI_Comm comm);
 
 
+
+/* ---- guarding the outputs (output_guard.c) ---- */
+typedef struct fm_output_lock fm_output_lock;
+/* Take the exclusive lock of run file `runfile` (and so of its .ckpt folder) for the
+ * run's life: rank 0 locks "<runfile>.lock" and writes its pid, host and start time
+ * there; a run that finds it held refuses, naming the holder. Collective, agreed.
+ * The lock dies with the process, so a crash never blocks the resume. */
+fm_err fm_output_lock_take(fm_output_lock **lk, const char *runfile, MPI_Comm comm);
+void fm_output_lock_release(fm_output_lock *lk);
+/* Before anything is written: with create, an existing run file is refused unless
+ * overwrite, and even then when it is not a fedmoe run file; the NetCDF file (NULL:
+ * none) likewise unless it is a NetCDF file, and never the run file itself (compared
+ * by inode). Rank 0 looks; the answer is agreed. */
+fm_err fm_output_check(const char *runfile, int create, const char *netcdf, int overwrite, MPI_Comm comm);
 
 /* ---- reading run files ---- */
 /* Print a summary of a run file (attributes, rounds done, final round metrics,

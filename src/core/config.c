@@ -479,6 +479,36 @@ static void format_real(char *out, size_t len, double v) {
   if (strtod(out, NULL) != v) snprintf(out, len, "%.17g", v);
 }
 
+void fm_config_value_text(const fm_config *c, const fm_key *k, char *out, size_t len) {
+  const char *field = (const char *)c + k->offset;
+  switch (k->type) {
+  case FM_KEY_INT: snprintf(out, len, "%d", *(const int *)field); break;
+  case FM_KEY_INT64: snprintf(out, len, "%lld", (long long)*(const int64_t *)field); break;
+  case FM_KEY_REAL: format_real(out, len, *(const double *)field); break;
+  case FM_KEY_BOOL: snprintf(out, len, "%s", *(const int *)field ? "true" : "false"); break;
+  case FM_KEY_STRING: snprintf(out, len, "%s", field); break;
+  case FM_KEY_ENUM: snprintf(out, len, "%s", fm_config_enum_name(c, k->name)); break;
+  case FM_KEY_REALLIST: {
+    const fm_floatlist *l = (const fm_floatlist *)field;
+    size_t o = 0;
+    out[0] = 0;
+    for (int j = 0; j < l->n && o < len - 32; j++) {
+      char one[32];
+      format_real(one, sizeof one, l->v[j]);
+      o += (size_t)snprintf(out + o, len - o, j ? ",%s" : "%s", one);
+    }
+    break;
+  }
+  case FM_KEY_INTLIST: {
+    const fm_intlist *l = (const fm_intlist *)field;
+    size_t o = 0;
+    out[0] = 0;
+    for (int j = 0; j < l->n && o + 16 < len; j++) o += (size_t)snprintf(out + o, len - o, j ? ",%d" : "%d", l->v[j]);
+    break;
+  }
+  }
+}
+
 fm_err fm_config_to_text(const fm_config *c, char **text) {
   char *buf = NULL;
   size_t cap = 0, off = 0;
@@ -492,34 +522,8 @@ fm_err fm_config_to_text(const fm_config *c, char **text) {
       section[sl] = 0;
       off = append(&buf, &cap, off, "%s[%s]\n", off ? "\n" : "", section);
     }
-    const char *field = (const char *)c + k->offset;
     char val[600];
-    switch (k->type) {
-    case FM_KEY_INT: snprintf(val, sizeof val, "%d", *(const int *)field); break;
-    case FM_KEY_INT64: snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)field); break;
-    case FM_KEY_REAL: format_real(val, sizeof val, *(const double *)field); break;
-    case FM_KEY_BOOL: snprintf(val, sizeof val, "%s", *(const int *)field ? "true" : "false"); break;
-    case FM_KEY_STRING: snprintf(val, sizeof val, "%s", field); break;
-    case FM_KEY_ENUM: snprintf(val, sizeof val, "%s", fm_config_enum_name(c, k->name)); break;
-    case FM_KEY_REALLIST: {
-      const fm_floatlist *l = (const fm_floatlist *)field;
-      size_t o = 0;
-      val[0] = 0;
-      for (int j = 0; j < l->n && o < sizeof val - 32; j++) {
-        char one[32];
-        format_real(one, sizeof one, l->v[j]);
-        o += (size_t)snprintf(val + o, sizeof val - o, j ? ",%s" : "%s", one);
-      }
-      break;
-    }
-    case FM_KEY_INTLIST: {
-      const fm_intlist *l = (const fm_intlist *)field;
-      size_t o = 0;
-      val[0] = 0;
-      for (int j = 0; j < l->n; j++) o += (size_t)snprintf(val + o, sizeof val - o, j ? ",%d" : "%d", l->v[j]);
-      break;
-    }
-    }
+    fm_config_value_text(c, k, val, sizeof val);
     off = append(&buf, &cap, off, "%-16s = %-28s # %s\n", dot + 1, val, c->origin[i]);
   }
   if (!buf) FM_ERROR(FM_ERR_MEM, "out of memory formatting the configuration");

@@ -1,25 +1,30 @@
 /* config_keys.c - every configuration key: type, default, range, help.
- * Add a key here and a field in fm_config (include/fedmoe/config.h). */
+ * Add a key here and a field in fm_config (include/fedmoe/config.h). A key marked
+ * FM_RESUME_FREE may take another value when a run is resumed (it names outputs,
+ * extends the run or sets how it is run, never what it computes); --resume refuses a
+ * change of any other key. */
 #include "fedmoe/config.h"
 
 #include <float.h>
 #include <stddef.h>
 
 #define F(field) offsetof(fm_config, field), sizeof(((fm_config *)0)->field)
+/* on_resume, the last field, is given only where a key is FM_RESUME_FREE */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #define BIG 1e18
 
 const fm_key fm_config_keys[] = {
   /* [run] */
-  {"run.name", FM_KEY_STRING, F(run.name), "demo", 0, 0, NULL, "name of the experiment"},
-  {"run.output", FM_KEY_STRING, F(run.output), "runs/demo.h5", 0, 0, NULL, "run file (HDF5)"},
+  {"run.name", FM_KEY_STRING, F(run.name), "demo", 0, 0, NULL, "name of the experiment", FM_RESUME_FREE},
+  {"run.output", FM_KEY_STRING, F(run.output), "runs/demo.h5", 0, 0, NULL, "run file (HDF5)", FM_RESUME_FREE},
   {"run.seed", FM_KEY_INT64, F(run.seed), "1234", 0, 9.2e18, NULL, "seed of every random stream"},
   {"run.checkpoint_every", FM_KEY_INT, F(run.checkpoint_every), "0", 0, 1e9, NULL,
-   "rounds between checkpoints (0: only at the end)"},
-  {"run.keep_last", FM_KEY_INT, F(run.keep_last), "2", 1, 1e6, NULL, "checkpoints kept"},
+   "rounds between checkpoints (0: only at the end)", FM_RESUME_FREE},
+  {"run.keep_last", FM_KEY_INT, F(run.keep_last), "2", 1, 1e6, NULL, "checkpoints kept", FM_RESUME_FREE},
   {"run.stop_after", FM_KEY_INT, F(run.stop_after), "0", 0, 1e9, NULL,
-   "stop after this many rounds of this invocation, with a checkpoint (0: run to the end)"},
-  {"run.log_level", FM_KEY_ENUM, F(run.log_level), "info", 0, 0, "error|warn|info|debug", "log level"},
-  {"run.threads", FM_KEY_INT, F(run.threads), "1", 1, 1024, NULL, "BLIS threads per rank"},
+   "stop after this many rounds of this invocation, with a checkpoint (0: run to the end)", FM_RESUME_FREE},
+  {"run.log_level", FM_KEY_ENUM, F(run.log_level), "info", 0, 0, "error|warn|info|debug", "log level", FM_RESUME_FREE},
+  {"run.threads", FM_KEY_INT, F(run.threads), "1", 1, 1024, NULL, "BLIS threads per rank", FM_RESUME_FREE},
   /* [model] */
   {"model.vocab", FM_KEY_INT, F(model.vocab), "256", 2, 65536, NULL, "vocabulary size (256: bytes)"},
   {"model.context", FM_KEY_INT, F(model.context), "64", 1, 65536, NULL, "context length (positions)"},
@@ -77,7 +82,7 @@ const fm_key fm_config_keys[] = {
   /* [fl] */
   {"fl.strategy", FM_KEY_ENUM, F(fl.strategy), "fedavg", 0, 0, "local|fedavg|comigs|fedbiot|hfedmoe",
    "federated strategy"},
-  {"fl.rounds", FM_KEY_INT, F(fl.rounds), "10", 1, 1e9, NULL, "communication rounds"},
+  {"fl.rounds", FM_KEY_INT, F(fl.rounds), "10", 1, 1e9, NULL, "communication rounds", FM_RESUME_FREE},
   {"fl.clients", FM_KEY_INT, F(fl.clients), "4", 1, 1e8, NULL, "simulated clients N"},
   {"fl.sample_fraction", FM_KEY_REAL, F(fl.sample_fraction), "1.0", 1e-12, 1, NULL,
    "share of clients sampled per round, in (0,1]"},
@@ -148,7 +153,7 @@ const fm_key fm_config_keys[] = {
    "route only to the selected experts"},
   /* [debug] */
   {"debug.fail", FM_KEY_STRING, F(debug.fail), "", 0, 0, NULL,
-   "inject a failure: RANK:PHASE:ROUND"},
+   "inject a failure: RANK:PHASE:ROUND", FM_RESUME_FREE},
 };
 
 const int fm_config_nkeys = (int)(sizeof fm_config_keys / sizeof fm_config_keys[0]);

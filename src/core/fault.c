@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 static const char *const phases[] = {"setup", "local_update", "aggregate", "server_step", "evaluate",
-                                     "checkpoint_write"};
+                                     "checkpoint_write", "checkpoint_done"};
 
 typedef struct { int rank, round, abort_mode; char phase[32]; } fault_t;
 
@@ -30,7 +30,7 @@ fm_err fm_fault_validate(const fm_config *c) {
   fault_t f;
   if (c->debug.fail[0] && parse(c->debug.fail, &f))
     FM_CONFIG_ERROR(c, "debug.fail", "expected RANK:PHASE:ROUND[:exit|abort] with PHASE one of setup, "
-                    "local_update, aggregate, server_step, evaluate, checkpoint_write; got '%s'", c->debug.fail);
+                    "local_update, aggregate, server_step, evaluate, checkpoint_write, checkpoint_done; got '%s'", c->debug.fail);
   /* a failure that can never fire would let a fault-tolerance test pass untested */
   if (c->debug.fail[0] && !strcmp(f.phase, "setup") && f.round != 0)
     FM_CONFIG_ERROR(c, "debug.fail", "'%s' can never fire: setup runs once, before round 1 (use round 0)",

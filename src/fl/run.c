@@ -722,15 +722,26 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     if (!err) err = fm_runfile_append_clients(r->rf, crow, ncrow);
     if (!err) err = fm_runfile_write_routing(r->rf, &r->trained, r->route_counts, r->gate_mass);
     err = write_stats(r, err);
-    if (!err && ckpt_now) err = checkpoint(r, round, have, ids, nids);
-    free(have);
-    free(ids);
     fm_phase_end(r->ph_io);
-    /* the round's own row last, so that it carries the round's run-file time */
+    /* the round's own row before its checkpoint: resuming continues after the newest
+     * checkpoint, so a crash between the two would lose the row for good. With a
+     * checkpoint the row is written again after it, with the round's whole run-file
+     * time (a crash in between leaves it with the time before the checkpoint) */
     rr.t_io = phase_delta(r->ph_io, last);
     rr.wall_s = fm_wtime() - t0;
-    if (hist) hist[round - first] = rr;
     if (!err) err = fm_runfile_append_round(r->rf, &rr);
+    if (!err && ckpt_now) {
+      fm_phase_begin(r->ph_io);
+      err = checkpoint(r, round, have, ids, nids);
+      fm_phase_end(r->ph_io);
+      fm_fault_point(c, r->rank, "checkpoint_done", round);
+      rr.t_io += phase_delta(r->ph_io, last);
+      rr.wall_s = fm_wtime() - t0;
+      if (!err) err = fm_runfile_update_round(r->rf, &rr);
+    }
+    free(have);
+    free(ids);
+    if (hist) hist[round - first] = rr;
     /* a run-file write that failed on some ranks (a full disk) may leave the ranks in
      * different HDF5 collectives: nothing collective may follow, not even closing the
      * file. This rank says why and ends every rank (MPI_Abort). */
@@ -816,6 +827,12 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
   err = fm_error_agree(err, &comm);
   int done = 0; /* rounds already in the run file */
   r.run_path = opts->resume ? opts->resume : cfg->run.output;
+  /* the run file (and its .ckpt folder) is ours alone for the run's life, and every
+   * output is checked before any is opened: a run refused here changes no file */
+  fm_output_lock *lock = NULL;
+  if (!err && !opts->resume) err = make_parent_dir(cfg->run.output, r.rank, comm);
+  if (!err) err = fm_output_lock_take(&lock, r.run_path, comm);
+  if (!err) err = fm_output_check(r.run_path, !opts->resume, opts->netcdf, opts->overwrite, comm);
   if (!err && opts->resume && r.st->server_init)
     err = fm_error_agree(fm_config_error(cfg, "fl.strategy", "--resume is not supported for %s yet: its "
                                          "server state is not in the checkpoints", r.st->name), &comm);
@@ -832,10 +849,8 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
     if (!err) fm_say("fedmoe: resuming %s after round %d\n", opts->resume, done);
   } else if (!err) {
     const fm_model_shape *sh = fm_model_get_shape(r.model);
-    err = make_parent_dir(cfg->run.output, r.rank, comm);
-    if (!err)
-      err = fm_runfile_create(&r.rf, cfg->run.output, cfg, opts->config_text ? opts->config_text : "",
-                              sh->layers, sh->experts, comm);
+    err = fm_runfile_create(&r.rf, cfg->run.output, cfg, opts->config_text ? opts->config_text : "",
+                            sh->layers, sh->experts, comm);
     err = fm_error_agree(err, &comm);
     if (!err && r.st->server_eval) {
       err = fm_error_agree(fm_runfile_set_attr(r.rf, "baseline_test_loss_full", r.baseline_full), &comm);
@@ -855,8 +870,6 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
       free(v);
     }
   }
-  if (!err && opts->netcdf) /* a NetCDF file that cannot be written is found now, not after the run */
-    err = fm_error_agree(fm_netcdf_write_rounds(opts->netcdf, NULL, 0, r.st->name, comm), &comm);
   if (!err) {
     if (r.rank == 0 && !opts->quiet)
       fm_say("fedmoe: strategy %s, %d clients on %d host rank%s (%s), %d rounds, shared %zu floats in %d "
@@ -868,6 +881,7 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
   }
   fm_err cerr = fm_runfile_close(r.rf);
   if (!err) err = cerr;
+  fm_output_lock_release(lock);
   teardown(&r);
   return err;
 }

@@ -6,7 +6,7 @@
  * files that have no such list, [N][n] with an allocated [N] flag. A client without a
  * row was never sampled and keeps its initial values. Serial HDF5 (default file access) works with the parallel library
  * too; only the calling rank touches the file. */
-#include "fedmoe/io.h"
+#include "runfile_impl.h"
 
 #include <hdf5.h>
 #include <stdio.h>
@@ -23,7 +23,9 @@ static fm_err open_runfile(const char *path, hid_t *f) {
   if (H5Fis_hdf5(path) <= 0)
     FM_ERROR(FM_ERR_FORMAT, "--checkpoint: '%s' is not an HDF5 file, so not a fedmoe run file", path);
   *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (*f < 0) FM_ERROR(FM_ERR_FORMAT, "--checkpoint: cannot open '%s' as an HDF5 file", path);
+  if (*f < 0)
+    FM_ERROR(FM_ERR_FORMAT, "--checkpoint: '%s' is truncated or damaged: HDF5 finds its signature but cannot "
+             "open it", path);
   if (H5Aexists(*f, "fedmoe_version") <= 0 || H5Aexists(*f, "config") <= 0) {
     H5Fclose(*f);
     *f = -1;
@@ -109,6 +111,11 @@ static fm_err read_row(const char *path, hid_t g, const char *name, hid_t type, 
 
 static fm_err load(const char *path, hid_t ck, fm_model *m, const int *shared, int client, int *allocated) {
   char name[160];
+  /* a checkpoint of format 3 has a checksum per tensor (runfile_impl.h): what is read is checked */
+  int verify = H5Aexists(ck, "checksums") > 0;
+  if (!verify)
+    fprintf(stderr, "fedmoe: note: the latest checkpoint of %s has no checksums (written by a fedmoe before "
+            "format 3): loaded without verification\n", path);
   /* shared classes: tensor by tensor */
   for (int i = 0; i < fm_model_ntensors(m); i++) {
     fm_tensor *t = fm_model_tensor(m, i);
@@ -121,7 +128,12 @@ static fm_err load(const char *path, hid_t ck, fm_model *m, const int *shared, i
     hssize_t have = H5Sget_simple_extent_npoints(sp);
     H5Sclose(sp);
     herr_t e = have == (hssize_t)t->numel ? H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->w) : 0;
+    uint64_t want = 0;
+    int has = verify ? fm_attr_read_u64(d, "checksum", &want) : 0;
     H5Dclose(d);
+    if (verify && e >= 0 && have == (hssize_t)t->numel && (!has || fm_hash64(t->w, t->numel * sizeof *t->w) != want))
+      FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint tensor '%s' %s (the checkpoint file is damaged)", path, name,
+               has ? "fails its checksum" : "has no checksum");
     if (have != (hssize_t)t->numel)
       FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint tensor '%s' has %lld values, the run's model %zu", path, name,
                (long long)have, t->numel);
@@ -162,6 +174,14 @@ static fm_err load(const char *path, hid_t ck, fm_model *m, const int *shared, i
     }
     snprintf(name, sizeof name, "clients/class%d/params", c);
     FM_CHECK(read_row(path, ck, name, H5T_NATIVE_FLOAT, row, n, fm_model_class_params(m, c)));
+    if (verify) {
+      uint64_t want = 0;
+      snprintf(name, sizeof name, "clients/class%d/params_checksum", c);
+      FM_CHECK(read_row(path, ck, name, H5T_NATIVE_UINT64, row, 1, &want));
+      if (fm_hash64(fm_model_class_params(m, c), n * sizeof(float)) != want)
+        FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint tensor 'clients/class%d/params' row %d (client %d) fails its "
+                 "checksum (the checkpoint file is damaged)", path, c, row, client);
+    }
   }
   return FM_OK;
 }
@@ -170,12 +190,36 @@ fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int 
                           int *allocated) {
   hid_t f;
   FM_CHECK(open_runfile(path, &f));
-  hid_t ck = H5Lexists(f, "checkpoints", H5P_DEFAULT) > 0 && H5Lexists(f, "checkpoints/latest", H5P_DEFAULT) > 0
-                 ? H5Gopen2(f, "checkpoints/latest", H5P_DEFAULT) : -1;
-  if (ck < 0) {
+  int have = H5Lexists(f, "checkpoints", H5P_DEFAULT) > 0 && H5Lexists(f, "checkpoints/latest", H5P_DEFAULT) > 0;
+  if (!have) {
     H5Fclose(f);
     FM_ERROR(FM_ERR_FORMAT, "%s: the run file has no checkpoint (/checkpoints/latest is missing: the run "
              "stopped before writing one)", path);
+  }
+  /* latest -> /checkpoints/rNNNNNN; a checkpoint file of its own is looked for by the
+   * run file's name (beside a copy, the copy's folder), not where the link points */
+  char target[128] = "", lfile[FM_PATH_MAX + 64], full[FM_PATH_MAX + 64];
+  H5L_info_t li;
+  if (H5Lget_info(f, "checkpoints/latest", &li, H5P_DEFAULT) >= 0 && li.type == H5L_TYPE_SOFT &&
+      H5Lget_val(f, "checkpoints/latest", target, sizeof target, H5P_DEFAULT) >= 0)
+    target[sizeof target - 1] = 0;
+  hid_t cf = -1, ck = -1;
+  if (target[0] && H5Lexists(f, target, H5P_DEFAULT) > 0 && fm_elink_file(f, target, lfile, sizeof lfile)) {
+    fm_ckpt_path_by_name(path, lfile, full, sizeof full);
+    cf = H5Fopen(full, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (cf < 0) {
+      H5Fclose(f);
+      FM_ERROR(FM_ERR_FORMAT, "%s: cannot open its latest checkpoint '%s' (a run file copied, moved or renamed "
+               "without its .ckpt folder?)", path, full);
+    }
+    ck = H5Gopen2(cf, "/", H5P_DEFAULT);
+  } else {
+    ck = H5Gopen2(f, "checkpoints/latest", H5P_DEFAULT);
+  }
+  if (ck < 0) {
+    if (cf >= 0) H5Fclose(cf);
+    H5Fclose(f);
+    FM_ERROR(FM_ERR_FORMAT, "%s: cannot open its latest checkpoint (damaged run file?)", path);
   }
   *round = -1;
   if (H5Aexists(ck, "round") > 0) {
@@ -187,6 +231,7 @@ fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int 
   int dummy;
   fm_err err = load(path, ck, m, shared, client, allocated ? allocated : &dummy);
   H5Gclose(ck);
+  if (cf >= 0) H5Fclose(cf);
   H5Fclose(f);
   return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
 }

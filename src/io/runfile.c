@@ -194,8 +194,23 @@ fm_err fm_runfile_append_clients(fm_runfile *rf, const fm_client_row *rows, int 
 
 fm_err fm_runfile_append_round(fm_runfile *rf, const fm_round_row *row) {
   FM_CHECK(append_rows(rf, rf->rounds_ds, rf->round_t, &rf->nround_rows, row, rf->rank == 0 ? 1 : 0));
-  /* the round's row is its last write: on disk now, a rank failing later in the run
-   * does not take it away from the checkpoint it follows (--resume keeps it) */
+  /* on disk now, before the round's checkpoint: a rank failing later does not take
+   * it away from that checkpoint (--resume keeps it) */
+  RF_CHECK(H5Fflush(rf->file, H5F_SCOPE_GLOBAL), "flush the run file");
+  return FM_OK;
+}
+
+fm_err fm_runfile_update_round(fm_runfile *rf, const fm_round_row *row) {
+  if (rf->nround_rows == 0) FM_ERROR(FM_ERR_INTERNAL, "%s: no round row to rewrite", rf->path);
+  hid_t fs = H5Dget_space(rf->rounds_ds);
+  hsize_t start = rf->nround_rows - 1, count = rf->rank == 0 ? 1 : 0;
+  hid_t ms = H5Screate_simple(1, &count, NULL);
+  if (rf->rank == 0) H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL);
+  else { H5Sselect_none(fs); H5Sselect_none(ms); }
+  herr_t e = H5Dwrite(rf->rounds_ds, rf->round_t, ms, fs, rf->dxpl, row);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  RF_CHECK(e, "rewrite the round's metrics row");
   RF_CHECK(H5Fflush(rf->file, H5F_SCOPE_GLOBAL), "flush the run file");
   return FM_OK;
 }
@@ -357,21 +372,35 @@ fm_err fm_runfile_checkpoint_begin(fm_runfile *rf, int round) {
   RF_CHECK(g, "create a checkpoint's clients group");
   H5Gclose(g);
   FM_CHECK(attr_i64(rf, rf->ckpt, "round", round));
+  FM_CHECK(attr_i64(rf, rf->ckpt, "checksums", 1)); /* every tensor has one (runfile_impl.h) */
   return FM_OK;
 }
 
-int fm_runfile_elink_path(const fm_runfile *rf, hid_t g, const char *name, char *full, size_t len) {
+int fm_elink_file(hid_t g, const char *name, char *file, size_t len) {
   char val[FM_PATH_MAX + 64];
-  const char *file = NULL, *obj = NULL;
+  const char *f = NULL, *obj = NULL;
   unsigned flags;
   H5L_info_t info;
   if (H5Lget_info(g, name, &info, H5P_DEFAULT) < 0 || info.type != H5L_TYPE_EXTERNAL) return 0;
   if (H5Lget_val(g, name, val, sizeof val, H5P_DEFAULT) < 0) return 0;
   val[sizeof val - 1] = 0;
-  if (H5Lunpack_elink_val(val, sizeof val, &flags, &file, &obj) < 0 || !file) return 0;
-  const char *slash = strrchr(rf->path, '/');
-  if (file[0] == '/' || !slash) snprintf(full, len, "%s", file);
-  else snprintf(full, len, "%.*s/%s", (int)(slash - rf->path), rf->path, file);
+  if (H5Lunpack_elink_val(val, sizeof val, &flags, &f, &obj) < 0 || !f) return 0;
+  snprintf(file, len, "%s", f);
+  return 1;
+}
+
+void fm_ckpt_path_by_name(const char *runfile, const char *linkfile, char *full, size_t len) {
+  const char *base = strrchr(linkfile, '/');
+  snprintf(full, len, "%s.ckpt/%.40s", runfile, base ? base + 1 : linkfile);
+}
+
+/* The link's folder is not followed: the file is looked for beside the run file under
+ * the run file's own name, so that a copied or renamed run file uses its own .ckpt
+ * folder (or finds none) and never reads or prunes the original's. */
+int fm_runfile_elink_path(const fm_runfile *rf, hid_t g, const char *name, char *full, size_t len) {
+  char file[FM_PATH_MAX + 64];
+  if (!fm_elink_file(g, name, file, sizeof file)) return 0;
+  fm_ckpt_path_by_name(rf->path, file, full, len);
   return 1;
 }
 
@@ -398,6 +427,9 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
   hid_t ms = H5Screate_simple(1, &dims, NULL);
   if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
   herr_t e = fm_runfile_agree(rf, H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, rf->dxpl, w));
+  uint64_t sum = rf->rank == 0 ? fm_hash64(w, n * sizeof *w) : 0; /* of what rank 0 wrote */
+  MPI_Bcast(&sum, 1, MPI_UINT64_T, 0, rf->comm);
+  if (e >= 0) e = fm_runfile_agree(rf, fm_attr_u64(d, "checksum", sum));
   H5Sclose(ms);
   H5Sclose(fs);
   H5Dclose(d);

@@ -52,6 +52,22 @@ static fm_err rows_io(fm_runfile *rf, hid_t g, const char *name, hid_t type, siz
   return FM_OK;
 }
 
+/* The checksums of this rank's k rows (row bytes each, rows ascending at data) into
+ * dataset name [K] of g, at the rows' places. */
+static fm_err write_sums(fm_runfile *rf, hid_t g, const char *name, const void *data, size_t row, int K,
+                         const int32_t *rows, int k) {
+  uint64_t *sum = calloc((size_t)k + 1, sizeof *sum);
+  /* every rank reaches the collective write, or none */
+  if (fm_runfile_agree(rf, sum ? 0 : -1) < 0) {
+    free(sum);
+    FM_ERROR(FM_ERR_MEM, "%s: out of memory for the checksums of %s on some rank", rf->path, name);
+  }
+  for (int j = 0; j < k; j++) sum[j] = fm_hash64((const char *)data + (size_t)j * row, row);
+  fm_err err = rows_io(rf, g, name, H5T_NATIVE_UINT64, 0, K, rows, k, sum, 1);
+  free(sum);
+  return err;
+}
+
 fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *have, int k, const int32_t *ids,
                               const float *params, const float *m, const float *v, const int64_t *step) {
   /* row of client i = how many clients below i have state */
@@ -69,9 +85,13 @@ fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *
   hid_t g = err ? -1 : H5Gcreate2(rf->ckpt, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (!err && g < 0) err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_HDF5, "%s: cannot create %s", rf->path, name);
   if (!err) err = rows_io(rf, g, "params", H5T_NATIVE_FLOAT, n, K, mine, k, (void *)params, 1);
+  if (!err) err = write_sums(rf, g, "params_checksum", params, n * sizeof *params, K, mine, k);
   if (!err) err = rows_io(rf, g, "adam_m", H5T_NATIVE_FLOAT, n, K, mine, k, (void *)m, 1);
+  if (!err) err = write_sums(rf, g, "adam_m_checksum", m, n * sizeof *m, K, mine, k);
   if (!err) err = rows_io(rf, g, "adam_v", H5T_NATIVE_FLOAT, n, K, mine, k, (void *)v, 1);
+  if (!err) err = write_sums(rf, g, "adam_v_checksum", v, n * sizeof *v, K, mine, k);
   if (!err) err = rows_io(rf, g, "adam_step", H5T_NATIVE_INT64, 0, K, mine, k, (void *)step, 1);
+  if (!err) err = write_sums(rf, g, "adam_step_checksum", step, sizeof *step, K, mine, k);
   /* the ids: rank 0 writes them all (it knows them from have) */
   if (!err) {
     int32_t *r0 = NULL;
@@ -79,6 +99,10 @@ fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *
     for (int j = 0; !err && j < K; j++) r0[j] = j;
     if (!err) err = rows_io(rf, g, "client", H5T_NATIVE_INT32, 0, K, r0, rf->rank == 0 ? K : 0, all, 1);
     free(r0);
+    uint64_t sum = fm_hash64(all, (size_t)K * sizeof *all); /* every rank has all the ids */
+    if (!err && fm_runfile_agree(rf, fm_attr_u64(g, "client_checksum", sum)) < 0)
+      err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_HDF5, "%s: cannot write %s's checksum", rf->path,
+                         name);
   }
   if (g >= 0) H5Gclose(g);
   free(row);

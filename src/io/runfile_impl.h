@@ -41,11 +41,26 @@ void fm_runfile_ckpt_names(const fm_runfile *rf, int round, char *full, size_t f
  * on one rank only (an MPI-IO aggregator on a full disk) must not leave the others
  * going on into the next collective call. Returns e < 0 on every rank if any failed. */
 herr_t fm_runfile_agree(const fm_runfile *rf, herr_t e);
-/* The file an external link g/name names, relative to the run file's folder; 0 when
- * name is not an external link. */
+/* The file name an external link g/name holds (as written); 0 when name is not an
+ * external link. */
+int fm_elink_file(hid_t g, const char *name, char *file, size_t len);
+/* Where the checkpoint file a link names is: "<runfile>.ckpt/<its file name>", by the
+ * run file's own name whatever folder the link names, so that a run file and its
+ * .ckpt folder stay together when copied, moved or renamed. */
+void fm_ckpt_path_by_name(const char *runfile, const char *linkfile, char *full, size_t len);
+/* The checkpoint file of external link g/name (fm_ckpt_path_by_name); 0 when name is
+ * not an external link. */
 int fm_runfile_elink_path(const fm_runfile *rf, hid_t g, const char *name, char *full, size_t len);
 /* Open a checkpoint file collectively (read-only) with MPI-IO; -1 on failure. */
 hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full);
+/* A checkpoint of format 3 (root attribute checksums = 1) stores an fm_hash64 per
+ * tensor: attribute checksum of each shared/{name}, datasets
+ * {params,adam_m,adam_v,adam_step}_checksum [K] (one per client row) and attribute
+ * client_checksum of each clients/class{c} group (its client ids). */
+/* Write a uint64 attribute (collective: the same value on every rank). */
+herr_t fm_attr_u64(hid_t obj, const char *name, uint64_t value);
+/* Read a uint64 attribute; 0 when it is missing or not one value. */
+int fm_attr_read_u64(hid_t obj, const char *name, uint64_t *value);
 /* A run file handle with its types and transfer list, no file yet. */
 fm_err fm_runfile_alloc(fm_runfile **rf, const char *path, const fm_config *cfg, int layers, int experts,
                         MPI_Comm comm);

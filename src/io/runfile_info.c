@@ -1,5 +1,5 @@
 /* runfile_info.c - `fedmoe info`: what a run file holds, read serially. */
-#include "fedmoe/io.h"
+#include "runfile_impl.h"
 
 #include <hdf5.h>
 #include <math.h>
@@ -48,7 +48,7 @@ static int read_i64_attr(hid_t obj, const char *name, long long *v) {
   return ok;
 }
 
-typedef struct { FILE *out; hid_t file; int n; } ckpt_walk;
+typedef struct { FILE *out; hid_t file; int n; const char *path; } ckpt_walk;
 
 static herr_t list_checkpoint(hid_t g, const char *name, const H5L_info_t *info, void *data) {
   ckpt_walk *w = data;
@@ -59,17 +59,18 @@ static herr_t list_checkpoint(hid_t g, const char *name, const H5L_info_t *info,
     fprintf(w->out, "  %-10s -> %s\n", name, target);
     return 0;
   }
-  char file[FM_PATH_MAX + 64] = "";
-  if (info->type == H5L_TYPE_EXTERNAL) { /* a checkpoint in a file of its own */
-    char val[FM_PATH_MAX + 64];
-    const char *fname = NULL, *obj = NULL;
-    unsigned flags;
-    if (H5Lget_val(g, name, val, sizeof val, H5P_DEFAULT) >= 0 &&
-        H5Lunpack_elink_val(val, sizeof val, &flags, &fname, &obj) >= 0 && fname)
-      snprintf(file, sizeof file, " in %s", fname);
+  char file[FM_PATH_MAX + 80] = "", lfile[FM_PATH_MAX + 64], full[FM_PATH_MAX + 64];
+  hid_t cf = -1, c;
+  if (fm_elink_file(g, name, lfile, sizeof lfile)) { /* a checkpoint in a file of its own, by the run file's name */
+    fm_ckpt_path_by_name(w->path, lfile, full, sizeof full);
+    snprintf(file, sizeof file, " in %s", full);
+    cf = H5Fopen(full, H5F_ACC_RDONLY, H5P_DEFAULT);
+    c = cf >= 0 ? H5Gopen2(cf, "/", H5P_DEFAULT) : -1;
+  } else {
+    c = H5Gopen2(g, name, H5P_DEFAULT);
   }
-  hid_t c = H5Gopen2(g, name, H5P_DEFAULT);
   if (c < 0) {
+    if (cf >= 0) H5Fclose(cf);
     fprintf(w->out, "  %-10s MISSING%s\n", name, file);
     w->n++;
     return 0;
@@ -82,6 +83,7 @@ static herr_t list_checkpoint(hid_t g, const char *name, const H5L_info_t *info,
   fprintf(w->out, "  %-10s %s, %llu shared tensors%s\n", name, has && complete ? "complete" : "INCOMPLETE",
           (unsigned long long)gi.nlinks, file);
   H5Gclose(c);
+  if (cf >= 0) H5Fclose(cf);
   w->n++;
   return 0;
 }
@@ -106,7 +108,8 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
   if (H5Fis_hdf5(path) <= 0)
     FM_ERROR(FM_ERR_FORMAT, "'%s' is not an HDF5 file (or cannot be read)", path);
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) FM_ERROR(FM_ERR_FORMAT, "cannot open '%s' as an HDF5 file", path);
+  if (f < 0)
+    FM_ERROR(FM_ERR_FORMAT, "'%s' is truncated or damaged: HDF5 finds its signature but cannot open it", path);
   char version[64], strategy[64] = "?", start[64] = "?";
   if (!read_str_attr(f, "fedmoe_version", version, sizeof version)) {
     H5Fclose(f);
@@ -156,7 +159,7 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
   print_trained(f, out);
   fprintf(out, "checkpoints\n");
   hid_t g = H5Gopen2(f, "/checkpoints", H5P_DEFAULT);
-  ckpt_walk w = {out, f, 0};
+  ckpt_walk w = {out, f, 0, path};
   if (g >= 0) {
     H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, list_checkpoint, &w);
     H5Gclose(g);

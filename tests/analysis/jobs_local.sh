@@ -64,8 +64,10 @@ FEDMOE_ANALYZE_ONLY=1 FEDMOE_SWEEP_DIR=$TMP/psweep job panalyze "$J/pbs/sweep.pb
 [ -s "$TMP/psweep/plots/scaling.png" ] || fail "sweep.pbs: no scaling plot"
 echo "ok: run.pbs, sweep.pbs"
 
-# long.sbatch: a first job of 2 rounds, then a "requeued" one continues to 4
-FEDMOE_OUTPUT=$TMP/long.h5 FEDMOE_CHECKPOINT_EVERY=1 job long1 "$J/slurm/long.sbatch" "$TMP/tiny.ini" -q $small
+# long.sbatch: a first job stopped after 2 of 4 rounds (as by its time limit), then a
+# "requeued" one continues to 4 (the same configuration: --resume refuses another)
+FEDMOE_OUTPUT=$TMP/long.h5 FEDMOE_CHECKPOINT_EVERY=1 job long1 "$J/slurm/long.sbatch" "$TMP/tiny.ini" -q $small \
+  --set fl.rounds=4 --set run.stop_after=2
 grep -q "starting" "$TMP/long1.out" || fail "long.sbatch: did not start a new run"
 FEDMOE_OUTPUT=$TMP/long.h5 FEDMOE_CHECKPOINT_EVERY=1 job long2 "$J/slurm/long.sbatch" "$TMP/tiny.ini" -q $small \
   --set fl.rounds=4

@@ -25,7 +25,10 @@ static const char *const attr_names[] = {"fedmoe_version", "strategy", "start_ti
                                          "clients", "layers", "experts", "config", "complete", "format"};
 static const char *const ds_names[] = {"/metrics/rounds", "/metrics/clients", "/routing/counts",
                                        "/routing/gate_mass", "/checkpoints", "/routing/index"};
-static const char *const strings[] = {"0.1.0", "fedavg", "comigs", "local", "", "hfedmoe", "x"};
+/* the last: a stored configuration that fuzz_resume's (defaults, seed 42) matches, so
+ * that --resume's configuration check lets files through to the checkpoint reads */
+static const char *const strings[] = {"0.1.0", "fedavg", "comigs", "local", "", "hfedmoe", "x",
+                                      "[run]\nseed = 42\n"};
 /* values our readers compare with: the defaults of a configuration and the fixture's */
 static const int64_t ints[] = {0, 1, 2, 3, 4, 6, 7, 8, 42, -1, 1000000, INT64_MAX, INT64_MIN, 0x7fffffff};
 

@@ -63,8 +63,16 @@ if [ -n "${PYTHON_H5PY:-}" ]; then
   $PYTHON_H5PY -c "import h5py,sys; f=h5py.File(sys.argv[1],'r+'); del f['checkpoints/latest']" \
     "$TMP/nockpt.h5" || fail "h5py could not delete /checkpoints/latest"
   expect_fail 2 20 "nockpt.h5: the run file has no checkpoint" eval --checkpoint "$TMP/nockpt.h5" --text "$text"
+  # a copy with its own .ckpt folder; the tensor goes from the copy's checkpoint file
+  # (following the link would reach the original's)
   cp "$TMP/fedavg.h5" "$TMP/holed.h5"
-  $PYTHON_H5PY -c "import h5py,sys; f=h5py.File(sys.argv[1],'r+'); del f['checkpoints/latest/shared/h.1.attn.c_proj.weight']" \
+  cp -r "$TMP/fedavg.h5.ckpt" "$TMP/holed.h5.ckpt"
+  $PYTHON_H5PY -c "
+import h5py, sys
+f = h5py.File(sys.argv[1], 'r')
+r = f['checkpoints'].get('latest', getlink=True).path.rsplit('/', 1)[1]
+f.close()
+del h5py.File(sys.argv[1] + '.ckpt/' + r + '.h5', 'r+')['shared/h.1.attn.c_proj.weight']" \
     "$TMP/holed.h5" || fail "h5py could not delete a tensor"
   expect_fail 2 20 "no tensor 'shared/h.1.attn.c_proj.weight'" eval --checkpoint "$TMP/holed.h5" --text "$text"
 else

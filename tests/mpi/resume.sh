@@ -43,7 +43,7 @@ echo "ok: hfedmoe failed in round 4, resumed from round 2 (round 3's rows cut): 
 # bad resumes: clear errors, the file untouched
 sum0=$(cksum <"$TMP/full-fedavg.h5")
 expect_fail 3 20 "already holds 4 rounds" run "$TMP/tiny.ini" $set_common --resume "$TMP/full-fedavg.h5"
-expect_fail 3 20 "changes the model's shape" run "$TMP/tiny.ini" $set_common --set fl.rounds=6 \
+expect_fail 3 20 "model.d_model is '16' in the run file, '32' now" run "$TMP/tiny.ini" $set_common --set fl.rounds=6 \
   --set model.d_model=32 --resume "$TMP/full-fedavg.h5"
 expect_fail 3 20 "strategy is 'fedavg'" run "$TMP/tiny.ini" $set_common --set fl.rounds=6 \
   --set fl.strategy=local --resume "$TMP/full-fedavg.h5"

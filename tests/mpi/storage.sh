@@ -31,7 +31,7 @@ mount --make-rprivate / 2>/dev/null || true
 # 1. read-only
 mkdir -p "$TMP/ro"
 mount -t tmpfs -o ro,size=1m tmpfs "$TMP/ro" || fail "cannot mount a read-only tmpfs"
-expect_fail $NP 10 "cannot create run file '$TMP/ro/run.h5'" run "$TMP/tiny.ini" $set_common --set run.output="$TMP/ro/run.h5"
+expect_fail $NP 10 "run file '$TMP/ro/run.h5': cannot create its lock file" run "$TMP/tiny.ini" $set_common --set run.output="$TMP/ro/run.h5"
 expect_fail $NP 10 "cannot create folder '$TMP/ro/sub'" run "$TMP/tiny.ini" $set_common --set run.output="$TMP/ro/sub/run.h5"
 mpi $NP run "$TMP/tiny.ini" $set_common --set run.output="$TMP/half.h5" --set run.stop_after=2 || { cat "$TMP/out"; fail "first half"; }
 umount "$TMP/ro"
@@ -50,8 +50,9 @@ expect_fail $NP 10 "$TMP/small/run.h5: round 3 needs" run "$TMP/tiny.ini" $set_c
 sleep 0.5
 pgrep -f -- "run.output=$TMP/small/run.h5" >/dev/null && fail "processes of the run are still there"
 ls "$TMP/small/run.h5.ckpt" | grep -q tmp && fail "a temporary checkpoint file was left behind"
-# the run file and its checkpoint files, moved elsewhere: the links are relative
-cp "$TMP/small/run.h5" "$TMP/full.h5" && cp -r "$TMP/small/run.h5.ckpt" "$TMP/"
+# the run file and its checkpoint folder, moved elsewhere under a new name: checkpoints
+# are found by the run file's name
+cp "$TMP/small/run.h5" "$TMP/full.h5" && cp -r "$TMP/small/run.h5.ckpt" "$TMP/full.h5.ckpt"
 umount "$TMP/small"
 "$FEDMOE" info "$TMP/full.h5" >"$TMP/info" 2>&1 || { cat "$TMP/info"; fail "fedmoe info cannot read the run file"; }
 cat "$TMP/info" | sed -n '/^checkpoints/,/^configuration/p'

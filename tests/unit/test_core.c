@@ -1,8 +1,9 @@
-/* test_core.c - configuration, errors, RNG and timers. */
+/* test_core.c - configuration, errors, RNG, timers and the checkpoint checksum. */
 #include "cunit_main.h"
 
 #include "fedmoe/config.h"
 #include "fedmoe/error.h"
+#include "fedmoe/io.h"
 #include "fedmoe/rng.h"
 #include "fedmoe/timer.h"
 
@@ -247,6 +248,50 @@ static void test_save_restore(void) {
   for (int i = 0; i < 100; i++) CU_ASSERT_EQUAL(fm_rng_u32(&a), fm_rng_u32(&b));
 }
 
+/* Exactly the keys documented as changeable on --resume are marked so: a key marked by
+ * mistake would let a resume continue a run its stored configuration does not describe. */
+static void test_resume_free_keys(void) {
+  static const char *const free_keys[] = {"run.name", "run.output", "run.checkpoint_every", "run.keep_last",
+                                          "run.stop_after", "run.log_level", "run.threads", "fl.rounds",
+                                          "debug.fail"};
+  int marked = 0;
+  for (int i = 0; i < fm_config_nkeys; i++) {
+    const fm_key *k = &fm_config_keys[i];
+    int listed = 0;
+    for (size_t j = 0; j < sizeof free_keys / sizeof free_keys[0]; j++) listed |= !strcmp(k->name, free_keys[j]);
+    if (listed != (k->on_resume == FM_RESUME_FREE)) fprintf(stderr, "key %s: on_resume %d\n", k->name, k->on_resume);
+    CU_ASSERT_EQUAL(listed, k->on_resume == FM_RESUME_FREE);
+    marked += k->on_resume == FM_RESUME_FREE;
+  }
+  CU_ASSERT_EQUAL(marked, (int)(sizeof free_keys / sizeof free_keys[0]));
+}
+
+/* ---- the checkpoint checksum ---- */
+
+/* Known answers: the checksum is part of the file format (a change would make every
+ * stored checkpoint fail), and any flipped bit or other length changes it. */
+static void test_hash64(void) {
+  unsigned char b[100];
+  for (int i = 0; i < 100; i++) b[i] = (unsigned char)i;
+  CU_ASSERT_EQUAL(fm_hash64(b, 100), 0x77eba782a49df225ULL);
+  CU_ASSERT_EQUAL(fm_hash64(b, 0), 0x9ca066f1a4ab2eeaULL);
+  uint64_t h = fm_hash64(b, 100);
+  int same = 0;
+  for (int i = 0; i < 100; i++)
+    for (int bit = 0; bit < 8; bit++) {
+      b[i] ^= (unsigned char)(1u << bit);
+      same += fm_hash64(b, 100) == h;
+      b[i] ^= (unsigned char)(1u << bit);
+    }
+  CU_ASSERT_EQUAL(same, 0);
+  unsigned char z[17] = {0};
+  uint64_t seen[17];
+  for (int n = 0; n <= 16; n++) {
+    seen[n] = fm_hash64(z, (size_t)n);
+    for (int m = 0; m < n; m++) CU_ASSERT_NOT_EQUAL(seen[m], seen[n]); /* zero tails of other lengths */
+  }
+}
+
 /* ---- timers ---- */
 
 static void test_timer(void) {
@@ -267,13 +312,16 @@ int fm_test_register(void) {
   static const fm_test config_tests[] = {
     {"defaults", test_defaults}, {"parse", test_parse_ok}, {"parse errors", test_parse_errors},
     {"--set override", test_set_override}, {"cross-key validation", test_validate},
-    {"print and re-read", test_roundtrip}, {"missing file", test_read_missing}, {NULL, NULL}};
+    {"print and re-read", test_roundtrip}, {"missing file", test_read_missing},
+    {"keys free on resume", test_resume_free_keys}, {NULL, NULL}};
   static const fm_test error_tests[] = {{"trace", test_error_trace}, {NULL, NULL}};
   static const fm_test rng_tests[] = {
     {"philox known answers", test_philox_kat}, {"stream addressing", test_streams},
     {"distributions", test_distributions}, {"choose and shuffle", test_choose_shuffle},
     {"save and restore", test_save_restore}, {NULL, NULL}};
   static const fm_test timer_tests[] = {{"phases", test_timer}, {NULL, NULL}};
+  static const fm_test checksum_tests[] = {{"known answers, bit flips, lengths", test_hash64}, {NULL, NULL}};
   return fm_test_suite("config", config_tests) || fm_test_suite("error", error_tests) ||
-         fm_test_suite("rng", rng_tests) || fm_test_suite("timer", timer_tests);
+         fm_test_suite("rng", rng_tests) || fm_test_suite("timer", timer_tests) ||
+         fm_test_suite("checksum", checksum_tests);
 }
