@@ -152,7 +152,8 @@ typedef struct {
 /* Summary returned to the caller (same on every rank after the run). */
 typedef struct {
   int rounds_done;
-  double final_train, final_val, final_test; /* means over clients */
+  double final_train, final_val, final_test; /* means over clients, nats */
+  double final_test_full; /* fedbiot: the full model's test loss (the clients' is the emulator's); NaN otherwise */
   uint64_t bytes_up, bytes_down;  /* totals over the run */
   double seconds;
 } fm_run_summary;

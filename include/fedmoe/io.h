@@ -55,7 +55,7 @@ typedef struct {
   double mean_train, mean_val, mean_test, min_test, max_test;
   double wall_s, t_local, t_aggregate, t_server, t_broadcast, t_evaluate, t_io; /* s; phases: the slowest rank's */
   uint64_t bytes_up, bytes_down, bytes_reduced;
-  double peak_rss_mb; /* largest resident set of any rank so far (MB) */
+  double peak_rss_mb; /* largest resident set of any rank so far (MiB) */
   double test_loss_full, test_loss_emulator; /* fedbiot: adapter on the full model / on the emulator */
   double sim_time_s;                      /* simulated duration of the round */
   int32_t kept, late, dropped, offline, surplus; /* what became of the sampled clients */

@@ -7,6 +7,7 @@
 #include "fedmoe/timer.h"
 
 #include <math.h>
+#include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -263,6 +264,33 @@ static void test_timer(void) {
   CU_ASSERT_STRING_EQUAL(fm_phase_name(p), "unit_phase");
 }
 
+/* A rank that had none of a phase's work (fm_phase_end_as(id, 0)) is not counted, and
+ * the table leaves out a phase no rank did, so its ratio compares working ranks only. */
+static void test_timer_idle(void) {
+  int idle = fm_phase("unit_idle"), busy = fm_phase("unit_busy");
+  fm_phase_begin(idle);
+  fm_phase_end_as(idle, 0);
+  CU_ASSERT_EQUAL(fm_phase_count(idle), 0);
+  CU_ASSERT_EQUAL(fm_phase_seconds(idle), 0);
+  fm_phase_begin(busy);
+  fm_phase_end_as(busy, 1);
+  CU_ASSERT_EQUAL(fm_phase_count(busy), 1);
+  FILE *f = tmpfile();
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  MPI_Comm comm = MPI_COMM_WORLD;
+  fm_timer_report(&comm, f, 1.0);
+  rewind(f);
+  char line[256];
+  int saw_idle = 0, saw_busy = 0;
+  while (fgets(line, sizeof line, f)) {
+    saw_idle |= strncmp(line, "unit_idle ", 10) == 0;
+    saw_busy |= strncmp(line, "unit_busy ", 10) == 0;
+  }
+  fclose(f);
+  CU_ASSERT_FALSE(saw_idle);
+  CU_ASSERT_TRUE(saw_busy);
+}
+
 int fm_test_register(void) {
   static const fm_test config_tests[] = {
     {"defaults", test_defaults}, {"parse", test_parse_ok}, {"parse errors", test_parse_errors},
@@ -273,7 +301,7 @@ int fm_test_register(void) {
     {"philox known answers", test_philox_kat}, {"stream addressing", test_streams},
     {"distributions", test_distributions}, {"choose and shuffle", test_choose_shuffle},
     {"save and restore", test_save_restore}, {NULL, NULL}};
-  static const fm_test timer_tests[] = {{"phases", test_timer}, {NULL, NULL}};
+  static const fm_test timer_tests[] = {{"phases", test_timer}, {"idle ranks", test_timer_idle}, {NULL, NULL}};
   return fm_test_suite("config", config_tests) || fm_test_suite("error", error_tests) ||
          fm_test_suite("rng", rng_tests) || fm_test_suite("timer", timer_tests);
 }
