@@ -86,6 +86,10 @@ typedef struct fm_strategy {
   fm_err (*server_eval)(void *state, fm_model *model, const fm_config *cfg, const fm_dataset *data,
                         const int *clients, int n, double *loss);
   void (*server_free)(void *state);
+  /* optional: a model the server keeps beside the clients' (fedbiot's full model),
+   * with the global values of model's shared classes in place; saved in every
+   * checkpoint as /server/{tensor} and what `fedmoe eval` scores for this strategy */
+  fm_err (*server_model)(void *state, fm_model *model, fm_model **full);
   /* per-expert figures reported per round and client (see fm_client_ctx.stats) */
   int nstats;
   const char *stat_names[4];

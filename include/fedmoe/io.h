@@ -12,6 +12,8 @@
  *                           its /shared/{tensor} hold the global shared tensors, its
  *                           /clients/class{c}/{params,adam_m,adam_v} [K][n], adam_step [K], client [K]
  *                           the K clients holding that private class, by id; attrs round, complete
+ *                           fedbiot: /server/{tensor}, the server's full model (frozen bottom blocks
+ *                           and the aggregated adapter), what `fedmoe eval` scores
  *   /checkpoints/latest     soft link to the newest complete checkpoint
  *   /fl/<name>              strategy figures: float64 [row][layer][expert], rows as /routing/index
  *                           (hfedmoe: selected, importance, kl, usage); int32 [client] (budget,
@@ -110,6 +112,9 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
  * have their rows in params, m, v [k][n] and adam steps in step [k]. */
 fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *have, int k, const int32_t *ids,
                               const float *params, const float *m, const float *v, const int64_t *step);
+/* A tensor of the server's own model (fm_strategy.server_model), /server/{name} of the
+ * checkpoint (rank 0's data is written); collective, between begin and end. */
+fm_err fm_runfile_write_server(fm_runfile *rf, const char *name, const float *w, size_t n);
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf);
 fm_err fm_runfile_close(fm_runfile *rf);
 
@@ -157,5 +162,8 @@ fm_err fm_runfile_read_config(const char *path, char **text);
  * sampled), so its private classes keep their initial values. */
 fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int client, int *round,
                           int *allocated);
+/* Load every tensor of m (one class) from /server/{name} of the latest checkpoint: the
+ * server's own model (fm_strategy.server_model; fedbiot's full model). */
+fm_err fm_checkpoint_load_server(const char *path, fm_model *m, int *round);
 
 #endif

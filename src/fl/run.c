@@ -447,6 +447,8 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
   fm_fault_point(r->cfg, r->rank, "checkpoint_write", round); /* in the middle of writing it */
   for (int s = 0; s < r->nseg; s++)
     FM_CHECK(fm_runfile_write_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
+  if (r->st->server_model)
+    FM_CHECK(fm_save_server_model(r->rf, r->st, r->server_state, r->model, &r->host, r->rank, r->comm));
   fm_err err = FM_OK;
   for (int c = 0; !err && c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
@@ -491,6 +493,7 @@ static fm_err check_space(run_t *r, int round, const uint8_t *have) {
       if (!r->st->shared[c]) priv += 12.0 * (double)fm_model_class_numel(r->model, c);
     for (int i = 0; i < r->cfg->fl.clients; i++) with_state += have[i];
     need += 1.1 * ((double)r->shared_bytes + with_state * priv);
+    if (r->rank == 0) need += 1.1 * fm_server_model_bytes(r->st, r->server_state, r->model);
   }
   if (r->rank == 0) {
     char dir[FM_PATH_MAX];
