@@ -67,9 +67,13 @@ typedef struct {
 
 typedef struct fm_runfile fm_runfile;
 
-/* The layout version in the root attribute `format`: 2 has sparse per-client
- * statistics (/routing/index); 1, or no attribute, the dense ones of fedmoe 0.1.0. */
-#define FM_RUNFILE_FORMAT 2
+/* The layout version in the root attribute `format`: 3 describes itself (every
+ * dataset has description and units attributes, compound ones field_names,
+ * field_descriptions and field_units; status is an HDF5 enum) and stores fedbiot's
+ * full model in its checkpoints (/server); 2 has sparse per-client statistics
+ * (/routing/index); 1, or no attribute, the dense ones of fedmoe 0.1.0. Formats 1
+ * and 2 are read by fedmoe info, eval and fedmoe-analyze; only 3 is resumed. */
+#define FM_RUNFILE_FORMAT 3
 
 /* The rows a round adds to the per-client statistics: one per client that trained,
  * n in all, in client-id order. Every rank knows the round's plan, so each host
@@ -139,9 +143,14 @@ fm_err fm_runfile_truncate(fm_runfile *rf, int round);
 
 /* ---- NetCDF export (PnetCDF, CDF-5) of the per-round metrics ---- */
 /* Write rows [n] (significant on rank 0) as one variable per field along dimension
- * `round`; collective over comm. Readable by ncdump and netCDF4-python. */
+ * `round`, each with long_name and units (those of the run file's field_descriptions
+ * and field_units), and the strategy, seed and resolved configuration as global
+ * attributes; collective over comm. Readable by ncdump, netCDF4-python, xarray. */
 fm_err fm_netcdf_write_rounds(const char *path, const fm_round_row *rows, int n, const char *strategy,
-                              MPI_Comm comm);
+                              long long seed, const char *config_text, MPI_Comm comm);
+/* The description and units of a /metrics/rounds field (runfile_describe.c); 0 if
+ * there is no such field. */
+int fm_round_field_doc(const char *field, const char **description, const char **units);
 
 
 

@@ -735,7 +735,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
   if (!err && opts->netcdf) {
     fm_phase_begin(r->ph_io);
     err = fm_error_agree(fm_netcdf_write_rounds(opts->netcdf, hist, sum->rounds_done - first + 1, r->st->name,
-                                                r->comm), &r->comm);
+                                                c->run.seed, opts->config_text, r->comm), &r->comm);
     fm_phase_end(r->ph_io);
   }
   free(rows);
@@ -851,7 +851,8 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
     }
   }
   if (!err && opts->netcdf) /* a NetCDF file that cannot be written is found now, not after the run */
-    err = fm_error_agree(fm_netcdf_write_rounds(opts->netcdf, NULL, 0, r.st->name, comm), &comm);
+    err = fm_error_agree(fm_netcdf_write_rounds(opts->netcdf, NULL, 0, r.st->name, cfg->run.seed, opts->config_text,
+                                                comm), &comm);
   if (!err) {
     if (r.rank == 0 && !opts->quiet)
       fm_say("fedmoe: strategy %s, %d clients on %d host rank%s (%s), %d rounds, shared %zu floats in %d "

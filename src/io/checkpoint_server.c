@@ -21,6 +21,8 @@ fm_err fm_runfile_write_server(fm_runfile *rf, const char *name, const float *w,
     H5Sclose(fs);
     FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to create server tensor %s in a checkpoint", rf->path, name);
   }
+  fm_err derr = fm_runfile_describe(rf, d, "the server's own model (fedbiot: the full model, bottom blocks frozen "
+                                     "after pretraining, the aggregated adapter on top) after the round", "1");
   hid_t ms = H5Screate_simple(1, &dims, NULL);
   if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
   herr_t e = fm_runfile_agree(rf, H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, rf->dxpl, w));
@@ -28,5 +30,5 @@ fm_err fm_runfile_write_server(fm_runfile *rf, const char *name, const float *w,
   H5Sclose(fs);
   H5Dclose(d);
   RF_CHECK(e, "write a server tensor");
-  return FM_OK;
+  return derr;
 }

@@ -46,6 +46,14 @@ herr_t fm_runfile_agree(const fm_runfile *rf, herr_t e);
 int fm_runfile_elink_path(const fm_runfile *rf, hid_t g, const char *name, char *full, size_t len);
 /* Open a checkpoint file collectively (read-only) with MPI-IO; -1 on failure. */
 hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full);
+/* runfile_describe.c: description and units attributes of obj; of the datasets that
+ * fm_runfile_create makes (compound ones also per field); of /fl/<name>. Collective.
+ * An attribute already there (a resumed file) is kept. */
+fm_err fm_runfile_describe(fm_runfile *rf, hid_t obj, const char *description, const char *units);
+fm_err fm_runfile_describe_layout(fm_runfile *rf);
+fm_err fm_runfile_describe_fl(fm_runfile *rf, hid_t ds, const char *name);
+/* The HDF5 enum of /metrics/clients status (FM_CLIENT_* and -1, evaluated only). */
+hid_t fm_runfile_status_type(void);
 /* A run file handle with its types and transfer list, no file yet. */
 fm_err fm_runfile_alloc(fm_runfile **rf, const char *path, const fm_config *cfg, int layers, int experts,
                         MPI_Comm comm);
