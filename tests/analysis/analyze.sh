@@ -82,6 +82,8 @@ run routing -o "$TMP/o" --domains 4 "$TMP/old.h5"
 png "$TMP/o/routing-clients-old-r4.png"
 if [ -x "$FEDMOE" ]; then
   "$FEDMOE" info "$TMP/old.h5" | grep -q "^format     1 (dense" || fail "fedmoe info: no format 1 line"
+  "$FEDMOE" info "$TMP/new.h5" >"$TMP/info2" || fail "fedmoe info on a format 2 file"
+  grep -q "^format     2$" "$TMP/info2" && grep -q "^rounds     4 done" "$TMP/info2" || fail "fedmoe info: format 2"
   . "$top_srcdir/tests/mpi/tiny.sh"
   expect_fail 3 20 "has layout format 1 (dense per-client statistics" \
     run "$TMP/tiny.ini" -q --resume "$TMP/old.h5"
