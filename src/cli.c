@@ -110,7 +110,7 @@ static fm_err load_local(const fm_cli *cli, fm_config *cfg, MPI_Comm comm) {
   FM_CHECK(fm_config_init(cfg));
   if (cli->config) {
     fm_err err = read_and_share(cli->config, &text, comm);
-    if (!err) err = fm_config_parse(cfg, text, cli->config);
+    if (!err) err = fm_config_parse_file(cfg, text, cli->config);
     free(text);
     FM_CHECK(err);
   }

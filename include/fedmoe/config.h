@@ -106,10 +106,13 @@ extern const int fm_config_nkeys;
 /* Defaults for every key. */
 fm_err fm_config_init(fm_config *c);
 void fm_config_free(fm_config *c);
-/* Parse INI text; name is the file name used in messages. A line `include = FILE`
- * before the first [section] reads FILE there (relative to name's folder; nested up
- * to 8 deep), so the lines after it override what it sets. */
+/* Parse INI text; name is the file name used in messages. `include` lines are an
+ * error here (stored configurations, fuzzing: no file is read). */
 fm_err fm_config_parse(fm_config *c, const char *text, const char *name);
+/* Parse the text of the configuration file path: a line `include = FILE` before the
+ * first [section] reads FILE there (relative to path's folder; nested up to 8 deep),
+ * so the lines after it override what it sets. */
+fm_err fm_config_parse_file(fm_config *c, const char *text, const char *path);
 /* Read a whole file into a NUL-terminated buffer (caller frees). */
 fm_err fm_read_file(const char *path, char **text, size_t *len);
 /* Apply one "section.key=value" override; where names it ("--set" argument). */

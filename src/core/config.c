@@ -195,6 +195,7 @@ fm_err fm_read_file(const char *path, char **text, size_t *len) {
   return FM_OK;
 }
 
+/* depth: include nesting, -1 where includes are refused (a stored configuration) */
 static fm_err parse_text(fm_config *c, const char *text, const char *name, int depth);
 
 enum { MAX_INCLUDE_DEPTH = 8 };
@@ -223,7 +224,11 @@ static fm_err include_file(fm_config *c, const char *file, const char *name, con
   return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
 }
 
-fm_err fm_config_parse(fm_config *c, const char *text, const char *name) { return parse_text(c, text, name, 0); }
+fm_err fm_config_parse(fm_config *c, const char *text, const char *name) { return parse_text(c, text, name, -1); }
+
+fm_err fm_config_parse_file(fm_config *c, const char *text, const char *path) {
+  return parse_text(c, text, path, 0);
+}
 
 static fm_err parse_text(fm_config *c, const char *text, const char *name, int depth) {
   char section[64] = "";
@@ -264,6 +269,8 @@ static fm_err parse_text(fm_config *c, const char *text, const char *name, int d
     *eq = 0;
     char *key = trim(s), *value = trim(eq + 1);
     if (!section[0] && !strcmp(key, "include")) {
+      /* a run file's stored configuration is resolved: it has no includes to follow */
+      if (depth < 0) FM_ERROR(FM_ERR_CONFIG, "%s: include is allowed in a configuration file only", where);
       FM_CHECK(include_file(c, value, name, where, depth));
       continue;
     }

@@ -317,7 +317,10 @@ static void test_include(void) {
   CU_ASSERT_EQUAL_FATAL(fm_read_file(path, &text, NULL), FM_OK);
   fm_config c;
   CU_ASSERT_EQUAL_FATAL(fm_config_init(&c), FM_OK);
-  CU_ASSERT_EQUAL(fm_config_parse(&c, text, path), FM_OK);
+  CU_ASSERT_EQUAL(fm_config_parse(&c, text, path), FM_ERR_CONFIG); /* a stored text follows none */
+  CU_ASSERT_PTR_NOT_NULL(strstr(fm_error_message(), "include is allowed in a configuration file only"));
+  fm_error_clear();
+  CU_ASSERT_EQUAL(fm_config_parse_file(&c, text, path), FM_OK);
   CU_ASSERT_EQUAL(c.fl.rounds, 7);   /* from the base */
   CU_ASSERT_EQUAL(c.fl.clients, 9);  /* overridden after the include */
   CU_ASSERT_DOUBLE_EQUAL(c.train.lr, 0.01, 1e-12);
@@ -334,7 +337,7 @@ static void test_include(void) {
     snprintf(path, sizeof path, "%s/%s", dir, bad[i][0]);
     CU_ASSERT_EQUAL_FATAL(fm_read_file(path, &text, NULL), FM_OK);
     CU_ASSERT_EQUAL_FATAL(fm_config_init(&c), FM_OK);
-    CU_ASSERT_EQUAL(fm_config_parse(&c, text, path), FM_ERR_CONFIG);
+    CU_ASSERT_EQUAL(fm_config_parse_file(&c, text, path), FM_ERR_CONFIG);
     CU_ASSERT_PTR_NOT_NULL(strstr(fm_error_message(), bad[i][1]));
     CU_ASSERT_PTR_NOT_NULL(strstr(fm_error_message(), ".ini:1")); /* the include's line */
     free(text);
