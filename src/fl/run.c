@@ -568,6 +568,13 @@ static double phase_delta(int id, double *last) {
   return d;
 }
 
+/* 1 if this rank did phase id since the last call for it (fm_phase_end_as counted it). */
+static double phase_ran(int id, long *last) {
+  long now = fm_phase_count(id), d = now - last[id];
+  last[id] = now;
+  return d > 0;
+}
+
 static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summary *sum) {
   const fm_config *c = r->cfg;
   int N = c->fl.clients, R = c->fl.rounds;
@@ -583,10 +590,11 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
   }
   fm_err err = FM_OK;
   double t_start = fm_wtime(), last[FM_PHASE_MAX] = {0};
-  for (int i = 0; i < fm_phase_n(); i++) last[i] = fm_phase_seconds(i);
+  long lastc[FM_PHASE_MAX] = {0};
+  for (int i = 0; i < fm_phase_n(); i++) last[i] = fm_phase_seconds(i), lastc[i] = fm_phase_count(i);
   fm_phase_begin(r->ph_bcast);
   err = bcast_global(r);
-  fm_phase_end(r->ph_bcast);
+  fm_phase_end_as(r->ph_bcast, r->nseg > 0); /* nothing shared (local): nothing sent */
   /* this invocation runs rounds first..last: all of them, or up to run.stop_after */
   int last_round = R;
   if (c->run.stop_after > 0 && first + c->run.stop_after - 1 < R) last_round = first + c->run.stop_after - 1;
@@ -695,12 +703,16 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     /* the round's phase times are the slowest rank's: rank 0 hosts no client, so its
      * own local and evaluate times are ~0 (it waits for the hosts outside any phase);
      * with the largest resident set of any rank (ru_maxrss is in KiB on Linux: /1024 gives MiB) */
-    double mine[6] = {phase_delta(r->ph_local, last), phase_delta(r->ph_reduce, last),
-                      phase_delta(r->ph_server, last), phase_delta(r->ph_bcast, last),
-                      phase_delta(r->ph_eval, last), (double)ru.ru_maxrss / 1024.0}, most[6] = {0};
-    FM_MPI(MPI_Reduce(mine, most, 6, MPI_DOUBLE, MPI_MAX, 0, r->comm));
-    rr.t_local = most[0]; rr.t_aggregate = most[1]; rr.t_server = most[2];
-    rr.t_broadcast = most[3]; rr.t_evaluate = most[4]; rr.peak_rss_mb = most[5];
+    double mine[11] = {phase_delta(r->ph_local, last), phase_delta(r->ph_reduce, last),
+                       phase_delta(r->ph_server, last), phase_delta(r->ph_bcast, last),
+                       phase_delta(r->ph_eval, last), (double)ru.ru_maxrss / 1024.0,
+                       phase_ran(r->ph_local, lastc), phase_ran(r->ph_reduce, lastc), phase_ran(r->ph_server, lastc),
+                       phase_ran(r->ph_bcast, lastc), phase_ran(r->ph_eval, lastc)}, most[11] = {0};
+    FM_MPI(MPI_Reduce(mine, most, 11, MPI_DOUBLE, MPI_MAX, 0, r->comm));
+    /* a phase no rank did this round (local: no aggregation) is NaN, as the table leaves it out */
+    double *t[5] = {&rr.t_local, &rr.t_aggregate, &rr.t_server, &rr.t_broadcast, &rr.t_evaluate};
+    for (int i = 0; i < 5; i++) *t[i] = most[6 + i] > 0 ? most[i] : NAN;
+    rr.peak_rss_mb = most[5];
     /* and the mean over the hosts that ran clients: t_local / t_local_mean is the
      * round's load imbalance (a host without clients this round waited, it did no work) */
     double local[2] = {r->nmine > 0 ? mine[0] : 0, r->nmine > 0}, local_sum[2] = {0, 0};

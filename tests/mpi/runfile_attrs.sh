@@ -57,6 +57,17 @@ hf, fb = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[3], "r")
 assert "fl/selected" in hf and text(hf["fl/selected"].attrs["units"]) == "1"
 assert "server" in fb["checkpoints/latest"], "fedbiot checkpoint without its full model"
 PY
+# a phase no rank did in a round is NaN in /metrics/rounds (local shares nothing)
+mpi 3 run "$TMP/tiny.ini" -q --set fl.strategy=local --set run.output="$TMP/lo.h5" || { cat "$TMP/out"; fail "local run"; }
+"$PYTHON_H5PY" - "$TMP/lo.h5" "$TMP/hf.h5" <<'PY' || fail "phase figures of phases that did not run"
+import sys, h5py, numpy as np
+lo, hf = h5py.File(sys.argv[1], "r")["metrics/rounds"][...], h5py.File(sys.argv[2], "r")["metrics/rounds"][...]
+for f in ("t_aggregate", "t_server", "t_broadcast"):
+    assert np.isnan(lo[f]).all(), (f, lo[f])
+    assert np.isfinite(hf[f]).all(), (f, hf[f])
+assert np.isfinite(lo["t_local"]).all() and np.isfinite(lo["t_evaluate"]).all() and (lo["t_local_mean"] > 0).all()
+print("local: aggregate, server step and broadcast NaN; hfedmoe: all finite")
+PY
 # NetCDF: long_name and units per variable, seed and configuration as global attributes
 dump=$(command -v ncdump)
 if [ -n "$dump" ]; then
