@@ -1,3 +1,3 @@
-dist_noinst_DATA += %reldir%/demo.ini %reldir%/local.ini %reldir%/fedavg.ini %reldir%/comigs.ini %reldir%/fedbiot.ini \
+dist_noinst_DATA += %reldir%/demo.ini %reldir%/base.ini %reldir%/local.ini %reldir%/fedavg.ini %reldir%/comigs.ini %reldir%/fedbiot.ini \
 	%reldir%/hfedmoe.ini %reldir%/devices.csv
 dist_noinst_SCRIPTS += %reldir%/run-demo.sh

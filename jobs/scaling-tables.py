@@ -47,8 +47,9 @@ def row_of(path, skip_first, skip_last, private_kb):
         per_round_max = sel["host_clients_max"]
     ids = np.unique(trained["client"][trained["round"] <= rounds_all[-1]])
     holders = np.bincount(ids % hosts, minlength=hosts) if len(ids) else np.zeros(hosts, int)
-    ph = {k: float(np.mean(sel[k])) for k in ("wall_s", "t_local", "t_aggregate", "t_server",
-                                               "t_broadcast", "t_evaluate", "t_io")}
+    # a phase time is NaN in rounds where the phase did not run (local: no aggregation): 0 s here
+    ph = {k: float(np.mean(np.nan_to_num(sel[k].astype(np.float64)))) for k in (
+        "wall_s", "t_local", "t_aggregate", "t_server", "t_broadcast", "t_evaluate", "t_io")}
     return {
         "file": path, "strategy": strat, "P": P, "N": N, "rounds": len(sel),
         "sampled": float(np.mean(sel["clients"])), "max_per_host": float(np.mean(per_round_max)),

@@ -24,8 +24,8 @@
 #   --analyze               FEDMOE_ANALYZE_AT_END=1  local: fedmoe-analyze scaling at the end
 #   --x clients|ranks|auto  FEDMOE_X          x axis of the final plots (default auto)
 #   --timeout S             FEDMOE_TIMEOUT    local: seconds per point (default: none)
-#   --verbose               FEDMOE_VERBOSE=1  fedmoe without -q (per-round lines, the
-#                                             configuration and the phase table in the logs)
+#   --verbose               FEDMOE_VERBOSE=1  fedmoe without -q (the resolved configuration
+#                                             in the logs too; round lines and phase table are there anyway)
 #   -n, --dry-run                             print the commands, run nothing
 # Programs: FEDMOE (default: fedmoe on PATH, or ./fedmoe), FEDMOE_ANALYZE
 # (fedmoe-analyze on PATH, or the build tree's), MPIEXEC (mpirun) and MPIEXEC_FLAGS (local mode), and for Slurm

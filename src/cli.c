@@ -205,7 +205,7 @@ static fm_err load_local(const fm_cli *cli, fm_config *cfg, MPI_Comm comm) {
     size_t len = 0;
     fm_err err = read_and_share(cli->config, &text, &len, comm);
     if (!err) err = fm_text_refuse_nul(text, len, cli->config);
-    if (!err) err = fm_config_parse(cfg, text, cli->config);
+    if (!err) err = fm_config_parse_file(cfg, text, cli->config);
     free(text);
     FM_CHECK(err);
   }

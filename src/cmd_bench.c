@@ -17,7 +17,7 @@
  *               its default at these sizes, or packed)
  *   of sgemm    GFLOP/s over sgemm: what is left of the GEMM limit after the rest of
  *               the model (attention core, element-wise passes, optimizer)
- *   model MB    what the engine holds (parameters, gradients, activations) plus AdamW's
+ *   model MiB   what the engine holds (parameters, gradients, activations) plus AdamW's
  *               two moments; peak RSS is the process's high-water mark so far.
  * --profile adds, per model, the time per part of the model, forward and backward
  * separately (the engine's per-kernel timers, include/fedmoe/nn_threads.h).
@@ -262,7 +262,7 @@ fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm) {
            "forward, backward, clip 1.0, AdamW); tokens/s of the median and the best step\n",
            BENCH_B, BENCH_T, BENCH_B * BENCH_T, WARMUP, STEPS);
     printf("# %-9s %9s %8s %10s %10s %8s %8s %7s %9s %9s\n", "model", "params", "MFLOP/tok",
-           "tok/s med", "tok/s best", "GFLOP/s", "sgemm", "of sgemm", "model MB", "peakRSS MB");
+           "tok/s med", "tok/s best", "GFLOP/s", "sgemm", "of sgemm", "model MiB", "peakRSSMiB");
     fflush(stdout);
     const char *only = getenv("FEDMOE_BENCH_ONLY"), *cpu = getenv("FEDMOE_BENCH_CPU");
     use_cpu_clock = cpu && *cpu && strcmp(cpu, "0");

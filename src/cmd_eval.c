@@ -10,8 +10,11 @@
  * tensors the checkpoint holds as shared and which per client. Strategies with
  * private classes (local, comigs) evaluate one client's model, client 0 unless
  * --client says otherwise; CoMiGS's client also gets its route mask (generalists and
- * its own specialists only, as comigs_begin sets it). Rank 0 reads and computes; the
- * other ranks only agree on the outcome. */
+ * its own specialists only, as comigs_begin sets it). A strategy whose server keeps a
+ * model of its own (fedbiot's full model: the bottom blocks frozen after pretraining
+ * and the aggregated adapter on top, the model the paper scores; the clients train
+ * on a compressed emulator) is scored on that model, from /server of the checkpoint.
+ * Rank 0 reads and computes; the other ranks only agree on the outcome. */
 #include "cli.h"
 
 #include "fedmoe/fl.h"
@@ -127,9 +130,13 @@ static fm_err eval_rank0(const fm_cli *cli) {
                            "--text %s: byte %u at offset %zu is outside the model's vocabulary 0..%d", cli->text,
                            (unsigned char)text[i], i, shape.vocab - 1);
   int round = -1, allocated = 1;
-  if (!err) err = fm_model_create(&m, &shape, EVAL_BATCH, shape.context, st->nclass, st->classify, &cfg);
+  /* the server's model is of the configured shape, one class, every tensor stored */
+  const int server = !err && st->server_model;
+  if (!err && server) err = fm_model_create(&m, &shape, EVAL_BATCH, shape.context, 1, NULL, NULL);
+  else if (!err) err = fm_model_create(&m, &shape, EVAL_BATCH, shape.context, st->nclass, st->classify, &cfg);
   if (!err) err = fm_model_init(m, (uint64_t)cfg.run.seed);
-  if (!err) err = fm_checkpoint_load(cli->checkpoint, m, st->shared, client, &round, &allocated);
+  if (!err && server) err = fm_checkpoint_load_server(cli->checkpoint, m, &round);
+  else if (!err) err = fm_checkpoint_load(cli->checkpoint, m, st->shared, client, &round, &allocated);
   if (!err && client >= 0 && !strcmp(st->name, "comigs")) err = comigs_mask(m, &cfg, client);
   double mean = 0;
   long nb = 0;
@@ -140,6 +147,9 @@ static fm_err eval_rank0(const fm_cli *cli) {
   if (!err) {
     printf("eval %s round %d strategy %s", cli->checkpoint, round, st->name);
     if (client >= 0) printf(" client %d%s", client, allocated ? "" : " (never trained: initial values)");
+    if (server)
+      printf(" model: the server's full model (%d blocks: the bottom ones frozen after pretraining, the "
+             "aggregated adapter on top; not the clients' emulator)", shape.layers);
     printf("\ntext %s: %ld blocks of %d bytes, %ld predictions\n", cli->text, nb, shape.context + 1,
            nb * shape.context);
     printf("cross_entropy %.6f nats\n", mean);

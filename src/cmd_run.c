@@ -6,6 +6,7 @@
 #include "fedmoe/timer.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 fm_err fm_cmd_run(const fm_cli *cli, MPI_Comm comm) {
@@ -20,9 +21,14 @@ fm_err fm_cmd_run(const fm_cli *cli, MPI_Comm comm) {
   if (!err) err = fm_run(&cfg, &opts, comm, &sum);
   free(text);
   if (!err) {
-    fm_say("final %s: mean test loss %.4f (perplexity %.3f), val %.4f, train %.4f, %d rounds in %.1f s\n",
+    /* losses in nats; fedbiot's clients score the emulator, its paper the full model */
+    char full[128] = "";
+    if (!isnan(sum.final_test_full))
+      snprintf(full, sizeof full, "; full model test loss %.4f (perplexity %.3f), the emulator's above",
+               sum.final_test_full, exp(sum.final_test_full));
+    fm_say("final %s: mean test loss %.4f (perplexity %.3f), val %.4f, train %.4f nats%s, %d rounds in %.1f s\n",
            fm_config_enum_name(&cfg, "fl.strategy"), sum.final_test, exp(sum.final_test), sum.final_val,
-           sum.final_train, sum.rounds_done, sum.seconds);
+           sum.final_train, full, sum.rounds_done, sum.seconds);
     fm_timer_report(&comm, stdout, fm_wtime() - t0);
   }
   fm_config_free(&cfg);

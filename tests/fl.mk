@@ -1,5 +1,5 @@
 # Runtime tests: reproducibility over rank counts, bad input.
-FL_MPI_TESTS = %reldir%/mpi/fl_repro.sh %reldir%/mpi/fl_bad_input.sh %reldir%/mpi/resume.sh %reldir%/mpi/dataloss.sh
+FL_MPI_TESTS = %reldir%/mpi/fl_repro.sh %reldir%/mpi/fl_bad_input.sh %reldir%/mpi/resume.sh %reldir%/mpi/dataloss.sh %reldir%/mpi/output.sh
 TESTS += $(FL_MPI_TESTS)
 dist_noinst_SCRIPTS += $(FL_MPI_TESTS) %reldir%/mpi/tiny.sh
 
@@ -11,9 +11,9 @@ TESTS += tests/unit/test_fl
 
 # Tests that read run files with h5py (configure found a Python that imports it).
 if HAVE_PYTHON_H5PY
-TESTS += %reldir%/mpi/hfedmoe.sh %reldir%/mpi/fedbiot.sh %reldir%/mpi/fl_scale.sh %reldir%/mpi/system.sh %reldir%/mpi/netcdf.sh
+TESTS += %reldir%/mpi/runfile_attrs.sh %reldir%/mpi/hfedmoe.sh %reldir%/mpi/fedbiot.sh %reldir%/mpi/fl_scale.sh %reldir%/mpi/system.sh %reldir%/mpi/netcdf.sh
 endif
-dist_noinst_SCRIPTS += %reldir%/mpi/hfedmoe.sh %reldir%/mpi/fedbiot.sh %reldir%/mpi/fl_scale.sh %reldir%/mpi/system.sh %reldir%/mpi/netcdf.sh
+dist_noinst_SCRIPTS += %reldir%/mpi/runfile_attrs.sh %reldir%/mpi/hfedmoe.sh %reldir%/mpi/fedbiot.sh %reldir%/mpi/fl_scale.sh %reldir%/mpi/system.sh %reldir%/mpi/netcdf.sh
 
 check_PROGRAMS += tests/unit/test_hidden
 tests_unit_test_hidden_SOURCES = %reldir%/unit/test_hidden.c $(TEST_UNIT_MAIN)

@@ -123,6 +123,13 @@ int fm_parse_real(const char *s, double *out);
 /* The sections, in declaration order, into names (at most max); returns the count. */
 #define FM_SECTIONS_MAX 32
 int fm_config_sections(char (*names)[32], int max);
+/* Parse INI text; name is the file name used in messages. `include` lines are an
+ * error here (stored configurations, fuzzing: no file is read). */
+fm_err fm_config_parse(fm_config *c, const char *text, const char *name);
+/* Parse the text of the configuration file path: a line `include = FILE` before the
+ * first [section] reads FILE there (relative to path's folder; nested up to 8 deep),
+ * so the lines after it override what it sets. */
+fm_err fm_config_parse_file(fm_config *c, const char *text, const char *path);
 /* Read a whole file into a NUL-terminated buffer (caller frees). */
 fm_err fm_read_file(const char *path, char **text, size_t *len);
 /* Apply one "section.key=value" override; where names it ("--set" argument). */

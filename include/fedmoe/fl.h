@@ -86,6 +86,10 @@ typedef struct fm_strategy {
   fm_err (*server_eval)(void *state, fm_model *model, const fm_config *cfg, const fm_dataset *data,
                         const int *clients, int n, double *loss);
   void (*server_free)(void *state);
+  /* optional: a model the server keeps beside the clients' (fedbiot's full model),
+   * with the global values of model's shared classes in place; saved in every
+   * checkpoint as /server/{tensor} and what `fedmoe eval` scores for this strategy */
+  fm_err (*server_model)(void *state, fm_model *model, fm_model **full);
   /* per-expert figures reported per round and client (see fm_client_ctx.stats) */
   int nstats;
   const char *stat_names[4];
@@ -153,7 +157,8 @@ typedef struct {
 /* Summary returned to the caller (same on every rank after the run). */
 typedef struct {
   int rounds_done;
-  double final_train, final_val, final_test; /* means over clients */
+  double final_train, final_val, final_test; /* means over clients, nats */
+  double final_test_full; /* fedbiot: the full model's test loss (the clients' is the emulator's); NaN otherwise */
   uint64_t bytes_up, bytes_down;  /* totals over the run */
   double seconds;
 } fm_run_summary;

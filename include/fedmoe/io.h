@@ -15,6 +15,8 @@
  *                           format 3: a checksum per tensor (see fm_hash64). Readers find the file
  *                           by the run file's own name, not the folder the link names, so that a
  *                           run file copied or renamed with its folder uses its own checkpoints
+ *                           fedbiot: /server/{tensor}, the server's full model (frozen bottom blocks
+ *                           and the aggregated adapter), what `fedmoe eval` scores
  *   /checkpoints/latest     soft link to the newest complete checkpoint
  *   /fl/<name>              strategy figures: float64 [row][layer][expert], rows as /routing/index
  *                           (hfedmoe: selected, importance, kl, usage); int32 [client] (budget,
@@ -58,7 +60,7 @@ typedef struct {
   double mean_train, mean_val, mean_test, min_test, max_test;
   double wall_s, t_local, t_aggregate, t_server, t_broadcast, t_evaluate, t_io; /* s; phases: the slowest rank's */
   uint64_t bytes_up, bytes_down, bytes_reduced;
-  double peak_rss_mb; /* largest resident set of any rank so far (MB) */
+  double peak_rss_mb; /* largest resident set of any rank so far (MiB) */
   double test_loss_full, test_loss_emulator; /* fedbiot: adapter on the full model / on the emulator */
   double sim_time_s;                      /* simulated duration of the round */
   int32_t kept, late, dropped, offline, surplus; /* what became of the sampled clients */
@@ -68,10 +70,14 @@ typedef struct {
 
 typedef struct fm_runfile fm_runfile;
 
-/* The layout version in the root attribute `format`: 3 has a checksum per tensor in
- * its checkpoints (a damaged one is refused); 2 the same without them (read without
- * verification, with a note); 2 and 3 have sparse per-client statistics
- * (/routing/index); 1, or no attribute, the dense ones of fedmoe 0.1.0. */
+/* The layout version in the root attribute `format`: 3 describes itself (every
+ * dataset has description and units attributes, compound ones field_names,
+ * field_descriptions and field_units; status is an HDF5 enum), has a checksum per
+ * tensor in its checkpoints (a damaged one is refused) and stores fedbiot's full
+ * model in its checkpoints (/server); 2 has sparse per-client statistics
+ * (/routing/index), and is read by fedmoe info, eval and fedmoe-analyze and resumed
+ * without checksums (with a note); 1, or no attribute, the dense ones of fedmoe
+ * 0.1.0. */
 #define FM_RUNFILE_FORMAT 3
 
 /* The rows a round adds to the per-client statistics: one per client that trained,
@@ -122,6 +128,9 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
  * have their rows in params, m, v [k][n] and adam steps in step [k]. */
 fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *have, int k, const int32_t *ids,
                               const float *params, const float *m, const float *v, const int64_t *step);
+/* A tensor of the server's own model (fm_strategy.server_model), /server/{name} of the
+ * checkpoint (rank 0's data is written); collective, between begin and end. */
+fm_err fm_runfile_write_server(fm_runfile *rf, const char *name, const float *w, size_t n);
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf);
 fm_err fm_runfile_close(fm_runfile *rf);
 
@@ -146,9 +155,14 @@ fm_err fm_runfile_truncate(fm_runfile *rf, int round);
 
 /* ---- NetCDF export (PnetCDF, CDF-5) of the per-round metrics ---- */
 /* Write rows [n] (significant on rank 0) as one variable per field along dimension
- * `round`; collective over comm. Readable by ncdump and netCDF4-python. */
+ * `round`, each with long_name and units (those of the run file's field_descriptions
+ * and field_units), and the strategy, seed and resolved configuration as global
+ * attributes; collective over comm. Readable by ncdump, netCDF4-python, xarray. */
 fm_err fm_netcdf_write_rounds(const char *path, const fm_round_row *rows, int n, const char *strategy,
-                              MPI_Comm comm);
+                              long long seed, const char *config_text, MPI_Comm comm);
+/* The description and units of a /metrics/rounds field (runfile_describe.c); 0 if
+ * there is no such field. */
+int fm_round_field_doc(const char *field, const char **description, const char **units);
 
 
 
@@ -183,5 +197,8 @@ fm_err fm_runfile_read_config(const char *path, char **text);
  * sampled), so its private classes keep their initial values. */
 fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int client, int *round,
                           int *allocated);
+/* Load every tensor of m (one class) from /server/{name} of the latest checkpoint: the
+ * server's own model (fm_strategy.server_model; fedbiot's full model). */
+fm_err fm_checkpoint_load_server(const char *path, fm_model *m, int *round);
 
 #endif

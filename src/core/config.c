@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define ORIGIN_LEN (FM_PATH_MAX + 16)
 
@@ -261,8 +262,46 @@ int fm_config_sections(char (*names)[32], int max) {
   return n;
 }
 
-/* line_of[i]: the line of this text that set key i (0: none), for duplicates. */
-static fm_err parse_lines(fm_config *c, const char *text, const char *name, int *line_of) {
+/* depth: include nesting, -1 where includes are refused (a stored configuration) */
+static fm_err parse_text(fm_config *c, const char *text, const char *name, int depth);
+
+enum { MAX_INCLUDE_DEPTH = 8 };
+
+/* `include = FILE` before the first section: FILE's keys are read there, so the lines
+ * after it override them (a base experiment and per-strategy files holding only what
+ * differs). A relative FILE is found beside the including file. Every rank reads it,
+ * as it reads the corpus. */
+static fm_err include_file(fm_config *c, const char *file, const char *name, const char *where, int depth) {
+  if (depth >= MAX_INCLUDE_DEPTH)
+    FM_ERROR(FM_ERR_CONFIG, "%s: include '%s' nested more than %d deep (does a file include itself?)", where, file,
+             MAX_INCLUDE_DEPTH);
+  if (!*file) FM_ERROR(FM_ERR_CONFIG, "%s: include needs a file name", where);
+  char path[FM_PATH_MAX];
+  const char *slash = strrchr(name, '/');
+  int n = file[0] == '/' || !slash ? snprintf(path, sizeof path, "%s", file)
+                                   : snprintf(path, sizeof path, "%.*s/%s", (int)(slash - name), name, file);
+  if (n < 0 || (size_t)n >= sizeof path) FM_ERROR(FM_ERR_CONFIG, "%s: include path too long", where);
+  struct stat st;
+  if (stat(path, &st) != 0) FM_ERROR(FM_ERR_CONFIG, "%s: cannot include '%s': %s", where, path, strerror(errno));
+  if (!S_ISREG(st.st_mode)) FM_ERROR(FM_ERR_CONFIG, "%s: cannot include '%s': not a regular file", where, path);
+  char *text = NULL;
+  size_t len = 0;
+  fm_err err = fm_read_file(path, &text, &len);
+  if (!err) err = fm_text_refuse_nul(text, len, path);
+  if (!err) err = parse_text(c, text, path, depth + 1);
+  free(text);
+  return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
+}
+
+fm_err fm_config_parse(fm_config *c, const char *text, const char *name) { return parse_text(c, text, name, -1); }
+
+fm_err fm_config_parse_file(fm_config *c, const char *text, const char *path) {
+  return parse_text(c, text, path, 0);
+}
+
+/* line_of[i]: the line of this text that set key i (0: none), for duplicates; an
+ * included file has its own (the including file may override what it sets). */
+static fm_err parse_lines(fm_config *c, const char *text, const char *name, int depth, int *line_of) {
   char section[64] = "";
   int lineno = 0;
   for (const char *p = text; *p;) {
@@ -301,6 +340,12 @@ static fm_err parse_lines(fm_config *c, const char *text, const char *name, int 
     if (!eq) FM_ERROR(FM_ERR_CONFIG, "%s: expected 'key = value', got '%s'", where, s);
     *eq = 0;
     char *key = trim(s), *value = trim(eq + 1);
+    if (!section[0] && !strcmp(key, "include")) {
+      /* a run file's stored configuration is resolved: it has no includes to follow */
+      if (depth < 0) FM_ERROR(FM_ERR_CONFIG, "%s: include is allowed in a configuration file only", where);
+      FM_CHECK(include_file(c, value, name, where, depth));
+      continue;
+    }
     if (!section[0])
       FM_ERROR(FM_ERR_CONFIG, "%s: key '%s' outside any [section]%s", where, key,
                key_suggestion(key, hint, sizeof hint));
@@ -322,10 +367,10 @@ static fm_err parse_lines(fm_config *c, const char *text, const char *name, int 
   return FM_OK;
 }
 
-fm_err fm_config_parse(fm_config *c, const char *text, const char *name) {
+static fm_err parse_text(fm_config *c, const char *text, const char *name, int depth) {
   int *line_of = NULL;
   FM_CHECK(fm_calloc(&line_of, (size_t)fm_config_nkeys, sizeof *line_of, "configuration lines"));
-  fm_err err = parse_lines(c, text, name, line_of);
+  fm_err err = parse_lines(c, text, name, depth, line_of);
   free(line_of);
   return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
 }

@@ -104,7 +104,7 @@ const fm_key fm_config_keys[] = {
   {"system.flops_spread", FM_KEY_REAL, F(system.flops_spread), "0", 0, 5, NULL,
    "log-normal sigma of a client's speed around its class's"},
   {"system.memory_mb", FM_KEY_REALLIST, F(system.memory_mb), "8192", 1e-6, 1e12, NULL,
-   "memory for model, optimizer state and activations, MB"},
+   "memory for model, optimizer state and activations, MiB"},
   {"system.up_mbps", FM_KEY_REALLIST, F(system.up_mbps), "20", 1e-6, 1e9, NULL, "uplink, Mbit/s"},
   {"system.down_mbps", FM_KEY_REALLIST, F(system.down_mbps), "100", 1e-6, 1e9, NULL, "downlink, Mbit/s"},
   {"system.latency_ms", FM_KEY_REALLIST, F(system.latency_ms), "20", 0, 1e9, NULL, "one-way latency, ms"},

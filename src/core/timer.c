@@ -37,10 +37,12 @@ void fm_phase_begin(int id) {
   if (p->depth++ == 0) p->started = fm_wtime(); /* recursion counts once */
 }
 
-void fm_phase_end(int id) {
+void fm_phase_end(int id) { fm_phase_end_as(id, 1); }
+
+void fm_phase_end_as(int id, int worked) {
   phase_t *p = &phases[id];
   if (p->depth <= 0) return;
-  if (--p->depth == 0) {
+  if (--p->depth == 0 && worked) {
     p->total += fm_wtime() - p->started;
     p->count++;
   }
@@ -84,7 +86,9 @@ void fm_timer_report(const void *commp, FILE *out, double total) {
     MPI_Gather(mine, (int)sizeof mine, MPI_BYTE, recv, (int)sizeof mine, MPI_BYTE, 0, comm);
   }
   if (rank != 0) return;
-  /* merge: for each distinct name, max/min/sum over the ranks that timed it */
+  /* merge: for each distinct name, max/min/sum over the ranks that did it (count > 0:
+   * a rank that only waited, as the server in local_update, is left out, or its ~0
+   * s would make max/min meaningless); a phase no rank did is left out */
   char names[FM_PHASE_MAX][32];
   double tmax[FM_PHASE_MAX], tmin[FM_PHASE_MAX], tsum[FM_PHASE_MAX], cnt[FM_PHASE_MAX];
   int nr[FM_PHASE_MAX], nn = 0;
@@ -100,6 +104,7 @@ void fm_timer_report(const void *commp, FILE *out, double total) {
         tmax[nn] = tsum[nn] = cnt[nn] = 0; tmin[nn] = 1e300; nr[nn] = 0;
         nn++;
       }
+      if (x->count <= 0) continue; /* registered, in the table's order, but not done here */
       if (x->seconds > tmax[j]) tmax[j] = x->seconds;
       if (x->seconds < tmin[j]) tmin[j] = x->seconds;
       tsum[j] += x->seconds;
@@ -109,7 +114,9 @@ void fm_timer_report(const void *commp, FILE *out, double total) {
   fprintf(out, "\n---------------------------------------------- fedmoe phase timing (wall clock, s) --\n");
   fprintf(out, "%-24s %8s %6s %10s %10s %10s %6s %6s\n", "phase", "count", "ranks", "max", "min",
           "avg", "ratio", "%total");
+  /* ranks: those that did the phase; ratio: max/min over them (load imbalance) */
   for (int j = 0; j < nn; j++) {
+    if (nr[j] == 0) continue;
     double ratio = tmin[j] > 0 ? tmax[j] / tmin[j] : 0;
     fprintf(out, "%-24s %8.0f %6d %10.4f %10.4f %10.4f %6.2f %6.1f\n", names[j], cnt[j], nr[j],
             tmax[j], tmin[j], tsum[j] / nr[j], ratio, total > 0 ? 100.0 * tmax[j] / total : 0.0);

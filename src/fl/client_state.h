@@ -3,6 +3,7 @@
 #define FEDMOE_FL_CLIENT_STATE_H
 
 #include "fedmoe/fl.h"
+#include "fedmoe/io.h"
 
 /* A client's private classes (parameters and optimizer state), allocated the first
  * time the client is sampled: memory grows with the clients that have trained, by
@@ -36,5 +37,13 @@ fm_err fm_host_restore(fm_host *h, fm_client_state *cs, int cls, const float *pa
                        const float *v, long step);
 /* Bytes of private state held for one client. */
 size_t fm_host_private_bytes(const fm_host *h);
+
+/* server_model.c: the strategy's own server model (st->server_model) into the
+ * checkpoint being written, as /server/{tensor}; rank 0 passes its state and model
+ * (whose shared classes get host's global values first), the others NULL. Collective. */
+fm_err fm_save_server_model(fm_runfile *rf, const fm_strategy *st, void *state, fm_model *model,
+                            const fm_host *host, int rank, MPI_Comm comm);
+/* Its size in bytes on rank 0 (0 without one), for the free-space check. */
+double fm_server_model_bytes(const fm_strategy *st, void *state, fm_model *model);
 
 #endif

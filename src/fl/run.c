@@ -1,6 +1,7 @@
 /* run.c - the round loop: sample, broadcast, local work, reduce, server step,
  * evaluate, report. Every rank runs this; rank 0 is the server. */
 #include "client_state.h"
+#include "report.h"
 
 #include "fedmoe/fault.h"
 #include "fedmoe/io.h"
@@ -109,8 +110,8 @@ static fm_err client_budgets(run_t *r) {
       while (b > lowest && client_memory(r, b) > d->memory_bytes) b--;
     double need = client_memory(r, b);
     if (need > d->memory_bytes)
-      FM_CONFIG_ERROR(c, "system.memory_mb", "client %d (resource class %d) has %.3f MB, its model, optimizer "
-                      "state and activations need %.3f MB%s", i, d->cls, d->memory_bytes / 1048576.0,
+      FM_CONFIG_ERROR(c, "system.memory_mb", "client %d (resource class %d) has %.3f MiB, its model, optimizer "
+                      "state and activations need %.3f MiB%s", i, d->cls, d->memory_bytes / 1048576.0,
                       need / 1048576.0, kind != FM_BUDGET_NONE && !c->system.auto_budget
                                             ? " (system.auto_budget = true fits budgets to memory)" : "");
     r->budget[i] = b;
@@ -401,13 +402,6 @@ static fm_err bcast_global(run_t *r) {
   return FM_OK;
 }
 
-static void format_bytes(char *out, size_t len, double b) {
-  const char *u[] = {"B", "KB", "MB", "GB", "TB"};
-  int i = 0;
-  while (b >= 1000 && i < 4) { b /= 1000; i++; }
-  snprintf(out, len, "%.1f %s", b, u[i]);
-}
-
 /* The strategy's server step and evaluation on rank 0: the model's shared classes
  * are set to the new global values, the strategy works on them, and they are read
  * back (fedbiot re-aligns its emulator here). The evaluation covers the round's
@@ -453,6 +447,8 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
   fm_fault_point(r->cfg, r->rank, "checkpoint_write", round); /* in the middle of writing it */
   for (int s = 0; s < r->nseg; s++)
     FM_CHECK(fm_runfile_write_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
+  if (r->st->server_model)
+    FM_CHECK(fm_save_server_model(r->rf, r->st, r->server_state, r->model, &r->host, r->rank, r->comm));
   fm_err err = FM_OK;
   for (int c = 0; !err && c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
@@ -485,7 +481,7 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
  * others inside a collective call. So rank 0 compares the file system's free space
  * with the round's bytes (metrics of up to every client, statistics of the clients
  * that trained, and the checkpoint: shared tensors and the private state of every
- * client that has some, with 10% and 1 MB to spare) and every rank learns the answer;
+ * client that has some, with 10% and 1 MiB to spare) and every rank learns the answer;
  * the previous checkpoint stays as it is. */
 static fm_err check_space(run_t *r, int round, const uint8_t *have) {
   fm_err err = FM_OK;
@@ -497,6 +493,7 @@ static fm_err check_space(run_t *r, int round, const uint8_t *have) {
       if (!r->st->shared[c]) priv += 12.0 * (double)fm_model_class_numel(r->model, c);
     for (int i = 0; i < r->cfg->fl.clients; i++) with_state += have[i];
     need += 1.1 * ((double)r->shared_bytes + with_state * priv);
+    if (r->rank == 0) need += 1.1 * fm_server_model_bytes(r->st, r->server_state, r->model);
   }
   if (r->rank == 0) {
     char dir[FM_PATH_MAX];
@@ -508,9 +505,9 @@ static fm_err check_space(run_t *r, int round, const uint8_t *have) {
       double avail = (double)fs.f_bavail * (double)fs.f_frsize;
       if (avail < need)
         err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_IO,
-                           "%s: round %d needs %.1f MB on the file system of '%s', which has %.1f MB free: "
+                           "%s: round %d needs %.1f MiB on the file system of '%s', which has %.1f MiB free: "
                            "stopping before writing (the last complete checkpoint is intact; free space "
-                           "and --resume)", r->run_path, round, need / 1e6, dir, avail / 1e6);
+                           "and --resume)", r->run_path, round, need / 1048576.0, dir, avail / 1048576.0);
     }
   }
   FM_CHECK(fm_error_agree(err, &r->comm));
@@ -571,6 +568,13 @@ static double phase_delta(int id, double *last) {
   return d;
 }
 
+/* 1 if this rank did phase id since the last call for it (fm_phase_end_as counted it). */
+static double phase_ran(int id, long *last) {
+  long now = fm_phase_count(id), d = now - last[id];
+  last[id] = now;
+  return d > 0;
+}
+
 static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summary *sum) {
   const fm_config *c = r->cfg;
   int N = c->fl.clients, R = c->fl.rounds;
@@ -586,10 +590,11 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
   }
   fm_err err = FM_OK;
   double t_start = fm_wtime(), last[FM_PHASE_MAX] = {0};
-  for (int i = 0; i < fm_phase_n(); i++) last[i] = fm_phase_seconds(i);
+  long lastc[FM_PHASE_MAX] = {0};
+  for (int i = 0; i < fm_phase_n(); i++) last[i] = fm_phase_seconds(i), lastc[i] = fm_phase_count(i);
   fm_phase_begin(r->ph_bcast);
   err = bcast_global(r);
-  fm_phase_end(r->ph_bcast);
+  fm_phase_end_as(r->ph_bcast, r->nseg > 0); /* nothing shared (local): nothing sent */
   /* this invocation runs rounds first..last: all of them, or up to run.stop_after */
   int last_round = R;
   if (c->run.stop_after > 0 && first + c->run.stop_after - 1 < R) last_round = first + c->run.stop_after - 1;
@@ -614,7 +619,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     fm_phase_begin(r->ph_local);
     err = place_clients(r, round, m);
     if (!err) err = local_work(r, round, wsum, rows, &nrows);
-    fm_phase_end(r->ph_local);
+    fm_phase_end_as(r->ph_local, r->nmine > 0); /* the server and a host without clients only wait */
     /* a failed client must not leave the others waiting in the reduction */
     if ((err = fm_error_agree(err, &r->comm))) break;
     if (r->nseg) {
@@ -629,7 +634,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
         fm_agg_result(&r->agg, r->seg_global);
         if (r->st->server_step) err = server_work(r, round, m, &full_loss);
       }
-      fm_phase_end(r->ph_server);
+      fm_phase_end_as(r->ph_server, r->rank == 0);
       /* the server's failure must not leave the hosts waiting in the broadcast */
       if ((err = fm_error_agree(err, &r->comm))) break;
       fm_phase_begin(r->ph_bcast);
@@ -645,7 +650,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     fm_phase_begin(r->ph_eval);
     fm_fault_point(c, r->rank, "evaluate", round);
     err = evaluate(r, round, erows, nrows);
-    fm_phase_end(r->ph_eval);
+    fm_phase_end_as(r->ph_eval, nrows > 0);
     if ((err = fm_error_agree(err, &r->comm))) break;
     fm_phase_begin(r->ph_gather);
     err = gather_rows(r, erows, nrows, all, &nall);
@@ -684,13 +689,9 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
                           .dropped = fate[FM_CLIENT_DROPPED], .offline = fate[FM_CLIENT_OFFLINE],
                           .surplus = fate[FM_CLIENT_SURPLUS], .host_clients_max = r->most};
       double dt = fm_wtime() - t0, el = fm_wtime() - t_start;
-      char bu[32], bd[32];
-      format_bytes(bu, sizeof bu, up);
-      format_bytes(bd, sizeof bd, down);
-      if (!opts->quiet)
-        fm_say("round %*d/%d  clients %d/%d  train %.4f  val %.4f  test %.4f (ppl %.2f)  up %s  down %s  "
-               "sim %.1f s  %.2f s  ETA %.0f s\n", (int)log10(R) + 1, round, R, fate[FM_CLIENT_KEPT], m, tr, va,
-               te, exp(te), bu, bd, sim_round, dt, el / (round - first + 1) * (last_round - round));
+      sum->final_test_full = full_loss;
+      /* progress, with or without -q (which hides the configuration only) */
+      fm_report_round(&rr, R, dt, el / (round - first + 1) * (last_round - round), r->st->server_eval != NULL);
     }
     /* the run file: every rank takes part in each collective write */
     uint64_t red = r->agg.bytes_reduced, red_all = 0;
@@ -701,17 +702,22 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     getrusage(RUSAGE_SELF, &ru);
     /* the round's phase times are the slowest rank's: rank 0 hosts no client, so its
      * own local and evaluate times are ~0 (it waits for the hosts outside any phase);
-     * with the largest resident set of any rank (ru_maxrss is in KB on Linux) */
-    double mine[6] = {phase_delta(r->ph_local, last), phase_delta(r->ph_reduce, last),
-                      phase_delta(r->ph_server, last), phase_delta(r->ph_bcast, last),
-                      phase_delta(r->ph_eval, last), (double)ru.ru_maxrss / 1024.0}, most[6] = {0};
-    FM_MPI(MPI_Reduce(mine, most, 6, MPI_DOUBLE, MPI_MAX, 0, r->comm));
-    rr.t_local = most[0]; rr.t_aggregate = most[1]; rr.t_server = most[2];
-    rr.t_broadcast = most[3]; rr.t_evaluate = most[4]; rr.peak_rss_mb = most[5];
-    /* and the hosts' mean: t_local / t_local_mean is the round's load imbalance */
-    double local = r->rank ? mine[0] : 0, local_sum = 0;
-    FM_MPI(MPI_Reduce(&local, &local_sum, 1, MPI_DOUBLE, MPI_SUM, 0, r->comm));
-    rr.t_local_mean = local_sum / (r->P - 1);
+     * with the largest resident set of any rank (ru_maxrss is in KiB on Linux: /1024 gives MiB) */
+    double mine[11] = {phase_delta(r->ph_local, last), phase_delta(r->ph_reduce, last),
+                       phase_delta(r->ph_server, last), phase_delta(r->ph_bcast, last),
+                       phase_delta(r->ph_eval, last), (double)ru.ru_maxrss / 1024.0,
+                       phase_ran(r->ph_local, lastc), phase_ran(r->ph_reduce, lastc), phase_ran(r->ph_server, lastc),
+                       phase_ran(r->ph_bcast, lastc), phase_ran(r->ph_eval, lastc)}, most[11] = {0};
+    FM_MPI(MPI_Reduce(mine, most, 11, MPI_DOUBLE, MPI_MAX, 0, r->comm));
+    /* a phase no rank did this round (local: no aggregation) is NaN, as the table leaves it out */
+    double *t[5] = {&rr.t_local, &rr.t_aggregate, &rr.t_server, &rr.t_broadcast, &rr.t_evaluate};
+    for (int i = 0; i < 5; i++) *t[i] = most[6 + i] > 0 ? most[i] : NAN;
+    rr.peak_rss_mb = most[5];
+    /* and the mean over the hosts that ran clients: t_local / t_local_mean is the
+     * round's load imbalance (a host without clients this round waited, it did no work) */
+    double local[2] = {r->nmine > 0 ? mine[0] : 0, r->nmine > 0}, local_sum[2] = {0, 0};
+    FM_MPI(MPI_Reduce(local, local_sum, 2, MPI_DOUBLE, MPI_SUM, 0, r->comm));
+    rr.t_local_mean = local_sum[1] > 0 ? local_sum[0] / local_sum[1] : 0;
     fm_phase_begin(r->ph_io);
     int ckpt_now = (c->run.checkpoint_every && round % c->run.checkpoint_every == 0) || round == last_round;
     uint8_t *have = NULL; /* with a checkpoint: the clients with private state, agreed */
@@ -752,7 +758,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
   if (!err && opts->netcdf) {
     fm_phase_begin(r->ph_io);
     err = fm_error_agree(fm_netcdf_write_rounds(opts->netcdf, hist, sum->rounds_done - first + 1, r->st->name,
-                                                r->comm), &r->comm);
+                                                c->run.seed, opts->config_text, r->comm), &r->comm);
     fm_phase_end(r->ph_io);
   }
   free(rows);
@@ -762,9 +768,9 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
   free(hist);
   if (err) return err;
   /* everyone learns the final figures */
-  double fin[3] = {sum->final_train, sum->final_val, sum->final_test};
-  FM_MPI(MPI_Bcast(fin, 3, MPI_DOUBLE, 0, r->comm));
-  sum->final_train = fin[0]; sum->final_val = fin[1]; sum->final_test = fin[2];
+  double fin[4] = {sum->final_train, sum->final_val, sum->final_test, sum->final_test_full};
+  FM_MPI(MPI_Bcast(fin, 4, MPI_DOUBLE, 0, r->comm));
+  sum->final_train = fin[0]; sum->final_val = fin[1]; sum->final_test = fin[2]; sum->final_test_full = fin[3];
   sum->seconds = fm_wtime() - t_start;
   return FM_OK;
 }
@@ -796,6 +802,7 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
   run_t r;
   memset(&r, 0, sizeof r);
   memset(sum, 0, sizeof *sum);
+  sum->final_test_full = NAN;
   r.cfg = cfg;
   r.comm = comm;
   MPI_Comm_rank(comm, &r.rank);
@@ -854,7 +861,7 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
     err = fm_error_agree(err, &comm);
     if (!err && r.st->server_eval) {
       err = fm_error_agree(fm_runfile_set_attr(r.rf, "baseline_test_loss_full", r.baseline_full), &comm);
-      if (!err && !opts->quiet)
+      if (!err)
         fm_say("fedmoe: %s: full model before federated training: mean test loss %.4f over %d clients\n",
                r.st->name, r.baseline_full, cfg->fl.clients);
     }
@@ -873,10 +880,10 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
   if (!err) {
     if (r.rank == 0 && !opts->quiet)
       fm_say("fedmoe: strategy %s, %d clients on %d host rank%s (%s), %d rounds, shared %zu floats in %d "
-             "tensors, private state %.1f KB per client\n",
+             "tensors, private state %.1f KiB per client\n",
              r.st->name, cfg->fl.clients, r.P - 1, r.P > 2 ? "s" : "",
              r.deal ? "sampled clients dealt by work each round" : "each client at home: private state", cfg->fl.rounds,
-             r.shared_bytes / sizeof(float), r.nseg, fm_host_private_bytes(&r.host) / 1e3);
+             r.shared_bytes / sizeof(float), r.nseg, fm_host_private_bytes(&r.host) / 1024.0);
     err = rounds(&r, opts, done + 1, sum);
   }
   fm_err cerr = fm_runfile_close(r.rf);

@@ -109,7 +109,10 @@ static fm_err read_row(const char *path, hid_t g, const char *name, hid_t type, 
   return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
 }
 
-static fm_err load(const char *path, hid_t ck, fm_model *m, const int *shared, int client, int *allocated) {
+/* group: where the shared classes' tensors are ("shared"; "server" for the server's
+ * own model) */
+static fm_err load(const char *path, hid_t ck, const char *group, fm_model *m, const int *shared, int client,
+                   int *allocated) {
   char name[160];
   /* a checkpoint of format 3 has a checksum per tensor (runfile_impl.h): what is read is checked */
   int verify = H5Aexists(ck, "checksums") > 0;
@@ -120,9 +123,12 @@ static fm_err load(const char *path, hid_t ck, fm_model *m, const int *shared, i
   for (int i = 0; i < fm_model_ntensors(m); i++) {
     fm_tensor *t = fm_model_tensor(m, i);
     if (t->cls == FM_CLASS_FROZEN || !shared[t->cls]) continue;
-    snprintf(name, sizeof name, "shared/%s", t->name);
-    hid_t d = H5Lexists(ck, "shared", H5P_DEFAULT) > 0 && H5Lexists(ck, name, H5P_DEFAULT) > 0
+    snprintf(name, sizeof name, "%s/%s", group, t->name);
+    hid_t d = H5Lexists(ck, group, H5P_DEFAULT) > 0 && H5Lexists(ck, name, H5P_DEFAULT) > 0
                   ? H5Dopen2(ck, name, H5P_DEFAULT) : -1;
+    if (d < 0 && !strcmp(group, "server") && H5Lexists(ck, group, H5P_DEFAULT) <= 0)
+      FM_ERROR(FM_ERR_FORMAT, "%s: the latest checkpoint has no server model (/server: run files before "
+               "format 3 do not store fedbiot's full model)", path);
     if (d < 0) FM_ERROR(FM_ERR_FORMAT, "%s: the latest checkpoint has no tensor '%s'", path, name);
     hid_t sp = H5Dget_space(d);
     hssize_t have = H5Sget_simple_extent_npoints(sp);
@@ -186,8 +192,8 @@ static fm_err load(const char *path, hid_t ck, fm_model *m, const int *shared, i
   return FM_OK;
 }
 
-fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int client, int *round,
-                          int *allocated) {
+static fm_err load_latest(const char *path, const char *group, fm_model *m, const int *shared, int client,
+                          int *round, int *allocated) {
   hid_t f;
   FM_CHECK(open_runfile(path, &f));
   int have = H5Lexists(f, "checkpoints", H5P_DEFAULT) > 0 && H5Lexists(f, "checkpoints/latest", H5P_DEFAULT) > 0;
@@ -229,9 +235,19 @@ fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int 
     H5Aclose(a);
   }
   int dummy;
-  fm_err err = load(path, ck, m, shared, client, allocated ? allocated : &dummy);
+  fm_err err = load(path, ck, group, m, shared, client, allocated ? allocated : &dummy);
   H5Gclose(ck);
   if (cf >= 0) H5Fclose(cf);
   H5Fclose(f);
   return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
+}
+
+fm_err fm_checkpoint_load(const char *path, fm_model *m, const int *shared, int client, int *round,
+                          int *allocated) {
+  return load_latest(path, "shared", m, shared, client, round, allocated);
+}
+
+fm_err fm_checkpoint_load_server(const char *path, fm_model *m, int *round) {
+  static const int one_shared[1] = {1}; /* the model has one class */
+  return load_latest(path, "server", m, one_shared, -1, round, NULL);
 }

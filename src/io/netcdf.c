@@ -18,37 +18,47 @@
   } while (0)
 
 typedef struct {
-  const char *name, *units;
+  const char *name;
   size_t offset;
   int is_u64, is_i32;
 } field_t;
 
-#define D(f, u) {#f, u, offsetof(fm_round_row, f), 0, 0}
-#define U(f, u) {#f, u, offsetof(fm_round_row, f), 1, 0}
-#define I(f, u) {#f, u, offsetof(fm_round_row, f), 0, 1}
+/* long_name and units come from the run file's own descriptions (fm_round_field_doc) */
+#define D(f) {#f, offsetof(fm_round_row, f), 0, 0}
+#define U(f) {#f, offsetof(fm_round_row, f), 1, 0}
+#define I(f) {#f, offsetof(fm_round_row, f), 0, 1}
 static const field_t fields[] = {
-  I(clients, "1"), D(mean_train, "nats"), D(mean_val, "nats"), D(mean_test, "nats"), D(min_test, "nats"),
-  D(max_test, "nats"), D(wall_s, "s"), D(t_local, "s"), D(t_aggregate, "s"), D(t_server, "s"),
-  D(t_broadcast, "s"), D(t_evaluate, "s"), D(t_io, "s"), U(bytes_up, "bytes"), U(bytes_down, "bytes"),
-  U(bytes_reduced, "bytes"), D(peak_rss_mb, "MB"), D(test_loss_full, "nats"), D(test_loss_emulator, "nats"),
-  D(sim_time_s, "s"), I(kept, "1"), I(late, "1"), I(dropped, "1"), I(offline, "1"), I(surplus, "1"),
-  D(t_local_mean, "s"), I(host_clients_max, "1")};
+  I(clients), D(mean_train), D(mean_val), D(mean_test), D(min_test), D(max_test), D(wall_s), D(t_local),
+  D(t_aggregate), D(t_server), D(t_broadcast), D(t_evaluate), D(t_io), U(bytes_up), U(bytes_down),
+  U(bytes_reduced), D(peak_rss_mb), D(test_loss_full), D(test_loss_emulator), D(sim_time_s), I(kept), I(late),
+  I(dropped), I(offline), I(surplus), D(t_local_mean), I(host_clients_max)};
 #define NFIELDS (int)(sizeof fields / sizeof fields[0])
 
+static int put_text(int ncid, int var, const char *name, const char *value) {
+  return ncmpi_put_att_text(ncid, var, name, (MPI_Offset)strlen(value), value);
+}
+
 fm_err fm_netcdf_write_rounds(const char *path, const fm_round_row *rows, int n, const char *strategy,
-                              MPI_Comm comm) {
+                              long long seed, const char *config_text, MPI_Comm comm) {
   int rank, ncid = -1, dim, vround, var[NFIELDS];
   MPI_Comm_rank(comm, &rank);
   MPI_Bcast(&n, 1, MPI_INT, 0, comm);
   NC_CHECK(ncmpi_create(comm, path, NC_CLOBBER | NC_64BIT_DATA, MPI_INFO_NULL, &ncid));
   NC_CHECK(ncmpi_put_att_text(ncid, NC_GLOBAL, "title", 24, "fedmoe per-round metrics"));
-  NC_CHECK(ncmpi_put_att_text(ncid, NC_GLOBAL, "strategy", (MPI_Offset)strlen(strategy), strategy));
+  NC_CHECK(put_text(ncid, NC_GLOBAL, "strategy", strategy));
+  NC_CHECK(ncmpi_put_att_longlong(ncid, NC_GLOBAL, "seed", NC_INT64, 1, &seed));
+  NC_CHECK(put_text(ncid, NC_GLOBAL, "config", config_text ? config_text : ""));
   NC_CHECK(ncmpi_def_dim(ncid, "round", NC_UNLIMITED, &dim));
   NC_CHECK(ncmpi_def_var(ncid, "round", NC_INT, 1, &dim, &vround));
+  NC_CHECK(put_text(ncid, vround, "long_name", "round, 1-based"));
+  NC_CHECK(put_text(ncid, vround, "units", "1"));
   for (int f = 0; f < NFIELDS; f++) {
     nc_type t = fields[f].is_u64 ? NC_UINT64 : fields[f].is_i32 ? NC_INT : NC_DOUBLE;
+    const char *desc = fields[f].name, *units = "1";
+    fm_round_field_doc(fields[f].name, &desc, &units);
     NC_CHECK(ncmpi_def_var(ncid, fields[f].name, t, 1, &dim, &var[f]));
-    NC_CHECK(ncmpi_put_att_text(ncid, var[f], "units", (MPI_Offset)strlen(fields[f].units), fields[f].units));
+    NC_CHECK(put_text(ncid, var[f], "long_name", desc));
+    NC_CHECK(put_text(ncid, var[f], "units", units));
   }
   NC_CHECK(ncmpi_enddef(ncid));
   MPI_Offset start = 0, count = rank == 0 ? n : 0;

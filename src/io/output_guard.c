@@ -195,6 +195,6 @@ fm_err fm_output_check(const char *runfile, int create, const char *netcdf, int 
   /* a new NetCDF file that cannot be written is found now, not after the run; an
    * existing one (checked writable above) is replaced only at the end */
   MPI_Bcast(&netcdf_new, 1, MPI_INT, 0, comm);
-  if (netcdf_new) FM_CHECK(fm_error_agree(fm_netcdf_write_rounds(netcdf, NULL, 0, "none", comm), &comm));
+  if (netcdf_new) FM_CHECK(fm_error_agree(fm_netcdf_write_rounds(netcdf, NULL, 0, "none", 0, "", comm), &comm));
   return FM_OK;
 }

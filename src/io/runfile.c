@@ -40,7 +40,10 @@ static hid_t client_type(void) {
   M(round, H5T_NATIVE_INT32); M(client, H5T_NATIVE_INT32);
   M(train_loss, H5T_NATIVE_DOUBLE); M(val_loss, H5T_NATIVE_DOUBLE); M(test_loss, H5T_NATIVE_DOUBLE);
   M(tokens, H5T_NATIVE_UINT64); M(flops, H5T_NATIVE_DOUBLE); M(sim_time_s, H5T_NATIVE_DOUBLE);
-  M(bytes_up, H5T_NATIVE_UINT64); M(bytes_down, H5T_NATIVE_UINT64); M(status, H5T_NATIVE_INT32);
+  M(bytes_up, H5T_NATIVE_UINT64); M(bytes_down, H5T_NATIVE_UINT64);
+  hid_t status = fm_runfile_status_type(); /* the codes' names in the file */
+  M(status, status);
+  H5Tclose(status);
 #undef M
   return t;
 }
@@ -162,6 +165,7 @@ fm_err fm_runfile_create(fm_runfile **out, const char *path, const fm_config *cf
   RF_CHECK(rf->index_ds, "create /routing/index");
   RF_CHECK(rf->counts_ds, "create /routing/counts");
   RF_CHECK(rf->mass_ds, "create /routing/gate_mass");
+  FM_CHECK(fm_runfile_describe_layout(rf));
   g = H5Gcreate2(rf->file, "checkpoints", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   RF_CHECK(g, "create /checkpoints");
   H5Gclose(g);
@@ -280,6 +284,7 @@ fm_err fm_runfile_write_client_stat(fm_runfile *rf, const char *name, const fm_r
                                                   : extendible(g, name, H5T_NATIVE_DOUBLE, 3, inner, stat_chunk(rf));
     H5Gclose(g);
     RF_CHECK(d, "create a /fl statistics dataset");
+    FM_CHECK(fm_runfile_describe_fl(rf, d, name));
     rf->stat_ds[k] = d;
     snprintf(rf->stat_name[k], sizeof rf->stat_name[k], "%s", name);
     rf->nstat++;
@@ -298,11 +303,12 @@ fm_err fm_runfile_write_client_ints(fm_runfile *rf, const char *name, const int3
   hid_t ms = H5Screate_simple(1, &n, NULL);
   if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
   herr_t e = d < 0 ? -1 : H5Dwrite(d, H5T_NATIVE_INT32, ms, fs, rf->dxpl, values);
+  fm_err derr = d < 0 ? FM_OK : fm_runfile_describe_fl(rf, d, name);
   H5Sclose(ms);
   H5Sclose(fs);
   if (d >= 0) H5Dclose(d);
   RF_CHECK(e, "write a per-client integer");
-  return FM_OK;
+  return derr;
 }
 
 fm_err fm_runfile_set_attr(fm_runfile *rf, const char *name, double value) {
@@ -343,6 +349,17 @@ hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full) {
   hid_t f = H5Fopen(full, H5F_ACC_RDONLY, fapl);
   H5Pclose(fapl);
   return f;
+}
+
+/* description and units of the tensor dataset group/name of the checkpoint */
+static fm_err describe_tensor(fm_runfile *rf, const char *group, const char *name, const char *what) {
+  char path[160];
+  snprintf(path, sizeof path, "%s/%s", group, name);
+  hid_t d = H5Dopen2(rf->ckpt, path, H5P_DEFAULT);
+  RF_CHECK(d, "open a checkpoint tensor");
+  fm_err err = fm_runfile_describe(rf, d, what, "1");
+  H5Dclose(d);
+  return err;
 }
 
 /* A checkpoint is a file of its own, written as "<name>.tmp" and renamed into place
@@ -434,6 +451,7 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
   H5Sclose(fs);
   H5Dclose(d);
   RF_CHECK(e, "write a shared tensor");
+  FM_CHECK(describe_tensor(rf, "shared", name, "global (aggregated) values of the model tensor after the round"));
   return FM_OK;
 }
 

@@ -6,6 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What each dataset of a private class holds (description, units attributes). */
+static const char *row_doc(const char *name) {
+  return !strcmp(name, "params") ? "the private class's parameters, one row per client listed in 'client'"
+       : !strcmp(name, "adam_m") ? "AdamW first moment of those parameters, rows as 'client'"
+       : !strcmp(name, "adam_v") ? "AdamW second moment of those parameters, rows as 'client'"
+       : !strcmp(name, "adam_step") ? "AdamW steps taken, per row" : "client id of each row, ascending";
+}
+
 static fm_err rows_io(fm_runfile *rf, hid_t g, const char *name, hid_t type, size_t n, int K, const int32_t *rows,
                       int k, void *buf, int write) {
   hsize_t dims[2] = {(hsize_t)K, (hsize_t)n};
@@ -19,6 +27,8 @@ static fm_err rows_io(fm_runfile *rf, hid_t g, const char *name, hid_t type, siz
       if (d >= 0) H5Dclose(d);
       FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to create client data '%s' in a checkpoint", rf->path, name);
     }
+    fm_err derr = fm_runfile_describe(rf, d, row_doc(name), "1");
+    if (derr) { H5Dclose(d); return derr; }
   } else {
     d = H5Dopen2(g, name, H5P_DEFAULT);
     if (d < 0) FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint r%06d lacks client data '%s'", rf->path, rf->ckpt_round, name);

@@ -61,6 +61,14 @@ hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full);
 herr_t fm_attr_u64(hid_t obj, const char *name, uint64_t value);
 /* Read a uint64 attribute; 0 when it is missing or not one value. */
 int fm_attr_read_u64(hid_t obj, const char *name, uint64_t *value);
+/* runfile_describe.c: description and units attributes of obj; of the datasets that
+ * fm_runfile_create makes (compound ones also per field); of /fl/<name>. Collective.
+ * An attribute already there (a resumed file) is kept. */
+fm_err fm_runfile_describe(fm_runfile *rf, hid_t obj, const char *description, const char *units);
+fm_err fm_runfile_describe_layout(fm_runfile *rf);
+fm_err fm_runfile_describe_fl(fm_runfile *rf, hid_t ds, const char *name);
+/* The HDF5 enum of /metrics/clients status (FM_CLIENT_* and -1, evaluated only). */
+hid_t fm_runfile_status_type(void);
 /* A run file handle with its types and transfer list, no file yet. */
 fm_err fm_runfile_alloc(fm_runfile **rf, const char *path, const fm_config *cfg, int layers, int experts,
                         MPI_Comm comm);

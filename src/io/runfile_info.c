@@ -103,6 +103,19 @@ static void print_trained(hid_t f, FILE *out) {
   H5Dclose(d);
 }
 
+/* The configured model.layers of the stored configuration, or -1. The `layers`
+ * attribute counts the clients' model, which fedbiot makes smaller (its emulator and
+ * adapter), and sizes the per-client statistics. */
+static long long configured_layers(const char *config) {
+  fm_config cfg;
+  long long layers = -1;
+  if (fm_config_init(&cfg) == FM_OK && fm_config_parse(&cfg, config, "run file config") == FM_OK)
+    layers = cfg.model.layers;
+  fm_error_clear();
+  fm_config_free(&cfg);
+  return layers;
+}
+
 fm_err fm_runfile_info(const char *path, FILE *out) {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   if (H5Fis_hdf5(path) <= 0)
@@ -124,10 +137,17 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
   read_i64_attr(f, "layers", &layers);
   read_i64_attr(f, "experts", &experts);
   read_i64_attr(f, "format", &format); /* files without it are format 1 */
+  char *config = malloc(1 << 20);
+  int have_config = config && read_str_attr(f, "config", config, 1 << 20);
+  long long model_layers = have_config ? configured_layers(config) : -1;
+  char client_layers[96] = "";
+  if (model_layers < 0) model_layers = layers;
+  else if (model_layers != layers)
+    snprintf(client_layers, sizeof client_layers, " (the clients' model: %lld layers)", layers);
   fprintf(out, "run file   %s\nfedmoe     %s\nformat     %lld%s\nstrategy   %s\nstarted    %s\nseed       %lld\n"
-               "ranks      %lld\nclients    %lld\nmodel      %lld layers, %lld experts per MoE layer\n",
+               "ranks      %lld\nclients    %lld\nmodel      %lld layers%s, %lld experts per MoE layer\n",
           path, version, format, format == 1 ? " (dense per-client statistics; --resume needs the fedmoe that wrote it)" : "",
-          strategy, start, seed, ranks, clients, layers, experts);
+          strategy, start, seed, ranks, clients, model_layers, client_layers, experts);
   hid_t d = H5Dopen2(f, "/metrics/rounds", H5P_DEFAULT);
   if (d >= 0) {
     hid_t sp = H5Dget_space(d);
@@ -141,13 +161,20 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
       H5Tinsert(t, "mean_val", HOFFSET(fm_round_row, mean_val), H5T_NATIVE_DOUBLE);
       H5Tinsert(t, "mean_test", HOFFSET(fm_round_row, mean_test), H5T_NATIVE_DOUBLE);
       H5Tinsert(t, "wall_s", HOFFSET(fm_round_row, wall_s), H5T_NATIVE_DOUBLE);
+      H5Tinsert(t, "test_loss_full", HOFFSET(fm_round_row, test_loss_full), H5T_NATIVE_DOUBLE);
       hsize_t last = n - 1, one = 1;
       H5Sselect_hyperslab(sp, H5S_SELECT_SET, &last, NULL, &one, NULL);
       hid_t ms = H5Screate_simple(1, &one, NULL);
       fm_round_row row = {0};
-      if (H5Dread(d, t, ms, sp, H5P_DEFAULT, &row) >= 0)
-        fprintf(out, "final      round %d: mean train %.4f  val %.4f  test %.4f (perplexity %.3f)\n", row.round,
-                row.mean_train, row.mean_val, row.mean_test, exp(row.mean_test));
+      row.test_loss_full = NAN; /* files of fedmoe 0.1.0 may lack the field */
+      if (H5Dread(d, t, ms, sp, H5P_DEFAULT, &row) >= 0) {
+        fprintf(out, "final      round %d: mean train %.4f  val %.4f  test %.4f nats (perplexity %.3f)%s\n",
+                row.round, row.mean_train, row.mean_val, row.mean_test, exp(row.mean_test),
+                isnan(row.test_loss_full) ? "" : " on the clients' emulator");
+        if (!isnan(row.test_loss_full))
+          fprintf(out, "full model round %d: test %.4f nats (perplexity %.3f), the frozen bottom blocks with the "
+                  "aggregated adapter\n", row.round, row.test_loss_full, exp(row.test_loss_full));
+      }
       H5Sclose(ms);
       H5Tclose(t);
     }
@@ -165,8 +192,7 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
     H5Gclose(g);
   }
   if (w.n == 0) fprintf(out, "  none\n");
-  char *config = malloc(1 << 20);
-  if (config && read_str_attr(f, "config", config, 1 << 20)) fprintf(out, "configuration\n%s", config);
+  if (have_config) fprintf(out, "configuration\n%s", config);
   free(config);
   H5Fclose(f);
   return FM_OK;

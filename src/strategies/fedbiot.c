@@ -220,6 +220,15 @@ static fm_err server_eval(void *state, fm_model *m, const fm_config *c, const fm
   return FM_OK;
 }
 
+/* The full model with the aggregated adapter: what the paper scores, saved in the
+ * checkpoints for `fedmoe eval` (the clients' model is the emulator). */
+static fm_err server_model(void *state, fm_model *m, fm_model **full) {
+  server_t *sv = state;
+  FM_CHECK(copy_class(sv, m, ADAPTER, 1));
+  *full = sv->full;
+  return FM_OK;
+}
+
 const fm_strategy fm_strategy_fedbiot = {
   .name = "fedbiot",
   .nclass = 2,
@@ -232,4 +241,5 @@ const fm_strategy fm_strategy_fedbiot = {
   .server_step = server_step,
   .server_eval = server_eval,
   .server_free = server_free,
+  .server_model = server_model,
 };

@@ -82,6 +82,8 @@ run routing -o "$TMP/o" --domains 4 "$TMP/old.h5"
 png "$TMP/o/routing-clients-old-r4.png"
 if [ -x "$FEDMOE" ]; then
   "$FEDMOE" info "$TMP/old.h5" | grep -q "^format     1 (dense" || fail "fedmoe info: no format 1 line"
+  "$FEDMOE" info "$TMP/new.h5" >"$TMP/info2" || fail "fedmoe info on a format 2 file"
+  grep -q "^format     2$" "$TMP/info2" && grep -q "^rounds     4 done" "$TMP/info2" || fail "fedmoe info: format 2"
   . "$top_srcdir/tests/mpi/tiny.sh"
   expect_fail 3 20 "has layout format 1 (dense per-client statistics" \
     run "$TMP/tiny.ini" -q --resume "$TMP/old.h5"
@@ -95,10 +97,20 @@ cat "$TMP/out"
 "$PYTHON_H5PY" "$top_srcdir/tests/analysis/check_compare.py" "$TMP/out" "$TMP/o/compare.csv" \
   "$TMP/local.h5" "$TMP/fedavg.h5" "$TMP/comigs.h5" || fail "compare table"
 # runs with different client counts: missing cells stay empty
-$GEN "$TMP/big.h5" --clients 9 --data-path "$text" || fail "make_runfile.py 9 clients"
+$GEN "$TMP/big.h5" --clients 9 --layers 3 --dense-layers 1 --data-path "$text" || fail "make_runfile.py 9 clients"
 run compare -o "$TMP/o2" "$TMP/local.h5" "$TMP/big.h5"
 "$PYTHON_H5PY" "$top_srcdir/tests/analysis/check_compare.py" "$TMP/out" "$TMP/o2/compare.csv" \
   "$TMP/local.h5" "$TMP/big.h5" || fail "compare table with different client counts"
+# compare names what differs beyond the strategy: here the client count
+grep -q "^  fl.clients: 6 (local), 9 (fedavg)$" "$TMP/out" || { cat "$TMP/out"; fail "compare: fl.clients not named"; }
+run compare -o "$TMP/o2" "$TMP/local.h5" "$TMP/fedavg.h5"
+grep -q "differ in their strategy only" "$TMP/out" || { cat "$TMP/out"; fail "compare: runs differing in the strategy only"; }
+! grep -q "^  comigs\." "$TMP/out" || fail "compare: another strategy's section listed"
+# and refuses what is no comparison: another layout format, another model
+bad "cannot compare runs of different models: model.layers = 3 ($TMP/local.h5), 2 ($TMP/dir.h5)" \
+  compare -o "$TMP/o2" "$TMP/local.h5" "$TMP/dir.h5"
+bad "cannot compare run files of different layout formats: $TMP/old.h5 is format 1, $TMP/new.h5 is format 2" \
+  compare -o "$TMP/o2" "$TMP/old.h5" "$TMP/new.h5"
 
 # scaling: a client-count sweep; memory panel skipped with a note, then drawn
 for n in 8 16 32 64; do

@@ -43,4 +43,37 @@ rows = {r["file"].rsplit("/", 1)[-1]: r for r in csv.DictReader(open(sys.argv[1]
 assert float(rows["fedavg.h5"]["host_clients_max"]) == 2, rows["fedavg.h5"]
 assert float(rows["fedavg.h5"]["imbalance"]) >= 1, rows["fedavg.h5"]
 PY
+
+# the plots of the system model, routing and strategies, on real run files: each a
+# non-empty PNG; each refuses a run file it has nothing to draw from, naming it
+png() { # png FILE...: each exists, is non-empty and is a PNG
+  for f; do
+    [ -s "$f" ] || fail "$f missing or empty"
+    [ "$(head -c 8 "$f" | od -An -c | tr -d ' ')" = '211PNG\r\n032\n' ] || fail "$f is not a PNG"
+  done
+}
+mpi 3 run "$TMP/tiny.ini" -q $small --set fl.strategy=hfedmoe --set run.output="$TMP/hfedmoe.h5" \
+  || { cat "$TMP/out"; fail "fedmoe run, strategy hfedmoe"; }
+mpi 3 run "$TMP/tiny.ini" -q $small --set fl.strategy=fedbiot --set model.layers=4 --set data.public_frac=0.3 \
+  --set fedbiot.pretrain_steps=10 --set run.output="$TMP/fedbiot.h5" || { cat "$TMP/out"; fail "fedmoe run, fedbiot"; }
+"$AN" cost -o "$TMP/p" $runs "$TMP/hfedmoe.h5" "$TMP/fedbiot.h5" || fail "cost"
+"$AN" experts -o "$TMP/p" "$TMP/comigs.h5" "$TMP/hfedmoe.h5" || fail "experts"
+"$AN" domains -o "$TMP/p" $runs || fail "domains"
+"$AN" selection -o "$TMP/p" "$TMP/hfedmoe.h5" || fail "selection"
+"$AN" fedbiot -o "$TMP/p" "$TMP/fedbiot.h5" || fail "fedbiot"
+"$AN" curves -o "$TMP/p" "$TMP/fedavg.h5" "$TMP/fedbiot.h5" || fail "curves with fedbiot"
+png "$TMP/p/cost.png" "$TMP/p/experts-comigs.png" "$TMP/p/experts-hfedmoe.png" "$TMP/p/domains.png" \
+  "$TMP/p/selection-hfedmoe.png" "$TMP/p/fedbiot-fedbiot.png" "$TMP/p/curves.png" "$TMP/o/scaling.png"
+for cmd in selection fedbiot; do
+  "$AN" $cmd -o "$TMP/p" "$TMP/fedavg.h5" 2>"$TMP/err" && fail "$cmd on a fedavg run succeeded"
+  grep -q "$TMP/fedavg.h5: .*strategy is fedavg" "$TMP/err" || { cat "$TMP/err"; fail "$cmd: no message naming the file"; }
+done
+mpi 3 run "$TMP/tiny.ini" -q $small --set data.partition=iid --set run.output="$TMP/iid.h5" || fail "iid run"
+"$AN" domains -o "$TMP/p" "$TMP/iid.h5" 2>"$TMP/err" && fail "domains on an iid partition succeeded"
+grep -q "data.partition = iid" "$TMP/err" || { cat "$TMP/err"; fail "domains: no message on the partition"; }
+# the time outside the phases is never negative (the phases are each the slowest rank's)
+"$PYTHON_H5PY" -c "import csv, sys; r = list(csv.DictReader(open(sys.argv[1])))
+assert r and all(float(x['t_other']) >= 0 for x in r), [x['t_other'] for x in r]" "$TMP/o/scaling.csv" \
+  || fail "scaling.csv: negative t_other"
+echo "ok: cost, experts, domains, selection, fedbiot"
 echo "real_run: all passed"

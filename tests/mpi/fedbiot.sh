@@ -9,6 +9,7 @@ common="-q --set model.layers=4 --set fl.rounds=4 --set fl.sample_fraction=1 --s
 mpi 3 run "$TMP/tiny.ini" $common --set fl.strategy=fedbiot --set fedbiot.keep=0.5 \
   --set fedbiot.pretrain_steps=60 --set fedbiot.align_steps=5 --set run.output="$TMP/fb.h5" \
   || { cat "$TMP/out"; fail "fedbiot run"; }
+cp "$TMP/out" "$TMP/out.fb"
 mpi 3 run "$TMP/tiny.ini" $common --set fl.strategy=fedavg --set run.output="$TMP/fa.h5" \
   || { cat "$TMP/out"; fail "fedavg run"; }
 "$PYTHON_H5PY" - "$TMP/fb.h5" "$TMP/fa.h5" <<'PY' || fail "fedbiot figures"
@@ -30,6 +31,38 @@ assert np.isfinite(r["test_loss_full"]).all() and np.isfinite(r["test_loss_emula
 assert r["test_loss_full"][-1] < base, "the fine-tuned adapter on the full model must beat it untuned"
 assert np.isnan(fa["/metrics/rounds"][...]["test_loss_full"]).all()
 PY
+# the round lines and the final line give the full model's test loss beside the emulator's
+grep -q "^round 4/4 .*test [0-9.]* (ppl [0-9.]*, emulator)  full model [0-9.]* (ppl" "$TMP/out.fb" \
+  || { cat "$TMP/out.fb"; fail "no full-model figure in the round line"; }
+grep -q "^final fedbiot: .*; full model test loss [0-9.]*" "$TMP/out.fb" || fail "no full-model figure in the final line"
+# fedmoe info: the configured 4 layers, and the clients' 3
+"$FEDMOE" info "$TMP/fb.h5" >"$TMP/info" || fail "fedmoe info"
+grep -q "^model      4 layers (the clients' model: 3 layers)" "$TMP/info" || { cat "$TMP/info"; fail "info: layers"; }
+grep -q "^full model round 4: test" "$TMP/info" || { cat "$TMP/info"; fail "info: no full-model figure"; }
+# fedmoe eval scores the full model stored in the checkpoint (/server), whose top block
+# is the aggregated adapter (the clients' block 2), against a reference built by name
+"$PYTHON_H5PY" - "$TMP/fb.h5" <<'PY' || fail "the checkpoint's full model"
+import sys, h5py, numpy as np
+ck = h5py.File(sys.argv[1], "r")["/checkpoints/latest"]
+sv, sh = ck["server"], ck["shared"]
+assert len([k for k in sv if k.startswith("h.")]) > 0 and "h.3.ln_1.weight" in sv
+for k in sh:
+    if k.startswith("h.2."):  # the adapter: client block 2 is full block 3
+        assert np.array_equal(sh[k][...], sv["h.3." + k[4:]][...]), k
+assert np.array_equal(sh["ln_f.weight"][...], sv["ln_f.weight"][...])
+print("checkpoint: full model of %d tensors, adapter equal to the shared one" % len(sv))
+PY
+text="$top_srcdir/tests/fixtures/text/sailing"
+mpi 1 eval --checkpoint "$TMP/fb.h5" --text "$text" || { cat "$TMP/out"; fail "eval of a fedbiot run"; }
+cat "$TMP/out"
+grep -q "strategy fedbiot model: the server's full model (4 blocks" "$TMP/out" || fail "eval does not say what it scores"
+ce=$(awk '/^cross_entropy/ {print $2}' "$TMP/out")
+FEDMOE_EVAL_RUNFILE="$TMP/fb.h5" FEDMOE_EVAL_TEXT="$text" FEDMOE_EVAL_GROUP=server \
+  "${top_builddir:-.}/tests/unit/test_bench_eval" >"$TMP/ref" 2>&1 || { cat "$TMP/ref"; fail "test_bench_eval"; }
+ref=$(awk '/^reference_ce/ {print $2}' "$TMP/ref")
+awk -v a="$ce" -v b="$ref" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= 2e-5 * b) }' \
+  || fail "eval $ce differs from the reference $ref"
+echo "ok: eval of fedbiot's full model $ce = reference $ref"
 for np in 1 3; do
   expect_fail $np 20 "key 'fedbiot.keep'" run "$TMP/tiny.ini" $common --set fl.strategy=fedbiot --set fedbiot.keep=0
   expect_fail $np 20 "key 'fedbiot.keep'" run "$TMP/tiny.ini" $common --set fl.strategy=fedbiot --set fedbiot.keep=1.5

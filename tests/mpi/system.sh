@@ -54,12 +54,12 @@ PY
 # hfedmoe budgets to it (a memory between the needs of budgets 1 and 4)
 hf="-q --set fl.strategy=hfedmoe --set hfedmoe.budgets=4"
 expect_fail 3 20 "system.memory_mb" run "$TMP/tiny.ini" $hf --set system.memory_mb=0.001
-need4=$(sed -n 's/.*need \([0-9.]*\) MB.*/\1/p' "$TMP/out" | head -1)
+need4=$(sed -n 's/.*need \([0-9.]*\) MiB.*/\1/p' "$TMP/out" | head -1)
 expect_fail 3 20 "system.memory_mb" run "$TMP/tiny.ini" $hf --set system.memory_mb=0.001 --set system.auto_budget=true
-need1=$(sed -n 's/.*need \([0-9.]*\) MB.*/\1/p' "$TMP/out" | head -1)
+need1=$(sed -n 's/.*need \([0-9.]*\) MiB.*/\1/p' "$TMP/out" | head -1)
 [ -n "$need1" ] && [ -n "$need4" ] || fail "the memory error should give the need"
 mid=$(awk "BEGIN { print ($need1 + $need4) / 2 }")
-echo "need: budget 1 $need1 MB, budget 4 $need4 MB; small class gets $mid MB"
+echo "need: budget 1 $need1 MiB, budget 4 $need4 MiB; small class gets $mid MiB"
 mpi 3 run "$TMP/tiny.ini" $hf --set system.share=1,1 --set system.memory_mb=$mid,64 \
   --set system.auto_budget=true --set run.output="$TMP/auto.h5" || { cat "$TMP/out"; fail "auto budget"; }
 "$PYTHON_H5PY" - "$TMP/auto.h5" <<'PY' || fail "auto budgets"

@@ -7,7 +7,9 @@
  * then cuts the text into blocks of context + 1 bytes itself, runs them one at a time
  * and takes the cross-entropy from the logits in double precision (not through the
  * engine's cross-entropy kernel). It prints "reference_ce X" for the script to compare
- * with what `fedmoe eval` printed. Without the variables it has nothing to check. */
+ * with what `fedmoe eval` printed. Without the variables it has nothing to check.
+ * FEDMOE_EVAL_GROUP=server reads /checkpoints/latest/server/{name} instead: fedbiot's
+ * full model, of the configured shape. */
 #include "cunit_main.h"
 
 #include "fedmoe/config.h"
@@ -58,7 +60,8 @@ static void test_reference(void) {
   for (int i = 0; i < fm_model_ntensors(m); i++) {
     fm_tensor *t = fm_model_tensor(m, i);
     char path[200];
-    snprintf(path, sizeof path, "/checkpoints/latest/shared/%s", t->name);
+    const char *group = getenv("FEDMOE_EVAL_GROUP");
+    snprintf(path, sizeof path, "/checkpoints/latest/%s/%s", group ? group : "shared", t->name);
     hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
     CU_ASSERT_FATAL(d >= 0);
     CU_ASSERT_FATAL(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->w) >= 0);

@@ -8,8 +8,10 @@
 #include "fedmoe/timer.h"
 
 #include <math.h>
+#include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- configuration ---- */
 
@@ -308,18 +310,105 @@ static void test_timer(void) {
   CU_ASSERT_STRING_EQUAL(fm_phase_name(p), "unit_phase");
 }
 
+/* A rank that had none of a phase's work (fm_phase_end_as(id, 0)) is not counted, and
+ * the table leaves out a phase no rank did, so its ratio compares working ranks only. */
+static void test_timer_idle(void) {
+  int idle = fm_phase("unit_idle"), busy = fm_phase("unit_busy");
+  fm_phase_begin(idle);
+  fm_phase_end_as(idle, 0);
+  CU_ASSERT_EQUAL(fm_phase_count(idle), 0);
+  CU_ASSERT_EQUAL(fm_phase_seconds(idle), 0);
+  fm_phase_begin(busy);
+  fm_phase_end_as(busy, 1);
+  CU_ASSERT_EQUAL(fm_phase_count(busy), 1);
+  FILE *f = tmpfile();
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  MPI_Comm comm = MPI_COMM_WORLD;
+  fm_timer_report(&comm, f, 1.0);
+  rewind(f);
+  char line[256];
+  int saw_idle = 0, saw_busy = 0;
+  while (fgets(line, sizeof line, f)) {
+    saw_idle |= strncmp(line, "unit_idle ", 10) == 0;
+    saw_busy |= strncmp(line, "unit_busy ", 10) == 0;
+  }
+  fclose(f);
+  CU_ASSERT_FALSE(saw_idle);
+  CU_ASSERT_TRUE(saw_busy);
+}
+
+/* Write text to dir/name. */
+static void put_file(const char *dir, const char *name, const char *text) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+/* include = FILE: the base's keys, overridden by the lines after the include; found
+ * beside the including file; origins name the file and line; errors name the line
+ * of the include; a file including itself stops. */
+static void test_include(void) {
+  char dir[] = "/tmp/fedmoe-cfg-XXXXXX";
+  CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+  put_file(dir, "base.ini", "[fl]\nrounds = 7\nclients = 5\n[train]\nlr = 0.01\n");
+  put_file(dir, "strat.ini", "# a strategy\ninclude = base.ini\n[fl]\nclients = 9\n");
+  put_file(dir, "loop.ini", "include = loop.ini\n");
+  put_file(dir, "missing.ini", "include = nowhere.ini\n");
+  char path[512], *text = NULL;
+  snprintf(path, sizeof path, "%s/strat.ini", dir);
+  CU_ASSERT_EQUAL_FATAL(fm_read_file(path, &text, NULL), FM_OK);
+  fm_config c;
+  CU_ASSERT_EQUAL_FATAL(fm_config_init(&c), FM_OK);
+  CU_ASSERT_EQUAL(fm_config_parse(&c, text, path), FM_ERR_CONFIG); /* a stored text follows none */
+  CU_ASSERT_PTR_NOT_NULL(strstr(fm_error_message(), "include is allowed in a configuration file only"));
+  fm_error_clear();
+  CU_ASSERT_EQUAL(fm_config_parse_file(&c, text, path), FM_OK);
+  CU_ASSERT_EQUAL(c.fl.rounds, 7);   /* from the base */
+  CU_ASSERT_EQUAL(c.fl.clients, 9);  /* overridden after the include */
+  CU_ASSERT_DOUBLE_EQUAL(c.train.lr, 0.01, 1e-12);
+  char *out = NULL;
+  CU_ASSERT_EQUAL(fm_config_to_text(&c, &out), FM_OK);
+  CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "base.ini:2")); /* rounds' origin */
+  CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "strat.ini:4")); /* clients' origin */
+  CU_ASSERT_PTR_NULL(out && strstr(out, "include =")); /* resolved: no directive left */
+  free(out);
+  free(text);
+  fm_config_free(&c);
+  const char *bad[][2] = {{"loop.ini", "nested more than 8 deep"}, {"missing.ini", "nowhere.ini"}};
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, bad[i][0]);
+    CU_ASSERT_EQUAL_FATAL(fm_read_file(path, &text, NULL), FM_OK);
+    CU_ASSERT_EQUAL_FATAL(fm_config_init(&c), FM_OK);
+    CU_ASSERT_EQUAL(fm_config_parse_file(&c, text, path), FM_ERR_CONFIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(fm_error_message(), bad[i][1]));
+    CU_ASSERT_PTR_NOT_NULL(strstr(fm_error_message(), ".ini:1")); /* the include's line */
+    free(text);
+    fm_config_free(&c);
+    fm_error_clear();
+  }
+  const char *names[] = {"base.ini", "strat.ini", "loop.ini", "missing.ini"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    remove(path);
+  }
+  rmdir(dir);
+}
+
 int fm_test_register(void) {
   static const fm_test config_tests[] = {
     {"defaults", test_defaults}, {"parse", test_parse_ok}, {"parse errors", test_parse_errors},
     {"--set override", test_set_override}, {"cross-key validation", test_validate},
     {"print and re-read", test_roundtrip}, {"missing file", test_read_missing},
-    {"keys free on resume", test_resume_free_keys}, {NULL, NULL}};
+    {"keys free on resume", test_resume_free_keys}, {"include", test_include}, {NULL, NULL}};
   static const fm_test error_tests[] = {{"trace", test_error_trace}, {NULL, NULL}};
   static const fm_test rng_tests[] = {
     {"philox known answers", test_philox_kat}, {"stream addressing", test_streams},
     {"distributions", test_distributions}, {"choose and shuffle", test_choose_shuffle},
     {"save and restore", test_save_restore}, {NULL, NULL}};
-  static const fm_test timer_tests[] = {{"phases", test_timer}, {NULL, NULL}};
+  static const fm_test timer_tests[] = {{"phases", test_timer}, {"idle ranks", test_timer_idle}, {NULL, NULL}};
   static const fm_test checksum_tests[] = {{"known answers, bit flips, lengths", test_hash64}, {NULL, NULL}};
   return fm_test_suite("config", config_tests) || fm_test_suite("error", error_tests) ||
          fm_test_suite("rng", rng_tests) || fm_test_suite("timer", timer_tests) ||
