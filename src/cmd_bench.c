@@ -187,6 +187,7 @@ static fm_err bench_one(const bench_cfg *c, int profile) {
   s.lora_alpha = 16.0f;
   s.init_std = 0.02f;
   s.load_balance = 0.01f;
+  s.norm_topk = 1; /* renormalised top-k weights, as the figures in docs/engine.md were taken */
   const int N = BENCH_B * BENCH_T;
   bench_model bm = {0};
   fm_err err = FM_OK;

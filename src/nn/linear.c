@@ -32,3 +32,35 @@ FM_VEC void fm_linear_backward(float *dinp, float *dw, float *db, const float *d
       for (int j = 0; j < OC; j++) acc[j] += d[j];
     }
 }
+
+/* nn.Linear layout (the llama family's projections): weights stored [out, in].
+ * out[N,OC] (row stride ldo) (+)= inp[N,C] @ w[OC,C]^T + b[OC] (b may be NULL) */
+FM_VEC void fm_dense_forward(float *out, int ldo, const float *inp, const float *w, const float *b,
+                             int N, int C, int OC, int accumulate) {
+  if (b) {
+    for (int n = 0; n < N; n++) {
+      float *restrict o = out + (size_t)n * ldo;
+      if (accumulate)
+        for (int j = 0; j < OC; j++) o[j] += b[j];
+      else
+        memcpy(o, b, (size_t)OC * sizeof *o);
+    }
+    accumulate = 1;
+  }
+  fm_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, accumulate ? 1.0f : 0.0f, out, ldo);
+}
+
+/* dout [N,OC] (row stride ldd): dinp[N,C] (+)= dout @ w;  dw[OC,C] += dout^T @ inp;
+ * db[OC] += sum_n dout[n] (each may be NULL) */
+FM_VEC void fm_dense_backward(float *dinp, float *dw, float *db, const float *dout, int ldd,
+                              const float *inp, const float *w, int N, int C, int OC,
+                              int accumulate) {
+  if (dinp) fm_gemm(0, 0, N, C, OC, 1.0f, dout, ldd, w, C, accumulate ? 1.0f : 0.0f, dinp, C);
+  if (dw) fm_gemm(1, 0, OC, C, N, 1.0f, dout, ldd, inp, C, 1.0f, dw, C);
+  if (db)
+    for (int n = 0; n < N; n++) {
+      const float *restrict d = dout + (size_t)n * ldd;
+      float *restrict acc = db;
+      for (int j = 0; j < OC; j++) acc[j] += d[j];
+    }
+}

@@ -25,8 +25,10 @@ static int ends_with(const char *s, const char *suffix) {
 }
 
 /* Tensor indices of each block, walking the table in the order of fm_shape_tensors. */
-static void index_blocks(fm_model *m) {
+static fm_err index_blocks(fm_model *m) {
   const fm_model_shape *s = &m->s;
+  if (s->family != FM_FAMILY_GPT2) return fm_llama_index(m);
+  m->head = -1;
   int i = 0;
   m->wte = i++;
   m->wpe = i++;
@@ -56,6 +58,7 @@ static void index_blocks(fm_model *m) {
   }
   m->lnfw = i++;
   m->lnfb = i++;
+  return FM_OK;
 }
 
 static fm_err classify_all(fm_model *m, int nclass, fm_classify_fn classify, void *ctx) {
@@ -100,12 +103,13 @@ static fm_err alloc_params(fm_model *m) {
 /* Activations for B sequences of T tokens, in one arena. */
 static fm_err alloc_activations(fm_model *m) {
   const fm_model_shape *s = &m->s;
-  const size_t N = (size_t)m->B * m->T, D = (size_t)s->d, V = (size_t)s->vocab;
+  if (s->family != FM_FAMILY_GPT2) return fm_llama_alloc(m);
+  const size_t N = (size_t)m->B * m->T, D = (size_t)s->d, V = (size_t)s->vocab, F = (size_t)s->ffn;
   const size_t att = (size_t)m->B * s->heads * m->T * m->T;
   size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D;
   size_t total = (s->layers + 1) * N * D + N * D + 2 * N + N * V + N  /* res, ln_f, logits */
-                 + 3 * N * D + 3 * N * D + 4 * N * D + N * V + fm_attention_scratch(m->T);
-  for (int l = 0; l < s->layers; l++) total += per_block + (m->blk[l].moe ? 0 : 8 * N * D);
+                 + 3 * N * D + 3 * N * D + N * F + N * V + fm_attention_scratch(m->T);
+  for (int l = 0; l < s->layers; l++) total += per_block + (m->blk[l].moe ? 0 : 2 * N * F);
   FM_CALLOC(m->arena, total, "model activations");
   m->arena_n = total;
   float *q = m->arena;
@@ -120,7 +124,7 @@ static fm_err alloc_activations(fm_model *m) {
   TAKE(m->dln, N * D);
   TAKE(m->datty, N * D);
   TAKE(m->dqkv, 3 * N * D);
-  TAKE(m->dfc, 4 * N * D);
+  TAKE(m->dfc, N * F);
   TAKE(m->dlogits, N * V);
   TAKE(m->attscr, fm_attention_scratch(m->T));
   for (int l = 0; l < s->layers; l++) {
@@ -136,11 +140,13 @@ static fm_err alloc_activations(fm_model *m) {
     TAKE(b->ln2_mean, N);
     TAKE(b->ln2_rstd, N);
     if (!b->moe) {
-      TAKE(b->fch, 4 * N * D);
-      TAKE(b->fcg, 4 * N * D);
+      TAKE(b->fch, N * F);
+      TAKE(b->fcg, N * F);
     } else {
-      FM_CHECK(fm_moe_alloc(&b->moe_layer, (int)N, s->d, s->experts, s->top_k, s->expert_type,
-                            s->lora_rank, s->lora_alpha));
+      fm_moe_dims dm = {.D = s->d, .F = s->expert_ffn, .E = s->experts, .k = s->top_k,
+                        .type = s->expert_type, .r = s->lora_rank, .swiglu = 0,
+                        .renorm = s->norm_topk, .alpha = s->lora_alpha};
+      FM_CHECK(fm_moe_alloc(&b->moe_layer, (int)N, &dm));
     }
   }
 #undef TAKE
@@ -160,6 +166,8 @@ static fm_err build(fm_model *m, const fm_model_shape *s, int B, int T, int ncla
   if (nclass < 0 || nclass > 32 || (!classify && nclass < 1))
     FM_ERROR(FM_ERR_ARG, "%d sharing classes: need 1..32 (0 only with a classifier)", nclass);
   m->s = *s;
+  fm_shape_resolve(&m->s);
+  s = &m->s;
   m->B = B;
   m->T = T;
   m->nclass = nclass;
@@ -167,7 +175,7 @@ static fm_err build(fm_model *m, const fm_model_shape *s, int B, int T, int ncla
   FM_CALLOC(m->t, m->nt, "tensor table");
   fm_shape_tensors(s, m->t);
   FM_CALLOC(m->blk, s->layers, "blocks");
-  index_blocks(m);
+  FM_CHECK(index_blocks(m));
   FM_CHECK(classify_all(m, nclass, classify, ctx));
   FM_CHECK(alloc_params(m));
   FM_CHECK(alloc_activations(m));
@@ -225,7 +233,10 @@ fm_err fm_model_init(fm_model *m, uint64_t seed) {
     } else {
       fm_rng r;
       fm_rng_init(&r, seed, hash32(t->name), 0, FM_RNG_INIT);
-      const float sd = ends_with(t->name, "c_proj.weight") ? proj_std : std;
+      /* the matrices that write into the residual stream, scaled as GPT-2 does */
+      const int proj = ends_with(t->name, "c_proj.weight") || ends_with(t->name, "o_proj.weight") ||
+                       ends_with(t->name, "down_proj.weight") || ends_with(t->name, ".w2.weight");
+      const float sd = proj ? proj_std : std;
       for (size_t j = 0; j < n; j++) w[j] = sd * (float)fm_rng_normal(&r);
     }
   }

@@ -8,7 +8,9 @@
  *   experts:  one GEMM per expert and matrix over its own rows only; an expert a token
  *             did not pick costs that token nothing
  *   combine:  out[tok] += w * y[pos] (scatter-add)
- * Full experts: y = gelu(xg Wfc_e + bfc_e) Wpj_e + bpj_e.
+ * Full experts: y = gelu(xg Wfc_e + bfc_e) Wpj_e + bpj_e (GPT-2), or the SiLU-gated
+ *   y = down_e(silu(gate_e(xg)) * up_e(xg)) of the llama family (swiglu.c).
+ * Weights: renormalised over the picks or the plain probabilities (renorm, router.c).
  * LoRA experts on the shared base FFN (s = alpha / r):
  *   h = x Wfc + bfc + s (xg A1_e) B1_e   (the base part once per token, not per pick)
  *   y = gelu(h) Wpj + bpj + s (gelu(h) A2_e) B2_e   (the base part in one GEMM of npos rows)
@@ -19,22 +21,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-fm_err fm_moe_alloc(fm_moe *L, int maxN, int D, int E, int k, int type, int r, float alpha) {
+fm_err fm_moe_alloc(fm_moe *L, int maxN, const fm_moe_dims *dm) {
   memset(L, 0, sizeof *L);
+  const int D = dm->D, E = dm->E, k = dm->k, type = dm->type, r = dm->r;
   if (E < 1 || E > FM_MAX_EXPERTS || k < 1 || k > E)
     FM_ERROR(FM_ERR_INTERNAL, "MoE layer with %d experts, top_k %d", E, k);
+  if (dm->swiglu && type == FM_EXPERT_LORA)
+    FM_ERROR(FM_ERR_INTERNAL, "LoRA experts on a SwiGLU FFN are not implemented");
   L->maxN = maxN;
   L->D = D;
+  L->F = dm->F > 0 ? dm->F : 4 * D;
+  L->swiglu = dm->swiglu;
+  L->renorm = dm->renorm;
   L->E = E;
   L->k = k;
   L->type = type;
   L->r = type == FM_EXPERT_LORA ? r : 0;
-  L->scale = type == FM_EXPERT_LORA ? alpha / (float)r : 0.0f;
+  L->scale = type == FM_EXPERT_LORA ? dm->alpha / (float)r : 0.0f;
   for (int e = 0; e < E; e++) L->allowed[e] = 1;
   L->nallowed = E;
-  const size_t N = (size_t)maxN, NK = N * k, F = 4 * (size_t)D, R = (size_t)L->r;
+  const size_t N = (size_t)maxN, NK = N * k, F = (size_t)L->F, R = (size_t)L->r;
+  const size_t HF = L->swiglu ? 2 * F : F; /* h, dg: GELU's input, or gate | up */
   /* one arena for the floats, one for the indices */
-  size_t nf = 3 * N * E + 2 * N * k + E + 3 * NK * D + 3 * NK * F + NK * D;
+  size_t nf = 3 * N * E + 2 * N * k + E + 3 * NK * D + 2 * NK * HF + NK * F + NK * D;
+  if (L->swiglu) nf += NK * F;
   if (type == FM_EXPERT_LORA) nf += 2 * N * F + 4 * NK * R;
   size_t ni = N * k + E + (E + 1) + 2 * NK;
   float *fa;
@@ -57,9 +67,10 @@ fm_err fm_moe_alloc(fm_moe *L, int maxN, int D, int E, int k, int type, int r, f
   TAKE(L->y, NK * D);
   TAKE(L->dy, NK * D);
   TAKE(L->dxg, NK * D);
-  TAKE(L->h, NK * F);
+  TAKE(L->h, NK * HF);
   TAKE(L->g, NK * F);
-  TAKE(L->dg, NK * F);
+  TAKE(L->dg, NK * HF);
+  if (L->swiglu) TAKE(L->da, NK * F);
   L->dlogits = L->logits; /* the logits are not needed once probs are known */
   if (type == FM_EXPERT_LORA) {
     TAKE(L->hb, N * F);
@@ -115,14 +126,14 @@ static void dispatch(fm_moe *L, int N) {
 
 double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float *x, int N,
                       float lb_coef) {
-  const int D = L->D, E = L->E, k = L->k, F = 4 * D, R = L->r;
+  const int D = L->D, E = L->E, k = L->k, F = L->F, R = L->r;
   L->N = N;
   /* route */
   double lb = 0.0;
   PROF(ROUTER, FWD, {
     fm_gemm(0, 1, N, E, D, 1.0f, x, D, p->router.w, D, 0.0f, L->logits, E);
     L->keff = fm_router_forward(L->probs, L->picks, L->wts, L->logits,
-                                L->nallowed == E ? NULL : L->allowed, N, E, k);
+                                L->nallowed == E ? NULL : L->allowed, N, E, k, L->renorm);
     lb = fm_loadbalance_forward(L->f, L->probs, L->picks, N, E, k, lb_coef);
   });
   /* dispatch */
@@ -134,7 +145,15 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
   FM_PROF_END(t_disp, FM_PROF_DISPATCH, FM_PROF_FWD);
   /* experts */
   FM_PROF_BEGIN(t_exp);
-  if (L->type == FM_EXPERT_FULL) {
+  if (L->swiglu) {
+    for (int e = 0; e < E; e++) {
+      int n = L->count[e];
+      if (!n) continue;
+      size_t s = (size_t)L->start[e];
+      fm_swiglu_ffn_forward(L->y + s * D, L->h + s * 2 * F, L->g + s * F, L->xg + s * D,
+                            p->efc_w[e].w, p->eup_w[e].w, p->epj_w[e].w, n, D, F, 0);
+    }
+  } else if (L->type == FM_EXPERT_FULL) {
     for (int e = 0; e < E; e++) {
       int n = L->count[e];
       if (!n) continue;
@@ -191,7 +210,7 @@ static void lora_backward(int n, int in, int out, int R, float s, const float *x
 
 void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *dout,
                      const float *x, float lb_coef, float dlb) {
-  const int D = L->D, E = L->E, k = L->k, F = 4 * D, R = L->r, N = L->N, npos = L->npos;
+  const int D = L->D, E = L->E, k = L->k, F = L->F, R = L->r, N = L->N, npos = L->npos;
   const float sc = L->scale;
   /* combine: dw = <dout[tok], y[pos]>, dy = w dout[tok] */
   FM_PROF_BEGIN(t_comb);
@@ -212,7 +231,17 @@ void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *
   FM_PROF_END(t_comb, FM_PROF_DISPATCH, FM_PROF_BWD);
   FM_PROF_BEGIN(t_exp);
   /* experts, down to dxg [npos,D] (only when dx is wanted) */
-  if (L->type == FM_EXPERT_FULL) {
+  if (L->swiglu) {
+    for (int e = 0; e < E; e++) {
+      int n = L->count[e];
+      if (!n) continue;
+      size_t s = (size_t)L->start[e];
+      fm_swiglu_ffn_backward(dx ? L->dxg + s * D : NULL, p->efc_w[e].g, p->eup_w[e].g, p->epj_w[e].g,
+                             L->da + s * F, L->dg + s * 2 * F, L->dy + s * D, L->xg + s * D,
+                             L->h + s * 2 * F, L->g + s * F, p->efc_w[e].w, p->eup_w[e].w,
+                             p->epj_w[e].w, n, D, F, 0);
+    }
+  } else if (L->type == FM_EXPERT_FULL) {
     for (int e = 0; e < E; e++) {
       int n = L->count[e];
       if (!n) continue;
@@ -265,7 +294,7 @@ void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *
   FM_PROF_BEGIN(t_rt);
   memset(L->dprobs, 0, (size_t)N * E * sizeof(float));
   fm_loadbalance_backward(L->dprobs, L->f, N, E, lb_coef, dlb);
-  fm_router_backward(L->dlogits, L->dwts, L->dprobs, L->probs, L->picks, L->wts, N, E, k);
+  fm_router_backward(L->dlogits, L->dwts, L->dprobs, L->probs, L->picks, L->wts, N, E, k, L->renorm);
   if (p->router.g) fm_gemm(1, 0, E, D, N, 1.0f, L->dlogits, E, x, D, 1.0f, p->router.g, D);
   if (dx) fm_gemm(0, 0, N, D, E, 1.0f, L->dlogits, E, p->router.w, D, 1.0f, dx, D);
   FM_PROF_END(t_rt, FM_PROF_ROUTER, FM_PROF_BWD);

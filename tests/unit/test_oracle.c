@@ -140,6 +140,7 @@ static int oracle_read(const char *path, oracle *o) {
   take(&c, &s->lora_alpha, sizeof(float));
   take(&c, &s->load_balance, sizeof(float));
   s->init_std = 0.02f; /* unused: every weight comes from the fixture */
+  s->norm_topk = 1;    /* version 1 fixtures: gpt2 with renormalised top-k weights */
   o->B = take_i32(&c);
   o->T = take_i32(&c);
   if (c.bad || o->B <= 0 || o->T <= 0 || s->vocab <= 0 || o->B > 1 << 16 || o->T > 1 << 16) {
