@@ -54,15 +54,17 @@ fm_err fm_llama_index(fm_model *m) {
       b->kn = next(m, &i, "k_norm.weight", &bad);
     }
     b->ln2w = next(m, &i, "post_attention_layernorm.weight", &bad);
-    if (!b->moe) {
+    const int lora = s->expert_type == FM_EXPERT_LORA;
+    if (!b->moe || lora) { /* the dense FFN, or the base under LoRA experts */
       b->gw = next(m, &i, "mlp.gate_proj.weight", &bad);
       b->uw = next(m, &i, "mlp.up_proj.weight", &bad);
       b->dw = next(m, &i, "mlp.down_proj.weight", &bad);
-      continue;
     }
+    if (!b->moe) continue;
     b->router = next(m, &i, "gate.weight", &bad);
     b->ex0 = i;
-    i += 3 * s->experts;
+    i += (lora ? 6 : 3) * s->experts;
+    if (i > m->nt || !ends_with(m->t[i - 1].name, lora ? "lora_B" : ".weight")) bad = 1;
     if (s->shared_ffn > 0) {
       b->sgw = next(m, &i, "shared_expert.gate_proj.weight", &bad);
       b->suw = next(m, &i, "shared_expert.up_proj.weight", &bad);
@@ -170,6 +172,21 @@ fm_err fm_llama_alloc(fm_model *m) {
 static void moe_params(const fm_model *m, const fm_block *b, fm_moe_params *p) {
   memset(p, 0, sizeof *p);
   p->router = fm_model_param(m, b->router);
+  if (m->s.expert_type == FM_EXPERT_LORA) {
+    p->fc_w = fm_model_param(m, b->gw);
+    p->fup_w = fm_model_param(m, b->uw);
+    p->pj_w = fm_model_param(m, b->dw);
+    for (int e = 0; e < m->s.experts; e++) { /* A, B on gate, up, down */
+      const int i = b->ex0 + 6 * e;
+      p->a1[e] = fm_model_param(m, i);
+      p->b1[e] = fm_model_param(m, i + 1);
+      p->a3[e] = fm_model_param(m, i + 2);
+      p->b3[e] = fm_model_param(m, i + 3);
+      p->a2[e] = fm_model_param(m, i + 4);
+      p->b2[e] = fm_model_param(m, i + 5);
+    }
+    return;
+  }
   for (int e = 0; e < m->s.experts; e++) {
     const int i = b->ex0 + 3 * e; /* gate (w1), up (w3), down (w2) */
     p->efc_w[e] = fm_model_param(m, i);

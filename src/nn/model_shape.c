@@ -170,8 +170,6 @@ fm_err fm_shape_check(const fm_model_shape *s0) {
       SHAPE_ERROR("model.expert_type", "unknown expert type %d", s->expert_type);
     if (s->expert_type == FM_EXPERT_LORA && s->lora_rank < 1)
       SHAPE_ERROR("model.lora_rank", "lora_rank = %d", s->lora_rank);
-    if (s->expert_type == FM_EXPERT_LORA && s->family != FM_FAMILY_GPT2)
-      SHAPE_ERROR("model.expert_type", "LoRA experts are implemented for gpt2 only so far");
   }
   return FM_OK;
 }
@@ -247,6 +245,10 @@ static int gpt2_tensors(const fm_model_shape *s, fm_tensor *out) {
  * order. */
 static int llama_tensors(const fm_model_shape *s, fm_tensor *out) {
   const int D = s->d, F = s->ffn, FE = s->expert_ffn, FS = s->shared_ffn, E = s->experts;
+  const int lora = s->expert_type == FM_EXPERT_LORA, r = s->lora_rank;
+  /* an expert's three matrices: HF's names, and [out, in] of each */
+  static const char *const mixtral_mat[3] = {"w1", "w3", "w2"};
+  static const char *const mlp_mat[3] = {"gate_proj", "up_proj", "down_proj"};
   const int QD = s->heads * s->head_dim, KD = s->kv_heads * s->head_dim;
   int n = 0;
   put(out, &n, FM_GROUP_EMBED, -1, -1, s->vocab, D, 1, "embed_tokens.weight");
@@ -265,27 +267,30 @@ static int llama_tensors(const fm_model_shape *s, fm_tensor *out) {
       put(out, &n, FM_GROUP_NORM, l, -1, 1, KD, 0, "layers.%d.self_attn.k_norm.weight", l);
     }
     put(out, &n, FM_GROUP_NORM, l, -1, 1, D, 0, "layers.%d.post_attention_layernorm.weight", l);
-    if (!moe) {
-      put(out, &n, FM_GROUP_FFN, l, -1, F, D, 1, "layers.%d.mlp.gate_proj.weight", l);
-      put(out, &n, FM_GROUP_FFN, l, -1, F, D, 1, "layers.%d.mlp.up_proj.weight", l);
-      put(out, &n, FM_GROUP_FFN, l, -1, D, F, 1, "layers.%d.mlp.down_proj.weight", l);
-      continue;
+    if (!moe || lora) { /* the dense FFN, or the shared base under LoRA experts */
+      const int FB = moe ? FE : F;
+      put(out, &n, FM_GROUP_FFN, l, -1, FB, D, 1, "layers.%d.mlp.gate_proj.weight", l);
+      put(out, &n, FM_GROUP_FFN, l, -1, FB, D, 1, "layers.%d.mlp.up_proj.weight", l);
+      put(out, &n, FM_GROUP_FFN, l, -1, D, FB, 1, "layers.%d.mlp.down_proj.weight", l);
     }
-    if (s->family == FM_FAMILY_MIXTRAL) {
-      put(out, &n, FM_GROUP_ROUTER, l, -1, E, D, 1, "layers.%d.block_sparse_moe.gate.weight", l);
-      for (int e = 0; e < E; e++) {
-        put(out, &n, FM_GROUP_EXPERT, l, e, FE, D, 1, "layers.%d.block_sparse_moe.experts.%d.w1.weight", l, e);
-        put(out, &n, FM_GROUP_EXPERT, l, e, FE, D, 1, "layers.%d.block_sparse_moe.experts.%d.w3.weight", l, e);
-        put(out, &n, FM_GROUP_EXPERT, l, e, D, FE, 1, "layers.%d.block_sparse_moe.experts.%d.w2.weight", l, e);
+    if (!moe) continue;
+    const int mix = s->family == FM_FAMILY_MIXTRAL;
+    const char *moe_name = mix ? "block_sparse_moe" : "mlp";
+    const char *const *mat = mix ? mixtral_mat : mlp_mat;
+    put(out, &n, FM_GROUP_ROUTER, l, -1, E, D, 1, "layers.%d.%s.gate.weight", l, moe_name);
+    for (int e = 0; e < E; e++)
+      for (int j = 0; j < 3; j++) {
+        const int rows = j == 2 ? D : FE, cols = j == 2 ? FE : D; /* [out, in] */
+        if (lora) { /* PEFT's layout: lora_A [r, in], lora_B [out, r] */
+          put(out, &n, FM_GROUP_EXPERT, l, e, r, cols, 1, "layers.%d.%s.experts.%d.%s.lora_A", l,
+              moe_name, e, mat[j]);
+          put(out, &n, FM_GROUP_EXPERT, l, e, rows, r, 1, "layers.%d.%s.experts.%d.%s.lora_B", l,
+              moe_name, e, mat[j]);
+        } else {
+          put(out, &n, FM_GROUP_EXPERT, l, e, rows, cols, 1, "layers.%d.%s.experts.%d.%s.weight", l,
+              moe_name, e, mat[j]);
+        }
       }
-      continue;
-    }
-    put(out, &n, FM_GROUP_ROUTER, l, -1, E, D, 1, "layers.%d.mlp.gate.weight", l);
-    for (int e = 0; e < E; e++) {
-      put(out, &n, FM_GROUP_EXPERT, l, e, FE, D, 1, "layers.%d.mlp.experts.%d.gate_proj.weight", l, e);
-      put(out, &n, FM_GROUP_EXPERT, l, e, FE, D, 1, "layers.%d.mlp.experts.%d.up_proj.weight", l, e);
-      put(out, &n, FM_GROUP_EXPERT, l, e, D, FE, 1, "layers.%d.mlp.experts.%d.down_proj.weight", l, e);
-    }
     if (FS > 0) {
       put(out, &n, FM_GROUP_FFN, l, -1, FS, D, 1, "layers.%d.mlp.shared_expert.gate_proj.weight", l);
       put(out, &n, FM_GROUP_FFN, l, -1, FS, D, 1, "layers.%d.mlp.shared_expert.up_proj.weight", l);
@@ -323,8 +328,8 @@ double fm_model_flops_per_token(const fm_model *m, int T) {
       continue;
     }
     n += (double)s->experts * D;
-    if (s->expert_type == FM_EXPERT_LORA)
-      n += nmat * D * FE + (double)s->top_k * s->lora_rank * 2.0 * (D + FE);
+    if (s->expert_type == FM_EXPERT_LORA) /* an adapter per matrix: r (in + out) */
+      n += nmat * D * FE + (double)s->top_k * s->lora_rank * nmat * (D + FE);
     else
       n += (double)s->top_k * nmat * D * FE;
     if (s->shared_ffn > 0) n += 3.0 * D * s->shared_ffn + D;

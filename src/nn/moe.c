@@ -26,8 +26,6 @@ fm_err fm_moe_alloc(fm_moe *L, int maxN, const fm_moe_dims *dm) {
   const int D = dm->D, E = dm->E, k = dm->k, type = dm->type, r = dm->r;
   if (E < 1 || E > FM_MAX_EXPERTS || k < 1 || k > E)
     FM_ERROR(FM_ERR_INTERNAL, "MoE layer with %d experts, top_k %d", E, k);
-  if (dm->swiglu && type == FM_EXPERT_LORA)
-    FM_ERROR(FM_ERR_INTERNAL, "LoRA experts on a SwiGLU FFN are not implemented");
   L->maxN = maxN;
   L->D = D;
   L->F = dm->F > 0 ? dm->F : 4 * D;
@@ -45,7 +43,7 @@ fm_err fm_moe_alloc(fm_moe *L, int maxN, const fm_moe_dims *dm) {
   /* one arena for the floats, one for the indices */
   size_t nf = 3 * N * E + 2 * N * k + E + 3 * NK * D + 2 * NK * HF + NK * F + NK * D;
   if (L->swiglu) nf += NK * F;
-  if (type == FM_EXPERT_LORA) nf += 2 * N * F + 4 * NK * R;
+  if (type == FM_EXPERT_LORA) nf += 2 * N * HF + (L->swiglu ? 6 : 4) * NK * R;
   size_t ni = N * k + E + (E + 1) + 2 * NK;
   float *fa;
   int32_t *ia;
@@ -73,12 +71,16 @@ fm_err fm_moe_alloc(fm_moe *L, int maxN, const fm_moe_dims *dm) {
   if (L->swiglu) TAKE(L->da, NK * F);
   L->dlogits = L->logits; /* the logits are not needed once probs are known */
   if (type == FM_EXPERT_LORA) {
-    TAKE(L->hb, N * F);
-    TAKE(L->dhb, N * F);
+    TAKE(L->hb, N * HF);
+    TAKE(L->dhb, N * HF);
     TAKE(L->u, NK * R);
     TAKE(L->v, NK * R);
     TAKE(L->du, NK * R);
     TAKE(L->dv, NK * R);
+    if (L->swiglu) {
+      TAKE(L->u3, NK * R);
+      TAKE(L->du3, NK * R);
+    }
   }
 #undef TAKE
   L->picks = ia;
@@ -145,7 +147,9 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
   FM_PROF_END(t_disp, FM_PROF_DISPATCH, FM_PROF_FWD);
   /* experts */
   FM_PROF_BEGIN(t_exp);
-  if (L->swiglu) {
+  if (L->swiglu && L->type == FM_EXPERT_LORA) {
+    fm_moe_swiglu_lora_forward(L, p, x);
+  } else if (L->swiglu) {
     for (int e = 0; e < E; e++) {
       int n = L->count[e];
       if (!n) continue;
@@ -231,7 +235,9 @@ void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *
   FM_PROF_END(t_comb, FM_PROF_DISPATCH, FM_PROF_BWD);
   FM_PROF_BEGIN(t_exp);
   /* experts, down to dxg [npos,D] (only when dx is wanted) */
-  if (L->swiglu) {
+  if (L->swiglu && L->type == FM_EXPERT_LORA) {
+    fm_moe_swiglu_lora_backward(L, p, dx, x);
+  } else if (L->swiglu) {
     for (int e = 0; e < E; e++) {
       int n = L->count[e];
       if (!n) continue;

@@ -113,6 +113,11 @@ typedef struct {
 typedef struct {
   fm_param router;                 /* [E,D] */
   fm_param eup_w[FM_MAX_EXPERTS];  /* SwiGLU experts: up [F,D]; efc_w gate [F,D], epj_w down [D,F] */
+  /* SwiGLU LoRA experts: base gate fc_w [F,D], up fup_w [F,D], down pj_w [D,F] (nn.Linear);
+   * adapters in PEFT's layout, A [r,in] and B [out,r]: a1/b1 on gate, a3/b3 on up,
+   * a2/b2 on down */
+  fm_param fup_w;
+  fm_param a3[FM_MAX_EXPERTS], b3[FM_MAX_EXPERTS];
   fm_param fc_w, fc_b, pj_w, pj_b; /* base FFN under LoRA experts: [D,4D] [4D] [4D,D] [D] */
   /* full experts: e's FFN; LoRA experts: a1 [D,r], b1 [r,4D] on c_fc, a2 [4D,r], b2 [r,D] */
   fm_param efc_w[FM_MAX_EXPERTS], efc_b[FM_MAX_EXPERTS], epj_w[FM_MAX_EXPERTS],
@@ -140,7 +145,8 @@ typedef struct {
   int32_t *count, *start;          /* [E], [E+1]: rows of expert e are start[e]..start[e+1) */
   int32_t *tok, *slot;             /* [N*k] token and slot of each dispatched row */
   float *xg, *h, *g, *y;           /* [N*k,D] [N*k,F] (SwiGLU: gate|up [N*k,2F]) [N*k,F] [N*k,D] */
-  float *hb, *u, *v;               /* LoRA: base c_fc output [N,4D]; x A1 [N*k,r]; g A2 [N*k,r] */
+  float *hb, *u, *v;               /* LoRA: base c_fc output [N,F] (SwiGLU: gate|up [N,2F]); x A1 [N*k,r]; g A2 [N*k,r] */
+  float *u3, *du3;                 /* SwiGLU LoRA: x A3 [N*k,r] and its gradient */
   /* backward scratch */
   float *dy, *dg, *dxg, *du, *dv, *dhb, *dwts, *dlogits, *dprobs, *da; /* da: SwiGLU [N*k,F] */
 } fm_moe;
@@ -156,6 +162,11 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
  * dout is the gradient of out, dlb that of the returned load-balancing term. */
 void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *dout,
                      const float *x, float lb_coef, float dlb);
+/* moe_swiglu_lora.c: the expert part of fm_moe_forward/backward for LoRA experts on a
+ * shared SwiGLU FFN: y [npos,D] from the dispatched rows; backward from dy [npos,D]
+ * to dxg [npos,D] (LoRA terms, when dx is wanted) and dx += the base FFN's part. */
+void fm_moe_swiglu_lora_forward(fm_moe *L, const fm_moe_params *p, const float *x);
+void fm_moe_swiglu_lora_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *x);
 
 /* ---- linear.c, nn.Linear layout (llama family): weights [out, in].
  * out[N,OC] (row stride ldo) (+)= inp[N,C] @ w[OC,C]^T + b[OC] (b may be NULL) */

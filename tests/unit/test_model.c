@@ -863,6 +863,32 @@ static void test_fd_mixtral(void) { llama_fd(FM_FAMILY_MIXTRAL, 3, 0, MIXTRAL_SE
 static void test_fd_olmoe(void) { llama_fd(FM_FAMILY_OLMOE, 3, 0, OLMOE_SEED, "olmoe q/k norm"); }
 static void test_fd_qwen2_moe(void) { llama_fd(FM_FAMILY_QWEN2_MOE, 2, 0, 7, "qwen2_moe shared expert"); }
 
+/* LoRA experts on the shared SwiGLU FFN: names, shapes (PEFT's A [r,in], B [out,r]),
+ * gradients */
+static void test_fd_llama_lora(void) {
+  fm_model_shape s = tiny_llama(FM_FAMILY_MIXTRAL, 2);
+  s.expert_type = FM_EXPERT_LORA;
+  fm_model *m = make(&s, 1, 4, 1, NULL, 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  const fm_tensor *t = fm_model_find(m, "layers.1.mlp.up_proj.weight"); /* the base, expert-sized */
+  CU_ASSERT(t && t->rows == 12 && t->cols == 16 && t->group == FM_GROUP_FFN);
+  t = fm_model_find(m, "layers.1.block_sparse_moe.experts.2.w2.lora_A");
+  CU_ASSERT(t && t->rows == 4 && t->cols == 12 && t->group == FM_GROUP_EXPERT && t->expert == 2);
+  t = fm_model_find(m, "layers.1.block_sparse_moe.experts.2.w2.lora_B");
+  CU_ASSERT(t && t->rows == 16 && t->cols == 4);
+  CU_ASSERT_PTR_NULL(fm_model_find(m, "layers.1.block_sparse_moe.experts.2.w2.weight"));
+  fm_model_free(m);
+  s = tiny_llama(FM_FAMILY_OLMOE, 3);
+  s.expert_type = FM_EXPERT_LORA;
+  m = make(&s, 2, 8, 1, NULL, OLMOE_SEED);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  CU_ASSERT_PTR_NOT_NULL(fm_model_find(m, "layers.0.mlp.experts.3.gate_proj.lora_A"));
+  norms_random(m, OLMOE_SEED + 1);
+  lora_b_nonzero(m, 3);
+  model_fd(m, 2, 8, OLMOE_SEED + 2, "olmoe lora experts");
+  fm_model_free(m);
+}
+
 /* fedbiot-style partial training: only the top block and the head; the gradients match
  * those of the all-trainable model */
 static int top_only(const fm_tensor *t, void *ctx) {
@@ -936,6 +962,13 @@ static void test_llama_flops(void) {
   FM_ASSERT_CLOSE(fm_model_flops_per_token(m, 8), 6 * (V * D + 2 * attn + dense + moe) + 12 * 2 * QD * 8,
                   1e-12, 0);
   fm_model_free(m);
+  s.expert_type = FM_EXPERT_LORA; /* the base once, two picks' adapters of rank 4 on 3 matrices */
+  m = make(&s, 1, 8, 1, NULL, 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  const double lmoe = 4 * D + 3 * D * 12 + 2 * 4 * 3 * (D + 12) + 3 * D * 20 + D;
+  FM_ASSERT_CLOSE(fm_model_flops_per_token(m, 8), 6 * (V * D + 2 * attn + dense + lmoe) + 12 * 2 * QD * 8,
+                  1e-12, 0);
+  fm_model_free(m);
 }
 
 int fm_test_register(void) {
@@ -962,6 +995,7 @@ int fm_test_register(void) {
     {"gradients: mixtral", test_fd_mixtral},
     {"gradients: olmoe", test_fd_olmoe},
     {"gradients: qwen2_moe", test_fd_qwen2_moe},
+    {"gradients: llama-family lora experts", test_fd_llama_lora},
     {"llama family: partial training", test_llama_partial},
     {"llama family: flops per token", test_llama_flops},
     {NULL, NULL}};

@@ -540,7 +540,7 @@ static int moe_stable(void *c) {
   return !memcmp(s->L.picks, s->ref_picks, (size_t)s->N * s->L.k * sizeof(int32_t));
 }
 /* a parameter with its gradient; arrays listed in arr (w, g pairs), lengths in lens */
-static size_t lens[5 + 4 * FM_MAX_EXPERTS];
+static size_t lens[5 + 6 * FM_MAX_EXPERTS];
 static void mk_param(fm_param *p, size_t n, float scale, float **arr, int *na) {
   float *w = vec(n, scale), *g = vec(n, 0);
   p->w = w;
@@ -577,17 +577,33 @@ static void moe_ref(const moe_ctx *s, int n, double *out) {
     int e = pick[j];
     double w = s->L.renorm ? z[e] / psum : z[e] / sum;
     if (s->L.swiglu) { /* down(silu(gate x) * up x), weights [out, in] */
+      const int lora = s->L.type == FM_EXPERT_LORA;
+      const float *wg = lora ? s->p.fc_w.w : s->p.efc_w[e].w, *wu = lora ? s->p.fup_w.w : s->p.eup_w[e].w;
+      const float *wd = lora ? s->p.pj_w.w : s->p.epj_w[e].w;
+      double xa1[8] = {0}, xa3[8] = {0}, ga2[8] = {0}; /* x A^T, LoRA A [r, in] */
+      for (int q = 0; lora && q < r; q++)
+        for (int i = 0; i < D; i++) {
+          xa1[q] += (double)x[i] * s->p.a1[e].w[q * D + i];
+          xa3[q] += (double)x[i] * s->p.a3[e].w[q * D + i];
+        }
       for (int o = 0; o < F; o++) {
         double g = 0, u = 0;
         for (int i = 0; i < D; i++) {
-          g += (double)x[i] * s->p.efc_w[e].w[o * D + i];
-          u += (double)x[i] * s->p.eup_w[e].w[o * D + i];
+          g += (double)x[i] * wg[o * D + i];
+          u += (double)x[i] * wu[o * D + i];
+        }
+        for (int q = 0; lora && q < r; q++) { /* + s (x A^T) B^T, B [out, r] */
+          g += s->L.scale * xa1[q] * s->p.b1[e].w[o * r + q];
+          u += s->L.scale * xa3[q] * s->p.b3[e].w[o * r + q];
         }
         h[o] = silu(g) * u;
       }
+      for (int q = 0; lora && q < r; q++)
+        for (int i = 0; i < F; i++) ga2[q] += h[i] * s->p.a2[e].w[q * F + i];
       for (int o = 0; o < D; o++) {
         double y = 0;
-        for (int i = 0; i < F; i++) y += h[i] * s->p.epj_w[e].w[o * F + i];
+        for (int i = 0; i < F; i++) y += h[i] * wd[o * F + i];
+        for (int q = 0; lora && q < r; q++) y += s->L.scale * ga2[q] * s->p.b2[e].w[o * r + q];
         out[o] += w * y;
       }
       continue;
@@ -627,10 +643,22 @@ static void moe_case(int type, const uint8_t *allowed, int swiglu, int renorm) {
                     .swiglu = swiglu, .renorm = renorm, .alpha = 6.0f};
   CU_ASSERT_EQUAL_FATAL(fm_moe_alloc(&s.L, 16, &dm), FM_OK);
   CU_ASSERT_EQUAL_FATAL(fm_moe_set_mask(&s.L, allowed), FM_OK);
-  float *arr[2 * (5 + 4 * FM_MAX_EXPERTS)];
+  float *arr[2 * (5 + 6 * FM_MAX_EXPERTS)];
   int na = 0;
   mk_param(&s.p.router, (size_t)E * D, 0.8f, arr, &na);
-  if (type == FM_EXPERT_LORA) {
+  if (type == FM_EXPERT_LORA && swiglu) { /* nn.Linear base, PEFT-layout adapters */
+    mk_param(&s.p.fc_w, (size_t)F * D, 0.5f, arr, &na);
+    mk_param(&s.p.fup_w, (size_t)F * D, 0.5f, arr, &na);
+    mk_param(&s.p.pj_w, (size_t)D * F, 0.4f, arr, &na);
+    for (int e = 0; e < E; e++) {
+      mk_param(&s.p.a1[e], (size_t)r * D, 0.5f, arr, &na);
+      mk_param(&s.p.b1[e], (size_t)F * r, 0.4f, arr, &na);
+      mk_param(&s.p.a3[e], (size_t)r * D, 0.5f, arr, &na);
+      mk_param(&s.p.b3[e], (size_t)F * r, 0.4f, arr, &na);
+      mk_param(&s.p.a2[e], (size_t)r * F, 0.4f, arr, &na);
+      mk_param(&s.p.b2[e], (size_t)D * r, 0.4f, arr, &na);
+    }
+  } else if (type == FM_EXPERT_LORA) {
     mk_param(&s.p.fc_w, (size_t)D * F, 0.4f, arr, &na);
     mk_param(&s.p.fc_b, F, 0.2f, arr, &na);
     mk_param(&s.p.pj_w, (size_t)F * D, 0.3f, arr, &na);
@@ -684,7 +712,7 @@ static void moe_case(int type, const uint8_t *allowed, int swiglu, int renorm) {
   for (int i = 0; i < na; i += 2) {
     char what[64];
     snprintf(what, sizeof what, "moe %s parameter %d",
-             type == FM_EXPERT_LORA ? "LoRA" : swiglu ? "SwiGLU" : "full", i / 2);
+             type == FM_EXPERT_LORA ? (swiglu ? "SwiGLU LoRA" : "LoRA") : swiglu ? "SwiGLU" : "full", i / 2);
     fd_check(what, &p, arr[i], arr[i + 1], lens[i / 2]);
   }
   fd_end();
@@ -717,6 +745,8 @@ static void test_moe_swiglu(void) {
   moe_case(FM_EXPERT_FULL, NULL, 1, 0); /* OLMoE, Qwen2-MoE */
   static const uint8_t mask[4] = {0, 1, 1, 1};
   moe_case(FM_EXPERT_FULL, mask, 1, 0);
+  moe_case(FM_EXPERT_LORA, NULL, 1, 1); /* LoRA experts on a shared SwiGLU FFN */
+  moe_case(FM_EXPERT_LORA, mask, 1, 0);
 }
 static void test_moe_masked(void) {
   static const uint8_t mask[4] = {1, 0, 1, 1};
