@@ -43,7 +43,7 @@ typedef struct fm_config {
     char moe_layers[128]; /* "all", "none" or a list of block indices "1,3" */
     int experts, top_k, expert_type, lora_rank;
     double lora_alpha, init_std, load_balance;
-    int family, kv_heads, head_dim, ffn, expert_ffn, shared_ffn;
+    int family, kv_heads, head_dim, ffn, expert_ffn, shared_ffn, attn_lora_rank;
     int norm_topk, tied, attn_bias, qk_norm; /* FM_TRI_* */
     double norm_eps, rope_theta;
   } model;

@@ -94,6 +94,8 @@ typedef struct {
   int attn_bias;      /* q/k/v projections have biases (gpt2: always, with c_proj's) */
   int qk_norm;        /* RMSNorm on q (heads*head_dim) and k (kv_heads*head_dim), before rope */
   int norm_topk;      /* renormalise the top-k router weights */
+  int attn_lora_rank; /* rank of LoRA adapters on the attention projections (0: none),
+                         scale lora_alpha / attn_lora_rank */
 } fm_model_shape;
 
 /* The defaults of the zero fields filled in, and the family's fixed choices applied
@@ -110,7 +112,8 @@ typedef enum {
   FM_GROUP_ATTN,   /* c_attn, attn.c_proj */
   FM_GROUP_FFN,    /* dense FFN, or the shared base FFN under LoRA experts */
   FM_GROUP_ROUTER, /* moe.router.weight */
-  FM_GROUP_EXPERT  /* one expert's tensors (full FFN or LoRA A/B) */
+  FM_GROUP_EXPERT, /* one expert's tensors (full FFN or LoRA A/B) */
+  FM_GROUP_ATTN_LORA /* LoRA adapters on the attention projections (model.attn_lora_rank) */
 } fm_group;
 
 typedef struct {

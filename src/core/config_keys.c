@@ -63,6 +63,9 @@ const fm_key fm_config_keys[] = {
    "q/k/v projection biases (auto: gpt2 and qwen2_moe yes, the others no; gpt2 always has them)"},
   {"model.qk_norm", FM_KEY_ENUM, F(model.qk_norm), "auto", 0, 0, "auto|true|false",
    "RMSNorm on the queries and keys before the rotary embedding (auto: olmoe yes, the others no)"},
+  {"model.attn_lora_rank", FM_KEY_INT, F(model.attn_lora_rank), "0", 0, 4096, NULL,
+   "rank of LoRA adapters on the attention projections (gpt2: c_attn and c_proj; the llama "
+   "family: q_proj and v_proj), scale lora_alpha / rank; 0: none"},
   /* [train] */
   {"train.batch", FM_KEY_INT, F(train.batch), "8", 1, 1e6, NULL, "sequences per step B"},
   {"train.seq_len", FM_KEY_INT, F(train.seq_len), "64", 1, 65536, NULL, "tokens per sequence T"},

@@ -41,6 +41,13 @@ static fm_err index_blocks(fm_model *m) {
     b->attb = i++;
     b->aprw = i++;
     b->aprb = i++;
+    b->la1 = b->lb1 = b->la2 = b->lb2 = -1;
+    if (s->attn_lora_rank > 0) {
+      b->la1 = i++;
+      b->lb1 = i++;
+      b->la2 = i++;
+      b->lb2 = i++;
+    }
     b->ln2w = i++;
     b->ln2b = i++;
     b->fcw = b->fcb = b->fpw = b->fpb = b->router = b->ex0 = -1;
@@ -106,9 +113,10 @@ static fm_err alloc_activations(fm_model *m) {
   if (s->family != FM_FAMILY_GPT2) return fm_llama_alloc(m);
   const size_t N = (size_t)m->B * m->T, D = (size_t)s->d, V = (size_t)s->vocab, F = (size_t)s->ffn;
   const size_t att = (size_t)m->B * s->heads * m->T * m->T;
-  size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D;
+  const size_t RA = (size_t)s->attn_lora_rank;
+  size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D + 2 * N * RA;
   size_t total = (s->layers + 1) * N * D + N * D + 2 * N + N * V + N  /* res, ln_f, logits */
-                 + 3 * N * D + 3 * N * D + N * F + N * V + fm_attention_scratch(m->T);
+                 + 3 * N * D + 3 * N * D + N * F + N * V + fm_attention_scratch(m->T) + N * RA;
   for (int l = 0; l < s->layers; l++) total += per_block + (m->blk[l].moe ? 0 : 2 * N * F);
   FM_CALLOC(m->arena, total, "model activations");
   m->arena_n = total;
@@ -127,8 +135,11 @@ static fm_err alloc_activations(fm_model *m) {
   TAKE(m->dfc, N * F);
   TAKE(m->dlogits, N * V);
   TAKE(m->attscr, fm_attention_scratch(m->T));
+  TAKE(m->dlz, N * RA);
   for (int l = 0; l < s->layers; l++) {
     fm_block *b = &m->blk[l];
+    TAKE(b->lz1, N * RA);
+    TAKE(b->lz2, N * RA);
     TAKE(b->ln1, N * D);
     TAKE(b->ln1_mean, N);
     TAKE(b->ln1_rstd, N);

@@ -12,6 +12,10 @@ typedef struct {
   /* llama family (model_llama.c): projections, q/k norms, SwiGLU FFN, shared expert;
    * experts from ex0 on, 3 tensors each (gate, up, down) */
   int qw, qb, kw, kb, vw, vb, ow, qn, kn, gw, uw, dw, sgw, suw, sdw, sgt;
+  /* attention LoRA (model.attn_lora_rank): A, B on c_attn / q_proj (1) and c_proj /
+   * v_proj (2), -1 when none; x A kept [N,r] each */
+  int la1, lb1, la2, lb2;
+  float *lz1, *lz2;
   float *qkv_pre, *q_rstd, *k_rstd; /* q/k norm: projections before it [N,W], [N], [N] */
   float *gu, *act;                  /* SwiGLU FFN: gate|up [N,2F], silu(gate) * up [N,F] */
   float *sy, *sg, *sgu, *sact;      /* shared expert: out [N,D], gate [N], [N,2Fs], [N,Fs] */
@@ -50,6 +54,7 @@ struct fm_model {
   int head;
   float *rope_cos, *rope_sin;
   float *da, *dsy, *dsz;              /* [N,max F] [N,D] [N] */
+  float *dlz;                         /* attention LoRA scratch [N,r] */
   int Bc, Tc, nvalid, have_fwd;
   float ce, lb;
 };

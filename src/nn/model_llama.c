@@ -41,6 +41,7 @@ fm_err fm_llama_index(fm_model *m) {
     b->ln1b = b->ln2b = b->attw = b->attb = b->aprw = b->aprb = b->fcw = b->fcb = b->fpw = b->fpb = -1;
     b->qb = b->kb = b->vb = b->qn = b->kn = b->gw = b->uw = b->dw = -1;
     b->sgw = b->suw = b->sdw = b->sgt = b->router = b->ex0 = -1;
+    b->la1 = b->lb1 = b->la2 = b->lb2 = -1;
     b->ln1w = next(m, &i, "input_layernorm.weight", &bad);
     b->qw = next(m, &i, "q_proj.weight", &bad);
     if (s->attn_bias) b->qb = next(m, &i, "q_proj.bias", &bad);
@@ -49,6 +50,12 @@ fm_err fm_llama_index(fm_model *m) {
     b->vw = next(m, &i, "v_proj.weight", &bad);
     if (s->attn_bias) b->vb = next(m, &i, "v_proj.bias", &bad);
     b->ow = next(m, &i, "o_proj.weight", &bad);
+    if (s->attn_lora_rank > 0) {
+      b->la1 = next(m, &i, "q_proj.lora_A", &bad);
+      b->lb1 = next(m, &i, "q_proj.lora_B", &bad);
+      b->la2 = next(m, &i, "v_proj.lora_A", &bad);
+      b->lb2 = next(m, &i, "v_proj.lora_B", &bad);
+    }
     if (s->qk_norm) {
       b->qn = next(m, &i, "q_norm.weight", &bad);
       b->kn = next(m, &i, "k_norm.weight", &bad);
@@ -86,7 +93,7 @@ static size_t carve(fm_model *m, float *base) {
   const size_t N = (size_t)m->B * m->T, D = (size_t)s->d, V = (size_t)s->vocab;
   const size_t QD = (size_t)s->heads * s->head_dim, KD = (size_t)s->kv_heads * s->head_dim;
   const size_t W = QD + 2 * KD, F = (size_t)s->ffn, FS = (size_t)s->shared_ffn;
-  const size_t att = (size_t)m->B * s->heads * m->T * m->T;
+  const size_t att = (size_t)m->B * s->heads * m->T * m->T, RA = (size_t)s->attn_lora_rank;
   size_t fmax = 1; /* the widest dense or shared FFN, for the backward scratch */
   for (int l = 0; l < s->layers; l++) {
     size_t f = m->blk[l].moe ? FS : F;
@@ -118,12 +125,15 @@ static size_t carve(fm_model *m, float *base) {
   TAKE(m->dsz, N);
   TAKE(m->dlogits, N * V);
   TAKE(m->attscr, fm_attention_scratch(m->T));
+  TAKE(m->dlz, N * RA);
   TAKE(m->rope_cos, (size_t)s->context * (s->head_dim / 2));
   TAKE(m->rope_sin, (size_t)s->context * (s->head_dim / 2));
   for (int l = 0; l < s->layers; l++) {
     fm_block *b = &m->blk[l];
     TAKE(b->ln1, N * D);
     TAKE(b->ln1_rstd, N);
+    TAKE(b->lz1, N * RA);
+    TAKE(b->lz2, N * RA);
     TAKE(b->qkv, N * W);
     if (s->qk_norm) {
       TAKE(b->qkv_pre, N * W);
@@ -204,6 +214,8 @@ void fm_llama_forward(fm_model *m, int B, int T, double *lbsum) {
   const int hs = s->head_dim, QD = H * hs, KD = KVH * hs, W = QD + 2 * KD;
   const float eps = s->norm_eps;
   const size_t stride = (size_t)m->B * m->T * D;
+  const int ra = s->attn_lora_rank;
+  const float lsc = ra > 0 ? s->lora_alpha / (float)ra : 0.0f;
   PROF(EMBED, FWD, fm_embed_forward(m->res, m->tokens, wt(m, m->wte), NULL, B, T, D));
   for (int l = 0; l < L; l++) {
     fm_block *b = &m->blk[l];
@@ -216,6 +228,13 @@ void fm_llama_forward(fm_model *m, int B, int T, double *lbsum) {
       fm_dense_forward(proj + QD, W, b->ln1, wt(m, b->kw), wt(m, b->kb), N, D, KD, 0);
       fm_dense_forward(proj + QD + KD, W, b->ln1, wt(m, b->vw), wt(m, b->vb), N, D, KD, 0);
     });
+    if (b->la1 >= 0)
+      PROF(ATTN_PROJ, FWD, {
+        fm_lora_forward(FM_LORA_LINEAR, N, D, QD, ra, lsc, b->ln1, D, wt(m, b->la1), wt(m, b->lb1), b->lz1,
+                        proj, W);
+        fm_lora_forward(FM_LORA_LINEAR, N, D, KD, ra, lsc, b->ln1, D, wt(m, b->la2), wt(m, b->lb2), b->lz2,
+                        proj + QD + KD, W);
+      });
     if (s->qk_norm)
       PROF(LAYERNORM, FWD, {
         fm_rmsnorm_forward(b->qkv, b->q_rstd, b->qkv_pre, wt(m, b->qn), N, QD, W, eps);
@@ -260,6 +279,8 @@ void fm_llama_backward(fm_model *m, int lo, int k, const float *dh) {
   const int H = s->heads, KVH = s->kv_heads, hs = s->head_dim, QD = H * hs, KD = KVH * hs;
   const int W = QD + 2 * KD;
   const size_t stride = (size_t)m->B * m->T * D;
+  const int ra = s->attn_lora_rank;
+  const float lsc = ra > 0 ? s->lora_alpha / (float)ra : 0.0f;
   fm_param head = fm_model_param(m, m->head);
   PROF(HEAD, BWD, {
     fm_crossentropy_backward(m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
@@ -315,6 +336,13 @@ void fm_llama_backward(fm_model *m, int lo, int k, const float *dh) {
       fm_dense_backward(m->dln, gr(m, b->vw), gr(m, b->vb), m->dqkv + QD + KD, W, b->ln1, wt(m, b->vw),
                         N, D, KD, 1);
     });
+    if (b->la1 >= 0)
+      PROF(ATTN_PROJ, BWD, {
+        fm_lora_backward(FM_LORA_LINEAR, N, D, QD, ra, lsc, b->ln1, D, b->lz1, m->dqkv, W,
+                         fm_model_param(m, b->la1), fm_model_param(m, b->lb1), m->dlz, m->dln, 1.0f);
+        fm_lora_backward(FM_LORA_LINEAR, N, D, KD, ra, lsc, b->ln1, D, b->lz2, m->dqkv + QD + KD, W,
+                         fm_model_param(m, b->la2), fm_model_param(m, b->lb2), m->dlz, m->dln, 1.0f);
+      });
     PROF(LAYERNORM, BWD, fm_rmsnorm_backward(want_dx ? m->dres : NULL, gr(m, b->ln1w), m->dln, in,
                                              wt(m, b->ln1w), b->ln1_rstd, N, D, D, 1));
   }

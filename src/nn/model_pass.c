@@ -58,6 +58,8 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
   }
   const size_t stride = (size_t)m->B * m->T * D; /* one residual slice */
   const fm_tensor *t = m->t;
+  const int ra = s->attn_lora_rank;
+  const float lsc = ra > 0 ? s->lora_alpha / (float)ra : 0.0f;
   {
     FM_PROF_BEGIN(tp);
     PROF(EMBED, FWD, fm_embed_forward(m->res, m->tokens, t[m->wte].w, t[m->wpe].w, B, T, D));
@@ -70,10 +72,16 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
     PROF(LAYERNORM, FWD, fm_layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, in, t[b->ln1w].w,
                                               t[b->ln1b].w, N, D, s->norm_eps));
     PROF(ATTN_PROJ, FWD, fm_linear_forward(b->qkv, b->ln1, t[b->attw].w, t[b->attb].w, N, D, 3 * D, 0));
+    if (b->la1 >= 0)
+      PROF(ATTN_PROJ, FWD, fm_lora_forward(FM_LORA_CONV1D, N, D, 3 * D, ra, lsc, b->ln1, D, t[b->la1].w,
+                                           t[b->lb1].w, b->lz1, b->qkv, 3 * D));
     PROF(ATTN_CORE, FWD, fm_attention_forward(b->atty, b->att, b->qkv, B, T, s->heads, s->heads,
                                               D / s->heads));
     PROF(RESIDUAL, FWD, memcpy(b->resa, in, (size_t)N * D * sizeof(float)));
     PROF(ATTN_PROJ, FWD, fm_linear_forward(b->resa, b->atty, t[b->aprw].w, t[b->aprb].w, N, D, D, 1));
+    if (b->la2 >= 0)
+      PROF(ATTN_PROJ, FWD, fm_lora_forward(FM_LORA_CONV1D, N, D, D, ra, lsc, b->atty, D, t[b->la2].w,
+                                           t[b->lb2].w, b->lz2, b->resa, D));
     PROF(LAYERNORM, FWD, fm_layernorm_forward(b->ln2, b->ln2_mean, b->ln2_rstd, b->resa, t[b->ln2w].w,
                                               t[b->ln2b].w, N, D, s->norm_eps));
     PROF(RESIDUAL, FWD, memcpy(out, b->resa, (size_t)N * D * sizeof(float)));
@@ -137,6 +145,8 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
     return FM_OK;
   }
   const fm_tensor *t = m->t;
+  const int ra = s->attn_lora_rank;
+  const float lsc = ra > 0 ? s->lora_alpha / (float)ra : 0.0f;
   /* head: logits = lnf wte^T */
   fm_param wte = fm_model_param(m, m->wte);
   PROF(HEAD, BWD, {
@@ -174,11 +184,19 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
     PROF(ATTN_PROJ, BWD, fm_linear_backward(m->datty, fm_model_param(m, b->aprw).g,
                                             fm_model_param(m, b->aprb).g, m->dres, b->atty,
                                             t[b->aprw].w, N, D, D, 0));
+    if (b->la2 >= 0)
+      PROF(ATTN_PROJ, BWD, fm_lora_backward(FM_LORA_CONV1D, N, D, D, ra, lsc, b->atty, D, b->lz2, m->dres,
+                                            D, fm_model_param(m, b->la2), fm_model_param(m, b->lb2),
+                                            m->dlz, m->datty, 1.0f));
     PROF(ATTN_CORE, BWD, fm_attention_backward(m->dqkv, m->attscr, m->datty, b->qkv, b->att, B, T,
                                                s->heads, s->heads, D / s->heads));
     PROF(ATTN_PROJ, BWD, fm_linear_backward(m->dln, fm_model_param(m, b->attw).g,
                                             fm_model_param(m, b->attb).g, m->dqkv, b->ln1,
                                             t[b->attw].w, N, D, 3 * D, 0));
+    if (b->la1 >= 0)
+      PROF(ATTN_PROJ, BWD, fm_lora_backward(FM_LORA_CONV1D, N, D, 3 * D, ra, lsc, b->ln1, D, b->lz1,
+                                            m->dqkv, 3 * D, fm_model_param(m, b->la1),
+                                            fm_model_param(m, b->lb1), m->dlz, m->dln, 1.0f));
     PROF(LAYERNORM, BWD, fm_layernorm_backward(want_dx ? m->dres : NULL, fm_model_param(m, b->ln1w).g,
                                                fm_model_param(m, b->ln1b).g, m->dln, in,
                                                t[b->ln1w].w, b->ln1_mean, b->ln1_rstd, N, D));

@@ -81,6 +81,7 @@ fm_err fm_model_shape_from_config(const fm_config *c, fm_model_shape *s) {
   s->tied = tri(c->model.tied, gpt2);
   s->attn_bias = tri(c->model.attn_bias, gpt2 || s->family == FM_FAMILY_QWEN2_MOE);
   s->qk_norm = tri(c->model.qk_norm, s->family == FM_FAMILY_OLMOE);
+  s->attn_lora_rank = c->model.attn_lora_rank;
   if (s->layers < 1 || s->layers > FM_MAX_LAYERS)
     FM_CONFIG_ERROR(c, "model.layers", "%d blocks: must be 1..%d", s->layers, FM_MAX_LAYERS);
   if (s->heads < 1 || (!s->head_dim && s->d % s->heads))
@@ -159,6 +160,7 @@ fm_err fm_shape_check(const fm_model_shape *s0) {
         s->rope_orig_ctx > 0))
     SHAPE_ERROR("model.rope_theta", "llama3 rope scaling needs factor > 0, 0 < low_freq_factor < "
                 "high_freq_factor and original_max_position_embeddings > 0");
+  if (s->attn_lora_rank < 0) SHAPE_ERROR("model.attn_lora_rank", "attn_lora_rank = %d", s->attn_lora_rank);
   if (s->layers < 64 && (s->moe_mask >> s->layers))
     SHAPE_ERROR("model.moe_layers", "MoE block index beyond model.layers = %d", s->layers);
   if (s->moe_mask) {
@@ -207,6 +209,13 @@ static int gpt2_tensors(const fm_model_shape *s, fm_tensor *out) {
     put(out, &n, FM_GROUP_ATTN, l, -1, 1, 3 * D, 0, "h.%d.attn.c_attn.bias", l);
     put(out, &n, FM_GROUP_ATTN, l, -1, D, D, 1, "h.%d.attn.c_proj.weight", l);
     put(out, &n, FM_GROUP_ATTN, l, -1, 1, D, 0, "h.%d.attn.c_proj.bias", l);
+    if (s->attn_lora_rank > 0) { /* GPT-2's layout: A [in,r], B [r,out] */
+      const int ra = s->attn_lora_rank;
+      put(out, &n, FM_GROUP_ATTN_LORA, l, -1, D, ra, 1, "h.%d.attn.c_attn.lora_A", l);
+      put(out, &n, FM_GROUP_ATTN_LORA, l, -1, ra, 3 * D, 1, "h.%d.attn.c_attn.lora_B", l);
+      put(out, &n, FM_GROUP_ATTN_LORA, l, -1, D, ra, 1, "h.%d.attn.c_proj.lora_A", l);
+      put(out, &n, FM_GROUP_ATTN_LORA, l, -1, ra, D, 1, "h.%d.attn.c_proj.lora_B", l);
+    }
     put(out, &n, FM_GROUP_NORM, l, -1, 1, D, 0, "h.%d.ln_2.weight", l);
     put(out, &n, FM_GROUP_NORM, l, -1, 1, D, 0, "h.%d.ln_2.bias", l);
     if (!moe || lora) {
@@ -262,6 +271,13 @@ static int llama_tensors(const fm_model_shape *s, fm_tensor *out) {
     put(out, &n, FM_GROUP_ATTN, l, -1, KD, D, 1, "layers.%d.self_attn.v_proj.weight", l);
     if (s->attn_bias) put(out, &n, FM_GROUP_ATTN, l, -1, 1, KD, 0, "layers.%d.self_attn.v_proj.bias", l);
     put(out, &n, FM_GROUP_ATTN, l, -1, D, QD, 1, "layers.%d.self_attn.o_proj.weight", l);
+    if (s->attn_lora_rank > 0) { /* PEFT's layout on q and v: A [r,in], B [out,r] */
+      const int ra = s->attn_lora_rank;
+      put(out, &n, FM_GROUP_ATTN_LORA, l, -1, ra, D, 1, "layers.%d.self_attn.q_proj.lora_A", l);
+      put(out, &n, FM_GROUP_ATTN_LORA, l, -1, QD, ra, 1, "layers.%d.self_attn.q_proj.lora_B", l);
+      put(out, &n, FM_GROUP_ATTN_LORA, l, -1, ra, D, 1, "layers.%d.self_attn.v_proj.lora_A", l);
+      put(out, &n, FM_GROUP_ATTN_LORA, l, -1, KD, ra, 1, "layers.%d.self_attn.v_proj.lora_B", l);
+    }
     if (s->qk_norm) {
       put(out, &n, FM_GROUP_NORM, l, -1, 1, QD, 0, "layers.%d.self_attn.q_norm.weight", l);
       put(out, &n, FM_GROUP_NORM, l, -1, 1, KD, 0, "layers.%d.self_attn.k_norm.weight", l);
@@ -313,16 +329,21 @@ int fm_shape_tensors(const fm_model_shape *s, fm_tensor *out) {
  * GPT-2), the dense FFN (2 D F for GELU, 3 D F for SwiGLU) or, in an MoE block, the
  * router (E D) and top_k experts (the same per expert; for LoRA experts the base FFN
  * once plus top_k adapters of 2 r (D + F)), Qwen2-MoE's shared expert (3 D Fs + its
- * gate D), and the head (V D, tied or not). Embedding lookups, norms and biases are
- * not counted. */
+ * gate D), attention LoRA adapters, and the head (V D, tied or not). Embedding
+ * lookups, norms and biases are not counted. */
 double fm_model_flops_per_token(const fm_model *m, int T) {
   const fm_model_shape *s = fm_model_get_shape(m);
   const double D = s->d, F = s->ffn, FE = s->expert_ffn, A = (double)s->heads * s->head_dim;
   const double KV = (double)s->kv_heads * s->head_dim;
   const double nmat = s->family == FM_FAMILY_GPT2 ? 2.0 : 3.0; /* FFN matrices */
   double n = (double)s->vocab * D;
+  /* attention adapters: r (in + out) each; gpt2 c_attn and c_proj, llama q and v */
+  const double ra = s->attn_lora_rank;
+  const double attn_lora = s->family == FM_FAMILY_GPT2 ? ra * (D + 3 * D) + ra * (D + D)
+                                                         : ra * (D + A) + ra * (D + KV);
   for (int l = 0; l < s->layers; l++) {
     n += 2.0 * D * A + 2.0 * D * KV;
+    if (ra > 0) n += attn_lora;
     if (!((s->moe_mask >> l) & 1)) {
       n += nmat * D * F;
       continue;

@@ -174,8 +174,8 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
       int n = L->count[e];
       if (!n) continue;
       size_t s = (size_t)L->start[e];
-      fm_gemm(0, 0, n, R, D, 1.0f, L->xg + s * D, D, p->a1[e].w, R, 0.0f, L->u + s * R, R);
-      fm_gemm(0, 0, n, F, R, L->scale, L->u + s * R, R, p->b1[e].w, F, 1.0f, L->h + s * F, F);
+      fm_lora_forward(FM_LORA_CONV1D, n, D, F, R, L->scale, L->xg + s * D, D, p->a1[e].w, p->b1[e].w,
+                      L->u + s * R, L->h + s * F, F);
     }
     fm_gelu_forward(L->g, L->h, (size_t)npos * F);
     fm_linear_forward(L->y, L->g, p->pj_w.w, p->pj_b.w, npos, F, D, 0);
@@ -183,8 +183,8 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
       int n = L->count[e];
       if (!n) continue;
       size_t s = (size_t)L->start[e];
-      fm_gemm(0, 0, n, R, F, 1.0f, L->g + s * F, F, p->a2[e].w, R, 0.0f, L->v + s * R, R);
-      fm_gemm(0, 0, n, D, R, L->scale, L->v + s * R, R, p->b2[e].w, D, 1.0f, L->y + s * D, D);
+      fm_lora_forward(FM_LORA_CONV1D, n, F, D, R, L->scale, L->g + s * F, F, p->a2[e].w, p->b2[e].w,
+                      L->v + s * R, L->y + s * D, D);
     }
   }
   FM_PROF_END(t_exp, FM_PROF_FFN, FM_PROF_FWD);
@@ -201,15 +201,11 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
   return lb;
 }
 
-/* Backward of one expert's LoRA term y += s (x A) B over its n rows, with z = x A
- * [n,R] kept from the forward: dB += s z^T dy, dz = s dy B^T, dA += x^T dz and, when
- * dx is wanted, dx = beta dx + dz A^T. x [n,in], dy [n,out], A [in,R], B [R,out]. */
+/* Backward of one expert's LoRA term y += s (x A) B over its n rows (lora.c, GPT-2's
+ * layout), with z = x A [n,R] kept from the forward; x [n,in], dy [n,out]. */
 static void lora_backward(int n, int in, int out, int R, float s, const float *x, const float *z,
                           const float *dy, fm_param A, fm_param B, float *dz, float *dx, float beta) {
-  if (B.g) fm_gemm(1, 0, R, out, n, s, z, R, dy, out, 1.0f, B.g, out);
-  fm_gemm(0, 1, n, R, out, s, dy, out, B.w, out, 0.0f, dz, R);
-  if (A.g) fm_gemm(1, 0, in, R, n, 1.0f, x, in, dz, R, 1.0f, A.g, R);
-  if (dx) fm_gemm(0, 1, n, in, R, 1.0f, dz, R, A.w, R, beta, dx, in);
+  fm_lora_backward(FM_LORA_CONV1D, n, in, out, R, s, x, in, z, dy, out, A, B, dz, dx, beta);
 }
 
 void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *dout,

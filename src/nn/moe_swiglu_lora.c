@@ -10,21 +10,15 @@
 
 #include <string.h>
 
-/* y[n,out] (row stride ldy) += s (x A^T) B^T with z = x A^T [n,R] kept; x [n,in] (ldx) */
+/* the adapters in PEFT's layout (lora.c) */
 static void lora_fwd(int n, int in, int out, int R, float s, const float *x, int ldx, fm_param A,
                      fm_param B, float *z, float *y, int ldy) {
-  fm_gemm(0, 1, n, R, in, 1.0f, x, ldx, A.w, in, 0.0f, z, R);
-  fm_gemm(0, 1, n, out, R, s, z, R, B.w, R, 1.0f, y, ldy);
+  fm_lora_forward(FM_LORA_LINEAR, n, in, out, R, s, x, ldx, A.w, B.w, z, y, ldy);
 }
 
-/* Its backward from dy [n,out] (ldy): dB [out,R] += s dy^T z, dz = s dy B,
- * dA [R,in] += dz^T x, and when dx is wanted dx [n,in] (ldx) = beta dx + dz A. */
 static void lora_bwd(int n, int in, int out, int R, float s, const float *x, int ldx, const float *z,
                      const float *dy, int ldy, fm_param A, fm_param B, float *dz, float *dx, float beta) {
-  if (B.g) fm_gemm(1, 0, out, R, n, s, dy, ldy, z, R, 1.0f, B.g, R);
-  fm_gemm(0, 0, n, R, out, s, dy, ldy, B.w, R, 0.0f, dz, R);
-  if (A.g) fm_gemm(1, 0, R, in, n, 1.0f, dz, R, x, ldx, 1.0f, A.g, in);
-  if (dx) fm_gemm(0, 0, n, in, R, 1.0f, dz, R, A.w, in, beta, dx, ldx);
+  fm_lora_backward(FM_LORA_LINEAR, n, in, out, R, s, x, ldx, z, dy, ldy, A, B, dz, dx, beta);
 }
 
 void fm_moe_swiglu_lora_forward(fm_moe *L, const fm_moe_params *p, const float *x) {

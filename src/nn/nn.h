@@ -223,6 +223,16 @@ void fm_shared_expert_backward(float *dx, float *dwg, float *dwu, float *dwd, fl
                                const float *wg, const float *wu, const float *wd, const float *wsg,
                                int N, int D, int F);
 
+/* ---- lora.c: y[n,out] (row stride ldy) += s (x A) B, x [n,in] (ldx), z = x A [n,R] kept.
+ * FM_LORA_CONV1D: A [in,R], B [R,out] (GPT-2); FM_LORA_LINEAR: A [R,in], B [out,R] (PEFT) */
+enum { FM_LORA_CONV1D, FM_LORA_LINEAR };
+void fm_lora_forward(int layout, int n, int in, int out, int R, float s, const float *x, int ldx,
+                     const float *A, const float *B, float *z, float *y, int ldy);
+/* dA, dB += (A.g, B.g may be NULL); dz [n,R] scratch; dx [n,in] (ldx) = beta dx + ... (NULL: skipped) */
+void fm_lora_backward(int layout, int n, int in, int out, int R, float s, const float *x, int ldx,
+                      const float *z, const float *dy, int ldy, fm_param A, fm_param B, float *dz,
+                      float *dx, float beta);
+
 /* ---- model_shape.c: the architecture as data */
 /* Shape checks for a hand-made shape (errors are FM_ERR_CONFIG naming the key). */
 fm_err fm_shape_check(const fm_model_shape *s);

@@ -753,6 +753,11 @@ static void test_flops(void) {
   n = V * D + 2 * 4 * D * D + 8 * D * D + 4 * D + 8 * D * D + 2 * 4 * 2 * (D + 4 * D);
   FM_ASSERT_CLOSE(fm_model_flops_per_token(m, 4), 6 * n + 12 * 2 * D * 4, 1e-12, 0);
   fm_model_free(m);
+  s.attn_lora_rank = 3; /* adapters on c_attn (D -> 3D) and c_proj (D -> D) of both blocks */
+  m = make(&s, 1, 8, 1, NULL, 1);
+  n += 2 * (3 * (D + 3 * D) + 3 * (D + D));
+  FM_ASSERT_CLOSE(fm_model_flops_per_token(m, 4), 6 * n + 12 * 2 * D * 4, 1e-12, 0);
+  fm_model_free(m);
 }
 
 /* ---- the llama family ---- */
@@ -889,6 +894,35 @@ static void test_fd_llama_lora(void) {
   fm_model_free(m);
 }
 
+/* LoRA on the attention projections: gpt2's c_attn and c_proj, the llama family's q
+ * and v; the adapters' and everything else's gradients */
+static void test_fd_attn_lora(void) {
+  fm_model_shape s = tiny(2, FM_EXPERT_FULL);
+  s.attn_lora_rank = 3;
+  fm_model *m = make(&s, 2, 8, 1, NULL, 7);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  const fm_tensor *t = fm_model_find(m, "h.1.attn.c_attn.lora_B");
+  CU_ASSERT(t && t->rows == 3 && t->cols == 48 && t->group == FM_GROUP_ATTN_LORA && t->layer == 1);
+  t = fm_model_find(m, "h.0.attn.c_proj.lora_A");
+  CU_ASSERT(t && t->rows == 16 && t->cols == 3 && t->group == FM_GROUP_ATTN_LORA);
+  lora_b_nonzero(m, 9);
+  model_fd(m, 2, 8, 11, "gpt2 attention lora");
+  fm_model_free(m);
+  s = tiny_llama(FM_FAMILY_QWEN2_MOE, 2);
+  s.attn_lora_rank = 2;
+  m = make(&s, 2, 8, 1, NULL, 7);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  t = fm_model_find(m, "layers.0.self_attn.v_proj.lora_B");
+  CU_ASSERT(t && t->rows == 8 && t->cols == 2 && t->group == FM_GROUP_ATTN_LORA);
+  t = fm_model_find(m, "layers.1.self_attn.q_proj.lora_A");
+  CU_ASSERT(t && t->rows == 2 && t->cols == 16);
+  CU_ASSERT_PTR_NULL(fm_model_find(m, "layers.1.self_attn.k_proj.lora_A"));
+  norms_random(m, 8);
+  lora_b_nonzero(m, 10);
+  model_fd(m, 2, 8, 12, "qwen2_moe attention lora");
+  fm_model_free(m);
+}
+
 /* fedbiot-style partial training: only the top block and the head; the gradients match
  * those of the all-trainable model */
 static int top_only(const fm_tensor *t, void *ctx) {
@@ -996,6 +1030,7 @@ int fm_test_register(void) {
     {"gradients: olmoe", test_fd_olmoe},
     {"gradients: qwen2_moe", test_fd_qwen2_moe},
     {"gradients: llama-family lora experts", test_fd_llama_lora},
+    {"gradients: attention lora", test_fd_attn_lora},
     {"llama family: partial training", test_llama_partial},
     {"llama family: flops per token", test_llama_flops},
     {NULL, NULL}};

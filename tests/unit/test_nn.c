@@ -977,6 +977,52 @@ static void swiglu_case(int shared) {
 static void test_swiglu(void) { swiglu_case(0); }
 static void test_shared_expert(void) { swiglu_case(1); }
 
+/* ---- a LoRA update on its own, both layouts, into a wider output row ---- */
+typedef struct { int layout, n, in, out, R, ld; float s, *x, *A, *B, *z, *y, *R_; } lora_ctx;
+static double lora_loss(void *c) {
+  lora_ctx *s = c;
+  memset(s->y, 0, (size_t)s->n * s->ld * sizeof(float));
+  fm_lora_forward(s->layout, s->n, s->in, s->out, s->R, s->s, s->x, s->in, s->A, s->B, s->z, s->y, s->ld);
+  return dotd(s->y, s->R_, (size_t)s->n * s->ld);
+}
+static void lora_case(int layout) {
+  lora_ctx s = {.layout = layout, .n = 5, .in = 6, .out = 4, .R = 3, .ld = 7, .s = 1.5f};
+  s.x = vec((size_t)s.n * s.in, 1);
+  s.A = vec((size_t)s.in * s.R, 0.5f);
+  s.B = vec((size_t)s.R * s.out, 0.5f);
+  s.z = vec((size_t)s.n * s.R, 0);
+  s.y = vec((size_t)s.n * s.ld, 0);
+  s.R_ = vec((size_t)s.n * s.ld, 1);
+  lora_loss(&s);
+  for (int i = 0; i < s.n; i++) /* reference: s (x A) B with A, B as the layout stores them */
+    for (int o = 0; o < s.out; o++) {
+      double y = 0;
+      for (int q = 0; q < s.R; q++) {
+        double xa = 0;
+        for (int j = 0; j < s.in; j++)
+          xa += (double)s.x[i * s.in + j] * (layout == FM_LORA_LINEAR ? s.A[q * s.in + j] : s.A[j * s.R + q]);
+        y += xa * (layout == FM_LORA_LINEAR ? s.B[o * s.R + q] : s.B[q * s.out + o]);
+      }
+      FM_ASSERT_CLOSE(s.y[i * s.ld + o], s.s * y, 1e-5, 1e-6);
+    }
+  float *dx = vec((size_t)s.n * s.in, 0), *dA = vec((size_t)s.in * s.R, 0), *dB = vec((size_t)s.R * s.out, 0),
+        *dz = vec((size_t)s.n * s.R, 0);
+  fm_param A = {s.A, dA}, B = {s.B, dB};
+  fm_lora_backward(layout, s.n, s.in, s.out, s.R, s.s, s.x, s.in, s.z, s.R_, s.ld, A, B, dz, dx, 0.0f);
+  fd_problem p = {lora_loss, NULL, &s};
+  fd_begin();
+  fd_check(layout == FM_LORA_LINEAR ? "lora (nn.Linear) x" : "lora (Conv1D) x", &p, s.x, dx, (size_t)s.n * s.in);
+  fd_check("lora A", &p, s.A, dA, (size_t)s.in * s.R);
+  fd_check("lora B", &p, s.B, dB, (size_t)s.R * s.out);
+  fd_end();
+  float *ptrs[] = {s.x, s.A, s.B, s.z, s.y, s.R_, dx, dA, dB, dz};
+  for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) free(ptrs[i]);
+}
+static void test_lora(void) {
+  lora_case(FM_LORA_CONV1D);
+  lora_case(FM_LORA_LINEAR);
+}
+
 int fm_test_register(void) {
   fm_rng_init(&rng, 12345, 0, 0, FM_RNG_TEST);
   static const fm_test kernels[] = {
@@ -992,6 +1038,7 @@ int fm_test_register(void) {
     {"nn.Linear projection", test_dense},
     {"swiglu ffn", test_swiglu},
     {"shared expert with sigmoid gate", test_shared_expert},
+    {"lora update, both layouts", test_lora},
     {"embedding", test_embed},
     {"cross-entropy", test_crossentropy},
     {"router softmax top-k renorm", test_router},
