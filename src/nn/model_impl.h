@@ -69,6 +69,10 @@ static inline fm_param fm_model_param(const fm_model *m, int i) {
   return p;
 }
 
+/* model_pass.c: the LM head (tensor index head, tied or not) and the cross-entropy */
+void fm_model_head_forward(fm_model *m, int head, int N);
+void fm_model_head_backward(fm_model *m, int head, int N);
+
 /* model_llama.c: the llama family's blocks (index, activations, passes) */
 fm_err fm_llama_index(fm_model *m);
 fm_err fm_llama_alloc(fm_model *m);

@@ -210,7 +210,7 @@ static float *gr(const fm_model *m, int i) { return fm_model_param(m, i).g; }
 
 void fm_llama_forward(fm_model *m, int B, int T, double *lbsum) {
   const fm_model_shape *s = &m->s;
-  const int D = s->d, V = s->vocab, L = s->layers, N = B * T, H = s->heads, KVH = s->kv_heads;
+  const int D = s->d, L = s->layers, N = B * T, H = s->heads, KVH = s->kv_heads;
   const int hs = s->head_dim, QD = H * hs, KD = KVH * hs, W = QD + 2 * KD;
   const float eps = s->norm_eps;
   const size_t stride = (size_t)m->B * m->T * D;
@@ -267,26 +267,18 @@ void fm_llama_forward(fm_model *m, int B, int T, double *lbsum) {
   }
   PROF(LAYERNORM, FWD, fm_rmsnorm_forward(m->lnf, m->lnf_rstd, m->res + L * stride, wt(m, m->lnfw), N,
                                           D, D, eps));
-  PROF(HEAD, FWD, {
-    fm_gemm(0, 1, N, V, D, 1.0f, m->lnf, D, wt(m, m->head), D, 0.0f, m->logits, V);
-    m->ce = (float)fm_crossentropy_forward(m->lse, m->logits, m->targets, N, V, &m->nvalid);
-  });
+  PROF(HEAD, FWD, fm_model_head_forward(m, m->head, N));
 }
 
 void fm_llama_backward(fm_model *m, int lo, int k, const float *dh) {
   const fm_model_shape *s = &m->s;
-  const int D = s->d, V = s->vocab, L = s->layers, B = m->Bc, T = m->Tc, N = B * T;
+  const int D = s->d, L = s->layers, B = m->Bc, T = m->Tc, N = B * T;
   const int H = s->heads, KVH = s->kv_heads, hs = s->head_dim, QD = H * hs, KD = KVH * hs;
   const int W = QD + 2 * KD;
   const size_t stride = (size_t)m->B * m->T * D;
   const int ra = s->attn_lora_rank;
   const float lsc = ra > 0 ? s->lora_alpha / (float)ra : 0.0f;
-  fm_param head = fm_model_param(m, m->head);
-  PROF(HEAD, BWD, {
-    fm_crossentropy_backward(m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
-    if (head.g) fm_gemm(1, 0, V, D, N, 1.0f, m->dlogits, V, m->lnf, D, 1.0f, head.g, D);
-    fm_gemm(0, 0, N, D, V, 1.0f, m->dlogits, V, head.w, D, 0.0f, m->dln, D);
-  });
+  PROF(HEAD, BWD, fm_model_head_backward(m, m->head, N));
   PROF(RESIDUAL, BWD, memset(m->dres, 0, (size_t)N * D * sizeof(float)));
   PROF(LAYERNORM, BWD, fm_rmsnorm_backward(lo <= L ? m->dres : NULL, gr(m, m->lnfw), m->dln,
                                            m->res + L * stride, wt(m, m->lnfw), m->lnf_rstd, N, D, D, 1));

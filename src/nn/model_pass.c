@@ -12,6 +12,22 @@
 
 #include <string.h>
 
+/* The head of both families: logits = lnf W^T (W the head tensor, tied or not) and
+ * the cross-entropy; its backward to dln, and W's gradient when wanted. */
+void fm_model_head_forward(fm_model *m, int head, int N) {
+  const int D = m->s.d, V = m->s.vocab;
+  fm_gemm(0, 1, N, V, D, 1.0f, m->lnf, D, m->t[head].w, D, 0.0f, m->logits, V);
+  m->ce = (float)fm_crossentropy_forward(m->lse, m->logits, m->targets, N, V, &m->nvalid);
+}
+
+void fm_model_head_backward(fm_model *m, int head, int N) {
+  const int D = m->s.d, V = m->s.vocab;
+  fm_param w = fm_model_param(m, head);
+  fm_crossentropy_backward(m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
+  if (w.g) fm_gemm(1, 0, V, D, N, 1.0f, m->dlogits, V, m->lnf, D, 1.0f, w.g, D);
+  fm_gemm(0, 0, N, D, V, 1.0f, m->dlogits, V, w.w, D, 0.0f, m->dln, D);
+}
+
 static void moe_params(const fm_model *m, const fm_block *b, fm_moe_params *p) {
   p->router = fm_model_param(m, b->router);
   p->fc_w = fm_model_param(m, b->fcw);
@@ -96,10 +112,7 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
   }
   PROF(LAYERNORM, FWD, fm_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->res + L * stride,
                                             t[m->lnfw].w, t[m->lnfb].w, N, D, s->norm_eps));
-  PROF(HEAD, FWD, { /* tied head */
-    fm_gemm(0, 1, N, V, D, 1.0f, m->lnf, D, t[m->wte].w, D, 0.0f, m->logits, V);
-    m->ce = (float)fm_crossentropy_forward(m->lse, m->logits, m->targets, N, V, &m->nvalid);
-  });
+  PROF(HEAD, FWD, fm_model_head_forward(m, m->wte, N)); /* tied head */
   m->lb = (float)lbsum;
   m->have_fwd = 1;
   if (ce) *ce = m->ce;
@@ -136,7 +149,7 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
   if (dh && (k < 1 || k > m->s.layers))
     FM_ERROR(FM_ERR_ARG, "gradient injected at block boundary %d of a %d-block model", k, m->s.layers);
   const fm_model_shape *s = &m->s;
-  const int D = s->d, V = s->vocab, L = s->layers, B = m->Bc, T = m->Tc, N = B * T;
+  const int D = s->d, L = s->layers, B = m->Bc, T = m->Tc, N = B * T;
   const size_t stride = (size_t)m->B * m->T * D;
   const int lo = lowest_level(m);
   if (lo > L + 1) return FM_OK;
@@ -149,11 +162,7 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
   const float lsc = ra > 0 ? s->lora_alpha / (float)ra : 0.0f;
   /* head: logits = lnf wte^T */
   fm_param wte = fm_model_param(m, m->wte);
-  PROF(HEAD, BWD, {
-    fm_crossentropy_backward(m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
-    if (wte.g) fm_gemm(1, 0, V, D, N, 1.0f, m->dlogits, V, m->lnf, D, 1.0f, wte.g, D);
-    fm_gemm(0, 0, N, D, V, 1.0f, m->dlogits, V, wte.w, D, 0.0f, m->dln, D);
-  });
+  PROF(HEAD, BWD, fm_model_head_backward(m, m->wte, N));
   PROF(RESIDUAL, BWD, memset(m->dres, 0, (size_t)N * D * sizeof(float)));
   PROF(LAYERNORM, BWD, fm_layernorm_backward(lo <= L ? m->dres : NULL, fm_model_param(m, m->lnfw).g,
                                              fm_model_param(m, m->lnfb).g, m->dln,
