@@ -442,6 +442,25 @@ static void test_fd_moe_lora(void) {
   fm_model_free(m);
 }
 
+/* gpt2 with FFN sizes other than 4D (a checkpoint's n_inner): dense blocks ffn wide,
+ * the LoRA experts' base expert_ffn wide */
+static void test_fd_gpt2_ffn(void) {
+  fm_model_shape s = tiny(2, FM_EXPERT_LORA);
+  s.ffn = 40;
+  s.expert_ffn = 24;
+  fm_model *m = make(&s, 2, 8, 1, NULL, 8);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  const fm_tensor *t = fm_model_find(m, "h.0.mlp.c_fc.weight");
+  CU_ASSERT(t && t->rows == 16 && t->cols == 40);
+  t = fm_model_find(m, "h.1.mlp.c_proj.weight");
+  CU_ASSERT(t && t->rows == 24 && t->cols == 16);
+  t = fm_model_find(m, "h.1.moe.experts.0.c_fc.lora_B");
+  CU_ASSERT(t && t->rows == 4 && t->cols == 24);
+  lora_b_nonzero(m, 4);
+  model_fd(m, 2, 8, 13, "gpt2 ffn 40, experts 24");
+  fm_model_free(m);
+}
+
 static void test_fd_masked(void) {
   static const uint8_t m0[4] = {1, 0, 1, 1}, m1[4] = {0, 1, 0, 0};
   fm_model_shape s = tiny(3, FM_EXPERT_FULL);
@@ -1016,6 +1035,7 @@ int fm_test_register(void) {
     {"gradients: moe full experts", test_fd_moe_full},
     {"gradients: moe lora experts", test_fd_moe_lora},
     {"gradients: route masks", test_fd_masked},
+    {"gradients: gpt2 ffn sizes", test_fd_gpt2_ffn},
     {"routing accessors", test_routing},
     {"shorter batch", test_partial_batch},
     {"freezing", test_freeze},
