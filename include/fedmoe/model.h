@@ -84,7 +84,7 @@ typedef struct {
   int head_dim;       /* 0: d / heads */
   int ffn;            /* dense FFN inner size; 0: 4d (gpt2), the SwiGLU size of a 4d FFN (others) */
   int expert_ffn;     /* MoE expert inner size; 0: ffn */
-  int shared_ffn;     /* qwen2_moe shared expert inner size; 0: no shared expert */
+  int shared_ffn;     /* qwen2_moe shared expert inner size; 0: none (other families: none) */
   float norm_eps;     /* layer_norm_epsilon / rms_norm_eps; 0: 1e-5 */
   int rope_type;      /* FM_ROPE_*; gpt2: always NONE, others: NONE means DEFAULT */
   float rope_theta;   /* 0: 10000 */

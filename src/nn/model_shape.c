@@ -105,6 +105,9 @@ fm_err fm_model_shape_from_config(const fm_config *c, fm_model_shape *s) {
                     s->head_dim ? s->head_dim : s->d / s->heads);
   FM_CHECK(parse_moe_layers(c, s->layers, &s->moe_mask));
   fm_shape_resolve(s);
+  /* made from scratch, a qwen2_moe shared expert is 4 experts wide unless set (a
+   * loaded checkpoint states its size, 0 meaning none) */
+  if (s->family == FM_FAMILY_QWEN2_MOE && !s->shared_ffn) s->shared_ffn = 4 * s->expert_ffn;
   return FM_OK;
 }
 
@@ -114,7 +117,6 @@ void fm_shape_resolve(fm_model_shape *s) {
   if (!s->head_dim && s->heads > 0) s->head_dim = s->d / s->heads;
   if (!s->ffn) s->ffn = gpt2 ? 4 * s->d : (8 * s->d / 3 + 7) / 8 * 8;
   if (!s->expert_ffn) s->expert_ffn = s->ffn;
-  if (s->family == FM_FAMILY_QWEN2_MOE && !s->shared_ffn) s->shared_ffn = 4 * s->expert_ffn;
   if (s->family != FM_FAMILY_QWEN2_MOE) s->shared_ffn = 0;
   if (s->norm_eps <= 0) s->norm_eps = 1e-5f;
   if (gpt2) {
