@@ -859,6 +859,12 @@ static void test_llama_tensor_table(void) {
   CU_ASSERT_PTR_NULL(fm_model_find(m, "lm_head.weight"));
   CU_ASSERT_PTR_NULL(fm_model_find(m, "layers.0.self_attn.q_proj.bias"));
   fm_model_free(m);
+  s = tiny_llama(FM_FAMILY_QWEN2_MOE, 3); /* a checkpoint without a shared expert */
+  s.shared_ffn = 0;
+  m = make(&s, 1, 4, 1, NULL, 1);
+  CU_ASSERT_PTR_NULL(fm_model_find(m, "layers.1.mlp.shared_expert_gate.weight"));
+  CU_ASSERT_PTR_NOT_NULL(fm_model_find(m, "layers.1.mlp.experts.0.down_proj.weight"));
+  fm_model_free(m);
   s = tiny_llama(FM_FAMILY_OLMOE, 3);
   m = make(&s, 1, 4, 1, NULL, 1);
   t = fm_model_find(m, "layers.1.self_attn.q_norm.weight");
