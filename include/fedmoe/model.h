@@ -12,16 +12,23 @@
  * .experts.{e}.{gate,up,down}_proj.weight (olmoe, qwen2_moe), qwen2_moe's
  * layers.{l}.mlp.shared_expert.{gate,up,down}_proj.weight and
  * layers.{l}.mlp.shared_expert_gate.weight [1,D], norm.weight, lm_head.weight (untied).
+ * LoRA experts (expert_type lora): the base layers.{l}.mlp.{gate,up,down}_proj.weight
+ * (expert_ffn wide) and per expert .experts.{e}.{gate,up,down}_proj.lora_A [r,in],
+ * .lora_B [out,r] (mixtral: block_sparse_moe.experts.{e}.{w1,w3,w2}.lora_A/B).
+ * Attention adapters (attn_lora_rank r > 0): layers.{l}.self_attn.{q,v}_proj.lora_A
+ * [r,D], .lora_B [out,r]; gpt2: h.{l}.attn.{c_attn,c_proj}.lora_A [D,r], .lora_B
+ * [r,out]. Neither kind exists in a Hugging Face checkpoint.
  *
  * GPT-2 architecture (the PyTorch oracle in tests/fixtures implements exactly this):
  *   h0 = wte[tok] + wpe[pos]                                   wte [V,D], wpe [C,D]
  *   for block l:  a = h + attn(ln_1(h));  h = a + ffn_l(ln_2(a))
  *   logits = ln_f(h) @ wte^T   (tied head)
- * LayerNorm: eps 1e-5, weight and bias. GELU: tanh approximation.
+ * LayerNorm: eps norm_eps (1e-5), weight and bias. GELU: tanh approximation.
  * attn(x): qkv = x @ c_attn.weight [D,3D] + c_attn.bias [3D], split q|k|v, H heads of
  *   D/H, causal softmax(q k^T / sqrt(D/H)) v, heads concatenated,
  *   @ c_proj.weight [D,D] + c_proj.bias.
- * dense ffn(x) = gelu(x @ c_fc.weight [D,4D] + c_fc.bias) @ c_proj.weight [4D,D] + c_proj.bias
+ * dense ffn(x) = gelu(x @ c_fc.weight [D,F] + c_fc.bias) @ c_proj.weight [F,D] + c_proj.bias,
+ *   F = shape.ffn (4D unless a checkpoint says otherwise; experts: expert_ffn)
  * MoE ffn(x): logits = x @ router.weight^T (router.weight [E,D], no bias);
  *   p = softmax(logits) over the allowed experts (all, unless a route mask is set);
  *   K = indices of the top_k largest p (ties: lower index first);
