@@ -19,11 +19,6 @@ static uint32_t hash32(const char *s) {
   return h;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t a = strlen(s), b = strlen(suffix);
-  return a >= b && !strcmp(s + a - b, suffix);
-}
-
 /* Tensor indices of each block, walking the table in the order of fm_shape_tensors. */
 static fm_err index_blocks(fm_model *m) {
   const fm_model_shape *s = &m->s;
@@ -237,7 +232,7 @@ fm_err fm_model_init(fm_model *m, uint64_t seed) {
     fm_tensor *t = &m->t[i];
     float *restrict w = t->w;
     const size_t n = t->numel;
-    if (ends_with(t->name, ".bias") || ends_with(t->name, ".lora_B")) {
+    if (fm_ends_with(t->name, ".bias") || fm_ends_with(t->name, ".lora_B")) {
       memset(w, 0, n * sizeof *w);
     } else if (t->group == FM_GROUP_NORM) { /* LayerNorm weights */
       for (size_t j = 0; j < n; j++) w[j] = 1.0f;
@@ -245,8 +240,8 @@ fm_err fm_model_init(fm_model *m, uint64_t seed) {
       fm_rng r;
       fm_rng_init(&r, seed, hash32(t->name), 0, FM_RNG_INIT);
       /* the matrices that write into the residual stream, scaled as GPT-2 does */
-      const int proj = ends_with(t->name, "c_proj.weight") || ends_with(t->name, "o_proj.weight") ||
-                       ends_with(t->name, "down_proj.weight") || ends_with(t->name, ".w2.weight");
+      const int proj = fm_ends_with(t->name, "c_proj.weight") || fm_ends_with(t->name, "o_proj.weight") ||
+                       fm_ends_with(t->name, "down_proj.weight") || fm_ends_with(t->name, ".w2.weight");
       const float sd = proj ? proj_std : std;
       for (size_t j = 0; j < n; j++) w[j] = sd * (float)fm_rng_normal(&r);
     }

@@ -5,6 +5,8 @@
 
 #include "nn.h"
 
+#include <string.h>
+
 typedef struct {
   int moe; /* 1: the FFN part is an MoE layer */
   /* indices into the tensor table; -1 when the block has no such tensor */
@@ -58,6 +60,11 @@ struct fm_model {
   int Bc, Tc, nvalid, have_fwd;
   float ce, lb;
 };
+
+static inline int fm_ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && !strcmp(s + a - b, suffix);
+}
 
 /* the parameter as a kernel sees it: gradient NULL when frozen class or frozen flag */
 static inline fm_param fm_model_param(const fm_model *m, int i) {

@@ -16,14 +16,9 @@
 
 #include <string.h>
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t a = strlen(s), b = strlen(suffix);
-  return a >= b && !strcmp(s + a - b, suffix);
-}
-
 /* the next tensor, which must be the one named ...suffix (else -1: internal error) */
 static int next(const fm_model *m, int *i, const char *suffix, int *bad) {
-  if (*i >= m->nt || !ends_with(m->t[*i].name, suffix)) {
+  if (*i >= m->nt || !fm_ends_with(m->t[*i].name, suffix)) {
     *bad = 1;
     return -1;
   }
@@ -71,7 +66,7 @@ fm_err fm_llama_index(fm_model *m) {
     b->router = next(m, &i, "gate.weight", &bad);
     b->ex0 = i;
     i += (lora ? 6 : 3) * s->experts;
-    if (i > m->nt || !ends_with(m->t[i - 1].name, lora ? "lora_B" : ".weight")) bad = 1;
+    if (i > m->nt || !fm_ends_with(m->t[i - 1].name, lora ? "lora_B" : ".weight")) bad = 1;
     if (s->shared_ffn > 0) {
       b->sgw = next(m, &i, "shared_expert.gate_proj.weight", &bad);
       b->suw = next(m, &i, "shared_expert.up_proj.weight", &bad);
