@@ -14,7 +14,7 @@ case $rounds in
   '' | *[!0-9]* | 0) echo "run_bench.sh: BENCH_ROUNDS must be a whole number of at least 1, not '$rounds'" >&2; exit 2 ;;
 esac
 here=$(dirname "$0")
-models="dense-d128 moe-d128 moe-d256"
+models="dense-d128 moe-d128 moe-d256 mixtral-d128"
 out=$(mktemp "${TMPDIR:-/tmp}/fedmoe-bench.XXXXXX")
 trap 'rm -f "$out" "$out.t"' EXIT
 torch=yes

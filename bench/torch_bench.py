@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""torch_bench.py - the PyTorch side of `make bench`: the same three models as
+"""torch_bench.py - the PyTorch side of `make bench`: the same four models as
 `fedmoe bench` (src/cmd_bench.c), trained the same way on one thread, timed the same way.
 
     /usr/bin/python3 bench/torch_bench.py [--only NAME] [--steps N]
@@ -7,7 +7,9 @@
 Architecture (include/fedmoe/model.h): GPT-2 style, pre-LayerNorm, tanh-GELU, tied
 head; MoE blocks route with a bias-free linear router, softmax, top-k renormalised,
 full-FFN experts, each expert applied to its own tokens only (gather, expert,
-index_add), plus the Switch load-balancing term. A step: zero_grad, forward, backward,
+index_add), plus the Switch load-balancing term. mixtral-d128: the llama family's
+block instead (RMSNorm, rotary embeddings, 4 query heads on 2 key/value heads,
+SwiGLU experts of 344, untied head), routed the same way. A step: zero_grad, forward, backward,
 clip_grad_norm_(1.0), AdamW(lr 1e-3, betas (0.9, 0.99), eps 1e-8, no weight decay).
 Prints one line per model: NAME tokens/s of the median step and of the best step.
 If torch cannot be imported it says so and exits with status 3.
@@ -31,7 +33,10 @@ CONFIGS = [  # name, D, H, L, MoE, E, k  (as configs[] in src/cmd_bench.c)
     ("dense-d128", 128, 4, 4, False, 4, 2),
     ("moe-d128", 128, 4, 4, True, 4, 2),
     ("moe-d256", 256, 4, 4, True, 4, 2),
+    ("mixtral-d128", 128, 4, 4, True, 4, 2),
 ]
+KV_HEADS = 2  # mixtral-d128
+SWIGLU_F = (8 * 128 // 3 + 7) // 8 * 8  # model.ffn = 0 for the llama family at D = 128
 
 
 class FFN(nn.Module):
@@ -44,11 +49,30 @@ class FFN(nn.Module):
         return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
 
 
+class SwiGLU(nn.Module):
+    def __init__(self, D, Fi):
+        super().__init__()
+        self.w1, self.w3 = nn.Linear(D, Fi, bias=False), nn.Linear(D, Fi, bias=False)
+        self.w2 = nn.Linear(Fi, D, bias=False)
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, D, eps=1e-5):
+        super().__init__()
+        self.weight, self.eps = nn.Parameter(torch.ones(D)), eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
 class MoE(nn.Module):
-    def __init__(self, D, E, k, lb_coef=0.01):
+    def __init__(self, D, E, k, lb_coef=0.01, expert=FFN):
         super().__init__()
         self.router = nn.Linear(D, E, bias=False)
-        self.experts = nn.ModuleList([FFN(D) for _ in range(E)])
+        self.experts = nn.ModuleList([expert(D) for _ in range(E)])
         self.E, self.k, self.lb_coef = E, k, lb_coef
 
     def forward(self, x):  # x [N,D] -> out [N,D], load-balancing term
@@ -116,9 +140,68 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, V), tgt.view(-1)) + lbs
 
 
+def rotate(x, cos, sin):  # rotate-half rotary embedding, x [B,H,T,hs]
+    h2 = x.shape[-1] // 2
+    x1, x2 = x[..., :h2], x[..., h2:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, D, H, KVH, E, k):
+        super().__init__()
+        hs = D // H
+        self.ln_1, self.ln_2 = RMSNorm(D), RMSNorm(D)
+        self.q = nn.Linear(D, H * hs, bias=False)
+        self.kv = nn.ModuleList([nn.Linear(D, KVH * hs, bias=False) for _ in range(2)])
+        self.o = nn.Linear(H * hs, D, bias=False)
+        self.H, self.KVH, self.hs = H, KVH, hs
+        self.ffn = MoE(D, E, k, expert=lambda d: SwiGLU(d, SWIGLU_F))
+
+    def attn(self, x, mask, cos, sin):
+        Bs, Ts, D = x.shape
+        q = rotate(self.q(x).view(Bs, Ts, self.H, self.hs).transpose(1, 2), cos, sin)
+        k = rotate(self.kv[0](x).view(Bs, Ts, self.KVH, self.hs).transpose(1, 2), cos, sin)
+        v = self.kv[1](x).view(Bs, Ts, self.KVH, self.hs).transpose(1, 2)
+        g = self.H // self.KVH
+        k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+        att = torch.softmax(((q @ k.transpose(-2, -1)) / math.sqrt(self.hs)).masked_fill(mask, float("-inf")), -1)
+        return self.o((att @ v).transpose(1, 2).reshape(Bs, Ts, self.H * self.hs))
+
+    def forward(self, x, mask, cos, sin):
+        a = x + self.attn(self.ln_1(x), mask, cos, sin)
+        Bs, Ts, D = a.shape
+        y, lb = self.ffn(self.ln_2(a).view(Bs * Ts, D))
+        return a + y.view(Bs, Ts, D), lb
+
+
+class Mixtral(nn.Module):
+    def __init__(self, D, H, L, E, k):
+        super().__init__()
+        self.embed = nn.Embedding(V, D)
+        self.layers = nn.ModuleList([LlamaBlock(D, H, KV_HEADS, E, k) for _ in range(L)])
+        self.norm, self.lm_head = RMSNorm(D), nn.Linear(D, V, bias=False)
+        self.register_buffer("mask", torch.ones(T, T, dtype=torch.bool).triu(1))
+        hs = D // H
+        ang = torch.arange(T, dtype=torch.float32)[:, None] * 10000.0 ** (-torch.arange(0, hs, 2) / hs)[None, :]
+        self.register_buffer("cos", ang.cos())
+        self.register_buffer("sin", ang.sin())
+        for p in self.parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, 0.0, 0.02)
+
+    def forward(self, tok, tgt):
+        x = self.embed(tok)
+        lbs = 0.0
+        for blk in self.layers:
+            x, lb = blk(x, self.mask, self.cos, self.sin)
+            lbs = lbs + lb
+        logits = self.lm_head(self.norm(x))
+        return F.cross_entropy(logits.view(-1, V), tgt.view(-1)) + lbs
+
+
 def bench(name, D, H, L, moe, E, k, steps):
     torch.manual_seed(1)
-    model = GPT(D, H, L, moe, E, k)
+    model = Mixtral(D, H, L, E, k) if name.startswith("mixtral") else GPT(D, H, L, moe, E, k)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), eps=1e-8,
                             weight_decay=0.0)
     data = torch.randint(0, V, (B, T + 1))

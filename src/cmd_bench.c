@@ -1,5 +1,6 @@
-/* cmd_bench.c - `fedmoe bench [--profile]`: training speed of three reference models
- * on one thread.
+/* cmd_bench.c - `fedmoe bench [--profile]`: training speed of four reference models
+ * on one thread: three gpt2 ones and a mixtral-style one (GQA with 2 key/value heads,
+ * rotary embeddings, RMSNorm, SwiGLU experts of 8/3 D rounded up to 8, untied head).
  *
  * Each model trains on random bytes with B = 16 sequences of T = 128 tokens per step;
  * a step is what a client's step is (src/fl/client.c): zero the gradients, forward,
@@ -44,13 +45,14 @@ enum { BENCH_B = 16, BENCH_T = 128, WARMUP = 2, STEPS = 8, PROFILE_STEPS = 4 };
 
 typedef struct {
   const char *name;
-  int d, heads, layers, moe, experts, top_k;
+  int d, heads, layers, moe, experts, top_k, family, kv_heads;
 } bench_cfg;
 
 static const bench_cfg configs[] = {
-  {"dense-d128", 128, 4, 4, 0, 4, 2},
-  {"moe-d128", 128, 4, 4, 1, 4, 2},
-  {"moe-d256", 256, 4, 4, 1, 4, 2},
+  {"dense-d128", 128, 4, 4, 0, 4, 2, FM_FAMILY_GPT2, 0},
+  {"moe-d128", 128, 4, 4, 1, 4, 2, FM_FAMILY_GPT2, 0},
+  {"moe-d256", 256, 4, 4, 1, 4, 2, FM_FAMILY_GPT2, 0},
+  {"mixtral-d128", 128, 4, 4, 1, 4, 2, FM_FAMILY_MIXTRAL, 2},
 };
 
 /* The reference: BLIS itself on row-major operands with their natural strides, by
@@ -88,26 +90,31 @@ static int add_linear(gemm_shape *g, int n, int M, int C, int OC) {
   return n;
 }
 
-/* BLIS's rate (GFLOP/s) over the model's weight GEMMs, best of a few repetitions. */
+/* BLIS's rate (GFLOP/s) over the model's weight GEMMs, best of a few repetitions.
+ * s is resolved (fm_model_get_shape). */
 static double sgemm_rate(const fm_model_shape *s, int N) {
-  gemm_shape g[64 * 12];
+  gemm_shape g[64 * 20];
   int n = 0;
-  const int D = s->d, V = s->vocab;
+  const int D = s->d, V = s->vocab, gpt2 = s->family == FM_FAMILY_GPT2;
+  const int QD = s->heads * s->head_dim, KD = s->kv_heads * s->head_dim;
   for (int l = 0; l < s->layers; l++) {
-    n = add_linear(g, n, N, D, 3 * D);
-    n = add_linear(g, n, N, D, D);
-    if (!((s->moe_mask >> l) & 1)) {
-      n = add_linear(g, n, N, D, 4 * D);
-      n = add_linear(g, n, N, 4 * D, D);
-    } else {
-      const int rows = N * s->top_k / s->experts;
-      for (int e = 0; e < s->experts; e++) {
-        n = add_linear(g, n, rows, D, 4 * D);
-        n = add_linear(g, n, rows, 4 * D, D);
-      }
+    if (gpt2) {
+      n = add_linear(g, n, N, D, 3 * D);
+    } else { /* q, k, v */
+      n = add_linear(g, n, N, D, QD);
+      n = add_linear(g, n, N, D, KD);
+      n = add_linear(g, n, N, D, KD);
+    }
+    n = add_linear(g, n, N, QD, D);
+    const int moe = (s->moe_mask >> l) & 1, rows = moe ? N * s->top_k / s->experts : N;
+    const int F = moe ? s->expert_ffn : s->ffn;
+    for (int e = 0; e < (moe ? s->experts : 1); e++) {
+      n = add_linear(g, n, rows, D, F);
+      if (!gpt2) n = add_linear(g, n, rows, D, F); /* SwiGLU's up projection */
+      n = add_linear(g, n, rows, F, D);
     }
   }
-  g[n++] = (gemm_shape){0, 1, N, V, D}; /* logits = x wte^T */
+  g[n++] = (gemm_shape){0, 1, N, V, D}; /* logits = x head^T */
   g[n++] = (gemm_shape){1, 0, V, D, N}; /* dwte += dlogits^T x */
   g[n++] = (gemm_shape){0, 0, N, D, V}; /* dx = dlogits wte */
   size_t big = 0;
@@ -187,6 +194,10 @@ static fm_err bench_one(const bench_cfg *c, int profile) {
   s.lora_alpha = 16.0f;
   s.init_std = 0.02f;
   s.load_balance = 0.01f;
+  s.norm_topk = 1; /* renormalised top-k weights, as the figures in docs/engine.md were taken */
+  s.family = c->family;
+  s.kv_heads = c->kv_heads;
+  s.tied = c->family == FM_FAMILY_GPT2; /* mixtral: untied lm_head */
   const int N = BENCH_B * BENCH_T;
   bench_model bm = {0};
   fm_err err = FM_OK;
@@ -211,7 +222,7 @@ static fm_err bench_one(const bench_cfg *c, int profile) {
   qsort(t, STEPS, sizeof t[0], cmp_double);
   const double med = 0.5 * (t[(STEPS - 1) / 2] + t[STEPS / 2]), best = t[0];
   const double fpt = fm_model_flops_per_token(bm.m, BENCH_T);
-  const double gemm = sgemm_rate(&s, N);
+  const double gemm = sgemm_rate(fm_model_get_shape(bm.m), N);
   const double gf = fpt * N / med * 1e-9;
   const double mb = ((double)fm_nn_model_bytes(bm.m) + 2.0 * sizeof(float) * bm.opt.n) / 1048576.0;
   printf("%-11s %9zu %8.2f %10.0f %10.0f %8.1f %8.1f %6.0f%% %9.1f %9.1f\n", c->name,
@@ -258,7 +269,7 @@ fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm) {
   if (rank == 0) {
     fm_nn_set_threads(1);
     printf("# fedmoe bench: 1 thread, B=%d T=%d (%d tokens/step), vocab 256, L=4, H=4, MoE: E=4 "
-           "top-2 full experts on every block\n# %d warm-up + %d timed steps per model (zero grads, "
+           "top-2 full experts on every block (mixtral: 2 key/value heads, SwiGLU)\n# %d warm-up + %d timed steps per model (zero grads, "
            "forward, backward, clip 1.0, AdamW); tokens/s of the median and the best step\n",
            BENCH_B, BENCH_T, BENCH_B * BENCH_T, WARMUP, STEPS);
     printf("# %-9s %9s %8s %10s %10s %8s %8s %7s %9s %9s\n", "model", "params", "MFLOP/tok",

@@ -96,6 +96,10 @@ static fm_err eval_rank0(const fm_cli *cli) {
     char where[64];
     snprintf(where, sizeof where, "%s:/config", cli->checkpoint);
     err = fm_config_parse(&cfg, cfg_text, where);
+    /* run files from before model.norm_topk: their models always renormalised the
+     * top-k weights (auto now leaves a top-1 weight unnormalised) */
+    if (!err && !strstr(cfg_text, "\nnorm_topk"))
+      cfg.model.norm_topk = FM_TRI_TRUE;
   }
   fm_model_shape shape;
   if (!err) err = fm_model_shape_from_config(&cfg, &shape);

@@ -6,5 +6,7 @@ tests_unit_test_oracle_CPPFLAGS = $(TEST_UNIT_CPPFLAGS)
 tests_unit_test_oracle_LDADD = $(TEST_UNIT_LDADD)
 TESTS += tests/unit/test_oracle
 dist_noinst_DATA += %reldir%/fixtures/oracle_dense.bin %reldir%/fixtures/oracle_moe.bin \
-	%reldir%/fixtures/oracle_lora.bin %reldir%/fixtures/make_oracle.py \
+	%reldir%/fixtures/oracle_lora.bin %reldir%/fixtures/oracle_llama.bin \
+	%reldir%/fixtures/oracle_qwen2moe.bin %reldir%/fixtures/oracle_mixtral.bin \
+	%reldir%/fixtures/make_oracle.py \
 	%reldir%/fixtures/README.md

@@ -28,6 +28,8 @@ enum { FM_SIZES_EQUAL, FM_SIZES_LOGNORMAL };
 enum { FM_AGG_FIXED, FM_AGG_FLOAT };
 enum { FM_SELECT_IB, FM_SELECT_RANDOM, FM_SELECT_USAGE };
 enum { FM_FINAL_EVAL_ALL, FM_FINAL_EVAL_SAMPLED };
+/* auto|true|false keys: auto is the family's or the shape's default */
+enum { FM_TRI_AUTO, FM_TRI_TRUE, FM_TRI_FALSE };
 
 typedef struct fm_config {
   struct {
@@ -41,6 +43,9 @@ typedef struct fm_config {
     char moe_layers[128]; /* "all", "none" or a list of block indices "1,3" */
     int experts, top_k, expert_type, lora_rank;
     double lora_alpha, init_std, load_balance;
+    int family, kv_heads, head_dim, ffn, expert_ffn, shared_ffn, attn_lora_rank;
+    int norm_topk, tied, attn_bias, qk_norm; /* FM_TRI_* */
+    double norm_eps, rope_theta;
   } model;
   struct {
     int batch, seq_len, schedule, warmup_steps, eval_batches;

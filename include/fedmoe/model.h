@@ -1,18 +1,39 @@
-/* model.h - a GPT-2 style decoder with Mixture-of-Experts feed-forward layers.
+/* model.h - a GPT-2 style or llama-family decoder with Mixture-of-Experts
+ * feed-forward layers.
  *
- * Architecture (the PyTorch oracle in tests/fixtures implements exactly this):
+ * The llama family (shape.family llama, mixtral, olmoe, qwen2_moe) is described in
+ * src/nn/model_llama.c and the README; its tensors are Hugging Face's names without
+ * the "model." prefix, in nn.Linear layout [out, in]: embed_tokens.weight,
+ * layers.{l}.input_layernorm.weight, layers.{l}.self_attn.{q,k,v,o}_proj.weight
+ * (+ q/k/v .bias when attn_bias), layers.{l}.self_attn.{q,k}_norm.weight (qk_norm),
+ * layers.{l}.post_attention_layernorm.weight, layers.{l}.mlp.{gate,up,down}_proj.weight
+ * (dense), layers.{l}.block_sparse_moe.gate.weight and .experts.{e}.{w1,w3,w2}.weight
+ * (mixtral: gate, up, down) or layers.{l}.mlp.gate.weight and
+ * .experts.{e}.{gate,up,down}_proj.weight (olmoe, qwen2_moe), qwen2_moe's
+ * layers.{l}.mlp.shared_expert.{gate,up,down}_proj.weight and
+ * layers.{l}.mlp.shared_expert_gate.weight [1,D], norm.weight, lm_head.weight (untied).
+ * LoRA experts (expert_type lora): the base layers.{l}.mlp.{gate,up,down}_proj.weight
+ * (expert_ffn wide) and per expert .experts.{e}.{gate,up,down}_proj.lora_A [r,in],
+ * .lora_B [out,r] (mixtral: block_sparse_moe.experts.{e}.{w1,w3,w2}.lora_A/B).
+ * Attention adapters (attn_lora_rank r > 0): layers.{l}.self_attn.{q,v}_proj.lora_A
+ * [r,D], .lora_B [out,r]; gpt2: h.{l}.attn.{c_attn,c_proj}.lora_A [D,r], .lora_B
+ * [r,out]. Neither kind exists in a Hugging Face checkpoint.
+ *
+ * GPT-2 architecture (the PyTorch oracle in tests/fixtures implements exactly this):
  *   h0 = wte[tok] + wpe[pos]                                   wte [V,D], wpe [C,D]
  *   for block l:  a = h + attn(ln_1(h));  h = a + ffn_l(ln_2(a))
  *   logits = ln_f(h) @ wte^T   (tied head)
- * LayerNorm: eps 1e-5, weight and bias. GELU: tanh approximation.
+ * LayerNorm: eps norm_eps (1e-5), weight and bias. GELU: tanh approximation.
  * attn(x): qkv = x @ c_attn.weight [D,3D] + c_attn.bias [3D], split q|k|v, H heads of
  *   D/H, causal softmax(q k^T / sqrt(D/H)) v, heads concatenated,
  *   @ c_proj.weight [D,D] + c_proj.bias.
- * dense ffn(x) = gelu(x @ c_fc.weight [D,4D] + c_fc.bias) @ c_proj.weight [4D,D] + c_proj.bias
+ * dense ffn(x) = gelu(x @ c_fc.weight [D,F] + c_fc.bias) @ c_proj.weight [F,D] + c_proj.bias,
+ *   F = shape.ffn (4D unless a checkpoint says otherwise; experts: expert_ffn)
  * MoE ffn(x): logits = x @ router.weight^T (router.weight [E,D], no bias);
  *   p = softmax(logits) over the allowed experts (all, unless a route mask is set);
  *   K = indices of the top_k largest p (ties: lower index first);
- *   w_e = p_e / sum_{j in K} p_j for e in K;  out = sum_{e in K} w_e * expert_e(x).
+ *   w_e = p_e / sum_{j in K} p_j for e in K (norm_topk; else w_e = p_e);
+ *   out = sum_{e in K} w_e * expert_e(x).
  *   full expert e: its own c_fc/c_proj weights and biases, as the dense ffn.
  *   LoRA expert e: the block's shared base FFN (mlp.c_fc/c_proj, frozen by the
  *   strategies) with, on each of its two matrices W, a rank-r update:
@@ -49,6 +70,15 @@
 #define FM_MAX_LAYERS 64
 #define FM_MAX_EXPERTS 64
 
+#define FM_MAX_HEAD_DIM 1024
+
+/* Architecture families (the Hugging Face model types they load from) */
+enum { FM_FAMILY_GPT2, FM_FAMILY_LLAMA, FM_FAMILY_MIXTRAL, FM_FAMILY_OLMOE, FM_FAMILY_QWEN2_MOE };
+/* Position encodings: GPT-2's learned wpe, rotary embeddings, rotary with llama3 scaling */
+enum { FM_ROPE_NONE, FM_ROPE_DEFAULT, FM_ROPE_LLAMA3 };
+
+/* Zero in a field below marked "0:" means its default (fm_shape_resolve), so a shape
+ * made by hand with only the GPT-2 fields set is today's GPT-2 model. */
 typedef struct {
   int vocab, context, d, heads, layers;
   uint64_t moe_mask;  /* bit l set: block l's FFN is MoE */
@@ -56,7 +86,28 @@ typedef struct {
   int expert_type;    /* FM_EXPERT_FULL or FM_EXPERT_LORA */
   int lora_rank;
   float lora_alpha, init_std, load_balance;
+  int family;         /* FM_FAMILY_* */
+  int kv_heads;       /* num_key_value_heads (GQA); 0: heads */
+  int head_dim;       /* 0: d / heads */
+  int ffn;            /* dense FFN inner size; 0: 4d (gpt2), the SwiGLU size of a 4d FFN (others) */
+  int expert_ffn;     /* MoE expert inner size; 0: ffn */
+  int shared_ffn;     /* qwen2_moe shared expert inner size; 0: none (other families: none) */
+  float norm_eps;     /* layer_norm_epsilon / rms_norm_eps; 0: 1e-5 */
+  int rope_type;      /* FM_ROPE_*; gpt2: always NONE, others: NONE means DEFAULT */
+  float rope_theta;   /* 0: 10000 */
+  float rope_factor, rope_low_freq, rope_high_freq; /* llama3 scaling */
+  int rope_orig_ctx;  /* llama3: original_max_position_embeddings */
+  int tied;           /* lm head tied to the token embedding (gpt2: always) */
+  int attn_bias;      /* q/k/v projections have biases (gpt2: always, with c_proj's) */
+  int qk_norm;        /* RMSNorm on q (heads*head_dim) and k (kv_heads*head_dim), before rope */
+  int norm_topk;      /* renormalise the top-k router weights */
+  int attn_lora_rank; /* rank of LoRA adapters on the attention projections (0: none),
+                         scale lora_alpha / attn_lora_rank */
 } fm_model_shape;
+
+/* The defaults of the zero fields filled in, and the family's fixed choices applied
+ * (gpt2: tied, biases, learned positions). Idempotent. */
+void fm_shape_resolve(fm_model_shape *s);
 
 /* Shape from the [model] section; moe_layers is parsed here ("all", "none", "0,2");
  * errors name the key. */
@@ -68,7 +119,8 @@ typedef enum {
   FM_GROUP_ATTN,   /* c_attn, attn.c_proj */
   FM_GROUP_FFN,    /* dense FFN, or the shared base FFN under LoRA experts */
   FM_GROUP_ROUTER, /* moe.router.weight */
-  FM_GROUP_EXPERT  /* one expert's tensors (full FFN or LoRA A/B) */
+  FM_GROUP_EXPERT, /* one expert's tensors (full FFN or LoRA A/B) */
+  FM_GROUP_ATTN_LORA /* LoRA adapters on the attention projections (model.attn_lora_rank) */
 } fm_group;
 
 typedef struct {

@@ -18,14 +18,14 @@ int fm_nn_threads(void);
  * The kernels' timers are compiled in but cost one flag test per kernel call while
  * profiling is off. Times accumulate per part of the model and per pass until reset. */
 enum {
-  FM_PROF_EMBED,     /* token + position embedding */
-  FM_PROF_LAYERNORM, /* ln_1, ln_2, ln_f */
-  FM_PROF_ATTN_PROJ, /* c_attn and attn.c_proj (GEMMs and biases) */
-  FM_PROF_ATTN_CORE, /* causal softmax(q k^T) v per head */
-  FM_PROF_FFN,       /* dense FFN, or the MoE experts' GEMMs and GELU */
+  FM_PROF_EMBED,     /* token (+ position) embedding */
+  FM_PROF_LAYERNORM, /* ln_1, ln_2, ln_f; the llama family's RMSNorms, q/k norms included */
+  FM_PROF_ATTN_PROJ, /* c_attn and attn.c_proj, or q/k/v/o_proj (GEMMs, biases, LoRA) */
+  FM_PROF_ATTN_CORE, /* causal softmax(q k^T) v per head; rotary embeddings */
+  FM_PROF_FFN,       /* dense FFN, shared expert, or the MoE experts' GEMMs and activation */
   FM_PROF_DISPATCH,  /* MoE gather of rows per expert and weighted combine */
   FM_PROF_ROUTER,    /* router GEMM, softmax/top-k, load balancing */
-  FM_PROF_HEAD,      /* tied head GEMM and cross-entropy */
+  FM_PROF_HEAD,      /* head GEMM (tied or lm_head) and cross-entropy */
   FM_PROF_RESIDUAL,  /* residual copies */
   FM_PROF_OPTIMIZER, /* zeroing gradients, clipping, AdamW */
   FM_PROF_NKINDS

@@ -419,7 +419,7 @@ const char *fm_config_enum_name(const fm_config *c, const char *key) {
 }
 
 fm_err fm_config_validate(const fm_config *c) {
-  if (c->model.d_model % c->model.heads)
+  if (!c->model.head_dim && c->model.d_model % c->model.heads)
     FM_CONFIG_ERROR(c, "model.heads", "model.d_model = %d is not divisible by %d heads", c->model.d_model,
                     c->model.heads);
   if (c->model.top_k > c->model.experts)

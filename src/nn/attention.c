@@ -1,7 +1,12 @@
-/* attention.c - causal multi-head self-attention (the part between c_attn and c_proj).
+/* attention.c - causal multi-head self-attention (the part between the projections),
+ * with grouped-query attention (GQA).
  *
- * Per sequence b and head h, with Q, K, V the head's [T, hs] slices of qkv (row
- * stride 3D, no copies):  P = softmax_causal(Q K^T / sqrt(hs)),  O = P V.
+ * A row of qkv holds H query heads, then KVH key heads, then KVH value heads, each of
+ * hs values: [q: H hs | k: KVH hs | v: KVH hs], row stride W = (H + 2 KVH) hs. Query
+ * head h reads key/value head h / (H / KVH): with KVH = H this is plain multi-head
+ * attention, and GPT-2's c_attn output (q | k | v, W = 3D) is that layout.
+ * Per sequence b and query head h, with Q, K, V the heads' [T, hs] slices of qkv (row
+ * stride W, no copies):  P = softmax_causal(Q K^T / sqrt(hs)),  O = P V.
  * The work is cut in row blocks [i0, i1): row i attends to columns 0..i only, so a
  * row block needs columns 0..i1-1 alone. Each block is one BLIS GEMM, and the masked
  * upper triangle is computed only inside the diagonal block (then zeroed), never
@@ -33,25 +38,27 @@ FM_VEC static void softmax_rows(float *P, int T, int i0, int i1) {
   }
 }
 
-/* qkv [B,T,3D] -> out [B,T,D] (written), att [B,H,T,T] probabilities (lower triangle) */
-void fm_attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int H) {
-  const int hs = D / H, C3 = 3 * D;
+/* qkv [B,T,W] -> out [B,T,H hs] (written), att [B,H,T,T] probabilities (lower triangle) */
+void fm_attention_forward(float *out, float *att, const float *qkv, int B, int T, int H, int KVH,
+                          int hs) {
+  const int W = (H + 2 * KVH) * hs, HD = H * hs, group = H / KVH;
   const float scale = 1.0f / sqrtf((float)hs);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
-      const float *Q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
-      const float *K = Q + D, *V = Q + 2 * D;
+      const float *base = qkv + (size_t)b * T * W;
+      const float *Q = base + (size_t)h * hs;
+      const float *K = base + HD + (size_t)(h / group) * hs, *V = K + (size_t)KVH * hs;
       float *P = att + ((size_t)b * H + h) * T * T;
-      float *O = out + (size_t)b * T * D + (size_t)h * hs;
+      float *O = out + (size_t)b * T * HD + (size_t)h * hs;
       for (int i0 = 0; i0 < T; i0 += att_block) {
         int i1 = i0 + att_block < T ? i0 + att_block : T, rows = i1 - i0;
         /* S[i0:i1, 0:i1] = scale Q[i0:i1] K[0:i1]^T */
-        fm_gemm(0, 1, rows, i1, hs, scale, Q + (size_t)i0 * C3, C3, K, C3, 0.0f,
+        fm_gemm(0, 1, rows, i1, hs, scale, Q + (size_t)i0 * W, W, K, W, 0.0f,
                 P + (size_t)i0 * T, T);
         softmax_rows(P, T, i0, i1);
         /* O[i0:i1] = P[i0:i1, 0:i1] V[0:i1] */
-        fm_gemm(0, 0, rows, hs, i1, 1.0f, P + (size_t)i0 * T, T, V, C3, 0.0f, O + (size_t)i0 * D,
-                D);
+        fm_gemm(0, 0, rows, hs, i1, 1.0f, P + (size_t)i0 * T, T, V, W, 0.0f, O + (size_t)i0 * HD,
+                HD);
       }
     }
 }
@@ -69,37 +76,38 @@ FM_VEC static void softmax_backward_rows(float *dS, const float *P, int T, int i
   }
 }
 
-/* dout [B,T,D] -> dqkv [B,T,3D] (written, every value). With dP = dO V^T and
+/* dout [B,T,H hs] -> dqkv [B,T,W] (written, every value). With dP = dO V^T and
  * dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik) scale (j <= i):
- *   dQ = dS K,  dK = dS^T Q,  dV = P^T dO.
+ *   dQ = dS K,  dK = sum over the group's query heads of dS^T Q,  dV = sum of P^T dO.
  * scratch: rows x T floats for dP/dS of one row block. */
 void fm_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
-                           const float *att, int B, int T, int D, int H) {
-  const int hs = D / H, C3 = 3 * D;
+                           const float *att, int B, int T, int H, int KVH, int hs) {
+  const int W = (H + 2 * KVH) * hs, HD = H * hs, group = H / KVH;
   const float scale = 1.0f / sqrtf((float)hs);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
-      const size_t base = (size_t)b * T * C3 + (size_t)h * hs;
-      const float *Q = qkv + base, *K = Q + D, *V = Q + 2 * D;
-      float *dQ = dqkv + base, *dK = dQ + D, *dV = dQ + 2 * D;
+      const size_t base = (size_t)b * T * W;
+      const size_t koff = (size_t)HD + (size_t)(h / group) * hs, voff = koff + (size_t)KVH * hs;
+      const float *Q = qkv + base + (size_t)h * hs, *K = qkv + base + koff, *V = qkv + base + voff;
+      float *dQ = dqkv + base + (size_t)h * hs, *dK = dqkv + base + koff, *dV = dqkv + base + voff;
       const float *P = att + ((size_t)b * H + h) * T * T;
-      const float *dO = dout + (size_t)b * T * D + (size_t)h * hs;
-      /* last row block first: it reaches every column (i1 = T), so its dK and dV
-       * GEMMs write them (beta 0) and the blocks above add to them: dqkv needs no
-       * clearing pass */
+      const float *dO = dout + (size_t)b * T * HD + (size_t)h * hs;
+      /* last row block first: it reaches every column (i1 = T), so for the group's
+       * first query head its dK and dV GEMMs write them (beta 0) and everything after
+       * adds to them: dqkv needs no clearing pass */
       for (int i0 = (T - 1) / att_block * att_block; i0 >= 0; i0 -= att_block) {
         int i1 = i0 + att_block < T ? i0 + att_block : T, rows = i1 - i0;
-        const float beta = i1 == T ? 0.0f : 1.0f;
+        const float beta = i1 == T && h % group == 0 ? 0.0f : 1.0f;
         const float *Pb = P + (size_t)i0 * T;
         float *dS = scratch; /* row i of the block at dS + (i - i0) T */
         /* dP[i0:i1, 0:i1] = dO[i0:i1] V[0:i1]^T */
-        fm_gemm(0, 1, rows, i1, hs, 1.0f, dO + (size_t)i0 * D, D, V, C3, 0.0f, dS, T);
+        fm_gemm(0, 1, rows, i1, hs, 1.0f, dO + (size_t)i0 * HD, HD, V, W, 0.0f, dS, T);
         /* dV[0:i1] += P[i0:i1, 0:i1]^T dO[i0:i1]  (P is zero above the diagonal) */
-        fm_gemm(1, 0, i1, hs, rows, 1.0f, Pb, T, dO + (size_t)i0 * D, D, beta, dV, C3);
+        fm_gemm(1, 0, i1, hs, rows, 1.0f, Pb, T, dO + (size_t)i0 * HD, HD, beta, dV, W);
         softmax_backward_rows(dS, P, T, i0, i1, scale);
         /* dQ[i0:i1] = dS[i0:i1, 0:i1] K[0:i1];  dK[0:i1] += dS^T Q[i0:i1] */
-        fm_gemm(0, 0, rows, hs, i1, 1.0f, dS, T, K, C3, 0.0f, dQ + (size_t)i0 * C3, C3);
-        fm_gemm(1, 0, i1, hs, rows, 1.0f, dS, T, Q + (size_t)i0 * C3, C3, beta, dK, C3);
+        fm_gemm(0, 0, rows, hs, i1, 1.0f, dS, T, K, W, 0.0f, dQ + (size_t)i0 * W, W);
+        fm_gemm(1, 0, i1, hs, rows, 1.0f, dS, T, Q + (size_t)i0 * W, W, beta, dK, W);
       }
     }
 }

@@ -2,9 +2,17 @@
 #include "nn.h"
 #include "vmath.h"
 
-/* out[B,T,D] = wte[tok[b,t], :] + wpe[t, :]   (wte [V,D], wpe [C,D], T <= C) */
+#include <string.h>
+
+/* out[B,T,D] = wte[tok[b,t], :] + wpe[t, :]   (wte [V,D], wpe [C,D], T <= C; wpe NULL:
+ * no position embedding, the llama family's rotary embeddings act in attention) */
 FM_VEC void fm_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,
                       int T, int D) {
+  if (!wpe) {
+    for (int n = 0; n < B * T; n++)
+      memcpy(out + (size_t)n * D, wte + (size_t)tok[n] * D, (size_t)D * sizeof(float));
+    return;
+  }
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T; t++) {
       float *restrict o = out + ((size_t)b * T + t) * D;

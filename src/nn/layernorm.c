@@ -1,14 +1,12 @@
-/* layernorm.c - LayerNorm over the last dimension (eps 1e-5), with weight and bias. */
+/* layernorm.c - LayerNorm over the last dimension (GPT-2's eps is 1e-5), with weight and bias. */
 #include "nn.h"
 #include "vmath.h"
 
 #include <math.h>
 
-#define LN_EPS 1e-5f
-
 /* out[N,C] = (inp - mean) * rstd * w + b; keeps mean[N] and rstd[N] for backward */
 FM_VEC void fm_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                          const float *b, int N, int C) {
+                          const float *b, int N, int C, float eps) {
   for (int n = 0; n < N; n++) {
     const float *restrict x = inp + (size_t)n * C;
     float *restrict o = out + (size_t)n * C;
@@ -19,7 +17,7 @@ FM_VEC void fm_layernorm_forward(float *out, float *mean, float *rstd, const flo
       for (int l = 0; l < FM_LANES; l++) acc[l] += (x[i + l] - m) * (x[i + l] - m);
     for (int l = 0; i < C; i++, l++) acc[l] += (x[i] - m) * (x[i] - m);
     const float v = fm_lanes_sum(acc) / (float)C;
-    float s = 1.0f / sqrtf(v + LN_EPS);
+    float s = 1.0f / sqrtf(v + eps);
     for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * w[i] + b[i];
     mean[n] = m;
     rstd[n] = s;

@@ -19,14 +19,11 @@ static uint32_t hash32(const char *s) {
   return h;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t a = strlen(s), b = strlen(suffix);
-  return a >= b && !strcmp(s + a - b, suffix);
-}
-
 /* Tensor indices of each block, walking the table in the order of fm_shape_tensors. */
-static void index_blocks(fm_model *m) {
+static fm_err index_blocks(fm_model *m) {
   const fm_model_shape *s = &m->s;
+  if (s->family != FM_FAMILY_GPT2) return fm_llama_index(m);
+  m->head = -1;
   int i = 0;
   m->wte = i++;
   m->wpe = i++;
@@ -39,6 +36,13 @@ static void index_blocks(fm_model *m) {
     b->attb = i++;
     b->aprw = i++;
     b->aprb = i++;
+    b->la1 = b->lb1 = b->la2 = b->lb2 = -1;
+    if (s->attn_lora_rank > 0) {
+      b->la1 = i++;
+      b->lb1 = i++;
+      b->la2 = i++;
+      b->lb2 = i++;
+    }
     b->ln2w = i++;
     b->ln2b = i++;
     b->fcw = b->fcb = b->fpw = b->fpb = b->router = b->ex0 = -1;
@@ -56,6 +60,7 @@ static void index_blocks(fm_model *m) {
   }
   m->lnfw = i++;
   m->lnfb = i++;
+  return FM_OK;
 }
 
 static fm_err classify_all(fm_model *m, int nclass, fm_classify_fn classify, void *ctx) {
@@ -100,12 +105,14 @@ static fm_err alloc_params(fm_model *m) {
 /* Activations for B sequences of T tokens, in one arena. */
 static fm_err alloc_activations(fm_model *m) {
   const fm_model_shape *s = &m->s;
-  const size_t N = (size_t)m->B * m->T, D = (size_t)s->d, V = (size_t)s->vocab;
+  if (s->family != FM_FAMILY_GPT2) return fm_llama_alloc(m);
+  const size_t N = (size_t)m->B * m->T, D = (size_t)s->d, V = (size_t)s->vocab, F = (size_t)s->ffn;
   const size_t att = (size_t)m->B * s->heads * m->T * m->T;
-  size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D;
+  const size_t RA = (size_t)s->attn_lora_rank;
+  size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D + 2 * N * RA;
   size_t total = (s->layers + 1) * N * D + N * D + 2 * N + N * V + N  /* res, ln_f, logits */
-                 + 3 * N * D + 3 * N * D + 4 * N * D + N * V + fm_attention_scratch(m->T);
-  for (int l = 0; l < s->layers; l++) total += per_block + (m->blk[l].moe ? 0 : 8 * N * D);
+                 + 3 * N * D + 3 * N * D + N * F + N * V + fm_attention_scratch(m->T) + N * RA;
+  for (int l = 0; l < s->layers; l++) total += per_block + (m->blk[l].moe ? 0 : 2 * N * F);
   FM_CALLOC(m->arena, total, "model activations");
   m->arena_n = total;
   float *q = m->arena;
@@ -120,11 +127,14 @@ static fm_err alloc_activations(fm_model *m) {
   TAKE(m->dln, N * D);
   TAKE(m->datty, N * D);
   TAKE(m->dqkv, 3 * N * D);
-  TAKE(m->dfc, 4 * N * D);
+  TAKE(m->dfc, N * F);
   TAKE(m->dlogits, N * V);
   TAKE(m->attscr, fm_attention_scratch(m->T));
+  TAKE(m->dlz, N * RA);
   for (int l = 0; l < s->layers; l++) {
     fm_block *b = &m->blk[l];
+    TAKE(b->lz1, N * RA);
+    TAKE(b->lz2, N * RA);
     TAKE(b->ln1, N * D);
     TAKE(b->ln1_mean, N);
     TAKE(b->ln1_rstd, N);
@@ -136,11 +146,13 @@ static fm_err alloc_activations(fm_model *m) {
     TAKE(b->ln2_mean, N);
     TAKE(b->ln2_rstd, N);
     if (!b->moe) {
-      TAKE(b->fch, 4 * N * D);
-      TAKE(b->fcg, 4 * N * D);
+      TAKE(b->fch, N * F);
+      TAKE(b->fcg, N * F);
     } else {
-      FM_CHECK(fm_moe_alloc(&b->moe_layer, (int)N, s->d, s->experts, s->top_k, s->expert_type,
-                            s->lora_rank, s->lora_alpha));
+      fm_moe_dims dm = {.D = s->d, .F = s->expert_ffn, .E = s->experts, .k = s->top_k,
+                        .type = s->expert_type, .r = s->lora_rank, .swiglu = 0,
+                        .renorm = s->norm_topk, .alpha = s->lora_alpha};
+      FM_CHECK(fm_moe_alloc(&b->moe_layer, (int)N, &dm));
     }
   }
 #undef TAKE
@@ -160,6 +172,8 @@ static fm_err build(fm_model *m, const fm_model_shape *s, int B, int T, int ncla
   if (nclass < 0 || nclass > 32 || (!classify && nclass < 1))
     FM_ERROR(FM_ERR_ARG, "%d sharing classes: need 1..32 (0 only with a classifier)", nclass);
   m->s = *s;
+  fm_shape_resolve(&m->s);
+  s = &m->s;
   m->B = B;
   m->T = T;
   m->nclass = nclass;
@@ -167,7 +181,7 @@ static fm_err build(fm_model *m, const fm_model_shape *s, int B, int T, int ncla
   FM_CALLOC(m->t, m->nt, "tensor table");
   fm_shape_tensors(s, m->t);
   FM_CALLOC(m->blk, s->layers, "blocks");
-  index_blocks(m);
+  FM_CHECK(index_blocks(m));
   FM_CHECK(classify_all(m, nclass, classify, ctx));
   FM_CHECK(alloc_params(m));
   FM_CHECK(alloc_activations(m));
@@ -218,14 +232,17 @@ fm_err fm_model_init(fm_model *m, uint64_t seed) {
     fm_tensor *t = &m->t[i];
     float *restrict w = t->w;
     const size_t n = t->numel;
-    if (ends_with(t->name, ".bias") || ends_with(t->name, ".lora_B")) {
+    if (fm_ends_with(t->name, ".bias") || fm_ends_with(t->name, ".lora_B")) {
       memset(w, 0, n * sizeof *w);
     } else if (t->group == FM_GROUP_NORM) { /* LayerNorm weights */
       for (size_t j = 0; j < n; j++) w[j] = 1.0f;
     } else {
       fm_rng r;
       fm_rng_init(&r, seed, hash32(t->name), 0, FM_RNG_INIT);
-      const float sd = ends_with(t->name, "c_proj.weight") ? proj_std : std;
+      /* the matrices that write into the residual stream, scaled as GPT-2 does */
+      const int proj = fm_ends_with(t->name, "c_proj.weight") || fm_ends_with(t->name, "o_proj.weight") ||
+                       fm_ends_with(t->name, "down_proj.weight") || fm_ends_with(t->name, ".w2.weight");
+      const float sd = proj ? proj_std : std;
       for (size_t j = 0; j < n; j++) w[j] = sd * (float)fm_rng_normal(&r);
     }
   }

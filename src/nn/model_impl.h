@@ -5,10 +5,22 @@
 
 #include "nn.h"
 
+#include <string.h>
+
 typedef struct {
   int moe; /* 1: the FFN part is an MoE layer */
   /* indices into the tensor table; -1 when the block has no such tensor */
   int ln1w, ln1b, attw, attb, aprw, aprb, ln2w, ln2b, fcw, fcb, fpw, fpb, router, ex0;
+  /* llama family (model_llama.c): projections, q/k norms, SwiGLU FFN, shared expert;
+   * experts from ex0 on, 3 tensors each (gate, up, down) */
+  int qw, qb, kw, kb, vw, vb, ow, qn, kn, gw, uw, dw, sgw, suw, sdw, sgt;
+  /* attention LoRA (model.attn_lora_rank): A, B on c_attn / q_proj (1) and c_proj /
+   * v_proj (2), -1 when none; x A kept [N,r] each */
+  int la1, lb1, la2, lb2;
+  float *lz1, *lz2;
+  float *qkv_pre, *q_rstd, *k_rstd; /* q/k norm: projections before it [N,W], [N], [N] */
+  float *gu, *act;                  /* SwiGLU FFN: gate|up [N,2F], silu(gate) * up [N,F] */
+  float *sy, *sg, *sgu, *sact;      /* shared expert: out [N,D], gate [N], [N,2Fs], [N,Fs] */
   /* activations of the last forward, [N, ...] with N = B'T' rows (room for B*T) */
   float *ln1, *ln1_mean, *ln1_rstd; /* [N,D] [N] [N] */
   float *qkv, *att, *atty, *resa;   /* [N,3D] [B,H,T,T] [N,D] [N,D] (h + attn) */
@@ -39,9 +51,20 @@ struct fm_model {
   float *dres, *dln, *dqkv, *datty;   /* backward scratch [N,D] [N,D] [N,3D] [N,D] */
   float *dfc, *dlogits, *attscr;      /* [N,4D] [N,V] attention rows */
   int32_t *tokens, *targets;          /* copies of the last forward's inputs */
+  /* llama family: head (lm_head, or the embedding when tied), rotary tables
+   * [context, hs/2], more backward scratch */
+  int head;
+  float *rope_cos, *rope_sin;
+  float *da, *dsy, *dsz;              /* [N,max F] [N,D] [N] */
+  float *dlz;                         /* attention LoRA scratch [N,r] */
   int Bc, Tc, nvalid, have_fwd;
   float ce, lb;
 };
+
+static inline int fm_ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && !strcmp(s + a - b, suffix);
+}
 
 /* the parameter as a kernel sees it: gradient NULL when frozen class or frozen flag */
 static inline fm_param fm_model_param(const fm_model *m, int i) {
@@ -52,5 +75,15 @@ static inline fm_param fm_model_param(const fm_model *m, int i) {
   p.g = t->g && !t->frozen ? t->g : NULL;
   return p;
 }
+
+/* model_pass.c: the LM head (tensor index head, tied or not) and the cross-entropy */
+void fm_model_head_forward(fm_model *m, int head, int N);
+void fm_model_head_backward(fm_model *m, int head, int N);
+
+/* model_llama.c: the llama family's blocks (index, activations, passes) */
+fm_err fm_llama_index(fm_model *m);
+fm_err fm_llama_alloc(fm_model *m);
+void fm_llama_forward(fm_model *m, int B, int T, double *lbsum);
+void fm_llama_backward(fm_model *m, int lo, int k, const float *dh);
 
 #endif

@@ -12,6 +12,22 @@
 
 #include <string.h>
 
+/* The head of both families: logits = lnf W^T (W the head tensor, tied or not) and
+ * the cross-entropy; its backward to dln, and W's gradient when wanted. */
+void fm_model_head_forward(fm_model *m, int head, int N) {
+  const int D = m->s.d, V = m->s.vocab;
+  fm_gemm(0, 1, N, V, D, 1.0f, m->lnf, D, m->t[head].w, D, 0.0f, m->logits, V);
+  m->ce = (float)fm_crossentropy_forward(m->lse, m->logits, m->targets, N, V, &m->nvalid);
+}
+
+void fm_model_head_backward(fm_model *m, int head, int N) {
+  const int D = m->s.d, V = m->s.vocab;
+  fm_param w = fm_model_param(m, head);
+  fm_crossentropy_backward(m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
+  if (w.g) fm_gemm(1, 0, V, D, N, 1.0f, m->dlogits, V, m->lnf, D, 1.0f, w.g, D);
+  fm_gemm(0, 0, N, D, V, 1.0f, m->dlogits, V, w.w, D, 0.0f, m->dln, D);
+}
+
 static void moe_params(const fm_model *m, const fm_block *b, fm_moe_params *p) {
   p->router = fm_model_param(m, b->router);
   p->fc_w = fm_model_param(m, b->fcw);
@@ -47,26 +63,43 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
   memcpy(m->targets, targets, (size_t)N * sizeof *targets);
   m->Bc = B;
   m->Tc = T;
+  double lbsum = 0.0;
+  if (s->family != FM_FAMILY_GPT2) {
+    fm_llama_forward(m, B, T, &lbsum);
+    m->lb = (float)lbsum;
+    m->have_fwd = 1;
+    if (ce) *ce = m->ce;
+    if (lb) *lb = m->lb;
+    return FM_OK;
+  }
   const size_t stride = (size_t)m->B * m->T * D; /* one residual slice */
   const fm_tensor *t = m->t;
+  const int ra = s->attn_lora_rank;
+  const float lsc = ra > 0 ? s->lora_alpha / (float)ra : 0.0f;
   {
     FM_PROF_BEGIN(tp);
     PROF(EMBED, FWD, fm_embed_forward(m->res, m->tokens, t[m->wte].w, t[m->wpe].w, B, T, D));
     FM_PROF_END(tp, FM_PROF_EMBED, FM_PROF_FWD);
   }
-  double lbsum = 0.0;
   for (int l = 0; l < L; l++) {
     fm_block *b = &m->blk[l];
     const float *in = m->res + l * stride;
     float *out = m->res + (l + 1) * stride;
     PROF(LAYERNORM, FWD, fm_layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, in, t[b->ln1w].w,
-                                              t[b->ln1b].w, N, D));
+                                              t[b->ln1b].w, N, D, s->norm_eps));
     PROF(ATTN_PROJ, FWD, fm_linear_forward(b->qkv, b->ln1, t[b->attw].w, t[b->attb].w, N, D, 3 * D, 0));
-    PROF(ATTN_CORE, FWD, fm_attention_forward(b->atty, b->att, b->qkv, B, T, D, s->heads));
+    if (b->la1 >= 0)
+      PROF(ATTN_PROJ, FWD, fm_lora_forward(FM_LORA_CONV1D, N, D, 3 * D, ra, lsc, b->ln1, D, t[b->la1].w,
+                                           t[b->lb1].w, b->lz1, b->qkv, 3 * D));
+    PROF(ATTN_CORE, FWD, fm_attention_forward(b->atty, b->att, b->qkv, B, T, s->heads, s->heads,
+                                              D / s->heads));
     PROF(RESIDUAL, FWD, memcpy(b->resa, in, (size_t)N * D * sizeof(float)));
     PROF(ATTN_PROJ, FWD, fm_linear_forward(b->resa, b->atty, t[b->aprw].w, t[b->aprb].w, N, D, D, 1));
+    if (b->la2 >= 0)
+      PROF(ATTN_PROJ, FWD, fm_lora_forward(FM_LORA_CONV1D, N, D, D, ra, lsc, b->atty, D, t[b->la2].w,
+                                           t[b->lb2].w, b->lz2, b->resa, D));
     PROF(LAYERNORM, FWD, fm_layernorm_forward(b->ln2, b->ln2_mean, b->ln2_rstd, b->resa, t[b->ln2w].w,
-                                              t[b->ln2b].w, N, D));
+                                              t[b->ln2b].w, N, D, s->norm_eps));
     PROF(RESIDUAL, FWD, memcpy(out, b->resa, (size_t)N * D * sizeof(float)));
     if (b->moe) {
       fm_moe_params p;
@@ -74,15 +107,12 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
       lbsum += fm_moe_forward(&b->moe_layer, &p, out, b->ln2, N, s->load_balance);
     } else {
       PROF(FFN, FWD, fm_ffn_forward(out, b->fch, b->fcg, b->ln2, t[b->fcw].w, t[b->fcb].w,
-                                    t[b->fpw].w, t[b->fpb].w, N, D));
+                                    t[b->fpw].w, t[b->fpb].w, N, D, s->ffn));
     }
   }
   PROF(LAYERNORM, FWD, fm_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->res + L * stride,
-                                            t[m->lnfw].w, t[m->lnfb].w, N, D));
-  PROF(HEAD, FWD, { /* tied head */
-    fm_gemm(0, 1, N, V, D, 1.0f, m->lnf, D, t[m->wte].w, D, 0.0f, m->logits, V);
-    m->ce = (float)fm_crossentropy_forward(m->lse, m->logits, m->targets, N, V, &m->nvalid);
-  });
+                                            t[m->lnfw].w, t[m->lnfb].w, N, D, s->norm_eps));
+  PROF(HEAD, FWD, fm_model_head_forward(m, m->wte, N)); /* tied head */
   m->lb = (float)lbsum;
   m->have_fwd = 1;
   if (ce) *ce = m->ce;
@@ -91,14 +121,17 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
 }
 
 /* The lowest level whose tensors want a gradient: 0 embeddings (wte also feeds the
- * head, but its embedding use needs the whole pass), l+1 block l, L+1 ln_f;
- * L+2 when nothing is to be trained. */
+ * head, but its embedding use needs the whole pass), l+1 block l, L+1 ln_f and an
+ * untied head; L+2 when nothing is to be trained. */
 static int lowest_level(const fm_model *m) {
   int lo = m->s.layers + 2;
   for (int i = 0; i < m->nt; i++) {
     const fm_tensor *t = &m->t[i];
     if (!t->g || t->frozen) continue;
-    int lev = t->group == FM_GROUP_EMBED ? 0 : t->layer >= 0 ? t->layer + 1 : m->s.layers + 1;
+    const int untied_head = i == m->head && m->head != m->wte;
+    int lev = t->group == FM_GROUP_EMBED && !untied_head ? 0
+              : t->layer >= 0                           ? t->layer + 1
+                                                        : m->s.layers + 1;
     if (lev < lo) lo = lev;
   }
   return lo;
@@ -116,18 +149,20 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
   if (dh && (k < 1 || k > m->s.layers))
     FM_ERROR(FM_ERR_ARG, "gradient injected at block boundary %d of a %d-block model", k, m->s.layers);
   const fm_model_shape *s = &m->s;
-  const int D = s->d, V = s->vocab, L = s->layers, B = m->Bc, T = m->Tc, N = B * T;
+  const int D = s->d, L = s->layers, B = m->Bc, T = m->Tc, N = B * T;
   const size_t stride = (size_t)m->B * m->T * D;
   const int lo = lowest_level(m);
   if (lo > L + 1) return FM_OK;
+  if (s->family != FM_FAMILY_GPT2) {
+    fm_llama_backward(m, lo, k, dh);
+    return FM_OK;
+  }
   const fm_tensor *t = m->t;
+  const int ra = s->attn_lora_rank;
+  const float lsc = ra > 0 ? s->lora_alpha / (float)ra : 0.0f;
   /* head: logits = lnf wte^T */
   fm_param wte = fm_model_param(m, m->wte);
-  PROF(HEAD, BWD, {
-    fm_crossentropy_backward(m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
-    if (wte.g) fm_gemm(1, 0, V, D, N, 1.0f, m->dlogits, V, m->lnf, D, 1.0f, wte.g, D);
-    fm_gemm(0, 0, N, D, V, 1.0f, m->dlogits, V, wte.w, D, 0.0f, m->dln, D);
-  });
+  PROF(HEAD, BWD, fm_model_head_backward(m, m->wte, N));
   PROF(RESIDUAL, BWD, memset(m->dres, 0, (size_t)N * D * sizeof(float)));
   PROF(LAYERNORM, BWD, fm_layernorm_backward(lo <= L ? m->dres : NULL, fm_model_param(m, m->lnfw).g,
                                              fm_model_param(m, m->lnfb).g, m->dln,
@@ -149,7 +184,7 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
       PROF(FFN, BWD, fm_ffn_backward(m->dln, fm_model_param(m, b->fcw).g, fm_model_param(m, b->fcb).g,
                                      fm_model_param(m, b->fpw).g, fm_model_param(m, b->fpb).g,
                                      m->dfc, m->dres, b->ln2, b->fch, b->fcg, t[b->fcw].w,
-                                     t[b->fpw].w, N, D));
+                                     t[b->fpw].w, N, D, s->ffn));
     }
     PROF(LAYERNORM, BWD, fm_layernorm_backward(m->dres, fm_model_param(m, b->ln2w).g,
                                                fm_model_param(m, b->ln2b).g, m->dln, b->resa,
@@ -158,11 +193,19 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
     PROF(ATTN_PROJ, BWD, fm_linear_backward(m->datty, fm_model_param(m, b->aprw).g,
                                             fm_model_param(m, b->aprb).g, m->dres, b->atty,
                                             t[b->aprw].w, N, D, D, 0));
+    if (b->la2 >= 0)
+      PROF(ATTN_PROJ, BWD, fm_lora_backward(FM_LORA_CONV1D, N, D, D, ra, lsc, b->atty, D, b->lz2, m->dres,
+                                            D, fm_model_param(m, b->la2), fm_model_param(m, b->lb2),
+                                            m->dlz, m->datty, 1.0f));
     PROF(ATTN_CORE, BWD, fm_attention_backward(m->dqkv, m->attscr, m->datty, b->qkv, b->att, B, T,
-                                               D, s->heads));
+                                               s->heads, s->heads, D / s->heads));
     PROF(ATTN_PROJ, BWD, fm_linear_backward(m->dln, fm_model_param(m, b->attw).g,
                                             fm_model_param(m, b->attb).g, m->dqkv, b->ln1,
                                             t[b->attw].w, N, D, 3 * D, 0));
+    if (b->la1 >= 0)
+      PROF(ATTN_PROJ, BWD, fm_lora_backward(FM_LORA_CONV1D, N, D, 3 * D, ra, lsc, b->ln1, D, b->lz1,
+                                            m->dqkv, 3 * D, fm_model_param(m, b->la1),
+                                            fm_model_param(m, b->lb1), m->dlz, m->dln, 1.0f));
     PROF(LAYERNORM, BWD, fm_layernorm_backward(want_dx ? m->dres : NULL, fm_model_param(m, b->ln1w).g,
                                                fm_model_param(m, b->ln1b).g, m->dln, in,
                                                t[b->ln1w].w, b->ln1_mean, b->ln1_rstd, N, D));

@@ -8,7 +8,9 @@
  *   experts:  one GEMM per expert and matrix over its own rows only; an expert a token
  *             did not pick costs that token nothing
  *   combine:  out[tok] += w * y[pos] (scatter-add)
- * Full experts: y = gelu(xg Wfc_e + bfc_e) Wpj_e + bpj_e.
+ * Full experts: y = gelu(xg Wfc_e + bfc_e) Wpj_e + bpj_e (GPT-2), or the SiLU-gated
+ *   y = down_e(silu(gate_e(xg)) * up_e(xg)) of the llama family (swiglu.c).
+ * Weights: renormalised over the picks or the plain probabilities (renorm, router.c).
  * LoRA experts on the shared base FFN (s = alpha / r):
  *   h = x Wfc + bfc + s (xg A1_e) B1_e   (the base part once per token, not per pick)
  *   y = gelu(h) Wpj + bpj + s (gelu(h) A2_e) B2_e   (the base part in one GEMM of npos rows)
@@ -19,23 +21,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-fm_err fm_moe_alloc(fm_moe *L, int maxN, int D, int E, int k, int type, int r, float alpha) {
+fm_err fm_moe_alloc(fm_moe *L, int maxN, const fm_moe_dims *dm) {
   memset(L, 0, sizeof *L);
+  const int D = dm->D, E = dm->E, k = dm->k, type = dm->type, r = dm->r;
   if (E < 1 || E > FM_MAX_EXPERTS || k < 1 || k > E)
     FM_ERROR(FM_ERR_INTERNAL, "MoE layer with %d experts, top_k %d", E, k);
   L->maxN = maxN;
   L->D = D;
+  L->F = dm->F > 0 ? dm->F : 4 * D;
+  L->swiglu = dm->swiglu;
+  L->renorm = dm->renorm;
   L->E = E;
   L->k = k;
   L->type = type;
   L->r = type == FM_EXPERT_LORA ? r : 0;
-  L->scale = type == FM_EXPERT_LORA ? alpha / (float)r : 0.0f;
+  L->scale = type == FM_EXPERT_LORA ? dm->alpha / (float)r : 0.0f;
   for (int e = 0; e < E; e++) L->allowed[e] = 1;
   L->nallowed = E;
-  const size_t N = (size_t)maxN, NK = N * k, F = 4 * (size_t)D, R = (size_t)L->r;
+  const size_t N = (size_t)maxN, NK = N * k, F = (size_t)L->F, R = (size_t)L->r;
+  const size_t HF = L->swiglu ? 2 * F : F; /* h, dg: GELU's input, or gate | up */
   /* one arena for the floats, one for the indices */
-  size_t nf = 3 * N * E + 2 * N * k + E + 3 * NK * D + 3 * NK * F + NK * D;
-  if (type == FM_EXPERT_LORA) nf += 2 * N * F + 4 * NK * R;
+  size_t nf = 3 * N * E + 2 * N * k + E + 3 * NK * D + 2 * NK * HF + NK * F + NK * D;
+  if (L->swiglu) nf += NK * F;
+  if (type == FM_EXPERT_LORA) nf += 2 * N * HF + (L->swiglu ? 6 : 4) * NK * R;
   size_t ni = N * k + E + (E + 1) + 2 * NK;
   float *fa;
   int32_t *ia;
@@ -57,17 +65,22 @@ fm_err fm_moe_alloc(fm_moe *L, int maxN, int D, int E, int k, int type, int r, f
   TAKE(L->y, NK * D);
   TAKE(L->dy, NK * D);
   TAKE(L->dxg, NK * D);
-  TAKE(L->h, NK * F);
+  TAKE(L->h, NK * HF);
   TAKE(L->g, NK * F);
-  TAKE(L->dg, NK * F);
+  TAKE(L->dg, NK * HF);
+  if (L->swiglu) TAKE(L->da, NK * F);
   L->dlogits = L->logits; /* the logits are not needed once probs are known */
   if (type == FM_EXPERT_LORA) {
-    TAKE(L->hb, N * F);
-    TAKE(L->dhb, N * F);
+    TAKE(L->hb, N * HF);
+    TAKE(L->dhb, N * HF);
     TAKE(L->u, NK * R);
     TAKE(L->v, NK * R);
     TAKE(L->du, NK * R);
     TAKE(L->dv, NK * R);
+    if (L->swiglu) {
+      TAKE(L->u3, NK * R);
+      TAKE(L->du3, NK * R);
+    }
   }
 #undef TAKE
   L->picks = ia;
@@ -115,14 +128,14 @@ static void dispatch(fm_moe *L, int N) {
 
 double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float *x, int N,
                       float lb_coef) {
-  const int D = L->D, E = L->E, k = L->k, F = 4 * D, R = L->r;
+  const int D = L->D, E = L->E, k = L->k, F = L->F, R = L->r;
   L->N = N;
   /* route */
   double lb = 0.0;
   PROF(ROUTER, FWD, {
     fm_gemm(0, 1, N, E, D, 1.0f, x, D, p->router.w, D, 0.0f, L->logits, E);
     L->keff = fm_router_forward(L->probs, L->picks, L->wts, L->logits,
-                                L->nallowed == E ? NULL : L->allowed, N, E, k);
+                                L->nallowed == E ? NULL : L->allowed, N, E, k, L->renorm);
     lb = fm_loadbalance_forward(L->f, L->probs, L->picks, N, E, k, lb_coef);
   });
   /* dispatch */
@@ -134,7 +147,17 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
   FM_PROF_END(t_disp, FM_PROF_DISPATCH, FM_PROF_FWD);
   /* experts */
   FM_PROF_BEGIN(t_exp);
-  if (L->type == FM_EXPERT_FULL) {
+  if (L->swiglu && L->type == FM_EXPERT_LORA) {
+    fm_moe_swiglu_lora_forward(L, p, x);
+  } else if (L->swiglu) {
+    for (int e = 0; e < E; e++) {
+      int n = L->count[e];
+      if (!n) continue;
+      size_t s = (size_t)L->start[e];
+      fm_swiglu_ffn_forward(L->y + s * D, L->h + s * 2 * F, L->g + s * F, L->xg + s * D,
+                            p->efc_w[e].w, p->eup_w[e].w, p->epj_w[e].w, n, D, F, 0);
+    }
+  } else if (L->type == FM_EXPERT_FULL) {
     for (int e = 0; e < E; e++) {
       int n = L->count[e];
       if (!n) continue;
@@ -151,8 +174,8 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
       int n = L->count[e];
       if (!n) continue;
       size_t s = (size_t)L->start[e];
-      fm_gemm(0, 0, n, R, D, 1.0f, L->xg + s * D, D, p->a1[e].w, R, 0.0f, L->u + s * R, R);
-      fm_gemm(0, 0, n, F, R, L->scale, L->u + s * R, R, p->b1[e].w, F, 1.0f, L->h + s * F, F);
+      fm_lora_forward(FM_LORA_CONV1D, n, D, F, R, L->scale, L->xg + s * D, D, p->a1[e].w, p->b1[e].w,
+                      L->u + s * R, L->h + s * F, F);
     }
     fm_gelu_forward(L->g, L->h, (size_t)npos * F);
     fm_linear_forward(L->y, L->g, p->pj_w.w, p->pj_b.w, npos, F, D, 0);
@@ -160,8 +183,8 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
       int n = L->count[e];
       if (!n) continue;
       size_t s = (size_t)L->start[e];
-      fm_gemm(0, 0, n, R, F, 1.0f, L->g + s * F, F, p->a2[e].w, R, 0.0f, L->v + s * R, R);
-      fm_gemm(0, 0, n, D, R, L->scale, L->v + s * R, R, p->b2[e].w, D, 1.0f, L->y + s * D, D);
+      fm_lora_forward(FM_LORA_CONV1D, n, F, D, R, L->scale, L->g + s * F, F, p->a2[e].w, p->b2[e].w,
+                      L->v + s * R, L->y + s * D, D);
     }
   }
   FM_PROF_END(t_exp, FM_PROF_FFN, FM_PROF_FWD);
@@ -178,20 +201,16 @@ double fm_moe_forward(fm_moe *L, const fm_moe_params *p, float *out, const float
   return lb;
 }
 
-/* Backward of one expert's LoRA term y += s (x A) B over its n rows, with z = x A
- * [n,R] kept from the forward: dB += s z^T dy, dz = s dy B^T, dA += x^T dz and, when
- * dx is wanted, dx = beta dx + dz A^T. x [n,in], dy [n,out], A [in,R], B [R,out]. */
+/* Backward of one expert's LoRA term y += s (x A) B over its n rows (lora.c, GPT-2's
+ * layout), with z = x A [n,R] kept from the forward; x [n,in], dy [n,out]. */
 static void lora_backward(int n, int in, int out, int R, float s, const float *x, const float *z,
                           const float *dy, fm_param A, fm_param B, float *dz, float *dx, float beta) {
-  if (B.g) fm_gemm(1, 0, R, out, n, s, z, R, dy, out, 1.0f, B.g, out);
-  fm_gemm(0, 1, n, R, out, s, dy, out, B.w, out, 0.0f, dz, R);
-  if (A.g) fm_gemm(1, 0, in, R, n, 1.0f, x, in, dz, R, 1.0f, A.g, R);
-  if (dx) fm_gemm(0, 1, n, in, R, 1.0f, dz, R, A.w, R, beta, dx, in);
+  fm_lora_backward(FM_LORA_CONV1D, n, in, out, R, s, x, in, z, dy, out, A, B, dz, dx, beta);
 }
 
 void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *dout,
                      const float *x, float lb_coef, float dlb) {
-  const int D = L->D, E = L->E, k = L->k, F = 4 * D, R = L->r, N = L->N, npos = L->npos;
+  const int D = L->D, E = L->E, k = L->k, F = L->F, R = L->r, N = L->N, npos = L->npos;
   const float sc = L->scale;
   /* combine: dw = <dout[tok], y[pos]>, dy = w dout[tok] */
   FM_PROF_BEGIN(t_comb);
@@ -212,7 +231,19 @@ void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *
   FM_PROF_END(t_comb, FM_PROF_DISPATCH, FM_PROF_BWD);
   FM_PROF_BEGIN(t_exp);
   /* experts, down to dxg [npos,D] (only when dx is wanted) */
-  if (L->type == FM_EXPERT_FULL) {
+  if (L->swiglu && L->type == FM_EXPERT_LORA) {
+    fm_moe_swiglu_lora_backward(L, p, dx, x);
+  } else if (L->swiglu) {
+    for (int e = 0; e < E; e++) {
+      int n = L->count[e];
+      if (!n) continue;
+      size_t s = (size_t)L->start[e];
+      fm_swiglu_ffn_backward(dx ? L->dxg + s * D : NULL, p->efc_w[e].g, p->eup_w[e].g, p->epj_w[e].g,
+                             L->da + s * F, L->dg + s * 2 * F, L->dy + s * D, L->xg + s * D,
+                             L->h + s * 2 * F, L->g + s * F, p->efc_w[e].w, p->eup_w[e].w,
+                             p->epj_w[e].w, n, D, F, 0);
+    }
+  } else if (L->type == FM_EXPERT_FULL) {
     for (int e = 0; e < E; e++) {
       int n = L->count[e];
       if (!n) continue;
@@ -265,7 +296,7 @@ void fm_moe_backward(fm_moe *L, const fm_moe_params *p, float *dx, const float *
   FM_PROF_BEGIN(t_rt);
   memset(L->dprobs, 0, (size_t)N * E * sizeof(float));
   fm_loadbalance_backward(L->dprobs, L->f, N, E, lb_coef, dlb);
-  fm_router_backward(L->dlogits, L->dwts, L->dprobs, L->probs, L->picks, L->wts, N, E, k);
+  fm_router_backward(L->dlogits, L->dwts, L->dprobs, L->probs, L->picks, L->wts, N, E, k, L->renorm);
   if (p->router.g) fm_gemm(1, 0, E, D, N, 1.0f, L->dlogits, E, x, D, 1.0f, p->router.g, D);
   if (dx) fm_gemm(0, 0, N, D, E, 1.0f, L->dlogits, E, p->router.w, D, 1.0f, dx, D);
   FM_PROF_END(t_rt, FM_PROF_ROUTER, FM_PROF_BWD);

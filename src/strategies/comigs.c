@@ -15,6 +15,7 @@ static int classify_comigs(const fm_tensor *t, void *ctx) {
   switch (t->group) {
   case FM_GROUP_ROUTER: return ROUTER;
   case FM_GROUP_EXPERT: return t->expert < c->comigs.generalists ? SHARED : SPECIALIST;
+  case FM_GROUP_ATTN_LORA: return SHARED; /* adapters on the frozen attention: trained, shared */
   default:
     /* LoRA experts sit on a frozen base, as in CoMiGS; full experts train it, shared */
     return c->model.expert_type == FM_EXPERT_LORA ? FM_CLASS_FROZEN : SHARED;

@@ -75,12 +75,16 @@ typedef struct {
   const fm_dataset *data;
 } server_t;
 
-/* The full model's tensor behind a client-model tensor (same name, block renumbered). */
+/* The full model's tensor behind a client-model tensor (same name, block renumbered).
+ * A block tensor's name is "{prefix}.{j}.{rest}": "h.{j}." for gpt2, "layers.{j}." for
+ * the llama family. */
 static fm_tensor *full_twin(server_t *sv, const fm_tensor *t) {
   if (t->layer < 0) return fm_model_find(sv->full, t->name);
-  const char *rest = strchr(t->name + 2, '.'); /* "h.{j}.rest" */
+  const char *dot = strchr(t->name, '.');
+  const char *rest = dot ? strchr(dot + 1, '.') : NULL;
+  if (!rest) return NULL;
   char name[96];
-  snprintf(name, sizeof name, "h.%d%s", sv->l.map[t->layer], rest ? rest : "");
+  snprintf(name, sizeof name, "%.*s.%d%s", (int)(dot - t->name), t->name, sv->l.map[t->layer], rest);
   return fm_model_find(sv->full, name);
 }
 

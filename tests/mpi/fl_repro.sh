@@ -20,6 +20,24 @@ for s in fedavg comigs local fedbiot; do
     echo "ok: $s on 2 and $np ranks: identical checkpoint, metrics and routing"
   done
 done
+# the llama family: the same identity for its MoE variants (GQA, SwiGLU experts, the
+# shared expert, q/k norms, LoRA experts and attention adapters)
+for case in "mixtral fedavg" "qwen2_moe comigs" "olmoe fedbiot"; do
+  set -- $case
+  fam=$1 s=$2
+  extra="--set model.family=$fam --set model.kv_heads=1"
+  [ $s = comigs ] && extra="$extra --set model.expert_type=lora --set model.attn_lora_rank=2"
+  for np in 2 3; do
+    mpi $np run "$TMP/tiny.ini" -q --set fl.strategy=$s $extra --set run.output="$TMP/$fam-$np.h5" \
+      || { cat "$TMP/out"; fail "$fam $s on $np ranks"; }
+    grep "^final $s" "$TMP/out"
+  done
+  for obj in /checkpoints/r000002 /metrics/clients /routing/counts /routing/gate_mass /routing/index; do
+    "$H5DIFF" --follow-symlinks "$TMP/$fam-2.h5" "$TMP/$fam-3.h5" $obj $obj >"$TMP/diff" 2>&1 \
+      || { cat "$TMP/diff"; fail "$fam $s: $obj differs between 2 and 3 ranks"; }
+  done
+  echo "ok: $fam with $s on 2 and 3 ranks: identical checkpoint, metrics and routing"
+done
 # dealing by unequal work: offline clients (system.availability) only evaluate
 for np in 2 4; do
   mpi $np run "$TMP/tiny.ini" -q --set fl.strategy=fedavg --set fl.clients=12 --set fl.sample_count=7 \

@@ -6,14 +6,20 @@
 . "$top_srcdir/tests/mpi/tiny.sh"
 H5DIFF=${H5DIFF:-h5diff}
 set_common="-q --set fl.rounds=4 --set run.checkpoint_every=1"
-for s in comigs fedavg; do
-  mpi 3 run "$TMP/tiny.ini" $set_common --set fl.strategy=$s --set run.output="$TMP/full-$s.h5" \
+# (qwen2_moe: a llama-family model, GQA, shared expert, q/k/v biases)
+for case in comigs fedavg "fedavg qwen2_moe"; do
+  set -- $case
+  s=$1
+  fam=${2:-gpt2}
+  set_run="$set_common --set model.family=$fam"
+  [ $fam = gpt2 ] || { set_run="$set_run --set model.kv_heads=1"; s="$s-$fam"; }
+  mpi 3 run "$TMP/tiny.ini" $set_run --set fl.strategy=$1 --set run.output="$TMP/full-$s.h5" \
     || { cat "$TMP/out"; fail "$s: full run"; }
-  mpi 3 run "$TMP/tiny.ini" $set_common --set fl.strategy=$s --set run.output="$TMP/half-$s.h5" \
+  mpi 3 run "$TMP/tiny.ini" $set_run --set fl.strategy=$1 --set run.output="$TMP/half-$s.h5" \
     --set run.stop_after=2 || { cat "$TMP/out"; fail "$s: first half"; }
   "$FEDMOE" info "$TMP/half-$s.h5" | grep -q "rounds     2 done" || fail "$s: the stopped run should hold 2 rounds"
   # the second half may run on another rank count: results do not depend on it
-  mpi 4 run "$TMP/tiny.ini" $set_common --set fl.strategy=$s --resume "$TMP/half-$s.h5" \
+  mpi 4 run "$TMP/tiny.ini" $set_run --set fl.strategy=$1 --resume "$TMP/half-$s.h5" \
     || { cat "$TMP/out"; fail "$s: resume"; }
   grep -q "resuming" "$TMP/out" || fail "$s: no resume message"
   for obj in /checkpoints/r000004 /metrics/clients /routing/counts /routing/gate_mass /routing/index; do

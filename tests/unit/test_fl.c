@@ -176,7 +176,7 @@ static void test_deal(void) {
 static void test_fedavg_identity(void) {
   fm_model_shape s = {.vocab = 32, .context = 8, .d = 16, .heads = 2, .layers = 2, .moe_mask = 3,
                       .experts = 4, .top_k = 2, .expert_type = FM_EXPERT_FULL, .lora_rank = 4,
-                      .lora_alpha = 8, .init_std = 0.2f, .load_balance = 0};
+                      .lora_alpha = 8, .init_std = 0.2f, .load_balance = 0, .norm_topk = 1};
   enum { B = 4, T = 8 };
   fm_model *m;
   CU_ASSERT_EQUAL_FATAL(fm_model_create(&m, &s, 2 * B, T, 1, NULL, NULL), FM_OK);

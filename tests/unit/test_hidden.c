@@ -24,7 +24,7 @@ static double objective(fm_model *m, const int32_t *tok, const int32_t *tgt, int
 static void check_injection(int k) {
   fm_model_shape s = {.vocab = 16, .context = 8, .d = 8, .heads = 2, .layers = 3, .moe_mask = 2,
                       .experts = 3, .top_k = 1, .expert_type = FM_EXPERT_FULL, .lora_rank = 2,
-                      .lora_alpha = 4, .init_std = 0.3f, .load_balance = 0.01f};
+                      .lora_alpha = 4, .init_std = 0.3f, .load_balance = 0.01f, .norm_topk = 1};
   fm_model *m;
   CU_ASSERT_EQUAL_FATAL(fm_model_create(&m, &s, B, T, 1, NULL, NULL), FM_OK);
   fm_model_init(m, 21);

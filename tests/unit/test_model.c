@@ -29,7 +29,8 @@
 static fm_model_shape tiny(uint64_t moe_mask, int type) {
   fm_model_shape s = {.vocab = 32, .context = 8, .d = 16, .heads = 2, .layers = 2,
                       .moe_mask = moe_mask, .experts = 4, .top_k = 2, .expert_type = type,
-                      .lora_rank = 4, .lora_alpha = 8.0f, .init_std = 0.3f, .load_balance = 0.05f};
+                      .lora_rank = 4, .lora_alpha = 8.0f, .init_std = 0.3f, .load_balance = 0.05f,
+                      .norm_topk = 1};
   return s;
 }
 
@@ -441,6 +442,25 @@ static void test_fd_moe_lora(void) {
   fm_model_free(m);
 }
 
+/* gpt2 with FFN sizes other than 4D (a checkpoint's n_inner): dense blocks ffn wide,
+ * the LoRA experts' base expert_ffn wide */
+static void test_fd_gpt2_ffn(void) {
+  fm_model_shape s = tiny(2, FM_EXPERT_LORA);
+  s.ffn = 40;
+  s.expert_ffn = 24;
+  fm_model *m = make(&s, 2, 8, 1, NULL, 8);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  const fm_tensor *t = fm_model_find(m, "h.0.mlp.c_fc.weight");
+  CU_ASSERT(t && t->rows == 16 && t->cols == 40);
+  t = fm_model_find(m, "h.1.mlp.c_proj.weight");
+  CU_ASSERT(t && t->rows == 24 && t->cols == 16);
+  t = fm_model_find(m, "h.1.moe.experts.0.c_fc.lora_B");
+  CU_ASSERT(t && t->rows == 4 && t->cols == 24);
+  lora_b_nonzero(m, 4);
+  model_fd(m, 2, 8, 13, "gpt2 ffn 40, experts 24");
+  fm_model_free(m);
+}
+
 static void test_fd_masked(void) {
   static const uint8_t m0[4] = {1, 0, 1, 1}, m1[4] = {0, 1, 0, 0};
   fm_model_shape s = tiny(3, FM_EXPERT_FULL);
@@ -752,6 +772,262 @@ static void test_flops(void) {
   n = V * D + 2 * 4 * D * D + 8 * D * D + 4 * D + 8 * D * D + 2 * 4 * 2 * (D + 4 * D);
   FM_ASSERT_CLOSE(fm_model_flops_per_token(m, 4), 6 * n + 12 * 2 * D * 4, 1e-12, 0);
   fm_model_free(m);
+  s.attn_lora_rank = 3; /* adapters on c_attn (D -> 3D) and c_proj (D -> D) of both blocks */
+  m = make(&s, 1, 8, 1, NULL, 1);
+  n += 2 * (3 * (D + 3 * D) + 3 * (D + D));
+  FM_ASSERT_CLOSE(fm_model_flops_per_token(m, 4), 6 * n + 12 * 2 * D * 4, 1e-12, 0);
+  fm_model_free(m);
+}
+
+/* ---- the llama family ---- */
+#define MIXTRAL_SEED 40
+#define OLMOE_SEED 40
+static fm_model_shape tiny_llama(int family, uint64_t moe_mask) {
+  fm_model_shape s = tiny(moe_mask, FM_EXPERT_FULL);
+  s.family = family;
+  s.heads = 4;
+  s.kv_heads = 2; /* GQA: two query heads per key/value head */
+  s.head_dim = 4;
+  s.ffn = 24;
+  s.expert_ffn = 12;
+  s.norm_eps = 1e-6f;
+  s.rope_type = FM_ROPE_DEFAULT;
+  s.rope_theta = 100.0f; /* fast-turning pairs even at 8 positions */
+  s.norm_topk = family == FM_FAMILY_MIXTRAL;
+  s.tied = 0;
+  s.attn_bias = family == FM_FAMILY_QWEN2_MOE;
+  s.qk_norm = family == FM_FAMILY_OLMOE;
+  if (family == FM_FAMILY_QWEN2_MOE) s.shared_ffn = 20;
+  if (family == FM_FAMILY_LLAMA) { /* llama3 rope scaling, as Llama 3.x ships */
+    s.rope_type = FM_ROPE_LLAMA3;
+    s.rope_factor = 8.0f;
+    s.rope_low_freq = 1.0f;
+    s.rope_high_freq = 4.0f;
+    s.rope_orig_ctx = 4;
+  }
+  return s;
+}
+
+/* norms 1 at init would hide a wrong norm-weight gradient's scale: perturb them */
+static void norms_random(fm_model *m, uint64_t seed) {
+  fm_rng r;
+  fm_rng_init(&r, seed, 3, 0, FM_RNG_TEST);
+  for (int i = 0; i < fm_model_ntensors(m); i++) {
+    fm_tensor *t = fm_model_tensor(m, i);
+    if (t->group == FM_GROUP_NORM || strstr(t->name, ".bias"))
+      for (size_t j = 0; j < t->numel; j++) t->w[j] += 0.2f * (float)fm_rng_normal(&r);
+  }
+}
+
+static void test_llama_tensor_table(void) {
+  fm_model_shape s = tiny_llama(FM_FAMILY_QWEN2_MOE, 2); /* block 0 dense, block 1 MoE */
+  fm_model *m = make(&s, 1, 4, 1, NULL, 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  static const char *names[] = {
+    "embed_tokens.weight", "layers.0.input_layernorm.weight", "layers.0.self_attn.q_proj.weight",
+    "layers.0.self_attn.q_proj.bias", "layers.0.self_attn.k_proj.weight",
+    "layers.0.self_attn.k_proj.bias", "layers.0.self_attn.v_proj.weight",
+    "layers.0.self_attn.v_proj.bias", "layers.0.self_attn.o_proj.weight",
+    "layers.0.post_attention_layernorm.weight", "layers.0.mlp.gate_proj.weight",
+    "layers.0.mlp.up_proj.weight", "layers.0.mlp.down_proj.weight"};
+  for (int i = 0; i < (int)(sizeof names / sizeof *names); i++)
+    CU_ASSERT_STRING_EQUAL(fm_model_tensor(m, i)->name, names[i]);
+  const fm_tensor *t = fm_model_find(m, "layers.0.self_attn.k_proj.weight");
+  CU_ASSERT(t && t->rows == 8 && t->cols == 16 && t->group == FM_GROUP_ATTN && t->layer == 0);
+  t = fm_model_find(m, "layers.0.mlp.down_proj.weight");
+  CU_ASSERT(t && t->rows == 16 && t->cols == 24 && t->group == FM_GROUP_FFN);
+  t = fm_model_find(m, "layers.1.mlp.gate.weight");
+  CU_ASSERT(t && t->rows == 4 && t->cols == 16 && t->group == FM_GROUP_ROUTER);
+  t = fm_model_find(m, "layers.1.mlp.experts.3.up_proj.weight");
+  CU_ASSERT(t && t->rows == 12 && t->cols == 16 && t->group == FM_GROUP_EXPERT && t->expert == 3);
+  t = fm_model_find(m, "layers.1.mlp.shared_expert.down_proj.weight");
+  CU_ASSERT(t && t->rows == 16 && t->cols == 20 && t->group == FM_GROUP_FFN);
+  t = fm_model_find(m, "layers.1.mlp.shared_expert_gate.weight");
+  CU_ASSERT(t && t->rows == 1 && t->cols == 16 && t->group == FM_GROUP_FFN);
+  t = fm_model_find(m, "lm_head.weight");
+  CU_ASSERT(t && t->layer == -1 && t->group == FM_GROUP_EMBED);
+  CU_ASSERT_STRING_EQUAL(fm_model_tensor(m, fm_model_ntensors(m) - 1)->name, "lm_head.weight");
+  CU_ASSERT_PTR_NULL(fm_model_find(m, "layers.0.self_attn.q_norm.weight"));
+  fm_model_free(m);
+  /* mixtral: block_sparse_moe names, tied head: no lm_head; olmoe: q/k norms */
+  s = tiny_llama(FM_FAMILY_MIXTRAL, 3);
+  s.tied = 1;
+  m = make(&s, 1, 4, 1, NULL, 1);
+  CU_ASSERT_PTR_NOT_NULL(fm_model_find(m, "layers.1.block_sparse_moe.gate.weight"));
+  t = fm_model_find(m, "layers.0.block_sparse_moe.experts.2.w2.weight");
+  CU_ASSERT(t && t->rows == 16 && t->cols == 12 && t->expert == 2);
+  CU_ASSERT_PTR_NULL(fm_model_find(m, "lm_head.weight"));
+  CU_ASSERT_PTR_NULL(fm_model_find(m, "layers.0.self_attn.q_proj.bias"));
+  fm_model_free(m);
+  s = tiny_llama(FM_FAMILY_QWEN2_MOE, 3); /* a checkpoint without a shared expert */
+  s.shared_ffn = 0;
+  m = make(&s, 1, 4, 1, NULL, 1);
+  CU_ASSERT_PTR_NULL(fm_model_find(m, "layers.1.mlp.shared_expert_gate.weight"));
+  CU_ASSERT_PTR_NOT_NULL(fm_model_find(m, "layers.1.mlp.experts.0.down_proj.weight"));
+  fm_model_free(m);
+  s = tiny_llama(FM_FAMILY_OLMOE, 3);
+  m = make(&s, 1, 4, 1, NULL, 1);
+  t = fm_model_find(m, "layers.1.self_attn.q_norm.weight");
+  CU_ASSERT(t && t->cols == 16 && t->group == FM_GROUP_NORM);
+  t = fm_model_find(m, "layers.1.self_attn.k_norm.weight");
+  CU_ASSERT(t && t->cols == 8 && t->group == FM_GROUP_NORM);
+  fm_model_free(m);
+}
+
+/* the seeds give routing margins that few perturbations cross (see the top) */
+static void llama_fd(int family, uint64_t moe_mask, int tied, uint64_t seed, const char *what) {
+  fm_model_shape s = tiny_llama(family, moe_mask);
+  s.tied = tied;
+  fm_model *m = make(&s, 2, 8, 1, NULL, seed);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  norms_random(m, seed + 1);
+  model_fd(m, 2, 8, seed + 2, what);
+  model_fd(m, 1, 5, seed + 3, what); /* a shorter batch */
+  fm_model_free(m);
+}
+static void test_fd_llama(void) {
+  llama_fd(FM_FAMILY_LLAMA, 0, 0, 7, "llama dense, GQA, llama3 rope");
+  llama_fd(FM_FAMILY_LLAMA, 0, 1, 7, "llama dense, tied head");
+}
+static void test_fd_mixtral(void) { llama_fd(FM_FAMILY_MIXTRAL, 3, 0, MIXTRAL_SEED, "mixtral"); }
+static void test_fd_olmoe(void) { llama_fd(FM_FAMILY_OLMOE, 3, 0, OLMOE_SEED, "olmoe q/k norm"); }
+static void test_fd_qwen2_moe(void) { llama_fd(FM_FAMILY_QWEN2_MOE, 2, 0, 7, "qwen2_moe shared expert"); }
+
+/* LoRA experts on the shared SwiGLU FFN: names, shapes (PEFT's A [r,in], B [out,r]),
+ * gradients */
+static void test_fd_llama_lora(void) {
+  fm_model_shape s = tiny_llama(FM_FAMILY_MIXTRAL, 2);
+  s.expert_type = FM_EXPERT_LORA;
+  fm_model *m = make(&s, 1, 4, 1, NULL, 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  const fm_tensor *t = fm_model_find(m, "layers.1.mlp.up_proj.weight"); /* the base, expert-sized */
+  CU_ASSERT(t && t->rows == 12 && t->cols == 16 && t->group == FM_GROUP_FFN);
+  t = fm_model_find(m, "layers.1.block_sparse_moe.experts.2.w2.lora_A");
+  CU_ASSERT(t && t->rows == 4 && t->cols == 12 && t->group == FM_GROUP_EXPERT && t->expert == 2);
+  t = fm_model_find(m, "layers.1.block_sparse_moe.experts.2.w2.lora_B");
+  CU_ASSERT(t && t->rows == 16 && t->cols == 4);
+  CU_ASSERT_PTR_NULL(fm_model_find(m, "layers.1.block_sparse_moe.experts.2.w2.weight"));
+  fm_model_free(m);
+  s = tiny_llama(FM_FAMILY_OLMOE, 3);
+  s.expert_type = FM_EXPERT_LORA;
+  m = make(&s, 2, 8, 1, NULL, OLMOE_SEED);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  CU_ASSERT_PTR_NOT_NULL(fm_model_find(m, "layers.0.mlp.experts.3.gate_proj.lora_A"));
+  norms_random(m, OLMOE_SEED + 1);
+  lora_b_nonzero(m, 3);
+  model_fd(m, 2, 8, OLMOE_SEED + 2, "olmoe lora experts");
+  fm_model_free(m);
+}
+
+/* LoRA on the attention projections: gpt2's c_attn and c_proj, the llama family's q
+ * and v; the adapters' and everything else's gradients */
+static void test_fd_attn_lora(void) {
+  fm_model_shape s = tiny(2, FM_EXPERT_FULL);
+  s.attn_lora_rank = 3;
+  fm_model *m = make(&s, 2, 8, 1, NULL, 7);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  const fm_tensor *t = fm_model_find(m, "h.1.attn.c_attn.lora_B");
+  CU_ASSERT(t && t->rows == 3 && t->cols == 48 && t->group == FM_GROUP_ATTN_LORA && t->layer == 1);
+  t = fm_model_find(m, "h.0.attn.c_proj.lora_A");
+  CU_ASSERT(t && t->rows == 16 && t->cols == 3 && t->group == FM_GROUP_ATTN_LORA);
+  lora_b_nonzero(m, 9);
+  model_fd(m, 2, 8, 11, "gpt2 attention lora");
+  fm_model_free(m);
+  s = tiny_llama(FM_FAMILY_QWEN2_MOE, 2);
+  s.attn_lora_rank = 2;
+  m = make(&s, 2, 8, 1, NULL, 7);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  t = fm_model_find(m, "layers.0.self_attn.v_proj.lora_B");
+  CU_ASSERT(t && t->rows == 8 && t->cols == 2 && t->group == FM_GROUP_ATTN_LORA);
+  t = fm_model_find(m, "layers.1.self_attn.q_proj.lora_A");
+  CU_ASSERT(t && t->rows == 2 && t->cols == 16);
+  CU_ASSERT_PTR_NULL(fm_model_find(m, "layers.1.self_attn.k_proj.lora_A"));
+  norms_random(m, 8);
+  lora_b_nonzero(m, 10);
+  model_fd(m, 2, 8, 12, "qwen2_moe attention lora");
+  fm_model_free(m);
+}
+
+/* fedbiot-style partial training: only the top block and the head; the gradients match
+ * those of the all-trainable model */
+static int top_only(const fm_tensor *t, void *ctx) {
+  return t->layer == 1 || !strcmp(t->name, "lm_head.weight") ? 0 : FM_CLASS_FROZEN;
+}
+static void test_llama_partial(void) {
+  fm_model_shape s = tiny_llama(FM_FAMILY_QWEN2_MOE, 3);
+  fm_model *all = make(&s, 2, 8, 1, NULL, 3), *part = make(&s, 2, 8, 1, top_only, 3);
+  CU_ASSERT_FATAL(all && part);
+  int32_t tok[16], tgt[16];
+  batch(2, 8, 32, 4, tok, tgt);
+  fm_model *ms[2] = {all, part};
+  for (int i = 0; i < 2; i++) {
+    fm_model_zero_grads(ms[i]);
+    CU_ASSERT_EQUAL(fm_model_forward(ms[i], tok, tgt, 2, 8, NULL, NULL), FM_OK);
+    CU_ASSERT_EQUAL(fm_model_backward(ms[i]), FM_OK);
+  }
+  int bad = 0, n = 0;
+  for (int i = 0; i < fm_model_ntensors(part); i++) {
+    const fm_tensor *t = fm_model_tensor(part, i), *u = fm_model_find(all, t->name);
+    if (t->cls == FM_CLASS_FROZEN) continue;
+    n++;
+    for (size_t j = 0; j < t->numel; j++) bad += fabs(t->g[j] - u->g[j]) > 1e-6 + 1e-5 * fabs(u->g[j]);
+  }
+  CU_ASSERT(n > 10);
+  CU_ASSERT_EQUAL(bad, 0);
+  fm_model_free(all);
+  fm_model_free(part);
+}
+
+static void test_llama_config(void) {
+  fm_config c;
+  fm_model_shape s;
+  fm_config_init(&c);
+  CU_ASSERT_EQUAL(fm_config_set(&c, "model.family=qwen2_moe", "test"), FM_OK);
+  CU_ASSERT_EQUAL(fm_config_set(&c, "model.kv_heads=2", "test"), FM_OK);
+  CU_ASSERT_EQUAL_FATAL(fm_model_shape_from_config(&c, &s), FM_OK);
+  CU_ASSERT_EQUAL(s.family, FM_FAMILY_QWEN2_MOE);
+  CU_ASSERT_EQUAL(s.kv_heads, 2);
+  CU_ASSERT_EQUAL(s.head_dim, c.model.d_model / c.model.heads);
+  CU_ASSERT_EQUAL(s.ffn, (8 * c.model.d_model / 3 + 7) / 8 * 8);
+  CU_ASSERT_EQUAL(s.shared_ffn, 4 * s.expert_ffn);
+  CU_ASSERT(s.attn_bias && !s.tied && !s.qk_norm && s.norm_topk); /* top_k 2: renormalised */
+  CU_ASSERT_EQUAL(s.rope_type, FM_ROPE_DEFAULT);
+  CU_ASSERT_EQUAL(fm_config_set(&c, "model.top_k=1", "test"), FM_OK);
+  CU_ASSERT_EQUAL_FATAL(fm_model_shape_from_config(&c, &s), FM_OK);
+  CU_ASSERT(!s.norm_topk); /* top-1 from scratch: the plain probability */
+  CU_ASSERT_EQUAL(fm_config_set(&c, "model.norm_topk=true", "test"), FM_OK);
+  CU_ASSERT_EQUAL_FATAL(fm_model_shape_from_config(&c, &s), FM_OK);
+  CU_ASSERT(s.norm_topk);
+  fm_config_free(&c);
+  fm_config_init(&c);
+  CU_ASSERT_EQUAL_FATAL(fm_model_shape_from_config(&c, &s), FM_OK); /* gpt2 defaults */
+  CU_ASSERT(s.family == FM_FAMILY_GPT2 && s.tied && s.attn_bias && s.ffn == 4 * s.d &&
+            s.kv_heads == s.heads && s.rope_type == FM_ROPE_NONE && s.norm_topk);
+  fm_config_free(&c);
+  expect_shape_error("model.family=llama", "model.kv_heads=3", "model.kv_heads");
+  expect_shape_error("model.tied=false", NULL, "model.tied");
+  expect_shape_error("model.kv_heads=2", NULL, "model.kv_heads"); /* gpt2 */
+  expect_shape_error("model.family=olmoe", "model.head_dim=5", "model.head_dim");
+}
+
+static void test_llama_flops(void) {
+  fm_model_shape s = tiny_llama(FM_FAMILY_QWEN2_MOE, 2); /* block 0 dense, block 1 MoE */
+  fm_model *m = make(&s, 1, 8, 1, NULL, 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  const double D = 16, V = 32, QD = 16, KD = 8;
+  const double attn = 2 * D * QD + 2 * D * KD;           /* q, o; the smaller k, v */
+  const double dense = 3 * D * 24;                       /* gate, up, down */
+  const double moe = 4 * D + 2 * 3 * D * 12 + 3 * D * 20 + D; /* router, 2 experts, shared + gate */
+  FM_ASSERT_CLOSE(fm_model_flops_per_token(m, 8), 6 * (V * D + 2 * attn + dense + moe) + 12 * 2 * QD * 8,
+                  1e-12, 0);
+  fm_model_free(m);
+  s.expert_type = FM_EXPERT_LORA; /* the base once, two picks' adapters of rank 4 on 3 matrices */
+  m = make(&s, 1, 8, 1, NULL, 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  const double lmoe = 4 * D + 3 * D * 12 + 2 * 4 * 3 * (D + 12) + 3 * D * 20 + D;
+  FM_ASSERT_CLOSE(fm_model_flops_per_token(m, 8), 6 * (V * D + 2 * attn + dense + lmoe) + 12 * 2 * QD * 8,
+                  1e-12, 0);
+  fm_model_free(m);
 }
 
 int fm_test_register(void) {
@@ -765,6 +1041,7 @@ int fm_test_register(void) {
     {"gradients: moe full experts", test_fd_moe_full},
     {"gradients: moe lora experts", test_fd_moe_lora},
     {"gradients: route masks", test_fd_masked},
+    {"gradients: gpt2 ffn sizes", test_fd_gpt2_ffn},
     {"routing accessors", test_routing},
     {"shorter batch", test_partial_batch},
     {"freezing", test_freeze},
@@ -772,6 +1049,16 @@ int fm_test_register(void) {
     {"lr schedule", test_schedule},
     {"grad norm and clipping", test_clip},
     {"flops per token", test_flops},
+    {"llama family: configuration", test_llama_config},
+    {"llama family: tensor table", test_llama_tensor_table},
+    {"gradients: llama dense", test_fd_llama},
+    {"gradients: mixtral", test_fd_mixtral},
+    {"gradients: olmoe", test_fd_olmoe},
+    {"gradients: qwen2_moe", test_fd_qwen2_moe},
+    {"gradients: llama-family lora experts", test_fd_llama_lora},
+    {"gradients: attention lora", test_fd_attn_lora},
+    {"llama family: partial training", test_llama_partial},
+    {"llama family: flops per token", test_llama_flops},
     {NULL, NULL}};
   return fm_test_suite("model", tests);
 }

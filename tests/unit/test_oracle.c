@@ -1,6 +1,6 @@
 /* test_oracle.c - the C model against the PyTorch oracle (tests/fixtures/make_oracle.py).
  *
- * Each fixture oracle_{dense,moe,lora}.bin holds a tiny model's shape, its weights,
+ * Each fixture oracle_{dense,moe,lora,llama,qwen2moe,mixtral}.bin holds a tiny model's shape, its weights,
  * a batch of tokens and targets, and the float64 reference logits, cross-entropy,
  * load-balancing term and gradients of (ce + lb) for every tensor (format in
  * tests/fixtures/README.md). The test builds the C model of that shape (one class,
@@ -23,7 +23,8 @@
 #include <string.h>
 
 #define ORACLE_RTOL 1e-4
-#define ORACLE_VERSION 1
+#define ORACLE_VERSION 1        /* gpt2 fixtures */
+#define ORACLE_VERSION_FAMILY 2 /* llama-family fixtures: the header adds the family fields */
 
 typedef struct {
   char name[64];
@@ -122,8 +123,9 @@ static int oracle_read(const char *path, oracle *o) {
     return 1;
   }
   int version = take_i32(&c);
-  if (version != ORACLE_VERSION) {
-    fprintf(stderr, "oracle: %s: version %d, expected %d\n", path, version, ORACLE_VERSION);
+  if (version != ORACLE_VERSION && version != ORACLE_VERSION_FAMILY) {
+    fprintf(stderr, "oracle: %s: version %d, expected %d or %d\n", path, version, ORACLE_VERSION,
+            ORACLE_VERSION_FAMILY);
     return 1;
   }
   fm_model_shape *s = &o->s;
@@ -140,6 +142,26 @@ static int oracle_read(const char *path, oracle *o) {
   take(&c, &s->lora_alpha, sizeof(float));
   take(&c, &s->load_balance, sizeof(float));
   s->init_std = 0.02f; /* unused: every weight comes from the fixture */
+  s->norm_topk = 1;    /* version 1 fixtures: gpt2 with renormalised top-k weights */
+  if (version == ORACLE_VERSION_FAMILY) {
+    s->family = take_i32(&c);
+    s->kv_heads = take_i32(&c);
+    s->head_dim = take_i32(&c);
+    s->ffn = take_i32(&c);
+    s->expert_ffn = take_i32(&c);
+    s->shared_ffn = take_i32(&c);
+    s->norm_topk = take_i32(&c);
+    s->tied = take_i32(&c);
+    s->attn_bias = take_i32(&c);
+    s->qk_norm = take_i32(&c);
+    s->rope_type = take_i32(&c);
+    s->rope_orig_ctx = take_i32(&c);
+    take(&c, &s->norm_eps, sizeof(float));
+    take(&c, &s->rope_theta, sizeof(float));
+    take(&c, &s->rope_factor, sizeof(float));
+    take(&c, &s->rope_low_freq, sizeof(float));
+    take(&c, &s->rope_high_freq, sizeof(float));
+  }
   o->B = take_i32(&c);
   o->T = take_i32(&c);
   if (c.bad || o->B <= 0 || o->T <= 0 || s->vocab <= 0 || o->B > 1 << 16 || o->T > 1 << 16) {
@@ -318,6 +340,9 @@ static void run_fixture(const char *name) {
 static void test_dense(void) { run_fixture("dense"); }
 static void test_moe(void) { run_fixture("moe"); }
 static void test_lora(void) { run_fixture("lora"); }
+static void test_llama(void) { run_fixture("llama"); }
+static void test_qwen2moe(void) { run_fixture("qwen2moe"); }
+static void test_mixtral(void) { run_fixture("mixtral"); }
 
 /* The comparison itself must reject a value off by more than the tolerance. */
 static void test_compare_rejects(void) {
@@ -337,6 +362,9 @@ int fm_test_register(void) {
                                   {"dense model", test_dense},
                                   {"MoE full experts", test_moe},
                                   {"MoE LoRA experts", test_lora},
+                                  {"llama: GQA, llama3 rope, untied head", test_llama},
+                                  {"qwen2_moe: biases, SwiGLU experts, shared expert", test_qwen2moe},
+                                  {"mixtral-style MoE, q/k norms, multi-query, tied", test_mixtral},
                                   {NULL, NULL}};
   return fm_test_suite("oracle", tests);
 }
