@@ -1,6 +1,7 @@
 /* cli.c - command-line options and loading the configuration on every rank. */
 #include "cli.h"
 
+#include "fedmoe/hf.h"
 #include "fedmoe/log.h"
 
 #include <stdlib.h>
@@ -16,9 +17,13 @@ void fm_cli_usage(FILE *out) {
           "  run CONFIG        run the experiment CONFIG describes (under mpirun: rank 0 is the\n"
           "                    server, the other ranks host the clients)\n"
           "  data CONFIG       print the client partition: tokens per split, domain mix\n"
-          "  eval --checkpoint RUNFILE --text FILE [--client N]\n"
-          "                    mean next-byte cross-entropy (nats) of a checkpoint on a text file\n"
-          "                    (--client: whose private state, for local and comigs runs)\n"
+          "  eval --checkpoint RUNFILE --text FILE [--client N] [--context N]\n"
+          "  eval --model DIR --text FILE [--context N]\n"
+          "                    mean next-byte cross-entropy (nats) of a checkpoint, or of a Hugging\n"
+          "                    Face folder, on a text file (--client: whose private state, for local\n"
+          "                    and comigs runs; --context: block length, default the model's)\n"
+          "  export --checkpoint RUNFILE [--client N] [--overwrite] OUTDIR\n"
+          "                    write a checkpoint's model as a Hugging Face folder\n"
           "  info RUNFILE      summary of a run file: config, rounds, metrics, checkpoints\n"
           "  bench [--profile] training speed of the reference models on one thread\n"
           "\n"
@@ -41,7 +46,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
   memset(cli, 0, sizeof *cli);
   if (argc < 2) FM_ERROR(FM_ERR_ARG, "no command given (try 'fedmoe --help')");
   cli->command = argv[1];
-  static const char *const commands[] = {"run", "data", "eval", "info", "bench"};
+  static const char *const commands[] = {"run", "data", "eval", "export", "info", "bench"};
   int known = 0;
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) known |= !strcmp(argv[1], commands[i]);
   if (!known) FM_ERROR(FM_ERR_ARG, "unknown command '%s' (try 'fedmoe --help')", argv[1]);
@@ -64,6 +69,9 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     else if (!strcmp(a, "--checkpoint")) slot = &cli->checkpoint;
     else if (!strcmp(a, "--text")) slot = &cli->text;
     else if (!strcmp(a, "--client")) slot = &cli->client;
+    else if (!strcmp(a, "--model")) slot = &cli->model;
+    else if (!strcmp(a, "--context")) slot = &cli->context;
+    else if (!strcmp(a, "--overwrite")) { cli->overwrite = 1; continue; }
     else if (!strcmp(a, "--profile")) { cli->profile = 1; continue; }
     else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { cli->quiet = 1; continue; }
     else if (a[0] == '-' && a[1]) FM_ERROR(FM_ERR_ARG, "unknown option '%s' for '%s'", a, cli->command);
@@ -80,6 +88,8 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     FM_ERROR(FM_ERR_ARG, "'fedmoe %s' needs a CONFIG file", cli->command);
   if (!strcmp(cli->command, "info") && !cli->positional)
     FM_ERROR(FM_ERR_ARG, "'fedmoe info' needs a RUNFILE");
+  if (!strcmp(cli->command, "export") && !cli->positional)
+    FM_ERROR(FM_ERR_ARG, "'fedmoe export' needs an OUTDIR (fedmoe export --checkpoint RUNFILE OUTDIR)");
   return FM_OK;
 }
 
@@ -115,6 +125,16 @@ static fm_err load_local(const fm_cli *cli, fm_config *cfg, MPI_Comm comm) {
     FM_CHECK(err);
   }
   for (int i = 0; i < cli->nsets; i++) FM_CHECK(fm_config_set(cfg, cli->sets[i], cli->set_where[i]));
+  if (cfg->model.init[0]) { /* the folder's config.json fixes the shape keys */
+    char path[FM_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/config.json", cfg->model.init);
+    fm_err err = read_and_share(path, &text, comm);
+    if (!err) err = fm_hf_config_apply(cfg, text);
+    free(text);
+    FM_CHECK(err);
+  } else if (cfg->model.upcycle != FM_UPCYCLE_NONE) {
+    FM_CONFIG_ERROR(cfg, "model.upcycle", "upcycling needs a dense checkpoint: set model.init = DIR");
+  }
   FM_CHECK(fm_config_validate(cfg));
   fm_log_set_level((fm_log_level)cfg->run.log_level);
   return FM_OK;

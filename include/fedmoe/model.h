@@ -49,6 +49,12 @@
 #define FM_MAX_LAYERS 64
 #define FM_MAX_EXPERTS 64
 
+/* Block families (Hugging Face model_type): gpt2 is the block described above; the
+ * others are llama-style blocks (RMSNorm, rotary embeddings, SwiGLU, grouped-query
+ * attention) with, for mixtral/olmoe/qwen2_moe, the checkpoint's own MoE layout. */
+enum { FM_FAMILY_GPT2, FM_FAMILY_LLAMA, FM_FAMILY_MIXTRAL, FM_FAMILY_OLMOE, FM_FAMILY_QWEN2_MOE };
+enum { FM_ROPE_NONE, FM_ROPE_DEFAULT, FM_ROPE_LLAMA3 };
+
 typedef struct {
   int vocab, context, d, heads, layers;
   uint64_t moe_mask;  /* bit l set: block l's FFN is MoE */
@@ -56,6 +62,20 @@ typedef struct {
   int expert_type;    /* FM_EXPERT_FULL or FM_EXPERT_LORA */
   int lora_rank;
   float lora_alpha, init_std, load_balance;
+  int family;        /* FM_FAMILY_* */
+  int kv_heads;      /* key/value heads (grouped-query attention) */
+  int head_dim;
+  int ffn;           /* dense FFN inner size */
+  int expert_ffn;    /* an expert's inner size */
+  int shared_ffn;    /* qwen2_moe shared expert's inner size (0: none) */
+  float norm_eps;
+  int rope_type;     /* FM_ROPE_* */
+  float rope_theta, rope_factor, rope_low_freq, rope_high_freq;
+  int rope_orig_ctx;
+  int tied;          /* 1: the head is the token embedding */
+  int attn_bias;     /* 1: q/k/v projections have biases (qwen2) */
+  int qk_norm;       /* 1: RMSNorm on q and k (olmoe) */
+  int norm_topk;     /* 1: the top-k router weights are renormalised to sum 1 */
 } fm_model_shape;
 
 /* Shape from the [model] section; moe_layers is parsed here ("all", "none", "0,2");
@@ -84,6 +104,11 @@ typedef struct {
   int frozen;      /* 1: no weight gradient and no optimizer update for now */
   int decay;       /* 1: weight decay applies (matrices; not biases, norms) */
 } fm_tensor;
+
+/* The tensors of a model of shape s in their fixed order (name, group, layer, expert,
+ * shape, numel, decay; the rest zero), before any model exists (model_shape.c).
+ * out NULL: just count. Returns the count. */
+int fm_shape_tensors(const fm_model_shape *s, fm_tensor *out);
 
 /* The strategy's classifier: class of a tensor (0..nclass-1) or FM_CLASS_FROZEN. */
 typedef int (*fm_classify_fn)(const fm_tensor *t, void *ctx);

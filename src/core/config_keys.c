@@ -37,6 +37,10 @@ const fm_key fm_config_keys[] = {
   {"model.init_std", FM_KEY_REAL, F(model.init_std), "0.02", 0, 10, NULL, "std of initial weights"},
   {"model.load_balance", FM_KEY_REAL, F(model.load_balance), "0.01", 0, BIG, NULL,
    "Switch load-balancing loss coefficient"},
+  {"model.init", FM_KEY_STRING, F(model.init), "", 0, 0, NULL,
+   "Hugging Face model folder to start from (config.json fixes the shape keys; empty: random weights)"},
+  {"model.upcycle", FM_KEY_ENUM, F(model.upcycle), "none", 0, 0, "none|copy|lora",
+   "dense model.init into MoE: experts copy its FFN (copy) or are LoRA pairs on it, frozen (lora)"},
   /* [train] */
   {"train.batch", FM_KEY_INT, F(train.batch), "8", 1, 1e6, NULL, "sequences per step B"},
   {"train.seq_len", FM_KEY_INT, F(train.seq_len), "64", 1, 65536, NULL, "tokens per sequence T"},
