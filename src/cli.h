@@ -57,6 +57,7 @@ typedef struct {
   fm_model_shape shape;
   int client;              /* -1: the global model */
   int round, allocated;    /* the checkpoint's round; 0: the client never trained */
+  int active_experts;      /* > 0: the client routes to experts 0..active_experts-1 only (comigs) */
   fm_model *m;
 } fm_cli_model;
 fm_err fm_cli_model_prepare(const fm_cli *cli, fm_cli_model *cm);

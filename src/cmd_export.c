@@ -16,7 +16,7 @@ static fm_err export_rank0(const fm_cli *cli) {
   fm_cli_model cm;
   fm_err err = fm_cli_model_prepare(cli, &cm);
   if (!err) err = fm_cli_model_create(&cm, 1, 1);
-  if (!err) err = fm_hf_export(cm.m, cli->positional, cli->overwrite);
+  if (!err) err = fm_hf_export(cm.m, cli->positional, cli->overwrite, cm.active_experts);
   if (!err) {
     printf("exported %s round %d", cm.source, cm.round);
     if (cm.client >= 0) printf(" client %d%s", cm.client, cm.allocated ? "" : " (never trained: initial values)");

@@ -27,9 +27,11 @@ static int has_private_class(const fm_strategy *st) {
 
 /* CoMiGS: experts at and past generalists + the client's specialists are switched
  * off (the same rule as comigs_begin in src/strategies/comigs.c). */
-static fm_err comigs_mask(fm_model *m, const fm_config *c, int client) {
+static fm_err comigs_mask(fm_cli_model *cm, const fm_config *c, int client) {
+  fm_model *m = cm->m;
   const fm_intlist *spec = &c->comigs.specialists;
   const int active = c->comigs.generalists + (spec->n ? spec->v[client % spec->n] : 0);
+  cm->active_experts = active;
   const fm_model_shape *s = fm_model_get_shape(m);
   uint8_t allowed[FM_MAX_EXPERTS];
   for (int e = 0; e < s->experts; e++) allowed[e] = e < active;
@@ -105,7 +107,7 @@ fm_err fm_cli_model_create(fm_cli_model *cm, int B, int T) {
   FM_CHECK(fm_model_init(cm->m, (uint64_t)c->run.seed));
   if (c->model.init[0] && !cm->st->client_shape) FM_CHECK(fm_hf_load(cm->m, c->model.init, c->model.upcycle));
   FM_CHECK(fm_checkpoint_load(cm->source, cm->m, cm->st->shared, cm->client, &cm->round, &cm->allocated));
-  if (cm->client >= 0 && !strcmp(cm->st->name, "comigs")) FM_CHECK(comigs_mask(cm->m, c, cm->client));
+  if (cm->client >= 0 && !strcmp(cm->st->name, "comigs")) FM_CHECK(comigs_mask(cm, c, cm->client));
   return FM_OK;
 }
 

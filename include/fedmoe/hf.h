@@ -112,7 +112,9 @@ fm_err fm_hf_check_memory(double need, double mem_mb, const char *dir);
  * experts: the base model as GPT2LMHeadModel plus the routers and LoRA pairs as
  * fedmoe.* tensors (transformers ignores them and scores the base model; fedmoe
  * --model and model.init read them); gpt2 with full experts has no Hugging Face
- * architecture and is refused. */
-fm_err fm_hf_export(fm_model *m, const char *outdir, int overwrite);
+ * architecture and is refused. keep_experts > 0: only experts 0..keep_experts-1 and
+ * their router rows (a CoMiGS client's model routes to no others; softmax over the
+ * kept rows is the same routing). */
+fm_err fm_hf_export(fm_model *m, const char *outdir, int overwrite, int keep_experts);
 
 #endif

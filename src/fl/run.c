@@ -499,7 +499,11 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
   FM_CHECK(fm_runfile_checkpoint_begin(r->rf, round));
   fm_fault_point(r->cfg, r->rank, "checkpoint_write", round); /* in the middle of writing it */
   for (int s = 0; s < r->nseg; s++)
-    FM_CHECK(fm_runfile_write_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
+  {
+    const fm_tensor *t = r->seg_tensor[s];
+    FM_CHECK(fm_runfile_write_shared(r->rf, t->name, r->seg_global[s], fm_tensor_ndim(t) == 1 ? 0 : (size_t)t->rows,
+                                     (size_t)t->cols));
+  }
   fm_err err = FM_OK;
   for (int c = 0; !err && c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;

@@ -356,8 +356,8 @@ static fm_err fix_key(fm_config *c, const char *key, const char *value, const ch
   FM_CHECK(err);
   const char *origin = c->origin[key_index(k)];
   if (!same && strcmp(origin, "default") && !strstr(origin, "config.json"))
-    FM_ERROR(FM_ERR_CONFIG, "%s: key '%s' = %s conflicts with the model folder: %s gives %s = %s (%s); leave the "
-             "key out or set it to %s", origin, key, cur, src, field, want, key, want);
+    FM_ERROR(FM_ERR_CONFIG, "%s: key '%s' = %s conflicts with the model folder: %s has %s = %s; leave the key "
+             "out or set it to %s", origin, key, cur, src, field, want, want);
   snprintf(where, sizeof where, "%s", src);
   FM_CHECK(fm_config_set(c, assign, where));
   return FM_OK;

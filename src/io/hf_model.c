@@ -310,8 +310,14 @@ static const char *unexportable(const fm_model_shape *s) {
   return NULL;
 }
 
-fm_err fm_hf_export(fm_model *m, const char *outdir, int overwrite) {
-  const fm_model_shape *s = fm_model_get_shape(m);
+fm_err fm_hf_export(fm_model *m, const char *outdir, int overwrite, int keep) {
+  fm_model_shape sk = *fm_model_get_shape(m);
+  const int E = sk.experts;
+  if (keep > 0 && keep < E) { /* the experts the client routes to, and their router rows */
+    sk.experts = keep;
+    if (sk.top_k > keep) sk.top_k = keep;
+  }
+  const fm_model_shape *s = &sk;
   const char *why = unexportable(s);
   if (why) FM_ERROR(FM_ERR_ARG, "cannot export to %s: %s", outdir, why);
   FM_CHECK(prepare_dir(outdir, overwrite, 0)); /* refuse before writing anything */
@@ -322,9 +328,10 @@ fm_err fm_hf_export(fm_model *m, const char *outdir, int overwrite) {
   char name[256];
   for (int i = 0; !err && i < fm_model_ntensors(m); i++) {
     fm_tensor *t = fm_model_tensor(m, i);
+    if (t->group == FM_GROUP_EXPERT && t->expert >= s->experts) continue;
     fm_hf_tensor_name(s, t, name, sizeof name);
     extra |= !strncmp(name, "fedmoe.", 7);
-    int64_t dims[2] = {t->rows, t->cols};
+    int64_t dims[2] = {t->group == FM_GROUP_ROUTER && t->rows == E ? s->experts : t->rows, t->cols};
     err = fm_tensor_ndim(t) == 1 ? fm_st_writer_add(w, name, t->w, 1, &dims[1]) : fm_st_writer_add(w, name, t->w, 2, dims);
   }
   if (!err && extra) set(cfg, "fedmoe", fedmoe_object(s));

@@ -384,11 +384,12 @@ static void drop_checkpoint(fm_runfile *rf, int round) {
   if (file && rf->rank == 0) unlink(full);
 }
 
-fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t n) {
+fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t rows, size_t cols) {
   char path[160];
   snprintf(path, sizeof path, "shared/%s", name);
-  hsize_t dims = n;
-  hid_t fs = H5Screate_simple(1, &dims, NULL);
+  /* matrices [rows][cols], vectors (rows 0) [cols]: h5py readers get usable arrays */
+  hsize_t shape[2] = {rows, cols}, dims = (hsize_t)(rows ? rows : 1) * cols;
+  hid_t fs = rows ? H5Screate_simple(2, shape, NULL) : H5Screate_simple(1, &shape[1], NULL);
   hid_t d = H5Dcreate2(rf->ckpt, path, H5T_NATIVE_FLOAT, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (fm_runfile_agree(rf, d < 0 ? -1 : 0) < 0) {
     if (d >= 0) H5Dclose(d);

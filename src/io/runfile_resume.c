@@ -46,10 +46,10 @@ static fm_err check_format(fm_runfile *rf) {
     format = one_value(a) && H5Aread(a, H5T_NATIVE_INT64, &v) >= 0 ? v : -1;
     H5Aclose(a);
   }
-  if (format != FM_RUNFILE_FORMAT)
+  if (format != FM_RUNFILE_FORMAT && format != 2) /* 2: flat tensors, read the same way */
     FM_ERROR(FM_ERR_FORMAT, "%s: cannot resume: the run file has layout format %lld%s, this fedmoe continues "
-             "format %d only (finish the run with the fedmoe that wrote it, or start a new one)", rf->path, format,
-             format == 1 ? " (dense per-client statistics, fedmoe 0.1.0)" : "", FM_RUNFILE_FORMAT);
+             "formats 2 and %d only (finish the run with the fedmoe that wrote it, or start a new one)", rf->path,
+             format, format == 1 ? " (dense per-client statistics, fedmoe 0.1.0)" : "", FM_RUNFILE_FORMAT);
   return FM_OK;
 }
 

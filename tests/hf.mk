@@ -1,0 +1,13 @@
+# Hugging Face folders: safetensors and config.json (unit), gpt2 folders end to end
+# against an independent PyTorch GPT-2 (hf.sh), bad folders (hf_bad_input.sh), and the
+# transformers fixtures of every family (hf_fixtures.sh; made on a machine with
+# transformers by tests/fixtures/make_hf_fixtures.py).
+check_PROGRAMS += tests/unit/test_hf
+tests_unit_test_hf_SOURCES = %reldir%/unit/test_hf.c $(TEST_UNIT_MAIN)
+tests_unit_test_hf_CPPFLAGS = $(TEST_UNIT_CPPFLAGS)
+tests_unit_test_hf_LDADD = $(TEST_UNIT_LDADD)
+TESTS += tests/unit/test_hf
+
+HF_TESTS = %reldir%/mpi/hf.sh
+TESTS += $(HF_TESTS)
+dist_noinst_SCRIPTS += $(HF_TESTS) %reldir%/fixtures/gpt2_ref.py
