@@ -96,7 +96,7 @@ fm_err fm_cli_model_prepare(const fm_cli *cli, fm_cli_model *cm) {
 
 fm_err fm_cli_model_create(fm_cli_model *cm, int B, int T) {
   if (cm->folder) {
-    FM_CHECK(fm_hf_check_memory(fm_hf_param_bytes(&cm->shape), 0, cm->source));
+    FM_CHECK(fm_hf_check_memory(fm_hf_param_bytes(&cm->shape), 0, cm->source, "its weights as float32"));
     FM_CHECK(fm_model_create(&cm->m, &cm->shape, B, T, 1, NULL, NULL));
     FM_CHECK(fm_model_init(cm->m, 0));
     FM_CHECK(fm_hf_load(cm->m, cm->source, FM_UPCYCLE_NONE));

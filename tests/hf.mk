@@ -8,6 +8,6 @@ tests_unit_test_hf_CPPFLAGS = $(TEST_UNIT_CPPFLAGS)
 tests_unit_test_hf_LDADD = $(TEST_UNIT_LDADD)
 TESTS += tests/unit/test_hf
 
-HF_TESTS = %reldir%/mpi/hf.sh
+HF_TESTS = %reldir%/mpi/hf.sh %reldir%/mpi/hf_bad_input.sh
 TESTS += $(HF_TESTS)
 dist_noinst_SCRIPTS += $(HF_TESTS) %reldir%/fixtures/gpt2_ref.py

@@ -102,10 +102,10 @@ fm_err fm_hf_load(fm_model *m, const char *dir, int upcycle);
 /* Bytes the folder's parameters take as float32 (for the memory checks). */
 double fm_hf_param_bytes(const fm_model_shape *s);
 /* Refuse, before anything is allocated, the model of folder dir when need bytes
- * (its weights, and what training them adds) exceed mem_mb (the smallest
- * system.memory_mb; <= 0 or infinite: not checked) or this machine's memory, saying
- * how much it needs. */
-fm_err fm_hf_check_memory(double need, double mem_mb, const char *dir);
+ * (what says for what: its weights, and what training adds) exceed mem_mb (the
+ * smallest system.memory_mb; <= 0 or infinite: not checked) or this machine's
+ * memory, saying how much it needs. */
+fm_err fm_hf_check_memory(double need, double mem_mb, const char *dir, const char *what);
 
 /* Write m as a Hugging Face folder: config.json and model.safetensors in outdir
  * (which must not exist or be empty unless overwrite). gpt2 with MoE layers of LoRA

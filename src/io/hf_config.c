@@ -309,9 +309,8 @@ fm_err fm_hf_config_read(const char *dir, fm_hf_config *hc) {
   char path[FM_PATH_MAX + 32];
   snprintf(path, sizeof path, "%s/config.json", dir);
   char *text = NULL;
-  fm_err err = fm_read_file(path, &text, NULL);
-  if (err) FM_ERROR(FM_ERR_IO, "model folder %s: cannot read config.json (%s)", dir, fm_error_message());
-  err = fm_hf_config_parse(text, path, hc);
+  FM_CHECK(fm_read_file(path, &text, NULL)); /* its message names the file */
+  fm_err err = fm_hf_config_parse(text, path, hc);
   free(text);
   return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
 }

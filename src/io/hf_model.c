@@ -142,15 +142,14 @@ double fm_hf_param_bytes(const fm_model_shape *s) {
   return b;
 }
 
-fm_err fm_hf_check_memory(double need, double mem_mb, const char *dir) {
-  if (mem_mb > 0 && isfinite(mem_mb) && need > mem_mb * 1048576.0)
-    FM_ERROR(FM_ERR_CONFIG, "key 'system.memory_mb': the model of %s needs at least %.1f MB (its weights, and "
-             "gradients and AdamW state for what is trained), a client has %.1f MB", dir, need / 1048576.0, mem_mb);
+fm_err fm_hf_check_memory(double need, double mem_mb, const char *dir, const char *what) {
   const double machine = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
   if (machine > 0 && need > machine)
-    FM_ERROR(FM_ERR_MEM, "the model of %s needs at least %.1f MB (its weights, and gradients and AdamW state for "
-             "what is trained), more than this machine's %.1f MB of memory", dir, need / 1048576.0,
-             machine / 1048576.0);
+    FM_ERROR(FM_ERR_MEM, "the model of %s needs at least %.1f MB (%s), more than this machine's %.1f MB of memory",
+             dir, need / 1048576.0, what, machine / 1048576.0);
+  if (mem_mb > 0 && isfinite(mem_mb) && need > mem_mb * 1048576.0)
+    FM_ERROR(FM_ERR_CONFIG, "key 'system.memory_mb': the model of %s needs at least %.1f MB (%s), a client has %.1f MB",
+             dir, need / 1048576.0, what, mem_mb);
   return FM_OK;
 }
 
