@@ -362,6 +362,37 @@ static fm_err fix_key(fm_config *c, const char *key, const char *value, const ch
   return FM_OK;
 }
 
+static fm_err check_shape(const fm_config *c, const fm_hf_config *hc, int family, const char *src) {
+  fm_model_shape b;
+  FM_CHECK(fm_model_shape_from_config(c, &b));
+  const fm_model_shape *s = &hc->s;
+  const int llama = s->family != FM_FAMILY_GPT2, moe = b.moe_mask != 0;
+  struct { const char *what; double want, got; int used; } f[] = {
+    {"family", family, b.family, 1},
+    {"kv_heads", s->kv_heads, b.kv_heads, llama},
+    {"head_dim", s->head_dim, b.head_dim, llama},
+    {"ffn", s->ffn, b.ffn, llama},
+    {"norm_eps", s->norm_eps, b.norm_eps, llama},
+    {"rope_type", s->rope_type, b.rope_type, llama},
+    {"rope_theta", s->rope_theta, b.rope_theta, llama},
+    {"rope_factor", s->rope_factor, b.rope_factor, s->rope_type == FM_ROPE_LLAMA3},
+    {"rope_low_freq", s->rope_low_freq, b.rope_low_freq, s->rope_type == FM_ROPE_LLAMA3},
+    {"rope_high_freq", s->rope_high_freq, b.rope_high_freq, s->rope_type == FM_ROPE_LLAMA3},
+    {"rope_orig_ctx", s->rope_orig_ctx, b.rope_orig_ctx, s->rope_type == FM_ROPE_LLAMA3},
+    {"tied", s->tied, b.tied, llama},
+    {"attn_bias", s->attn_bias, b.attn_bias, llama},
+    {"qk_norm", s->qk_norm, b.qk_norm, llama},
+    {"norm_topk", s->norm_topk, b.norm_topk, llama && hc->moe},
+    {"expert_ffn", family == FM_FAMILY_MIXTRAL && !hc->moe ? s->ffn : s->expert_ffn, b.expert_ffn, llama && moe},
+    {"shared_ffn", s->shared_ffn, b.shared_ffn, s->family == FM_FAMILY_QWEN2_MOE},
+  };
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+    if (f[i].used && fabs(f[i].want - f[i].got) > 1e-6 * fabs(f[i].want))
+      FM_ERROR(FM_ERR_CONFIG, "%s: the model's %s is %g there, but the [model] keys of this build give %g (a key "
+               "that model.init does not set by name?)", src, f[i].what, f[i].want, f[i].got);
+  return FM_OK;
+}
+
 fm_err fm_hf_config_apply(fm_config *c, const char *text) {
   char src[FM_PATH_MAX + 32];
   snprintf(src, sizeof src, "%s/config.json", c->model.init);
@@ -434,5 +465,8 @@ fm_err fm_hf_config_apply(fm_config *c, const char *text) {
     if (family == FM_FAMILY_MIXTRAL) FIX("model.expert_ffn", "intermediate_size", "%d", s->ffn);
   }
 #undef FIX
+  /* with the llama-family keys in the build, the shape they give must be the folder's
+   * (a key this file does not know by name would otherwise leave a default) */
+  if (fm_config_find_key("model.family")) FM_CHECK(check_shape(c, &hc, family, src));
   return FM_OK;
 }

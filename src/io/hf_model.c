@@ -33,7 +33,8 @@ void fm_hf_tensor_name(const fm_model_shape *s, const fm_tensor *t, char *out, s
 }
 
 int fm_tensor_ndim(const fm_tensor *t) {
-  return t->rows == 1 && (t->group == FM_GROUP_NORM || ends_with(t->name, ".bias")) ? 1 : 2;
+  return t->rows == 1 && (t->group == FM_GROUP_NORM || ends_with(t->name, ".bias") || ends_with(t->name, "norm.weight"))
+             ? 1 : 2;
 }
 
 static void shape_text(char *out, size_t len, int ndim, const int64_t *shape) {
