@@ -10,17 +10,15 @@
 #include "cli.h"
 
 #include "fedmoe/fl.h"
-#include "fedmoe/io.h"
 #include "fedmoe/model.h"
 #include "fedmoe/nn_threads.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 enum { EVAL_BATCH = 16 }; /* blocks per forward pass */
 
-/* Mean cross-entropy of m over the blocks of text; model.context = T. */
+/* Mean cross-entropy of m over the blocks of T + 1 bytes of text. */
 static fm_err eval_blocks(fm_model *m, const unsigned char *text, size_t len, int T, double *mean,
                           long *nblocks) {
   const size_t blk = (size_t)T + 1;

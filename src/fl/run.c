@@ -148,7 +148,8 @@ static fm_err check_init_memory(const run_t *r, const fm_model_shape *s) {
   FM_CALLOC(t, (size_t)n, "tensor list");
   fm_shape_tensors(s, t);
   double need = 0, mem = INFINITY;
-  for (int i = 0; i < n; i++) need += (r->st->classify(&t[i], (void *)c) == FM_CLASS_FROZEN ? 4.0 : 16.0) * t[i].numel;
+  for (int i = 0; i < n; i++)
+    need += (r->st->classify && r->st->classify(&t[i], (void *)c) == FM_CLASS_FROZEN ? 4.0 : 16.0) * t[i].numel;
   free(t);
   for (int i = 0; i < c->system.memory_mb.n; i++) mem = fmin(mem, c->system.memory_mb.v[i]);
   FM_CHECK(fm_hf_check_memory(need, mem, c->model.init, "its weights, and the gradients and AdamW m and v of what is trained"));

@@ -366,7 +366,7 @@ static fm_err check_shape(const fm_config *c, const fm_hf_config *hc, int family
   fm_model_shape b;
   FM_CHECK(fm_model_shape_from_config(c, &b));
   const fm_model_shape *s = &hc->s;
-  const int llama = s->family != FM_FAMILY_GPT2, moe = b.moe_mask != 0;
+  const int llama = s->family != FM_FAMILY_GPT2, moe = b.moe_mask != 0 && b.expert_type == FM_EXPERT_FULL;
   struct { const char *what; double want, got; int used; } f[] = {
     {"family", family, b.family, 1},
     {"kv_heads", s->kv_heads, b.kv_heads, llama},

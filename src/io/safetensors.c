@@ -407,7 +407,7 @@ static fm_err build_header(fm_st_writer *w, char **text, size_t *len) {
 }
 
 fm_err fm_st_writer_write(fm_st_writer *w, const char *path) {
-  qsort(w->e, (size_t)w->n, sizeof *w->e, by_name);
+  if (w->n > 1) qsort(w->e, (size_t)w->n, sizeof *w->e, by_name);
   for (int i = 1; i < w->n; i++)
     if (!strcmp(w->e[i].name, w->e[i - 1].name)) FM_ERROR(FM_ERR_ARG, "tensor '%s' added twice", w->e[i].name);
   char *hdr = NULL;
@@ -424,7 +424,8 @@ fm_err fm_st_writer_write(fm_st_writer *w, const char *path) {
   for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
   int bad = fwrite(len8, 1, 8, f) != 8 || fwrite(hdr, 1, hlen, f) != hlen;
   free(hdr);
-  for (int i = 0; !bad && i < w->n; i++) bad = fwrite(w->e[i].data, 4, w->e[i].numel, f) != w->e[i].numel;
+  for (int i = 0; !bad && i < w->n; i++)
+    bad = w->e[i].numel && fwrite(w->e[i].data, 4, w->e[i].numel, f) != w->e[i].numel;
   bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
   bad |= fclose(f) != 0;
   if (bad) {

@@ -73,11 +73,15 @@ done
 #    the reference scores it alike, and model.init from it starts where it ended
 mpi 3 run "$TMP/tiny.ini" -q --set model.init="$TMP/g32" --set run.output="$TMP/tr.h5" \
   || { cat "$TMP/out"; fail "training from model.init"; }
+mpi 2 run "$TMP/tiny.ini" -q --set model.init="$TMP/g32" --set run.output="$TMP/tr2.h5" \
+  || { cat "$TMP/out"; fail "training from model.init on 2 ranks"; }
+mpi 1 eval --checkpoint "$TMP/tr2.h5" --text "$text" && a2=$(ce)
 mpi 2 export --checkpoint "$TMP/tr.h5" "$TMP/e1" || { cat "$TMP/out"; fail "export"; }
 [ -s "$TMP/e1/config.json" ] && [ -s "$TMP/e1/model.safetensors" ] || fail "export wrote no folder"
 mpi 1 eval --checkpoint "$TMP/tr.h5" --text "$text" && a=$(ce)
 mpi 1 eval --model "$TMP/e1" --text "$text" && b=$(ce)
 [ "$a" = "$b" ] && [ "$a" != "$base" ] || fail "checkpoint $a, its export $b (initial $base)"
+[ "$a" = "$a2" ] || fail "training from model.init: $a on 3 ranks, $a2 on 2"
 r=$(score "$TMP/e1" "$text")
 close "$a" "$r" 1e-5 || fail "export: fedmoe $a, reference $r"
 mpi 2 run "$TMP/tiny.ini" -q --set model.init="$TMP/e1" --set fl.local_steps=0 --set fl.rounds=1 \
