@@ -84,6 +84,7 @@ fm_err fm_cli_model_prepare(const fm_cli *cli, fm_cli_model *cm) {
     cm->folder = 1;
     fm_hf_config hc;
     FM_CHECK(fm_hf_config_read(cli->model, &hc));
+    FM_CHECK(fm_hf_check_built(&hc, cli->model));
     cm->shape = hc.s;
     return FM_OK;
   }

@@ -16,3 +16,37 @@ dist_noinst_SCRIPTS += $(HF_TESTS) %reldir%/fixtures/gpt2_ref.py %reldir%/fixtur
 dist_noinst_DATA += %reldir%/fixtures/hf_export/gpt2/config.json %reldir%/fixtures/hf_export/gpt2/model.safetensors \
 	%reldir%/fixtures/hf_export/gpt2/fedmoe.json %reldir%/fixtures/hf_export/gpt2_lora/config.json \
 	%reldir%/fixtures/hf_export/gpt2_lora/model.safetensors %reldir%/fixtures/hf_export/gpt2_lora/fedmoe.json
+# the transformers fixtures (tests/fixtures/make_hf_fixtures.py)
+dist_noinst_DATA += \
+	%reldir%/fixtures/hf/gpt2/config.json \
+	%reldir%/fixtures/hf/gpt2/expected.json \
+	%reldir%/fixtures/hf/gpt2/generation_config.json \
+	%reldir%/fixtures/hf/gpt2/model.safetensors \
+	%reldir%/fixtures/hf/llama/config.json \
+	%reldir%/fixtures/hf/llama/expected.json \
+	%reldir%/fixtures/hf/llama/generation_config.json \
+	%reldir%/fixtures/hf/llama/model.safetensors \
+	%reldir%/fixtures/hf/mixtral/config.json \
+	%reldir%/fixtures/hf/mixtral/expected.json \
+	%reldir%/fixtures/hf/mixtral/generation_config.json \
+	%reldir%/fixtures/hf/mixtral/model.safetensors \
+	%reldir%/fixtures/hf/mixtral_top1/config.json \
+	%reldir%/fixtures/hf/mixtral_top1/expected.json \
+	%reldir%/fixtures/hf/mixtral_top1/generation_config.json \
+	%reldir%/fixtures/hf/mixtral_top1/model.safetensors \
+	%reldir%/fixtures/hf/olmoe/config.json \
+	%reldir%/fixtures/hf/olmoe/expected.json \
+	%reldir%/fixtures/hf/olmoe/generation_config.json \
+	%reldir%/fixtures/hf/olmoe/model.safetensors \
+	%reldir%/fixtures/hf/olmoe_top1/config.json \
+	%reldir%/fixtures/hf/olmoe_top1/expected.json \
+	%reldir%/fixtures/hf/olmoe_top1/generation_config.json \
+	%reldir%/fixtures/hf/olmoe_top1/model.safetensors \
+	%reldir%/fixtures/hf/qwen2/config.json \
+	%reldir%/fixtures/hf/qwen2/expected.json \
+	%reldir%/fixtures/hf/qwen2/generation_config.json \
+	%reldir%/fixtures/hf/qwen2/model.safetensors \
+	%reldir%/fixtures/hf/qwen2_moe/config.json \
+	%reldir%/fixtures/hf/qwen2_moe/expected.json \
+	%reldir%/fixtures/hf/qwen2_moe/generation_config.json \
+	%reldir%/fixtures/hf/qwen2_moe/model.safetensors

@@ -79,6 +79,8 @@ typedef struct {
 fm_err fm_hf_config_parse(const char *text, const char *path, fm_hf_config *h);
 /* Read DIR/config.json. */
 fm_err fm_hf_config_read(const char *dir, fm_hf_config *h);
+/* Refuse a folder whose blocks this build does not have (path names it). */
+fm_err fm_hf_check_built(const fm_hf_config *h, const char *path);
 /* model.init = DIR: the [model] keys the folder fixes take its values (their origin
  * becomes DIR/config.json); a key set explicitly to another value is an error naming
  * both. model.upcycle (copy|lora) leaves the MoE keys to the configuration. text is

@@ -315,6 +315,14 @@ fm_err fm_hf_config_read(const char *dir, fm_hf_config *hc) {
   return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
 }
 
+fm_err fm_hf_check_built(const fm_hf_config *hc, const char *path) {
+  /* the llama-family blocks come with their [model] keys (model.family and others) */
+  if (hc->s.family != FM_FAMILY_GPT2 && !fm_config_find_key("model.family"))
+    FM_ERROR(FM_ERR_CONFIG, "%s: model_type '%s' needs the llama-family blocks, which this build of fedmoe does "
+             "not have (it runs gpt2 folders)", path, hc->model_type);
+  return FM_OK;
+}
+
 /* ---- model.init: the folder's values into the [model] keys ---- */
 
 /* A key's current value as text. */
@@ -403,9 +411,7 @@ fm_err fm_hf_config_apply(fm_config *c, const char *text) {
   if (upcycle != FM_UPCYCLE_NONE && hc.moe)
     FM_CONFIG_ERROR(c, "model.upcycle", "the folder %s already holds an MoE model (%s); upcycling takes a dense "
                     "checkpoint (model.upcycle = none)", c->model.init, hc.model_type);
-  if (s->family != FM_FAMILY_GPT2 && !fm_config_find_key("model.family"))
-    FM_ERROR(FM_ERR_CONFIG, "%s: model_type '%s' needs the llama-family blocks, which this build of fedmoe does "
-             "not have yet (it runs gpt2 folders)", src, hc.model_type);
+  FM_CHECK(fm_hf_check_built(&hc, src));
   char v[160];
 #define FIX(key, field, ...) \
   do { snprintf(v, sizeof v, __VA_ARGS__); FM_CHECK(fix_key(c, key, v, src, field)); } while (0)

@@ -241,6 +241,74 @@ static void test_config_families(void) {
   CU_ASSERT_EQUAL(h.s.heads, 4);
 }
 
+/* The config.json transformers 5.17 wrote for the fixtures of tests/fixtures/hf/. */
+static void test_fixture_configs(void) {
+  static const struct { const char *name; int family, kv, experts, top_k, tied, bias, qk, norm_topk, ffn, eff, sff, rope; } f[] = {
+    {"gpt2", FM_FAMILY_GPT2, 4, 1, 1, 1, 1, 0, 1, 128, 0, 0, FM_ROPE_NONE},
+    {"llama", FM_FAMILY_LLAMA, 2, 1, 1, 0, 0, 0, 1, 48, 0, 0, FM_ROPE_LLAMA3},
+    {"qwen2", FM_FAMILY_LLAMA, 2, 1, 1, 1, 1, 0, 1, 48, 0, 0, FM_ROPE_DEFAULT},
+    {"mixtral", FM_FAMILY_MIXTRAL, 2, 4, 2, 0, 0, 0, 1, 48, 48, 0, FM_ROPE_DEFAULT},
+    {"mixtral_top1", FM_FAMILY_MIXTRAL, 2, 4, 1, 0, 0, 0, 1, 48, 48, 0, FM_ROPE_DEFAULT},
+    {"olmoe", FM_FAMILY_OLMOE, 2, 4, 2, 0, 0, 1, 0, 48, 48, 0, FM_ROPE_DEFAULT},
+    {"olmoe_top1", FM_FAMILY_OLMOE, 2, 4, 1, 0, 0, 1, 0, 48, 48, 0, FM_ROPE_DEFAULT},
+    {"qwen2_moe", FM_FAMILY_QWEN2_MOE, 2, 4, 2, 0, 1, 0, 0, 48, 24, 40, FM_ROPE_DEFAULT},
+  };
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    char rel[64];
+    snprintf(rel, sizeof rel, "hf/%s/config.json", f[i].name);
+    char *text = NULL;
+    CU_ASSERT_EQUAL_FATAL(fm_read_file(fm_fixture(rel), &text, NULL), FM_OK);
+    fm_hf_config h;
+    CU_ASSERT_EQUAL_FATAL(fm_hf_config_parse(text, rel, &h), FM_OK);
+    free(text);
+    const fm_model_shape *s = &h.s;
+    CU_ASSERT_EQUAL(s->family, f[i].family);
+    CU_ASSERT_EQUAL(s->vocab, 256);
+    CU_ASSERT_EQUAL(s->d, 32);
+    CU_ASSERT_EQUAL(s->layers, 2);
+    CU_ASSERT_EQUAL(s->heads, 4);
+    CU_ASSERT_EQUAL(s->head_dim, 8);
+    CU_ASSERT_EQUAL(s->context, 64);
+    CU_ASSERT_EQUAL(s->kv_heads, f[i].kv);
+    CU_ASSERT_EQUAL(s->tied, f[i].tied);
+    CU_ASSERT_EQUAL(s->attn_bias, f[i].bias);
+    CU_ASSERT_EQUAL(s->qk_norm, f[i].qk);
+    CU_ASSERT_EQUAL(s->ffn, f[i].ffn);
+    CU_ASSERT_EQUAL(s->rope_type, f[i].rope);
+    CU_ASSERT_EQUAL(s->moe_mask, f[i].experts > 1 ? 3u : 0u);
+    if (f[i].experts > 1) {
+      CU_ASSERT_EQUAL(s->experts, f[i].experts);
+      CU_ASSERT_EQUAL(s->top_k, f[i].top_k);
+      CU_ASSERT_EQUAL(s->norm_topk, f[i].norm_topk);
+      CU_ASSERT_EQUAL(s->expert_ffn, f[i].eff);
+      CU_ASSERT_EQUAL(s->shared_ffn, f[i].sff);
+      CU_ASSERT_EQUAL(s->expert_type, FM_EXPERT_FULL);
+    }
+    /* the weights: every tensor's header accepted and its values read */
+    static const int ntensors[] = {28, 21, 26, 41, 41, 45, 45, 55};
+    char folder[64];
+    snprintf(folder, sizeof folder, "hf/%s", f[i].name);
+    fm_st *st = NULL;
+    CU_ASSERT_EQUAL_FATAL(fm_st_open_dir(&st, fm_fixture(folder)), FM_OK);
+    CU_ASSERT_EQUAL(fm_st_count(st), ntensors[i]);
+    for (int k = 0; k < fm_st_count(st); k++) {
+      fm_st_tensor *t = fm_st_get(st, k);
+      float *v = malloc(t->numel * sizeof *v);
+      CU_ASSERT_EQUAL(fm_st_read_f32(st, t, v), FM_OK);
+      free(v);
+    }
+    CU_ASSERT_PTR_NOT_NULL(fm_st_find(st, f[i].family == FM_FAMILY_GPT2 ? "transformer.wte.weight" : "model.embed_tokens.weight"));
+    CU_ASSERT_EQUAL(fm_st_find(st, "lm_head.weight") == NULL, f[i].tied);
+    fm_st_close(st);
+    if (s->rope_type == FM_ROPE_LLAMA3) {
+      CU_ASSERT_EQUAL(s->rope_factor, 8.0f);
+      CU_ASSERT_EQUAL(s->rope_low_freq, 1.0f);
+      CU_ASSERT_EQUAL(s->rope_high_freq, 4.0f);
+      CU_ASSERT_EQUAL(s->rope_orig_ctx, 32);
+    }
+  }
+}
+
 static void expect_cfg_error(const char *text, const char *what) {
   fm_hf_config h;
   CU_ASSERT_NOT_EQUAL(fm_hf_config_parse(text, "m/config.json", &h), FM_OK);
@@ -309,6 +377,7 @@ int fm_test_register(void) {
                                      {"bad files refused", test_bad_files},
                                      {NULL, NULL}};
   static const fm_test cfg_tests[] = {{"every family", test_config_families},
+                                      {"the transformers fixtures' config.json", test_fixture_configs},
                                       {"bad config.json", test_config_errors},
                                       {"model.init keys", test_apply},
                                       {NULL, NULL}};
