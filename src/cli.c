@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include "fedmoe/fault.h"
+#include "fedmoe/hf.h"
 #include "fedmoe/log.h"
 #include "fedmoe/suggest.h"
 
@@ -29,12 +30,21 @@ static const command_t commands[] = {
    "The corpus (domains, bytes, the server's public split) and each client's share.\n",
    SET_OPT
    "  -q, --quiet               do not print the resolved configuration\n"},
-  {"eval", "--checkpoint RUNFILE --text FILE [--client N]",
-   "mean next-byte cross-entropy (nats) of a checkpoint on a text file",
-   "The run file's latest checkpoint, over blocks of model.context + 1 bytes of the text.\n",
+  {"eval", "--checkpoint RUNFILE | --model DIR, --text FILE [--client N] [--context N]",
+   "mean next-token cross-entropy (nats) of a checkpoint, or of a Hugging Face folder, on a text file",
+   "The model over consecutive blocks of N + 1 tokens of the text (N: --context, default the model's\n"
+   "context; the last partial block dropped).\n",
    "  --checkpoint RUNFILE      the run file whose latest checkpoint is scored\n"
+   "  --model DIR               a Hugging Face folder (config.json, model.safetensors)\n"
    "  --text FILE               the text\n"
-   "  --client N                whose private state (local and comigs runs; default 0)\n"},
+   "  --client N                whose private state (local and comigs runs; default 0)\n"
+   "  --context N               block length (default: the model's context)\n"},
+  {"export", "--checkpoint RUNFILE [--client N] [--overwrite] OUTDIR",
+   "write a checkpoint's model as a Hugging Face folder",
+   "config.json and model.safetensors, loadable by transformers' from_pretrained.\n",
+   "  --checkpoint RUNFILE      the run file whose latest checkpoint is exported\n"
+   "  --client N                whose personalised model (local and comigs runs)\n"
+   "  --overwrite               replace a folder that is not empty\n"},
   {"info", "RUNFILE", "summary of a run file: config, rounds, metrics, checkpoints", "", ""},
   {"bench", "[--profile]", "training speed of the reference models on one thread", "",
    "  --profile                 also time each layer type, forward and backward\n"},
@@ -48,11 +58,12 @@ static const command_t commands[] = {
 /* Every option any command takes, for "did you mean" (the parser below decides). */
 static const char *const known_options[] = {"--set", "--resume", "--metrics-netcdf", "--checkpoint", "--text",
                                             "--client", "--profile", "--quiet", "--format", "--help",
-                                            "--overwrite"};
+                                            "--overwrite", "--model", "--context"};
 /* Options followed by a value (skipped when looking for --help). */
 static int takes_value(const char *a) {
   return !strcmp(a, "--set") || !strcmp(a, "--resume") || !strcmp(a, "--metrics-netcdf") ||
-         !strcmp(a, "--checkpoint") || !strcmp(a, "--text") || !strcmp(a, "--client") || !strcmp(a, "--format");
+         !strcmp(a, "--checkpoint") || !strcmp(a, "--text") || !strcmp(a, "--client") || !strcmp(a, "--format") ||
+         !strcmp(a, "--model") || !strcmp(a, "--context");
 }
 
 static const command_t *find_command(const char *name) {
@@ -151,6 +162,8 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     else if (!strcmp(a, "--text")) slot = &cli->text;
     else if (!strcmp(a, "--client")) slot = &cli->client;
     else if (!strcmp(a, "--format")) slot = &cli->format;
+    else if (!strcmp(a, "--model")) slot = &cli->model;
+    else if (!strcmp(a, "--context")) slot = &cli->context;
     else if (!strcmp(a, "--profile")) { cli->profile = 1; continue; }
     else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { cli->quiet = 1; continue; }
     else if (!strcmp(a, "--overwrite")) { cli->overwrite = 1; continue; }
@@ -172,6 +185,8 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     FM_ERROR(FM_ERR_ARG, "'fedmoe %s' needs a CONFIG file", cli->command);
   if (!strcmp(cli->command, "info") && !cli->positional)
     FM_ERROR(FM_ERR_ARG, "'fedmoe info' needs a RUNFILE");
+  if (!strcmp(cli->command, "export") && !cli->positional)
+    FM_ERROR(FM_ERR_ARG, "'fedmoe export' needs an OUTDIR (fedmoe export --checkpoint RUNFILE OUTDIR)");
   return FM_OK;
 }
 
@@ -194,7 +209,7 @@ static fm_err read_and_share(const char *path, char **text, size_t *n_out, MPI_C
   }
   if (rank != 0) FM_CHECK(fm_calloc(text, (size_t)len + 1, 1, "configuration text"));
   FM_MPI(MPI_Bcast(*text, (int)len, MPI_CHAR, 0, comm));
-  *n_out = (size_t)len;
+  if (n_out) *n_out = (size_t)len;
   return FM_OK;
 }
 
@@ -210,6 +225,16 @@ static fm_err load_local(const fm_cli *cli, fm_config *cfg, MPI_Comm comm) {
     FM_CHECK(err);
   }
   for (int i = 0; i < cli->nsets; i++) FM_CHECK(fm_config_set(cfg, cli->sets[i], cli->set_where[i]));
+  if (cfg->model.init[0]) { /* the folder's config.json fixes the shape keys */
+    char path[FM_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/config.json", cfg->model.init);
+    fm_err err = read_and_share(path, &text, NULL, comm);
+    if (!err) err = fm_hf_config_apply(cfg, text);
+    free(text);
+    FM_CHECK(err);
+  } else if (cfg->model.upcycle != FM_UPCYCLE_NONE) {
+    FM_CONFIG_ERROR(cfg, "model.upcycle", "upcycling needs a dense checkpoint: set model.init = DIR");
+  }
   FM_CHECK(fm_config_validate(cfg));
   if (!strcmp(cli->command, "run")) { /* an injected failure must be able to fire in this job */
     int size;

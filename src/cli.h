@@ -3,20 +3,23 @@
 #define FEDMOE_CLI_H
 
 #include "fedmoe/config.h"
+#include "fedmoe/model.h"
 
 #include <mpi.h>
 
 #define FM_CLI_MAX_SETS 256
 
 typedef struct {
-  const char *command;   /* run, data, eval, bench, info, keys */
+  const char *command;   /* run, data, eval, export, bench, info, keys */
   const char *config;    /* CONFIG positional argument, when the command takes one */
   const char *resume;    /* --resume RUNFILE */
   const char *netcdf;    /* --metrics-netcdf FILE */
   const char *checkpoint;/* --checkpoint FILE (eval) */
   const char *text;      /* --text FILE (eval) */
-  const char *client;    /* --client N (eval) */
-  const char *positional;/* other positional argument (info RUNFILE, keys NAME) */
+  const char *client;    /* --client N (eval, export) */
+  const char *model;     /* --model DIR (eval): a Hugging Face folder */
+  const char *context;   /* --context N (eval) */
+  const char *positional;/* other positional argument (info RUNFILE, keys NAME, export OUTDIR) */
   const char *format;    /* --format (keys) */
   int profile;           /* --profile (bench) */
   int quiet;             /* -q: do not print the resolved configuration */
@@ -45,5 +48,28 @@ fm_err fm_cmd_eval(const fm_cli *cli, MPI_Comm comm);  /* cmd_eval.c */
 fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm); /* cmd_bench.c */
 fm_err fm_cmd_info(const fm_cli *cli, MPI_Comm comm);  /* cmd_info.c */
 fm_err fm_cmd_keys(const fm_cli *cli, MPI_Comm comm);  /* cmd_keys.c */
+fm_err fm_cmd_export(const fm_cli *cli, MPI_Comm comm); /* cmd_export.c */
+
+/* The model eval and export work on (cmd_model.c; rank 0 only): a run file's latest
+ * checkpoint - the global model, or a client's for strategies with private state -
+ * or a Hugging Face folder. Prepare reads the configuration and shape; create makes
+ * the model for batches of B x T and loads its values. */
+typedef struct fm_strategy fm_strategy;
+typedef struct {
+  const char *source;      /* the run file or the folder, for messages */
+  int folder;              /* 1: a Hugging Face folder */
+  fm_config cfg;           /* the run's configuration (checkpoints) */
+  int have_cfg;
+  const fm_strategy *st;   /* the run's strategy (checkpoints) */
+  fm_model_shape shape;
+  int client;              /* -1: the global model */
+  int round, allocated;    /* the checkpoint's round; 0: the client never trained */
+  int active_experts;      /* > 0: the client routes to experts 0..active_experts-1 only (comigs) */
+  int server;              /* 1: the server's own model (fedbiot's full model) */
+  fm_model *m;
+} fm_cli_model;
+fm_err fm_cli_model_prepare(const fm_cli *cli, fm_cli_model *cm);
+fm_err fm_cli_model_create(fm_cli_model *cm, int B, int T);
+void fm_cli_model_free(fm_cli_model *cm);
 
 #endif

@@ -1,57 +1,25 @@
-/* cmd_eval.c - `fedmoe eval --checkpoint RUNFILE --text FILE [--client N]`: the mean
- * next-byte cross-entropy (nats) of the model in the run file's latest checkpoint
- * over a text file.
+/* cmd_eval.c - `fedmoe eval (--checkpoint RUNFILE [--client N] | --model DIR) --text
+ * FILE [--context N]`: the mean next-byte cross-entropy (nats) of the model in the run
+ * file's latest checkpoint, or of a Hugging Face folder, over a text file.
  *
- * FILE is cut into consecutive, non-overlapping blocks of model.context + 1 bytes (a
- * last partial block is dropped); in each block the first context bytes predict the
- * next ones, and the figure is the mean over every prediction of every block.
- * The model is the run's own: its resolved configuration (the run file's root
- * attribute `config`) gives the shape and the strategy, whose classifier says which
- * tensors the checkpoint holds as shared and which per client. Strategies with
- * private classes (local, comigs) evaluate one client's model, client 0 unless
- * --client says otherwise; CoMiGS's client also gets its route mask (generalists and
- * its own specialists only, as comigs_begin sets it). A strategy whose server keeps a
- * model of its own (fedbiot's full model: the bottom blocks frozen after pretraining
- * and the aggregated adapter on top, the model the paper scores; the clients train
- * on a compressed emulator) is scored on that model, from /server of the checkpoint.
- * Rank 0 reads and computes; the other ranks only agree on the outcome. */
+ * FILE is cut into consecutive, non-overlapping blocks of N + 1 bytes (N: --context,
+ * default the model's context; a last partial block is dropped); in each block the
+ * first N bytes predict the next ones, and the figure is the mean over every
+ * prediction of every block. Which model: cmd_model.c (fedbiot: the server's full
+ * model, the paper's figure). Rank 0 reads and computes;
+ * the other ranks only agree on the outcome. */
 #include "cli.h"
 
 #include "fedmoe/fl.h"
-#include "fedmoe/io.h"
 #include "fedmoe/model.h"
 #include "fedmoe/nn_threads.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 enum { EVAL_BATCH = 16 }; /* blocks per forward pass */
 
-/* The client to evaluate: fm_cli has no --client slot yet (src/cli.c is not this
- * file's); until it has, the default client 0 is used. */
-static const char *client_arg(const fm_cli *cli) { return cli->client; }
-
-static int has_private_class(const fm_strategy *st) {
-  for (int c = 0; c < st->nclass; c++)
-    if (!st->shared[c]) return 1;
-  return 0;
-}
-
-/* CoMiGS: experts at and past generalists + the client's specialists are switched
- * off (the same rule as comigs_begin in src/strategies/comigs.c). */
-static fm_err comigs_mask(fm_model *m, const fm_config *c, int client) {
-  const fm_intlist *spec = &c->comigs.specialists;
-  const int active = c->comigs.generalists + (spec->n ? spec->v[client % spec->n] : 0);
-  const fm_model_shape *s = fm_model_get_shape(m);
-  uint8_t allowed[FM_MAX_EXPERTS];
-  for (int e = 0; e < s->experts; e++) allowed[e] = e < active;
-  for (int l = 0; l < s->layers; l++)
-    if (s->moe_mask >> l & 1) FM_CHECK(fm_model_set_route_mask(m, l, allowed));
-  return FM_OK;
-}
-
-/* Mean cross-entropy of m over the blocks of text; model.context = T. */
+/* Mean cross-entropy of m over the blocks of T + 1 bytes of text. */
 static fm_err eval_blocks(fm_model *m, const unsigned char *text, size_t len, int T, double *mean,
                           long *nblocks) {
   const size_t blk = (size_t)T + 1;
@@ -81,88 +49,61 @@ static fm_err eval_blocks(fm_model *m, const unsigned char *text, size_t len, in
   return FM_OK;
 }
 
+/* --context N: 1..the model's context (default: the model's context). */
+static fm_err context_arg(const fm_cli *cli, int model_ctx, int *T) {
+  *T = model_ctx;
+  if (!cli->context) return FM_OK;
+  char *end;
+  long v = strtol(cli->context, &end, 10);
+  if (end == cli->context || *end || v < 1 || v > model_ctx)
+    FM_ERROR(FM_ERR_ARG, "--context %s: must be 1..%d (the model's context)", cli->context, model_ctx);
+  *T = (int)v;
+  return FM_OK;
+}
+
 static fm_err eval_rank0(const fm_cli *cli) {
-  if (!cli->checkpoint) FM_ERROR(FM_ERR_ARG, "'fedmoe eval' needs --checkpoint RUNFILE");
   if (!cli->text) FM_ERROR(FM_ERR_ARG, "'fedmoe eval' needs --text FILE");
-  char *cfg_text = NULL, *text = NULL;
+  char *text = NULL;
   size_t len = 0;
-  fm_config cfg;
-  fm_model *m = NULL;
-  int have_cfg = 0;
-  fm_err err = fm_runfile_read_config(cli->checkpoint, &cfg_text);
-  if (!err) err = fm_config_init(&cfg);
-  if (!err) {
-    have_cfg = 1;
-    char where[64];
-    snprintf(where, sizeof where, "%s:/config", cli->checkpoint);
-    err = fm_config_parse(&cfg, cfg_text, where);
-    /* run files from before model.norm_topk: their models always renormalised the
-     * top-k weights (auto now leaves a top-1 weight unnormalised) */
-    if (!err && !strstr(cfg_text, "\nnorm_topk"))
-      cfg.model.norm_topk = FM_TRI_TRUE;
-  }
-  fm_model_shape shape;
-  if (!err) err = fm_model_shape_from_config(&cfg, &shape);
-  const fm_strategy *st = err ? NULL : fm_strategy_get(cfg.fl.strategy);
-  if (!err && !st)
-    err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_FORMAT, "%s: unknown strategy in the stored configuration",
-                       cli->checkpoint);
-  int client = -1;
-  if (!err && has_private_class(st)) {
-    client = 0;
-    const char *arg = client_arg(cli);
-    if (arg) {
-      char *end;
-      long v = strtol(arg, &end, 10);
-      if (end == arg || *end || v < 0 || v >= cfg.fl.clients)
-        err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_ARG,
-                           "--client %s: the run has clients 0..%d", arg, cfg.fl.clients - 1);
-      else
-        client = (int)v;
-    }
-  }
+  fm_cli_model cm;
+  int T = 0;
+  fm_err err = fm_cli_model_prepare(cli, &cm);
+  const fm_model_shape *shape = &cm.shape;
+  if (!err) err = context_arg(cli, shape->context, &T);
   /* the text, checked before any model work */
   if (!err) err = fm_read_file(cli->text, &text, &len);
-  if (!err && len < (size_t)shape.context + 1)
+  if (!err && len < (size_t)T + 1)
     err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_DATA,
-                       "--text %s: %zu bytes, shorter than one block of model.context + 1 = %d bytes", cli->text,
-                       len, shape.context + 1);
-  if (!err && shape.vocab < 256)
+                       "--text %s: %zu bytes, shorter than one block of context + 1 = %d bytes", cli->text, len, T + 1);
+  if (!err && shape->vocab < 256)
     for (size_t i = 0; i < len && !err; i++)
-      if ((unsigned char)text[i] >= shape.vocab)
+      if ((unsigned char)text[i] >= shape->vocab)
         err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_DATA,
                            "--text %s: byte %u at offset %zu is outside the model's vocabulary 0..%d", cli->text,
-                           (unsigned char)text[i], i, shape.vocab - 1);
-  int round = -1, allocated = 1;
-  /* the server's model is of the configured shape, one class, every tensor stored */
-  const int server = !err && st->server_model;
-  if (!err && server) err = fm_model_create(&m, &shape, EVAL_BATCH, shape.context, 1, NULL, NULL);
-  else if (!err) err = fm_model_create(&m, &shape, EVAL_BATCH, shape.context, st->nclass, st->classify, &cfg);
-  if (!err) err = fm_model_init(m, (uint64_t)cfg.run.seed);
-  if (!err && server) err = fm_checkpoint_load_server(cli->checkpoint, m, &round);
-  else if (!err) err = fm_checkpoint_load(cli->checkpoint, m, st->shared, client, &round, &allocated);
-  if (!err && client >= 0 && !strcmp(st->name, "comigs")) err = comigs_mask(m, &cfg, client);
+                           (unsigned char)text[i], i, shape->vocab - 1);
+  if (!err) err = fm_cli_model_create(&cm, EVAL_BATCH, T);
   double mean = 0;
   long nb = 0;
   if (!err) {
-    fm_nn_set_threads(cfg.run.threads);
-    err = eval_blocks(m, (const unsigned char *)text, len, shape.context, &mean, &nb);
+    fm_nn_set_threads(cm.have_cfg ? cm.cfg.run.threads : 1);
+    err = eval_blocks(cm.m, (const unsigned char *)text, len, T, &mean, &nb);
   }
   if (!err) {
-    printf("eval %s round %d strategy %s", cli->checkpoint, round, st->name);
-    if (client >= 0) printf(" client %d%s", client, allocated ? "" : " (never trained: initial values)");
-    if (server)
-      printf(" model: the server's full model (%d blocks: the bottom ones frozen after pretraining, the "
-             "aggregated adapter on top; not the clients' emulator)", shape.layers);
-    printf("\ntext %s: %ld blocks of %d bytes, %ld predictions\n", cli->text, nb, shape.context + 1,
-           nb * shape.context);
+    if (cm.folder) {
+      printf("eval %s (Hugging Face folder)", cm.source);
+    } else {
+      printf("eval %s round %d strategy %s", cm.source, cm.round, cm.st->name);
+      if (cm.client >= 0) printf(" client %d%s", cm.client, cm.allocated ? "" : " (never trained: initial values)");
+      if (cm.server)
+        printf(" model: the server's full model (%d blocks: the bottom ones frozen after pretraining, the "
+               "aggregated adapter on top; not the clients' emulator)", shape->layers);
+    }
+    printf("\ntext %s: %ld blocks of %d bytes, %ld predictions\n", cli->text, nb, T + 1, nb * T);
     printf("cross_entropy %.6f nats\n", mean);
     fflush(stdout);
   }
-  fm_model_free(m);
+  fm_cli_model_free(&cm);
   free(text);
-  free(cfg_text);
-  if (have_cfg) fm_config_free(&cfg);
   return err;
 }
 

@@ -39,16 +39,24 @@ check-sanitizers:
 # each over its seeds tests/fuzz/<t>/ and the inputs that once crashed it,
 # tests/fuzz/regressions/<t>/, through replay.c and the normal compiler (CI needs no
 # clang). make fuzz builds them with clang and libFuzzer and runs each FUZZ_SECONDS.
-FUZZ_TARGETS = config text corpus info resume eval
+FUZZ_TARGETS = config text corpus info resume eval safetensors hfconfig
 FUZZ_ALL_TARGETS = $(FUZZ_TARGETS) info_raw
 FUZZ_COMMON = %reldir%/fuzz/fuzz.h %reldir%/fuzz/fuzz_util.c %reldir%/fuzz/replay.c
 FUZZ_GEN = %reldir%/fuzz/runfile_gen.c %reldir%/fuzz/runfile_gen.h
 FUZZ_REPLAY_LDADD = libfedmoe.a $(FEDMOE_LIBS)
 
 check_PROGRAMS += tests/fuzz/replay_config tests/fuzz/replay_text tests/fuzz/replay_corpus \
-	tests/fuzz/replay_info tests/fuzz/replay_resume tests/fuzz/replay_eval
+	tests/fuzz/replay_info tests/fuzz/replay_resume tests/fuzz/replay_eval tests/fuzz/replay_safetensors \
+	tests/fuzz/replay_hfconfig
 TESTS += tests/fuzz/replay_config tests/fuzz/replay_text tests/fuzz/replay_corpus \
-	tests/fuzz/replay_info tests/fuzz/replay_resume tests/fuzz/replay_eval
+	tests/fuzz/replay_info tests/fuzz/replay_resume tests/fuzz/replay_eval tests/fuzz/replay_safetensors \
+	tests/fuzz/replay_hfconfig
+tests_fuzz_replay_safetensors_SOURCES = %reldir%/fuzz/fuzz_safetensors.c $(FUZZ_COMMON)
+tests_fuzz_replay_safetensors_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_TARGET='"safetensors"'
+tests_fuzz_replay_safetensors_LDADD = $(FUZZ_REPLAY_LDADD)
+tests_fuzz_replay_hfconfig_SOURCES = %reldir%/fuzz/fuzz_hfconfig.c $(FUZZ_COMMON)
+tests_fuzz_replay_hfconfig_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_TARGET='"hfconfig"'
+tests_fuzz_replay_hfconfig_LDADD = $(FUZZ_REPLAY_LDADD)
 tests_fuzz_replay_config_SOURCES = %reldir%/fuzz/fuzz_config.c $(FUZZ_COMMON)
 tests_fuzz_replay_config_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_TARGET='"config"'
 tests_fuzz_replay_config_LDADD = $(FUZZ_REPLAY_LDADD)
@@ -69,7 +77,7 @@ tests_fuzz_replay_eval_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_TARGET='"eval"'
 tests_fuzz_replay_eval_LDADD = $(FUZZ_REPLAY_LDADD)
 EXTRA_DIST += %reldir%/fuzz/fuzz_info_raw.c %reldir%/fuzz/README.md %reldir%/fuzz/config \
 	%reldir%/fuzz/text %reldir%/fuzz/corpus %reldir%/fuzz/info %reldir%/fuzz/resume %reldir%/fuzz/eval \
-	%reldir%/fuzz/regressions
+	%reldir%/fuzz/safetensors %reldir%/fuzz/hfconfig %reldir%/fuzz/regressions
 
 # The library sources the targets need (the run-file reader of eval builds a model: nn),
 # compiled again with clang for libFuzzer; MPI's flags come from the mpicc wrapper
@@ -81,7 +89,7 @@ FUZZ_SECONDS = 60
 FUZZ_SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_BUILD = tests/fuzz/build
 FUZZ_FLAGS = -g -O1 -fno-omit-frame-pointer $(FUZZ_SANITIZE) -D_GNU_SOURCE -I$(top_srcdir)/include \
-	-I$(top_builddir) $(HDF5_CPPFLAGS) $(BLIS_CPPFLAGS)
+	-I$(top_builddir) $(HDF5_CPPFLAGS) $(BLIS_CPPFLAGS) $(JANSSON_CPPFLAGS)
 fuzz-build-targets:
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz: $(FUZZ_CC) not found (apt-get install clang libclang-rt-14-dev)"; exit 1; }
 	@mkdir -p $(FUZZ_BUILD)/obj
@@ -95,7 +103,7 @@ fuzz-build-targets:
 	for t in $(FUZZ_ALL_TARGETS); do \
 	  echo "  FUZZLD   $(FUZZ_BUILD)/fuzz_$$t"; \
 	  $(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $$mpi_c -o $(FUZZ_BUILD)/fuzz_$$t $(srcdir)/tests/fuzz/fuzz_$$t.c \
-	    $(FUZZ_BUILD)/libfuzz.a $(HDF5_LIBS) $(BLIS_LIBS) $$mpi_l -lm; \
+	    $(FUZZ_BUILD)/libfuzz.a $(HDF5_LIBS) $(BLIS_LIBS) $(JANSSON_LIBS) $$mpi_l -lm; \
 	done
 
 # make fuzz [FUZZ_SECONDS=N] [FUZZ_TARGETS="config text"]: each target N seconds;

@@ -22,6 +22,7 @@ typedef struct { int n; double v[FM_LIST_MAX]; } fm_floatlist;
 /* enumerations; the order matches the choices strings in config_keys.c */
 enum { FM_STRAT_LOCAL, FM_STRAT_FEDAVG, FM_STRAT_COMIGS, FM_STRAT_FEDBIOT, FM_STRAT_HFEDMOE };
 enum { FM_EXPERT_FULL, FM_EXPERT_LORA };
+enum { FM_UPCYCLE_NONE, FM_UPCYCLE_COPY, FM_UPCYCLE_LORA };
 enum { FM_SCHED_CONSTANT, FM_SCHED_COSINE };
 enum { FM_PART_BY_DOMAIN, FM_PART_DIRICHLET, FM_PART_IID };
 enum { FM_SIZES_EQUAL, FM_SIZES_LOGNORMAL };
@@ -46,6 +47,8 @@ typedef struct fm_config {
     int family, kv_heads, head_dim, ffn, expert_ffn, shared_ffn, attn_lora_rank;
     int norm_topk, tied, attn_bias, qk_norm; /* FM_TRI_* */
     double norm_eps, rope_theta;
+    char init[FM_PATH_MAX]; /* "" or a Hugging Face model folder to start from */
+    int upcycle;            /* FM_UPCYCLE_*: a dense folder's FFN into experts */
   } model;
   struct {
     int batch, seq_len, schedule, warmup_steps, eval_batches;

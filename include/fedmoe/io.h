@@ -9,7 +9,8 @@
  *   /routing/counts         uint64 [row][layer][expert] top-k picks in training, rows as /routing/index
  *   /routing/gate_mass      float64 [row][layer][expert] summed router probability, rows as /routing/index
  *   /checkpoints/r{round:06d}  external link to the checkpoint file "<run file>.ckpt/r{round:06d}.h5":
- *                           its /shared/{tensor} hold the global shared tensors, its
+ *                           its /shared/{tensor} hold the global shared tensors (matrices
+ *                           [rows][cols] in the model's layout, vectors [n]), its
  *                           /clients/class{c}/{params,adam_m,adam_v} [K][n], adam_step [K], client [K]
  *                           the K clients holding that private class, by id; attrs round, complete;
  *                           format 3: a checksum per tensor (see fm_hash64). Readers find the file
@@ -72,12 +73,13 @@ typedef struct fm_runfile fm_runfile;
 
 /* The layout version in the root attribute `format`: 3 describes itself (every
  * dataset has description and units attributes, compound ones field_names,
- * field_descriptions and field_units; status is an HDF5 enum), has a checksum per
- * tensor in its checkpoints (a damaged one is refused) and stores fedbiot's full
- * model in its checkpoints (/server); 2 has sparse per-client statistics
- * (/routing/index), and is read by fedmoe info, eval and fedmoe-analyze and resumed
- * without checksums (with a note); 1, or no attribute, the dense ones of fedmoe
- * 0.1.0. */
+ * field_descriptions and field_units; status is an HDF5 enum), stores each shared
+ * tensor of a checkpoint with its shape ([rows][cols] for matrices, [n] for vectors)
+ * and with a checksum (a damaged one is refused), and stores fedbiot's full model in
+ * its checkpoints (/server); 2 has sparse per-client statistics (/routing/index) and
+ * flat [numel] tensors, is read by fedmoe info, eval and fedmoe-analyze (the values
+ * are the same in row-major order) and resumed without checksums (with a note); 1, or
+ * no attribute, the dense statistics of fedmoe 0.1.0. */
 #define FM_RUNFILE_FORMAT 3
 
 /* The rows a round adds to the per-client statistics: one per client that trained,
@@ -117,11 +119,12 @@ fm_err fm_runfile_write_client_ints(fm_runfile *rf, const char *name, const int3
 fm_err fm_runfile_set_attr(fm_runfile *rf, const char *name, double value);
 
 /* A checkpoint of round `round`. Begin creates the group (collective); then every rank
- * calls write_shared (rank 0's data is written) for each shared tensor and
+ * calls write_shared (rank 0's data is written; rows 0: a vector of cols values) for
+ * each shared tensor and
  * write_class for each private class; end marks it complete, moves `latest` and
  * prunes beyond run.keep_last. */
 fm_err fm_runfile_checkpoint_begin(fm_runfile *rf, int round);
-fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t n);
+fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t rows, size_t cols);
 /* Private class cls of the clients that have one (a client that never trained has
  * none): one row each, in client-id order whatever P, their ids in `client`. have [N]
  * marks those clients, the same on every rank; this rank's k of them, ids ascending,

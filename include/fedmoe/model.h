@@ -137,6 +137,11 @@ typedef struct {
   int decay;       /* 1: weight decay applies (matrices; not biases, norms) */
 } fm_tensor;
 
+/* The tensors of a model of shape s in their fixed order (name, group, layer, expert,
+ * shape, numel, decay; the rest zero), before any model exists (model_shape.c).
+ * out NULL: just count. Returns the count. */
+int fm_shape_tensors(const fm_model_shape *s, fm_tensor *out);
+
 /* The strategy's classifier: class of a tensor (0..nclass-1) or FM_CLASS_FROZEN. */
 typedef int (*fm_classify_fn)(const fm_tensor *t, void *ctx);
 

@@ -71,6 +71,10 @@ const fm_key fm_config_keys[] = {
   {"model.attn_lora_rank", FM_KEY_INT, F(model.attn_lora_rank), "0", 0, 4096, NULL,
    "rank of LoRA adapters on the attention projections (gpt2: c_attn and c_proj; the llama "
    "family: q_proj and v_proj), scale lora_alpha / rank; 0: none"},
+  {"model.init", FM_KEY_STRING, F(model.init), "", 0, 0, NULL,
+   "Hugging Face model folder to start from (config.json fixes the shape keys; empty: random weights)"},
+  {"model.upcycle", FM_KEY_ENUM, F(model.upcycle), "none", 0, 0, "none|copy|lora",
+   "dense model.init into MoE: experts copy its FFN (copy) or are LoRA pairs on it, frozen (lora)"},
   /* [train] */
   {"train.batch", FM_KEY_INT, F(train.batch), "8", 1, 1e6, NULL, "sequences per step B"},
   {"train.seq_len", FM_KEY_INT, F(train.seq_len), "64", 1, 65536, NULL, "tokens per sequence T"},

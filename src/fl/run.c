@@ -4,6 +4,7 @@
 #include "report.h"
 
 #include "fedmoe/fault.h"
+#include "fedmoe/hf.h"
 #include "fedmoe/io.h"
 #include "fedmoe/log.h"
 #include "fedmoe/nn_threads.h"
@@ -138,15 +139,62 @@ static fm_err reserve_stats(run_t *r, int k) {
   return FM_OK;
 }
 
-static fm_err setup(run_t *r) {
+/* model.init: refuse, before allocating, a model too large for the clients'
+ * memory or this machine - 4 bytes per parameter, 16 for those it trains (gradient,
+ * AdamW m and v). client_budgets checks the whole need (activations too) later. */
+static fm_err check_init_memory(const run_t *r, const fm_model_shape *s) {
+  const fm_config *c = r->cfg;
+  int n = fm_shape_tensors(s, NULL);
+  fm_tensor *t;
+  FM_CALLOC(t, (size_t)n, "tensor list");
+  fm_shape_tensors(s, t);
+  double need = 0, mem = INFINITY;
+  for (int i = 0; i < n; i++)
+    need += (r->st->classify && r->st->classify(&t[i], (void *)c) == FM_CLASS_FROZEN ? 4.0 : 16.0) * t[i].numel;
+  free(t);
+  for (int i = 0; i < c->system.memory_mb.n; i++) mem = fmin(mem, c->system.memory_mb.v[i]);
+  FM_CHECK(fm_hf_check_memory(need, mem, c->model.init, "its weights, and the gradients and AdamW m and v of what is trained"));
+  return FM_OK;
+}
+
+/* The model, at its initial values: every tensor from (seed, name). */
+static fm_err setup_model(run_t *r) {
   const fm_config *c = r->cfg;
   fm_model_shape shape;
   FM_CHECK(fm_model_shape_from_config(c, &shape));
   if (r->st->client_shape) FM_CHECK(r->st->client_shape(c, &shape));
-  FM_CHECK(fm_dataset_load(&r->data, c));
+  if (c->model.init[0]) FM_CHECK(check_init_memory(r, &shape));
   FM_CHECK(fm_model_create(&r->model, &shape, c->train.batch, c->train.seq_len, r->st->nclass,
                            r->st->classify, (void *)c));
   FM_CHECK(fm_model_init(r->model, (uint64_t)c->run.seed));
+  return FM_OK;
+}
+
+/* model.init: rank 0 reads the folder into the model, then every class buffer (the
+ * frozen one too: frozen tensors never travel otherwise) goes to every rank; what the
+ * folder does not hold (routers and experts of upcycling, LoRA pairs) keeps its
+ * initial value, the same on every rank. Collective; errors agreed. Strategies
+ * whose clients run another shape (fedbiot's emulator) load the server's full
+ * model in server_init instead. */
+static fm_err load_init(run_t *r) {
+  const fm_config *c = r->cfg;
+  if (!c->model.init[0] || r->st->client_shape) return FM_OK;
+  fm_err err = r->rank == 0 ? fm_hf_load(r->model, c->model.init, c->model.upcycle) : FM_OK;
+  FM_CHECK(fm_error_agree(err, &r->comm));
+  for (int k = -1; k < fm_model_nclass(r->model); k++) {
+    float *p = fm_model_class_params(r->model, k);
+    size_t n = fm_model_class_numel(r->model, k);
+    for (size_t o = 0; o < n; o += (size_t)1 << 30) {
+      size_t len = n - o < ((size_t)1 << 30) ? n - o : ((size_t)1 << 30);
+      FM_MPI(MPI_Bcast(p + o, (int)len, MPI_FLOAT, 0, r->comm));
+    }
+  }
+  return FM_OK;
+}
+
+static fm_err setup(run_t *r) {
+  const fm_config *c = r->cfg;
+  FM_CHECK(fm_dataset_load(&r->data, c));
   r->baseline_full = NAN;
   if (r->rank == 0 && r->st->server_init) { /* the server prepares the initial global model */
     FM_CHECK(r->st->server_init(&r->server_state, r->model, c, &r->data));
@@ -196,7 +244,7 @@ static fm_err setup(run_t *r) {
   r->deal = 1;
   for (int k = 0; k < r->st->nclass; k++)
     if (!r->st->shared[k]) r->deal = 0;
-  r->LE = shape.layers * shape.experts;
+  r->LE = fm_model_get_shape(r->model)->layers * fm_model_get_shape(r->model)->experts;
   return reserve_stats(r, 1);
 }
 
@@ -446,7 +494,11 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
   FM_CHECK(fm_runfile_checkpoint_begin(r->rf, round));
   fm_fault_point(r->cfg, r->rank, "checkpoint_write", round); /* in the middle of writing it */
   for (int s = 0; s < r->nseg; s++)
-    FM_CHECK(fm_runfile_write_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
+  {
+    const fm_tensor *t = r->seg_tensor[s];
+    FM_CHECK(fm_runfile_write_shared(r->rf, t->name, r->seg_global[s], fm_tensor_ndim(t) == 1 ? 0 : (size_t)t->rows,
+                                     (size_t)t->cols));
+  }
   if (r->st->server_model)
     FM_CHECK(fm_save_server_model(r->rf, r->st, r->server_state, r->model, &r->host, r->rank, r->comm));
   fm_err err = FM_OK;
@@ -828,7 +880,9 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
   int ph_setup = fm_phase("setup");
   fm_phase_begin(ph_setup);
   fm_fault_point(cfg, r.rank, "setup", 0);
-  err = setup(&r);
+  err = fm_error_agree(setup_model(&r), &comm);
+  if (!err) err = load_init(&r);
+  if (!err) err = setup(&r);
   fm_phase_end(ph_setup);
   /* every rank loads the same data and model: errors are everyone's */
   err = fm_error_agree(err, &comm);

@@ -430,11 +430,12 @@ static void drop_checkpoint(fm_runfile *rf, int round) {
   if (file && rf->rank == 0) unlink(full);
 }
 
-fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t n) {
+fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t rows, size_t cols) {
   char path[160];
   snprintf(path, sizeof path, "shared/%s", name);
-  hsize_t dims = n;
-  hid_t fs = H5Screate_simple(1, &dims, NULL);
+  /* matrices [rows][cols], vectors (rows 0) [cols]: h5py readers get usable arrays */
+  hsize_t shape[2] = {rows, cols}, dims = (hsize_t)(rows ? rows : 1) * cols;
+  hid_t fs = rows ? H5Screate_simple(2, shape, NULL) : H5Screate_simple(1, &shape[1], NULL);
   hid_t d = H5Dcreate2(rf->ckpt, path, H5T_NATIVE_FLOAT, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (fm_runfile_agree(rf, d < 0 ? -1 : 0) < 0) {
     if (d >= 0) H5Dclose(d);
@@ -444,7 +445,7 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
   hid_t ms = H5Screate_simple(1, &dims, NULL);
   if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
   herr_t e = fm_runfile_agree(rf, H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, rf->dxpl, w));
-  uint64_t sum = rf->rank == 0 ? fm_hash64(w, n * sizeof *w) : 0; /* of what rank 0 wrote */
+  uint64_t sum = rf->rank == 0 ? fm_hash64(w, (size_t)dims * sizeof *w) : 0; /* of what rank 0 wrote */
   MPI_Bcast(&sum, 1, MPI_UINT64_T, 0, rf->comm);
   if (e >= 0) e = fm_runfile_agree(rf, fm_attr_u64(d, "checksum", sum));
   H5Sclose(ms);

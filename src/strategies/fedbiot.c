@@ -4,7 +4,8 @@
  *
  * The server holds the full model of L blocks. Before round 1 it trains it on the
  * public split (fedbiot.pretrain_steps: the stand-in for the pretrained model that
- * FedBiOT starts from, since fedmoe trains from scratch), then builds the emulator
+ * FedBiOT starts from; with model.init the folder's model is that model and there is
+ * no pretraining), then builds the emulator
  * by layer dropout - keep a share `keep` of the L - a bottom blocks, evenly spaced,
  * the first always - and aligns it. Clients get a model of nkeep + a blocks: the
  * emulator (frozen on clients) and the adapter (trained, averaged by tokens).
@@ -13,6 +14,7 @@
  * adapter and the embeddings frozen, fedbiot.align_steps steps after every
  * aggregation (0: offsite tuning, never re-aligned). */
 #include "fedmoe/fl.h"
+#include "fedmoe/hf.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -169,16 +171,19 @@ static fm_err server_init_impl(server_t *sv, fm_model *m, const fm_config *c, co
   FM_CHECK(fm_model_init(sv->full, (uint64_t)c->run.seed));
   FM_CHECK(fm_adamw_create(&sv->opt_full, fm_model_class_numel(sv->full, 0)));
   FM_CHECK(fm_adamw_create(&sv->opt_emul, fm_model_class_numel(m, EMULATOR)));
-  /* the stand-in for a pretrained model: the full model trained on public data */
+  /* the pretrained model (model.init), or its stand-in: the full model trained on
+   * public data */
+  if (c->model.init[0]) FM_CHECK(fm_hf_load(sv->full, c->model.init, c->model.upcycle));
+  const int pretrain = c->model.init[0] ? 0 : c->fedbiot.pretrain_steps;
   fm_rng rng;
   fm_rng_init(&rng, (uint64_t)c->run.seed, FM_RNG_SERVER, 0, FM_RNG_BATCH);
-  for (int s = 0; s < c->fedbiot.pretrain_steps; s++) {
+  for (int s = 0; s < pretrain; s++) {
     float ce;
     FM_CHECK(fm_batch_sample(&data->corpus, &data->public_split, &rng, B, T, sv->tok, sv->tgt, NULL));
     fm_model_zero_grads(sv->full);
     FM_CHECK(fm_model_forward(sv->full, sv->tok, sv->tgt, B, T, &ce, NULL));
     FM_CHECK(fm_model_backward(sv->full));
-    FM_CHECK(adamw_on(sv->full, &sv->opt_full, 0, fm_lr_at(c, s, c->fedbiot.pretrain_steps, (float)c->train.lr), c));
+    FM_CHECK(adamw_on(sv->full, &sv->opt_full, 0, fm_lr_at(c, s, pretrain, (float)c->train.lr), c));
   }
   /* the emulator and adapter start as the full model's blocks; then align */
   FM_CHECK(copy_class(sv, m, -1, 0));

@@ -1,0 +1,130 @@
+#!/bin/sh
+# Hugging Face folders, gpt2: `fedmoe eval --model` against an independent PyTorch
+# GPT-2 (tests/fixtures/gpt2_ref.py) on F32, F16 and BF16 folders, sharded ones and
+# ones with GPT-2's mask buffers; model.init (the shape keys from config.json, the
+# weights bit for bit), upcycling (copy and lora start as the dense model), export
+# and its round trips (eval --model of an export equals eval --checkpoint, and the
+# reference scores it alike), a CoMiGS client's export, checkpoints with 2-D tensors
+# and format-2 run files still read and resumed.
+. "${top_srcdir:-.}/tests/mpi/common.sh"
+. "$top_srcdir/tests/mpi/tiny.sh"
+PY=/usr/bin/python3
+REF="$top_srcdir/tests/fixtures/gpt2_ref.py"
+text="$top_srcdir/tests/fixtures/text/cooking"
+$PY -c "import torch" 2>/dev/null || fail "$PY cannot import torch (python3-torch)"
+# the model's shape comes from the folders: keep tiny.ini's [model] out of it
+sed -i '/^d_model\|^heads\|^layers\|^context/d' "$TMP/tiny.ini"
+
+ce() { awk '/^cross_entropy/ {print $2}' "$TMP/out"; }
+close() { # close A B TOL: |A - B| <= TOL * |B|
+  awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; exit !(d <= t * m) }'
+}
+score() { $PY "$REF" score "$@" | awk '/^loss/ {print $2}'; }
+
+# 1. eval --model against the reference, each storage form
+$PY "$REF" make "$TMP/g32" --seed 3 || fail "gpt2_ref.py make"
+$PY "$REF" make "$TMP/g16" --seed 3 --dtype f16 || fail "gpt2_ref.py make f16"
+$PY "$REF" make "$TMP/gbf" --seed 3 --dtype bf16 --shards 3 --buffers || fail "gpt2_ref.py make bf16"
+for f in g32 g16 gbf; do
+  for ctx in "" 20; do
+    mpi 2 eval --model "$TMP/$f" --text "$text" ${ctx:+--context $ctx} || { cat "$TMP/out"; fail "eval --model $f"; }
+    a=$(ce); b=$(score "$TMP/$f" "$text" ${ctx:+--context $ctx})
+    [ -n "$a" ] && [ -n "$b" ] || fail "$f: no figure (fedmoe '$a', reference '$b')"
+    close "$a" "$b" 1e-5 || fail "$f context '${ctx:-32}': fedmoe $a, reference $b"
+    echo "ok: $f context ${ctx:-32}: fedmoe $a = reference $b"
+  done
+done
+grep -q "blocks of 21 bytes" "$TMP/out" || { cat "$TMP/out"; fail "--context 20: not blocks of 21 bytes"; }
+
+# 2. model.init: the folder fixes the shape keys (the resolved configuration says so)
+#    and the run starts from its weights: no local steps leave them as they were
+mpi 3 run "$TMP/tiny.ini" --set model.init="$TMP/g32" --set fl.local_steps=0 --set fl.rounds=1 \
+  --set run.output="$TMP/init.h5" || { cat "$TMP/out"; fail "run with model.init"; }
+grep -q "^d_model *= 32 *# $TMP/g32/config.json" "$TMP/out" || { cat "$TMP/out"; fail "d_model not from config.json"; }
+grep -q "^moe_layers *= none *# $TMP/g32/config.json" "$TMP/out" || fail "moe_layers not from config.json"
+mpi 1 eval --model "$TMP/g32" --text "$text" && base=$(ce)
+mpi 1 eval --checkpoint "$TMP/init.h5" --text "$text" && got=$(ce)
+[ "$base" = "$got" ] || fail "a run from model.init with no steps scores $got, the folder $base"
+echo "ok: model.init keeps the folder's weights ($got)"
+"$PYTHON_H5PY" - "$TMP/init.h5" <<'EOF' || fail "checkpoint tensor shapes"
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+assert f.attrs["format"] == 3, f.attrs["format"]
+s = f["checkpoints/latest/shared"]
+assert s["h.0.attn.c_attn.weight"].shape == (32, 96), s["h.0.attn.c_attn.weight"].shape
+assert s["h.1.mlp.c_proj.weight"].shape == (128, 32)
+assert s["wte"].shape == (256, 32) and s["h.0.ln_1.weight"].shape == (32,) and s["h.0.attn.c_attn.bias"].shape == (96,)
+print("checkpoint tensors keep their shapes")
+EOF
+
+# 3. upcycling: experts copying the FFN (renormalised top-k) or LoRA pairs with B = 0
+#    start as the dense model
+for up in copy lora; do
+  mpi 2 run "$TMP/tiny.ini" -q --set model.init="$TMP/g32" --set model.upcycle=$up --set fl.local_steps=0 \
+    --set fl.rounds=1 --set run.output="$TMP/up_$up.h5" || { cat "$TMP/out"; fail "upcycle $up"; }
+  mpi 1 eval --checkpoint "$TMP/up_$up.h5" --text "$text" && got=$(ce)
+  close "$got" "$base" 1e-5 || fail "upcycle $up starts at $got, the dense model at $base"
+  "$PYTHON_H5PY" -c "import h5py,sys; c=h5py.File(sys.argv[1],'r').attrs['config']; c=c.decode() if isinstance(c,bytes) else c; assert 'expert_type      = $( [ $up = copy ] && echo full || echo lora)' in c" "$TMP/up_$up.h5" \
+    || fail "upcycle $up: wrong expert_type"
+  echo "ok: upcycle $up starts at the dense model's $got"
+done
+
+# 4. export: a trained run; eval of the export is eval of the checkpoint, bit for bit,
+#    the reference scores it alike, and model.init from it starts where it ended
+mpi 3 run "$TMP/tiny.ini" -q --set model.init="$TMP/g32" --set run.output="$TMP/tr.h5" \
+  || { cat "$TMP/out"; fail "training from model.init"; }
+mpi 2 run "$TMP/tiny.ini" -q --set model.init="$TMP/g32" --set run.output="$TMP/tr2.h5" \
+  || { cat "$TMP/out"; fail "training from model.init on 2 ranks"; }
+mpi 1 eval --checkpoint "$TMP/tr2.h5" --text "$text" && a2=$(ce)
+mpi 2 export --checkpoint "$TMP/tr.h5" "$TMP/e1" || { cat "$TMP/out"; fail "export"; }
+[ -s "$TMP/e1/config.json" ] && [ -s "$TMP/e1/model.safetensors" ] || fail "export wrote no folder"
+mpi 1 eval --checkpoint "$TMP/tr.h5" --text "$text" && a=$(ce)
+mpi 1 eval --model "$TMP/e1" --text "$text" && b=$(ce)
+[ "$a" = "$b" ] && [ "$a" != "$base" ] || fail "checkpoint $a, its export $b (initial $base)"
+[ "$a" = "$a2" ] || fail "training from model.init: $a on 3 ranks, $a2 on 2"
+r=$(score "$TMP/e1" "$text")
+close "$a" "$r" 1e-5 || fail "export: fedmoe $a, reference $r"
+mpi 2 run "$TMP/tiny.ini" -q --set model.init="$TMP/e1" --set fl.local_steps=0 --set fl.rounds=1 \
+  --set run.output="$TMP/again.h5" || { cat "$TMP/out"; fail "model.init from an export"; }
+mpi 1 eval --checkpoint "$TMP/again.h5" --text "$text" && c=$(ce)
+[ "$c" = "$a" ] || fail "model.init from the export scores $c, the export $a"
+echo "ok: export round trips ($a; reference $r)"
+expect_fail 1 20 "exists and is not empty (--overwrite" export --checkpoint "$TMP/tr.h5" "$TMP/e1"
+mpi 1 export --checkpoint "$TMP/tr.h5" --overwrite "$TMP/e1" || { cat "$TMP/out"; fail "export --overwrite"; }
+
+# 5. a full-expert gpt2 MoE has no Hugging Face form: refused, nothing written
+mpi 2 run "$TMP/tiny.ini" -q --set fl.rounds=1 --set run.output="$TMP/moe.h5" || fail "moe run"
+expect_fail 1 20 "no Hugging Face architecture" export --checkpoint "$TMP/moe.h5" "$TMP/e_moe"
+[ ! -e "$TMP/e_moe" ] || fail "a refused export left $TMP/e_moe"
+
+# 6. CoMiGS on LoRA experts upcycled from the folder: client 0's model (3 of 4
+#    experts routed to) exports as the base GPT-2 plus fedmoe.* tensors of its experts
+mpi 2 run "$TMP/tiny.ini" -q --set model.init="$TMP/g32" --set model.upcycle=lora --set fl.strategy=comigs \
+  --set run.output="$TMP/cm.h5" || { cat "$TMP/out"; fail "comigs from model.init"; }
+mpi 1 export --checkpoint "$TMP/cm.h5" --client 0 "$TMP/ecm" || { cat "$TMP/out"; fail "export --client 0"; }
+mpi 1 eval --checkpoint "$TMP/cm.h5" --client 0 --text "$text" && a=$(ce)
+mpi 1 eval --model "$TMP/ecm" --text "$text" && b=$(ce)
+[ "$a" = "$b" ] || fail "comigs client 0: checkpoint $a, export $b"
+grep -q '"experts": 3' "$TMP/ecm/config.json" || fail "the export of client 0 does not keep its 3 experts"
+echo "ok: comigs client export ($a)"
+
+# 7. format 2 run files (flat tensors) still read and resume
+cp "$TMP/tr.h5" "$TMP/old.h5"
+cp -r "$TMP/tr.h5.ckpt" "$TMP/old.h5.ckpt"
+"$PYTHON_H5PY" - "$TMP/old.h5" <<'EOF' || fail "making a format 2 file"
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r+")
+f.attrs["format"] = np.int64(2)
+s = f["checkpoints/latest/shared"]
+for n in list(s):
+    v = s[n][()].reshape(-1)
+    del s[n]
+    s.create_dataset(n, data=v)
+EOF
+mpi 1 eval --checkpoint "$TMP/old.h5" --text "$text" && b=$(ce)
+mpi 1 eval --checkpoint "$TMP/tr.h5" --text "$text" && a=$(ce)
+[ "$a" = "$b" ] || fail "format 2 copy scores $b, the original $a"
+mpi 2 run "$TMP/tiny.ini" -q --set model.init="$TMP/g32" --set fl.rounds=3 --resume "$TMP/old.h5" \
+  || { cat "$TMP/out"; fail "resume of a format 2 file"; }
+echo "ok: format 2 run files read ($b) and resume"
+echo "hf: all passed"
