@@ -133,7 +133,7 @@ fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *
                               const float *params, const float *m, const float *v, const int64_t *step);
 /* A tensor of the server's own model (fm_strategy.server_model), /server/{name} of the
  * checkpoint (rank 0's data is written); collective, between begin and end. */
-fm_err fm_runfile_write_server(fm_runfile *rf, const char *name, const float *w, size_t n);
+fm_err fm_runfile_write_server(fm_runfile *rf, const char *name, const float *w, size_t rows, size_t cols);
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf);
 fm_err fm_runfile_close(fm_runfile *rf);
 

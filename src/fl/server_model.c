@@ -2,15 +2,16 @@
  * (fm_strategy.server_model: fedbiot's full model), as /server/{tensor}. */
 #include "client_state.h"
 
+#include "fedmoe/hf.h"
 #include "fedmoe/io.h"
 
 #include <stdint.h>
 #include <string.h>
 
-/* A tensor's name and size, as rank 0 sends them to the others. */
+/* A tensor's name, size and stored shape (rows 0: a vector), as rank 0 sends them. */
 typedef struct {
   char name[64];
-  uint64_t numel;
+  uint64_t numel, rows, cols;
 } tensor_head;
 
 fm_err fm_save_server_model(fm_runfile *rf, const fm_strategy *st, void *state, fm_model *model,
@@ -32,16 +33,18 @@ fm_err fm_save_server_model(fm_runfile *rf, const fm_strategy *st, void *state, 
     FM_ERROR(FM_ERR_INTERNAL, "rank 0 could not give its server model for the checkpoint");
   }
   for (int i = 0; i < n; i++) {
-    tensor_head h = {{0}, 0};
+    tensor_head h = {{0}, 0, 0, 0};
     const float *w = NULL;
     if (rank == 0) {
       fm_tensor *t = fm_model_tensor(full, i);
       snprintf(h.name, sizeof h.name, "%s", t->name);
       h.numel = t->numel;
+      h.rows = fm_tensor_ndim(t) == 1 ? 0 : t->rows;
+      h.cols = t->cols;
       w = t->w;
     }
     FM_MPI(MPI_Bcast(&h, (int)sizeof h, MPI_BYTE, 0, comm));
-    FM_CHECK(fm_runfile_write_server(rf, h.name, w, (size_t)h.numel));
+    FM_CHECK(fm_runfile_write_server(rf, h.name, w, (size_t)h.rows, (size_t)h.cols));
   }
   return FM_OK;
 }

@@ -430,17 +430,23 @@ static void drop_checkpoint(fm_runfile *rf, int round) {
   if (file && rf->rank == 0) unlink(full);
 }
 
-fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t rows, size_t cols) {
+/* One tensor of a checkpoint, group/name: matrices [rows][cols], vectors (rows 0)
+ * [cols], so that h5py readers get usable arrays; with the checksum of what rank 0
+ * wrote. The group is made with the first tensor. Collective. */
+fm_err fm_runfile_write_tensor(fm_runfile *rf, const char *group, const char *name, const float *w, size_t rows,
+                               size_t cols, const char *what) {
   char path[160];
-  snprintf(path, sizeof path, "shared/%s", name);
-  /* matrices [rows][cols], vectors (rows 0) [cols]: h5py readers get usable arrays */
+  snprintf(path, sizeof path, "%s/%s", group, name);
   hsize_t shape[2] = {rows, cols}, dims = (hsize_t)(rows ? rows : 1) * cols;
   hid_t fs = rows ? H5Screate_simple(2, shape, NULL) : H5Screate_simple(1, &shape[1], NULL);
-  hid_t d = H5Dcreate2(rf->ckpt, path, H5T_NATIVE_FLOAT, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t d = H5Dcreate2(rf->ckpt, path, H5T_NATIVE_FLOAT, fs, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  H5Pclose(lcpl);
   if (fm_runfile_agree(rf, d < 0 ? -1 : 0) < 0) {
     if (d >= 0) H5Dclose(d);
     H5Sclose(fs);
-    FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to create shared tensor %s in a checkpoint", rf->path, name);
+    FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to create tensor %s in a checkpoint", rf->path, path);
   }
   hid_t ms = H5Screate_simple(1, &dims, NULL);
   if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
@@ -451,9 +457,14 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
   H5Sclose(ms);
   H5Sclose(fs);
   H5Dclose(d);
-  RF_CHECK(e, "write a shared tensor");
-  FM_CHECK(describe_tensor(rf, "shared", name, "global (aggregated) values of the model tensor after the round"));
+  RF_CHECK(e, "write a checkpoint tensor");
+  FM_CHECK(describe_tensor(rf, group, name, what));
   return FM_OK;
+}
+
+fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t rows, size_t cols) {
+  return fm_runfile_write_tensor(rf, "shared", name, w, rows, cols,
+                                 "global (aggregated) values of the model tensor after the round");
 }
 
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf) {

@@ -57,6 +57,10 @@ hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full);
  * tensor: attribute checksum of each shared/{name}, datasets
  * {params,adam_m,adam_v,adam_step}_checksum [K] (one per client row) and attribute
  * client_checksum of each clients/class{c} group (its client ids). */
+/* A checkpoint tensor group/name with its shape (rows 0: a vector of cols) and its
+ * checksum, described as `what` (runfile.c). Collective. */
+fm_err fm_runfile_write_tensor(fm_runfile *rf, const char *group, const char *name, const float *w, size_t rows,
+                               size_t cols, const char *what);
 /* Write a uint64 attribute (collective: the same value on every rank). */
 herr_t fm_attr_u64(hid_t obj, const char *name, uint64_t value);
 /* Read a uint64 attribute; 0 when it is missing or not one value. */

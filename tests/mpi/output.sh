@@ -32,6 +32,6 @@ row() { awk -v p="$1" '$1 == p' "$TMP/out"; }
 awk '$3 ~ /^[0-9]+$/ && NF == 8 && $7 + 0 > 1000 { print; bad = 1 } END { exit bad }' "$TMP/out" \
   || fail "a phase ratio over 1000: the idle server compared"
 # local shares nothing: no aggregate or server_step row
-mpi 3 run "$TMP/tiny.ini" -q --set fl.strategy=local || { cat "$TMP/out"; fail "local run"; }
+mpi 3 run "$TMP/tiny.ini" -q --overwrite --set fl.strategy=local || { cat "$TMP/out"; fail "local run"; }
 [ -z "$(row aggregate)" ] && [ -z "$(row server_step)" ] || { cat "$TMP/out"; fail "phases that did not run listed"; }
 echo "output: all passed"
