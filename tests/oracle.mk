@@ -8,5 +8,6 @@ TESTS += tests/unit/test_oracle
 dist_noinst_DATA += %reldir%/fixtures/oracle_dense.bin %reldir%/fixtures/oracle_moe.bin \
 	%reldir%/fixtures/oracle_lora.bin %reldir%/fixtures/oracle_llama.bin \
 	%reldir%/fixtures/oracle_qwen2moe.bin %reldir%/fixtures/oracle_mixtral.bin \
+	%reldir%/fixtures/oracle_olmoelora.bin \
 	%reldir%/fixtures/make_oracle.py \
 	%reldir%/fixtures/README.md

@@ -1,6 +1,7 @@
 /* test_oracle.c - the C model against the PyTorch oracle (tests/fixtures/make_oracle.py).
  *
- * Each fixture oracle_{dense,moe,lora,llama,qwen2moe,mixtral}.bin holds a tiny model's shape, its weights,
+ * Each fixture oracle_{dense,moe,lora,llama,qwen2moe,mixtral,olmoelora}.bin holds a tiny model's
+ * shape, its weights,
  * a batch of tokens and targets, and the float64 reference logits, cross-entropy,
  * load-balancing term and gradients of (ce + lb) for every tensor (format in
  * tests/fixtures/README.md). The test builds the C model of that shape (one class,
@@ -156,6 +157,7 @@ static int oracle_read(const char *path, oracle *o) {
     s->qk_norm = take_i32(&c);
     s->rope_type = take_i32(&c);
     s->rope_orig_ctx = take_i32(&c);
+    s->attn_lora_rank = take_i32(&c);
     take(&c, &s->norm_eps, sizeof(float));
     take(&c, &s->rope_theta, sizeof(float));
     take(&c, &s->rope_factor, sizeof(float));
@@ -343,6 +345,7 @@ static void test_lora(void) { run_fixture("lora"); }
 static void test_llama(void) { run_fixture("llama"); }
 static void test_qwen2moe(void) { run_fixture("qwen2moe"); }
 static void test_mixtral(void) { run_fixture("mixtral"); }
+static void test_olmoelora(void) { run_fixture("olmoelora"); }
 
 /* The comparison itself must reject a value off by more than the tolerance. */
 static void test_compare_rejects(void) {
@@ -365,6 +368,7 @@ int fm_test_register(void) {
                                   {"llama: GQA, llama3 rope, untied head", test_llama},
                                   {"qwen2_moe: biases, SwiGLU experts, shared expert", test_qwen2moe},
                                   {"mixtral-style MoE, q/k norms, multi-query, tied", test_mixtral},
+                                  {"olmoe: LoRA experts, q/v adapters", test_olmoelora},
                                   {NULL, NULL}};
   return fm_test_suite("oracle", tests);
 }
