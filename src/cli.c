@@ -21,6 +21,10 @@ void fm_cli_usage(FILE *out) {
           "                    (--client: whose private state, for local and comigs runs)\n"
           "  info RUNFILE      summary of a run file: config, rounds, metrics, checkpoints\n"
           "  bench [--profile] training speed of the reference models on one thread\n"
+          "  tokenize TOKENIZER FILE [--ids | --decode]\n"
+          "                    token count of FILE (bytes, a tokenizer.json, tokenizer.model, GPT-2\n"
+          "                    vocab.json or a folder); --ids: the ids too; --decode: FILE holds ids,\n"
+          "                    print their text\n"
           "\n"
           "options:\n"
           "  --set SECTION.KEY=VALUE   override a configuration key (repeatable)\n"
@@ -41,7 +45,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
   memset(cli, 0, sizeof *cli);
   if (argc < 2) FM_ERROR(FM_ERR_ARG, "no command given (try 'fedmoe --help')");
   cli->command = argv[1];
-  static const char *const commands[] = {"run", "data", "eval", "info", "bench"};
+  static const char *const commands[] = {"run", "data", "eval", "info", "bench", "tokenize"};
   int known = 0;
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) known |= !strcmp(argv[1], commands[i]);
   if (!known) FM_ERROR(FM_ERR_ARG, "unknown command '%s' (try 'fedmoe --help')", argv[1]);
@@ -65,6 +69,8 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     else if (!strcmp(a, "--text")) slot = &cli->text;
     else if (!strcmp(a, "--client")) slot = &cli->client;
     else if (!strcmp(a, "--profile")) { cli->profile = 1; continue; }
+    else if (!strcmp(a, "--ids")) { cli->ids = 1; continue; }
+    else if (!strcmp(a, "--decode")) { cli->decode = 1; continue; }
     else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { cli->quiet = 1; continue; }
     else if (a[0] == '-' && a[1]) FM_ERROR(FM_ERR_ARG, "unknown option '%s' for '%s'", a, cli->command);
     if (slot) {
@@ -74,12 +80,18 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     }
     if (takes_config(cli->command) && !cli->config) cli->config = a;
     else if (!cli->positional && !takes_config(cli->command)) cli->positional = a;
+    else if (!cli->positional2 && !strcmp(cli->command, "tokenize")) cli->positional2 = a;
     else FM_ERROR(FM_ERR_ARG, "unexpected argument '%s'", a);
   }
   if ((!strcmp(cli->command, "run") || !strcmp(cli->command, "data")) && !cli->config)
     FM_ERROR(FM_ERR_ARG, "'fedmoe %s' needs a CONFIG file", cli->command);
   if (!strcmp(cli->command, "info") && !cli->positional)
     FM_ERROR(FM_ERR_ARG, "'fedmoe info' needs a RUNFILE");
+  if (!strcmp(cli->command, "tokenize") && !cli->positional2)
+    FM_ERROR(FM_ERR_ARG, "'fedmoe tokenize' needs a TOKENIZER (bytes or a path) and a FILE");
+  if ((cli->ids || cli->decode) && strcmp(cli->command, "tokenize"))
+    FM_ERROR(FM_ERR_ARG, "--ids and --decode are options of 'fedmoe tokenize'");
+  if (cli->ids && cli->decode) FM_ERROR(FM_ERR_ARG, "'fedmoe tokenize' takes --ids or --decode, not both");
   return FM_OK;
 }
 

@@ -9,15 +9,17 @@
 #define FM_CLI_MAX_SETS 256
 
 typedef struct {
-  const char *command;   /* run, data, eval, bench, info */
+  const char *command;   /* run, data, eval, bench, info, tokenize */
   const char *config;    /* CONFIG positional argument, when the command takes one */
   const char *resume;    /* --resume RUNFILE */
   const char *netcdf;    /* --metrics-netcdf FILE */
   const char *checkpoint;/* --checkpoint FILE (eval) */
   const char *text;      /* --text FILE (eval) */
   const char *client;    /* --client N (eval) */
-  const char *positional;/* other positional argument (info RUNFILE) */
+  const char *positional;/* other positional argument (info RUNFILE, tokenize TOKENIZER) */
+  const char *positional2;/* the second (tokenize FILE) */
   int profile;           /* --profile (bench) */
+  int ids, decode;       /* --ids, --decode (tokenize) */
   int quiet;             /* -q: do not print the resolved configuration */
   int nsets;
   const char *sets[FM_CLI_MAX_SETS]; /* --set section.key=value, in order */
@@ -37,5 +39,6 @@ fm_err fm_cmd_data(const fm_cli *cli, MPI_Comm comm);  /* cmd_data.c */
 fm_err fm_cmd_eval(const fm_cli *cli, MPI_Comm comm);  /* cmd_eval.c */
 fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm); /* cmd_bench.c */
 fm_err fm_cmd_info(const fm_cli *cli, MPI_Comm comm);  /* cmd_info.c */
+fm_err fm_cmd_tokenize(const fm_cli *cli, MPI_Comm comm); /* cmd_tokenize.c */
 
 #endif

@@ -14,4 +14,4 @@ TESTS += tests/unit/test_core
 MPI_TESTS = %reldir%/mpi/bad_input.sh %reldir%/mpi/cli.sh
 TESTS += $(MPI_TESTS)
 dist_noinst_SCRIPTS += $(MPI_TESTS) %reldir%/mpi/common.sh
-EXTRA_DIST += %reldir%/nn.mk %reldir%/oracle.mk %reldir%/data.mk %reldir%/fl.mk
+EXTRA_DIST += %reldir%/nn.mk %reldir%/oracle.mk %reldir%/data.mk %reldir%/tok.mk %reldir%/fl.mk
