@@ -7,4 +7,17 @@ tests_tok_tok_ids_LDADD = libfedmoe.a $(FEDMOE_LIBS)
 
 TOK_TESTS = %reldir%/tok/gpt2_reference.sh
 TESTS += $(TOK_TESTS)
-dist_noinst_SCRIPTS += $(TOK_TESTS) %reldir%/tok/gpt2_reference.js %reldir%/tok/npm_reference.sh
+dist_noinst_SCRIPTS += $(TOK_TESTS) %reldir%/tok/gpt2_reference.js %reldir%/tok/npm_reference.sh \
+	%reldir%/tok/gpt2_to_json.py %reldir%/tok/check_fixtures.py %reldir%/tok/fixtures.sh \
+	%reldir%/fixtures/make_tokenizer_fixtures.py
+dist_noinst_DATA += %reldir%/fixtures/tok/train.txt %reldir%/fixtures/tok/samples.json
+
+# The trained references come from make_tokenizer_fixtures.py, run where Hugging Face
+# tokenizers and sentencepiece are installed (tests/fixtures/README.md). Once its
+# outputs are committed, these lines list them and the test that checks them (which
+# fails when a listed file is missing):
+# TOK_FIXTURES = %reldir%/fixtures/tok/expected.json %reldir%/fixtures/tok/bpe_gpt2.json \
+# 	%reldir%/fixtures/tok/bpe_split.json %reldir%/fixtures/tok/bpe_digits.json \
+# 	%reldir%/fixtures/tok/spm_bpe.model %reldir%/fixtures/tok/spm_unigram.model
+# dist_noinst_DATA += $(TOK_FIXTURES)
+# TESTS += %reldir%/tok/fixtures.sh

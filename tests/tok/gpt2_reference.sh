@@ -37,6 +37,21 @@ fi
 tokens=$(wc -w <"$TMP/ref")
 echo "ok: $n files, $tokens tokens: the same ids as gpt-3-encoder"
 
+# the same vocabulary and merges as a tokenizer.json, merges in either spelling
+for form in strings pairs; do
+  "${PYTHON:-python3}" "$top_srcdir/tests/tok/gpt2_to_json.py" "$GPT3_ENCODER/encoder.json" \
+    "$GPT3_ENCODER/vocab.bpe" "$TMP/tokenizer-$form.json" $form || fail "gpt2_to_json.py failed"
+  # shellcheck disable=SC2046
+  "$top_builddir/tests/tok/tok_ids" "$TMP/tokenizer-$form.json" $(cat "$TMP/files") >"$TMP/ours" ||
+    fail "tok_ids failed on tokenizer.json ($form)"
+  cmp -s "$TMP/ref" "$TMP/ours" || fail "tokenizer.json with merges as $form: ids differ from gpt-3-encoder's"
+  echo "ok: the same ids from a tokenizer.json (merges as $form)"
+done
+printf 'one<|endoftext|>two' >"$TMP/special.txt"
+"$top_builddir/tests/tok/tok_ids" "$TMP/tokenizer-pairs.json" "$TMP/special.txt" >"$TMP/ours"
+[ "$(cat "$TMP/ours")" = "505 50256 11545" ] || fail "the special token in text: $(cat "$TMP/ours"), not 505 50256 11545"
+echo "ok: <|endoftext|> in the text is the special token 50256"
+
 # the Hugging Face spelling of the same files (vocab.json + merges.txt), and the command
 mkdir "$TMP/gpt2"
 cp "$GPT3_ENCODER/encoder.json" "$TMP/gpt2/vocab.json"
