@@ -21,3 +21,9 @@ dist_noinst_DATA += %reldir%/fixtures/tok/train.txt %reldir%/fixtures/tok/sample
 # 	%reldir%/fixtures/tok/spm_bpe.model %reldir%/fixtures/tok/spm_unigram.model
 # dist_noinst_DATA += $(TOK_FIXTURES)
 # TESTS += %reldir%/tok/fixtures.sh
+
+check_PROGRAMS += tests/unit/test_tok
+tests_unit_test_tok_SOURCES = %reldir%/unit/test_tok.c $(TEST_UNIT_MAIN)
+tests_unit_test_tok_CPPFLAGS = $(TEST_UNIT_CPPFLAGS)
+tests_unit_test_tok_LDADD = $(TEST_UNIT_LDADD)
+TESTS += tests/unit/test_tok

@@ -41,6 +41,7 @@ typedef struct fm_config {
     char moe_layers[128]; /* "all", "none" or a list of block indices "1,3" */
     int experts, top_k, expert_type, lora_rank;
     double lora_alpha, init_std, load_balance;
+    char tokenizer[FM_PATH_MAX]; /* "": model.init's folder's tokenizer, else bytes */
   } model;
   struct {
     int batch, seq_len, schedule, warmup_steps, eval_batches;
@@ -54,6 +55,7 @@ typedef struct fm_config {
     int64_t client_bytes;
     double train_frac, val_frac, test_frac, public_frac;
     int64_t min_domain_bytes, max_domain_bytes;
+    char token_cache[FM_PATH_MAX]; /* "": beside the corpus or the user's cache; "off"; a folder */
   } data;
   struct {
     int strategy, rounds, clients, sample_count, local_steps, aggregation, final_eval, over_select;

@@ -7,7 +7,20 @@
  * only) and a client part; a client's data is a list of spans of its domains' client
  * parts, split into train / validation / test by data.*_frac, all disjoint.
  *
- * Tokens. A token is a byte (vocabulary 256); the corpus text IS the token sequence.
+ * Tokens. model.tokenizer (include/fedmoe/tokenizer.h) turns each domain's text, as
+ * one string, into token ids; with the byte tokenizer a token is a byte (vocabulary
+ * 256) and the corpus text IS the token sequence. Spans, splits, windows and
+ * data.client_bytes count tokens (bytes with bytes); data.min_domain_bytes and
+ * data.max_domain_bytes count bytes of text. With a tokenizer, every file must be
+ * valid UTF-8 (an error names the file and line), and model.vocab must hold the
+ * tokenizer's ids (with bytes it must be 256).
+ *
+ * Token cache (corpus_cache.c). The ids of a corpus are written once to
+ * .fedmoe-tokens-KEY.bin beside it (in data.path, or the directory of a single
+ * file), or, when that is not writable, in data.token_cache or $XDG_CACHE_HOME/fedmoe
+ * (~/.cache/fedmoe); KEY is a hash of the tokenizer's files and of the cleaned text
+ * of every domain (names included). A later load with the same tokenizer and text
+ * maps the file instead of tokenizing. data.token_cache = off disables it.
  *
  * Domains (corpus.c). data.path is a directory (or a single text file: one domain).
  * Each regular file directly in it is one domain named after the file; each
@@ -70,6 +83,7 @@
 #include "fedmoe/config.h"
 #include "fedmoe/error.h"
 #include "fedmoe/rng.h"
+#include "fedmoe/tokenizer.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -81,9 +95,19 @@ typedef struct { uint64_t start, len; int domain; } fm_span; /* bytes of the cor
 typedef struct {
   int ndomains;
   char (*domain_names)[64];
-  uint8_t *text;           /* all domains concatenated (the byte tokens) */
-  uint64_t size;
-  uint64_t *domain_start, *domain_len; /* per domain, in text */
+  uint8_t *text;           /* all domains concatenated: the tokens of the byte tokenizer;
+                              NULL once a tokenizer has turned the text into ids */
+  int32_t *ids;            /* the token ids with a tokenizer (NULL with bytes) */
+  uint64_t size;           /* tokens (bytes with the byte tokenizer) */
+  uint64_t *domain_start, *domain_len; /* per domain, in tokens */
+  uint64_t *domain_bytes;  /* per domain, bytes of text */
+  uint64_t text_bytes;     /* bytes of text in all domains */
+  int vocab;               /* the tokenizer's ids: 0..vocab-1 */
+  char tokenizer[FM_PATH_MAX + 16]; /* "bytes" or "bpe FILE", "sentencepiece FILE" */
+  char cache[FM_PATH_MAX + 64];    /* the token cache file used ("": none) */
+  int cache_hit;           /* 1: the ids were read from the cache */
+  void *map;               /* the cache file's mapping holding ids, or NULL (ids malloc'ed) */
+  size_t map_len;
   /* what loading saw, for the summary */
   int nfiles;              /* files read */
   int nskipped;            /* files skipped: .dat, .u8 copies, links to files already read, empty */
@@ -129,6 +153,15 @@ fm_err fm_partition(fm_dataset *d, const fm_config *c);
 /* Broadcast a corpus loaded on root to every rank of comm (MPI_Comm as void*).
  * Collective; an allocation failure on any rank is agreed before any text moves. */
 fm_err fm_corpus_bcast(fm_corpus *cp, int root, const void *comm);
+
+/* The tokenizer a configuration means (model.tokenizer, else the tokenizer of
+ * model.init's folder, else "bytes"), as a spec for fm_tokenizer_open. */
+void fm_tokenizer_spec(const fm_config *c, char *spec, size_t len);
+/* Open it and check model.vocab against it; errors name model.tokenizer or model.vocab. */
+fm_err fm_tokenizer_open_config(fm_tokenizer **t, const fm_config *c);
+/* Turn a loaded corpus's text into t's ids (cp->text freed, cp->ids set, domains in
+ * tokens), through the token cache (data.h, corpus_tokens.c). */
+fm_err fm_corpus_tokenize(fm_corpus *cp, const fm_config *c, const fm_tokenizer *t);
 
 /* Read one text file (checked and cleaned as corpus files are), e.g. for evaluation.
  * *text is malloc'ed (caller frees). */

@@ -21,7 +21,11 @@ const fm_key fm_config_keys[] = {
   {"run.log_level", FM_KEY_ENUM, F(run.log_level), "info", 0, 0, "error|warn|info|debug", "log level"},
   {"run.threads", FM_KEY_INT, F(run.threads), "1", 1, 1024, NULL, "BLIS threads per rank"},
   /* [model] */
-  {"model.vocab", FM_KEY_INT, F(model.vocab), "256", 2, 65536, NULL, "vocabulary size (256: bytes)"},
+  {"model.vocab", FM_KEY_INT, F(model.vocab), "256", 2, 16777216, NULL,
+   "vocabulary size (256 with the byte tokenizer; at least the tokenizer's ids otherwise)"},
+  {"model.tokenizer", FM_KEY_STRING, F(model.tokenizer), "", 0, 0, NULL,
+   "bytes, or a tokenizer.json, tokenizer.model, GPT-2 vocab.json or a folder holding one "
+   "(empty: the tokenizer in model.init's folder, else bytes)"},
   {"model.context", FM_KEY_INT, F(model.context), "64", 1, 65536, NULL, "context length (positions)"},
   {"model.d_model", FM_KEY_INT, F(model.d_model), "64", 1, 65536, NULL, "model width D"},
   {"model.heads", FM_KEY_INT, F(model.heads), "4", 1, 1024, NULL, "attention heads"},
@@ -74,6 +78,9 @@ const fm_key fm_config_keys[] = {
    "drop domains with fewer bytes of text"},
   {"data.max_domain_bytes", FM_KEY_INT64, F(data.max_domain_bytes), "0", 0, 9e18, NULL,
    "keep at most this many bytes of each domain (0: all)"},
+  {"data.token_cache", FM_KEY_STRING, F(data.token_cache), "", 0, 0, NULL,
+   "where token ids are cached: empty (beside the corpus, else $XDG_CACHE_HOME/fedmoe), "
+   "a folder, or off"},
   /* [fl] */
   {"fl.strategy", FM_KEY_ENUM, F(fl.strategy), "fedavg", 0, 0, "local|fedavg|comigs|fedbiot|hfedmoe",
    "federated strategy"},

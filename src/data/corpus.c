@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #define MAX_DEPTH 32
@@ -28,6 +29,7 @@ typedef struct {
   size_t nseen, seencap;
   uint64_t max_domain;  /* data.max_domain_bytes, 0: no cap */
   int nfiles, nskipped;
+  int utf8;             /* a tokenizer reads the text: every file must be valid UTF-8 */
 } builder;
 
 static void builder_free(builder *b) {
@@ -95,6 +97,16 @@ static fm_err add_file(builder *b, const char *path, const struct stat *st) {
   uint8_t *t;
   uint64_t n;
   FM_CHECK(fm_text_read(path, &t, &n));
+  size_t bad = b->utf8 ? fm_utf8_invalid_at(t, n) : n;
+  if (bad < n) {
+    long line = 1;
+    for (size_t i = 0; i < bad; i++) line += t[i] == '\n';
+    uint8_t byte = t[bad];
+    free(t);
+    FM_ERROR(FM_ERR_DATA, "%s:%ld: invalid UTF-8 (byte 0x%02x at offset %zu of the cleaned text), and the "
+             "tokenizer reads UTF-8 text: convert the file (iconv) or use model.tokenizer = bytes", path, line,
+             byte, bad);
+  }
   if (b->max_domain && d->len + n > b->max_domain) n = b->max_domain - d->len;
   fm_err err = append(b, t, n);
   free(t);
@@ -298,11 +310,31 @@ static fm_err check_domains_found(const fm_config *c, const builder *b) {
   return FM_OK;
 }
 
+static fm_err load_text(fm_corpus *cp, const fm_config *c, int utf8);
+
 fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
   memset(cp, 0, sizeof *cp);
+  fm_tokenizer *tok;
+  FM_CHECK(fm_tokenizer_open_config(&tok, c));
+  fm_err err = load_text(cp, c, fm_tokenizer_kind(tok) != FM_TOK_BYTES);
+  cp->vocab = fm_tokenizer_vocab(tok);
+  if (fm_tokenizer_kind(tok) == FM_TOK_BYTES) snprintf(cp->tokenizer, sizeof cp->tokenizer, "bytes");
+  else snprintf(cp->tokenizer, sizeof cp->tokenizer, "%s %s", fm_tokenizer_kind_name(tok), fm_tokenizer_path(tok));
+  if (!err && fm_tokenizer_kind(tok) != FM_TOK_BYTES) err = fm_corpus_tokenize(cp, c, tok);
+  fm_tokenizer_free(tok);
+  if (err) {
+    fm_corpus_free(cp);
+    return fm_error_trace(__FILE__, __LINE__, __func__, err);
+  }
+  return FM_OK;
+}
+
+/* The text of every domain, bytes; utf8: every file must be valid UTF-8. */
+static fm_err load_text(fm_corpus *cp, const fm_config *c, int utf8) {
   builder b;
   memset(&b, 0, sizeof b);
   b.max_domain = (uint64_t)c->data.max_domain_bytes;
+  b.utf8 = utf8;
   fm_err err = scan(&b, c);
   if (err) {
     builder_free(&b);
@@ -349,7 +381,8 @@ fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
   cp->domain_names = calloc((size_t)keep, sizeof *cp->domain_names);
   cp->domain_start = calloc((size_t)keep, sizeof *cp->domain_start);
   cp->domain_len = calloc((size_t)keep, sizeof *cp->domain_len);
-  if (!cp->domain_names || !cp->domain_start || !cp->domain_len) {
+  cp->domain_bytes = calloc((size_t)keep, sizeof *cp->domain_bytes);
+  if (!cp->domain_names || !cp->domain_start || !cp->domain_len || !cp->domain_bytes) {
     builder_free(&b);
     fm_corpus_free(cp);
     FM_ERROR(FM_ERR_MEM, "out of memory (domains)");
@@ -357,7 +390,8 @@ fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
   for (int i = 0; i < keep; i++) {
     memcpy(cp->domain_names[i], b.dom[i].name, sizeof cp->domain_names[i]);
     cp->domain_start[i] = b.dom[i].start;
-    cp->domain_len[i] = b.dom[i].len;
+    cp->domain_len[i] = cp->domain_bytes[i] = b.dom[i].len;
+    cp->text_bytes += b.dom[i].len;
   }
   builder_free(&b);
   return FM_OK;
@@ -365,6 +399,9 @@ fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
 
 void fm_corpus_free(fm_corpus *cp) {
   free(cp->text);
+  if (cp->map) munmap(cp->map, cp->map_len);
+  else free(cp->ids);
+  free(cp->domain_bytes);
   free(cp->domain_names);
   free(cp->domain_start);
   free(cp->domain_len);

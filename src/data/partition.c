@@ -98,7 +98,7 @@ static fm_err check_client(const plan *p, const fm_client_data *cl, const piece 
     int d = np ? pc[0].d : 0;
     FM_ERROR(FM_ERR_DATA,
              "data.path '%s': client %d's %s split has %llu tokens, fewer than one sequence of "
-             "train.seq_len+1 = %d bytes (its domain '%s' has %llu bytes for clients); raise "
+             "train.seq_len+1 = %d tokens (its domain '%s' has %llu tokens for clients); raise "
              "data.client_bytes or %s, or lower train.seq_len",
              c->data.path, cl->id, fm_split_name(s), (unsigned long long)cl->split[s].tokens, T + 1,
              p->cp->domain_names[d], (unsigned long long)p->client_len[d], keys[s]);
@@ -139,8 +139,8 @@ static fm_err build(fm_dataset *d, plan *p) {
   for (int k = 0; k < D; k++) p->iid_share[k] = total > 0 ? (double)p->client_len[k] / total : 1.0 / D;
   if (c->data.public_frac > 0 && fm_split_windows(&d->public_split, c->train.seq_len) == 0)
     FM_CONFIG_ERROR(c, "data.public_frac",
-                    "the public split (%llu bytes of '%s' over %d domains) holds no sequence of "
-                    "train.seq_len+1 = %d bytes", (unsigned long long)d->public_split.tokens,
+                    "the public split (%llu tokens of '%s' over %d domains) holds no sequence of "
+                    "train.seq_len+1 = %d tokens", (unsigned long long)d->public_split.tokens,
                     c->data.path, D, c->train.seq_len + 1);
 
   FM_CALLOC(d->clients, (size_t)N, "clients");

@@ -50,7 +50,7 @@ for np in 1 3; do
   expect_fail $np 10 "key 'data.path': '$TMP/missing': No such file" data "$TMP/fix.ini" --set "data.path=$TMP/missing"
   expect_fail $np 10 "'$TMP/empty' holds no text files" data "$TMP/fix.ini" --set "data.path=$TMP/empty"
   expect_fail $np 10 "'$TMP/nul/broken' is not a text file: it contains NUL bytes" data "$TMP/fix.ini" --set "data.path=$TMP/nul"
-  expect_fail $np 10 "split has .* fewer than one sequence of train.seq_len+1 = 1001 bytes" data "$TMP/fix.ini" \
+  expect_fail $np 10 "split has .* fewer than one sequence of train.seq_len+1 = 1001 tokens" data "$TMP/fix.ini" \
     --set train.seq_len=1000 --set data.public_frac=0
   expect_fail $np 10 "key 'data.public_frac'" data "$TMP/fix.ini" --set train.seq_len=400
   expect_fail $np 10 "key 'data.test_frac': data.train_frac + val_frac + test_frac = 1.3 exceeds 1" data "$TMP/fix.ini" \
