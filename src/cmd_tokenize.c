@@ -32,6 +32,13 @@ static fm_err read_ids(const char *path, const char *text, size_t len, fm_ids *i
   return FM_OK;
 }
 
+/* The current error, restated with the file it is about in front. */
+static fm_err name_file(fm_err err, const char *path) {
+  char msg[2048];
+  snprintf(msg, sizeof msg, "%s", fm_error_message());
+  return fm_error_set(__FILE__, __LINE__, __func__, err, "%s: %s", path, msg);
+}
+
 static fm_err tokenize(const fm_cli *cli) {
   fm_tokenizer *t;
   FM_CHECK(fm_tokenizer_open(&t, cli->positional));
@@ -43,11 +50,9 @@ static fm_err tokenize(const fm_cli *cli) {
   fm_err err = fm_read_file(cli->positional2, &text, &len);
   if (!err && cli->decode) {
     err = read_ids(cli->positional2, text, len, &ids);
-    if (!err && (err = fm_tokenizer_decode(t, ids.v, ids.n, &out, &outlen)))
-      err = fm_error_set(__FILE__, __LINE__, __func__, err, "%s: %s", cli->positional2, fm_error_message());
+    if (!err && (err = fm_tokenizer_decode(t, ids.v, ids.n, &out, &outlen))) err = name_file(err, cli->positional2);
   } else if (!err) {
-    err = fm_tokenizer_encode(t, (const uint8_t *)text, len, &ids);
-    if (err) err = fm_error_set(__FILE__, __LINE__, __func__, err, "%s: %s", cli->positional2, fm_error_message());
+    if ((err = fm_tokenizer_encode(t, (const uint8_t *)text, len, &ids))) err = name_file(err, cli->positional2);
   }
   if (!err && cli->decode) {
     fwrite(out, 1, outlen, stdout);
