@@ -28,6 +28,7 @@ enum { FM_SIZES_EQUAL, FM_SIZES_LOGNORMAL };
 enum { FM_AGG_FIXED, FM_AGG_FLOAT };
 enum { FM_SELECT_IB, FM_SELECT_RANDOM, FM_SELECT_USAGE };
 enum { FM_FINAL_EVAL_ALL, FM_FINAL_EVAL_SAMPLED };
+enum { FM_FORMAT_AUTO, FM_FORMAT_TEXT, FM_FORMAT_JSONL };
 
 typedef struct fm_config {
   struct {
@@ -56,6 +57,10 @@ typedef struct fm_config {
     double train_frac, val_frac, test_frac, public_frac;
     int64_t min_domain_bytes, max_domain_bytes;
     char token_cache[FM_PATH_MAX]; /* "": beside the corpus or the user's cache; "off"; a folder */
+    int format;                    /* FM_FORMAT_* */
+    char text_field[64], prompt_template[1024], instruction_field[64], input_field[64], output_field[64];
+    char client_field[64], domain_field[64];
+    int allow_overlap;
   } data;
   struct {
     int strategy, rounds, clients, sample_count, local_steps, aggregation, final_eval, over_select;

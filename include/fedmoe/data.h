@@ -92,9 +92,22 @@ enum { FM_SPLIT_TRAIN, FM_SPLIT_VAL, FM_SPLIT_TEST, FM_SPLIT_PUBLIC, FM_NSPLITS 
 
 typedef struct { uint64_t start, len; int domain; } fm_span; /* bytes of the corpus */
 
+/* A piece of a domain's text of one kind: tokenized on its own, so that a token
+ * never straddles a prompt and its response or two clients' records. */
+typedef struct {
+  uint64_t start, len;     /* in the corpus: bytes before tokenizing, tokens after */
+  int32_t domain, client;  /* client: index of its data.client_field value, -1: none */
+  uint8_t prompt;          /* 1: instruction prompt, inputs only (never a target) */
+} fm_segment;
+
 typedef struct {
   int ndomains;
   char (*domain_names)[64];
+  int nseg;
+  fm_segment *seg;         /* in order, covering every domain's text */
+  uint8_t *target_mask;    /* [size] 0: a prompt token, never a target; NULL: all are targets */
+  int nclient_names;       /* distinct data.client_field values (0: no client field) */
+  char (*client_names)[64];
   uint8_t *text;           /* all domains concatenated: the tokens of the byte tokenizer;
                               NULL once a tokenizer has turned the text into ids */
   int32_t *ids;            /* the token ids with a tokenizer (NULL with bytes) */
@@ -162,6 +175,8 @@ fm_err fm_tokenizer_open_config(fm_tokenizer **t, const fm_config *c);
 /* Turn a loaded corpus's text into t's ids (cp->text freed, cp->ids set, domains in
  * tokens), through the token cache (data.h, corpus_tokens.c). */
 fm_err fm_corpus_tokenize(fm_corpus *cp, const fm_config *c, const fm_tokenizer *t);
+/* cp->target_mask from the segments (left NULL when no segment is a prompt). */
+fm_err fm_corpus_target_mask(fm_corpus *cp);
 
 /* Read one text file (checked and cleaned as corpus files are), e.g. for evaluation.
  * *text is malloc'ed (caller frees). */

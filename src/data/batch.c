@@ -15,13 +15,16 @@ static void put(const fm_corpus *cp, uint64_t at, int T, int32_t *tokens, int32_
   if (cp->ids) { /* a tokenizer's ids */
     memcpy(tokens, cp->ids + at, (size_t)T * sizeof *tokens);
     memcpy(targets, cp->ids + at + 1, (size_t)T * sizeof *targets);
-    return;
+  } else {
+    const uint8_t *w = cp->text + at;
+    for (int t = 0; t < T; t++) {
+      tokens[t] = w[t];
+      targets[t] = w[t + 1];
+    }
   }
-  const uint8_t *w = cp->text + at;
-  for (int t = 0; t < T; t++) {
-    tokens[t] = w[t];
-    targets[t] = w[t + 1];
-  }
+  if (cp->target_mask) /* instruction prompts: inputs, never targets (the loss skips -1) */
+    for (int t = 0; t < T; t++)
+      if (!cp->target_mask[at + t + 1]) targets[t] = -1;
 }
 
 /* windows that can start in a span of len bytes */

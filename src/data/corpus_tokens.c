@@ -76,7 +76,7 @@ fm_err fm_tokenizer_open_config(fm_tokenizer **t, const fm_config *c) {
 }
 
 /* ---- the cache file ----
- * magic, key[2], ndomains, ntokens, then per domain its token count, then the ids
+ * magic, key[2], nseg, ntokens, then per segment its token count, then the ids
  * (int32, native byte order: the file is a cache of this machine's run). */
 #define MAGIC "FMTOKv1"
 enum { HEAD_WORDS = 5 };
@@ -87,9 +87,12 @@ static void cache_key(const fm_corpus *cp, const fm_tokenizer *t, uint64_t key[2
   uint64_t tk[2];
   fm_tokenizer_digest(t, tk);
   fm_digest_add(&d, tk, sizeof tk);
-  for (int k = 0; k < cp->ndomains; k++) {
-    fm_digest_add(&d, cp->domain_names[k], strlen(cp->domain_names[k]) + 1);
-    fm_digest_add(&d, cp->text + cp->domain_start[k], (size_t)cp->domain_len[k]);
+  for (int k = 0; k < cp->ndomains; k++) fm_digest_add(&d, cp->domain_names[k], strlen(cp->domain_names[k]) + 1);
+  for (int i = 0; i < cp->nseg; i++) { /* the segments' layout and text */
+    const fm_segment *g = &cp->seg[i];
+    int64_t head[4] = {g->domain, g->client, g->prompt, (int64_t)g->len};
+    fm_digest_add(&d, head, sizeof head);
+    fm_digest_add(&d, cp->text + g->start, (size_t)g->len);
   }
   key[0] = d.h[0];
   key[1] = d.h[1];
@@ -142,7 +145,7 @@ static int cache_read(fm_corpus *cp, const char *path, const uint64_t key[2], ui
   int fd = open(path, O_RDONLY);
   if (fd < 0) return 0;
   struct stat st;
-  size_t D = (size_t)cp->ndomains, head = (HEAD_WORDS + D) * 8;
+  size_t D = (size_t)cp->nseg, head = (HEAD_WORDS + D) * 8;
   if (fstat(fd, &st) != 0 || (size_t)st.st_size < head) { close(fd); return 0; }
   void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
   close(fd);
@@ -167,10 +170,10 @@ static fm_err cache_write(const char *path, const uint64_t key[2], const fm_corp
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   FILE *f = fopen(tmp, "wb");
   if (!f) FM_ERROR(FM_ERR_IO, "cannot write the token cache '%s': %s", tmp, strerror(errno));
-  uint64_t head[HEAD_WORDS] = {0, key[0], key[1], (uint64_t)cp->ndomains, ids->n};
+  uint64_t head[HEAD_WORDS] = {0, key[0], key[1], (uint64_t)cp->nseg, ids->n};
   memcpy(head, MAGIC, 8);
   int bad = fwrite(head, 8, HEAD_WORDS, f) != HEAD_WORDS ||
-            fwrite(lens, 8, (size_t)cp->ndomains, f) != (size_t)cp->ndomains ||
+            fwrite(lens, 8, (size_t)cp->nseg, f) != (size_t)cp->nseg ||
             fwrite(ids->v, 4, ids->n, f) != ids->n;
   bad |= fclose(f) != 0;
   if (bad || rename(tmp, path) != 0) {
@@ -186,21 +189,36 @@ static void cache_name(char *out, size_t len, const char *dir, const uint64_t ke
            (unsigned long long)key[1]);
 }
 
-/* Replace the domains' byte ranges by token ranges of lens[]. */
+/* Replace the segments' and domains' byte ranges by token ranges (segments of
+ * lens[] tokens, laid out in order). */
 static void set_ranges(fm_corpus *cp, const uint64_t *lens) {
   uint64_t at = 0;
-  for (int k = 0; k < cp->ndomains; k++) {
-    cp->domain_start[k] = at;
-    cp->domain_len[k] = lens[k];
-    at += lens[k];
+  for (int k = 0; k < cp->ndomains; k++) cp->domain_len[k] = 0;
+  for (int i = 0; i < cp->nseg; i++) {
+    fm_segment *g = &cp->seg[i];
+    if (!cp->domain_len[g->domain]) cp->domain_start[g->domain] = at;
+    g->start = at;
+    g->len = lens[i];
+    cp->domain_len[g->domain] += lens[i];
+    at += lens[i];
   }
 }
 
+fm_err fm_corpus_target_mask(fm_corpus *cp) {
+  int any = 0;
+  for (int i = 0; i < cp->nseg; i++) any |= cp->seg[i].prompt;
+  if (!any) return FM_OK;
+  FM_CALLOC(cp->target_mask, (size_t)cp->size + 1, "target mask");
+  for (int i = 0; i < cp->nseg; i++)
+    if (!cp->seg[i].prompt) memset(cp->target_mask + cp->seg[i].start, 1, (size_t)cp->seg[i].len);
+  return FM_OK;
+}
+
 fm_err fm_corpus_tokenize(fm_corpus *cp, const fm_config *c, const fm_tokenizer *t) {
-  const size_t D = (size_t)cp->ndomains;
+  const size_t D = (size_t)cp->nseg;
   uint64_t key[2], *lens;
   cache_key(cp, t, key);
-  FM_CALLOC(lens, D, "domain token counts");
+  FM_CALLOC(lens, D + 1, "segment token counts");
   char dirs[2][FM_PATH_MAX], path[FM_PATH_MAX + 64] = ""; /* fits cp->cache */
   int ndirs = strcmp(c->data.token_cache, "off") ? cache_dirs(c, dirs) : 0;
   for (int i = 0; i < ndirs; i++) {
@@ -219,12 +237,12 @@ fm_err fm_corpus_tokenize(fm_corpus *cp, const fm_config *c, const fm_tokenizer 
   fm_err err = FM_OK;
   for (size_t k = 0; k < D && !err; k++) {
     size_t before = ids.n;
-    err = fm_tokenizer_encode(t, cp->text + cp->domain_start[k], (size_t)cp->domain_len[k], &ids);
+    err = fm_tokenizer_encode(t, cp->text + cp->seg[k].start, (size_t)cp->seg[k].len, &ids);
     if (err) {
       char msg[2048];
       snprintf(msg, sizeof msg, "%s", fm_error_message());
       err = fm_error_set(__FILE__, __LINE__, __func__, err, "data.path '%s', domain '%s': %s", c->data.path,
-                         cp->domain_names[k], msg);
+                         cp->domain_names[cp->seg[k].domain], msg);
     }
     lens[k] = ids.n - before;
   }
