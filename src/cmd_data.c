@@ -29,20 +29,27 @@ static void print_corpus(const fm_dataset *d, const fm_config *c, const int *ncl
   if (cp->ndropped)
     fm_say("  %d domains dropped, under data.min_domain_bytes = %lld: %llu bytes\n", cp->ndropped,
            (long long)c->data.min_domain_bytes, (unsigned long long)cp->dropped_bytes);
-  if (tok) fm_say("  %-24s %12s %12s %10s %8s\n", "domain", "tokens", "bytes", "public", "clients");
-  else fm_say("  %-24s %12s %10s %8s\n", "domain", "bytes", "public", "clients");
+  if (tok) fm_say("  %-24s %12s %12s %10s %8s %12s %12s\n", "domain", "tokens", "bytes", "public", "clients", "asked", "held");
+  else fm_say("  %-24s %12s %10s %8s %12s %12s\n", "domain", "bytes", "public", "clients", "asked", "held");
   uint64_t *pub = calloc((size_t)cp->ndomains, sizeof *pub);
   for (int s = 0; pub && s < d->public_split.nspans; s++)
     pub[d->public_split.spans[s].domain] += d->public_split.spans[s].len;
   for (int k = 0; k < cp->ndomains; k++) {
     unsigned long long p = pub ? (unsigned long long)pub[k] : 0ULL;
+    unsigned long long asked = (unsigned long long)d->domain_asked[k], held = (unsigned long long)d->domain_given[k];
     if (tok)
-      fm_say("  %-24s %12llu %12llu %10llu %8d\n", cp->domain_names[k], (unsigned long long)cp->domain_len[k],
-             (unsigned long long)cp->domain_bytes[k], p, nclients_of[k]);
+      fm_say("  %-24s %12llu %12llu %10llu %8d %12llu %12llu%s\n", cp->domain_names[k],
+             (unsigned long long)cp->domain_len[k], (unsigned long long)cp->domain_bytes[k], p, nclients_of[k],
+             asked, held, held < asked ? " (shrunk)" : "");
     else
-      fm_say("  %-24s %12llu %10llu %8d\n", cp->domain_names[k], (unsigned long long)cp->domain_len[k], p,
-             nclients_of[k]);
+      fm_say("  %-24s %12llu %10llu %8d %12llu %12llu%s\n", cp->domain_names[k],
+             (unsigned long long)cp->domain_len[k], p, nclients_of[k], asked, held,
+             held < asked ? " (shrunk)" : "");
   }
+  fm_say("clients' regions: %s\n", c->data.allow_overlap
+             ? "may overlap where a domain holds less than its clients ask for (data.allow_overlap = true)"
+         : c->data.client_field[0] ? "one client per value of data.client_field, disjoint"
+                                   : "disjoint (shrunk where a domain holds less than its clients ask for)");
   free(pub);
   fm_say("public split (server only): %llu tokens in %d spans, %ld sequences of %d\n",
          (unsigned long long)d->public_split.tokens, d->public_split.nspans,

@@ -46,7 +46,20 @@
  * silently contain binaries). Legacy 8-bit text with many non-ASCII letters (KOI8-R,
  * ...) fails the rule: convert it with iconv first.
  *
- * Public split (partition.c). The last floor(data.public_frac x bytes) of each domain;
+ * JSON Lines (jsonl.c; data.format, auto: files named *.jsonl). One JSON object a line
+ * (blank lines skipped), each a record: data.text_field's text, or, with
+ * data.prompt_template, an instruction record: the template (alpaca, or text with
+ * {instruction} and {input}, "\n" a newline) filled from data.instruction_field and
+ * data.input_field (optional), then data.output_field, the response. Prompt tokens are
+ * inputs only: their targets are -1, which the loss skips (only response tokens are
+ * predicted). Every record ends with a newline. A record's domain is data.domain_field's
+ * value, else its file's domain; a domain holds its text files, then its records
+ * grouped by client. A malformed line, a missing field, a field that is not a string
+ * or number, or invalid UTF-8 fails naming the file, the line and the field.
+ * Segments: each domain's text is cut where the client or the prompt/response kind
+ * changes; each segment is tokenized on its own.
+ *
+ * Public split (partition.c). The last floor(data.public_frac x tokens) of each domain;
  * the rest of the domain, its client part, is where clients take their data. So the
  * public split is disjoint from every client's data.
  *
@@ -62,15 +75,28 @@
  *    to n_c, so every split of every piece holds at least one window.
  *    A piece is capped at its domain's client part (a client never holds a byte twice).
  *  - placement: each piece is one contiguous region of the domain's client part, cut
- *    in order into train | val | test (floor(piece x frac) bytes each): the splits of one
- *    client are disjoint. by_domain: the k-th client of a domain (k = c / D) takes slot k
- *    of consecutive data.client_bytes slots while the domain has room, so the first
- *    clients of a domain are disjoint; later clients (and all clients of dirichlet and
- *    iid) place their regions at a uniform random offset from their stream. Regions of
- *    DIFFERENT clients may therefore overlap when a domain is too small for all of them
- *    (as users of one domain share its text); disjointness between clients would make a
- *    client's data depend on how many clients exist, which we rule out.
- *  - domain_mix[d] is the realised share of the client's bytes from domain d.
+ *    in order into train | val | test (floor(piece x frac) tokens each): the splits of one
+ *    client are disjoint.
+ *    Disjoint clients (the rule, data.allow_overlap = false): in each domain the pieces
+ *    lie side by side in client order. When a domain's clients ask for more than its
+ *    client part holds, every piece in it shrinks by the same factor (room / asked); a
+ *    shrunk piece under the minimum piece is dropped, or, if it is its client's largest,
+ *    loading fails naming the domain, what it holds and what its clients ask for. A
+ *    client's data then depends on the other clients (on fl.clients): the price of no
+ *    client's test text being another's training text.
+ *    Overlap allowed (data.allow_overlap = true, the placement before the rule):
+ *    by_domain: the k-th client of a domain (k = c / D) takes slot k of consecutive
+ *    data.client_bytes slots while the domain has room; later clients (and all clients
+ *    of dirichlet and iid) place their regions at a uniform random offset from their
+ *    stream, so regions of different clients may overlap, and a client's data depends
+ *    on (seed, c, corpus, config) only, never on fl.clients.
+ *    fedmoe data prints, per domain, the tokens asked and held.
+ *  - data.client_field (JSON Lines): one client per distinct value, numbered in the
+ *    order of the values (sorted as bytes); fl.clients must equal their number (left
+ *    out, it is taken from the data). A client's piece in a domain is all its records
+ *    there; the last data.public_frac of each piece is the public split's; sizes,
+ *    mixtures and data.client_bytes do not apply.
+ *  - domain_mix[d] is the realised share of the client's tokens from domain d.
  * Each client split with a nonzero fraction must hold at least one window of
  * train.seq_len+1 bytes, and the public split too when data.public_frac > 0; otherwise
  * loading fails naming the client, the split and the keys to change.
@@ -145,6 +171,8 @@ typedef struct {
   int nclients;
   fm_client_data *clients;
   fm_split public_split;   /* server only */
+  uint64_t *domain_asked;  /* [ndomains] tokens the clients asked of each domain */
+  uint64_t *domain_given;  /* [ndomains] tokens they hold (less when shrunk to be disjoint) */
   /* storage the clients point into: one allocation each, whatever the client count */
   fm_span *span_pool;
   double *mix_pool;
