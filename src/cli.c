@@ -1,6 +1,7 @@
 /* cli.c - command-line options and loading the configuration on every rank. */
 #include "cli.h"
 
+#include "fedmoe/data.h"
 #include "fedmoe/log.h"
 
 #include <stdlib.h>
@@ -132,9 +133,30 @@ static fm_err load_local(const fm_cli *cli, fm_config *cfg, MPI_Comm comm) {
   return FM_OK;
 }
 
+/* data.client_field with fl.clients left out: as many clients as the field has
+ * values, counted on rank 0 and broadcast, so every rank builds the same run. */
+static fm_err clients_from_data(fm_config *cfg, MPI_Comm comm) {
+  const fm_key *k = fm_config_find_key("fl.clients");
+  if (!cfg->data.client_field[0] || strcmp(cfg->origin[k - fm_config_keys], "default")) return FM_OK;
+  int rank, n = 0;
+  MPI_Comm_rank(comm, &rank);
+  FM_CHECK(fm_error_agree(rank == 0 ? fm_data_count_clients(cfg, &n) : FM_OK, &comm));
+  FM_MPI(MPI_Bcast(&n, 1, MPI_INT, 0, comm));
+  if (n < 1)
+    FM_CONFIG_ERROR(cfg, "data.client_field", "'%s': no record of '%s' has this field", cfg->data.client_field,
+                    cfg->data.path);
+  char set[64], where[96];
+  snprintf(set, sizeof set, "fl.clients=%d", n);
+  snprintf(where, sizeof where, "data.client_field '%.60s'", cfg->data.client_field);
+  FM_CHECK(fm_config_set(cfg, set, where));
+  FM_CHECK(fm_config_validate(cfg));
+  return FM_OK;
+}
+
 fm_err fm_cli_load_config(const fm_cli *cli, fm_config *cfg, MPI_Comm comm) {
   /* the same text on every rank gives the same error on every rank: agree, print once */
   fm_err err = fm_error_agree(load_local(cli, cfg, comm), &comm);
+  if (!err) err = fm_error_agree(clients_from_data(cfg, comm), &comm);
   if (err) { /* the caller gets no configuration to free */
     fm_config_free(cfg);
     return fm_error_trace(__FILE__, __LINE__, __func__, err);

@@ -203,6 +203,8 @@ fm_err fm_tokenizer_open_config(fm_tokenizer **t, const fm_config *c);
 /* Turn a loaded corpus's text into t's ids (cp->text freed, cp->ids set, domains in
  * tokens), through the token cache (data.h, corpus_tokens.c). */
 fm_err fm_corpus_tokenize(fm_corpus *cp, const fm_config *c, const fm_tokenizer *t);
+/* The number of distinct data.client_field values in the corpus (reads its files). */
+fm_err fm_data_count_clients(const fm_config *c, int *n);
 /* cp->target_mask from the segments (left NULL when no segment is a prompt). */
 fm_err fm_corpus_target_mask(fm_corpus *cp);
 

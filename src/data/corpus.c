@@ -444,6 +444,16 @@ fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
   return FM_OK;
 }
 
+fm_err fm_data_count_clients(const fm_config *c, int *n) {
+  fm_corpus cp;
+  memset(&cp, 0, sizeof cp);
+  fm_err err = load_text(&cp, c, 0);
+  *n = cp.nclient_names;
+  fm_corpus_free(&cp);
+  FM_CHECK(err);
+  return FM_OK;
+}
+
 /* The text of every domain, bytes; utf8: every file must be valid UTF-8. */
 static fm_err load_text(fm_corpus *cp, const fm_config *c, int utf8) {
   builder b;

@@ -152,6 +152,12 @@ static fm_err check_client(const plan *p, const fm_client_data *cl, const piece 
     if (p->frac[s] <= 0 || fm_split_windows(&cl->split[s], T) > 0) continue;
     static const char *const keys[3] = {"data.train_frac", "data.val_frac", "data.test_frac"};
     int d = np ? pc[0].d : 0;
+    if (p->cp->nclient_names)
+      FM_ERROR(FM_ERR_DATA,
+               "data.path '%s': client %d (data.client_field '%s' = '%s') has %llu tokens in its %s split, "
+               "fewer than one sequence of train.seq_len+1 = %d tokens: lower train.seq_len or raise %s",
+               c->data.path, cl->id, c->data.client_field, p->cp->client_names[cl->id],
+               (unsigned long long)cl->split[s].tokens, fm_split_name(s), T + 1, keys[s]);
     FM_ERROR(FM_ERR_DATA,
              "data.path '%s': client %d's %s split has %llu tokens, fewer than one sequence of "
              "train.seq_len+1 = %d tokens (its domain '%s' has %llu tokens for clients); raise "

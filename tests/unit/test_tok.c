@@ -5,7 +5,10 @@
 #include "cunit_main.h"
 
 #include "fedmoe/data.h"
+#include "fedmoe/model.h"
 #include "fedmoe/tokenizer.h"
+
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,7 +204,7 @@ static void test_corpus_cache(void) {
                                              strlen(toy_json("[\"a b\", \"ab c\", \"\\u0120 a\"]", NULL, NULL))));
   snprintf(sub, sizeof sub, "%s/corpus", tmpdir);
   mkdir(sub, 0777);
-  char text[400] = "";
+  char text[600] = "";
   for (int i = 0; i < 40; i++) strcat(text, i % 3 ? "abc ab " : "a\n");
   write_file("corpus/one", text, strlen(text));
   write_file("corpus/two", "abcabc abc\nabc abc abc\n", strlen("abcabc abc\nabc abc abc\n"));
@@ -298,11 +301,186 @@ static void test_corpus_cache(void) {
   remove_tmpdir();
 }
 
+/* ---- JSON Lines ---- */
+
+static void jsonl_config(fm_config *c) {
+  CU_ASSERT_EQUAL_FATAL(fm_config_init(c), FM_OK);
+  snprintf(c->data.path, sizeof c->data.path, "%s/data.jsonl", tmpdir);
+  snprintf(c->model.tokenizer, sizeof c->model.tokenizer, "bytes");
+  c->data.min_domain_bytes = 10;
+  c->data.public_frac = 0;
+  c->train.seq_len = 8;
+}
+
+static void expect_error(const fm_config *c, const char *must1, const char *must2) {
+  fm_dataset d;
+  fm_err e = fm_dataset_load(&d, c);
+  CU_ASSERT_NOT_EQUAL(e, FM_OK);
+  if (!e) { fm_dataset_free(&d); return; }
+  CU_ASSERT_TRUE(contains(fm_error_message(), must1));
+  CU_ASSERT_TRUE(contains(fm_error_message(), must2));
+}
+
+/* The text of a record repeated: long enough for a window per split. */
+static void add_record(char *buf, const char *user, const char *lang, const char *word) {
+  char text[600] = "";
+  for (int i = 0; i < 24; i++) { strcat(text, word); strcat(text, " "); }
+  sprintf(buf + strlen(buf), "{\"text\": \"%s\", \"user\": \"%s\", \"lang\": \"%s\", \"n\": 1}\n", text, user, lang);
+}
+
+static void test_jsonl_clients(void) {
+  make_tmpdir();
+  char buf[16384] = "";
+  add_record(buf, "bob", "en", "hello");
+  add_record(buf, "amy", "de", "hallo");
+  strcat(buf, "\n"); /* a blank line separates nothing */
+  add_record(buf, "bob", "de", "tschuess");
+  add_record(buf, "amy", "en", "goodbye");
+  add_record(buf, "cat", "en", "meow");
+  write_file("data.jsonl", buf, strlen(buf));
+  fm_config c;
+  jsonl_config(&c);
+  snprintf(c.data.client_field, sizeof c.data.client_field, "user");
+  snprintf(c.data.domain_field, sizeof c.data.domain_field, "lang");
+  c.fl.clients = 2;
+  expect_error(&c, "fl.clients", "data.client_field 'user' has 3 distinct values");
+  int n = 0;
+  CU_ASSERT_EQUAL(fm_data_count_clients(&c, &n), FM_OK);
+  CU_ASSERT_EQUAL(n, 3);
+  c.fl.clients = 3;
+  fm_dataset d;
+  fm_err e = fm_dataset_load(&d, &c);
+  if (e) fprintf(stderr, "%s\n", fm_error_message());
+  CU_ASSERT_EQUAL_FATAL(e, FM_OK);
+  const fm_corpus *cp = &d.corpus;
+  CU_ASSERT_EQUAL(cp->ndomains, 2);
+  CU_ASSERT_STRING_EQUAL(cp->domain_names[0], "de");
+  CU_ASSERT_STRING_EQUAL(cp->domain_names[1], "en");
+  CU_ASSERT_EQUAL(cp->nclient_names, 3); /* in value order: amy bob cat */
+  CU_ASSERT_STRING_EQUAL(cp->client_names[0], "amy");
+  CU_ASSERT_STRING_EQUAL(cp->client_names[2], "cat");
+  /* every span of a client holds its own words only */
+  static const char *const words[3][2] = {{"hallo", "goodbye"}, {"tschuess", "hello"}, {"meow", "meow"}};
+  for (int i = 0; i < 3; i++) {
+    CU_ASSERT_EQUAL(d.clients[i].split[FM_SPLIT_TRAIN].nspans, i == 2 ? 1 : 2);
+    for (int s = 0; s < 3; s++)
+      for (int k = 0; k < d.clients[i].split[s].nspans; k++) {
+        const fm_span *sp = &d.clients[i].split[s].spans[k];
+        char piece[2000];
+        size_t len = sp->len < sizeof piece - 1 ? (size_t)sp->len : sizeof piece - 1;
+        memcpy(piece, cp->text + sp->start, len);
+        piece[len] = 0;
+        CU_ASSERT_TRUE(strstr(piece, words[i][0]) || strstr(piece, words[i][1]));
+        for (int j = 0; j < 3; j++)
+          if (j != i) CU_ASSERT_PTR_NULL(strstr(piece, words[j][0]));
+      }
+  }
+  fm_dataset_free(&d);
+  fm_config_free(&c);
+  remove_tmpdir();
+}
+
+static void test_jsonl_instructions(void) {
+  make_tmpdir();
+  const char *lines =
+      "{\"instruction\": \"Add\", \"input\": \"1 2\", \"output\": \"3 is the sum of one and two\"}\n"
+      "{\"instruction\": \"Greet\", \"output\": \"hello there, my good friend\"}\n";
+  write_file("data.jsonl", lines, strlen(lines));
+  fm_config c;
+  jsonl_config(&c);
+  snprintf(c.data.prompt_template, sizeof c.data.prompt_template, "Q: {instruction} {input}\\nA: ");
+  c.fl.clients = 1;
+  c.data.client_bytes = 64;
+  c.data.train_frac = 1;
+  c.data.val_frac = c.data.test_frac = 0;
+  fm_corpus cp;
+  CU_ASSERT_EQUAL_FATAL(fm_corpus_load(&cp, &c), FM_OK);
+  const char *want = "Q: Add 1 2\nA: 3 is the sum of one and two\nQ: Greet \nA: hello there, my good friend\n";
+  CU_ASSERT_EQUAL_FATAL(cp.size, strlen(want));
+  CU_ASSERT_EQUAL(memcmp(cp.text, want, cp.size), 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cp.target_mask);
+  for (size_t i = 0; i < cp.size; i++) { /* the prompts "Q: ...A: " are not targets */
+    const char *p2 = strstr(want + 42, "A: ") + 3; /* the second response */
+    int response = (i >= 14 && i < 42) || (i >= (size_t)(p2 - want));
+    CU_ASSERT_EQUAL(cp.target_mask[i], response);
+  }
+  fm_corpus_free(&cp);
+  /* batches: targets -1 inside prompts; the loss is the mean over the response targets */
+  fm_dataset d;
+  c.data.client_bytes = 80;
+  CU_ASSERT_EQUAL_FATAL(fm_dataset_load(&d, &c), FM_OK);
+  enum { B = 8, T = 8 };
+  int32_t tok[B * T], tgt[B * T];
+  int nb = fm_batch_sequential(&d.corpus, &d.clients[0].split[FM_SPLIT_TRAIN], 0, B, T, tok, tgt, NULL);
+  CU_ASSERT_EQUAL_FATAL(nb, B);
+  int masked = 0, counted = 0;
+  for (int i = 0; i < B * T; i++) {
+    masked += tgt[i] == -1;
+    counted += tgt[i] >= 0;
+  }
+  CU_ASSERT_TRUE(masked > 0 && counted > 0);
+  fm_model_shape s = {.vocab = 256, .context = T, .d = 8, .heads = 2, .layers = 1, .moe_mask = 1, .experts = 2,
+                      .top_k = 1, .expert_type = FM_EXPERT_FULL, .init_std = 0.3f, .load_balance = 0};
+  fm_model *m = NULL;
+  CU_ASSERT_EQUAL_FATAL(fm_model_create(&m, &s, B, T, 1, NULL, NULL), FM_OK);
+  CU_ASSERT_EQUAL_FATAL(fm_model_init(m, 7), FM_OK);
+  float ce, one;
+  CU_ASSERT_EQUAL_FATAL(fm_model_forward(m, tok, tgt, B, T, &ce, NULL), FM_OK);
+  double sum = 0;
+  int32_t single[B * T];
+  for (int i = 0; i < B * T; i++) {
+    if (tgt[i] < 0) continue;
+    for (int j = 0; j < B * T; j++) single[j] = j == i ? tgt[j] : -1;
+    CU_ASSERT_EQUAL_FATAL(fm_model_forward(m, tok, single, B, T, &one, NULL), FM_OK);
+    sum += one;
+  }
+  FM_ASSERT_CLOSE(ce, sum / counted, 1e-5, 1e-6);
+  fm_model_free(m);
+  fm_dataset_free(&d);
+  fm_config_free(&c);
+  remove_tmpdir();
+}
+
+static void test_jsonl_bad(void) {
+  make_tmpdir();
+  fm_config c;
+  jsonl_config(&c);
+  c.fl.clients = 1;
+  char path[512];
+  snprintf(path, sizeof path, "%s/data.jsonl:", tmpdir);
+  const char *bad[][3] = {
+      {"{\"text\": \"fine\"}\n{\"text\": \"broken\"\n", "data.jsonl:2: not valid JSON", "column"},
+      {"{\"text\": \"fine\"}\n\n{\"txt\": \"no text field\"}\n", "data.jsonl:3: the record has no field 'text'", ""},
+      {"{\"text\": [\"a list\"]}\n", "data.jsonl:1: field 'text' is not a string", "array"},
+      {"[1, 2]\n", "data.jsonl:1: a record must be a JSON object", ""},
+      {"{\"text\": \"ok\"}\n{\"text\": \"caf\xe9\"}\n", "data.jsonl:2: invalid UTF-8 at column 14", ""},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    write_file("data.jsonl", bad[i][0], strlen(bad[i][0]));
+    expect_error(&c, bad[i][1], bad[i][2]);
+  }
+  /* an instruction record without its output */
+  const char *no_output = "{\"instruction\": \"Say hi\", \"response\": \"hi\"}\n";
+  write_file("data.jsonl", no_output, strlen(no_output));
+  snprintf(c.data.prompt_template, sizeof c.data.prompt_template, "alpaca");
+  expect_error(&c, "data.jsonl:1: the record has no field 'output'", "");
+  snprintf(c.data.output_field, sizeof c.data.output_field, "response");
+  fm_corpus cp;
+  CU_ASSERT_EQUAL(fm_corpus_load(&cp, &c), FM_OK); /* with data.output_field = response it loads */
+  CU_ASSERT_TRUE(cp.size > 0 && strstr((const char *)cp.text, "### Instruction:\nSay hi") != NULL);
+  fm_corpus_free(&cp);
+  fm_config_free(&c);
+  remove_tmpdir();
+}
+
 int fm_test_register(void) {
   static const fm_test tok[] = {{"bytes", test_bytes},
                                 {"BPE merges, pre-tokenizers, added tokens", test_merge_order},
                                 {"bad tokenizer files", test_bad_files},
                                 {"corpus ids and the token cache", test_corpus_cache},
+                                {"JSON Lines: domains and clients from fields", test_jsonl_clients},
+                                {"JSON Lines: instruction records, masked prompts", test_jsonl_instructions},
+                                {"JSON Lines: bad records", test_jsonl_bad},
                                 {NULL, NULL}};
   return fm_test_suite("tokenizer", tok);
 }
