@@ -76,17 +76,24 @@ static void print_client(const fm_dataset *d, const fm_client_data *cl) {
   }
   if (nonzero > nshown && off < sizeof mix)
     snprintf(mix + off, sizeof mix - off, " (+%d more)", nonzero - nshown);
+  if (d->corpus.nclient_names && off < sizeof mix)
+    snprintf(mix + off, sizeof mix - off, "  [%s]", d->corpus.client_names[cl->id]);
   fm_say("%8d %10llu %9llu %9llu  %s\n", cl->id, (unsigned long long)cl->split[FM_SPLIT_TRAIN].tokens,
          (unsigned long long)cl->split[FM_SPLIT_VAL].tokens,
          (unsigned long long)cl->split[FM_SPLIT_TEST].tokens, mix);
 }
 
 static void print_partition(const fm_dataset *d, const fm_config *c, double seconds) {
-  fm_say("partition: %s, sizes %s, %d clients, seed %lld, train/val/test %g/%g/%g, sequences of %d "
-         "tokens (partitioned in %.3f s)\n",
-         fm_config_enum_name(c, "data.partition"), fm_config_enum_name(c, "data.sizes"), d->nclients,
-         (long long)c->run.seed, c->data.train_frac, c->data.val_frac, c->data.test_frac,
-         c->train.seq_len + 1, seconds);
+  if (d->corpus.nclient_names)
+    fm_say("partition: by data.client_field '%s' (%d values), seed %lld, train/val/test %g/%g/%g, sequences of "
+           "%d tokens (partitioned in %.3f s)\n", c->data.client_field, d->nclients, (long long)c->run.seed,
+           c->data.train_frac, c->data.val_frac, c->data.test_frac, c->train.seq_len + 1, seconds);
+  else
+    fm_say("partition: %s, sizes %s, %d clients, seed %lld, train/val/test %g/%g/%g, sequences of %d "
+           "tokens (partitioned in %.3f s)\n",
+           fm_config_enum_name(c, "data.partition"), fm_config_enum_name(c, "data.sizes"), d->nclients,
+           (long long)c->run.seed, c->data.train_frac, c->data.val_frac, c->data.test_frac,
+           c->train.seq_len + 1, seconds);
   fm_say("%8s %10s %9s %9s  %s\n", "client", "train", "val", "test", "domains (largest shares)");
   uint64_t lo[3], hi[3], sum[3];
   for (int s = 0; s < 3; s++) { lo[s] = UINT64_MAX; hi[s] = sum[s] = 0; }

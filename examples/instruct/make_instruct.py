@@ -13,7 +13,7 @@ import os
 import sys
 
 FILES = [("computers", "en", "computers"), ("linux", "en", "Linux"), ("startrek", "en", "Star Trek"),
-         ("pratchett", "en", "Terry Pratchett's books"), ("zippy", "en", "Zippy the Pinhead"),
+         ("science", "en", "science"), ("zippy", "en", "Zippy the Pinhead"),
          ("de/computer", "de", "Computer"), ("de/wusstensie", "de", "erstaunliche Tatsachen"),
          ("de/murphy", "de", "Murphys Gesetze"), ("es/informatica.fortunes", "es", "informática"),
          ("it/computer", "it", "computer")]
@@ -45,7 +45,7 @@ def main():
                        "output": text[len(head):].lstrip()}
             else:
                 rec = {"instruction": f"Tell me a saying about {theme}.", "input": "", "output": text}
-            rec["user"] = name.replace("/", "-")
+            rec["user"] = name.replace("/", "-").replace(".fortunes", "")
             rec["lang"] = lang
             out.write(json.dumps(rec, ensure_ascii=False) + "\n")
 

@@ -485,6 +485,7 @@ static fm_err load_text(fm_corpus *cp, const fm_config *c, int utf8) {
   }
   for (int i = 0; i < b.ndom; i++) {
     remap[i] = -1;
+    if (!b.dom[i].len) continue; /* a JSON Lines file's own domain when its records went to others */
     if (c->data.domains[0] && !in_list(c->data.domains, b.dom[i].name)) continue;
     if (b.dom[i].len > largest) { largest = b.dom[i].len; largest_name = b.dom[i].name; }
     if (b.dom[i].len < (uint64_t)c->data.min_domain_bytes) {
