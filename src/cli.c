@@ -18,7 +18,7 @@ void fm_cli_usage(FILE *out) {
           "                    server, the other ranks host the clients)\n"
           "  data CONFIG       print the client partition: tokens per split, domain mix\n"
           "  eval --checkpoint RUNFILE --text FILE [--client N]\n"
-          "                    mean next-byte cross-entropy (nats) of a checkpoint on a text file\n"
+          "                    mean next-token cross-entropy (nats) of a checkpoint on a text file\n"
           "                    (--client: whose private state, for local and comigs runs)\n"
           "  info RUNFILE      summary of a run file: config, rounds, metrics, checkpoints\n"
           "  bench [--profile] training speed of the reference models on one thread\n"

@@ -1,9 +1,10 @@
 /* cmd_eval.c - `fedmoe eval --checkpoint RUNFILE --text FILE [--client N]`: the mean
- * next-byte cross-entropy (nats) of the model in the run file's latest checkpoint
+ * next-token cross-entropy (nats) of the model in the run file's latest checkpoint
  * over a text file.
  *
- * FILE is cut into consecutive, non-overlapping blocks of model.context + 1 bytes (a
- * last partial block is dropped); in each block the first context bytes predict the
+ * FILE is read through the run's tokenizer (model.tokenizer of its configuration;
+ * bytes by default) and its ids cut into consecutive, non-overlapping blocks of
+ * model.context + 1 tokens (a last partial block is dropped); in each block the first context bytes predict the
  * next ones, and the figure is the mean over every prediction of every block.
  * The model is the run's own: its resolved configuration (the run file's root
  * attribute `config`) gives the shape and the strategy, whose classifier says which
@@ -14,6 +15,7 @@
  * other ranks only agree on the outcome. */
 #include "cli.h"
 
+#include "fedmoe/data.h"
 #include "fedmoe/fl.h"
 #include "fedmoe/io.h"
 #include "fedmoe/model.h"
@@ -48,8 +50,8 @@ static fm_err comigs_mask(fm_model *m, const fm_config *c, int client) {
   return FM_OK;
 }
 
-/* Mean cross-entropy of m over the blocks of text; model.context = T. */
-static fm_err eval_blocks(fm_model *m, const unsigned char *text, size_t len, int T, double *mean,
+/* Mean cross-entropy of m over the blocks of the text's ids; model.context = T. */
+static fm_err eval_blocks(fm_model *m, const int32_t *text, size_t len, int T, double *mean,
                           long *nblocks) {
   const size_t blk = (size_t)T + 1;
   const long nb = (long)(len / blk);
@@ -60,7 +62,7 @@ static fm_err eval_blocks(fm_model *m, const unsigned char *text, size_t len, in
   for (long b0 = 0; !err && b0 < nb; b0 += EVAL_BATCH) {
     const int nbat = nb - b0 < EVAL_BATCH ? (int)(nb - b0) : EVAL_BATCH;
     for (int b = 0; b < nbat; b++) {
-      const unsigned char *p = text + (size_t)(b0 + b) * blk;
+      const int32_t *p = text + (size_t)(b0 + b) * blk;
       for (int t = 0; t < T; t++) {
         tok[(size_t)b * T + t] = p[t];
         tgt[(size_t)b * T + t] = p[t + 1];
@@ -114,18 +116,31 @@ static fm_err eval_rank0(const fm_cli *cli) {
         client = (int)v;
     }
   }
-  /* the text, checked before any model work */
+  /* the text, as the run's tokenizer reads it, checked before any model work */
+  fm_tokenizer *tok = NULL;
+  fm_ids ids = {0};
+  char spec[FM_PATH_MAX];
+  if (!err) {
+    fm_tokenizer_spec(&cfg, spec, sizeof spec);
+    err = fm_tokenizer_open(&tok, spec);
+  }
   if (!err) err = fm_read_file(cli->text, &text, &len);
-  if (!err && len < (size_t)shape.context + 1)
+  if (!err && (err = fm_tokenizer_encode(tok, (const uint8_t *)text, len, &ids))) {
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s", fm_error_message());
+    err = fm_error_set(__FILE__, __LINE__, __func__, err, "--text %s: %s", cli->text, msg);
+  }
+  const int bytes = tok && fm_tokenizer_kind(tok) == FM_TOK_BYTES;
+  if (!err && ids.n < (size_t)shape.context + 1)
     err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_DATA,
-                       "--text %s: %zu bytes, shorter than one block of model.context + 1 = %d bytes", cli->text,
-                       len, shape.context + 1);
-  if (!err && shape.vocab < 256)
-    for (size_t i = 0; i < len && !err; i++)
-      if ((unsigned char)text[i] >= shape.vocab)
-        err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_DATA,
-                           "--text %s: byte %u at offset %zu is outside the model's vocabulary 0..%d", cli->text,
-                           (unsigned char)text[i], i, shape.vocab - 1);
+                       "--text %s: %zu %s, shorter than one block of model.context + 1 = %d", cli->text,
+                       ids.n, bytes ? "bytes" : "tokens", shape.context + 1);
+  for (size_t i = 0; !err && i < ids.n; i++)
+    if (ids.v[i] >= shape.vocab)
+      err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_DATA,
+                         "--text %s: %s %d at %s %zu is outside the model's vocabulary 0..%d", cli->text,
+                         bytes ? "byte" : "token", ids.v[i], bytes ? "offset" : "position", i, shape.vocab - 1);
+  fm_tokenizer_free(tok);
   int round = -1, allocated = 1;
   if (!err) err = fm_model_create(&m, &shape, EVAL_BATCH, shape.context, st->nclass, st->classify, &cfg);
   if (!err) err = fm_model_init(m, (uint64_t)cfg.run.seed);
@@ -135,17 +150,18 @@ static fm_err eval_rank0(const fm_cli *cli) {
   long nb = 0;
   if (!err) {
     fm_nn_set_threads(cfg.run.threads);
-    err = eval_blocks(m, (const unsigned char *)text, len, shape.context, &mean, &nb);
+    err = eval_blocks(m, ids.v, ids.n, shape.context, &mean, &nb);
   }
   if (!err) {
     printf("eval %s round %d strategy %s", cli->checkpoint, round, st->name);
     if (client >= 0) printf(" client %d%s", client, allocated ? "" : " (never trained: initial values)");
-    printf("\ntext %s: %ld blocks of %d bytes, %ld predictions\n", cli->text, nb, shape.context + 1,
-           nb * shape.context);
+    printf("\ntext %s: %ld blocks of %d %s, %ld predictions\n", cli->text, nb, shape.context + 1,
+           bytes ? "bytes" : "tokens", nb * shape.context);
     printf("cross_entropy %.6f nats\n", mean);
     fflush(stdout);
   }
   fm_model_free(m);
+  fm_ids_free(&ids);
   free(text);
   free(cfg_text);
   if (have_cfg) fm_config_free(&cfg);

@@ -5,7 +5,7 @@ check_PROGRAMS += tests/tok/tok_ids
 tests_tok_tok_ids_SOURCES = %reldir%/tok/tok_ids.c
 tests_tok_tok_ids_LDADD = libfedmoe.a $(FEDMOE_LIBS)
 
-TOK_TESTS = %reldir%/tok/gpt2_reference.sh %reldir%/tok/bad_input.sh %reldir%/tok/jsonl_cli.sh
+TOK_TESTS = %reldir%/tok/gpt2_reference.sh %reldir%/tok/bad_input.sh %reldir%/tok/jsonl_cli.sh %reldir%/tok/spm_cli.sh
 TESTS += $(TOK_TESTS)
 dist_noinst_SCRIPTS += $(TOK_TESTS) %reldir%/tok/gpt2_reference.js %reldir%/tok/npm_reference.sh \
 	%reldir%/tok/gpt2_to_json.py %reldir%/tok/check_fixtures.py %reldir%/tok/fixtures.sh \

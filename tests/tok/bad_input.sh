@@ -102,4 +102,8 @@ grep -q "token cache: $TMP/cache/.fedmoe-tokens-.*(written)" "$TMP/out" || fail 
 mpi 2 run "$TMP/tok.ini" -q || { cat "$TMP/out"; fail "fedmoe run with a tokenizer failed"; }
 mpi 1 data "$TMP/tok.ini" || { cat "$TMP/out"; fail "fedmoe data with a tokenizer failed"; }
 grep -q "token cache: $TMP/cache/.fedmoe-tokens-.*(read)" "$TMP/out" || fail "the cache was not read"
+# eval reads the text through the run's tokenizer
+mpi 1 eval --checkpoint "$TMP/run.h5" --text "$FIX/cooking" || { cat "$TMP/out"; fail "fedmoe eval failed"; }
+grep -q "blocks of 17 tokens" "$TMP/out" || { cat "$TMP/out"; fail "eval did not read tokens"; }
+expect_fail 2 20 "latin1.txt: invalid UTF-8" eval --checkpoint "$TMP/run.h5" --text "$TMP/latin1.txt"
 echo "ok: data and run through a tokenizer, the cache written then read"
