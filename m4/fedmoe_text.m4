@@ -66,3 +66,10 @@ AC_DEFUN([FEDMOE_CHECK_SENTENCEPIECE], [
   AC_SUBST([SENTENCEPIECE_CPPFLAGS])
   AC_SUBST([SENTENCEPIECE_LIBS])
 ])
+
+# FEDMOE_CHECK_UTF8PROC: Unicode normalisation (NFC), for tokenizer.json files that
+# normalise their text first (Qwen, GPT-NeoX and OLMoE).
+AC_DEFUN([FEDMOE_CHECK_UTF8PROC], [
+  FEDMOE_CHECK_LIB_WITH([utf8proc], [utf8proc.h], [utf8proc], [utf8proc_NFC],
+    [Debian: apt-get install libutf8proc-dev])
+])

@@ -4,7 +4,8 @@
  *  - "bytes": every byte is its own token (vocabulary 256); the text is the ids.
  *  - a Hugging Face tokenizer.json whose model is BPE with the ByteLevel
  *    pre-tokenizer (GPT-2, Llama 3, SmolLM, Qwen, OLMoE): the text is split at the
- *    added tokens (leftmost, longest first), each other part is split by the
+ *    added tokens (leftmost, longest first), each other part is normalised (NFC, when
+ *    the file's normalizer says so; no other normalizer is read) and split by the
  *    pre-tokenizer's regular expressions (its Split patterns, Digits, and ByteLevel's
  *    GPT-2 pattern when use_regex is true) and every piece is merged by rank, the
  *    lowest rank first, the leftmost of equal ranks first, on the piece's bytes;

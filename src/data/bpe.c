@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 /* GPT-2's pattern: contractions, letters, numbers, other symbols, each with an
  * optional leading space; whitespace runs keep their last space for the next word. */
@@ -209,14 +210,29 @@ static fm_err pretok(fm_bpe *b, int k, const uint8_t *p, size_t n, fm_ids *out) 
   return FM_OK;
 }
 
+/* The normalizer, then the pre-tokenizer: NFC where the text is not plain ASCII. */
+static fm_err normalize_then_pretok(fm_bpe *b, const uint8_t *p, size_t n, fm_ids *out) {
+  if (!b->nfc) return pretok(b, 0, p, n, out);
+  size_t i = 0;
+  while (i < n && p[i] < 0x80) i++;
+  if (i == n) return pretok(b, 0, p, n, out); /* ASCII is its own NFC */
+  utf8proc_uint8_t *nfc = NULL;
+  utf8proc_ssize_t k = utf8proc_map(p, (utf8proc_ssize_t)n, &nfc, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+  if (k < 0) FM_ERROR(FM_ERR_DATA, "NFC normalisation failed: %s", utf8proc_errmsg(k));
+  fm_err err = pretok(b, 0, nfc, (size_t)k, out);
+  free(nfc);
+  FM_CHECK(err);
+  return FM_OK;
+}
+
 fm_err fm_bpe_encode(fm_bpe *b, const uint8_t *text, size_t n, fm_ids *out) {
-  if (!b->added_re) return pretok(b, 0, text, n, out);
+  if (!b->added_re) return normalize_then_pretok(b, text, n, out);
   size_t at = 0, ms, me;
   int found = 1;
   while (at < n) {
     FM_CHECK(next_match(b->added_re, b->added_md, text, n, at, &ms, &me, &found));
     if (!found) ms = me = n;
-    FM_CHECK(pretok(b, 0, text + at, ms - at, out));
+    FM_CHECK(normalize_then_pretok(b, text + at, ms - at, out));
     if (me > ms) {
       uint32_t id;
       if (!fm_strmap_get(&b->added, text + ms, me - ms, &id))

@@ -332,6 +332,27 @@ static fm_err merges_json(fm_tokenizer *t, vocab_build *v, const json_t *merges)
   return FM_OK;
 }
 
+/* No normalizer, or NFC (alone or the only step of a Sequence). */
+static fm_err normalizer_json(fm_tokenizer *t, const json_t *n, const char *where) {
+  if (!n || json_is_null(n)) return FM_OK;
+  const char *type = json_string_value(json_object_get(n, "type"));
+  if (type && !strcmp(type, "NFC")) {
+    t->bpe->nfc = 1;
+    return FM_OK;
+  }
+  if (type && !strcmp(type, "Sequence")) {
+    const json_t *list = json_object_get(n, "normalizers");
+    char sub[128];
+    for (size_t i = 0; i < json_array_size(list); i++) {
+      snprintf(sub, sizeof sub, "%s.normalizers[%zu]", where, i);
+      FM_CHECK(normalizer_json(t, json_array_get(list, i), sub));
+    }
+    return FM_OK;
+  }
+  FM_ERROR(FM_ERR_FORMAT, "%s: %s: '%s' is not supported (fedmoe reads tokenizers with no normalizer or NFC)",
+           t->path, where, type ? type : "?");
+}
+
 static fm_err load_json(fm_tokenizer *t, vocab_build *v, json_t *root) {
   if (!json_is_object(root)) FM_ERROR(FM_ERR_FORMAT, "%s: not a tokenizer.json (the top is not an object)", t->path);
   const json_t *model = json_object_get(root, "model");
@@ -342,10 +363,7 @@ static fm_err load_json(fm_tokenizer *t, vocab_build *v, json_t *root) {
              "for a SentencePiece model use its tokenizer.model)", t->path, type);
   if (!type && !json_object_get(model, "merges"))
     FM_ERROR(FM_ERR_FORMAT, "%s: model: no type and no merges: not a BPE model", t->path);
-  const json_t *norm = json_object_get(root, "normalizer");
-  if (norm && !json_is_null(norm))
-    FM_ERROR(FM_ERR_FORMAT, "%s: normalizer: '%s' is not supported (fedmoe reads tokenizers without one)", t->path,
-             json_string_value(json_object_get(norm, "type")) ? json_string_value(json_object_get(norm, "type")) : "?");
+  FM_CHECK(normalizer_json(t, json_object_get(root, "normalizer"), "normalizer"));
   FM_CHECK(must_be_empty(t->path, model, "continuing_subword_prefix", "model"));
   FM_CHECK(must_be_empty(t->path, model, "end_of_word_suffix", "model"));
   if (is_true(model, "byte_fallback"))

@@ -29,6 +29,7 @@ typedef struct {
   fm_u64map merges;       /* key (left+1)<<32 | right -> a = rank, b = merged id */
   fm_strmap by_bytes;     /* a token's bytes -> its id (tokens made of mapped bytes) */
   int ignore_merges;      /* a piece that is a whole token is that token */
+  int nfc;                /* the normalizer: text in Unicode NFC before pre-tokenizing */
   int32_t unk;            /* id for bytes without a token, -1: none (an error) */
   int nsteps;
   fm_pretok_step step[FM_PRETOK_MAX];

@@ -148,6 +148,35 @@ static void test_merge_order(void) {
   remove_tmpdir();
 }
 
+/* NFC: a decomposed e + U+0301 is the byte pair of U+00E9 (0xC3 0xA9) after it,
+ * spelled in GPT-2's table as U+00C3 U+00A9; 0xCC 0x81 are U+00CC and U+0123. */
+static void test_nfc(void) {
+  make_tmpdir();
+  static const char *fmt =
+      "{\"normalizer\": %s, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", "
+      "\"vocab\": {\"\\u00c3\": 0, \"\\u00a9\": 1, \"e\": 2, \"\\u00cc\": 3, \"\\u0123\": 4}, \"merges\": []}}";
+  char json[1024];
+  snprintf(json, sizeof json, fmt, "null");
+  fm_tokenizer *t = open_json(json);
+  CU_ASSERT_STRING_EQUAL(ids_of(t, "e\xcc\x81"), "2 3 4");
+  fm_tokenizer_free(t);
+  snprintf(json, sizeof json, fmt, "{\"type\": \"NFC\"}");
+  t = open_json(json);
+  CU_ASSERT_STRING_EQUAL(ids_of(t, "e\xcc\x81"), "0 1");
+  CU_ASSERT_STRING_EQUAL(ids_of(t, "\xc3\xa9"), "0 1"); /* already NFC */
+  fm_tokenizer_free(t);
+  snprintf(json, sizeof json, fmt, "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}]}");
+  t = open_json(json);
+  CU_ASSERT_STRING_EQUAL(ids_of(t, "e\xcc\x81"), "0 1");
+  fm_tokenizer_free(t);
+  snprintf(json, sizeof json, fmt, "{\"type\": \"Lowercase\"}");
+  t = NULL;
+  const char *path = write_file("tokenizer.json", json, strlen(json));
+  CU_ASSERT_NOT_EQUAL(fm_tokenizer_open(&t, path), FM_OK);
+  CU_ASSERT_TRUE(contains(fm_error_message(), "normalizer: 'Lowercase' is not supported"));
+  remove_tmpdir();
+}
+
 static void expect_open_error(const char *name, const char *content, const char *must1, const char *must2) {
   fm_tokenizer *t = NULL;
   const char *path = write_file(name, content, strlen(content));
@@ -476,6 +505,7 @@ static void test_jsonl_bad(void) {
 int fm_test_register(void) {
   static const fm_test tok[] = {{"bytes", test_bytes},
                                 {"BPE merges, pre-tokenizers, added tokens", test_merge_order},
+                                {"NFC normalizer", test_nfc},
                                 {"bad tokenizer files", test_bad_files},
                                 {"corpus ids and the token cache", test_corpus_cache},
                                 {"JSON Lines: domains and clients from fields", test_jsonl_clients},
