@@ -34,4 +34,11 @@ mpi 3 run "$EX" -q --set "data.path=$DATA" --set "run.output=$TMP/run.h5" --set 
   --set fl.local_steps=2 --set model.d_model=16 --set model.layers=1 --set train.seq_len=32 \
   --set model.context=32 --set train.eval_batches=1 || { cat "$TMP/out"; fail "fedmoe run on JSON Lines failed"; }
 [ -s "$TMP/run.h5" ] || fail "no run file"
-echo "ok: a run on instruction records"
+"${PYTHON_H5PY:-python3}" - "$TMP/run.h5" <<'PY' || fail "the run file does not record the partition"
+import sys, h5py
+a = h5py.File(sys.argv[1], "r").attrs
+assert int(a["data_allow_overlap"]) == 0, a["data_allow_overlap"]
+assert a["data_tokens_held"] == a["data_tokens_asked"] > 0, (a["data_tokens_held"], a["data_tokens_asked"])
+assert int(a["data_vocab"]) == 256 and a["data_corpus_tokens"] > a["data_tokens_held"]
+PY
+echo "ok: a run on instruction records; the run file records the partition"
