@@ -13,14 +13,14 @@ dist_noinst_SCRIPTS += $(TOK_TESTS) %reldir%/tok/gpt2_reference.js %reldir%/tok/
 dist_noinst_DATA += %reldir%/fixtures/tok/train.txt %reldir%/fixtures/tok/samples.json
 
 # The trained references come from make_tokenizer_fixtures.py, run where Hugging Face
-# tokenizers and sentencepiece are installed (tests/fixtures/README.md). Once its
-# outputs are committed, these lines list them and the test that checks them (which
-# fails when a listed file is missing):
-# TOK_FIXTURES = %reldir%/fixtures/tok/expected.json %reldir%/fixtures/tok/bpe_gpt2.json \
-# 	%reldir%/fixtures/tok/bpe_split.json %reldir%/fixtures/tok/bpe_digits.json \
-# 	%reldir%/fixtures/tok/spm_bpe.model %reldir%/fixtures/tok/spm_unigram.model
-# dist_noinst_DATA += $(TOK_FIXTURES)
-# TESTS += %reldir%/tok/fixtures.sh
+# tokenizers and sentencepiece are installed (tests/fixtures/README.md); its outputs
+# are listed here and checked by fixtures.sh, which fails when a file that
+# expected.json names is missing.
+TOK_FIXTURES = %reldir%/fixtures/tok/expected.json %reldir%/fixtures/tok/bpe_gpt2.json \
+	%reldir%/fixtures/tok/bpe_split.json %reldir%/fixtures/tok/bpe_digits.json \
+	%reldir%/fixtures/tok/spm_bpe.model %reldir%/fixtures/tok/spm_unigram.model
+dist_noinst_DATA += $(TOK_FIXTURES)
+TESTS += %reldir%/tok/fixtures.sh
 
 check_PROGRAMS += tests/unit/test_tok
 tests_unit_test_tok_SOURCES = %reldir%/unit/test_tok.c $(TEST_UNIT_MAIN)
