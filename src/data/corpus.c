@@ -381,7 +381,9 @@ static fm_err group(builder *b) {
   for (int i = 0; i < rs->nclients; i++) rank[order[i]] = i;
   sort_rank = rank;
   qsort(rs->r, rs->n, sizeof *rs->r, by_domain_client);
-  uint8_t *text = malloc(b->size + rs->size + 1);
+  /* + 16: PCRE2's JIT may read a vector past the end of the text it matches (never a
+   * page further); the slack keeps those reads inside the buffer */
+  uint8_t *text = calloc(b->size + rs->size + 16, 1);
   if (!text) err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_MEM, "out of memory (corpus text)");
   uint64_t at = 0;
   size_t r = 0;
