@@ -35,7 +35,8 @@
 # Examples (docs/scaling.md):
 #   jobs/sweep.sh --local --ranks "2 3 5 9 16" --per-host 8 -o weak examples/demo.ini
 #   jobs/sweep.sh --slurm --ranks 16 --clients "16 100 1000 10000" --strategy comigs \
-#     --set fl.sample_count=30 --set fl.final_eval=sampled examples/demo.ini
+#     --set fl.sample_count=30 --set fl.final_eval=sampled --set data.allow_overlap=true examples/demo.ini
+#   (10,000 clients of demo.ini ask for more text than the corpus holds: data.allow_overlap)
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 usage() { sed -n '2,38p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }

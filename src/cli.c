@@ -1,6 +1,7 @@
 /* cli.c - command-line options and loading the configuration on every rank. */
 #include "cli.h"
 
+#include "fedmoe/data.h"
 #include "fedmoe/fault.h"
 #include "fedmoe/hf.h"
 #include "fedmoe/log.h"
@@ -30,7 +31,7 @@ static const command_t commands[] = {
    "The corpus (domains, bytes, the server's public split) and each client's share.\n",
    SET_OPT
    "  -q, --quiet               do not print the resolved configuration\n"},
-  {"eval", "--checkpoint RUNFILE | --model DIR, --text FILE [--client N] [--context N]",
+  {"eval", "--checkpoint RUNFILE | --model DIR, --text FILE [--client N] [--context N] [--tokenizer T]",
    "mean next-token cross-entropy (nats) of a checkpoint, or of a Hugging Face folder, on a text file",
    "The model over consecutive blocks of N + 1 tokens of the text (N: --context, default the model's\n"
    "context; the last partial block dropped).\n",
@@ -38,7 +39,9 @@ static const command_t commands[] = {
    "  --model DIR               a Hugging Face folder (config.json, model.safetensors)\n"
    "  --text FILE               the text\n"
    "  --client N                whose private state (local and comigs runs; default 0)\n"
-   "  --context N               block length (default: the model's context)\n"},
+   "  --context N               block length (default: the model's context)\n"
+   "  --tokenizer T             read the text through T (default: the run's model.tokenizer, or\n"
+   "                            the folder's own tokenizer; bytes when there is none)\n"},
   {"export", "--checkpoint RUNFILE [--client N] [--overwrite] OUTDIR",
    "write a checkpoint's model as a Hugging Face folder",
    "config.json and model.safetensors, loadable by transformers' from_pretrained.\n",
@@ -52,18 +55,24 @@ static const command_t commands[] = {
    "One line per key, grouped by section; only SECTION's keys, or only KEY, when given.\n",
    "  --format=FORMAT           text (default), markdown (the README's tables) or man\n"
    "                            (the man page's list)\n"},
+  {"tokenize", "TOKENIZER FILE [--ids | --decode]", "token count of FILE through a tokenizer",
+   "TOKENIZER: bytes, a tokenizer.json, a tokenizer.model, GPT-2's vocab.json, or a folder holding\n"
+   "one. The whole file is tokenized once, with no special tokens added; prints 'tokens N'.\n",
+   "  --ids                     also print the ids (space-separated, one line)\n"
+   "  --decode                  FILE holds ids: print their text\n"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 /* Every option any command takes, for "did you mean" (the parser below decides). */
 static const char *const known_options[] = {"--set", "--resume", "--metrics-netcdf", "--checkpoint", "--text",
                                             "--client", "--profile", "--quiet", "--format", "--help",
-                                            "--overwrite", "--model", "--context"};
+                                            "--overwrite", "--model", "--context", "--ids", "--decode",
+                                            "--tokenizer"};
 /* Options followed by a value (skipped when looking for --help). */
 static int takes_value(const char *a) {
   return !strcmp(a, "--set") || !strcmp(a, "--resume") || !strcmp(a, "--metrics-netcdf") ||
          !strcmp(a, "--checkpoint") || !strcmp(a, "--text") || !strcmp(a, "--client") || !strcmp(a, "--format") ||
-         !strcmp(a, "--model") || !strcmp(a, "--context");
+         !strcmp(a, "--model") || !strcmp(a, "--context") || !strcmp(a, "--tokenizer");
 }
 
 static const command_t *find_command(const char *name) {
@@ -164,7 +173,10 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     else if (!strcmp(a, "--format")) slot = &cli->format;
     else if (!strcmp(a, "--model")) slot = &cli->model;
     else if (!strcmp(a, "--context")) slot = &cli->context;
+    else if (!strcmp(a, "--tokenizer")) slot = &cli->tokenizer;
     else if (!strcmp(a, "--profile")) { cli->profile = 1; continue; }
+    else if (!strcmp(a, "--ids")) { cli->ids = 1; continue; }
+    else if (!strcmp(a, "--decode")) { cli->decode = 1; continue; }
     else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { cli->quiet = 1; continue; }
     else if (!strcmp(a, "--overwrite")) { cli->overwrite = 1; continue; }
     else if (a[0] == '-' && a[1])
@@ -179,6 +191,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     else if (!cli->positional && !takes_config(cli->command) && strcmp(cli->command, "eval") &&
              strcmp(cli->command, "bench"))
       cli->positional = a;
+    else if (!cli->positional2 && !strcmp(cli->command, "tokenize")) cli->positional2 = a;
     else FM_ERROR(FM_ERR_ARG, "unexpected argument '%s'; try 'fedmoe %s --help'", a, cli->command);
   }
   if (takes_config(cli->command) && !cli->config)
@@ -187,6 +200,11 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     FM_ERROR(FM_ERR_ARG, "'fedmoe info' needs a RUNFILE");
   if (!strcmp(cli->command, "export") && !cli->positional)
     FM_ERROR(FM_ERR_ARG, "'fedmoe export' needs an OUTDIR (fedmoe export --checkpoint RUNFILE OUTDIR)");
+  if (!strcmp(cli->command, "tokenize") && !cli->positional2)
+    FM_ERROR(FM_ERR_ARG, "'fedmoe tokenize' needs a TOKENIZER (bytes or a path) and a FILE");
+  if ((cli->ids || cli->decode) && strcmp(cli->command, "tokenize"))
+    FM_ERROR(FM_ERR_ARG, "--ids and --decode are options of 'fedmoe tokenize'");
+  if (cli->ids && cli->decode) FM_ERROR(FM_ERR_ARG, "'fedmoe tokenize' takes --ids or --decode, not both");
   return FM_OK;
 }
 
@@ -245,9 +263,30 @@ static fm_err load_local(const fm_cli *cli, fm_config *cfg, MPI_Comm comm) {
   return FM_OK;
 }
 
+/* data.client_field with fl.clients left out: as many clients as the field has
+ * values, counted on rank 0 and broadcast, so every rank builds the same run. */
+static fm_err clients_from_data(fm_config *cfg, MPI_Comm comm) {
+  const fm_key *k = fm_config_find_key("fl.clients");
+  if (!cfg->data.client_field[0] || strcmp(cfg->origin[k - fm_config_keys], "default")) return FM_OK;
+  int rank, n = 0;
+  MPI_Comm_rank(comm, &rank);
+  FM_CHECK(fm_error_agree(rank == 0 ? fm_data_count_clients(cfg, &n) : FM_OK, &comm));
+  FM_MPI(MPI_Bcast(&n, 1, MPI_INT, 0, comm));
+  if (n < 1)
+    FM_CONFIG_ERROR(cfg, "data.client_field", "'%s': no record of '%s' has this field", cfg->data.client_field,
+                    cfg->data.path);
+  char set[64], where[96];
+  snprintf(set, sizeof set, "fl.clients=%d", n);
+  snprintf(where, sizeof where, "data.client_field '%.60s'", cfg->data.client_field);
+  FM_CHECK(fm_config_set(cfg, set, where));
+  FM_CHECK(fm_config_validate(cfg));
+  return FM_OK;
+}
+
 fm_err fm_cli_load_config(const fm_cli *cli, fm_config *cfg, MPI_Comm comm) {
   /* the same text on every rank gives the same error on every rank: agree, print once */
   fm_err err = fm_error_agree(load_local(cli, cfg, comm), &comm);
+  if (!err) err = fm_error_agree(clients_from_data(cfg, comm), &comm);
   if (err) { /* the caller gets no configuration to free */
     fm_config_free(cfg);
     return fm_error_trace(__FILE__, __LINE__, __func__, err);

@@ -10,7 +10,7 @@
 #define FM_CLI_MAX_SETS 256
 
 typedef struct {
-  const char *command;   /* run, data, eval, export, bench, info, keys */
+  const char *command;   /* run, data, eval, export, bench, info, keys, tokenize */
   const char *config;    /* CONFIG positional argument, when the command takes one */
   const char *resume;    /* --resume RUNFILE */
   const char *netcdf;    /* --metrics-netcdf FILE */
@@ -19,9 +19,12 @@ typedef struct {
   const char *client;    /* --client N (eval, export) */
   const char *model;     /* --model DIR (eval): a Hugging Face folder */
   const char *context;   /* --context N (eval) */
-  const char *positional;/* other positional argument (info RUNFILE, keys NAME, export OUTDIR) */
+  const char *tokenizer; /* --tokenizer T (eval) */
+  const char *positional;/* other positional argument (info RUNFILE, keys NAME, export OUTDIR, tokenize TOKENIZER) */
   const char *format;    /* --format (keys) */
+  const char *positional2;/* the second (tokenize FILE) */
   int profile;           /* --profile (bench) */
+  int ids, decode;       /* --ids, --decode (tokenize) */
   int quiet;             /* -q: do not print the resolved configuration */
   int overwrite;         /* --overwrite: replace an existing run file / NetCDF file (run) */
   int nsets;
@@ -71,5 +74,6 @@ typedef struct {
 fm_err fm_cli_model_prepare(const fm_cli *cli, fm_cli_model *cm);
 fm_err fm_cli_model_create(fm_cli_model *cm, int B, int T);
 void fm_cli_model_free(fm_cli_model *cm);
+fm_err fm_cmd_tokenize(const fm_cli *cli, MPI_Comm comm); /* cmd_tokenize.c */
 
 #endif

@@ -12,19 +12,44 @@
 
 static void print_corpus(const fm_dataset *d, const fm_config *c, const int *nclients_of) {
   const fm_corpus *cp = &d->corpus;
-  fm_say("corpus '%s': %d domains, %llu bytes (tokens) from %d files; %d files skipped "
-         "(indexes, .u8 copies, links to files read, empty)\n",
-         c->data.path, cp->ndomains, (unsigned long long)cp->size, cp->nfiles, cp->nskipped);
+  const int tok = cp->ids != NULL; /* a tokenizer: tokens and bytes differ */
+  if (tok)
+    fm_say("corpus '%s': %d domains, %llu tokens (%llu bytes of text) from %d files; %d files skipped "
+           "(indexes, .u8 copies, links to files read, empty)\n",
+           c->data.path, cp->ndomains, (unsigned long long)cp->size, (unsigned long long)cp->text_bytes,
+           cp->nfiles, cp->nskipped);
+  else
+    fm_say("corpus '%s': %d domains, %llu bytes (tokens) from %d files; %d files skipped "
+           "(indexes, .u8 copies, links to files read, empty)\n",
+           c->data.path, cp->ndomains, (unsigned long long)cp->text_bytes, cp->nfiles, cp->nskipped);
+  fm_say("tokenizer: %s, %d ids (model.vocab = %d)\n", cp->tokenizer, cp->vocab, c->model.vocab);
+  if (tok)
+    fm_say("token cache: %s (%s)\n", cp->cache[0] ? cp->cache : "none",
+           cp->cache_hit ? "read" : cp->cache[0] ? "written" : "tokenized, not cached");
   if (cp->ndropped)
     fm_say("  %d domains dropped, under data.min_domain_bytes = %lld: %llu bytes\n", cp->ndropped,
            (long long)c->data.min_domain_bytes, (unsigned long long)cp->dropped_bytes);
-  fm_say("  %-24s %12s %10s %8s\n", "domain", "bytes", "public", "clients");
+  if (tok) fm_say("  %-24s %12s %12s %10s %8s %12s %12s\n", "domain", "tokens", "bytes", "public", "clients", "asked", "held");
+  else fm_say("  %-24s %12s %10s %8s %12s %12s\n", "domain", "bytes", "public", "clients", "asked", "held");
   uint64_t *pub = calloc((size_t)cp->ndomains, sizeof *pub);
   for (int s = 0; pub && s < d->public_split.nspans; s++)
     pub[d->public_split.spans[s].domain] += d->public_split.spans[s].len;
-  for (int k = 0; k < cp->ndomains; k++)
-    fm_say("  %-24s %12llu %10llu %8d\n", cp->domain_names[k], (unsigned long long)cp->domain_len[k],
-           pub ? (unsigned long long)pub[k] : 0ULL, nclients_of[k]);
+  for (int k = 0; k < cp->ndomains; k++) {
+    unsigned long long p = pub ? (unsigned long long)pub[k] : 0ULL;
+    unsigned long long asked = (unsigned long long)d->domain_asked[k], held = (unsigned long long)d->domain_given[k];
+    if (tok)
+      fm_say("  %-24s %12llu %12llu %10llu %8d %12llu %12llu%s\n", cp->domain_names[k],
+             (unsigned long long)cp->domain_len[k], (unsigned long long)cp->domain_bytes[k], p, nclients_of[k],
+             asked, held, held < asked ? " (shrunk)" : "");
+    else
+      fm_say("  %-24s %12llu %10llu %8d %12llu %12llu%s\n", cp->domain_names[k],
+             (unsigned long long)cp->domain_len[k], p, nclients_of[k], asked, held,
+             held < asked ? " (shrunk)" : "");
+  }
+  fm_say("clients' regions: %s\n", c->data.allow_overlap
+             ? "may overlap where a domain holds less than its clients ask for (data.allow_overlap = true)"
+         : c->data.client_field[0] ? "one client per value of data.client_field, disjoint"
+                                   : "disjoint (shrunk where a domain holds less than its clients ask for)");
   free(pub);
   fm_say("public split (server only): %llu tokens in %d spans, %ld sequences of %d\n",
          (unsigned long long)d->public_split.tokens, d->public_split.nspans,
@@ -51,17 +76,24 @@ static void print_client(const fm_dataset *d, const fm_client_data *cl) {
   }
   if (nonzero > nshown && off < sizeof mix)
     snprintf(mix + off, sizeof mix - off, " (+%d more)", nonzero - nshown);
+  if (d->corpus.nclient_names && off < sizeof mix)
+    snprintf(mix + off, sizeof mix - off, "  [%s]", d->corpus.client_names[cl->id]);
   fm_say("%8d %10llu %9llu %9llu  %s\n", cl->id, (unsigned long long)cl->split[FM_SPLIT_TRAIN].tokens,
          (unsigned long long)cl->split[FM_SPLIT_VAL].tokens,
          (unsigned long long)cl->split[FM_SPLIT_TEST].tokens, mix);
 }
 
 static void print_partition(const fm_dataset *d, const fm_config *c, double seconds) {
-  fm_say("partition: %s, sizes %s, %d clients, seed %lld, train/val/test %g/%g/%g, sequences of %d "
-         "bytes (partitioned in %.3f s)\n",
-         fm_config_enum_name(c, "data.partition"), fm_config_enum_name(c, "data.sizes"), d->nclients,
-         (long long)c->run.seed, c->data.train_frac, c->data.val_frac, c->data.test_frac,
-         c->train.seq_len + 1, seconds);
+  if (d->corpus.nclient_names)
+    fm_say("partition: by data.client_field '%s' (%d values), seed %lld, train/val/test %g/%g/%g, sequences of "
+           "%d tokens (partitioned in %.3f s)\n", c->data.client_field, d->nclients, (long long)c->run.seed,
+           c->data.train_frac, c->data.val_frac, c->data.test_frac, c->train.seq_len + 1, seconds);
+  else
+    fm_say("partition: %s, sizes %s, %d clients, seed %lld, train/val/test %g/%g/%g, sequences of %d "
+           "tokens (partitioned in %.3f s)\n",
+           fm_config_enum_name(c, "data.partition"), fm_config_enum_name(c, "data.sizes"), d->nclients,
+           (long long)c->run.seed, c->data.train_frac, c->data.val_frac, c->data.test_frac,
+           c->train.seq_len + 1, seconds);
   fm_say("%8s %10s %9s %9s  %s\n", "client", "train", "val", "test", "domains (largest shares)");
   uint64_t lo[3], hi[3], sum[3];
   for (int s = 0; s < 3; s++) { lo[s] = UINT64_MAX; hi[s] = sum[s] = 0; }

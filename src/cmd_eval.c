@@ -1,27 +1,32 @@
 /* cmd_eval.c - `fedmoe eval (--checkpoint RUNFILE [--client N] | --model DIR) --text
- * FILE [--context N]`: the mean next-byte cross-entropy (nats) of the model in the run
- * file's latest checkpoint, or of a Hugging Face folder, over a text file.
+ * FILE [--context N] [--tokenizer T]`: the mean next-token cross-entropy (nats) of
+ * the model in the run file's latest checkpoint, or of a Hugging Face folder, over a
+ * text file.
  *
- * FILE is cut into consecutive, non-overlapping blocks of N + 1 bytes (N: --context,
- * default the model's context; a last partial block is dropped); in each block the
- * first N bytes predict the next ones, and the figure is the mean over every
- * prediction of every block. Which model: cmd_model.c (fedbiot: the server's full
- * model, the paper's figure). Rank 0 reads and computes;
- * the other ranks only agree on the outcome. */
+ * FILE is read through a tokenizer (--tokenizer; else the run's model.tokenizer, or
+ * the folder's own tokenizer; bytes when there is none), tokenized once with no
+ * special tokens, and its ids cut into consecutive, non-overlapping blocks of N + 1
+ * tokens (N: --context, default the model's context; a last partial block is
+ * dropped); in each block the first N tokens predict the next ones, and the figure is
+ * the mean over every prediction of every block. Which model: cmd_model.c (fedbiot:
+ * the server's full model, the paper's figure). Rank 0 reads and computes; the other
+ * ranks only agree on the outcome. */
 #include "cli.h"
 
+#include "fedmoe/data.h"
 #include "fedmoe/fl.h"
+#include "fedmoe/io.h"
 #include "fedmoe/model.h"
 #include "fedmoe/nn_threads.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { EVAL_BATCH = 16 }; /* blocks per forward pass */
 
-/* Mean cross-entropy of m over the blocks of T + 1 bytes of text. */
-static fm_err eval_blocks(fm_model *m, const unsigned char *text, size_t len, int T, double *mean,
-                          long *nblocks) {
+/* Mean cross-entropy of m over the blocks of T + 1 ids of the text. */
+static fm_err eval_blocks(fm_model *m, const int32_t *text, size_t len, int T, double *mean, long *nblocks) {
   const size_t blk = (size_t)T + 1;
   const long nb = (long)(len / blk);
   int32_t *tok = NULL, *tgt = NULL;
@@ -31,7 +36,7 @@ static fm_err eval_blocks(fm_model *m, const unsigned char *text, size_t len, in
   for (long b0 = 0; !err && b0 < nb; b0 += EVAL_BATCH) {
     const int nbat = nb - b0 < EVAL_BATCH ? (int)(nb - b0) : EVAL_BATCH;
     for (int b = 0; b < nbat; b++) {
-      const unsigned char *p = text + (size_t)(b0 + b) * blk;
+      const int32_t *p = text + (size_t)(b0 + b) * blk;
       for (int t = 0; t < T; t++) {
         tok[(size_t)b * T + t] = p[t];
         tgt[(size_t)b * T + t] = p[t + 1];
@@ -49,7 +54,6 @@ static fm_err eval_blocks(fm_model *m, const unsigned char *text, size_t len, in
   return FM_OK;
 }
 
-/* --context N: 1..the model's context (default: the model's context). */
 static fm_err context_arg(const fm_cli *cli, int model_ctx, int *T) {
   *T = model_ctx;
   if (!cli->context) return FM_OK;
@@ -61,32 +65,54 @@ static fm_err context_arg(const fm_cli *cli, int model_ctx, int *T) {
   return FM_OK;
 }
 
-static fm_err eval_rank0(const fm_cli *cli) {
-  if (!cli->text) FM_ERROR(FM_ERR_ARG, "'fedmoe eval' needs --text FILE");
+/* The text as the tokenizer reads it, checked against the model's vocabulary and
+ * the block length before any model work. */
+static fm_err read_ids(const fm_cli *cli, const fm_cli_model *cm, int T, fm_ids *ids, int *bytes) {
+  char spec[FM_PATH_MAX];
+  if (cli->tokenizer) snprintf(spec, sizeof spec, "%s", cli->tokenizer);
+  else if (cm->folder) fm_tokenizer_spec_dir(cm->source, spec, sizeof spec);
+  else fm_tokenizer_spec(&cm->cfg, spec, sizeof spec);
+  fm_tokenizer *tok = NULL;
   char *text = NULL;
   size_t len = 0;
+  fm_err err = fm_tokenizer_open(&tok, spec);
+  if (!err) err = fm_read_file(cli->text, &text, &len);
+  if (!err && (err = fm_tokenizer_encode(tok, (const uint8_t *)text, len, ids))) {
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s", fm_error_message());
+    err = fm_error_set(__FILE__, __LINE__, __func__, err, "--text %s: %s", cli->text, msg);
+  }
+  *bytes = tok && fm_tokenizer_kind(tok) == FM_TOK_BYTES;
+  const int V = cm->shape.vocab;
+  if (!err && ids->n < (size_t)T + 1)
+    err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_DATA,
+                       "--text %s: %zu %s, shorter than one block of context + 1 = %d", cli->text, ids->n,
+                       *bytes ? "bytes" : "tokens", T + 1);
+  for (size_t i = 0; !err && i < ids->n; i++)
+    if (ids->v[i] >= V)
+      err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_DATA,
+                         "--text %s: %s %d at %s %zu is outside the model's vocabulary 0..%d", cli->text,
+                         *bytes ? "byte" : "token", ids->v[i], *bytes ? "offset" : "position", i, V - 1);
+  fm_tokenizer_free(tok);
+  free(text);
+  return err;
+}
+
+static fm_err eval_rank0(const fm_cli *cli) {
+  if (!cli->text) FM_ERROR(FM_ERR_ARG, "'fedmoe eval' needs --text FILE");
   fm_cli_model cm;
-  int T = 0;
+  fm_ids ids = {0};
+  int T = 0, bytes = 1;
   fm_err err = fm_cli_model_prepare(cli, &cm);
   const fm_model_shape *shape = &cm.shape;
   if (!err) err = context_arg(cli, shape->context, &T);
-  /* the text, checked before any model work */
-  if (!err) err = fm_read_file(cli->text, &text, &len);
-  if (!err && len < (size_t)T + 1)
-    err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_DATA,
-                       "--text %s: %zu bytes, shorter than one block of context + 1 = %d bytes", cli->text, len, T + 1);
-  if (!err && shape->vocab < 256)
-    for (size_t i = 0; i < len && !err; i++)
-      if ((unsigned char)text[i] >= shape->vocab)
-        err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_DATA,
-                           "--text %s: byte %u at offset %zu is outside the model's vocabulary 0..%d", cli->text,
-                           (unsigned char)text[i], i, shape->vocab - 1);
+  if (!err) err = read_ids(cli, &cm, T, &ids, &bytes);
   if (!err) err = fm_cli_model_create(&cm, EVAL_BATCH, T);
   double mean = 0;
   long nb = 0;
   if (!err) {
     fm_nn_set_threads(cm.have_cfg ? cm.cfg.run.threads : 1);
-    err = eval_blocks(cm.m, (const unsigned char *)text, len, T, &mean, &nb);
+    err = eval_blocks(cm.m, ids.v, ids.n, T, &mean, &nb);
   }
   if (!err) {
     if (cm.folder) {
@@ -98,12 +124,13 @@ static fm_err eval_rank0(const fm_cli *cli) {
         printf(" model: the server's full model (%d blocks: the bottom ones frozen after pretraining, the "
                "aggregated adapter on top; not the clients' emulator)", shape->layers);
     }
-    printf("\ntext %s: %ld blocks of %d bytes, %ld predictions\n", cli->text, nb, T + 1, nb * T);
+    printf("\ntext %s: %ld blocks of %d %s, %ld predictions\n", cli->text, nb, T + 1, bytes ? "bytes" : "tokens",
+           nb * T);
     printf("cross_entropy %.6f nats\n", mean);
     fflush(stdout);
   }
+  fm_ids_free(&ids);
   fm_cli_model_free(&cm);
-  free(text);
   return err;
 }
 

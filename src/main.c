@@ -46,6 +46,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cli.command, "export")) err = fm_cmd_export(&cli, comm);
     else if (!strcmp(cli.command, "bench")) err = fm_cmd_bench(&cli, comm);
     else if (!strcmp(cli.command, "keys")) err = fm_cmd_keys(&cli, comm);
+    else if (!strcmp(cli.command, "tokenize")) err = fm_cmd_tokenize(&cli, comm);
     else err = fm_cmd_info(&cli, comm);
   }
   if (err) fm_fatal(err); /* agreed errors exit quietly on all ranks; others abort */

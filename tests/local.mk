@@ -14,7 +14,7 @@ TESTS += tests/unit/test_core
 MPI_TESTS = %reldir%/mpi/bad_input.sh %reldir%/mpi/cli.sh
 TESTS += $(MPI_TESTS)
 dist_noinst_SCRIPTS += $(MPI_TESTS) %reldir%/mpi/common.sh
-EXTRA_DIST += %reldir%/nn.mk %reldir%/oracle.mk %reldir%/data.mk %reldir%/fl.mk %reldir%/hf.mk
+EXTRA_DIST += %reldir%/nn.mk %reldir%/oracle.mk %reldir%/data.mk %reldir%/tok.mk %reldir%/fl.mk %reldir%/hf.mk
 
 # Strict input: numbers, lists, duplicate keys, NUL bytes, "did you mean".
 check_PROGRAMS += tests/unit/test_input

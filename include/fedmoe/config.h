@@ -31,6 +31,7 @@ enum { FM_SELECT_IB, FM_SELECT_RANDOM, FM_SELECT_USAGE };
 enum { FM_FINAL_EVAL_ALL, FM_FINAL_EVAL_SAMPLED };
 /* auto|true|false keys: auto is the family's or the shape's default */
 enum { FM_TRI_AUTO, FM_TRI_TRUE, FM_TRI_FALSE };
+enum { FM_FORMAT_AUTO, FM_FORMAT_TEXT, FM_FORMAT_JSONL };
 
 typedef struct fm_config {
   struct {
@@ -49,6 +50,7 @@ typedef struct fm_config {
     double norm_eps, rope_theta;
     char init[FM_PATH_MAX]; /* "" or a Hugging Face model folder to start from */
     int upcycle;            /* FM_UPCYCLE_*: a dense folder's FFN into experts */
+    char tokenizer[FM_PATH_MAX]; /* "": model.init's folder's tokenizer, else bytes */
   } model;
   struct {
     int batch, seq_len, schedule, warmup_steps, eval_batches;
@@ -62,6 +64,11 @@ typedef struct fm_config {
     int64_t client_bytes;
     double train_frac, val_frac, test_frac, public_frac;
     int64_t min_domain_bytes, max_domain_bytes;
+    char token_cache[FM_PATH_MAX]; /* "": beside the corpus or the user's cache; "off"; a folder */
+    int format;                    /* FM_FORMAT_* */
+    char text_field[64], prompt_template[1024], instruction_field[64], input_field[64], output_field[64];
+    char client_field[64], domain_field[64];
+    int allow_overlap;
   } data;
   struct {
     int strategy, rounds, clients, sample_count, local_steps, aggregation, final_eval, over_select;

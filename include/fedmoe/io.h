@@ -1,7 +1,10 @@
 /* io.h - the run file: one HDF5 file written collectively by every rank (MPI-IO).
  *
  *   /                       attrs: fedmoe_version, format (FM_RUNFILE_FORMAT), strategy, seed,
- *                           config (resolved text), start_time, ranks (P), clients (N), layers, experts
+ *                           config (resolved text), start_time, ranks (P), clients (N), layers, experts,
+ *                           data_allow_overlap, data_tokens_asked, data_tokens_held (the clients'
+ *                           tokens, fewer than asked when shrunk to be disjoint), data_corpus_tokens,
+ *                           data_vocab (the tokenizer's ids)
  *   /metrics/clients        compound, extendible: one row per (round, client) reported
  *   /metrics/rounds         compound, extendible: one row per round
  *   /routing/index          compound {round, client}, extendible: one row per client that trained

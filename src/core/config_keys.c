@@ -26,7 +26,11 @@ const fm_key fm_config_keys[] = {
   {"run.log_level", FM_KEY_ENUM, F(run.log_level), "info", 0, 0, "error|warn|info|debug", "log level", FM_RESUME_FREE},
   {"run.threads", FM_KEY_INT, F(run.threads), "1", 1, 1024, NULL, "BLIS threads per rank", FM_RESUME_FREE},
   /* [model] */
-  {"model.vocab", FM_KEY_INT, F(model.vocab), "256", 2, 65536, NULL, "vocabulary size (256: bytes)"},
+  {"model.vocab", FM_KEY_INT, F(model.vocab), "256", 2, 16777216, NULL,
+   "vocabulary size (256 with the byte tokenizer; at least the tokenizer's ids otherwise)"},
+  {"model.tokenizer", FM_KEY_STRING, F(model.tokenizer), "", 0, 0, NULL,
+   "bytes, or a tokenizer.json, tokenizer.model, GPT-2 vocab.json or a folder holding one "
+   "(empty: the tokenizer in model.init's folder, else bytes)"},
   {"model.context", FM_KEY_INT, F(model.context), "64", 1, 65536, NULL, "context length (positions)"},
   {"model.d_model", FM_KEY_INT, F(model.d_model), "64", 1, 65536, NULL, "model width D"},
   {"model.heads", FM_KEY_INT, F(model.heads), "4", 1, 1024, NULL, "attention heads"},
@@ -112,6 +116,29 @@ const fm_key fm_config_keys[] = {
    "drop domains with fewer bytes of text"},
   {"data.max_domain_bytes", FM_KEY_INT64, F(data.max_domain_bytes), "0", 0, 9e18, NULL,
    "keep at most this many bytes of each domain (0: all)"},
+  {"data.token_cache", FM_KEY_STRING, F(data.token_cache), "", 0, 0, NULL,
+   "where token ids are cached: empty (beside the corpus, else $XDG_CACHE_HOME/fedmoe), "
+   "a folder, or off"},
+  {"data.format", FM_KEY_ENUM, F(data.format), "auto", 0, 0, "auto|text|jsonl",
+   "how files are read: text, JSON Lines (one record a line), or auto (.jsonl files are JSON Lines)"},
+  {"data.text_field", FM_KEY_STRING, F(data.text_field), "text", 0, 0, NULL,
+   "JSON Lines: the field holding a record's text (when data.prompt_template is empty)"},
+  {"data.prompt_template", FM_KEY_STRING, F(data.prompt_template), "", 0, 0, NULL,
+   "JSON Lines instruction records: alpaca, or a template with {instruction} and {input}; "
+   "the loss counts only the response (data.output_field)"},
+  {"data.instruction_field", FM_KEY_STRING, F(data.instruction_field), "instruction", 0, 0, NULL,
+   "JSON Lines: the instruction of an instruction record"},
+  {"data.input_field", FM_KEY_STRING, F(data.input_field), "input", 0, 0, NULL,
+   "JSON Lines: the optional input of an instruction record"},
+  {"data.output_field", FM_KEY_STRING, F(data.output_field), "output", 0, 0, NULL,
+   "JSON Lines: the response of an instruction record"},
+  {"data.client_field", FM_KEY_STRING, F(data.client_field), "", 0, 0, NULL,
+   "JSON Lines: one client per distinct value of this field (fl.clients then comes from the data)"},
+  {"data.domain_field", FM_KEY_STRING, F(data.domain_field), "", 0, 0, NULL,
+   "JSON Lines: a record's domain is this field's value (empty: the file's domain)"},
+  {"data.allow_overlap", FM_KEY_BOOL, F(data.allow_overlap), "false", 0, 0, NULL,
+   "let clients' regions of a domain overlap when the domain is smaller than they ask for "
+   "(false: shrink them to disjoint shares, or refuse)"},
   /* [fl] */
   {"fl.strategy", FM_KEY_ENUM, F(fl.strategy), "fedavg", 0, 0, "local|fedavg|comigs|fedbiot|hfedmoe",
    "federated strategy"},

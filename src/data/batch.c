@@ -1,7 +1,9 @@
-/* batch.c - sequences of byte tokens from a split: random windows for training,
- * consecutive windows for evaluation. A window is T+1 bytes inside one span:
- * T inputs and, shifted by one, T next-byte targets. */
+/* batch.c - sequences of tokens from a split: random windows for training,
+ * consecutive windows for evaluation. A window is T+1 tokens inside one span:
+ * T inputs and, shifted by one, T next-token targets. */
 #include "fedmoe/data.h"
+
+#include <string.h>
 
 long fm_split_windows(const fm_split *s, int T) {
   long n = 0;
@@ -10,11 +12,19 @@ long fm_split_windows(const fm_split *s, int T) {
 }
 
 static void put(const fm_corpus *cp, uint64_t at, int T, int32_t *tokens, int32_t *targets) {
-  const uint8_t *w = cp->text + at;
-  for (int t = 0; t < T; t++) {
-    tokens[t] = w[t];
-    targets[t] = w[t + 1];
+  if (cp->ids) { /* a tokenizer's ids */
+    memcpy(tokens, cp->ids + at, (size_t)T * sizeof *tokens);
+    memcpy(targets, cp->ids + at + 1, (size_t)T * sizeof *targets);
+  } else {
+    const uint8_t *w = cp->text + at;
+    for (int t = 0; t < T; t++) {
+      tokens[t] = w[t];
+      targets[t] = w[t + 1];
+    }
   }
+  if (cp->target_mask) /* instruction prompts: inputs, never targets (the loss skips -1) */
+    for (int t = 0; t < T; t++)
+      if (!cp->target_mask[at + t + 1]) targets[t] = -1;
 }
 
 /* windows that can start in a span of len bytes */

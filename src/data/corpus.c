@@ -4,11 +4,14 @@
 
 #include "fedmoe/log.h"
 
+#include "records.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #define MAX_DEPTH 32
@@ -28,9 +31,16 @@ typedef struct {
   size_t nseen, seencap;
   uint64_t max_domain;  /* data.max_domain_bytes, 0: no cap */
   int nfiles, nskipped;
+  int utf8;             /* a tokenizer reads the text: every file must be valid UTF-8 */
+  const fm_config *c;
+  fm_records recs;      /* JSON Lines records, grouped into the domains at the end */
+  fm_segment *seg;      /* the text's segments (bytes), once grouped */
+  int nseg;
 } builder;
 
 static void builder_free(builder *b) {
+  fm_records_free(&b->recs);
+  free(b->seg);
   free(b->text);
   free(b->dom);
   free(b->seen);
@@ -91,10 +101,25 @@ static fm_err add_file(builder *b, const char *path, const struct stat *st) {
   FM_CHECK(seen_before(b, st, &was));
   domain *d = &b->dom[b->ndom - 1];
   if (was || st->st_size == 0) { b->nskipped++; return FM_OK; }
+  if (fm_is_jsonl(b->c, path)) { /* records, placed in their domains once all are read */
+    FM_CHECK(fm_jsonl_read(&b->recs, path, d->name, b->c));
+    b->nfiles++;
+    return FM_OK;
+  }
   if (b->max_domain && d->len >= b->max_domain) return FM_OK; /* the domain is full */
   uint8_t *t;
   uint64_t n;
   FM_CHECK(fm_text_read(path, &t, &n));
+  size_t bad = b->utf8 ? fm_utf8_invalid_at(t, n) : n;
+  if (bad < n) {
+    long line = 1;
+    for (size_t i = 0; i < bad; i++) line += t[i] == '\n';
+    uint8_t byte = t[bad];
+    free(t);
+    FM_ERROR(FM_ERR_DATA, "%s:%ld: invalid UTF-8 (byte 0x%02x at offset %zu of the cleaned text), and the "
+             "tokenizer reads UTF-8 text: convert the file (iconv) or use model.tokenizer = bytes", path, line,
+             byte, bad);
+  }
   if (b->max_domain && d->len + n > b->max_domain) n = b->max_domain - d->len;
   fm_err err = append(b, t, n);
   free(t);
@@ -298,12 +323,148 @@ static fm_err check_domains_found(const fm_config *c, const builder *b) {
   return FM_OK;
 }
 
+static fm_err load_text(fm_corpus *cp, const fm_config *c, int utf8);
+
+static const fm_records *sort_recs; /* qsort has no context argument */
+static const int *sort_rank;        /* client index -> rank of its value */
+
+static int by_domain_client(const void *x, const void *y) {
+  const fm_record *a = x, *b = y;
+  int d = strcmp(a->domain, b->domain);
+  if (d) return d;
+  int ca = a->client < 0 ? -1 : sort_rank[a->client], cb = b->client < 0 ? -1 : sort_rank[b->client];
+  if (ca != cb) return ca < cb ? -1 : 1;
+  return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static int by_value(const void *x, const void *y) {
+  return strcmp(sort_recs->client_names[*(const int *)x], sort_recs->client_names[*(const int *)y]);
+}
+
+static fm_err add_segment(builder *b, int domain, uint64_t start, uint64_t len, int32_t client, int prompt) {
+  if (!len) return FM_OK;
+  fm_segment *last = b->nseg ? &b->seg[b->nseg - 1] : NULL;
+  if (last && last->domain == domain && last->client == client && last->prompt == prompt &&
+      last->start + last->len == start) {
+    last->len += len; /* one piece of text per client and kind: tokenized together */
+    return FM_OK;
+  }
+  if ((b->nseg & (b->nseg - 1)) == 0) { /* grow at powers of two */
+    fm_segment *t = realloc(b->seg, (size_t)(b->nseg ? 2 * b->nseg : 1) * sizeof *t);
+    if (!t) FM_ERROR(FM_ERR_MEM, "out of memory (text segments)");
+    b->seg = t;
+  }
+  b->seg[b->nseg++] = (fm_segment){start, len, domain, client, (uint8_t)prompt};
+  return FM_OK;
+}
+
+/* The text laid out again domain by domain: a domain's text files, then its records
+ * client by client (clients in the order of their values), in segments of one
+ * client and kind (prompt or not). Clients are renumbered in value order. */
+static fm_err group(builder *b) {
+  fm_records *rs = &b->recs;
+  for (size_t i = 0; i < rs->n; i++) { /* record domains are domains too */
+    int found = 0;
+    for (int k = 0; k < b->ndom && !found; k++) found = !strcmp(b->dom[k].name, rs->r[i].domain);
+    if (!found) {
+      FM_CHECK(new_domain(b, rs->r[i].domain));
+      b->dom[b->ndom - 1].start = b->size;
+    }
+  }
+  int *order, *rank;
+  FM_CALLOC(order, (size_t)rs->nclients + 1, "clients");
+  fm_err err = fm_calloc(&rank, (size_t)rs->nclients + 1, sizeof *rank, "clients");
+  if (err) { free(order); return err; }
+  for (int i = 0; i < rs->nclients; i++) order[i] = i;
+  sort_recs = rs;
+  qsort(order, (size_t)rs->nclients, sizeof *order, by_value);
+  for (int i = 0; i < rs->nclients; i++) rank[order[i]] = i;
+  sort_rank = rank;
+  qsort(rs->r, rs->n, sizeof *rs->r, by_domain_client);
+  /* + 16: PCRE2's JIT may read a vector past the end of the text it matches (never a
+   * page further); the slack keeps those reads inside the buffer */
+  uint8_t *text = calloc(b->size + rs->size + 16, 1);
+  if (!text) err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_MEM, "out of memory (corpus text)");
+  uint64_t at = 0;
+  size_t r = 0;
+  qsort(b->dom, (size_t)b->ndom, sizeof *b->dom, by_domain_name);
+  for (int k = 0; k < b->ndom && !err; k++) {
+    domain *d = &b->dom[k];
+    memcpy(text + at, b->text + d->start, d->len);
+    err = add_segment(b, k, at, d->len, -1, 0);
+    d->start = at;
+    at += d->len;
+    while (r < rs->n && strcmp(rs->r[r].domain, d->name) < 0) r++;
+    for (; r < rs->n && !err && !strcmp(rs->r[r].domain, d->name); r++) {
+      const fm_record *q = &rs->r[r];
+      if (b->max_domain && d->len + q->len > b->max_domain) continue; /* whole records only */
+      memcpy(text + at, rs->text + q->off, q->len);
+      int32_t client = q->client < 0 ? -1 : rank[q->client];
+      err = add_segment(b, k, at, q->prompt, client, 1);
+      if (!err) err = add_segment(b, k, at + q->prompt, q->len - q->prompt, client, 0);
+      at += q->len;
+      d->len += q->len;
+    }
+  }
+  /* the client values in their new order */
+  char **names = rs->nclients ? malloc((size_t)rs->nclients * sizeof *names) : NULL;
+  if (!err && rs->nclients && !names) err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_MEM, "out of memory");
+  if (!err) {
+    for (int i = 0; i < rs->nclients; i++) names[i] = rs->client_names[order[i]];
+    free(rs->client_names);
+    rs->client_names = names;
+  } else {
+    free(names);
+  }
+  free(order);
+  free(rank);
+  if (err) {
+    free(text);
+    return err;
+  }
+  free(b->text);
+  b->text = text;
+  b->size = b->cap = at;
+  return FM_OK;
+}
+
 fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
   memset(cp, 0, sizeof *cp);
+  fm_tokenizer *tok;
+  FM_CHECK(fm_tokenizer_open_config(&tok, c));
+  fm_err err = load_text(cp, c, fm_tokenizer_kind(tok) != FM_TOK_BYTES);
+  cp->vocab = fm_tokenizer_vocab(tok);
+  if (fm_tokenizer_kind(tok) == FM_TOK_BYTES) snprintf(cp->tokenizer, sizeof cp->tokenizer, "bytes");
+  else snprintf(cp->tokenizer, sizeof cp->tokenizer, "%s %s", fm_tokenizer_kind_name(tok), fm_tokenizer_path(tok));
+  if (!err && fm_tokenizer_kind(tok) != FM_TOK_BYTES) err = fm_corpus_tokenize(cp, c, tok);
+  if (!err) err = fm_corpus_target_mask(cp);
+  fm_tokenizer_free(tok);
+  if (err) {
+    fm_corpus_free(cp);
+    return fm_error_trace(__FILE__, __LINE__, __func__, err);
+  }
+  return FM_OK;
+}
+
+fm_err fm_data_count_clients(const fm_config *c, int *n) {
+  fm_corpus cp;
+  memset(&cp, 0, sizeof cp);
+  fm_err err = load_text(&cp, c, 0);
+  *n = cp.nclient_names;
+  fm_corpus_free(&cp);
+  FM_CHECK(err);
+  return FM_OK;
+}
+
+/* The text of every domain, bytes; utf8: every file must be valid UTF-8. */
+static fm_err load_text(fm_corpus *cp, const fm_config *c, int utf8) {
   builder b;
   memset(&b, 0, sizeof b);
   b.max_domain = (uint64_t)c->data.max_domain_bytes;
+  b.utf8 = utf8;
+  b.c = c;
   fm_err err = scan(&b, c);
+  if (!err) err = group(&b);
   if (err) {
     builder_free(&b);
     return fm_error_trace(__FILE__, __LINE__, __func__, err);
@@ -317,10 +478,16 @@ fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
     return fm_error_trace(__FILE__, __LINE__, __func__, err);
   }
   /* keep the domains asked for, drop small ones, order by name */
-  int keep = 0;
+  int keep = 0, *remap = calloc((size_t)b.ndom + 1, sizeof *remap); /* old domain index -> kept one, or -1 */
   uint64_t largest = 0;
   const char *largest_name = "";
+  if (!remap) {
+    builder_free(&b);
+    FM_ERROR(FM_ERR_MEM, "out of memory (domains)");
+  }
   for (int i = 0; i < b.ndom; i++) {
+    remap[i] = -1;
+    if (!b.dom[i].len) continue; /* a JSON Lines file's own domain when its records went to others */
     if (c->data.domains[0] && !in_list(c->data.domains, b.dom[i].name)) continue;
     if (b.dom[i].len > largest) { largest = b.dom[i].len; largest_name = b.dom[i].name; }
     if (b.dom[i].len < (uint64_t)c->data.min_domain_bytes) {
@@ -329,17 +496,35 @@ fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
       FM_DEBUG("data: dropping domain '%s' (%llu bytes < data.min_domain_bytes)", b.dom[i].name,
                (unsigned long long)b.dom[i].len);
     } else {
+      remap[i] = keep;
       b.dom[keep++] = b.dom[i];
     }
   }
   if (keep == 0) {
+    free(remap);
     char msg[1024];
     snprintf(msg, sizeof msg, "every domain of '%s' has fewer bytes than this (the largest, '%s', has %llu)",
              c->data.path, largest_name, (unsigned long long)largest);
     builder_free(&b);
     FM_CONFIG_ERROR(c, "data.min_domain_bytes", "%s", msg);
   }
-  qsort(b.dom, (size_t)keep, sizeof *b.dom, by_domain_name);
+  /* the domains are in name order already (group); the kept segments, renumbered */
+  int nseg = 0;
+  for (int i = 0; i < b.nseg; i++)
+    if (remap[b.seg[i].domain] >= 0) {
+      b.seg[nseg] = b.seg[i];
+      b.seg[nseg++].domain = remap[b.seg[i].domain];
+    }
+  free(remap);
+  cp->seg = b.seg;
+  cp->nseg = nseg;
+  b.seg = NULL;
+  cp->nclient_names = b.recs.nclients;
+  if (cp->nclient_names) {
+    cp->client_names = calloc((size_t)cp->nclient_names, sizeof *cp->client_names);
+    for (int i = 0; cp->client_names && i < cp->nclient_names; i++)
+      snprintf(cp->client_names[i], sizeof cp->client_names[i], "%s", b.recs.client_names[i]);
+  }
   cp->ndomains = keep;
   cp->text = b.text;
   cp->size = b.size;
@@ -349,7 +534,9 @@ fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
   cp->domain_names = calloc((size_t)keep, sizeof *cp->domain_names);
   cp->domain_start = calloc((size_t)keep, sizeof *cp->domain_start);
   cp->domain_len = calloc((size_t)keep, sizeof *cp->domain_len);
-  if (!cp->domain_names || !cp->domain_start || !cp->domain_len) {
+  cp->domain_bytes = calloc((size_t)keep, sizeof *cp->domain_bytes);
+  if (!cp->domain_names || !cp->domain_start || !cp->domain_len || !cp->domain_bytes ||
+      (cp->nclient_names && !cp->client_names)) {
     builder_free(&b);
     fm_corpus_free(cp);
     FM_ERROR(FM_ERR_MEM, "out of memory (domains)");
@@ -357,7 +544,8 @@ fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
   for (int i = 0; i < keep; i++) {
     memcpy(cp->domain_names[i], b.dom[i].name, sizeof cp->domain_names[i]);
     cp->domain_start[i] = b.dom[i].start;
-    cp->domain_len[i] = b.dom[i].len;
+    cp->domain_len[i] = cp->domain_bytes[i] = b.dom[i].len;
+    cp->text_bytes += b.dom[i].len;
   }
   builder_free(&b);
   return FM_OK;
@@ -365,6 +553,12 @@ fm_err fm_corpus_load(fm_corpus *cp, const fm_config *c) {
 
 void fm_corpus_free(fm_corpus *cp) {
   free(cp->text);
+  if (cp->map) munmap(cp->map, cp->map_len);
+  else free(cp->ids);
+  free(cp->domain_bytes);
+  free(cp->seg);
+  free(cp->target_mask);
+  free(cp->client_names);
   free(cp->domain_names);
   free(cp->domain_start);
   free(cp->domain_len);

@@ -1,6 +1,7 @@
 /* text.c - the byte tokenizer's input: what counts as text, and cleaning it.
  * The rules are stated in include/fedmoe/data.h. */
 #include "fedmoe/data.h"
+#include "fedmoe/tokenizer.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -25,6 +26,17 @@ static size_t utf8_len(const uint8_t *p, size_t n) {
       (c == 0xF4 && p[1] >= 0x90))
     return 0;
   return k;
+}
+
+size_t fm_utf8_invalid_at(const uint8_t *p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (p[i] < 0x80) { i++; continue; }
+    size_t k = utf8_len(p + i, n - i);
+    if (!k) return i;
+    i += k;
+  }
+  return n;
 }
 
 /* Control characters that text may hold: TAB LF VT FF CR, BACKSPACE (overstrike), ESC. */

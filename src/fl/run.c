@@ -828,6 +828,24 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
 }
 
 /* mkdir -p of the run file's folder, on rank 0; an error is everyone's. */
+/* What the partition did with the data, beside the configuration that asked for it:
+ * whether regions may overlap, the tokens the clients asked for and hold (less when
+ * shrunk to be disjoint), the corpus's tokens and its tokenizer's ids. Collective. */
+static fm_err record_data(run_t *r) {
+  const fm_dataset *d = &r->data;
+  double asked = 0, held = 0;
+  for (int k = 0; k < d->corpus.ndomains; k++) {
+    asked += (double)d->domain_asked[k];
+    held += (double)d->domain_given[k];
+  }
+  FM_CHECK(fm_error_agree(fm_runfile_set_attr(r->rf, "data_allow_overlap", r->cfg->data.allow_overlap), &r->comm));
+  FM_CHECK(fm_error_agree(fm_runfile_set_attr(r->rf, "data_tokens_asked", asked), &r->comm));
+  FM_CHECK(fm_error_agree(fm_runfile_set_attr(r->rf, "data_tokens_held", held), &r->comm));
+  FM_CHECK(fm_error_agree(fm_runfile_set_attr(r->rf, "data_corpus_tokens", (double)d->corpus.size), &r->comm));
+  FM_CHECK(fm_error_agree(fm_runfile_set_attr(r->rf, "data_vocab", d->corpus.vocab), &r->comm));
+  return FM_OK;
+}
+
 static fm_err make_parent_dir(const char *path, int rank, MPI_Comm comm) {
   fm_err err = FM_OK;
   char dir[FM_PATH_MAX];
@@ -913,6 +931,7 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
     err = fm_runfile_create(&r.rf, cfg->run.output, cfg, opts->config_text ? opts->config_text : "",
                             sh->layers, sh->experts, comm);
     err = fm_error_agree(err, &comm);
+    if (!err) err = record_data(&r);
     if (!err && r.st->server_eval) {
       err = fm_error_agree(fm_runfile_set_attr(r.rf, "baseline_test_loss_full", r.baseline_full), &comm);
       if (!err)

@@ -7,8 +7,9 @@
 [ -n "${PYTHON_H5PY:-}" ] || fail "no Python with h5py (configure found none)"
 mpi 3 run "$TMP/tiny.ini" -q --set fl.strategy=fedavg --set fl.rounds=3 --set run.output="$TMP/fa.h5" \
   || { cat "$TMP/out"; fail "fedavg"; }
+# 1000 clients share the small fixture corpus: their regions overlap (data.allow_overlap)
 mpi 2 run "$TMP/tiny.ini" -q --set fl.strategy=local --set fl.clients=1000 --set fl.sample_count=5 \
-  --set fl.rounds=4 --set fl.final_eval=sampled --set run.output="$TMP/many.h5" \
+  --set fl.rounds=4 --set fl.final_eval=sampled --set run.output="$TMP/many.h5" --set data.allow_overlap=true \
   || { cat "$TMP/out"; fail "1000 clients"; }
 "$PYTHON_H5PY" - "$TMP/fa.h5" "$TMP/many.h5" <<'PY' || fail "traffic and scale figures"
 import sys, h5py, numpy as np

@@ -22,6 +22,9 @@ static void fixture_config(fm_config *c) {
   c->data.client_bytes = 1500;
   c->train.seq_len = 16;
   c->fl.clients = 8;
+  /* these tests ask more of the small fixture than it holds: clients share text, as
+   * they did before disjoint clients became the rule (test_disjoint checks the rule) */
+  c->data.allow_overlap = 1;
 }
 
 static int domain_index(const fm_corpus *cp, const char *name) {
@@ -246,6 +249,60 @@ static void test_shared_load(void) {
   fm_dataset_free(&a);
   fm_dataset_free(&b);
   fm_config_free(&c);
+}
+
+static void expect_load_error(const fm_config *c, fm_err code, const char *must1, const char *must2);
+
+/* ---- disjoint clients (data.allow_overlap = false) ---- */
+
+static void test_disjoint(void) {
+  for (int part = FM_PART_BY_DOMAIN; part <= FM_PART_IID; part++) {
+    fm_config c;
+    fixture_config(&c);
+    c.data.allow_overlap = 0;
+    c.data.partition = part;
+    c.data.client_bytes = 600;
+    c.fl.clients = 12; /* 3 per domain of ~3.3 KB for clients under by_domain: 1800 fit */
+    fm_dataset d;
+    CU_ASSERT_EQUAL_FATAL(fm_dataset_load(&d, &c), FM_OK);
+    check_partition(&d);
+    /* no token of a domain's client part is any two clients' */
+    const fm_corpus *cp = &d.corpus;
+    uint8_t *owner = calloc((size_t)cp->size, 1);
+    for (int i = 0; i < d.nclients; i++)
+      for (int s = 0; s < 3; s++)
+        for (int k = 0; k < d.clients[i].split[s].nspans; k++) {
+          const fm_span *sp = &d.clients[i].split[s].spans[k];
+          for (uint64_t t = sp->start; t < sp->start + sp->len; t++) CU_ASSERT_EQUAL(owner[t]++, 0);
+        }
+    free(owner);
+    uint64_t asked = 0;
+    for (int k = 0; k < cp->ndomains; k++) {
+      CU_ASSERT_TRUE(d.domain_given[k] <= d.domain_asked[k]);
+      asked += d.domain_asked[k];
+    }
+    CU_ASSERT_TRUE(asked >= 12 * 600);
+    fm_dataset_free(&d);
+    /* more clients than the domains hold: the pieces shrink by their domain's factor */
+    c.fl.clients = 16;
+    CU_ASSERT_EQUAL_FATAL(fm_dataset_load(&d, &c), FM_OK);
+    check_partition(&d);
+    int shrunk = 0;
+    for (int k = 0; k < d.corpus.ndomains; k++) {
+      uint64_t room = d.corpus.domain_len[k] - (uint64_t)floor((double)d.corpus.domain_len[k] * c.data.public_frac);
+      CU_ASSERT_TRUE(d.domain_given[k] <= room);
+      shrunk += d.domain_given[k] < d.domain_asked[k];
+    }
+    CU_ASSERT_TRUE(shrunk > 0);
+    fm_dataset_free(&d);
+    /* so many that a client's piece falls under one sequence per split: refused */
+    c.fl.clients = 400;
+    expect_load_error(&c, FM_ERR_DATA, "its clients ask for", "set data.allow_overlap = true");
+    c.data.allow_overlap = 1;
+    CU_ASSERT_EQUAL_FATAL(fm_dataset_load(&d, &c), FM_OK);
+    fm_dataset_free(&d);
+    fm_config_free(&c);
+  }
 }
 
 /* ---- mixes and sizes ---- */
@@ -560,6 +617,7 @@ static void test_scale_print(void) {
     return;
   }
   c.fl.clients = 10000;
+  c.data.allow_overlap = 1; /* 10,000 clients of 64 KB: more than the corpus */
   fm_dataset d;
   memset(&d, 0, sizeof d);
   double t0 = fm_wtime();
@@ -595,6 +653,7 @@ int fm_test_register(void) {
                                  {"determinism", test_determinism},
                                  {"shared load = local load", test_shared_load},
                                  {"by_domain", test_by_domain},
+                                 {"disjoint clients, shrunk or refused", test_disjoint},
                                  {"dirichlet mixes", test_dirichlet_mix},
                                  {"iid mixes", test_iid_mix},
                                  {"client sizes", test_sizes},
