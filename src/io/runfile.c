@@ -12,16 +12,7 @@
 #include <unistd.h>
 
 static fm_err attr_str(fm_runfile *rf, hid_t obj, const char *name, const char *value) {
-  hid_t t = H5Tcopy(H5T_C_S1);
-  H5Tset_size(t, strlen(value) + 1);
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t e = a < 0 ? -1 : H5Awrite(a, t, value);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  RF_CHECK(e, "write a text attribute");
-  return FM_OK;
+  return fm_runfile_text_attr(rf, obj, name, value);
 }
 
 static fm_err attr_i64(fm_runfile *rf, hid_t obj, const char *name, int64_t value) {
@@ -336,17 +327,6 @@ hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full) {
   return f;
 }
 
-/* description and units of the tensor dataset group/name of the checkpoint */
-static fm_err describe_tensor(fm_runfile *rf, const char *group, const char *name, const char *what) {
-  char path[160];
-  snprintf(path, sizeof path, "%s/%s", group, name);
-  hid_t d = H5Dopen2(rf->ckpt, path, H5P_DEFAULT);
-  RF_CHECK(d, "open a checkpoint tensor");
-  fm_err err = fm_runfile_describe(rf, d, what, "1");
-  H5Dclose(d);
-  return err;
-}
-
 /* A checkpoint is a file of its own, written as "<name>.tmp" and renamed into place
  * when complete; only then does the run file link to it. A failure while writing it
  * (a killed rank, a full disk) can damage only the temporary file: the run file and
@@ -401,26 +381,44 @@ static void drop_checkpoint(fm_runfile *rf, int round) {
   if (file && rf->rank == 0) unlink(full);
 }
 
-fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t n) {
+/* A tensor of the checkpoint being written, group/name (rank 0's values), with its
+ * description; the group is made on first use. Collective. */
+static fm_err write_tensor(fm_runfile *rf, const char *group, const char *name, const float *w, size_t n,
+                           const char *what) {
   char path[160];
-  snprintf(path, sizeof path, "shared/%s", name);
+  snprintf(path, sizeof path, "%s/%s", group, name);
   hsize_t dims = n;
   hid_t fs = H5Screate_simple(1, &dims, NULL);
-  hid_t d = H5Dcreate2(rf->ckpt, path, H5T_NATIVE_FLOAT, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t d = H5Dcreate2(rf->ckpt, path, H5T_NATIVE_FLOAT, fs, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  H5Pclose(lcpl);
   if (fm_runfile_agree(rf, d < 0 ? -1 : 0) < 0) {
     if (d >= 0) H5Dclose(d);
     H5Sclose(fs);
-    FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to create shared tensor %s in a checkpoint", rf->path, name);
+    FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to create %s tensor %s in a checkpoint", rf->path, group, name);
   }
+  fm_err derr = fm_runfile_describe(rf, d, what, "1");
   hid_t ms = H5Screate_simple(1, &dims, NULL);
   if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
   herr_t e = fm_runfile_agree(rf, H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, rf->dxpl, w));
   H5Sclose(ms);
   H5Sclose(fs);
   H5Dclose(d);
-  RF_CHECK(e, "write a shared tensor");
-  FM_CHECK(describe_tensor(rf, "shared", name, "global (aggregated) values of the model tensor after the round"));
-  return FM_OK;
+  RF_CHECK(e, "write a checkpoint tensor");
+  return derr;
+}
+
+fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t n) {
+  return write_tensor(rf, "shared", name, w, n, "global (aggregated) values of the model tensor after the round");
+}
+
+/* fedbiot's server keeps the full model (its bottom blocks frozen after pretraining,
+ * its top blocks the aggregated adapter) that the clients never see; the paper scores
+ * it, and `fedmoe eval` reads it from here. */
+fm_err fm_runfile_write_server(fm_runfile *rf, const char *name, const float *w, size_t n) {
+  return write_tensor(rf, "server", name, w, n, "the server's own model (fedbiot: the full model, bottom blocks "
+                      "frozen after pretraining, the aggregated adapter on top) after the round");
 }
 
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf) {
