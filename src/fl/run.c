@@ -740,10 +740,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
                           .kept = fate[FM_CLIENT_KEPT], .late = fate[FM_CLIENT_LATE],
                           .dropped = fate[FM_CLIENT_DROPPED], .offline = fate[FM_CLIENT_OFFLINE],
                           .surplus = fate[FM_CLIENT_SURPLUS], .host_clients_max = r->most};
-      double dt = fm_wtime() - t0, el = fm_wtime() - t_start;
       sum->final_test_full = full_loss;
-      /* progress, with or without -q (which hides the configuration only) */
-      fm_report_round(&rr, R, dt, el / (round - first + 1) * (last_round - round), r->st->server_eval != NULL);
     }
     /* the run file: every rank takes part in each collective write */
     uint64_t red = r->agg.bytes_reduced, red_all = 0;
@@ -800,6 +797,11 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     free(have);
     free(ids);
     if (hist) hist[round - first] = rr;
+    /* progress, with or without -q (which hides the configuration only); the round's
+     * wall time as stored, its run-file writes included */
+    if (r->rank == 0 && !err)
+      fm_report_round(&rr, R, rr.wall_s, (fm_wtime() - t_start) / (round - first + 1) * (last_round - round),
+                      r->st->server_eval != NULL);
     /* a run-file write that failed on some ranks (a full disk) may leave the ranks in
      * different HDF5 collectives: nothing collective may follow, not even closing the
      * file. This rank says why and ends every rank (MPI_Abort). */

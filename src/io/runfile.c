@@ -12,16 +12,7 @@
 #include <unistd.h>
 
 static fm_err attr_str(fm_runfile *rf, hid_t obj, const char *name, const char *value) {
-  hid_t t = H5Tcopy(H5T_C_S1);
-  H5Tset_size(t, strlen(value) + 1);
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t e = a < 0 ? -1 : H5Awrite(a, t, value);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  RF_CHECK(e, "write a text attribute");
-  return FM_OK;
+  return fm_runfile_text_attr(rf, obj, name, value);
 }
 
 static fm_err attr_i64(fm_runfile *rf, hid_t obj, const char *name, int64_t value) {
@@ -351,17 +342,6 @@ hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full) {
   return f;
 }
 
-/* description and units of the tensor dataset group/name of the checkpoint */
-static fm_err describe_tensor(fm_runfile *rf, const char *group, const char *name, const char *what) {
-  char path[160];
-  snprintf(path, sizeof path, "%s/%s", group, name);
-  hid_t d = H5Dopen2(rf->ckpt, path, H5P_DEFAULT);
-  RF_CHECK(d, "open a checkpoint tensor");
-  fm_err err = fm_runfile_describe(rf, d, what, "1");
-  H5Dclose(d);
-  return err;
-}
-
 /* A checkpoint is a file of its own, written as "<name>.tmp" and renamed into place
  * when complete; only then does the run file link to it. A failure while writing it
  * (a killed rank, a full disk) can damage only the temporary file: the run file and
@@ -448,6 +428,7 @@ fm_err fm_runfile_write_tensor(fm_runfile *rf, const char *group, const char *na
     H5Sclose(fs);
     FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to create tensor %s in a checkpoint", rf->path, path);
   }
+  fm_err derr = fm_runfile_describe(rf, d, what, "1");
   hid_t ms = H5Screate_simple(1, &dims, NULL);
   if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
   herr_t e = fm_runfile_agree(rf, H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, rf->dxpl, w));
@@ -458,13 +439,21 @@ fm_err fm_runfile_write_tensor(fm_runfile *rf, const char *group, const char *na
   H5Sclose(fs);
   H5Dclose(d);
   RF_CHECK(e, "write a checkpoint tensor");
-  FM_CHECK(describe_tensor(rf, group, name, what));
-  return FM_OK;
+  return derr;
 }
 
 fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w, size_t rows, size_t cols) {
   return fm_runfile_write_tensor(rf, "shared", name, w, rows, cols,
                                  "global (aggregated) values of the model tensor after the round");
+}
+
+/* fedbiot's server keeps the full model (its bottom blocks frozen after pretraining,
+ * its top blocks the aggregated adapter) that the clients never see; the paper scores
+ * it, and `fedmoe eval` reads it from here. */
+fm_err fm_runfile_write_server(fm_runfile *rf, const char *name, const float *w, size_t rows, size_t cols) {
+  return fm_runfile_write_tensor(rf, "server", name, w, rows, cols,
+                                 "the server's own model (fedbiot: the full model, bottom blocks frozen after "
+                                 "pretraining, the aggregated adapter on top) after the round");
 }
 
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf) {

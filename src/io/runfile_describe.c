@@ -84,7 +84,7 @@ static const field_doc fl_datasets[] = {
   {"resource_class", "per client: its resource class, the index into the [system] lists", "1"},
 };
 
-static fm_err attr_text(fm_runfile *rf, hid_t obj, const char *name, const char *value) {
+fm_err fm_runfile_text_attr(fm_runfile *rf, hid_t obj, const char *name, const char *value) {
   if (H5Aexists(obj, name) > 0) return FM_OK; /* a resumed file has it */
   hid_t t = H5Tcopy(H5T_C_S1);
   H5Tset_size(t, strlen(value) + 1);
@@ -127,8 +127,8 @@ static fm_err attr_texts(fm_runfile *rf, hid_t obj, const char *name, const fiel
 }
 
 fm_err fm_runfile_describe(fm_runfile *rf, hid_t obj, const char *description, const char *units) {
-  FM_CHECK(attr_text(rf, obj, "description", description));
-  FM_CHECK(attr_text(rf, obj, "units", units));
+  FM_CHECK(fm_runfile_text_attr(rf, obj, "description", description));
+  FM_CHECK(fm_runfile_text_attr(rf, obj, "units", units));
   return FM_OK;
 }
 
@@ -143,7 +143,7 @@ static fm_err describe_compound(fm_runfile *rf, hid_t ds, const char *descriptio
 #define NDOC(a) (int)(sizeof a / sizeof a[0])
 
 fm_err fm_runfile_describe_layout(fm_runfile *rf) {
-  FM_CHECK(attr_text(rf, rf->file, "description",
+  FM_CHECK(fm_runfile_text_attr(rf, rf->file, "description",
                      "fedmoe run file: per-round and per-client metrics (/metrics), routing statistics "
                      "(/routing), strategy figures (/fl), checkpoints (/checkpoints); every dataset has "
                      "description and units attributes, compound ones field_names, field_descriptions and "

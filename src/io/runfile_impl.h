@@ -69,6 +69,8 @@ int fm_attr_read_u64(hid_t obj, const char *name, uint64_t *value);
  * fm_runfile_create makes (compound ones also per field); of /fl/<name>. Collective.
  * An attribute already there (a resumed file) is kept. */
 fm_err fm_runfile_describe(fm_runfile *rf, hid_t obj, const char *description, const char *units);
+/* A scalar text attribute (kept as it is when obj has one already). Collective. */
+fm_err fm_runfile_text_attr(fm_runfile *rf, hid_t obj, const char *name, const char *value);
 fm_err fm_runfile_describe_layout(fm_runfile *rf);
 fm_err fm_runfile_describe_fl(fm_runfile *rf, hid_t ds, const char *name);
 /* The HDF5 enum of /metrics/clients status (FM_CLIENT_* and -1, evaluated only). */
