@@ -20,7 +20,10 @@ int main(int argc, char **argv) {
     printf("fedmoe %s\n", PACKAGE_VERSION);
     return 0;
   }
-  MPI_Init(&argc, &argv);
+  /* MPI_THREAD_MULTIPLE: the collective watchdog's thread (src/core/watchdog.c) talks
+   * to the other ranks while the main thread may be inside a collective */
+  int provided;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   int rank, size;
   MPI_Comm comm = MPI_COMM_WORLD;
   MPI_Comm_rank(comm, &rank);

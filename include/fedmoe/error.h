@@ -27,6 +27,7 @@ enum {
   FM_ERR_FORMAT,   /* a file that is not what it claims (run file, checkpoint) */
   FM_ERR_HDF5,     /* HDF5 library */
   FM_ERR_INTERNAL, /* a bug: an invariant did not hold */
+  FM_ERR_TIMEOUT,  /* a collective did not complete within run.collective_timeout */
   FM_ERR_COUNT
 };
 
@@ -67,9 +68,10 @@ void fm_fatal(fm_err err) __attribute__((noreturn));
 
 /* Collective error check: every rank calls it with its own err. If any rank failed,
  * the lowest failing rank's message is printed once (by that rank) and every rank
- * returns FM_ERR_MPI-or-its-own code, so the callers unwind and exit non-zero
- * together. Returns 0 when all ranks are fine. comm is an MPI_Comm passed as void*
- * to keep mpi.h out of this header. */
+ * returns that rank's code, so the callers unwind and exit together with one status.
+ * An error that went through an agreement already (every rank has it) is not printed
+ * again. Returns 0 when all ranks are fine. comm is an MPI_Comm passed as void* to
+ * keep mpi.h out of this header. */
 fm_err fm_error_agree(fm_err err, const void *comm);
 /* Whether the current error went through fm_error_agree (then fm_fatal exits
  * quietly on every rank instead of aborting). */

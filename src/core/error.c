@@ -1,7 +1,9 @@
 /* error.c - the error record, its trace, and ending the job on error. */
 #include "fedmoe/error.h"
 #include "fedmoe/log.h"
+#include "fedmoe/watchdog.h"
 
+#include <limits.h>
 #include <mpi.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,7 +22,7 @@ static struct {
 
 static const char *const err_names[FM_ERR_COUNT] = {
   "success", "bad argument", "configuration error", "I/O error", "out of memory",
-  "MPI error", "data error", "format error", "HDF5 error", "internal error"};
+  "MPI error", "data error", "format error", "HDF5 error", "internal error", "timeout"};
 
 const char *fm_error_name(fm_err code) {
   return (code >= 0 && code < FM_ERR_COUNT) ? err_names[code] : "unknown error";
@@ -102,6 +104,7 @@ static void print_error(void) {
 void fm_fatal(fm_err err) {
   int init = 0, fin = 0;
   if (err_state.agreed) { /* printed already; every rank is here: leave together */
+    fm_watchdog_stop();
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
     if (init && !fin) MPI_Finalize();
@@ -122,15 +125,21 @@ fm_err fm_error_agree(fm_err err, const void *commp) {
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
-  /* lowest failing rank: min over (err ? rank : size) */
-  int mine = err ? rank : size, first = size;
-  if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) fm_fatal(FM_ERR_MPI);
-  if (first == size) return FM_OK;
-  if (rank == first) print_error();
-  if (!err) {
-    fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_MPI, "rank %d failed", first);
-    err = FM_ERR_MPI;
-  }
+  /* one Allreduce (MIN) of a key that orders the errors: new ones (not agreed yet)
+   * before those every rank knows already, then by rank; the low byte carries the
+   * code, so that every rank leaves with the same one */
+  int code = err > 0 && err < 256 ? err : FM_ERR_INTERNAL;
+  int known = err && err_state.agreed;
+  int mine = err ? ((known ? size : 0) + rank) * 256 + code : INT_MAX, first = INT_MAX;
+  fm_watch_enter("error agreement");
+  int rc = MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+  fm_watch_leave();
+  if (rc != MPI_SUCCESS) fm_fatal(FM_ERR_MPI);
+  if (first == INT_MAX) return FM_OK;
+  int who = first / 256 % size, agreed_before = first / 256 >= size;
+  code = first % 256;
+  if (rank == who && !agreed_before) print_error();
+  if (!err) fm_error_set(__FILE__, __LINE__, __func__, code, "rank %d failed", who);
   err_state.agreed = 1;
-  return err;
+  return code;
 }
