@@ -465,6 +465,7 @@ static fm_err clients_with_state(run_t *r, uint8_t **have, int32_t **ids, int *k
  * classes of every client that has trained (each host its rows). Collective. */
 static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t *ids, int k) {
   fm_err err = FM_OK;
+  fm_watch_phase("checkpoint_write", round);
   WATCHED("checkpoint: begin", err = fm_runfile_checkpoint_begin(r->rf, round));
   FM_CHECK(err);
   fm_fault_point(r->cfg, r->rank, "checkpoint_write", round); /* in the middle of writing it */
