@@ -493,7 +493,7 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
     fm_err w;
     WATCHED("checkpoint: private state", w = fm_runfile_write_class(r->rf, c, n, have, e ? 0 : k, ids, p, m, v, step));
     free(p); free(m); free(v); free(step);
-    err = e ? e : w;
+    err = fm_error_agree(e ? e : w, &r->comm); /* the next class's writes are collective too */
   }
   FM_CHECK(err);
   WATCHED("checkpoint: commit", err = fm_runfile_checkpoint_end(r->rf));
@@ -564,7 +564,7 @@ static fm_err restore(run_t *r) {
       err = fm_host_restore(&r->host, &r->clients[mine[j]], c, p + (size_t)j * n, m + (size_t)j * n,
                             v + (size_t)j * n, step[j]);
     free(all); free(mine); free(p); free(m); free(v); free(step);
-    FM_CHECK(err);
+    FM_CHECK(fm_error_agree(err, &r->comm)); /* the next class's reads are collective too */
   }
   return FM_OK;
 }

@@ -269,7 +269,7 @@ static fm_err truncate_client_stats(fm_runfile *rf, int round) {
     if (e >= 0) e = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, cut_fl, rf);
     if (g >= 0) H5Gclose(g);
   }
-  if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot truncate the per-client statistics to round %d", rf->path, round);
+  if (e < 0) RF_ERROR_ALL(FM_ERR_HDF5, "%s: cannot truncate the per-client statistics to round %d", rf->path, round);
   return FM_OK;
 }
 
@@ -292,7 +292,7 @@ static fm_err rows_kept(fm_runfile *rf, int round, hsize_t *clients, hsize_t *st
   if (MPI_Allreduce(MPI_IN_PLACE, v, 4, MPI_LONG_LONG, MPI_MAX, rf->comm) != MPI_SUCCESS)
     FM_ERROR(FM_ERR_MPI, "%s: cannot compare the rows kept across ranks", rf->path);
   if (v[0] != -v[2] || v[1] != -v[3])
-    FM_ERROR(FM_ERR_INTERNAL, "%s: the ranks read different row counts (/metrics/clients %lld..%lld, "
+    RF_ERROR_ALL(FM_ERR_INTERNAL, "%s: the ranks read different row counts (/metrics/clients %lld..%lld, "
              "/routing/index %lld..%lld rows up to round %d)", rf->path, -v[2], v[0], -v[3], v[1], round);
   return FM_OK;
 }
@@ -315,7 +315,7 @@ fm_err fm_runfile_truncate(fm_runfile *rf, int round) {
       }
       if (fm_runfile_agree(rf, H5Lmove(g, w.names[i], g, to, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
         H5Gclose(g);
-        FM_ERROR(FM_ERR_HDF5, "%s: cannot set aside the incomplete checkpoint %s", rf->path, w.names[i]);
+        RF_ERROR_ALL(FM_ERR_HDF5, "%s: cannot set aside the incomplete checkpoint %s", rf->path, w.names[i]);
       }
     }
   }
@@ -331,17 +331,17 @@ fm_err fm_runfile_truncate(fm_runfile *rf, int round) {
   rf->nround_rows = have < (hsize_t)round ? have : (hsize_t)round;
   herr_t e = fm_runfile_agree(rf, H5Dset_extent(rf->clients_ds, &keep));
   if (e >= 0) e = fm_runfile_agree(rf, H5Dset_extent(rf->rounds_ds, &rf->nround_rows));
-  if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot truncate the metrics to round %d", rf->path, round);
+  if (e < 0) RF_ERROR_ALL(FM_ERR_HDF5, "%s: cannot truncate the metrics to round %d", rf->path, round);
   FM_CHECK(truncate_client_stats(rf, round));
   /* shrinking a chunked dataset rewrites the cut part of its last chunk with fill
    * values in HDF5's chunk cache; written out later, that chunk would overwrite the
    * rows the continued run writes there through MPI-IO (they read back as zeros) */
   if (fm_runfile_agree(rf, H5Fflush(rf->file, H5F_SCOPE_GLOBAL)) < 0)
-    FM_ERROR(FM_ERR_HDF5, "%s: cannot flush the truncated run file", rf->path);
+    RF_ERROR_ALL(FM_ERR_HDF5, "%s: cannot flush the truncated run file", rf->path);
   H5Gclose(rf->ckpt);
   rf->ckpt = -1;
   e = rf->ckpt_file >= 0 ? H5Fclose(rf->ckpt_file) : 0; /* collective */
   rf->ckpt_file = -1;
-  if (fm_runfile_agree(rf, e) < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot close checkpoint r%06d", rf->path, round);
+  if (fm_runfile_agree(rf, e) < 0) RF_ERROR_ALL(FM_ERR_HDF5, "%s: cannot close checkpoint r%06d", rf->path, round);
   return FM_OK;
 }
