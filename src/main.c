@@ -29,6 +29,7 @@ int main(int argc, char **argv) {
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  fm_error_init(&comm);
   fm_log_set_rank(rank, size);
 
   fm_cli cli;

@@ -56,6 +56,10 @@ fm_err fm_error_mpi(const char *file, int line, const char *func, int rc, const 
 fm_err fm_calloc(void *p, size_t n, size_t size, const char *what);
 #define FM_CALLOC(p, n, what) FM_CHECK(fm_calloc(&(p), (n), sizeof(*(p)), (what)))
 
+/* After MPI_Init: the communicator (an MPI_Comm passed as void*) fm_fatal uses to
+ * print an error that every rank found once. */
+void fm_error_init(const void *comm);
+
 const char *fm_error_message(void); /* message of the current error */
 const char *fm_error_name(fm_err code);
 void fm_error_clear(void);
@@ -63,7 +67,9 @@ void fm_error_clear(void);
 void fm_error_format(char *buf, size_t len);
 
 /* End the job on error err (nonzero) detected on THIS rank only: print with the
- * rank prefix and MPI_Abort (or exit when MPI is not running). Never returns. */
+ * rank prefix and MPI_Abort (or exit when MPI is not running). When every rank
+ * comes here within a moment (2 s), only the lowest prints and all end with its
+ * status. Never returns. */
 void fm_fatal(fm_err err) __attribute__((noreturn));
 
 /* Collective error check: every rank calls it with its own err. If any rank failed,

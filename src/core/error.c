@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define FM_TRACE_MAX 16
 
@@ -101,6 +102,42 @@ static void print_error(void) {
   fflush(stderr);
 }
 
+static MPI_Comm fatal_comm = MPI_COMM_NULL; /* fm_fatal's own: no pending call of the run on it */
+
+void fm_error_init(const void *comm) {
+  if (fatal_comm == MPI_COMM_NULL) MPI_Comm_dup(*(const MPI_Comm *)comm, &fatal_comm);
+}
+
+/* Ranks that fail within a moment of each other without an agreement (a write that
+ * fails on every rank inside a collective HDF5 call) learn of each other with a
+ * non-blocking reduction on fatal_comm, bounded in time since ranks that did not fail
+ * never join: when every rank joins, only the lowest prints and every rank aborts
+ * with its code. Returns 1 when this rank is not the one to print; *code is the
+ * status to end with. */
+static int fatal_together(int *code) {
+  int init = 0, fin = 0, size = 1, rank = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  if (!init || fin || fatal_comm == MPI_COMM_NULL) return 0;
+  MPI_Comm_size(fatal_comm, &size);
+  MPI_Comm_rank(fatal_comm, &rank);
+  if (size < 2) return 0;
+  int mine = rank * 256 + (*code > 0 && *code < 256 ? *code : FM_ERR_INTERNAL), first = mine, done = 0;
+  MPI_Request rq;
+  if (MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, fatal_comm, &rq) != MPI_SUCCESS) return 0;
+  double t0 = MPI_Wtime();
+  while (!done && MPI_Wtime() - t0 < 2.0) {
+    if (MPI_Test(&rq, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return 0;
+    if (!done) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  if (!done) return 0; /* some rank is elsewhere: say it here */
+  *code = first % 256;
+  return first / 256 != rank;
+}
+
 void fm_fatal(fm_err err) {
   int init = 0, fin = 0;
   if (err_state.agreed) { /* printed already; every rank is here: leave together */
@@ -110,7 +147,9 @@ void fm_fatal(fm_err err) {
     if (init && !fin) MPI_Finalize();
     exit(err ? err : 1);
   }
-  print_error();
+  int code = err ? err : 1;
+  if (!fatal_together(&code)) print_error();
+  err = code;
   MPI_Initialized(&init);
   MPI_Finalized(&fin);
   int size = 1;
