@@ -28,12 +28,16 @@ int main(int argc, char **argv) {
     printf("fedmoe %s\n", PACKAGE_VERSION);
     return 0;
   }
-  MPI_Init(&argc, &argv);
+  /* MPI_THREAD_MULTIPLE: the collective watchdog's thread (src/core/watchdog.c) talks
+   * to the other ranks while the main thread may be inside a collective */
+  int provided;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   int rank, size;
   MPI_Comm comm = MPI_COMM_WORLD;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  fm_error_init(&comm);
   fm_log_set_rank(rank, size);
 
   fm_cli cli;

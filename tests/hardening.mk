@@ -135,6 +135,21 @@ clean-fuzz:
 TESTS += %reldir%/mpi/faults.sh
 dist_noinst_SCRIPTS += %reldir%/mpi/faults.sh
 
+# ---- no hang (issue 25): a slow rank while resuming, fl.rounds far beyond memory,
+# the collective watchdog against stalled ranks, one exit status on every rank ----
+TESTS += %reldir%/mpi/hang.sh
+dist_noinst_SCRIPTS += %reldir%/mpi/hang.sh
+
+# `make check-resume-stress [RESUME_STRESS_PAIRS=50]`: the resume case run two at a
+# time, RESUME_STRESS_PAIRS pairs (minutes; not part of make check)
+dist_noinst_SCRIPTS += %reldir%/mpi/resume_stress.sh
+RESUME_STRESS_PAIRS = 50
+check-resume-stress: fedmoe$(EXEEXT)
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 FEDMOE=$(abs_top_builddir)/fedmoe$(EXEEXT) \
+	  top_srcdir=$(abs_top_srcdir) MPIEXEC='$(MPIEXEC)' MPIEXEC_FLAGS='$(MPIEXEC_FLAGS)' \
+	  RESUME_STRESS_PAIRS=$(RESUME_STRESS_PAIRS) $(SHELL) $(srcdir)/tests/mpi/resume_stress.sh
+.PHONY: check-resume-stress
+
 # ---- storage faults: make check-storage (mounts tmpfs in a private mount namespace,
 # which CI containers may not allow; the script fails, saying why, where it cannot) ----
 dist_noinst_SCRIPTS += %reldir%/mpi/storage.sh

@@ -39,6 +39,7 @@ typedef struct fm_config {
     char output[FM_PATH_MAX];
     int64_t seed;
     int checkpoint_every, keep_last, stop_after, log_level, threads;
+    double collective_timeout; /* seconds; 0: no watchdog */
   } run;
   struct {
     int vocab, context, d_model, heads, layers;

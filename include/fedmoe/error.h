@@ -27,6 +27,7 @@ enum {
   FM_ERR_FORMAT,   /* a file that is not what it claims (run file, checkpoint) */
   FM_ERR_HDF5,     /* HDF5 library */
   FM_ERR_INTERNAL, /* a bug: an invariant did not hold */
+  FM_ERR_TIMEOUT,  /* a collective did not complete within run.collective_timeout */
   FM_ERR_COUNT
 };
 
@@ -55,6 +56,10 @@ fm_err fm_error_mpi(const char *file, int line, const char *func, int rc, const 
 fm_err fm_calloc(void *p, size_t n, size_t size, const char *what);
 #define FM_CALLOC(p, n, what) FM_CHECK(fm_calloc(&(p), (n), sizeof(*(p)), (what)))
 
+/* After MPI_Init: the communicator (an MPI_Comm passed as void*) fm_fatal uses to
+ * print an error that every rank found once. */
+void fm_error_init(const void *comm);
+
 const char *fm_error_message(void); /* message of the current error */
 const char *fm_error_name(fm_err code);
 void fm_error_clear(void);
@@ -62,14 +67,17 @@ void fm_error_clear(void);
 void fm_error_format(char *buf, size_t len);
 
 /* End the job on error err (nonzero) detected on THIS rank only: print with the
- * rank prefix and MPI_Abort (or exit when MPI is not running). Never returns. */
+ * rank prefix and MPI_Abort (or exit when MPI is not running). When every rank
+ * comes here within a moment (2 s), only the lowest prints and all end with its
+ * status. Never returns. */
 void fm_fatal(fm_err err) __attribute__((noreturn));
 
 /* Collective error check: every rank calls it with its own err. If any rank failed,
  * the lowest failing rank's message is printed once (by that rank) and every rank
- * returns FM_ERR_MPI-or-its-own code, so the callers unwind and exit non-zero
- * together. Returns 0 when all ranks are fine. comm is an MPI_Comm passed as void*
- * to keep mpi.h out of this header. */
+ * returns that rank's code, so the callers unwind and exit together with one status.
+ * An error that went through an agreement already (every rank has it) is not printed
+ * again. Returns 0 when all ranks are fine. comm is an MPI_Comm passed as void* to
+ * keep mpi.h out of this header. */
 fm_err fm_error_agree(fm_err err, const void *comm);
 /* Whether the current error went through fm_error_agree (then fm_fatal exits
  * quietly on every rank instead of aborting). */

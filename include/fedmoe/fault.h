@@ -2,11 +2,15 @@
  *
  * At each named point of the round loop the runtime calls fm_fault_point; when the
  * configured rank, phase and round match, that rank prints one line naming itself
- * and the phase and then exits (MODE exit, status 3, without MPI_Finalize) or aborts
- * (MODE abort, SIGABRT). The launcher then ends the other ranks: the test of what a
+ * and the phase and then exits (MODE exit, status 3, without MPI_Finalize), aborts
+ * (MODE abort, SIGABRT) or stalls (MODE stall: sleeps for ever, as a rank stuck in a
+ * dead file system or a lost message would; stall=SECONDS: sleeps that long, then
+ * goes on: a slow rank). The launcher ends the other ranks after an exit or abort,
+ * the collective watchdog (run.collective_timeout) after a stall: the test of what a
  * real rank failure does to a run. Phases: setup, local_update, aggregate,
  * server_step, evaluate, checkpoint_write, checkpoint_done (after a round's checkpoint,
- * before its metrics row is final). */
+ * before its metrics row is final), and resume (before --resume cuts what followed the
+ * checkpoint; ROUND is the checkpoint's round). */
 #ifndef FEDMOE_FAULT_H
 #define FEDMOE_FAULT_H
 

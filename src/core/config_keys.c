@@ -25,6 +25,9 @@ const fm_key fm_config_keys[] = {
    "stop after this many rounds of this invocation, with a checkpoint (0: run to the end)", FM_RESUME_FREE},
   {"run.log_level", FM_KEY_ENUM, F(run.log_level), "info", 0, 0, "error|warn|info|debug", "log level", FM_RESUME_FREE},
   {"run.threads", FM_KEY_INT, F(run.threads), "1", 1, 1024, NULL, "BLIS threads per rank", FM_RESUME_FREE},
+  {"run.collective_timeout", FM_KEY_REAL, F(run.collective_timeout), "600", 0, 1e9, NULL,
+   "seconds a rank may wait in a collective before the job ends naming the missing ranks (0: never)",
+   FM_RESUME_FREE},
   /* [model] */
   {"model.vocab", FM_KEY_INT, F(model.vocab), "256", 2, 16777216, NULL,
    "vocabulary size (256 with the byte tokenizer; at least the tokenizer's ids otherwise)"},
@@ -213,7 +216,7 @@ const fm_key fm_config_keys[] = {
    "route only to the selected experts"},
   /* [debug] */
   {"debug.fail", FM_KEY_STRING, F(debug.fail), "", 0, 0, NULL,
-   "inject a failure: RANK:PHASE:ROUND", FM_RESUME_FREE},
+   "inject a failure: RANK:PHASE:ROUND[:exit|abort|stall|stall=SECONDS]", FM_RESUME_FREE},
 };
 
 const int fm_config_nkeys = (int)(sizeof fm_config_keys / sizeof fm_config_keys[0]);

@@ -1,12 +1,15 @@
 /* error.c - the error record, its trace, and ending the job on error. */
 #include "fedmoe/error.h"
 #include "fedmoe/log.h"
+#include "fedmoe/watchdog.h"
 
+#include <limits.h>
 #include <mpi.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define FM_TRACE_MAX 16
 
@@ -20,7 +23,7 @@ static struct {
 
 static const char *const err_names[FM_ERR_COUNT] = {
   "success", "bad argument", "configuration error", "I/O error", "out of memory",
-  "MPI error", "data error", "format error", "HDF5 error", "internal error"};
+  "MPI error", "data error", "format error", "HDF5 error", "internal error", "timeout"};
 
 const char *fm_error_name(fm_err code) {
   return (code >= 0 && code < FM_ERR_COUNT) ? err_names[code] : "unknown error";
@@ -99,15 +102,54 @@ static void print_error(void) {
   fflush(stderr);
 }
 
+static MPI_Comm fatal_comm = MPI_COMM_NULL; /* fm_fatal's own: no pending call of the run on it */
+
+void fm_error_init(const void *comm) {
+  if (fatal_comm == MPI_COMM_NULL) MPI_Comm_dup(*(const MPI_Comm *)comm, &fatal_comm);
+}
+
+/* Ranks that fail within a moment of each other without an agreement (a write that
+ * fails on every rank inside a collective HDF5 call) learn of each other with a
+ * non-blocking reduction on fatal_comm, bounded in time since ranks that did not fail
+ * never join: when every rank joins, only the lowest prints and every rank aborts
+ * with its code. Returns 1 when this rank is not the one to print; *code is the
+ * status to end with. */
+static int fatal_together(int *code) {
+  int init = 0, fin = 0, size = 1, rank = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  if (!init || fin || fatal_comm == MPI_COMM_NULL) return 0;
+  MPI_Comm_size(fatal_comm, &size);
+  MPI_Comm_rank(fatal_comm, &rank);
+  if (size < 2) return 0;
+  int mine = rank * 256 + (*code > 0 && *code < 256 ? *code : FM_ERR_INTERNAL), first = mine, done = 0;
+  MPI_Request rq;
+  if (MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, fatal_comm, &rq) != MPI_SUCCESS) return 0;
+  double t0 = MPI_Wtime();
+  while (!done && MPI_Wtime() - t0 < 2.0) {
+    if (MPI_Test(&rq, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return 0;
+    if (!done) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  if (!done) return 0; /* some rank is elsewhere: say it here */
+  *code = first % 256;
+  return first / 256 != rank;
+}
+
 void fm_fatal(fm_err err) {
   int init = 0, fin = 0;
   if (err_state.agreed) { /* printed already; every rank is here: leave together */
+    fm_watchdog_stop();
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
     if (init && !fin) MPI_Finalize();
     exit(err ? err : 1);
   }
-  print_error();
+  int code = err ? err : 1;
+  if (!fatal_together(&code)) print_error();
+  err = code;
   MPI_Initialized(&init);
   MPI_Finalized(&fin);
   int size = 1;
@@ -122,15 +164,21 @@ fm_err fm_error_agree(fm_err err, const void *commp) {
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
-  /* lowest failing rank: min over (err ? rank : size) */
-  int mine = err ? rank : size, first = size;
-  if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) fm_fatal(FM_ERR_MPI);
-  if (first == size) return FM_OK;
-  if (rank == first) print_error();
-  if (!err) {
-    fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_MPI, "rank %d failed", first);
-    err = FM_ERR_MPI;
-  }
+  /* one Allreduce (MIN) of a key that orders the errors: new ones (not agreed yet)
+   * before those every rank knows already, then by rank; the low byte carries the
+   * code, so that every rank leaves with the same one */
+  int code = err > 0 && err < 256 ? err : FM_ERR_INTERNAL;
+  int known = err && err_state.agreed;
+  int mine = err ? ((known ? size : 0) + rank) * 256 + code : INT_MAX, first = INT_MAX;
+  fm_watch_enter("error agreement");
+  int rc = MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+  fm_watch_leave();
+  if (rc != MPI_SUCCESS) fm_fatal(FM_ERR_MPI);
+  if (first == INT_MAX) return FM_OK;
+  int who = first / 256 % size, agreed_before = first / 256 >= size;
+  code = first % 256;
+  if (rank == who && !agreed_before) print_error();
+  if (!err) fm_error_set(__FILE__, __LINE__, __func__, code, "rank %d failed", who);
   err_state.agreed = 1;
-  return err;
+  return code;
 }

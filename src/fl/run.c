@@ -10,6 +10,7 @@
 #include "fedmoe/nn_threads.h"
 #include "fedmoe/system.h"
 #include "fedmoe/timer.h"
+#include "fedmoe/watchdog.h"
 
 #include <errno.h>
 #include <math.h>
@@ -61,6 +62,15 @@ typedef struct {
   size_t shared_bytes;
   int ph_local, ph_reduce, ph_server, ph_bcast, ph_eval, ph_gather, ph_io;
 } run_t;
+
+/* A step that waits for the other ranks (collective MPI or HDF5 calls), watched by
+ * the collective watchdog under its name. */
+#define WATCHED(what, stmt)   \
+  do {                        \
+    fm_watch_enter(what);     \
+    stmt;                     \
+    fm_watch_leave();         \
+  } while (0)
 
 /* Every client id, 0..n-1 (the server's evaluation of every client). */
 static fm_err all_clients(int n, int **out) {
@@ -441,13 +451,18 @@ static fm_err gather_rows(run_t *r, const double *rows, int nrows, double *all, 
   return err;
 }
 
+/* The global shared values from the server to every rank; an error is everyone's. */
 static fm_err bcast_global(run_t *r) {
-  for (int c = 0; c < r->host.nclass; c++) {
+  fm_err err = FM_OK;
+  fm_watch_enter("broadcast");
+  for (int c = 0; c < r->host.nclass && !err; c++) {
     if (!r->st->shared[c]) continue;
     size_t n = fm_model_class_numel(r->model, c);
-    FM_MPI(MPI_Bcast(r->host.global[c], (int)n, MPI_FLOAT, 0, r->comm));
+    int rc = MPI_Bcast(r->host.global[c], (int)n, MPI_FLOAT, 0, r->comm);
+    if (rc != MPI_SUCCESS) err = fm_error_mpi(__FILE__, __LINE__, __func__, rc, "MPI_Bcast(global model)");
   }
-  return FM_OK;
+  fm_watch_leave();
+  return fm_error_agree(err, &r->comm);
 }
 
 /* The strategy's server step and evaluation on rank 0: the model's shared classes
@@ -491,17 +506,22 @@ static fm_err clients_with_state(run_t *r, uint8_t **have, int32_t **ids, int *k
 /* Write a checkpoint: the global shared tensors (from rank 0) and the private
  * classes of every client that has trained (each host its rows). Collective. */
 static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t *ids, int k) {
-  FM_CHECK(fm_runfile_checkpoint_begin(r->rf, round));
-  fm_fault_point(r->cfg, r->rank, "checkpoint_write", round); /* in the middle of writing it */
-  for (int s = 0; s < r->nseg; s++)
-  {
-    const fm_tensor *t = r->seg_tensor[s];
-    FM_CHECK(fm_runfile_write_shared(r->rf, t->name, r->seg_global[s], fm_tensor_ndim(t) == 1 ? 0 : (size_t)t->rows,
-                                     (size_t)t->cols));
-  }
-  if (r->st->server_model)
-    FM_CHECK(fm_save_server_model(r->rf, r->st, r->server_state, r->model, &r->host, r->rank, r->comm));
   fm_err err = FM_OK;
+  fm_watch_phase("checkpoint_write", round);
+  WATCHED("checkpoint: begin", err = fm_runfile_checkpoint_begin(r->rf, round));
+  FM_CHECK(err);
+  fm_fault_point(r->cfg, r->rank, "checkpoint_write", round); /* in the middle of writing it */
+  for (int s = 0; s < r->nseg && !err; s++) {
+    const fm_tensor *t = r->seg_tensor[s];
+    WATCHED("checkpoint: shared tensors",
+            err = fm_runfile_write_shared(r->rf, t->name, r->seg_global[s], fm_tensor_ndim(t) == 1 ? 0 : (size_t)t->rows,
+                                          (size_t)t->cols));
+  }
+  FM_CHECK(err);
+  if (r->st->server_model)
+    WATCHED("checkpoint: server model",
+            err = fm_save_server_model(r->rf, r->st, r->server_state, r->model, &r->host, r->rank, r->comm));
+  FM_CHECK(err);
   for (int c = 0; !err && c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
     size_t n = fm_model_class_numel(r->model, c), kk = (size_t)k;
@@ -519,12 +539,14 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
       step[j] = cs->opt[c].step;
     }
     /* every rank takes part in the collective write, even after a local failure */
-    fm_err w = fm_runfile_write_class(r->rf, c, n, have, e ? 0 : k, ids, p, m, v, step);
+    fm_err w;
+    WATCHED("checkpoint: private state", w = fm_runfile_write_class(r->rf, c, n, have, e ? 0 : k, ids, p, m, v, step));
     free(p); free(m); free(v); free(step);
-    err = e ? e : w;
+    err = fm_error_agree(e ? e : w, &r->comm); /* the next class's writes are collective too */
   }
   FM_CHECK(err);
-  FM_CHECK(fm_runfile_checkpoint_end(r->rf));
+  WATCHED("checkpoint: commit", err = fm_runfile_checkpoint_end(r->rf));
+  FM_CHECK(err);
   return FM_OK;
 }
 
@@ -592,7 +614,7 @@ static fm_err restore(run_t *r) {
       err = fm_host_restore(&r->host, &r->clients[mine[j]], c, p + (size_t)j * n, m + (size_t)j * n,
                             v + (size_t)j * n, step[j]);
     free(all); free(mine); free(p); free(m); free(v); free(step);
-    FM_CHECK(err);
+    FM_CHECK(fm_error_agree(err, &r->comm)); /* the next class's reads are collective too */
   }
   return FM_OK;
 }
@@ -627,18 +649,37 @@ static double phase_ran(int id, long *last) {
   return d > 0;
 }
 
+/* Room for the round rows kept for the NetCDF export (rank 0, with --metrics-netcdf):
+ * grown as rounds complete, never sized by fl.rounds, which may be far more rounds
+ * than this invocation runs (run.stop_after) or than memory holds. */
+static fm_err grow_hist(fm_round_row **hist, int *cap, int n) {
+  if (n <= *cap) return FM_OK;
+  int want = *cap ? 2 * *cap : 64;
+  if (want < n) want = n;
+  fm_round_row *h = realloc(*hist, (size_t)want * sizeof *h);
+  if (!h) FM_ERROR(FM_ERR_MEM, "cannot allocate %zu bytes for the rounds' metrics rows (--metrics-netcdf)",
+                   (size_t)want * sizeof *h);
+  *hist = h;
+  *cap = want;
+  return FM_OK;
+}
+
 static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summary *sum) {
   const fm_config *c = r->cfg;
   int N = c->fl.clients, R = c->fl.rounds;
-  double *rows, *rows2, *all = NULL;
+  double *rows = NULL, *rows2 = NULL, *all = NULL;
   fm_client_row *crow = NULL; /* rank 0: the round's rows for the run file */
-  fm_round_row *hist = NULL;  /* rank 0: every round's row, for the NetCDF export */
-  FM_CALLOC(rows, (size_t)N * ROW_LEN, "client rows");
-  FM_CALLOC(rows2, (size_t)N * ROW_LEN, "client rows");
-  if (r->rank == 0) {
-    FM_CALLOC(all, (size_t)N * ROW_LEN, "gathered rows");
-    FM_CALLOC(crow, (size_t)N, "client metrics rows");
-    FM_CALLOC(hist, (size_t)R, "round metrics rows");
+  fm_round_row *hist = NULL;  /* rank 0 with --metrics-netcdf: this invocation's round rows */
+  int hist_cap = 0;
+  /* sized by the configuration: agreed, so that no rank that could not allocate
+   * leaves the others in the first broadcast */
+  fm_err aerr = fm_calloc(&rows, (size_t)N * ROW_LEN, sizeof *rows, "client rows");
+  if (!aerr) aerr = fm_calloc(&rows2, (size_t)N * ROW_LEN, sizeof *rows2, "client rows");
+  if (!aerr && r->rank == 0) aerr = fm_calloc(&all, (size_t)N * ROW_LEN, sizeof *all, "gathered rows");
+  if (!aerr && r->rank == 0) aerr = fm_calloc(&crow, (size_t)N, sizeof *crow, "client metrics rows");
+  if ((aerr = fm_error_agree(aerr, &r->comm))) {
+    free(rows); free(rows2); free(all); free(crow);
+    return aerr;
   }
   fm_err err = FM_OK;
   double t_start = fm_wtime(), last[FM_PHASE_MAX] = {0};
@@ -652,6 +693,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
   if (c->run.stop_after > 0 && first + c->run.stop_after - 1 < R) last_round = first + c->run.stop_after - 1;
   for (int round = first; round <= last_round && !err; round++) {
     double t0 = fm_wtime();
+    fm_watch_phase("local_update", round);
     int m = fm_sample_clients(c, round, r->sampled);
     /* the simulated clock decides, the same way on every rank, who makes the round */
     double steps = r->st->steps_per_round ? r->st->steps_per_round(c) : c->fl.local_steps;
@@ -671,16 +713,21 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     fm_phase_begin(r->ph_local);
     err = place_clients(r, round, m);
     if (!err) err = local_work(r, round, wsum, rows, &nrows);
+    if (!err && opts->netcdf && r->rank == 0) err = grow_hist(&hist, &hist_cap, round - first + 1);
     fm_phase_end_as(r->ph_local, r->nmine > 0); /* the server and a host without clients only wait */
     /* a failed client must not leave the others waiting in the reduction */
     if ((err = fm_error_agree(err, &r->comm))) break;
     if (r->nseg) {
       fm_phase_begin(r->ph_reduce);
+      fm_watch_phase("aggregate", round);
       fm_fault_point(c, r->rank, "aggregate", round);
+      fm_watch_enter("aggregate");
       err = fm_agg_reduce(&r->agg, 0, r->comm);
+      fm_watch_leave();
       fm_phase_end(r->ph_reduce);
-      if (err) break;
+      if ((err = fm_error_agree(err, &r->comm))) break;
       fm_phase_begin(r->ph_server);
+      fm_watch_phase("server_step", round);
       fm_fault_point(c, r->rank, "server_step", round);
       if (r->rank == 0) {
         fm_agg_result(&r->agg, r->seg_global);
@@ -690,6 +737,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       /* the server's failure must not leave the hosts waiting in the broadcast */
       if ((err = fm_error_agree(err, &r->comm))) break;
       fm_phase_begin(r->ph_bcast);
+      fm_watch_phase("broadcast", round);
       err = bcast_global(r);
       fm_phase_end(r->ph_bcast);
       if (err) break;
@@ -700,14 +748,18 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       erows = rows2;
     }
     fm_phase_begin(r->ph_eval);
+    fm_watch_phase("evaluate", round);
     fm_fault_point(c, r->rank, "evaluate", round);
     err = evaluate(r, round, erows, nrows);
     fm_phase_end_as(r->ph_eval, nrows > 0);
     if ((err = fm_error_agree(err, &r->comm))) break;
     fm_phase_begin(r->ph_gather);
+    fm_watch_phase("gather_metrics", round);
+    fm_watch_enter("gather_metrics");
     err = gather_rows(r, erows, nrows, all, &nall);
+    fm_watch_leave();
     fm_phase_end(r->ph_gather);
-    if (err) break;
+    if ((err = fm_error_agree(err, &r->comm))) break;
     fm_round_row rr = {0};
     int ncrow = 0;
     if (r->rank == 0) {
@@ -742,9 +794,12 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
                           .surplus = fate[FM_CLIENT_SURPLUS], .host_clients_max = r->most};
       sum->final_test_full = full_loss;
     }
-    /* the run file: every rank takes part in each collective write */
+    /* the run file: every rank takes part in each collective write; an error from
+     * here to the round's row ends the job (below) */
+    fm_watch_phase("runfile_write", round);
+    fm_watch_enter("runfile_write");
     uint64_t red = r->agg.bytes_reduced, red_all = 0;
-    FM_MPI(MPI_Reduce(&red, &red_all, 1, MPI_UINT64_T, MPI_SUM, 0, r->comm));
+    int rc = MPI_Reduce(&red, &red_all, 1, MPI_UINT64_T, MPI_SUM, 0, r->comm);
     r->agg.bytes_reduced = 0;
     rr.bytes_reduced = red_all;
     struct rusage ru;
@@ -757,7 +812,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
                        phase_delta(r->ph_eval, last), (double)ru.ru_maxrss / 1024.0,
                        phase_ran(r->ph_local, lastc), phase_ran(r->ph_reduce, lastc), phase_ran(r->ph_server, lastc),
                        phase_ran(r->ph_bcast, lastc), phase_ran(r->ph_eval, lastc)}, most[11] = {0};
-    FM_MPI(MPI_Reduce(mine, most, 11, MPI_DOUBLE, MPI_MAX, 0, r->comm));
+    if (rc == MPI_SUCCESS) rc = MPI_Reduce(mine, most, 11, MPI_DOUBLE, MPI_MAX, 0, r->comm);
     /* a phase no rank did this round (local: no aggregation) is NaN, as the table leaves it out */
     double *t[5] = {&rr.t_local, &rr.t_aggregate, &rr.t_server, &rr.t_broadcast, &rr.t_evaluate};
     for (int i = 0; i < 5; i++) *t[i] = most[6 + i] > 0 ? most[i] : NAN;
@@ -765,18 +820,19 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     /* and the mean over the hosts that ran clients: t_local / t_local_mean is the
      * round's load imbalance (a host without clients this round waited, it did no work) */
     double local[2] = {r->nmine > 0 ? mine[0] : 0, r->nmine > 0}, local_sum[2] = {0, 0};
-    FM_MPI(MPI_Reduce(local, local_sum, 2, MPI_DOUBLE, MPI_SUM, 0, r->comm));
+    if (rc == MPI_SUCCESS) rc = MPI_Reduce(local, local_sum, 2, MPI_DOUBLE, MPI_SUM, 0, r->comm);
+    if (rc != MPI_SUCCESS) err = fm_error_mpi(__FILE__, __LINE__, __func__, rc, "MPI_Reduce(round figures)");
     rr.t_local_mean = local_sum[1] > 0 ? local_sum[0] / local_sum[1] : 0;
     fm_phase_begin(r->ph_io);
     int ckpt_now = (c->run.checkpoint_every && round % c->run.checkpoint_every == 0) || round == last_round;
     uint8_t *have = NULL; /* with a checkpoint: the clients with private state, agreed */
     int32_t *ids = NULL;
     int nids = 0;
-    if (ckpt_now) err = clients_with_state(r, &have, &ids, &nids);
+    if (!err && ckpt_now) err = clients_with_state(r, &have, &ids, &nids);
     if (!err) err = check_space(r, round, have);
-    if (!err) err = fm_runfile_append_clients(r->rf, crow, ncrow);
-    if (!err) err = fm_runfile_write_routing(r->rf, &r->trained, r->route_counts, r->gate_mass);
-    err = write_stats(r, err);
+    if (!err) WATCHED("run file: client metrics", err = fm_runfile_append_clients(r->rf, crow, ncrow));
+    if (!err) WATCHED("run file: routing", err = fm_runfile_write_routing(r->rf, &r->trained, r->route_counts, r->gate_mass));
+    WATCHED("run file: strategy statistics", err = write_stats(r, err));
     fm_phase_end(r->ph_io);
     /* the round's own row before its checkpoint: resuming continues after the newest
      * checkpoint, so a crash between the two would lose the row for good. With a
@@ -784,7 +840,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
      * time (a crash in between leaves it with the time before the checkpoint) */
     rr.t_io = phase_delta(r->ph_io, last);
     rr.wall_s = fm_wtime() - t0;
-    if (!err) err = fm_runfile_append_round(r->rf, &rr);
+    if (!err) WATCHED("run file: round metrics", err = fm_runfile_append_round(r->rf, &rr));
     if (!err && ckpt_now) {
       fm_phase_begin(r->ph_io);
       err = checkpoint(r, round, have, ids, nids);
@@ -792,7 +848,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       fm_fault_point(c, r->rank, "checkpoint_done", round);
       rr.t_io += phase_delta(r->ph_io, last);
       rr.wall_s = fm_wtime() - t0;
-      if (!err) err = fm_runfile_update_round(r->rf, &rr);
+      if (!err) WATCHED("run file: round metrics", err = fm_runfile_update_round(r->rf, &rr));
     }
     free(have);
     free(ids);
@@ -802,6 +858,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     if (r->rank == 0 && !err)
       fm_report_round(&rr, R, rr.wall_s, (fm_wtime() - t_start) / (round - first + 1) * (last_round - round),
                       r->st->server_eval != NULL);
+    fm_watch_leave();
     /* a run-file write that failed on some ranks (a full disk) may leave the ranks in
      * different HDF5 collectives: nothing collective may follow, not even closing the
      * file. This rank says why and ends every rank (MPI_Abort). */
@@ -811,8 +868,12 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
   }
   if (!err && opts->netcdf) {
     fm_phase_begin(r->ph_io);
-    err = fm_error_agree(fm_netcdf_write_rounds(opts->netcdf, hist, sum->rounds_done - first + 1, r->st->name,
-                                                c->run.seed, opts->config_text, r->comm), &r->comm);
+    fm_watch_phase("runfile_write", 0);
+    fm_watch_enter("NetCDF export");
+    fm_err nerr = fm_netcdf_write_rounds(opts->netcdf, hist, sum->rounds_done - first + 1, r->st->name, c->run.seed,
+                                         opts->config_text, r->comm);
+    fm_watch_leave();
+    err = fm_error_agree(nerr, &r->comm);
     fm_phase_end(r->ph_io);
   }
   free(rows);
@@ -823,7 +884,11 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
   if (err) return err;
   /* everyone learns the final figures */
   double fin[4] = {sum->final_train, sum->final_val, sum->final_test, sum->final_test_full};
-  FM_MPI(MPI_Bcast(fin, 4, MPI_DOUBLE, 0, r->comm));
+  fm_watch_enter("final figures");
+  int rc = MPI_Bcast(fin, 4, MPI_DOUBLE, 0, r->comm);
+  fm_watch_leave();
+  if (rc != MPI_SUCCESS) err = fm_error_mpi(__FILE__, __LINE__, __func__, rc, "MPI_Bcast(final figures)");
+  FM_CHECK(fm_error_agree(err, &r->comm));
   sum->final_train = fin[0]; sum->final_val = fin[1]; sum->final_test = fin[2]; sum->final_test_full = fin[3];
   sum->seconds = fm_wtime() - t_start;
   return FM_OK;
@@ -870,6 +935,9 @@ static fm_err make_parent_dir(const char *path, int rank, MPI_Comm comm) {
   return fm_error_agree(err, &comm);
 }
 
+static fm_err run_watched(run_t *rp, const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm,
+                          fm_run_summary *sum);
+
 fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_run_summary *sum) {
   run_t r;
   memset(&r, 0, sizeof r);
@@ -889,6 +957,18 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
     err = fm_config_error(cfg, "fl.strategy", "strategy '%s' is not available in this build",
                           fm_config_enum_name(cfg, "fl.strategy"));
   FM_CHECK(fm_error_agree(err, &comm));
+  /* from here no collective may wait for ever: a rank that waits longer than
+   * run.collective_timeout ends the job naming the ranks it waits for */
+  FM_CHECK(fm_error_agree(fm_watchdog_start(cfg->run.collective_timeout, &comm), &comm));
+  err = run_watched(&r, cfg, opts, comm, sum);
+  fm_watchdog_stop();
+  return err;
+}
+
+static fm_err run_watched(run_t *rp, const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm,
+                          fm_run_summary *sum) {
+  run_t r = *rp;
+  fm_err err = FM_OK;
   fm_nn_set_threads(cfg->run.threads);
   r.ph_local = fm_phase("local_update");
   r.ph_reduce = fm_phase("aggregate");
@@ -899,6 +979,7 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
   r.ph_io = fm_phase("runfile_write");
   int ph_setup = fm_phase("setup");
   fm_phase_begin(ph_setup);
+  fm_watch_phase("setup", 0);
   fm_fault_point(cfg, r.rank, "setup", 0);
   err = fm_error_agree(setup_model(&r), &comm);
   if (!err) err = load_init(&r);
@@ -921,15 +1002,21 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
     /* continue a run file: check it, load its latest checkpoint, then drop what a
      * crash may have left after it; nothing is changed until all of that worked */
     const fm_model_shape *sh = fm_model_get_shape(r.model);
+    fm_watch_phase("resume", 0);
+    fm_watch_enter("resume");
     err = fm_error_agree(fm_runfile_open_resume(&r.rf, opts->resume, cfg, sh->layers, sh->experts, comm, &done), &comm);
     if (!err) err = fm_error_agree(restore(&r), &comm);
     if (!err && done >= cfg->fl.rounds)
       err = fm_error_agree(fm_config_error(cfg, "fl.rounds", "the run file '%s' already holds %d rounds: nothing to "
                                            "resume (raise fl.rounds to train further)", opts->resume, done), &comm);
+    if (!err) fm_fault_point(cfg, r.rank, "resume", done); /* between the checks and the first change */
     if (!err) err = fm_error_agree(fm_runfile_truncate(r.rf, done), &comm);
+    fm_watch_leave();
     if (!err) fm_say("fedmoe: resuming %s after round %d\n", opts->resume, done);
   } else if (!err) {
     const fm_model_shape *sh = fm_model_get_shape(r.model);
+    fm_watch_phase("create", 0);
+    fm_watch_enter("create run file");
     err = fm_runfile_create(&r.rf, cfg->run.output, cfg, opts->config_text ? opts->config_text : "",
                             sh->layers, sh->experts, comm);
     err = fm_error_agree(err, &comm);
@@ -951,6 +1038,7 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
         err = fm_error_agree(fm_runfile_write_client_ints(r.rf, "budget", v), &comm);
       free(v);
     }
+    fm_watch_leave();
   }
   if (!err) {
     if (r.rank == 0 && !opts->quiet)
@@ -961,7 +1049,10 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
              r.shared_bytes / sizeof(float), r.nseg, fm_host_private_bytes(&r.host) / 1024.0);
     err = rounds(&r, opts, done + 1, sum);
   }
+  fm_watch_phase("close", 0);
+  fm_watch_enter("close run file");
   fm_err cerr = fm_runfile_close(r.rf);
+  fm_watch_leave();
   if (!err) err = cerr;
   fm_output_lock_release(lock);
   teardown(&r);

@@ -38,11 +38,11 @@ static int put_text(int ncid, int var, const char *name, const char *value) {
   return ncmpi_put_att_text(ncid, var, name, (MPI_Offset)strlen(value), value);
 }
 
-fm_err fm_netcdf_write_rounds(const char *path, const fm_round_row *rows, int n, const char *strategy,
-                              long long seed, const char *config_text, MPI_Comm comm) {
-  int rank, ncid = -1, dim, vround, var[NFIELDS];
-  MPI_Comm_rank(comm, &rank);
-  MPI_Bcast(&n, 1, MPI_INT, 0, comm);
+/* The file, with d, u, iv staging one column of n values on rank 0. Collective. */
+static fm_err write_file(const char *path, const fm_round_row *rows, int n, const char *strategy, long long seed,
+                         const char *config_text, MPI_Comm comm, int rank, double *d, unsigned long long *u,
+                         int *iv) {
+  int ncid = -1, dim, vround, var[NFIELDS];
   NC_CHECK(ncmpi_create(comm, path, NC_CLOBBER | NC_64BIT_DATA, MPI_INFO_NULL, &ncid));
   NC_CHECK(ncmpi_put_att_text(ncid, NC_GLOBAL, "title", 24, "fedmoe per-round metrics"));
   NC_CHECK(put_text(ncid, NC_GLOBAL, "strategy", strategy));
@@ -63,15 +63,6 @@ fm_err fm_netcdf_write_rounds(const char *path, const fm_round_row *rows, int n,
   NC_CHECK(ncmpi_enddef(ncid));
   MPI_Offset start = 0, count = rank == 0 ? n : 0;
   /* one column at a time from the rows of rank 0; the others write nothing */
-  size_t m = rank == 0 && n > 0 ? (size_t)n : 1;
-  double *d = calloc(m, sizeof *d);
-  unsigned long long *u = calloc(m, sizeof *u);
-  int *iv = calloc(m, sizeof *iv);
-  if (!d || !u || !iv) {
-    free(d); free(u); free(iv);
-    ncmpi_close(ncid);
-    FM_ERROR(FM_ERR_MEM, "out of memory writing '%s'", path);
-  }
   int rc = NC_NOERR;
   for (int i = 0; rank == 0 && i < n; i++) iv[i] = rows[i].round;
   rc = ncmpi_put_vara_int_all(ncid, vround, &start, &count, iv);
@@ -86,8 +77,25 @@ fm_err fm_netcdf_write_rounds(const char *path, const fm_round_row *rows, int n,
     else if (fields[f].is_i32) rc = ncmpi_put_vara_int_all(ncid, var[f], &start, &count, iv);
     else rc = ncmpi_put_vara_double_all(ncid, var[f], &start, &count, d);
   }
-  free(d); free(u); free(iv);
   NC_CHECK(rc);
   NC_CHECK(ncmpi_close(ncid));
   return FM_OK;
+}
+
+fm_err fm_netcdf_write_rounds(const char *path, const fm_round_row *rows, int n, const char *strategy,
+                              long long seed, const char *config_text, MPI_Comm comm) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Bcast(&n, 1, MPI_INT, 0, comm);
+  /* the staging is agreed before the collective create: no rank may leave early */
+  size_t m = rank == 0 && n > 0 ? (size_t)n : 1;
+  double *d = calloc(m, sizeof *d);
+  unsigned long long *u = calloc(m, sizeof *u);
+  int *iv = calloc(m, sizeof *iv);
+  fm_err err = !d || !u || !iv ? fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_MEM,
+                                              "out of memory writing '%s'", path) : FM_OK;
+  err = fm_error_agree(err, &comm);
+  if (!err) err = write_file(path, rows, n, strategy, seed, config_text, comm, rank, d, u, iv);
+  free(d); free(u); free(iv);
+  return err;
 }

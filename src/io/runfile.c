@@ -351,14 +351,18 @@ fm_err fm_runfile_checkpoint_begin(fm_runfile *rf, int round) {
   fm_runfile_ckpt_names(rf, round, full, sizeof full, NULL, 0);
   snprintf(tmp, sizeof tmp, "%s.tmp", full);
   snprintf(dir, sizeof dir, "%s.ckpt", rf->path);
-  int ok = 1;
-  if (rf->rank == 0) ok = mkdir(dir, 0777) == 0 || errno == EEXIST;
-  MPI_Bcast(&ok, 1, MPI_INT, 0, rf->comm);
-  if (!ok) FM_ERROR(FM_ERR_IO, "cannot create the checkpoint folder '%s': %s", dir, strerror(errno));
+  /* rank 0's errors (with its errno) are agreed: printed once, every rank returns */
+  fm_err err = FM_OK;
+  if (rf->rank == 0 && mkdir(dir, 0777) != 0 && errno != EEXIST)
+    err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_IO, "cannot create the checkpoint folder '%s': %s", dir,
+                       strerror(errno));
+  FM_CHECK(fm_error_agree(err, &rf->comm));
   hid_t fapl = mpio_fapl(rf);
   rf->ckpt_file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   H5Pclose(fapl);
-  if (rf->ckpt_file < 0) FM_ERROR(FM_ERR_IO, "cannot create checkpoint file '%s'", tmp);
+  if (rf->ckpt_file < 0)
+    err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_IO, "cannot create checkpoint file '%s'", tmp);
+  FM_CHECK(fm_error_agree(err, &rf->comm));
   rf->ckpt = H5Gopen2(rf->ckpt_file, "/", H5P_DEFAULT);
   RF_CHECK(rf->ckpt, "open a checkpoint's root group");
   rf->ckpt_round = round;
@@ -426,7 +430,7 @@ fm_err fm_runfile_write_tensor(fm_runfile *rf, const char *group, const char *na
   if (fm_runfile_agree(rf, d < 0 ? -1 : 0) < 0) {
     if (d >= 0) H5Dclose(d);
     H5Sclose(fs);
-    FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to create tensor %s in a checkpoint", rf->path, path);
+    RF_ERROR_ALL(FM_ERR_HDF5, "%s: HDF5 failed to create tensor %s in a checkpoint", rf->path, path);
   }
   fm_err derr = fm_runfile_describe(rf, d, what, "1");
   hid_t ms = H5Screate_simple(1, &dims, NULL);
@@ -438,7 +442,7 @@ fm_err fm_runfile_write_tensor(fm_runfile *rf, const char *group, const char *na
   H5Sclose(ms);
   H5Sclose(fs);
   H5Dclose(d);
-  RF_CHECK(e, "write a checkpoint tensor");
+  if (e < 0) RF_ERROR_ALL(FM_ERR_HDF5, "%s: HDF5 failed to write checkpoint tensor %s", rf->path, path);
   return derr;
 }
 
@@ -472,13 +476,14 @@ fm_err fm_runfile_checkpoint_end(fm_runfile *rf) {
   rf->ckpt_file = -1;
   if (e < 0) {
     if (rf->rank == 0) unlink(tmp);
-    FM_ERROR(FM_ERR_HDF5, "%s: cannot write checkpoint file '%s' (disk full?); the previous checkpoint is "
+    RF_ERROR_ALL(FM_ERR_HDF5, "%s: cannot write checkpoint file '%s' (disk full?); the previous checkpoint is "
              "intact", rf->path, tmp);
   }
-  int ok = 1;
-  if (rf->rank == 0) ok = rename(tmp, full) == 0; /* atomic: complete, or not there */
-  MPI_Bcast(&ok, 1, MPI_INT, 0, rf->comm);
-  if (!ok) FM_ERROR(FM_ERR_IO, "cannot rename checkpoint '%s' into place: %s", tmp, strerror(errno));
+  fm_err err = FM_OK;
+  if (rf->rank == 0 && rename(tmp, full) != 0) /* atomic: complete, or not there */
+    err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_IO, "cannot rename checkpoint '%s' into place: %s", tmp,
+                       strerror(errno));
+  FM_CHECK(fm_error_agree(err, &rf->comm));
   /* only now does the run file point at it */
   snprintf(link, sizeof link, "/checkpoints/r%06d", rf->ckpt_round);
   if (H5Lexists(rf->file, link, H5P_DEFAULT) > 0) H5Ldelete(rf->file, link, H5P_DEFAULT);

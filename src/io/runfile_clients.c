@@ -25,7 +25,7 @@ static fm_err rows_io(fm_runfile *rf, hid_t g, const char *name, hid_t type, siz
     H5Sclose(fs0);
     if (fm_runfile_agree(rf, d < 0 ? -1 : 0) < 0) {
       if (d >= 0) H5Dclose(d);
-      FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to create client data '%s' in a checkpoint", rf->path, name);
+      RF_ERROR_ALL(FM_ERR_HDF5, "%s: HDF5 failed to create client data '%s' in a checkpoint", rf->path, name);
     }
     fm_err derr = fm_runfile_describe(rf, d, row_doc(name), "1");
     if (derr) { H5Dclose(d); return derr; }
@@ -57,7 +57,7 @@ static fm_err rows_io(fm_runfile *rf, hid_t g, const char *name, hid_t type, siz
   }
   H5Dclose(d);
   if (e < 0)
-    FM_ERROR(write ? FM_ERR_HDF5 : FM_ERR_FORMAT, "%s: cannot %s client data '%s'%s", rf->path,
+    RF_ERROR_ALL(write ? FM_ERR_HDF5 : FM_ERR_FORMAT, "%s: cannot %s client data '%s'%s", rf->path,
              write ? "write" : "read", name, write ? "" : " (corrupted checkpoint?)");
   return FM_OK;
 }
@@ -80,20 +80,23 @@ static fm_err write_sums(fm_runfile *rf, hid_t g, const char *name, const void *
 
 fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *have, int k, const int32_t *ids,
                               const float *params, const float *m, const float *v, const int64_t *step) {
-  /* row of client i = how many clients below i have state */
-  int32_t *row, *all = NULL;
+  /* row of client i = how many clients below i have state; the staging is agreed
+   * before the first collective call, so that a rank that cannot allocate it does not
+   * skip calls the others make */
+  int32_t *row = NULL, *all = NULL, *mine = NULL;
   int K = 0;
-  FM_CALLOC(row, (size_t)rf->N + 1, "checkpoint rows");
-  for (int i = 0; i < rf->N; i++) { row[i] = K; K += have[i] != 0; }
-  int32_t *mine = NULL;
-  fm_err err = fm_calloc(&mine, (size_t)k + 1, sizeof *mine, "checkpoint rows");
+  fm_err err = fm_calloc(&row, (size_t)rf->N + 1, sizeof *row, "checkpoint rows");
+  for (int i = 0; !err && i < rf->N; i++) { row[i] = K; K += have[i] != 0; }
+  if (!err) err = fm_calloc(&mine, (size_t)k + 1, sizeof *mine, "checkpoint rows");
   if (!err) err = fm_calloc(&all, (size_t)K + 1, sizeof *all, "checkpoint rows");
   for (int j = 0; !err && j < k; j++) mine[j] = row[ids[j]];
   for (int i = 0, j = 0; !err && i < rf->N; i++) if (have[i]) all[j++] = i;
+  if ((err = fm_error_agree(err, &rf->comm))) { free(row); free(mine); free(all); return err; }
   char name[32];
   snprintf(name, sizeof name, "clients/class%d", cls);
-  hid_t g = err ? -1 : H5Gcreate2(rf->ckpt, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (!err && g < 0) err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_HDF5, "%s: cannot create %s", rf->path, name);
+  hid_t g = H5Gcreate2(rf->ckpt, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (fm_runfile_agree(rf, g < 0 ? -1 : 0) < 0)
+    err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_HDF5, "%s: cannot create %s", rf->path, name);
   if (!err) err = rows_io(rf, g, "params", H5T_NATIVE_FLOAT, n, K, mine, k, (void *)params, 1);
   if (!err) err = write_sums(rf, g, "params_checksum", params, n * sizeof *params, K, mine, k);
   if (!err) err = rows_io(rf, g, "adam_m", H5T_NATIVE_FLOAT, n, K, mine, k, (void *)m, 1);
@@ -105,7 +108,7 @@ fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *
   /* the ids: rank 0 writes them all (it knows them from have) */
   if (!err) {
     int32_t *r0 = NULL;
-    err = fm_calloc(&r0, (size_t)K + 1, sizeof *r0, "checkpoint rows");
+    err = fm_error_agree(fm_calloc(&r0, (size_t)K + 1, sizeof *r0, "checkpoint rows"), &rf->comm);
     for (int j = 0; !err && j < K; j++) r0[j] = j;
     if (!err) err = rows_io(rf, g, "client", H5T_NATIVE_INT32, 0, K, r0, rf->rank == 0 ? K : 0, all, 1);
     free(r0);
@@ -130,8 +133,9 @@ fm_err fm_runfile_class_clients(fm_runfile *rf, int cls, int32_t **ids, int *K) 
   hid_t sp = H5Dget_space(d);
   hssize_t k = H5Sget_simple_extent_npoints(sp);
   H5Sclose(sp);
-  fm_err err = fm_calloc(ids, (size_t)k + 1, sizeof **ids, "checkpoint client ids");
-  if (!err && k > 0 && H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, rf->dxpl, *ids) < 0)
+  /* every rank reads the list (a collective read): agree on the room for it first */
+  fm_err err = fm_error_agree(fm_calloc(ids, (size_t)k + 1, sizeof **ids, "checkpoint client ids"), &rf->comm);
+  if (!err && k > 0 && fm_runfile_agree(rf, H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, rf->dxpl, *ids)) < 0)
     err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_FORMAT, "%s: cannot read %s", rf->path, name);
   H5Dclose(d);
   for (hssize_t j = 0; !err && j < k; j++)
@@ -146,8 +150,8 @@ fm_err fm_runfile_class_clients(fm_runfile *rf, int cls, int32_t **ids, int *K) 
 
 fm_err fm_runfile_read_class(fm_runfile *rf, int cls, size_t n, int k, const int32_t *ids, const int32_t *all_ids,
                              int K, float *params, float *m, float *v, int64_t *step) {
-  int32_t *rows;
-  FM_CALLOC(rows, (size_t)k + 1, "checkpoint rows");
+  int32_t *rows = NULL;
+  FM_CHECK(fm_error_agree(fm_calloc(&rows, (size_t)k + 1, sizeof *rows, "checkpoint rows"), &rf->comm));
   for (int j = 0, r = 0; j < k; j++) { /* both ascending: one merge pass */
     while (r < K && all_ids[r] < ids[j]) r++;
     rows[j] = r;

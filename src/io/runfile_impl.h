@@ -26,6 +26,11 @@ struct fm_runfile {
   int nstat;
 };
 
+/* An error that every rank found at the same step (its status went through
+ * fm_runfile_agree): agreed, so it is printed once and every rank returns its code. */
+#define RF_ERROR_ALL(code, ...) \
+  return fm_error_agree(fm_error_set(__FILE__, __LINE__, __func__, (code), __VA_ARGS__), &rf->comm)
+
 #define RF_CHECK(call, what)                                                                  \
   do {                                                                                       \
     if ((call) < 0) FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to %s", rf->path, what);          \

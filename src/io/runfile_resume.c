@@ -153,6 +153,9 @@ static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *d
     complete = is_complete(c);
     if (c >= 0) H5Gclose(c);
   }
+  /* the list decides which checkpoint every rank opens next (collectively): a file
+   * that one rank cannot open (a descriptor limit) makes it incomplete for all */
+  complete = fm_runfile_agree(w->rf, complete ? 0 : -1) >= 0;
   if (!complete) return 0;
   if (w->n == w->cap) {
     w->cap = w->cap ? 2 * w->cap : 8;
@@ -528,7 +531,8 @@ static herr_t later(hid_t g, const char *name, const H5L_info_t *info, void *dat
 }
 
 /* Cut a /fl per-client statistics dataset ([row][L][E]; the [client] ones stay) to
- * the rows kept. */
+ * the rows kept. Every rank sees the same shapes (metadata is read collectively), so
+ * every rank makes the same collective H5Dset_extent calls; a failure is everyone's. */
 static herr_t cut_fl(hid_t g, const char *name, const H5L_info_t *info, void *data) {
   const fm_runfile *rf = data;
   if (info->type != H5L_TYPE_HARD) return 0;
@@ -544,22 +548,46 @@ static herr_t cut_fl(hid_t g, const char *name, const H5L_info_t *info, void *da
     e = H5Dset_extent(d, dims);
   }
   H5Dclose(d);
-  return e;
+  return fm_runfile_agree(rf, e);
 }
 
-/* Rows of the per-client statistics (/routing, /fl) of rounds up to `round`. */
+/* The per-client statistics (/routing, /fl) cut to nstat_rows rows. */
 static fm_err truncate_client_stats(fm_runfile *rf, int round) {
-  FM_CHECK(rows_upto(rf, rf->index_ds, "/routing/index", round, &rf->nstat_rows));
   hsize_t dims[3] = {rf->nstat_rows, (hsize_t)rf->L, (hsize_t)rf->E};
-  herr_t e = H5Dset_extent(rf->index_ds, dims);
-  if (e >= 0) e = H5Dset_extent(rf->counts_ds, dims);
-  if (e >= 0) e = H5Dset_extent(rf->mass_ds, dims);
+  herr_t e = fm_runfile_agree(rf, H5Dset_extent(rf->index_ds, dims));
+  if (e >= 0) e = fm_runfile_agree(rf, H5Dset_extent(rf->counts_ds, dims));
+  if (e >= 0) e = fm_runfile_agree(rf, H5Dset_extent(rf->mass_ds, dims));
   if (e >= 0 && H5Lexists(rf->file, "/fl", H5P_DEFAULT) > 0) {
     hid_t g = H5Gopen2(rf->file, "/fl", H5P_DEFAULT);
-    e = g < 0 ? -1 : H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, cut_fl, rf);
+    e = fm_runfile_agree(rf, g < 0 ? -1 : 0);
+    if (e >= 0) e = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, cut_fl, rf);
     if (g >= 0) H5Gclose(g);
   }
-  if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot truncate the per-client statistics to round %d", rf->path, round);
+  if (e < 0) RF_ERROR_ALL(FM_ERR_HDF5, "%s: cannot truncate the per-client statistics to round %d", rf->path, round);
+  return FM_OK;
+}
+
+/* How many rows of /metrics/clients and of the per-client statistics stay. Every rank
+ * reads the round columns, and no rank may change the file before all have read them:
+ * these reads are independent (the compound subset needs a type conversion, so HDF5
+ * does not read collectively), and shrinking a dataset rewrites the cut rows of its
+ * last chunk with fill values. A rank slow to read (a loaded machine) then read those
+ * rows as round 0 from the chunk a faster rank had already cut, counted them as kept,
+ * and called the collective H5Dset_extent with other sizes than the rest: an HDF5
+ * error on that rank, the others waiting in H5Fclose. The error agreement below is an
+ * Allreduce, which no rank leaves before every rank has entered it (done reading);
+ * the counts are then compared, so that ranks can never go on with different ones. */
+static fm_err rows_kept(fm_runfile *rf, int round, hsize_t *clients, hsize_t *stats) {
+  *clients = *stats = 0;
+  fm_err err = rows_upto(rf, rf->clients_ds, "/metrics/clients", round, clients);
+  if (!err) err = rows_upto(rf, rf->index_ds, "/routing/index", round, stats);
+  FM_CHECK(fm_error_agree(err, &rf->comm));
+  long long v[4] = {(long long)*clients, (long long)*stats, -(long long)*clients, -(long long)*stats};
+  if (MPI_Allreduce(MPI_IN_PLACE, v, 4, MPI_LONG_LONG, MPI_MAX, rf->comm) != MPI_SUCCESS)
+    FM_ERROR(FM_ERR_MPI, "%s: cannot compare the rows kept across ranks", rf->path);
+  if (v[0] != -v[2] || v[1] != -v[3])
+    RF_ERROR_ALL(FM_ERR_INTERNAL, "%s: the ranks read different row counts (/metrics/clients %lld..%lld, "
+             "/routing/index %lld..%lld rows up to round %d)", rf->path, -v[2], v[0], -v[3], v[1], round);
   return FM_OK;
 }
 
@@ -567,10 +595,11 @@ fm_err fm_runfile_truncate(fm_runfile *rf, int round) {
   /* an incomplete checkpoint of a later round (a failure in checkpoint_write, a full
    * disk) would be in the way of the one the continued run writes for that round. It is
    * renamed, not deleted: deleting reads its object header, which a failed flush may
-   * have left unreadable; renaming changes only the link in /checkpoints. */
+   * have left unreadable; renaming changes only the link in /checkpoints. Every step
+   * below is agreed: all ranks make the same collective calls, or fail together. */
   later_t w = {.after = round};
   hid_t g = H5Gopen2(rf->file, "/checkpoints", H5P_DEFAULT);
-  if (g >= 0) {
+  if (fm_runfile_agree(rf, g < 0 ? -1 : 0) >= 0) {
     H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, later, &w);
     for (int i = 0; i < w.n; i++) {
       char to[64];
@@ -578,15 +607,15 @@ fm_err fm_runfile_truncate(fm_runfile *rf, int round) {
         snprintf(to, sizeof to, "incomplete-%s-%d", w.names[i], k);
         if (H5Lexists(g, to, H5P_DEFAULT) <= 0) break;
       }
-      if (H5Lmove(g, w.names[i], g, to, H5P_DEFAULT, H5P_DEFAULT) < 0) {
+      if (fm_runfile_agree(rf, H5Lmove(g, w.names[i], g, to, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
         H5Gclose(g);
-        FM_ERROR(FM_ERR_HDF5, "%s: cannot set aside the incomplete checkpoint %s", rf->path, w.names[i]);
+        RF_ERROR_ALL(FM_ERR_HDF5, "%s: cannot set aside the incomplete checkpoint %s", rf->path, w.names[i]);
       }
     }
-    H5Gclose(g);
   }
+  if (g >= 0) H5Gclose(g);
   hsize_t keep;
-  FM_CHECK(rows_upto(rf, rf->clients_ds, "/metrics/clients", round, &keep));
+  FM_CHECK(rows_kept(rf, round, &keep, &rf->nstat_rows));
   rf->nclient_rows = keep;
   /* one row per round; a crash after the checkpoint but before its round's row leaves one fewer */
   hid_t sp = H5Dget_space(rf->rounds_ds);
@@ -594,16 +623,19 @@ fm_err fm_runfile_truncate(fm_runfile *rf, int round) {
   H5Sget_simple_extent_dims(sp, &have, NULL);
   H5Sclose(sp);
   rf->nround_rows = have < (hsize_t)round ? have : (hsize_t)round;
-  if (H5Dset_extent(rf->clients_ds, &keep) < 0 || H5Dset_extent(rf->rounds_ds, &rf->nround_rows) < 0)
-    FM_ERROR(FM_ERR_HDF5, "%s: cannot truncate the metrics to round %d", rf->path, round);
+  herr_t e = fm_runfile_agree(rf, H5Dset_extent(rf->clients_ds, &keep));
+  if (e >= 0) e = fm_runfile_agree(rf, H5Dset_extent(rf->rounds_ds, &rf->nround_rows));
+  if (e < 0) RF_ERROR_ALL(FM_ERR_HDF5, "%s: cannot truncate the metrics to round %d", rf->path, round);
   FM_CHECK(truncate_client_stats(rf, round));
   /* shrinking a chunked dataset rewrites the cut part of its last chunk with fill
    * values in HDF5's chunk cache; written out later, that chunk would overwrite the
    * rows the continued run writes there through MPI-IO (they read back as zeros) */
-  if (H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot flush the truncated run file", rf->path);
+  if (fm_runfile_agree(rf, H5Fflush(rf->file, H5F_SCOPE_GLOBAL)) < 0)
+    RF_ERROR_ALL(FM_ERR_HDF5, "%s: cannot flush the truncated run file", rf->path);
   H5Gclose(rf->ckpt);
   rf->ckpt = -1;
-  if (rf->ckpt_file >= 0) H5Fclose(rf->ckpt_file);
+  e = rf->ckpt_file >= 0 ? H5Fclose(rf->ckpt_file) : 0; /* collective */
   rf->ckpt_file = -1;
+  if (fm_runfile_agree(rf, e) < 0) RF_ERROR_ALL(FM_ERR_HDF5, "%s: cannot close checkpoint r%06d", rf->path, round);
   return FM_OK;
 }
