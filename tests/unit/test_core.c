@@ -254,8 +254,8 @@ static void test_save_restore(void) {
  * mistake would let a resume continue a run its stored configuration does not describe. */
 static void test_resume_free_keys(void) {
   static const char *const free_keys[] = {"run.name", "run.output", "run.checkpoint_every", "run.keep_last",
-                                          "run.stop_after", "run.log_level", "run.threads", "fl.rounds",
-                                          "debug.fail"};
+                                          "run.stop_after", "run.log_level", "run.threads", "run.collective_timeout",
+                                          "fl.rounds", "debug.fail"};
   int marked = 0;
   for (int i = 0; i < fm_config_nkeys; i++) {
     const fm_key *k = &fm_config_keys[i];
