@@ -12,7 +12,10 @@
  *                           its /shared/{tensor} hold the global shared tensors (matrices
  *                           [rows][cols] in the model's layout, vectors [n]), its
  *                           /clients/class{c}/{params,adam_m,adam_v} [K][n], adam_step [K], client [K]
- *                           the K clients holding that private class, by id; attrs round, complete
+ *                           the K clients holding that private class, by id; /tensors
+ *                           {name, where, cls, offset, ndim, rows, cols}: where each tensor is
+ *                           (shared dataset, or offset in a class's rows) and its shape
+ *                           (runfile_index.c); attrs round, complete
  *   /checkpoints/latest     soft link to the newest complete checkpoint
  *   /fl/<name>              strategy figures: float64 [row][layer][expert], rows as /routing/index
  *                           (hfedmoe: selected, importance, kl, usage); int32 [client] (budget,
@@ -115,6 +118,9 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
  * have their rows in params, m, v [k][n] and adam steps in step [k]. */
 fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *have, int k, const int32_t *ids,
                               const float *params, const float *m, const float *v, const int64_t *step);
+/* The checkpoint's /tensors table: where each tensor of m is stored and its shape
+ * (runfile_index.c); shared[c] as the strategy's. Collective. */
+fm_err fm_runfile_write_tensor_index(fm_runfile *rf, fm_model *m, const int *shared);
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf);
 fm_err fm_runfile_close(fm_runfile *rf);
 

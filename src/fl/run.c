@@ -505,6 +505,7 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
     FM_CHECK(fm_runfile_write_shared(r->rf, t->name, r->seg_global[s], fm_tensor_ndim(t) == 1 ? 0 : (size_t)t->rows,
                                      (size_t)t->cols));
   }
+  FM_CHECK(fm_runfile_write_tensor_index(r->rf, r->model, r->st->shared));
   fm_err err = FM_OK;
   for (int c = 0; !err && c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
