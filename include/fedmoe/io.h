@@ -15,7 +15,10 @@
  *                           its /shared/{tensor} hold the global shared tensors (matrices
  *                           [rows][cols] in the model's layout, vectors [n]), its
  *                           /clients/class{c}/{params,adam_m,adam_v} [K][n], adam_step [K], client [K]
- *                           the K clients holding that private class, by id; attrs round, complete;
+ *                           the K clients holding that private class, by id; /tensors
+ *                           {name, where, cls, offset, ndim, rows, cols}: where each tensor is
+ *                           (shared dataset, or offset in a class's rows) and its shape
+ *                           (runfile_index.c); attrs round, complete;
  *                           format 3: a checksum per tensor (see fm_hash64). Readers find the file
  *                           by the run file's own name, not the folder the link names, so that a
  *                           run file copied or renamed with its folder uses its own checkpoints
@@ -137,6 +140,9 @@ fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *
 /* A tensor of the server's own model (fm_strategy.server_model), /server/{name} of the
  * checkpoint (rank 0's data is written); collective, between begin and end. */
 fm_err fm_runfile_write_server(fm_runfile *rf, const char *name, const float *w, size_t rows, size_t cols);
+/* The checkpoint's /tensors table: where each tensor of m is stored and its shape
+ * (runfile_index.c); shared[c] as the strategy's. Collective. */
+fm_err fm_runfile_write_tensor_index(fm_runfile *rf, fm_model *m, const int *shared);
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf);
 fm_err fm_runfile_close(fm_runfile *rf);
 

@@ -522,6 +522,8 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
     WATCHED("checkpoint: server model",
             err = fm_save_server_model(r->rf, r->st, r->server_state, r->model, &r->host, r->rank, r->comm));
   FM_CHECK(err);
+  WATCHED("checkpoint: tensor index", err = fm_runfile_write_tensor_index(r->rf, r->model, r->st->shared));
+  FM_CHECK(err);
   for (int c = 0; !err && c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
     size_t n = fm_model_class_numel(r->model, c), kk = (size_t)k;

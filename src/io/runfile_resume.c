@@ -482,13 +482,18 @@ fm_err fm_runfile_read_shared(fm_runfile *rf, const char *name, float *w, size_t
   if (d < 0) FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint r%06d has no shared tensor '%s' (a different model?)", rf->path, rf->ckpt_round, name);
   hid_t sp = H5Dget_space(d);
   hssize_t have = H5Sget_simple_extent_npoints(sp);
-  H5Sclose(sp);
   if (have != (hssize_t)n) {
+    H5Sclose(sp);
     H5Dclose(d);
     FM_ERROR(FM_ERR_FORMAT, "%s: shared tensor '%s' has %lld values in the checkpoint, the model %zu (the "
              "configuration changes the model's shape)", rf->path, name, (long long)have, n);
   }
-  herr_t e = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, rf->dxpl, w);
+  /* [rows][cols] (format 3) or [n] (format 2) in the file, n floats in memory */
+  hsize_t dn = n;
+  hid_t ms = H5Screate_simple(1, &dn, NULL);
+  herr_t e = H5Dread(d, H5T_NATIVE_FLOAT, ms, sp, rf->dxpl, w);
+  H5Sclose(ms);
+  H5Sclose(sp);
   H5Dclose(d);
   if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: cannot read shared tensor '%s' (corrupted checkpoint?)", rf->path, name);
   return FM_OK;

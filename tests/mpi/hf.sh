@@ -56,6 +56,21 @@ assert s["h.1.mlp.c_proj.weight"].shape == (128, 32)
 assert s["wte"].shape == (256, 32) and s["h.0.ln_1.weight"].shape == (32,) and s["h.0.attn.c_attn.bias"].shape == (96,)
 print("checkpoint tensors keep their shapes")
 EOF
+# private classes: /tensors says where each tensor sits in a client's row
+mpi 2 run "$TMP/tiny.ini" -q --set model.init="$TMP/g32" --set fl.strategy=local --set fl.rounds=1 \
+  --set run.output="$TMP/loc.h5" || { cat "$TMP/out"; fail "a local run from model.init"; }
+"$PYTHON_H5PY" - "$TMP/loc.h5" <<'EOF' || fail "the checkpoint's /tensors table"
+import sys, h5py
+ck = h5py.File(sys.argv[1], "r")["checkpoints/latest"]
+tab = {r["name"].decode(): r for r in ck["tensors"][()]}
+assert len(tab) == 28 and all(r["where"] == 2 and r["cls"] == 0 for r in tab.values())
+r = tab["h.0.attn.c_attn.weight"]
+params = ck["clients/class0/params"]
+w = params[0, r["offset"]:r["offset"] + r["rows"] * r["cols"]].reshape(r["rows"], r["cols"])
+assert w.shape == (32, 96) and r["ndim"] == 2 and tab["h.0.ln_1.bias"]["ndim"] == 1
+assert sum(int(t["rows"]) * int(t["cols"]) for t in tab.values()) == params.shape[1]
+print("private rows cut into tensors by /tensors")
+EOF
 
 # 3. upcycling: experts copying the FFN (renormalised top-k) or LoRA pairs with B = 0
 #    start as the dense model
@@ -68,6 +83,14 @@ for up in copy lora; do
     || fail "upcycle $up: wrong expert_type"
   echo "ok: upcycle $up starts at the dense model's $got"
 done
+
+# every strategy starts from the folder (hfedmoe needs experts: upcycled)
+for st in "fedbiot" "hfedmoe --set model.upcycle=copy"; do
+  # shellcheck disable=SC2086
+  mpi 3 run "$TMP/tiny.ini" -q --set model.init="$TMP/g32" --set fl.rounds=1 --set run.output="$TMP/st.h5" \
+    --set fl.strategy=$st || { cat "$TMP/out"; fail "$st from model.init"; }
+done
+echo "ok: fedbiot and hfedmoe start from model.init"
 
 # 4. export: a trained run; eval of the export is eval of the checkpoint, bit for bit,
 #    the reference scores it alike, and model.init from it starts where it ended

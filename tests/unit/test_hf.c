@@ -371,6 +371,38 @@ static void test_apply(void) {
   fm_config_free(&c);
 }
 
+/* Model tensor names to Hugging Face names, and which are vectors in files. */
+static void test_names(void) {
+  static fm_model_shape g, l;
+  g.family = FM_FAMILY_GPT2;
+  l.family = FM_FAMILY_MIXTRAL;
+  static const struct { const fm_model_shape *s; const char *name; int group, rows; const char *hf; int ndim; } c[] = {
+    {&g, "wte", FM_GROUP_EMBED, 256, "transformer.wte.weight", 2},
+    {&g, "h.0.attn.c_attn.bias", FM_GROUP_ATTN, 1, "transformer.h.0.attn.c_attn.bias", 1},
+    {&g, "h.1.ln_2.weight", FM_GROUP_NORM, 1, "transformer.h.1.ln_2.weight", 1},
+    {&g, "h.1.moe.router.weight", FM_GROUP_ROUTER, 4, "fedmoe.h.1.moe.router.weight", 2},
+    {&g, "h.1.moe.experts.2.c_fc.lora_A", FM_GROUP_EXPERT, 32, "fedmoe.h.1.moe.experts.2.c_fc.lora_A", 2},
+    {&l, "embed_tokens.weight", FM_GROUP_EMBED, 256, "model.embed_tokens.weight", 2},
+    {&l, "lm_head.weight", FM_GROUP_EMBED, 256, "lm_head.weight", 2},
+    {&l, "layers.0.block_sparse_moe.experts.3.w2.weight", FM_GROUP_EXPERT, 32,
+     "model.layers.0.block_sparse_moe.experts.3.w2.weight", 2},
+    {&l, "layers.0.self_attn.q_norm.weight", FM_GROUP_ATTN, 1, "model.layers.0.self_attn.q_norm.weight", 1},
+    {&l, "layers.0.mlp.shared_expert_gate.weight", FM_GROUP_ROUTER, 1, "model.layers.0.mlp.shared_expert_gate.weight", 2},
+  };
+  for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+    fm_tensor t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.name, sizeof t.name, "%s", c[i].name);
+    t.group = (fm_group)c[i].group;
+    t.rows = c[i].rows;
+    t.cols = 32;
+    char hf[128];
+    fm_hf_tensor_name(c[i].s, &t, hf, sizeof hf);
+    CU_ASSERT_STRING_EQUAL(hf, c[i].hf);
+    CU_ASSERT_EQUAL(fm_tensor_ndim(&t), c[i].ndim);
+  }
+}
+
 int fm_test_register(void) {
   static const fm_test st_tests[] = {{"write then read", test_write_read},
                                      {"F16 and BF16 into float32", test_half_types},
@@ -380,6 +412,7 @@ int fm_test_register(void) {
                                       {"the transformers fixtures' config.json", test_fixture_configs},
                                       {"bad config.json", test_config_errors},
                                       {"model.init keys", test_apply},
+                                      {"tensor names", test_names},
                                       {NULL, NULL}};
   if (setup_dir()) return 1;
   return fm_test_suite("safetensors", st_tests) || fm_test_suite("config.json", cfg_tests);
