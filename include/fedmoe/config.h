@@ -28,6 +28,8 @@ enum { FM_SIZES_EQUAL, FM_SIZES_LOGNORMAL };
 enum { FM_AGG_FIXED, FM_AGG_FLOAT };
 enum { FM_SELECT_IB, FM_SELECT_RANDOM, FM_SELECT_USAGE };
 enum { FM_FINAL_EVAL_ALL, FM_FINAL_EVAL_SAMPLED };
+enum { FM_SERVER_AVG, FM_SERVER_AVGM, FM_SERVER_ADAM, FM_SERVER_YOGI, FM_SERVER_ADAGRAD };
+enum { FM_SAMPLING_FIXED, FM_SAMPLING_POISSON };
 
 typedef struct fm_config {
   struct {
@@ -59,6 +61,13 @@ typedef struct fm_config {
     int strategy, rounds, clients, sample_count, local_steps, aggregation, final_eval, over_select;
     double sample_fraction, deadline_s;
   } fl;
+  struct { /* the federated-learning toolkit's round options (keys fl.*; src/fl/toolkit.c) */
+    int server_opt, secure_agg, sampling;
+    double server_lr, server_momentum, server_beta2, server_eps, prox_mu;
+  } fltk;
+  struct { /* client-level differential privacy (DP-FedAvg) */
+    double clip, noise_multiplier, delta, target_epsilon;
+  } privacy;
   struct { /* device and network model, per resource class (a list entry per class) */
     fm_floatlist share, flops, memory_mb, up_mbps, down_mbps, latency_ms, availability, dropout;
     double flops_spread;

@@ -58,6 +58,9 @@ typedef struct fm_client_ctx {
   /* [nstats][layers][E]: this round's per-expert figures the strategy reports
    * (fm_strategy.stat_names), written to the run file as /fl/<name> */
   double *stats;
+  /* [nclass] the global values of the shared classes (NULL for private ones), what
+   * FedProx pulls the local model towards */
+  float *const *global;
 } fm_client_ctx;
 
 /* ---- strategies ---- */
@@ -119,6 +122,7 @@ fm_err fm_client_eval(fm_client_ctx *cx, int split, double *loss);
 /* Sums weight x tensor over clients, per segment (a tensor), and the weights, in one
  * buffer, reduced in one collective. Fixed point (int64, 2^-40) makes the sum exact
  * and so bit-identical for any number of ranks and any order; float mode sums doubles. */
+#define FM_AGG_SCALE 1099511627776.0 /* 2^40: one unit of the fixed-point sums */
 typedef struct {
   size_t n;         /* values */
   int nseg;         /* segments (tensors) */

@@ -12,6 +12,7 @@
  *                           its /shared/{tensor} hold the global shared tensors, its
  *                           /clients/class{c}/{params,adam_m,adam_v} [K][n], adam_step [K], client [K]
  *                           the K clients holding that private class, by id; attrs round, complete
+ *                           its /server_opt/{m,v}/{tensor} (float64) the server optimizer's moments
  *   /checkpoints/latest     soft link to the newest complete checkpoint
  *   /fl/<name>              strategy figures: float64 [row][layer][expert], rows as /routing/index
  *                           (hfedmoe: selected, importance, kl, usage); int32 [client] (budget,
@@ -61,6 +62,7 @@ typedef struct {
   int32_t kept, late, dropped, offline, surplus; /* what became of the sampled clients */
   double t_local_mean; /* s; the hosts' mean local-work time (t_local is the slowest's) */
   int32_t host_clients_max; /* the most sampled clients one host ran */
+  double dp_epsilon; /* DP-FedAvg: epsilon at privacy.delta after this round (NaN without DP) */
 } fm_round_row;
 
 typedef struct fm_runfile fm_runfile;
@@ -111,6 +113,12 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
 fm_err fm_runfile_write_class(fm_runfile *rf, int cls, size_t n, const uint8_t *have, int k, const int32_t *ids,
                               const float *params, const float *m, const float *v, const int64_t *step);
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf);
+/* The server's float64 state of n values at path (e.g. "server_opt/m/wte") of the
+ * checkpoint being written (rank 0's values; collective), and read back from the one
+ * being resumed (collective; into rank 0's v, the others' may point at one double); a missing path is an error naming key, the
+ * configuration key whose value decides that the state exists. */
+fm_err fm_runfile_write_state(fm_runfile *rf, const char *path, const double *v, size_t n);
+fm_err fm_runfile_read_state(fm_runfile *rf, const char *path, const char *key, double *v, size_t n);
 fm_err fm_runfile_close(fm_runfile *rf);
 
 /* ---- resuming ---- */

@@ -1,6 +1,7 @@
 /* config.c - INI parsing, --set overrides, typed and range-checked values. */
 #include "fedmoe/config.h"
 #include "fedmoe/fault.h"
+#include "fedmoe/toolkit.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -321,6 +322,7 @@ fm_err fm_config_validate(const fm_config *c) {
     }
   }
   FM_CHECK(fm_fault_validate(c));
+  FM_CHECK(fm_toolkit_validate(c));
   {
     /* resource classes: every system list has one entry per class, or one for all */
     const char *names[] = {"system.flops", "system.memory_mb", "system.up_mbps", "system.down_mbps",

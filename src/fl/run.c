@@ -1,6 +1,7 @@
 /* run.c - the round loop: sample, broadcast, local work, reduce, server step,
  * evaluate, report. Every rank runs this; rank 0 is the server. */
 #include "client_state.h"
+#include "toolkit_run.h"
 
 #include "fedmoe/fault.h"
 #include "fedmoe/io.h"
@@ -30,6 +31,7 @@ typedef struct {
   fm_model *model;
   fm_host host;
   fm_agg agg;
+  fm_toolkit tk;            /* the round options of the toolkit (server optimizer, DP, secure aggregation) */
   int nseg;
   float **seg_global;      /* per segment: its values in host.global */
   fm_tensor **seg_tensor;  /* per segment: the model tensor */
@@ -180,6 +182,7 @@ static fm_err setup(run_t *r) {
   fm_err err = fm_agg_create(&r->agg, len, r->nseg, c->fl.aggregation == FM_AGG_FIXED);
   free(len);
   FM_CHECK(err);
+  FM_CHECK(fm_toolkit_create(&r->tk, c, r->seg_tensor, r->nseg, &r->agg, r->rank));
   FM_CALLOC(r->clients, (size_t)c->fl.clients, "client states");
   FM_CALLOC(r->sampled, (size_t)c->fl.clients, "sampled clients");
   FM_CALLOC(r->host_of, (size_t)c->fl.clients, "client placement");
@@ -221,6 +224,7 @@ static void teardown(run_t *r) {
   free(r->pflops);
   fm_system_free(&r->sys);
   fm_agg_free(&r->agg);
+  fm_toolkit_free(&r->tk);
   fm_host_free(&r->host);
   if (r->server_state && r->st->server_free) r->st->server_free(r->server_state);
   if (r->model) fm_model_free(r->model);
@@ -247,6 +251,7 @@ static void client_ctx(run_t *r, fm_client_ctx *cx, int client, int slot, int ro
   }
   cx->budget = r->budget[client];
   cx->res = res;
+  cx->global = r->host.global;
   fm_rng_init(&cx->batch_rng, (uint64_t)r->cfg->run.seed, (uint32_t)client, (uint32_t)round, FM_RNG_BATCH);
 }
 
@@ -312,13 +317,9 @@ static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nr
       FM_CHECK(r->st->local_update(&cx));
       res.bytes_down = r->shared_bytes;
       double tw = (double)r->data.clients[i].split[FM_SPLIT_TRAIN].tokens / wsum;
-      for (int s = 0; s < r->nseg && r->status[j] == FM_CLIENT_KEPT; s++) {
-        fm_tensor *t = r->seg_tensor[s];
-        double w = r->st->contribution ? r->st->contribution(&cx, t, tw) : tw;
-        if (w <= 0) continue;
-        FM_CHECK(fm_agg_add(&r->agg, s, t->w, w));
-        res.bytes_up += t->numel * sizeof(float);
-      }
+      if (r->status[j] == FM_CLIENT_KEPT)
+        FM_CHECK(fm_toolkit_contribute(&r->tk, &r->agg, r->st, &cx, r->seg_global, tw, &res.bytes_up,
+                                       &res.bytes_down));
       fm_host_save(&r->host, &r->clients[i], r->opts);
     }
     double *row = rows + (size_t)(*nrows)++ * ROW_LEN;
@@ -453,6 +454,7 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
   fm_fault_point(r->cfg, r->rank, "checkpoint_write", round); /* in the middle of writing it */
   for (int s = 0; s < r->nseg; s++)
     FM_CHECK(fm_runfile_write_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
+  FM_CHECK(fm_toolkit_checkpoint(&r->tk, r->rf));
   fm_err err = FM_OK;
   for (int c = 0; !err && c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
@@ -522,6 +524,7 @@ static fm_err check_space(run_t *r, int round, const uint8_t *have) {
 static fm_err restore(run_t *r) {
   for (int s = 0; s < r->nseg; s++)
     FM_CHECK(fm_runfile_read_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
+  FM_CHECK(fm_toolkit_restore(&r->tk, r->rf));
   for (int c = 0; c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
     size_t n = fm_model_class_numel(r->model, c);
@@ -600,8 +603,10 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     double steps = r->st->steps_per_round ? r->st->steps_per_round(c) : c->fl.local_steps;
     double work = fm_model_flops_per_token(r->model, c->train.seq_len) * c->train.batch * c->train.seq_len * steps;
     for (int j = 0; j < m; j++) r->pflops[j] = work;
-    double sim_round = fm_system_plan(&r->sys, c, round, r->sampled, m, r->pflops, (double)r->shared_bytes,
-                                      (double)r->shared_bytes, r->status, r->simtime);
+    double bdown, bup;
+    fm_toolkit_plan(&r->tk, &r->agg, (double)r->shared_bytes, m, &bdown, &bup, &r->sys.extra_round_trips);
+    double sim_round = fm_system_plan(&r->sys, c, round, r->sampled, m, r->pflops, bdown, bup, r->status, r->simtime);
+    fm_toolkit_round(&r->tk, round, r->sampled, r->status, m);
     int fate[5] = {0};
     double wsum = 0;
     for (int j = 0; j < m; j++) {
@@ -626,8 +631,8 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       fm_phase_begin(r->ph_server);
       fm_fault_point(c, r->rank, "server_step", round);
       if (r->rank == 0) {
-        fm_agg_result(&r->agg, r->seg_global);
-        if (r->st->server_step) err = server_work(r, round, m, &full_loss);
+        err = fm_toolkit_server(&r->tk, &r->agg, r->seg_global);
+        if (!err && r->st->server_step) err = server_work(r, round, m, &full_loss);
       }
       fm_phase_end(r->ph_server);
       /* the server's failure must not leave the hosts waiting in the broadcast */
@@ -682,15 +687,18 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
                           .test_loss_emulator = r->st->server_eval ? te : NAN, .sim_time_s = sim_round,
                           .kept = fate[FM_CLIENT_KEPT], .late = fate[FM_CLIENT_LATE],
                           .dropped = fate[FM_CLIENT_DROPPED], .offline = fate[FM_CLIENT_OFFLINE],
-                          .surplus = fate[FM_CLIENT_SURPLUS], .host_clients_max = r->most};
+                          .surplus = fate[FM_CLIENT_SURPLUS], .host_clients_max = r->most,
+                          .dp_epsilon = fm_toolkit_epsilon(&r->tk, round)};
       double dt = fm_wtime() - t0, el = fm_wtime() - t_start;
       char bu[32], bd[32];
       format_bytes(bu, sizeof bu, up);
       format_bytes(bd, sizeof bd, down);
+      char dp[32] = ""; /* with DP, the privacy spent so far */
+      if (r->tk.dp) snprintf(dp, sizeof dp, "  eps %.3g", rr.dp_epsilon);
       if (!opts->quiet)
         fm_say("round %*d/%d  clients %d/%d  train %.4f  val %.4f  test %.4f (ppl %.2f)  up %s  down %s  "
-               "sim %.1f s  %.2f s  ETA %.0f s\n", (int)log10(R) + 1, round, R, fate[FM_CLIENT_KEPT], m, tr, va,
-               te, exp(te), bu, bd, sim_round, dt, el / (round - first + 1) * (last_round - round));
+               "sim %.1f s  %.2f s  ETA %.0f s%s\n", (int)log10(R) + 1, round, R, fate[FM_CLIENT_KEPT], m, tr, va,
+               te, exp(te), bu, bd, sim_round, dt, el / (round - first + 1) * (last_round - round), dp);
     }
     /* the run file: every rank takes part in each collective write */
     uint64_t red = r->agg.bytes_reduced, red_all = 0;

@@ -32,7 +32,7 @@ static const field_t fields[] = {
   D(t_broadcast, "s"), D(t_evaluate, "s"), D(t_io, "s"), U(bytes_up, "bytes"), U(bytes_down, "bytes"),
   U(bytes_reduced, "bytes"), D(peak_rss_mb, "MB"), D(test_loss_full, "nats"), D(test_loss_emulator, "nats"),
   D(sim_time_s, "s"), I(kept, "1"), I(late, "1"), I(dropped, "1"), I(offline, "1"), I(surplus, "1"),
-  D(t_local_mean, "s"), I(host_clients_max, "1")};
+  D(t_local_mean, "s"), I(host_clients_max, "1"), D(dp_epsilon, "1")};
 #define NFIELDS (int)(sizeof fields / sizeof fields[0])
 
 fm_err fm_netcdf_write_rounds(const char *path, const fm_round_row *rows, int n, const char *strategy,

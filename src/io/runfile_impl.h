@@ -44,6 +44,9 @@ herr_t fm_runfile_agree(const fm_runfile *rf, herr_t e);
 /* The file an external link g/name names, relative to the run file's folder; 0 when
  * name is not an external link. */
 int fm_runfile_elink_path(const fm_runfile *rf, hid_t g, const char *name, char *full, size_t len);
+/* A 1-D dataset of n values of type at path in the checkpoint being written, its
+ * groups made as needed, rank 0's buf written (collective). */
+fm_err fm_runfile_write_1d(fm_runfile *rf, const char *path, hid_t type, const void *buf, size_t n);
 /* Open a checkpoint file collectively (read-only) with MPI-IO; -1 on failure. */
 hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full);
 /* A run file handle with its types and transfer list, no file yet. */

@@ -1,0 +1,209 @@
+/* toolkit.c - the federated-learning toolkit's round options inside the round loop:
+ * clipping and masking of a client's contribution, unmasking, DP noise and the server
+ * optimizer on the server, the accountant's epsilon, the server state in checkpoints.
+ * With none of them on, the contribution and the aggregate are computed exactly as
+ * without the toolkit. */
+#include "toolkit_run.h"
+
+#include "fedmoe/log.h"
+#include "fedmoe/system.h"
+#include "fedmoe/rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+fm_err fm_toolkit_create(fm_toolkit *tk, const fm_config *c, fm_tensor *const *seg_tensor, int nseg,
+                         const fm_agg *agg, int rank) {
+  memset(tk, 0, sizeof *tk);
+  tk->cfg = c;
+  tk->nseg = nseg;
+  tk->seg_tensor = seg_tensor;
+  tk->seg_off = agg->seg_off;
+  tk->dp = c->privacy.clip > 0;
+  tk->secagg = c->fltk.secure_agg;
+  tk->server = tk->dp || c->fltk.server_opt != FM_SERVER_AVG || c->fltk.server_lr != 1;
+  int N = c->fl.clients;
+  FM_CALLOC(tk->members, (size_t)N, "secure aggregation members");
+  FM_CALLOC(tk->survived, (size_t)N, "secure aggregation survivors");
+  size_t longest = 1;
+  for (int s = 0; s < nseg; s++)
+    if (agg->seg_off[s + 1] - agg->seg_off[s] > longest) longest = agg->seg_off[s + 1] - agg->seg_off[s];
+  FM_CALLOC(tk->scratch, longest, "clipped update");
+  if (rank == 0 && tk->server) {
+    FM_CALLOC(tk->delta, longest, "pseudo-gradient");
+    FM_CHECK(fm_server_opt_create(&tk->opt, c, agg->n));
+  }
+  if (!tk->dp) return FM_OK;
+  int poisson = c->fltk.sampling == FM_SAMPLING_POISSON;
+  int m = fm_sample_clients(c, 1, tk->members); /* the fixed sample size of every round */
+  tk->q = poisson ? c->fl.sample_fraction : (double)m / N;
+  tk->denom = poisson ? c->fl.sample_fraction * N : m;
+  tk->sigma = c->privacy.noise_multiplier;
+  if (tk->sigma == 0 && c->privacy.target_epsilon > 0) {
+    tk->sigma = fm_accountant_calibrate(tk->q, poisson, c->privacy.delta, c->fl.rounds, c->privacy.target_epsilon);
+    if (tk->sigma == 0)
+      FM_CONFIG_ERROR(c, "privacy.target_epsilon", "epsilon %g at delta %g over %d rounds is out of reach even "
+                      "with a noise multiplier of 10^4", c->privacy.target_epsilon, c->privacy.delta, c->fl.rounds);
+    if (rank == 0)
+      fm_say("fedmoe: privacy: noise multiplier %.4g reaches epsilon %g at delta %g after %d rounds\n", tk->sigma,
+             c->privacy.target_epsilon, c->privacy.delta, c->fl.rounds);
+  }
+  fm_accountant_init(&tk->acc, tk->q, tk->sigma, poisson, c->privacy.delta);
+  double eps = fm_accountant_epsilon(&tk->acc, c->fl.rounds);
+  if (rank == 0 && tk->sigma == 0)
+    FM_WARN("privacy.noise_multiplier = 0: updates are clipped to privacy.clip but get no noise (epsilon is "
+            "infinite); set it, or privacy.target_epsilon");
+  else if (rank == 0 && c->privacy.target_epsilon > 0 && eps > c->privacy.target_epsilon * (1 + 1e-9))
+    FM_WARN("privacy.target_epsilon = %g is not met: noise multiplier %g over %d rounds reaches epsilon %.4g at "
+            "delta %g", c->privacy.target_epsilon, tk->sigma, c->fl.rounds, eps, c->privacy.delta);
+  return FM_OK;
+}
+
+void fm_toolkit_free(fm_toolkit *tk) {
+  free(tk->members);
+  free(tk->survived);
+  free(tk->scratch);
+  free(tk->delta);
+  fm_server_opt_free(&tk->opt);
+  memset(tk, 0, sizeof *tk);
+}
+
+void fm_toolkit_round(fm_toolkit *tk, int round, const int *sampled, const int *status, int m) {
+  tk->round = round;
+  tk->k = tk->nsurvived = 0;
+  for (int j = 0; j < m; j++) {
+    if (status[j] == FM_CLIENT_OFFLINE) continue; /* never got the round: not in the key agreement */
+    tk->survived[tk->k] = status[j] == FM_CLIENT_KEPT;
+    tk->nsurvived += tk->survived[tk->k];
+    tk->members[tk->k++] = sampled[j];
+  }
+}
+
+void fm_toolkit_plan(const fm_toolkit *tk, const fm_agg *agg, double shared_bytes, int m, double *down, double *up,
+                     double *extra_trips) {
+  *down = *up = shared_bytes;
+  *extra_trips = 0;
+  if (!tk->secagg) return;
+  double ou, od;
+  fm_secagg_overhead(m, &ou, &od);
+  *up = 8.0 * (double)(agg->n + (size_t)agg->nseg) + ou; /* the whole masked vector, 64-bit */
+  *down = shared_bytes + od;
+  *extra_trips = 3; /* four protocol rounds instead of one upload */
+}
+
+fm_err fm_toolkit_contribute(fm_toolkit *tk, fm_agg *agg, const fm_strategy *st, const fm_client_ctx *cx,
+                             float *const *seg_global, double tw, uint64_t *bytes_up, uint64_t *bytes_down) {
+  double clip = 1; /* DP: the factor that brings the update's L2 norm within privacy.clip */
+  if (tk->dp) {
+    double ss = 0;
+    for (int s = 0; s < tk->nseg; s++) {
+      fm_tensor *t = tk->seg_tensor[s];
+      double w = st->contribution ? st->contribution(cx, t, tw) : tw;
+      if (w <= 0) continue;
+      for (size_t i = 0; i < t->numel; i++) {
+        double d = (double)t->w[i] - (double)seg_global[s][i];
+        ss += d * d;
+      }
+    }
+    double norm = sqrt(ss);
+    if (norm > tk->cfg->privacy.clip) clip = tk->cfg->privacy.clip / norm;
+  }
+  for (int s = 0; s < tk->nseg; s++) {
+    fm_tensor *t = tk->seg_tensor[s];
+    double w = st->contribution ? st->contribution(cx, t, tw) : tw;
+    if (w <= 0) continue;
+    if (tk->dp) { /* the clipped update, each client with weight 1 (bounded sensitivity) */
+      for (size_t i = 0; i < t->numel; i++)
+        tk->scratch[i] = (float)(clip * ((double)t->w[i] - (double)seg_global[s][i]));
+      FM_CHECK(fm_agg_add(agg, s, tk->scratch, 1.0));
+    } else {
+      FM_CHECK(fm_agg_add(agg, s, t->w, w));
+    }
+    *bytes_up += t->numel * sizeof(float);
+  }
+  if (tk->secagg) { /* the masked vector replaces the plain upload */
+    size_t n = agg->n + (size_t)agg->nseg;
+    fm_secagg_mask((uint64_t)tk->cfg->run.seed, tk->round, cx->client, tk->members, tk->k, (uint64_t *)agg->q, n);
+    double ou, od;
+    fm_secagg_overhead(tk->k, &ou, &od);
+    *bytes_up = (uint64_t)(8.0 * (double)n + ou);
+    *bytes_down += (uint64_t)od;
+  }
+  return FM_OK;
+}
+
+fm_err fm_toolkit_server(fm_toolkit *tk, fm_agg *agg, float *const *seg_global) {
+  const fm_config *c = tk->cfg;
+  if (tk->secagg) {
+    if (tk->nsurvived == 1) { /* unmasking one client's vector would reveal it: the round is void */
+      FM_WARN("round %d: fl.secure_agg: 1 client left after dropouts, fewer than 2: the server does not unmask "
+              "and the global model stays", tk->round);
+      return FM_OK;
+    }
+    fm_secagg_unmask((uint64_t)c->run.seed, tk->round, tk->members, tk->k, tk->survived, (uint64_t *)agg->q,
+                     agg->n + (size_t)agg->nseg);
+  }
+  if (!tk->server) {
+    fm_agg_result(agg, seg_global);
+    return FM_OK;
+  }
+  /* one noise stream for the round, drawn in segment order */
+  fm_rng noise;
+  fm_rng_init(&noise, (uint64_t)c->run.seed, FM_RNG_SERVER, (uint32_t)tk->round, FM_RNG_DP_NOISE);
+  double sd = tk->sigma * c->privacy.clip;
+  for (int s = 0; s < agg->nseg; s++) {
+    size_t off = agg->seg_off[s], len = agg->seg_off[s + 1] - off;
+    const float *g = seg_global[s];
+    if (tk->dp) { /* noise on every coordinate, whoever contributed: the set of updated tensors is public */
+      for (size_t i = 0; i < len; i++) {
+        double sum = agg->fixed ? (double)agg->q[off + i] / FM_AGG_SCALE : agg->d[off + i];
+        tk->delta[i] = (sum + (sd > 0 ? sd * fm_rng_normal(&noise) : 0)) / tk->denom;
+      }
+    } else {
+      double w = agg->fixed ? (double)agg->q[agg->n + (size_t)s] : agg->d[agg->n + (size_t)s];
+      if (w <= 0) continue; /* nobody contributed: the tensor and its moments stay */
+      const int64_t *q = agg->q + off;
+      const double *d = agg->d + off;
+      for (size_t i = 0; i < len; i++)
+        tk->delta[i] = (agg->fixed ? (double)q[i] / w : d[i] / w) - (double)g[i];
+    }
+    fm_server_opt_step(&tk->opt, off, len, tk->delta, seg_global[s]);
+  }
+  return FM_OK;
+}
+
+double fm_toolkit_epsilon(const fm_toolkit *tk, int round) {
+  if (!tk->dp) return NAN;
+  if (tk->sigma <= 0) return INFINITY;
+  return fm_accountant_epsilon(&tk->acc, round);
+}
+
+/* The moments of every shared tensor, server_opt/{m,v}/<tensor>: rank 0 holds them,
+ * the other ranks take part in the collective writes with no values. */
+fm_err fm_toolkit_checkpoint(fm_toolkit *tk, fm_runfile *rf) {
+  if (tk->cfg->fltk.server_opt == FM_SERVER_AVG) return FM_OK;
+  static const double none = 0;
+  char path[160];
+  for (int s = 0; s < tk->nseg; s++)
+    for (int which = 0; which < (tk->cfg->fltk.server_opt == FM_SERVER_AVGM ? 1 : 2); which++) {
+      const double *state = which ? tk->opt.v : tk->opt.m;
+      snprintf(path, sizeof path, "server_opt/%s/%s", which ? "v" : "m", tk->seg_tensor[s]->name);
+      FM_CHECK(fm_runfile_write_state(rf, path, state ? state + tk->seg_off[s] : &none, tk->seg_tensor[s]->numel));
+    }
+  return FM_OK;
+}
+
+fm_err fm_toolkit_restore(fm_toolkit *tk, fm_runfile *rf) {
+  if (tk->cfg->fltk.server_opt == FM_SERVER_AVG) return FM_OK;
+  double none = 0;
+  char path[160];
+  for (int s = 0; s < tk->nseg; s++)
+    for (int which = 0; which < (tk->cfg->fltk.server_opt == FM_SERVER_AVGM ? 1 : 2); which++) {
+      double *state = which ? tk->opt.v : tk->opt.m;
+      snprintf(path, sizeof path, "server_opt/%s/%s", which ? "v" : "m", tk->seg_tensor[s]->name);
+      FM_CHECK(fm_runfile_read_state(rf, path, "fl.server_opt", state ? state + tk->seg_off[s] : &none,
+                                     tk->seg_tensor[s]->numel));
+    }
+  return FM_OK;
+}

@@ -1,0 +1,56 @@
+/* toolkit_run.h - the federated-learning toolkit inside the round loop (toolkit.c):
+ * what run.c calls, at a handful of places, to apply the round options of
+ * include/fedmoe/toolkit.h whatever the strategy. */
+#ifndef FEDMOE_FL_TOOLKIT_RUN_H
+#define FEDMOE_FL_TOOLKIT_RUN_H
+
+#include "fedmoe/fl.h"
+#include "fedmoe/io.h"
+#include "fedmoe/toolkit.h"
+
+typedef struct {
+  const fm_config *cfg;
+  int nseg;
+  fm_tensor *const *seg_tensor;
+  const size_t *seg_off; /* [nseg + 1] the aggregation's value offsets */
+  int dp, secagg;        /* DP-FedAvg on; secure aggregation on */
+  int server;            /* the server does more than average (an optimizer or DP noise) */
+  fm_server_opt opt;     /* rank 0 */
+  fm_accountant acc;
+  double sigma;          /* noise multiplier in use (given, or calibrated to target_epsilon) */
+  double q;              /* sampling probability (poisson) or fraction (fixed) of a round */
+  double denom;          /* DP: the fixed denominator of the mean update (expected clients) */
+  float *scratch;        /* [largest segment] a clipped update */
+  double *delta;         /* [largest segment] rank 0: the pseudo-gradient */
+  /* this round, the same on every rank */
+  int round, k;          /* the mask set: the k sampled clients that started the round */
+  int *members;          /* [N] */
+  uint8_t *survived;     /* [N] by member: kept in the aggregate */
+  int nsurvived;
+} fm_toolkit;
+
+/* Set up after the aggregation segments exist; every rank (errors are everyone's). */
+fm_err fm_toolkit_create(fm_toolkit *tk, const fm_config *c, fm_tensor *const *seg_tensor, int nseg,
+                         const fm_agg *agg, int rank);
+void fm_toolkit_free(fm_toolkit *tk);
+/* The round's members and survivors, from the plan (status by sample index). */
+void fm_toolkit_round(fm_toolkit *tk, int round, const int *sampled, const int *status, int m);
+/* Bytes and extra round trips of a client's round for the simulated clock. */
+void fm_toolkit_plan(const fm_toolkit *tk, const fm_agg *agg, double shared_bytes, int m, double *down, double *up,
+                     double *extra_trips);
+/* A kept client's contribution to the aggregate (tw: its token weight): the
+ * strategy's weights, clipping under DP, masks under secure aggregation; bytes it
+ * uploads go to *bytes_up, extra bytes it downloads to *bytes_down. */
+fm_err fm_toolkit_contribute(fm_toolkit *tk, fm_agg *agg, const fm_strategy *st, const fm_client_ctx *cx,
+                             float *const *seg_global, double tw, uint64_t *bytes_up, uint64_t *bytes_down);
+/* Rank 0 after the reduction: unmask, then the new global values (plain average, or
+ * noise and the server optimizer). */
+fm_err fm_toolkit_server(fm_toolkit *tk, fm_agg *agg, float *const *seg_global);
+/* Epsilon after `round` rounds (NaN without DP). */
+double fm_toolkit_epsilon(const fm_toolkit *tk, int round);
+/* The server's state in the checkpoint being written / read (collective; rank 0 holds
+ * the values). */
+fm_err fm_toolkit_checkpoint(fm_toolkit *tk, fm_runfile *rf);
+fm_err fm_toolkit_restore(fm_toolkit *tk, fm_runfile *rf);
+
+#endif
