@@ -61,6 +61,10 @@ typedef struct fm_client_ctx {
   /* [nclass] the global values of the shared classes (NULL for private ones), what
    * FedProx pulls the local model towards */
   float *const *global;
+  /* optional: called after every backward of a training step, before clipping, to
+   * add to the gradients of the classes in class_mask (SCAFFOLD's correction) */
+  void (*grad_hook)(void *arg, fm_model *m, unsigned class_mask);
+  void *grad_hook_arg;
 } fm_client_ctx;
 
 /* ---- strategies ---- */

@@ -121,6 +121,19 @@ fm_err fm_runfile_write_state(fm_runfile *rf, const char *path, const double *v,
 fm_err fm_runfile_read_state(fm_runfile *rf, const char *path, const char *key, double *v, size_t n);
 fm_err fm_runfile_close(fm_runfile *rf);
 
+/* Per-client float vectors of n values kept by the toolkit (SCAFFOLD's control
+ * variates) under group in the checkpoint being written: group/values [K][n] and
+ * group/client [K], rows in client-id order for the K clients marked in have [N]
+ * (the same on every rank); this rank's k of them, ids ascending, in data [k][n]. */
+fm_err fm_runfile_write_client_rows(fm_runfile *rf, const char *group, size_t n, const uint8_t *have, int k,
+                                    const int32_t *ids, const float *data);
+/* Read them back from the checkpoint being resumed (collective): the rows of the
+ * clients for which mine(client, arg) holds, *ids [*k] ascending and *data [*k][n]
+ * (caller frees both). A missing group is an error naming key. */
+fm_err fm_runfile_read_client_rows(fm_runfile *rf, const char *group, const char *key, size_t n,
+                                   int (*mine)(int client, void *arg), void *arg, int32_t **ids, int *k,
+                                   float **data);
+
 /* ---- resuming ---- */
 /* Open an existing run file to continue it (collective). Checks that it is a fedmoe
  * run file of this format, strategy, client count and model (layers, experts) and finds

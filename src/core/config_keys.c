@@ -106,6 +106,8 @@ const fm_key fm_config_keys[] = {
    "adaptivity tau of adam, yogi, adagrad"},
   {"fl.prox_mu", FM_KEY_REAL, F(fltk.prox_mu), "0", 0, BIG, NULL,
    "FedProx: mu/2 ||w - w_global||^2 on the shared tensors in the local steps (0: off)"},
+  {"fl.scaffold", FM_KEY_BOOL, F(fltk.scaffold), "false", 0, 0, NULL,
+   "SCAFFOLD: control variates correct the local gradients of the shared tensors (Karimireddy et al. 2020)"},
   {"fl.secure_agg", FM_KEY_BOOL, F(fltk.secure_agg), "false", 0, 0, NULL,
    "secure aggregation: pairwise masks on the fixed-point contributions (Bonawitz et al. 2017)"},
   /* [privacy] */

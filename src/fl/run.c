@@ -182,7 +182,7 @@ static fm_err setup(run_t *r) {
   fm_err err = fm_agg_create(&r->agg, len, r->nseg, c->fl.aggregation == FM_AGG_FIXED);
   free(len);
   FM_CHECK(err);
-  FM_CHECK(fm_toolkit_create(&r->tk, c, r->seg_tensor, r->nseg, &r->agg, r->rank));
+  FM_CHECK(fm_toolkit_create(&r->tk, c, r->seg_tensor, r->nseg, &r->agg, r->comm));
   FM_CALLOC(r->clients, (size_t)c->fl.clients, "client states");
   FM_CALLOC(r->sampled, (size_t)c->fl.clients, "sampled clients");
   FM_CALLOC(r->host_of, (size_t)c->fl.clients, "client placement");
@@ -198,6 +198,7 @@ static fm_err setup(run_t *r) {
   r->deal = 1;
   for (int k = 0; k < r->st->nclass; k++)
     if (!r->st->shared[k]) r->deal = 0;
+  if (r->tk.scaffold) r->deal = 0; /* the clients keep control variates at home */
   r->LE = shape.layers * shape.experts;
   return reserve_stats(r, 1);
 }
@@ -314,6 +315,7 @@ static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nr
     if (r->status[j] != FM_CLIENT_OFFLINE) {
       FM_CHECK(load_client(r, &cx, 1));
       fm_fault_point(c, r->rank, "local_update", round);
+      FM_CHECK(fm_toolkit_client_begin(&r->tk, &cx));
       FM_CHECK(r->st->local_update(&cx));
       res.bytes_down = r->shared_bytes;
       double tw = (double)r->data.clients[i].split[FM_SPLIT_TRAIN].tokens / wsum;
@@ -498,7 +500,7 @@ static fm_err check_space(run_t *r, int round, const uint8_t *have) {
     for (int c = 0; c < r->host.nclass; c++)
       if (!r->st->shared[c]) priv += 12.0 * (double)fm_model_class_numel(r->model, c);
     for (int i = 0; i < r->cfg->fl.clients; i++) with_state += have[i];
-    need += 1.1 * ((double)r->shared_bytes + with_state * priv);
+    need += 1.1 * ((double)r->shared_bytes + with_state * priv + fm_toolkit_ckpt_bytes(&r->tk, with_state));
   }
   if (r->rank == 0) {
     char dir[FM_PATH_MAX];
@@ -592,6 +594,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
   for (int i = 0; i < fm_phase_n(); i++) last[i] = fm_phase_seconds(i);
   fm_phase_begin(r->ph_bcast);
   err = bcast_global(r);
+  if (!err) err = fm_toolkit_bcast(&r->tk);
   fm_phase_end(r->ph_bcast);
   /* this invocation runs rounds first..last: all of them, or up to run.stop_after */
   int last_round = R;
@@ -600,7 +603,8 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     double t0 = fm_wtime();
     int m = fm_sample_clients(c, round, r->sampled);
     /* the simulated clock decides, the same way on every rank, who makes the round */
-    double steps = r->st->steps_per_round ? r->st->steps_per_round(c) : c->fl.local_steps;
+    double steps = (r->st->steps_per_round ? r->st->steps_per_round(c) : c->fl.local_steps) +
+                   fm_toolkit_extra_steps(&r->tk);
     double work = fm_model_flops_per_token(r->model, c->train.seq_len) * c->train.batch * c->train.seq_len * steps;
     for (int j = 0; j < m; j++) r->pflops[j] = work;
     double bdown, bup;
@@ -626,6 +630,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       fm_phase_begin(r->ph_reduce);
       fm_fault_point(c, r->rank, "aggregate", round);
       err = fm_agg_reduce(&r->agg, 0, r->comm);
+      if (!err) err = fm_toolkit_reduce(&r->tk);
       fm_phase_end(r->ph_reduce);
       if (err) break;
       fm_phase_begin(r->ph_server);
@@ -639,6 +644,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       if ((err = fm_error_agree(err, &r->comm))) break;
       fm_phase_begin(r->ph_bcast);
       err = bcast_global(r);
+      if (!err) err = fm_toolkit_bcast(&r->tk);
       fm_phase_end(r->ph_bcast);
       if (err) break;
     }

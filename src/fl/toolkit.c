@@ -14,8 +14,13 @@
 #include <string.h>
 
 fm_err fm_toolkit_create(fm_toolkit *tk, const fm_config *c, fm_tensor *const *seg_tensor, int nseg,
-                         const fm_agg *agg, int rank) {
+                         const fm_agg *agg, MPI_Comm comm) {
   memset(tk, 0, sizeof *tk);
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &tk->P);
+  tk->rank = rank;
+  tk->comm = comm;
   tk->cfg = c;
   tk->nseg = nseg;
   tk->seg_tensor = seg_tensor;
@@ -30,6 +35,19 @@ fm_err fm_toolkit_create(fm_toolkit *tk, const fm_config *c, fm_tensor *const *s
   for (int s = 0; s < nseg; s++)
     if (agg->seg_off[s + 1] - agg->seg_off[s] > longest) longest = agg->seg_off[s + 1] - agg->seg_off[s];
   FM_CALLOC(tk->scratch, longest, "clipped update");
+  tk->scaffold = c->fltk.scaffold;
+  if (tk->scaffold) {
+    size_t *len;
+    FM_CALLOC(len, (size_t)nseg + 1, "segment lengths");
+    for (int s = 0; s < nseg; s++) len[s] = agg->seg_off[s + 1] - agg->seg_off[s];
+    fm_err err = fm_agg_create(&tk->cagg, len, nseg, 1);
+    free(len);
+    FM_CHECK(err);
+    FM_CALLOC(tk->c, agg->n + 1, "control variate");
+    FM_CALLOC(tk->ci, (size_t)N, "client control variates");
+    FM_CALLOC(tk->corr, agg->n + 1, "control-variate correction");
+    FM_CALLOC(tk->next, agg->n + 1, "next control variate");
+  }
   if (rank == 0 && tk->server) {
     FM_CALLOC(tk->delta, longest, "pseudo-gradient");
     FM_CHECK(fm_server_opt_create(&tk->opt, c, agg->n));
@@ -61,6 +79,13 @@ fm_err fm_toolkit_create(fm_toolkit *tk, const fm_config *c, fm_tensor *const *s
 }
 
 void fm_toolkit_free(fm_toolkit *tk) {
+  if (tk->ci)
+    for (int i = 0; i < tk->cfg->fl.clients; i++) free(tk->ci[i]);
+  free(tk->ci);
+  free(tk->c);
+  free(tk->corr);
+  free(tk->next);
+  if (tk->scaffold) fm_agg_free(&tk->cagg);
   free(tk->members);
   free(tk->survived);
   free(tk->scratch);
@@ -72,6 +97,7 @@ void fm_toolkit_free(fm_toolkit *tk) {
 void fm_toolkit_round(fm_toolkit *tk, int round, const int *sampled, const int *status, int m) {
   tk->round = round;
   tk->k = tk->nsurvived = 0;
+  if (tk->scaffold) fm_agg_zero(&tk->cagg);
   for (int j = 0; j < m; j++) {
     if (status[j] == FM_CLIENT_OFFLINE) continue; /* never got the round: not in the key agreement */
     tk->survived[tk->k] = status[j] == FM_CLIENT_KEPT;
@@ -84,12 +110,95 @@ void fm_toolkit_plan(const fm_toolkit *tk, const fm_agg *agg, double shared_byte
                      double *extra_trips) {
   *down = *up = shared_bytes;
   *extra_trips = 0;
+  if (tk->scaffold) *down = *up = 2 * shared_bytes; /* the control variate down, its change up */
   if (!tk->secagg) return;
   double ou, od;
   fm_secagg_overhead(m, &ou, &od);
   *up = 8.0 * (double)(agg->n + (size_t)agg->nseg) + ou; /* the whole masked vector, 64-bit */
   *down = shared_bytes + od;
   *extra_trips = 3; /* four protocol rounds instead of one upload */
+}
+
+/* SCAFFOLD's correction c - c_i added to the gradients of the shared tensors a step
+ * trains (Karimireddy et al. 2020, Algorithm 1, line 10). */
+static void scaffold_hook(void *arg, fm_model *m, unsigned class_mask) {
+  const fm_toolkit *tk = arg;
+  (void)m;
+  for (int s = 0; s < tk->nseg; s++) {
+    fm_tensor *t = tk->seg_tensor[s];
+    if (!(class_mask >> t->cls & 1) || t->frozen || !t->g) continue;
+    const float *corr = tk->corr + tk->seg_off[s];
+    for (size_t i = 0; i < t->numel; i++) t->g[i] += corr[i];
+  }
+}
+
+/* SCAFFOLD's option I: c_i+ = the gradient of the client's loss at the global model
+ * x, on one batch of its training split from a stream of its own (so the training
+ * batches are those of a run without SCAFFOLD). Option II's (x - y_i) / (K lr) would
+ * be in units of AdamW's normalised steps, not of gradients, with fedmoe's local
+ * optimizer. The client's own c_i corrects this round's steps; c_i+ replaces it when
+ * the client's update counts (fm_toolkit_contribute). */
+fm_err fm_toolkit_client_begin(fm_toolkit *tk, fm_client_ctx *cx) {
+  if (!tk->scaffold) return FM_OK;
+  const fm_config *c = tk->cfg;
+  const float *ci = tk->ci[cx->client]; /* NULL: the client's control variate is still 0 */
+  size_t n = tk->seg_off[tk->nseg];
+  for (size_t i = 0; i < n; i++) tk->corr[i] = (float)(tk->c[i] - (ci ? ci[i] : 0.0));
+  /* the gradient at x: the model holds the global values now */
+  int B = c->train.batch, T = c->train.seq_len;
+  fm_rng r;
+  fm_rng_init(&r, (uint64_t)c->run.seed, (uint32_t)cx->client, (uint32_t)cx->round, FM_RNG_SCAFFOLD);
+  FM_CHECK(fm_batch_sample(&cx->data->corpus, &cx->data->clients[cx->client].split[FM_SPLIT_TRAIN], &r, B, T,
+                           cx->tokens, cx->targets, NULL));
+  for (int k = 0; k < fm_model_nclass(cx->model); k++) fm_model_freeze_class(cx->model, k, 1);
+  for (int s = 0; s < tk->nseg; s++) tk->seg_tensor[s]->frozen = 0;
+  float ce = 0, lb = 0;
+  fm_model_zero_grads(cx->model);
+  FM_CHECK(fm_model_forward(cx->model, cx->tokens, cx->targets, B, T, &ce, &lb));
+  FM_CHECK(fm_model_backward(cx->model));
+  for (int s = 0; s < tk->nseg; s++) {
+    const fm_tensor *t = tk->seg_tensor[s];
+    memcpy(tk->next + tk->seg_off[s], t->g, t->numel * sizeof(float));
+  }
+  cx->res->flops += fm_model_flops_per_token(cx->model, T) * B * T;
+  cx->grad_hook = scaffold_hook;
+  cx->grad_hook_arg = tk;
+  return FM_OK;
+}
+
+double fm_toolkit_extra_steps(const fm_toolkit *tk) { return tk->scaffold ? 1 : 0; }
+
+fm_err fm_toolkit_reduce(fm_toolkit *tk) {
+  if (tk->scaffold) FM_CHECK(fm_agg_reduce(&tk->cagg, 0, tk->comm));
+  return FM_OK;
+}
+
+fm_err fm_toolkit_bcast(fm_toolkit *tk) {
+  if (tk->scaffold) FM_MPI(MPI_Bcast(tk->c, (int)tk->seg_off[tk->nseg], MPI_DOUBLE, 0, tk->comm));
+  return FM_OK;
+}
+
+/* After a kept client's local steps: c_i = c_i+, and the change goes into the sum the
+ * server adds to c (over N), and up the link. Tensors the client did not contribute
+ * (not trained: a budget) keep their c_i. */
+static fm_err scaffold_update(fm_toolkit *tk, const fm_strategy *st, const fm_client_ctx *cx, double tw,
+                              uint64_t *bytes_up) {
+  float **ci = &tk->ci[cx->client];
+  if (!*ci) FM_CALLOC(*ci, tk->seg_off[tk->nseg] + 1, "client control variate");
+  for (int s = 0; s < tk->nseg; s++) {
+    fm_tensor *t = tk->seg_tensor[s];
+    double w = st->contribution ? st->contribution(cx, t, tw) : tw;
+    if (w <= 0) continue;
+    float *cs = *ci + tk->seg_off[s];
+    const float *next = tk->next + tk->seg_off[s];
+    for (size_t i = 0; i < t->numel; i++) {
+      tk->scratch[i] = next[i] - cs[i];
+      cs[i] = next[i];
+    }
+    FM_CHECK(fm_agg_add(&tk->cagg, s, tk->scratch, 1.0));
+    *bytes_up += t->numel * sizeof(float);
+  }
+  return FM_OK;
 }
 
 fm_err fm_toolkit_contribute(fm_toolkit *tk, fm_agg *agg, const fm_strategy *st, const fm_client_ctx *cx,
@@ -122,6 +231,10 @@ fm_err fm_toolkit_contribute(fm_toolkit *tk, fm_agg *agg, const fm_strategy *st,
     }
     *bytes_up += t->numel * sizeof(float);
   }
+  if (tk->scaffold) {
+    FM_CHECK(scaffold_update(tk, st, cx, tw, bytes_up));
+    *bytes_down += tk->seg_off[tk->nseg] * sizeof(float); /* c came down with the model */
+  }
   if (tk->secagg) { /* the masked vector replaces the plain upload */
     size_t n = agg->n + (size_t)agg->nseg;
     fm_secagg_mask((uint64_t)tk->cfg->run.seed, tk->round, cx->client, tk->members, tk->k, (uint64_t *)agg->q, n);
@@ -144,6 +257,9 @@ fm_err fm_toolkit_server(fm_toolkit *tk, fm_agg *agg, float *const *seg_global) 
     fm_secagg_unmask((uint64_t)c->run.seed, tk->round, tk->members, tk->k, tk->survived, (uint64_t *)agg->q,
                      agg->n + (size_t)agg->nseg);
   }
+  if (tk->scaffold) /* c += (1/N) sum of the changes (Algorithm 1, line 17) */
+    for (size_t i = 0; i < tk->cagg.n; i++)
+      tk->c[i] += (double)tk->cagg.q[i] / FM_AGG_SCALE / c->fl.clients;
   if (!tk->server) {
     fm_agg_result(agg, seg_global);
     return FM_OK;
@@ -179,9 +295,66 @@ double fm_toolkit_epsilon(const fm_toolkit *tk, int round) {
   return fm_accountant_epsilon(&tk->acc, round);
 }
 
+static int at_home(int client, void *arg) {
+  const fm_toolkit *tk = arg;
+  return tk->rank > 0 && fm_client_host(client, tk->P) == tk->rank;
+}
+
+/* SCAFFOLD's state: c (rank 0's, scaffold/c/<tensor>) and the c_i of the clients that
+ * have one, each host its own rows (scaffold/clients). */
+static fm_err scaffold_checkpoint(fm_toolkit *tk, fm_runfile *rf) {
+  char path[160];
+  for (int s = 0; s < tk->nseg; s++) {
+    snprintf(path, sizeof path, "scaffold/c/%s", tk->seg_tensor[s]->name);
+    FM_CHECK(fm_runfile_write_state(rf, path, tk->c + tk->seg_off[s], tk->seg_tensor[s]->numel));
+  }
+  int N = tk->cfg->fl.clients, k = 0;
+  size_t n = tk->seg_off[tk->nseg];
+  uint8_t *have = NULL;
+  int32_t *ids = NULL;
+  float *rows = NULL;
+  /* an allocation failure must not leave the others in the collective calls */
+  fm_err err = fm_error_agree(fm_calloc(&have, (size_t)N, sizeof *have, "client flags"), &tk->comm);
+  if (err) { free(have); return err; }
+  for (int i = 0; i < N; i++) have[i] = tk->ci[i] != NULL;
+  int rc = MPI_Allreduce(MPI_IN_PLACE, have, N, MPI_UINT8_T, MPI_MAX, tk->comm);
+  if (rc != MPI_SUCCESS) err = fm_error_mpi(__FILE__, __LINE__, __func__, rc, "MPI_Allreduce(have)");
+  for (int i = 0; !err && i < N; i++) k += tk->ci[i] != NULL;
+  if (!err) err = fm_calloc(&ids, (size_t)k + 1, sizeof *ids, "client ids");
+  if (!err) err = fm_calloc(&rows, (size_t)k * n + 1, sizeof *rows, "checkpoint staging");
+  for (int i = 0, j = 0; !err && i < N; i++)
+    if (tk->ci[i]) { ids[j] = i; memcpy(rows + (size_t)j++ * n, tk->ci[i], n * sizeof *rows); }
+  err = fm_error_agree(err, &tk->comm);
+  if (!err) err = fm_runfile_write_client_rows(rf, "scaffold/clients", n, have, k, ids, rows);
+  free(have); free(ids); free(rows);
+  return err;
+}
+
+static fm_err scaffold_restore(fm_toolkit *tk, fm_runfile *rf) {
+  char path[160];
+  for (int s = 0; s < tk->nseg; s++) {
+    snprintf(path, sizeof path, "scaffold/c/%s", tk->seg_tensor[s]->name);
+    FM_CHECK(fm_runfile_read_state(rf, path, "fl.scaffold", tk->c + tk->seg_off[s], tk->seg_tensor[s]->numel));
+  }
+  size_t n = tk->seg_off[tk->nseg];
+  int32_t *ids;
+  int k;
+  float *rows;
+  FM_CHECK(fm_runfile_read_client_rows(rf, "scaffold/clients", "fl.scaffold", n, at_home, tk, &ids, &k, &rows));
+  fm_err err = FM_OK;
+  for (int j = 0; !err && j < k; j++) {
+    err = fm_calloc(&tk->ci[ids[j]], n + 1, sizeof(float), "client control variate");
+    if (!err) memcpy(tk->ci[ids[j]], rows + (size_t)j * n, n * sizeof(float));
+  }
+  free(ids);
+  free(rows);
+  return err;
+}
+
 /* The moments of every shared tensor, server_opt/{m,v}/<tensor>: rank 0 holds them,
  * the other ranks take part in the collective writes with no values. */
 fm_err fm_toolkit_checkpoint(fm_toolkit *tk, fm_runfile *rf) {
+  if (tk->scaffold) FM_CHECK(scaffold_checkpoint(tk, rf));
   if (tk->cfg->fltk.server_opt == FM_SERVER_AVG) return FM_OK;
   static const double none = 0;
   char path[160];
@@ -194,7 +367,16 @@ fm_err fm_toolkit_checkpoint(fm_toolkit *tk, fm_runfile *rf) {
   return FM_OK;
 }
 
+double fm_toolkit_ckpt_bytes(const fm_toolkit *tk, double clients) {
+  double n = (double)tk->seg_off[tk->nseg], b = 0;
+  int kind = tk->cfg->fltk.server_opt;
+  if (kind != FM_SERVER_AVG) b += 8 * n * (kind == FM_SERVER_AVGM ? 1 : 2);
+  if (tk->scaffold) b += 8 * n + 4 * n * clients;
+  return b;
+}
+
 fm_err fm_toolkit_restore(fm_toolkit *tk, fm_runfile *rf) {
+  if (tk->scaffold) FM_CHECK(scaffold_restore(tk, rf));
   if (tk->cfg->fltk.server_opt == FM_SERVER_AVG) return FM_OK;
   double none = 0;
   char path[160];

@@ -22,6 +22,14 @@ fm_err fm_toolkit_validate(const fm_config *c) {
     FM_CONFIG_ERROR(c, "fl.secure_agg", "strategy local shares nothing: there is nothing to aggregate");
   if (local && c->fltk.server_opt != FM_SERVER_AVG)
     FM_CONFIG_ERROR(c, "fl.server_opt", "strategy local shares nothing: there is no server update");
+  if (c->fltk.scaffold && local)
+    FM_CONFIG_ERROR(c, "fl.scaffold", "strategy local shares nothing: there is no drift to correct");
+  if (c->fltk.scaffold && c->privacy.clip > 0)
+    FM_CONFIG_ERROR(c, "fl.scaffold", "the control variates would leave the clients unclipped and without noise, "
+                    "outside what privacy.* accounts for");
+  if (c->fltk.scaffold && c->fltk.secure_agg)
+    FM_CONFIG_ERROR(c, "fl.scaffold", "the control variates' changes are not masked: fl.secure_agg does not cover "
+                    "them yet");
   if (poisson && c->fl.sample_count > 0)
     FM_CONFIG_ERROR(c, "fl.sampling", "poisson samples each client with probability fl.sample_fraction; "
                     "fl.sample_count = %d asks for a fixed count", c->fl.sample_count);

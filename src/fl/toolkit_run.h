@@ -13,7 +13,15 @@ typedef struct {
   int nseg;
   fm_tensor *const *seg_tensor;
   const size_t *seg_off; /* [nseg + 1] the aggregation's value offsets */
+  int rank, P;
+  MPI_Comm comm;
   int dp, secagg;        /* DP-FedAvg on; secure aggregation on */
+  int scaffold;          /* SCAFFOLD on: clients keep control variates, so they train at home */
+  fm_agg cagg;           /* SCAFFOLD: sums of the clients' control-variate changes */
+  double *c;             /* SCAFFOLD: [n] the server's control variate, on every rank */
+  float **ci;            /* SCAFFOLD: [N] each client's (at home here), NULL until it first counts */
+  float *corr;           /* SCAFFOLD: [n] c - c_i of the client training now */
+  float *next;           /* SCAFFOLD: [n] its c_i+, the gradient at the global model */
   int server;            /* the server does more than average (an optimizer or DP noise) */
   fm_server_opt opt;     /* rank 0 */
   fm_accountant acc;
@@ -31,13 +39,22 @@ typedef struct {
 
 /* Set up after the aggregation segments exist; every rank (errors are everyone's). */
 fm_err fm_toolkit_create(fm_toolkit *tk, const fm_config *c, fm_tensor *const *seg_tensor, int nseg,
-                         const fm_agg *agg, int rank);
+                         const fm_agg *agg, MPI_Comm comm);
 void fm_toolkit_free(fm_toolkit *tk);
 /* The round's members and survivors, from the plan (status by sample index). */
 void fm_toolkit_round(fm_toolkit *tk, int round, const int *sampled, const int *status, int m);
 /* Bytes and extra round trips of a client's round for the simulated clock. */
 void fm_toolkit_plan(const fm_toolkit *tk, const fm_agg *agg, double shared_bytes, int m, double *down, double *up,
                      double *extra_trips);
+/* Before a client's local update, its model holding the global values: SCAFFOLD's
+ * gradient at them and the correction of its steps. */
+fm_err fm_toolkit_client_begin(fm_toolkit *tk, fm_client_ctx *cx);
+/* Training steps of a round beyond the strategy's (SCAFFOLD's gradient), for the clock. */
+double fm_toolkit_extra_steps(const fm_toolkit *tk);
+/* Collective, after the aggregate's reduction: the toolkit's own sums (SCAFFOLD's). */
+fm_err fm_toolkit_reduce(fm_toolkit *tk);
+/* Collective, after the global values' broadcast: the toolkit's global state. */
+fm_err fm_toolkit_bcast(fm_toolkit *tk);
 /* A kept client's contribution to the aggregate (tw: its token weight): the
  * strategy's weights, clipping under DP, masks under secure aggregation; bytes it
  * uploads go to *bytes_up, extra bytes it downloads to *bytes_down. */
@@ -48,9 +65,11 @@ fm_err fm_toolkit_contribute(fm_toolkit *tk, fm_agg *agg, const fm_strategy *st,
 fm_err fm_toolkit_server(fm_toolkit *tk, fm_agg *agg, float *const *seg_global);
 /* Epsilon after `round` rounds (NaN without DP). */
 double fm_toolkit_epsilon(const fm_toolkit *tk, int round);
-/* The server's state in the checkpoint being written / read (collective; rank 0 holds
- * the values). */
+/* The server's state (rank 0 holds it) and the clients' (each host its own) in the
+ * checkpoint being written / read (collective). */
 fm_err fm_toolkit_checkpoint(fm_toolkit *tk, fm_runfile *rf);
+/* Bytes those add to a checkpoint, at most, with `clients` clients holding state. */
+double fm_toolkit_ckpt_bytes(const fm_toolkit *tk, double clients);
 fm_err fm_toolkit_restore(fm_toolkit *tk, fm_runfile *rf);
 
 #endif

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The federated-learning toolkit's round options, on the tiny configuration:
-#  - server optimizers: a stopped and resumed fedadam run equals the uninterrupted one
-#    bit for bit (its moments are in the checkpoints), on another rank count;
+#  - server optimizers and SCAFFOLD: a stopped and resumed run equals the uninterrupted
+#    one bit for bit (moments and control variates are in the checkpoints), on another
+#    rank count;
 #  - FedProx: mu = 0 is fedavg bit for bit; a large mu keeps the round's model near
 #    the global one;
 #  - DP-FedAvg: bit-identical for 3 and 4 ranks, epsilon in the round line and in
@@ -41,6 +42,19 @@ same "$TMP/fedavg.h5" "$TMP/avg1.h5" /checkpoints/r000004
 "$H5DIFF" --follow-symlinks -q "$TMP/fedavg.h5" "$TMP/adam-full.h5" /checkpoints/r000004 /checkpoints/r000004 \
   && fail "fedadam should differ from fedavg"
 echo "ok: fl.server_opt=avg with server_lr 1 is fedavg; adam is not"
+
+# SCAFFOLD: the control variates (c on the server, c_i at each client's home) are in
+# the checkpoints: stopped and resumed on another rank count equals the full run
+sc="$common --set fl.scaffold=true"
+mpi 3 run "$TMP/tiny.ini" $sc --set run.output="$TMP/sc-full.h5" || { cat "$TMP/out"; fail "scaffold: full run"; }
+mpi 3 run "$TMP/tiny.ini" $sc --set run.output="$TMP/sc-half.h5" --set run.stop_after=2 || fail "scaffold: first half"
+mpi 4 run "$TMP/tiny.ini" $sc --resume "$TMP/sc-half.h5" || { cat "$TMP/out"; fail "scaffold: resume"; }
+same "$TMP/sc-full.h5" "$TMP/sc-half.h5" /checkpoints/r000004 /metrics/clients
+"$H5DIFF" --follow-symlinks -q "$TMP/fedavg.h5" "$TMP/sc-full.h5" /checkpoints/r000004/shared \
+  /checkpoints/r000004/shared && fail "scaffold should differ from fedavg"
+expect_fail 3 30 "fl.scaffold" run "$TMP/tiny.ini" $common --set fl.rounds=6 --set fl.scaffold=true \
+  --resume "$TMP/fedavg.h5"
+echo "ok: fl.scaffold=true resumes exactly on another rank count; its state is in the checkpoints"
 
 # FedProx
 mpi 3 run "$TMP/tiny.ini" $common --set fl.prox_mu=0 --set run.output="$TMP/mu0.h5" || fail "mu 0"
@@ -145,4 +159,5 @@ expect_fail 3 20 "fl.secure_agg" run "$TMP/tiny.ini" --set fl.secure_agg=true --
 expect_fail 3 20 "fl.secure_agg" run "$TMP/tiny.ini" --set fl.secure_agg=true --set fl.aggregation=float
 expect_fail 3 20 "fl.sampling" run "$TMP/tiny.ini" --set fl.sampling=poisson --set fl.sample_count=2
 expect_fail 3 20 "privacy.clip" run "$TMP/tiny.ini" --set fl.strategy=local --set privacy.clip=1
+expect_fail 3 20 "fl.scaffold" run "$TMP/tiny.ini" --set fl.scaffold=true --set privacy.clip=1
 echo "toolkit: all passed"
