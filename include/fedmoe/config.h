@@ -30,6 +30,7 @@ enum { FM_SELECT_IB, FM_SELECT_RANDOM, FM_SELECT_USAGE };
 enum { FM_FINAL_EVAL_ALL, FM_FINAL_EVAL_SAMPLED };
 enum { FM_SERVER_AVG, FM_SERVER_AVGM, FM_SERVER_ADAM, FM_SERVER_YOGI, FM_SERVER_ADAGRAD };
 enum { FM_SAMPLING_FIXED, FM_SAMPLING_POISSON };
+enum { FM_COMPRESS_NONE, FM_COMPRESS_TOPK, FM_COMPRESS_INT8 };
 
 typedef struct fm_config {
   struct {
@@ -62,8 +63,8 @@ typedef struct fm_config {
     double sample_fraction, deadline_s;
   } fl;
   struct { /* the federated-learning toolkit's round options (keys fl.*; src/fl/toolkit.c) */
-    int server_opt, secure_agg, sampling, scaffold;
-    double server_lr, server_momentum, server_beta2, server_eps, prox_mu;
+    int server_opt, secure_agg, sampling, scaffold, compress;
+    double server_lr, server_momentum, server_beta2, server_eps, prox_mu, compress_ratio;
   } fltk;
   struct { /* client-level differential privacy (DP-FedAvg) */
     double clip, noise_multiplier, delta, target_epsilon;

@@ -86,6 +86,15 @@ void fm_server_opt_free(fm_server_opt *o);
  * passed, so a sparse strategy's untouched tensors keep their moments. */
 void fm_server_opt_step(fm_server_opt *o, size_t off, size_t n, const double *delta, float *x);
 
+/* ---- compressed updates (compress.c) ---- */
+/* Top-k: keep the k = ceil(ratio candidates) entries of u[n] largest in magnitude
+ * (ties to the lower index; candidates: the entries that may be nonzero), zero the
+ * others; returns k (n when k >= n). scratch has room for n floats. */
+size_t fm_compress_topk(float *u, size_t n, size_t candidates, double ratio, float *scratch);
+/* 8-bit: u[n] to q s with q = round(u / s) in [-127, 127], s = max|u| / 127 (all 0
+ * when u is); returns s, which travels with the n bytes of q. */
+float fm_compress_int8(float *u, size_t n);
+
 /* ---- secure aggregation (secagg.c) ---- */
 /* Add to a client's fixed-point contribution q[n] its masks: for each other member j
  * of the round's mask set (members[k], ascending: the clients that started the round),

@@ -108,6 +108,10 @@ const fm_key fm_config_keys[] = {
    "FedProx: mu/2 ||w - w_global||^2 on the shared tensors in the local steps (0: off)"},
   {"fl.scaffold", FM_KEY_BOOL, F(fltk.scaffold), "false", 0, 0, NULL,
    "SCAFFOLD: control variates correct the local gradients of the shared tensors (Karimireddy et al. 2020)"},
+  {"fl.compress", FM_KEY_ENUM, F(fltk.compress), "none", 0, 0, "none|topk|int8",
+   "compressed client updates of the shared tensors, with error feedback kept by each client"},
+  {"fl.compress_ratio", FM_KEY_REAL, F(fltk.compress_ratio), "0.1", 1e-9, 1, NULL,
+   "topk: share of the update's entries sent, in (0,1]"},
   {"fl.secure_agg", FM_KEY_BOOL, F(fltk.secure_agg), "false", 0, 0, NULL,
    "secure aggregation: pairwise masks on the fixed-point contributions (Bonawitz et al. 2017)"},
   /* [privacy] */

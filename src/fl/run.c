@@ -198,7 +198,7 @@ static fm_err setup(run_t *r) {
   r->deal = 1;
   for (int k = 0; k < r->st->nclass; k++)
     if (!r->st->shared[k]) r->deal = 0;
-  if (r->tk.scaffold) r->deal = 0; /* the clients keep control variates at home */
+  if (r->tk.client_state) r->deal = 0; /* the clients keep the toolkit's state at home */
   r->LE = shape.layers * shape.experts;
   return reserve_stats(r, 1);
 }

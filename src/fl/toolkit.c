@@ -36,6 +36,13 @@ fm_err fm_toolkit_create(fm_toolkit *tk, const fm_config *c, fm_tensor *const *s
     if (agg->seg_off[s + 1] - agg->seg_off[s] > longest) longest = agg->seg_off[s + 1] - agg->seg_off[s];
   FM_CALLOC(tk->scratch, longest, "clipped update");
   tk->scaffold = c->fltk.scaffold;
+  tk->compress = c->fltk.compress;
+  tk->client_state = tk->scaffold || tk->compress != FM_COMPRESS_NONE;
+  if (tk->compress) {
+    FM_CALLOC(tk->ef, (size_t)N, "error feedback");
+    FM_CALLOC(tk->cu, agg->n + 1, "update");
+    FM_CALLOC(tk->cw, agg->n + 1, "compressed update");
+  }
   if (tk->scaffold) {
     size_t *len;
     FM_CALLOC(len, (size_t)nseg + 1, "segment lengths");
@@ -82,6 +89,11 @@ void fm_toolkit_free(fm_toolkit *tk) {
   if (tk->ci)
     for (int i = 0; i < tk->cfg->fl.clients; i++) free(tk->ci[i]);
   free(tk->ci);
+  if (tk->ef)
+    for (int i = 0; i < tk->cfg->fl.clients; i++) free(tk->ef[i]);
+  free(tk->ef);
+  free(tk->cu);
+  free(tk->cw);
   free(tk->c);
   free(tk->corr);
   free(tk->next);
@@ -111,6 +123,11 @@ void fm_toolkit_plan(const fm_toolkit *tk, const fm_agg *agg, double shared_byte
   *down = *up = shared_bytes;
   *extra_trips = 0;
   if (tk->scaffold) *down = *up = 2 * shared_bytes; /* the control variate down, its change up */
+  double n = (double)agg->n;
+  if (tk->compress == FM_COMPRESS_TOPK) /* value and 32-bit index of each kept entry */
+    *up = 8 * ceil(tk->cfg->fltk.compress_ratio * n);
+  else if (tk->compress == FM_COMPRESS_INT8) /* a byte a value, a float scale a tensor */
+    *up = n + 4.0 * agg->nseg;
   if (!tk->secagg) return;
   double ou, od;
   fm_secagg_overhead(m, &ou, &od);
@@ -201,6 +218,55 @@ static fm_err scaffold_update(fm_toolkit *tk, const fm_strategy *st, const fm_cl
   return FM_OK;
 }
 
+/* A compressed contribution: u = (y - x) + e over the tensors the client contributes
+ * to, C(u) by top-k or int8, e = u - C(u) kept for the next round, and x + C(u) into
+ * the aggregate with the strategy's weights. *bytes_up: the compressed size. */
+static fm_err compressed_contribution(fm_toolkit *tk, fm_agg *agg, const fm_strategy *st, const fm_client_ctx *cx,
+                                      float *const *seg_global, double tw, uint64_t *bytes_up) {
+  size_t n = tk->seg_off[tk->nseg], cand = 0;
+  float **e = &tk->ef[cx->client];
+  if (!*e) FM_CALLOC(*e, n + 1, "error feedback");
+  double *w;
+  FM_CALLOC(w, (size_t)tk->nseg + 1, "contribution weights");
+  for (int s = 0; s < tk->nseg; s++) {
+    fm_tensor *t = tk->seg_tensor[s];
+    size_t off = tk->seg_off[s];
+    w[s] = st->contribution ? st->contribution(cx, t, tw) : tw;
+    for (size_t i = 0; i < t->numel; i++)
+      tk->cu[off + i] = w[s] > 0 ? (float)((double)t->w[i] - (double)seg_global[s][i] + (*e)[off + i]) : 0;
+    if (w[s] > 0) cand += t->numel;
+  }
+  memcpy(tk->cw, tk->cu, n * sizeof *tk->cw);
+  uint64_t bytes = 0;
+  if (tk->compress == FM_COMPRESS_TOPK) {
+    float *scratch = NULL;
+    fm_err err = fm_calloc(&scratch, n + 1, sizeof *scratch, "top-k scratch");
+    if (!err) bytes = 8 * (uint64_t)fm_compress_topk(tk->cw, n, cand, tk->cfg->fltk.compress_ratio, scratch);
+    free(scratch);
+    if (err) { free(w); return err; }
+  } else {
+    for (int s = 0; s < tk->nseg; s++)
+      if (w[s] > 0) {
+        fm_compress_int8(tk->cw + tk->seg_off[s], tk->seg_tensor[s]->numel);
+        bytes += tk->seg_tensor[s]->numel + sizeof(float);
+      }
+  }
+  fm_err err = FM_OK;
+  for (int s = 0; s < tk->nseg && !err; s++) {
+    if (w[s] <= 0) continue;
+    fm_tensor *t = tk->seg_tensor[s];
+    size_t off = tk->seg_off[s];
+    for (size_t i = 0; i < t->numel; i++) {
+      (*e)[off + i] = tk->cu[off + i] - tk->cw[off + i];
+      tk->scratch[i] = (float)((double)seg_global[s][i] + (double)tk->cw[off + i]);
+    }
+    err = fm_agg_add(agg, s, tk->scratch, w[s]);
+  }
+  free(w);
+  *bytes_up += bytes;
+  return err;
+}
+
 fm_err fm_toolkit_contribute(fm_toolkit *tk, fm_agg *agg, const fm_strategy *st, const fm_client_ctx *cx,
                              float *const *seg_global, double tw, uint64_t *bytes_up, uint64_t *bytes_down) {
   double clip = 1; /* DP: the factor that brings the update's L2 norm within privacy.clip */
@@ -218,7 +284,8 @@ fm_err fm_toolkit_contribute(fm_toolkit *tk, fm_agg *agg, const fm_strategy *st,
     double norm = sqrt(ss);
     if (norm > tk->cfg->privacy.clip) clip = tk->cfg->privacy.clip / norm;
   }
-  for (int s = 0; s < tk->nseg; s++) {
+  if (tk->compress) FM_CHECK(compressed_contribution(tk, agg, st, cx, seg_global, tw, bytes_up));
+  for (int s = 0; s < tk->nseg && !tk->compress; s++) {
     fm_tensor *t = tk->seg_tensor[s];
     double w = st->contribution ? st->contribution(cx, t, tw) : tw;
     if (w <= 0) continue;
@@ -300,14 +367,9 @@ static int at_home(int client, void *arg) {
   return tk->rank > 0 && fm_client_host(client, tk->P) == tk->rank;
 }
 
-/* SCAFFOLD's state: c (rank 0's, scaffold/c/<tensor>) and the c_i of the clients that
- * have one, each host its own rows (scaffold/clients). */
-static fm_err scaffold_checkpoint(fm_toolkit *tk, fm_runfile *rf) {
-  char path[160];
-  for (int s = 0; s < tk->nseg; s++) {
-    snprintf(path, sizeof path, "scaffold/c/%s", tk->seg_tensor[s]->name);
-    FM_CHECK(fm_runfile_write_state(rf, path, tk->c + tk->seg_off[s], tk->seg_tensor[s]->numel));
-  }
+/* Per-client vectors v[N] (NULL: none yet) at each client's home, one row each under
+ * group of the checkpoint. Collective. */
+static fm_err client_vectors_write(fm_toolkit *tk, fm_runfile *rf, float *const *v, const char *group) {
   int N = tk->cfg->fl.clients, k = 0;
   size_t n = tk->seg_off[tk->nseg];
   uint8_t *have = NULL;
@@ -316,18 +378,45 @@ static fm_err scaffold_checkpoint(fm_toolkit *tk, fm_runfile *rf) {
   /* an allocation failure must not leave the others in the collective calls */
   fm_err err = fm_error_agree(fm_calloc(&have, (size_t)N, sizeof *have, "client flags"), &tk->comm);
   if (err) { free(have); return err; }
-  for (int i = 0; i < N; i++) have[i] = tk->ci[i] != NULL;
+  for (int i = 0; i < N; i++) have[i] = v[i] != NULL;
   int rc = MPI_Allreduce(MPI_IN_PLACE, have, N, MPI_UINT8_T, MPI_MAX, tk->comm);
   if (rc != MPI_SUCCESS) err = fm_error_mpi(__FILE__, __LINE__, __func__, rc, "MPI_Allreduce(have)");
-  for (int i = 0; !err && i < N; i++) k += tk->ci[i] != NULL;
+  for (int i = 0; !err && i < N; i++) k += v[i] != NULL;
   if (!err) err = fm_calloc(&ids, (size_t)k + 1, sizeof *ids, "client ids");
   if (!err) err = fm_calloc(&rows, (size_t)k * n + 1, sizeof *rows, "checkpoint staging");
   for (int i = 0, j = 0; !err && i < N; i++)
-    if (tk->ci[i]) { ids[j] = i; memcpy(rows + (size_t)j++ * n, tk->ci[i], n * sizeof *rows); }
+    if (v[i]) { ids[j] = i; memcpy(rows + (size_t)j++ * n, v[i], n * sizeof *rows); }
   err = fm_error_agree(err, &tk->comm);
-  if (!err) err = fm_runfile_write_client_rows(rf, "scaffold/clients", n, have, k, ids, rows);
+  if (!err) err = fm_runfile_write_client_rows(rf, group, n, have, k, ids, rows);
   free(have); free(ids); free(rows);
   return err;
+}
+
+static fm_err client_vectors_read(fm_toolkit *tk, fm_runfile *rf, float **v, const char *group, const char *key) {
+  size_t n = tk->seg_off[tk->nseg];
+  int32_t *ids;
+  int k;
+  float *rows;
+  FM_CHECK(fm_runfile_read_client_rows(rf, group, key, n, at_home, tk, &ids, &k, &rows));
+  fm_err err = FM_OK;
+  for (int j = 0; !err && j < k; j++) {
+    err = fm_calloc(&v[ids[j]], n + 1, sizeof(float), "client state");
+    if (!err) memcpy(v[ids[j]], rows + (size_t)j * n, n * sizeof(float));
+  }
+  free(ids);
+  free(rows);
+  return err;
+}
+
+/* SCAFFOLD's state: c (rank 0's, scaffold/c/<tensor>) and the c_i of the clients that
+ * have one, each host its own rows (scaffold/clients). */
+static fm_err scaffold_checkpoint(fm_toolkit *tk, fm_runfile *rf) {
+  char path[160];
+  for (int s = 0; s < tk->nseg; s++) {
+    snprintf(path, sizeof path, "scaffold/c/%s", tk->seg_tensor[s]->name);
+    FM_CHECK(fm_runfile_write_state(rf, path, tk->c + tk->seg_off[s], tk->seg_tensor[s]->numel));
+  }
+  return client_vectors_write(tk, rf, tk->ci, "scaffold/clients");
 }
 
 static fm_err scaffold_restore(fm_toolkit *tk, fm_runfile *rf) {
@@ -336,25 +425,14 @@ static fm_err scaffold_restore(fm_toolkit *tk, fm_runfile *rf) {
     snprintf(path, sizeof path, "scaffold/c/%s", tk->seg_tensor[s]->name);
     FM_CHECK(fm_runfile_read_state(rf, path, "fl.scaffold", tk->c + tk->seg_off[s], tk->seg_tensor[s]->numel));
   }
-  size_t n = tk->seg_off[tk->nseg];
-  int32_t *ids;
-  int k;
-  float *rows;
-  FM_CHECK(fm_runfile_read_client_rows(rf, "scaffold/clients", "fl.scaffold", n, at_home, tk, &ids, &k, &rows));
-  fm_err err = FM_OK;
-  for (int j = 0; !err && j < k; j++) {
-    err = fm_calloc(&tk->ci[ids[j]], n + 1, sizeof(float), "client control variate");
-    if (!err) memcpy(tk->ci[ids[j]], rows + (size_t)j * n, n * sizeof(float));
-  }
-  free(ids);
-  free(rows);
-  return err;
+  return client_vectors_read(tk, rf, tk->ci, "scaffold/clients", "fl.scaffold");
 }
 
 /* The moments of every shared tensor, server_opt/{m,v}/<tensor>: rank 0 holds them,
  * the other ranks take part in the collective writes with no values. */
 fm_err fm_toolkit_checkpoint(fm_toolkit *tk, fm_runfile *rf) {
   if (tk->scaffold) FM_CHECK(scaffold_checkpoint(tk, rf));
+  if (tk->compress) FM_CHECK(client_vectors_write(tk, rf, tk->ef, "compress/error"));
   if (tk->cfg->fltk.server_opt == FM_SERVER_AVG) return FM_OK;
   static const double none = 0;
   char path[160];
@@ -369,6 +447,7 @@ fm_err fm_toolkit_checkpoint(fm_toolkit *tk, fm_runfile *rf) {
 
 double fm_toolkit_ckpt_bytes(const fm_toolkit *tk, double clients) {
   double n = (double)tk->seg_off[tk->nseg], b = 0;
+  if (tk->compress) b += 4 * n * clients;
   int kind = tk->cfg->fltk.server_opt;
   if (kind != FM_SERVER_AVG) b += 8 * n * (kind == FM_SERVER_AVGM ? 1 : 2);
   if (tk->scaffold) b += 8 * n + 4 * n * clients;
@@ -377,6 +456,7 @@ double fm_toolkit_ckpt_bytes(const fm_toolkit *tk, double clients) {
 
 fm_err fm_toolkit_restore(fm_toolkit *tk, fm_runfile *rf) {
   if (tk->scaffold) FM_CHECK(scaffold_restore(tk, rf));
+  if (tk->compress) FM_CHECK(client_vectors_read(tk, rf, tk->ef, "compress/error", "fl.compress"));
   if (tk->cfg->fltk.server_opt == FM_SERVER_AVG) return FM_OK;
   double none = 0;
   char path[160];

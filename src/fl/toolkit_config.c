@@ -30,6 +30,15 @@ fm_err fm_toolkit_validate(const fm_config *c) {
   if (c->fltk.scaffold && c->fltk.secure_agg)
     FM_CONFIG_ERROR(c, "fl.scaffold", "the control variates' changes are not masked: fl.secure_agg does not cover "
                     "them yet");
+  if (c->fltk.compress != FM_COMPRESS_NONE) {
+    if (local) FM_CONFIG_ERROR(c, "fl.compress", "strategy local shares nothing: there is no update to compress");
+    if (c->privacy.clip > 0)
+      FM_CONFIG_ERROR(c, "fl.compress", "compression after DP's clipping would change the update's norm, and "
+                      "before it the error feedback would carry unclipped state: not with privacy.clip");
+    if (c->fltk.secure_agg)
+      FM_CONFIG_ERROR(c, "fl.compress", "secure aggregation masks every entry, so a compressed update is dense "
+                      "again: not with fl.secure_agg");
+  }
   if (poisson && c->fl.sample_count > 0)
     FM_CONFIG_ERROR(c, "fl.sampling", "poisson samples each client with probability fl.sample_fraction; "
                     "fl.sample_count = %d asks for a fixed count", c->fl.sample_count);

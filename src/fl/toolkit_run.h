@@ -22,6 +22,10 @@ typedef struct {
   float **ci;            /* SCAFFOLD: [N] each client's (at home here), NULL until it first counts */
   float *corr;           /* SCAFFOLD: [n] c - c_i of the client training now */
   float *next;           /* SCAFFOLD: [n] its c_i+, the gradient at the global model */
+  int compress;          /* FM_COMPRESS_* */
+  float **ef;            /* compression: [N] each client's error feedback (at home here) */
+  float *cu, *cw;        /* compression: [n] the update, its compressed form */
+  int client_state;      /* SCAFFOLD or compression: clients keep state, so they train at home */
   int server;            /* the server does more than average (an optimizer or DP noise) */
   fm_server_opt opt;     /* rank 0 */
   fm_accountant acc;

@@ -56,6 +56,29 @@ expect_fail 3 30 "fl.scaffold" run "$TMP/tiny.ini" $common --set fl.rounds=6 --s
   --resume "$TMP/fedavg.h5"
 echo "ok: fl.scaffold=true resumes exactly on another rank count; its state is in the checkpoints"
 
+# compressed updates: the error feedback is client state in the checkpoints (resume
+# exact), the run file's bytes up are the compressed ones
+for k in topk int8; do
+  cp="$common --set fl.compress=$k --set fl.compress_ratio=0.05"
+  mpi 3 run "$TMP/tiny.ini" $cp --set run.output="$TMP/$k-full.h5" || { cat "$TMP/out"; fail "$k: full run"; }
+  mpi 3 run "$TMP/tiny.ini" $cp --set run.output="$TMP/$k-half.h5" --set run.stop_after=2 || fail "$k: first half"
+  mpi 4 run "$TMP/tiny.ini" $cp --resume "$TMP/$k-half.h5" || { cat "$TMP/out"; fail "$k: resume"; }
+  same "$TMP/$k-full.h5" "$TMP/$k-half.h5" /checkpoints/r000004 /metrics/clients
+done
+"$PYTHON_H5PY" - "$TMP/fedavg.h5" "$TMP/topk-full.h5" "$TMP/int8-full.h5" <<'PY' || fail "compressed bytes"
+import sys, h5py, numpy as np
+p, t, q = (h5py.File(x, "r")["/metrics/clients"][...] for x in sys.argv[1:4])
+p, t, q = (r[r["bytes_up"] > 0] for r in (p, t, q))
+n = p["bytes_up"][0] / 4  # shared floats
+ktop = np.ceil(0.05 * n)
+assert np.all(t["bytes_up"] == 8 * ktop), (t["bytes_up"][:3], 8 * ktop)
+f = h5py.File(sys.argv[1], "r")
+nseg = len(f["/checkpoints/r000004/shared"])
+assert np.all(q["bytes_up"] == n + 4 * nseg), (q["bytes_up"][:3], n + 4 * nseg)
+print("bytes up per client: plain %d, top-5%% %d, int8 %d" % (p["bytes_up"][0], t["bytes_up"][0], q["bytes_up"][0]))
+PY
+echo "ok: fl.compress=topk and int8 resume exactly (error feedback in the checkpoints) and move the compressed bytes"
+
 # FedProx
 mpi 3 run "$TMP/tiny.ini" $common --set fl.prox_mu=0 --set run.output="$TMP/mu0.h5" || fail "mu 0"
 same "$TMP/fedavg.h5" "$TMP/mu0.h5" /checkpoints/r000004 /metrics/clients
@@ -160,4 +183,7 @@ expect_fail 3 20 "fl.secure_agg" run "$TMP/tiny.ini" --set fl.secure_agg=true --
 expect_fail 3 20 "fl.sampling" run "$TMP/tiny.ini" --set fl.sampling=poisson --set fl.sample_count=2
 expect_fail 3 20 "privacy.clip" run "$TMP/tiny.ini" --set fl.strategy=local --set privacy.clip=1
 expect_fail 3 20 "fl.scaffold" run "$TMP/tiny.ini" --set fl.scaffold=true --set privacy.clip=1
+expect_fail 3 20 "fl.compress" run "$TMP/tiny.ini" --set fl.compress=gzip
+expect_fail 3 20 "fl.compress" run "$TMP/tiny.ini" --set fl.compress=topk --set privacy.clip=1
+expect_fail 3 20 "fl.compress_ratio" run "$TMP/tiny.ini" --set fl.compress=topk --set fl.compress_ratio=0
 echo "toolkit: all passed"

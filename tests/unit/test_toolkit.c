@@ -211,6 +211,35 @@ static void test_secagg_cancels(void) {
   CU_ASSERT(up > 0 && down > up);
 }
 
+/* Top-k keeps the k largest magnitudes (ties to the lower index) and zeroes the
+ * rest; int8 rounds to multiples of max|u|/127 within half a step. */
+static void test_compress(void) {
+  float u[8] = {0.5f, -3, 2, -2, 0.1f, 2, 0, 7}, s[8];
+  CU_ASSERT_EQUAL(fm_compress_topk(u, 8, 8, 0.5, s), 4);
+  const float want[8] = {0, -3, 2, -2, 0, 0, 0, 7}; /* |2| three times: the first two of them */
+  CU_ASSERT_EQUAL(memcmp(u, want, sizeof u), 0);
+  float v[3] = {1, 2, 3};
+  CU_ASSERT_EQUAL(fm_compress_topk(v, 3, 3, 1.0, s), 3);
+  CU_ASSERT(v[0] == 1 && v[1] == 2 && v[2] == 3);
+  enum { N = 1000 };
+  float x[N], q[N];
+  fm_rng r;
+  fm_rng_init(&r, 5, 0, 0, FM_RNG_TEST);
+  float mx = 0;
+  for (int i = 0; i < N; i++) { x[i] = q[i] = (float)fm_rng_normal(&r); mx = fmaxf(mx, fabsf(x[i])); }
+  float step = fm_compress_int8(q, N);
+  FM_ASSERT_CLOSE(step, mx / 127, 1e-6, 0);
+  int ok = 1;
+  for (int i = 0; i < N; i++) {
+    double k = q[i] / step;
+    ok &= fabs(q[i] - x[i]) <= 0.5 * step * (1 + 1e-5) && fabs(k - round(k)) < 1e-3 && fabs(k) <= 127.0001;
+  }
+  CU_ASSERT(ok);
+  float z[4] = {0};
+  CU_ASSERT_EQUAL(fm_compress_int8(z, 4), 0);
+  CU_ASSERT(z[0] == 0 && z[3] == 0);
+}
+
 int fm_test_register(void) {
   static const fm_test acc[] = {{"Poisson RDP: published and integrated values", test_rdp_poisson},
                                 {"Abadi et al.'s moments accountant example", test_abadi_moments},
@@ -219,6 +248,7 @@ int fm_test_register(void) {
                                 {"noise calibration", test_calibrate}, {NULL, NULL}};
   static const fm_test rest[] = {{"server optimizers' update rules", test_server_opt},
                                  {"FedProx gradient (finite differences)", test_prox_gradient},
-                                 {"secure aggregation masks cancel", test_secagg_cancels}, {NULL, NULL}};
+                                 {"secure aggregation masks cancel", test_secagg_cancels},
+                                 {"top-k and int8 compression", test_compress}, {NULL, NULL}};
   return fm_test_suite("accountant", acc) || fm_test_suite("toolkit", rest);
 }
