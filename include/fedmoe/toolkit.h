@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 /* Purposes of the toolkit's random streams (beyond those of rng.h). */
-enum { FM_RNG_DP_NOISE = 101, FM_RNG_SECAGG_PAIR, FM_RNG_SECAGG_SELF, FM_RNG_SCAFFOLD };
+enum { FM_RNG_DP_NOISE = 101, FM_RNG_SECAGG_PAIR, FM_RNG_SECAGG_SELF, FM_RNG_SCAFFOLD, FM_RNG_FINETUNE };
 
 /* Cross-key checks of the toolkit's keys (called by fm_config_validate). */
 fm_err fm_toolkit_validate(const fm_config *c);

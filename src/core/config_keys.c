@@ -112,6 +112,9 @@ const fm_key fm_config_keys[] = {
    "compressed client updates of the shared tensors, with error feedback kept by each client"},
   {"fl.compress_ratio", FM_KEY_REAL, F(fltk.compress_ratio), "0.1", 1e-9, 1, NULL,
    "topk: share of the update's entries sent, in (0,1]"},
+  {"fl.finetune_steps", FM_KEY_INT, F(fltk.finetune_steps), "0", 0, 1e9, NULL,
+   "after the last round, each client fine-tunes the final shared tensors this many steps and is "
+   "evaluated again (the fine-tuning personalisation baseline; 0: off)"},
   {"fl.secure_agg", FM_KEY_BOOL, F(fltk.secure_agg), "false", 0, 0, NULL,
    "secure aggregation: pairwise masks on the fixed-point contributions (Bonawitz et al. 2017)"},
   /* [privacy] */

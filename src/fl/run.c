@@ -879,6 +879,9 @@ fm_err fm_run(const fm_config *cfg, const fm_run_opts *opts, MPI_Comm comm, fm_r
              r.deal ? "sampled clients dealt by work each round" : "each client at home: private state", cfg->fl.rounds,
              r.shared_bytes / sizeof(float), r.nseg, fm_host_private_bytes(&r.host) / 1e3);
     err = rounds(&r, opts, done + 1, sum);
+    if (!err && cfg->fltk.finetune_steps > 0 && sum->rounds_done == cfg->fl.rounds)
+      err = fm_toolkit_finetune(cfg, r.st, &r.data, &r.host, r.clients, r.budget, r.tokens, r.targets, r.rf, comm,
+                                opts->quiet);
   }
   fm_err cerr = fm_runfile_close(r.rf);
   if (!err) err = cerr;

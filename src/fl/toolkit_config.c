@@ -39,6 +39,9 @@ fm_err fm_toolkit_validate(const fm_config *c) {
       FM_CONFIG_ERROR(c, "fl.compress", "secure aggregation masks every entry, so a compressed update is dense "
                       "again: not with fl.secure_agg");
   }
+  if (c->fltk.finetune_steps > 0 && local)
+    FM_CONFIG_ERROR(c, "fl.finetune_steps", "strategy local has no shared model to fine-tune: its clients train "
+                    "their own all along");
   if (poisson && c->fl.sample_count > 0)
     FM_CONFIG_ERROR(c, "fl.sampling", "poisson samples each client with probability fl.sample_fraction; "
                     "fl.sample_count = %d asks for a fixed count", c->fl.sample_count);

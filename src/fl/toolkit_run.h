@@ -4,6 +4,7 @@
 #ifndef FEDMOE_FL_TOOLKIT_RUN_H
 #define FEDMOE_FL_TOOLKIT_RUN_H
 
+#include "client_state.h"
 #include "fedmoe/fl.h"
 #include "fedmoe/io.h"
 #include "fedmoe/toolkit.h"
@@ -75,5 +76,11 @@ fm_err fm_toolkit_checkpoint(fm_toolkit *tk, fm_runfile *rf);
 /* Bytes those add to a checkpoint, at most, with `clients` clients holding state. */
 double fm_toolkit_ckpt_bytes(const fm_toolkit *tk, double clients);
 fm_err fm_toolkit_restore(fm_toolkit *tk, fm_runfile *rf);
+
+/* After the last round, every rank (collective): fl.finetune_steps local steps per
+ * client from the final model and its test loss, in the run file's attributes. */
+fm_err fm_toolkit_finetune(const fm_config *c, const fm_strategy *st, const fm_dataset *data, fm_host *host,
+                           fm_client_state *clients, const int *budget, int32_t *tokens, int32_t *targets,
+                           fm_runfile *rf, MPI_Comm comm, int quiet);
 
 #endif

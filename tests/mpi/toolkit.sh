@@ -79,6 +79,23 @@ print("bytes up per client: plain %d, top-5%% %d, int8 %d" % (p["bytes_up"][0], 
 PY
 echo "ok: fl.compress=topk and int8 resume exactly (error feedback in the checkpoints) and move the compressed bytes"
 
+# fine-tuning baseline: after the last round each client fine-tunes the final model;
+# the mean test loss before equals the last round's, after is lower, the same on 3 and 4 ranks
+ft="-q --set fl.rounds=3 --set fl.finetune_steps=5"
+mpi 3 run "$TMP/tiny.ini" $ft --set run.output="$TMP/ft3.h5" || { cat "$TMP/out"; fail "finetune, 3 ranks"; }
+mpi 4 run "$TMP/tiny.ini" $ft --set run.output="$TMP/ft4.h5" || { cat "$TMP/out"; fail "finetune, 4 ranks"; }
+"$PYTHON_H5PY" - "$TMP/ft3.h5" "$TMP/ft4.h5" <<'PY' || fail "fine-tuning figures"
+import sys, h5py
+a, b = (h5py.File(x, "r") for x in sys.argv[1:3])
+for k in ("finetune_test_loss", "finetune_base_test_loss"):
+    assert a.attrs[k] == b.attrs[k], (k, a.attrs[k], b.attrs[k])
+last = a["/metrics/rounds"]["mean_test"][-1]
+assert abs(a.attrs["finetune_base_test_loss"] - last) < 1e-9, (a.attrs["finetune_base_test_loss"], last)
+assert a.attrs["finetune_test_loss"] < last
+print("fine-tuned %.4f from %.4f" % (a.attrs["finetune_test_loss"], last))
+PY
+echo "ok: fl.finetune_steps fine-tunes the final model per client, the same on 3 and 4 ranks"
+
 # FedProx
 mpi 3 run "$TMP/tiny.ini" $common --set fl.prox_mu=0 --set run.output="$TMP/mu0.h5" || fail "mu 0"
 same "$TMP/fedavg.h5" "$TMP/mu0.h5" /checkpoints/r000004 /metrics/clients
@@ -184,6 +201,7 @@ expect_fail 3 20 "fl.sampling" run "$TMP/tiny.ini" --set fl.sampling=poisson --s
 expect_fail 3 20 "privacy.clip" run "$TMP/tiny.ini" --set fl.strategy=local --set privacy.clip=1
 expect_fail 3 20 "fl.scaffold" run "$TMP/tiny.ini" --set fl.scaffold=true --set privacy.clip=1
 expect_fail 3 20 "fl.compress" run "$TMP/tiny.ini" --set fl.compress=gzip
+expect_fail 3 20 "fl.finetune_steps" run "$TMP/tiny.ini" --set fl.strategy=local --set fl.finetune_steps=3
 expect_fail 3 20 "fl.compress" run "$TMP/tiny.ini" --set fl.compress=topk --set privacy.clip=1
 expect_fail 3 20 "fl.compress_ratio" run "$TMP/tiny.ini" --set fl.compress=topk --set fl.compress_ratio=0
 echo "toolkit: all passed"
