@@ -3,6 +3,7 @@
 # SCAFFOLD and DP-FedAvg at epsilon 1, 4 and 8, on examples/fedavg.ini (the default
 # data, /usr/share/games/fortunes, 8 clients by domain, 10 rounds of 10 steps), seeds 1-3.
 #   sh docs/toolkit-study.sh OUTDIR [NP]     (from the build folder; NP ranks, default 3)
+# (fedadam3: server learning rate 0.03; clip: DP's clipping without noise.)
 # Prints one line per method: the final mean test loss (mean and sd over seeds), the
 # epsilon spent, bytes up per round and simulated seconds per round.
 set -eu
@@ -11,12 +12,14 @@ np=${2:-3}
 PY=${PYTHON_H5PY:-/usr/bin/python3}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mkdir -p "$out"
-methods="fedavg fedprox fedadam scaffold dp8 dp4 dp1"
+methods="fedavg fedprox fedadam fedadam3 scaffold clip dp8 dp4 dp1"
 opts() {
   case $1 in
   fedavg) ;;
   fedprox) echo "--set fl.prox_mu=0.1" ;;
   fedadam) echo "--set fl.server_opt=adam --set fl.server_lr=0.01 --set fl.server_eps=0.001" ;;
+  fedadam3) echo "--set fl.server_opt=adam --set fl.server_lr=0.03 --set fl.server_eps=0.001" ;;
+  clip) echo "--set privacy.clip=1" ;;
   scaffold) echo "--set fl.scaffold=true" ;;
   dp*) echo "--set privacy.clip=1 --set privacy.target_epsilon=${1#dp} --set privacy.delta=1e-5" ;;
   esac

@@ -144,7 +144,15 @@ step = np.linalg.norm(flat("r000004") - flat("r000003"))
 print("round 4 moved the clipped model by %.5f (clip 0.05)" % step)
 assert 0 < step <= 0.05 * (1 + 1e-4)
 PY
-echo "ok: DP-FedAvg is bit-identical on 3 and 4 ranks, reports epsilon each round; clipping bounds the update"
+mpi 3 run "$TMP/tiny.ini" $dp --set fl.secure_agg=true --set fl.server_opt=adam --set fl.server_lr=0.01 \
+  --set run.output="$TMP/dpsa-full.h5" || { cat "$TMP/out"; fail "dp + secagg + adam"; }
+mpi 3 run "$TMP/tiny.ini" $dp --set fl.secure_agg=true --set fl.server_opt=adam --set fl.server_lr=0.01 \
+  --set run.output="$TMP/dpsa-half.h5" --set run.stop_after=2 || fail "dp + secagg + adam: first half"
+mpi 4 run "$TMP/tiny.ini" $dp --set fl.secure_agg=true --set fl.server_opt=adam --set fl.server_lr=0.01 \
+  --resume "$TMP/dpsa-half.h5" || { cat "$TMP/out"; fail "dp + secagg + adam: resume"; }
+same "$TMP/dpsa-full.h5" "$TMP/dpsa-half.h5" /checkpoints/r000004 /metrics/clients
+echo "ok: DP-FedAvg is bit-identical on 3 and 4 ranks, reports epsilon each round; clipping bounds the update;"
+echo "    with secure aggregation and FedAdam it resumes exactly"
 # a target epsilon sets the noise; one that the given noise misses is a warning
 mpi 3 run "$TMP/tiny.ini" $common --set privacy.clip=0.05 --set privacy.target_epsilon=4 \
   --set run.output="$TMP/target.h5" || { cat "$TMP/out"; fail "target epsilon"; }
