@@ -174,8 +174,9 @@ static inline int fm_client_host(int c, int P) { return 1 + c % (P - 1); }
  * on every rank; the largest load is at most the mean plus the largest item. */
 fm_err fm_deal_clients(const double *work, int m, int hosts, int *host);
 /* The clients sampled in round r (1-based), sorted; returns how many (fl.over_select
- * more than the fraction or count asks, up to all). out has room for cfg->fl.clients
- * entries. Deterministic from the seed and r only. */
+ * more than the fraction or count asks, up to all; with fl.sampling = poisson each
+ * client on its own with probability fl.sample_fraction, so any count, 0 included).
+ * out has room for cfg->fl.clients entries. Deterministic from the seed and r only. */
 int fm_sample_clients(const fm_config *cfg, int round, int *out);
 
 #endif
