@@ -9,11 +9,19 @@ tests_unit_test_fl_CPPFLAGS = $(TEST_UNIT_CPPFLAGS)
 tests_unit_test_fl_LDADD = $(TEST_UNIT_LDADD)
 TESTS += tests/unit/test_fl
 
+check_PROGRAMS += tests/unit/test_toolkit
+tests_unit_test_toolkit_SOURCES = %reldir%/unit/test_toolkit.c $(TEST_UNIT_MAIN)
+tests_unit_test_toolkit_CPPFLAGS = $(TEST_UNIT_CPPFLAGS)
+tests_unit_test_toolkit_LDADD = $(TEST_UNIT_LDADD)
+TESTS += tests/unit/test_toolkit
+
 # Tests that read run files with h5py (configure found a Python that imports it).
 if HAVE_PYTHON_H5PY
-TESTS += %reldir%/mpi/runfile_attrs.sh %reldir%/mpi/hfedmoe.sh %reldir%/mpi/fedbiot.sh %reldir%/mpi/fl_scale.sh %reldir%/mpi/system.sh %reldir%/mpi/netcdf.sh
+TESTS += %reldir%/mpi/runfile_attrs.sh %reldir%/mpi/hfedmoe.sh %reldir%/mpi/fedbiot.sh %reldir%/mpi/fl_scale.sh %reldir%/mpi/system.sh %reldir%/mpi/netcdf.sh \
+	%reldir%/mpi/toolkit.sh
 endif
-dist_noinst_SCRIPTS += %reldir%/mpi/runfile_attrs.sh %reldir%/mpi/hfedmoe.sh %reldir%/mpi/fedbiot.sh %reldir%/mpi/fl_scale.sh %reldir%/mpi/system.sh %reldir%/mpi/netcdf.sh
+dist_noinst_SCRIPTS += %reldir%/mpi/runfile_attrs.sh %reldir%/mpi/hfedmoe.sh %reldir%/mpi/fedbiot.sh %reldir%/mpi/fl_scale.sh %reldir%/mpi/system.sh %reldir%/mpi/netcdf.sh \
+	%reldir%/mpi/toolkit.sh
 
 check_PROGRAMS += tests/unit/test_hidden
 tests_unit_test_hidden_SOURCES = %reldir%/unit/test_hidden.c $(TEST_UNIT_MAIN)

@@ -32,6 +32,9 @@ enum { FM_FINAL_EVAL_ALL, FM_FINAL_EVAL_SAMPLED };
 /* auto|true|false keys: auto is the family's or the shape's default */
 enum { FM_TRI_AUTO, FM_TRI_TRUE, FM_TRI_FALSE };
 enum { FM_FORMAT_AUTO, FM_FORMAT_TEXT, FM_FORMAT_JSONL };
+enum { FM_SERVER_AVG, FM_SERVER_AVGM, FM_SERVER_ADAM, FM_SERVER_YOGI, FM_SERVER_ADAGRAD };
+enum { FM_SAMPLING_FIXED, FM_SAMPLING_POISSON };
+enum { FM_COMPRESS_NONE, FM_COMPRESS_TOPK, FM_COMPRESS_INT8 };
 
 typedef struct fm_config {
   struct {
@@ -75,6 +78,13 @@ typedef struct fm_config {
     int strategy, rounds, clients, sample_count, local_steps, aggregation, final_eval, over_select;
     double sample_fraction, deadline_s;
   } fl;
+  struct { /* the federated-learning toolkit's round options (keys fl.*; src/fl/toolkit.c) */
+    int server_opt, secure_agg, sampling, scaffold, compress, finetune_steps;
+    double server_lr, server_momentum, server_beta2, server_eps, prox_mu, compress_ratio;
+  } fltk;
+  struct { /* client-level differential privacy (DP-FedAvg) */
+    double clip, noise_multiplier, delta, target_epsilon;
+  } privacy;
   struct { /* device and network model, per resource class (a list entry per class) */
     fm_floatlist share, flops, memory_mb, up_mbps, down_mbps, latency_ms, availability, dropout;
     double flops_spread;

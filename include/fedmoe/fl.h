@@ -58,6 +58,13 @@ typedef struct fm_client_ctx {
   /* [nstats][layers][E]: this round's per-expert figures the strategy reports
    * (fm_strategy.stat_names), written to the run file as /fl/<name> */
   double *stats;
+  /* [nclass] the global values of the shared classes (NULL for private ones), what
+   * FedProx pulls the local model towards */
+  float *const *global;
+  /* optional: called after every backward of a training step, before clipping, to
+   * add to the gradients of the classes in class_mask (SCAFFOLD's correction) */
+  void (*grad_hook)(void *arg, fm_model *m, unsigned class_mask);
+  void *grad_hook_arg;
 } fm_client_ctx;
 
 /* ---- strategies ---- */
@@ -123,6 +130,7 @@ fm_err fm_client_eval(fm_client_ctx *cx, int split, double *loss);
 /* Sums weight x tensor over clients, per segment (a tensor), and the weights, in one
  * buffer, reduced in one collective. Fixed point (int64, 2^-40) makes the sum exact
  * and so bit-identical for any number of ranks and any order; float mode sums doubles. */
+#define FM_AGG_SCALE 1099511627776.0 /* 2^40: one unit of the fixed-point sums */
 typedef struct {
   size_t n;         /* values */
   int nseg;         /* segments (tensors) */
@@ -172,8 +180,9 @@ static inline int fm_client_host(int c, int P) { return 1 + c % (P - 1); }
  * on every rank; the largest load is at most the mean plus the largest item. */
 fm_err fm_deal_clients(const double *work, int m, int hosts, int *host);
 /* The clients sampled in round r (1-based), sorted; returns how many (fl.over_select
- * more than the fraction or count asks, up to all). out has room for cfg->fl.clients
- * entries. Deterministic from the seed and r only. */
+ * more than the fraction or count asks, up to all; with fl.sampling = poisson each
+ * client on its own with probability fl.sample_fraction, so any count, 0 included).
+ * out has room for cfg->fl.clients entries. Deterministic from the seed and r only. */
 int fm_sample_clients(const fm_config *cfg, int round, int *out);
 
 #endif

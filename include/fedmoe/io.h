@@ -24,6 +24,7 @@
  *                           run file copied or renamed with its folder uses its own checkpoints
  *                           fedbiot: /server/{tensor}, the server's full model (frozen bottom blocks
  *                           and the aggregated adapter), what `fedmoe eval` scores
+ *                           its /server_opt/{m,v}/{tensor} (float64) the server optimizer's moments
  *   /checkpoints/latest     soft link to the newest complete checkpoint
  *   /fl/<name>              strategy figures: float64 [row][layer][expert], rows as /routing/index
  *                           (hfedmoe: selected, importance, kl, usage); int32 [client] (budget,
@@ -73,6 +74,7 @@ typedef struct {
   int32_t kept, late, dropped, offline, surplus; /* what became of the sampled clients */
   double t_local_mean; /* s; the hosts' mean local-work time (t_local is the slowest's) */
   int32_t host_clients_max; /* the most sampled clients one host ran */
+  double dp_epsilon; /* DP-FedAvg: epsilon at privacy.delta after this round (NaN without DP) */
 } fm_round_row;
 
 typedef struct fm_runfile fm_runfile;
@@ -144,7 +146,26 @@ fm_err fm_runfile_write_server(fm_runfile *rf, const char *name, const float *w,
  * (runfile_index.c); shared[c] as the strategy's. Collective. */
 fm_err fm_runfile_write_tensor_index(fm_runfile *rf, fm_model *m, const int *shared);
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf);
+/* The server's float64 state of n values at path (e.g. "server_opt/m/wte") of the
+ * checkpoint being written (rank 0's values; collective), and read back from the one
+ * being resumed (collective; into rank 0's v, the others' may point at one double); a missing path is an error naming key, the
+ * configuration key whose value decides that the state exists. */
+fm_err fm_runfile_write_state(fm_runfile *rf, const char *path, const double *v, size_t n);
+fm_err fm_runfile_read_state(fm_runfile *rf, const char *path, const char *key, double *v, size_t n);
 fm_err fm_runfile_close(fm_runfile *rf);
+
+/* Per-client float vectors of n values kept by the toolkit (SCAFFOLD's control
+ * variates) under group in the checkpoint being written: group/values [K][n] and
+ * group/client [K], rows in client-id order for the K clients marked in have [N]
+ * (the same on every rank); this rank's k of them, ids ascending, in data [k][n]. */
+fm_err fm_runfile_write_client_rows(fm_runfile *rf, const char *group, size_t n, const uint8_t *have, int k,
+                                    const int32_t *ids, const float *data);
+/* Read them back from the checkpoint being resumed (collective): the rows of the
+ * clients for which mine(client, arg) holds, *ids [*k] ascending and *data [*k][n]
+ * (caller frees both). A missing group is an error naming key. */
+fm_err fm_runfile_read_client_rows(fm_runfile *rf, const char *group, const char *key, size_t n,
+                                   int (*mine)(int client, void *arg), void *arg, int32_t **ids, int *k,
+                                   float **data);
 
 /* ---- resuming ---- */
 /* Open an existing run file to continue it (collective). Checks that it is a fedmoe

@@ -27,6 +27,7 @@ typedef struct {
   int n;
   fm_device *dev;      /* [N] */
   int nclass;
+  double extra_round_trips; /* protocol round trips beyond download and upload (secure aggregation) */
 } fm_system;
 
 /* What became of a sampled client in a round. */

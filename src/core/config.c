@@ -2,6 +2,7 @@
 #include "fedmoe/config.h"
 #include "fedmoe/fault.h"
 #include "fedmoe/suggest.h"
+#include "fedmoe/toolkit.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -468,6 +469,7 @@ fm_err fm_config_validate(const fm_config *c) {
     }
   }
   FM_CHECK(fm_fault_validate(c));
+  FM_CHECK(fm_toolkit_validate(c));
   {
     /* resource classes: every system list has one entry per class, or one for all */
     const char *names[] = {"system.flops", "system.memory_mb", "system.up_mbps", "system.down_mbps",

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FIX_SCALE 1099511627776.0 /* 2^40 */
+#define FIX_SCALE FM_AGG_SCALE
 #define FIX_LIMIT 4194304.0       /* 2^22: |w x| above this could overflow a sum */
 
 fm_err fm_agg_create(fm_agg *a, const size_t *seg_len, int nseg, int fixed) {
@@ -50,9 +50,10 @@ fm_err fm_agg_add(fm_agg *a, int seg, const float *x, double w) {
       if (!(fabs(v) < FIX_LIMIT))
         FM_ERROR(FM_ERR_DATA, "contribution %g to aggregation segment %d is not finite or too large "
                  "for fixed-point aggregation (training diverged?)", v, seg);
-      q[i] += (int64_t)llrint(v * FIX_SCALE);
+      q[i] = (int64_t)((uint64_t)q[i] + (uint64_t)llrint(v * FIX_SCALE));
     }
-    a->q[a->n + (size_t)seg] += (int64_t)llrint(w * FIX_SCALE);
+    /* unsigned: sums wrap modulo 2^64 (secure aggregation's masks do) */
+    a->q[a->n + (size_t)seg] = (int64_t)((uint64_t)a->q[a->n + (size_t)seg] + (uint64_t)llrint(w * FIX_SCALE));
   } else {
     double *restrict d = a->d + off;
     for (size_t i = 0; i < len; i++) d[i] += w * (double)x[i];
@@ -71,7 +72,8 @@ fm_err fm_agg_reduce(fm_agg *a, int root, MPI_Comm comm) {
     int cnt = (int)(total - off < chunk ? total - off : chunk);
     if (a->fixed) {
       void *buf = a->q + off;
-      FM_MPI(MPI_Reduce(rank == root ? MPI_IN_PLACE : buf, buf, cnt, MPI_INT64_T, MPI_SUM, root, comm));
+      /* as unsigned: the same bits as a signed sum, with wrap-around defined */
+      FM_MPI(MPI_Reduce(rank == root ? MPI_IN_PLACE : buf, buf, cnt, MPI_UINT64_T, MPI_SUM, root, comm));
     } else {
       void *buf = a->d + off;
       FM_MPI(MPI_Reduce(rank == root ? MPI_IN_PLACE : buf, buf, cnt, MPI_DOUBLE, MPI_SUM, root, comm));

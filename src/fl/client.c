@@ -1,5 +1,6 @@
 /* client.c - a client's training steps and evaluations, for the strategies. */
 #include "fedmoe/fl.h"
+#include "fedmoe/toolkit.h"
 
 #include <string.h>
 
@@ -43,6 +44,9 @@ fm_err fm_client_train_step(fm_client_ctx *cx, int split, unsigned class_mask, f
   fm_model_zero_grads(cx->model);
   FM_CHECK(fm_model_forward(cx->model, cx->tokens, cx->targets, B, T, &ce, &lb));
   FM_CHECK(fm_model_backward(cx->model));
+  if (c->fltk.prox_mu > 0 && cx->global) /* FedProx: the proximal term's gradient joins before clipping */
+    fm_prox_apply(cx->model, cx->global, class_mask, c->fltk.prox_mu);
+  if (cx->grad_hook) cx->grad_hook(cx->grad_hook_arg, cx->model, class_mask);
   fm_adamw_hparams h = {lr, (float)c->train.beta1, (float)c->train.beta2, (float)c->train.eps,
                         (float)c->train.weight_decay,
                         fm_model_clip_factor(cx->model, class_mask, c->train.grad_clip)};

@@ -39,7 +39,9 @@ void fm_report_round(const fm_round_row *rr, int R, double wall_s, double eta_s,
              exp(rr->mean_test), rr->test_loss_full, exp(rr->test_loss_full));
   else
     snprintf(test, sizeof test, "%.4f (ppl %.2f)", rr->mean_test, exp(rr->mean_test));
+  char dp[32] = ""; /* with DP, the privacy spent so far (NaN without) */
+  if (!isnan(rr->dp_epsilon)) snprintf(dp, sizeof dp, "  eps %.3g", rr->dp_epsilon);
   fm_say("round %*d/%d  clients %s  loss (nats) train %.4f  val %.4f  test %s  up %s  down %s  "
-         "sim %.1f s  wall %.2f s  ETA %.0f s\n", (int)log10(R) + 1, rr->round, R, who, rr->mean_train,
-         rr->mean_val, test, up, down, rr->sim_time_s, wall_s, eta_s);
+         "sim %.1f s  wall %.2f s  ETA %.0f s%s\n", (int)log10(R) + 1, rr->round, R, who, rr->mean_train,
+         rr->mean_val, test, up, down, rr->sim_time_s, wall_s, eta_s, dp);
 }

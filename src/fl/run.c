@@ -2,6 +2,7 @@
  * evaluate, report. Every rank runs this; rank 0 is the server. */
 #include "client_state.h"
 #include "report.h"
+#include "toolkit_run.h"
 
 #include "fedmoe/fault.h"
 #include "fedmoe/hf.h"
@@ -33,6 +34,7 @@ typedef struct {
   fm_model *model;
   fm_host host;
   fm_agg agg;
+  fm_toolkit tk;            /* the round options of the toolkit (server optimizer, DP, secure aggregation) */
   int nseg;
   float **seg_global;      /* per segment: its values in host.global */
   fm_tensor **seg_tensor;  /* per segment: the model tensor */
@@ -239,6 +241,7 @@ static fm_err setup(run_t *r) {
   fm_err err = fm_agg_create(&r->agg, len, r->nseg, c->fl.aggregation == FM_AGG_FIXED);
   free(len);
   FM_CHECK(err);
+  FM_CHECK(fm_toolkit_create(&r->tk, c, r->seg_tensor, r->nseg, &r->agg, r->comm));
   FM_CALLOC(r->clients, (size_t)c->fl.clients, "client states");
   FM_CALLOC(r->sampled, (size_t)c->fl.clients, "sampled clients");
   FM_CALLOC(r->host_of, (size_t)c->fl.clients, "client placement");
@@ -254,6 +257,7 @@ static fm_err setup(run_t *r) {
   r->deal = 1;
   for (int k = 0; k < r->st->nclass; k++)
     if (!r->st->shared[k]) r->deal = 0;
+  if (r->tk.client_state) r->deal = 0; /* the clients keep the toolkit's state at home */
   r->LE = fm_model_get_shape(r->model)->layers * fm_model_get_shape(r->model)->experts;
   return reserve_stats(r, 1);
 }
@@ -280,6 +284,7 @@ static void teardown(run_t *r) {
   free(r->pflops);
   fm_system_free(&r->sys);
   fm_agg_free(&r->agg);
+  fm_toolkit_free(&r->tk);
   fm_host_free(&r->host);
   if (r->server_state && r->st->server_free) r->st->server_free(r->server_state);
   if (r->model) fm_model_free(r->model);
@@ -306,6 +311,7 @@ static void client_ctx(run_t *r, fm_client_ctx *cx, int client, int slot, int ro
   }
   cx->budget = r->budget[client];
   cx->res = res;
+  cx->global = r->host.global;
   fm_rng_init(&cx->batch_rng, (uint64_t)r->cfg->run.seed, (uint32_t)client, (uint32_t)round, FM_RNG_BATCH);
 }
 
@@ -368,16 +374,13 @@ static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nr
     if (r->status[j] != FM_CLIENT_OFFLINE) {
       FM_CHECK(load_client(r, &cx, 1));
       fm_fault_point(c, r->rank, "local_update", round);
+      FM_CHECK(fm_toolkit_client_begin(&r->tk, &cx));
       FM_CHECK(r->st->local_update(&cx));
       res.bytes_down = r->shared_bytes;
       double tw = (double)r->data.clients[i].split[FM_SPLIT_TRAIN].tokens / wsum;
-      for (int s = 0; s < r->nseg && r->status[j] == FM_CLIENT_KEPT; s++) {
-        fm_tensor *t = r->seg_tensor[s];
-        double w = r->st->contribution ? r->st->contribution(&cx, t, tw) : tw;
-        if (w <= 0) continue;
-        FM_CHECK(fm_agg_add(&r->agg, s, t->w, w));
-        res.bytes_up += t->numel * sizeof(float);
-      }
+      if (r->status[j] == FM_CLIENT_KEPT)
+        FM_CHECK(fm_toolkit_contribute(&r->tk, &r->agg, r->st, &cx, r->seg_global, tw, &res.bytes_up,
+                                       &res.bytes_down));
       fm_host_save(&r->host, &r->clients[i], r->opts);
     }
     double *row = rows + (size_t)(*nrows)++ * ROW_LEN;
@@ -524,6 +527,8 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
   FM_CHECK(err);
   WATCHED("checkpoint: tensor index", err = fm_runfile_write_tensor_index(r->rf, r->model, r->st->shared));
   FM_CHECK(err);
+  WATCHED("checkpoint: toolkit state", err = fm_toolkit_checkpoint(&r->tk, r->rf));
+  FM_CHECK(err);
   for (int c = 0; !err && c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
     size_t n = fm_model_class_numel(r->model, c), kk = (size_t)k;
@@ -568,7 +573,7 @@ static fm_err check_space(run_t *r, int round, const uint8_t *have) {
     for (int c = 0; c < r->host.nclass; c++)
       if (!r->st->shared[c]) priv += 12.0 * (double)fm_model_class_numel(r->model, c);
     for (int i = 0; i < r->cfg->fl.clients; i++) with_state += have[i];
-    need += 1.1 * ((double)r->shared_bytes + with_state * priv);
+    need += 1.1 * ((double)r->shared_bytes + with_state * priv + fm_toolkit_ckpt_bytes(&r->tk, with_state));
     if (r->rank == 0) need += 1.1 * fm_server_model_bytes(r->st, r->server_state, r->model);
   }
   if (r->rank == 0) {
@@ -595,6 +600,7 @@ static fm_err check_space(run_t *r, int round, const uint8_t *have) {
 static fm_err restore(run_t *r) {
   for (int s = 0; s < r->nseg; s++)
     FM_CHECK(fm_runfile_read_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
+  FM_CHECK(fm_toolkit_restore(&r->tk, r->rf));
   for (int c = 0; c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
     size_t n = fm_model_class_numel(r->model, c);
@@ -689,6 +695,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
   for (int i = 0; i < fm_phase_n(); i++) last[i] = fm_phase_seconds(i), lastc[i] = fm_phase_count(i);
   fm_phase_begin(r->ph_bcast);
   err = bcast_global(r);
+  if (!err) err = fm_toolkit_bcast(&r->tk);
   fm_phase_end_as(r->ph_bcast, r->nseg > 0); /* nothing shared (local): nothing sent */
   /* this invocation runs rounds first..last: all of them, or up to run.stop_after */
   int last_round = R;
@@ -698,11 +705,14 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     fm_watch_phase("local_update", round);
     int m = fm_sample_clients(c, round, r->sampled);
     /* the simulated clock decides, the same way on every rank, who makes the round */
-    double steps = r->st->steps_per_round ? r->st->steps_per_round(c) : c->fl.local_steps;
+    double steps = (r->st->steps_per_round ? r->st->steps_per_round(c) : c->fl.local_steps) +
+                   fm_toolkit_extra_steps(&r->tk);
     double work = fm_model_flops_per_token(r->model, c->train.seq_len) * c->train.batch * c->train.seq_len * steps;
     for (int j = 0; j < m; j++) r->pflops[j] = work;
-    double sim_round = fm_system_plan(&r->sys, c, round, r->sampled, m, r->pflops, (double)r->shared_bytes,
-                                      (double)r->shared_bytes, r->status, r->simtime);
+    double bdown, bup;
+    fm_toolkit_plan(&r->tk, &r->agg, (double)r->shared_bytes, m, &bdown, &bup, &r->sys.extra_round_trips);
+    double sim_round = fm_system_plan(&r->sys, c, round, r->sampled, m, r->pflops, bdown, bup, r->status, r->simtime);
+    fm_toolkit_round(&r->tk, round, r->sampled, r->status, m);
     int fate[5] = {0};
     double wsum = 0;
     for (int j = 0; j < m; j++) {
@@ -725,6 +735,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       fm_fault_point(c, r->rank, "aggregate", round);
       fm_watch_enter("aggregate");
       err = fm_agg_reduce(&r->agg, 0, r->comm);
+      if (!err) err = fm_toolkit_reduce(&r->tk);
       fm_watch_leave();
       fm_phase_end(r->ph_reduce);
       if ((err = fm_error_agree(err, &r->comm))) break;
@@ -732,8 +743,8 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       fm_watch_phase("server_step", round);
       fm_fault_point(c, r->rank, "server_step", round);
       if (r->rank == 0) {
-        fm_agg_result(&r->agg, r->seg_global);
-        if (r->st->server_step) err = server_work(r, round, m, &full_loss);
+        err = fm_toolkit_server(&r->tk, &r->agg, r->seg_global);
+        if (!err && r->st->server_step) err = server_work(r, round, m, &full_loss);
       }
       fm_phase_end_as(r->ph_server, r->rank == 0);
       /* the server's failure must not leave the hosts waiting in the broadcast */
@@ -741,6 +752,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
       fm_phase_begin(r->ph_bcast);
       fm_watch_phase("broadcast", round);
       err = bcast_global(r);
+      if (!err) err = fm_toolkit_bcast(&r->tk);
       fm_phase_end(r->ph_bcast);
       if (err) break;
     }
@@ -793,7 +805,8 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
                           .test_loss_emulator = r->st->server_eval ? te : NAN, .sim_time_s = sim_round,
                           .kept = fate[FM_CLIENT_KEPT], .late = fate[FM_CLIENT_LATE],
                           .dropped = fate[FM_CLIENT_DROPPED], .offline = fate[FM_CLIENT_OFFLINE],
-                          .surplus = fate[FM_CLIENT_SURPLUS], .host_clients_max = r->most};
+                          .surplus = fate[FM_CLIENT_SURPLUS], .host_clients_max = r->most,
+                          .dp_epsilon = fm_toolkit_epsilon(&r->tk, round)};
       sum->final_test_full = full_loss;
     }
     /* the run file: every rank takes part in each collective write; an error from
@@ -1050,6 +1063,9 @@ static fm_err run_watched(run_t *rp, const fm_config *cfg, const fm_run_opts *op
              r.deal ? "sampled clients dealt by work each round" : "each client at home: private state", cfg->fl.rounds,
              r.shared_bytes / sizeof(float), r.nseg, fm_host_private_bytes(&r.host) / 1024.0);
     err = rounds(&r, opts, done + 1, sum);
+    if (!err && cfg->fltk.finetune_steps > 0 && sum->rounds_done == cfg->fl.rounds)
+      err = fm_toolkit_finetune(cfg, r.st, &r.data, &r.host, r.clients, r.budget, r.tokens, r.targets, r.rf, comm,
+                                opts->quiet);
   }
   fm_watch_phase("close", 0);
   fm_watch_enter("close run file");

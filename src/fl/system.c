@@ -136,7 +136,7 @@ double fm_system_plan(const fm_system *s, const fm_config *c, int round, const i
     fm_rng r;
     fm_rng_init(&r, (uint64_t)c->run.seed, (uint32_t)clients[j], (uint32_t)round, FM_RNG_SYSTEM);
     double online = fm_rng_uniform(&r), drop = fm_rng_uniform(&r);
-    time[j] = fm_device_time(d, flops[j], bytes_down, bytes_up);
+    time[j] = fm_device_time(d, flops[j], bytes_down, bytes_up) + 2 * s->extra_round_trips * d->latency_s;
     status[j] = online >= d->availability ? FM_CLIENT_OFFLINE
                 : drop < d->dropout       ? FM_CLIENT_DROPPED
                 : c->fl.deadline_s > 0 && time[j] > c->fl.deadline_s ? FM_CLIENT_LATE

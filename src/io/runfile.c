@@ -52,7 +52,7 @@ static hid_t round_type(void) {
   M(test_loss_emulator, H5T_NATIVE_DOUBLE); M(sim_time_s, H5T_NATIVE_DOUBLE);
   M(kept, H5T_NATIVE_INT32); M(late, H5T_NATIVE_INT32); M(dropped, H5T_NATIVE_INT32);
   M(offline, H5T_NATIVE_INT32); M(surplus, H5T_NATIVE_INT32); M(t_local_mean, H5T_NATIVE_DOUBLE);
-  M(host_clients_max, H5T_NATIVE_INT32);
+  M(host_clients_max, H5T_NATIVE_INT32); M(dp_epsilon, H5T_NATIVE_DOUBLE);
 #undef M
   return t;
 }
@@ -458,6 +458,30 @@ fm_err fm_runfile_write_server(fm_runfile *rf, const char *name, const float *w,
   return fm_runfile_write_tensor(rf, "server", name, w, rows, cols,
                                  "the server's own model (fedbiot: the full model, bottom blocks frozen after "
                                  "pretraining, the aggregated adapter on top) after the round");
+}
+
+/* A 1-D dataset of the checkpoint being written, path (rank 0's n values of type):
+ * state beside the model's tensors (the server optimizer's moments, control
+ * variates). Collective. */
+fm_err fm_runfile_write_1d(fm_runfile *rf, const char *path, hid_t type, const void *buf, size_t n) {
+  hsize_t dims = n;
+  hid_t fs = H5Screate_simple(1, &dims, NULL), lcpl = H5Pcreate(H5P_LINK_CREATE);
+  if (lcpl >= 0) H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t d = H5Dcreate2(rf->ckpt, path, type, fs, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  H5Pclose(lcpl);
+  if (fm_runfile_agree(rf, d < 0 ? -1 : 0) < 0) {
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(fs);
+    RF_ERROR_ALL(FM_ERR_HDF5, "%s: HDF5 failed to create %s in a checkpoint", rf->path, path);
+  }
+  hid_t ms = H5Screate_simple(1, &dims, NULL);
+  if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
+  herr_t e = fm_runfile_agree(rf, H5Dwrite(d, type, ms, fs, rf->dxpl, buf));
+  H5Sclose(ms);
+  H5Sclose(fs);
+  H5Dclose(d);
+  if (e < 0) RF_ERROR_ALL(FM_ERR_HDF5, "%s: HDF5 failed to write %s in a checkpoint", rf->path, path);
+  return FM_OK;
 }
 
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf) {

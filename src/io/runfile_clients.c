@@ -170,3 +170,68 @@ fm_err fm_runfile_read_class(fm_runfile *rf, int cls, size_t n, int k, const int
   free(rows);
   return err;
 }
+
+fm_err fm_runfile_write_client_rows(fm_runfile *rf, const char *group, size_t n, const uint8_t *have, int k,
+                                    const int32_t *ids, const float *data) {
+  int32_t *row, *mine = NULL, *all = NULL, *r0 = NULL;
+  int K = 0;
+  FM_CALLOC(row, (size_t)rf->N + 1, "checkpoint rows");
+  for (int i = 0; i < rf->N; i++) { row[i] = K; K += have[i] != 0; }
+  fm_err err = fm_calloc(&mine, (size_t)k + 1, sizeof *mine, "checkpoint rows");
+  if (!err) err = fm_calloc(&all, (size_t)K + 1, sizeof *all, "checkpoint rows");
+  if (!err) err = fm_calloc(&r0, (size_t)K + 1, sizeof *r0, "checkpoint rows");
+  for (int j = 0; !err && j < k; j++) mine[j] = row[ids[j]];
+  for (int i = 0, j = 0; !err && i < rf->N; i++) if (have[i]) { r0[j] = j; all[j++] = i; }
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  if (lcpl >= 0) H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t g = err ? -1 : H5Gcreate2(rf->ckpt, group, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  H5Pclose(lcpl);
+  if (!err && g < 0) err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_HDF5, "%s: cannot create %s", rf->path, group);
+  if (!err) err = rows_io(rf, g, "values", H5T_NATIVE_FLOAT, n, K, mine, k, (void *)data, 1);
+  if (!err) err = rows_io(rf, g, "client", H5T_NATIVE_INT32, 0, K, r0, rf->rank == 0 ? K : 0, all, 1);
+  if (g >= 0) H5Gclose(g);
+  free(row); free(mine); free(all); free(r0);
+  return err;
+}
+
+fm_err fm_runfile_read_client_rows(fm_runfile *rf, const char *group, const char *key, size_t n,
+                                   int (*mine)(int client, void *arg), void *arg, int32_t **ids, int *k,
+                                   float **data) {
+  char name[FM_PATH_MAX];
+  *ids = NULL, *data = NULL, *k = 0;
+  snprintf(name, sizeof name, "%s/client", group);
+  htri_t there = H5Lexists(rf->ckpt, group, H5P_DEFAULT) > 0 && H5Lexists(rf->ckpt, name, H5P_DEFAULT) > 0;
+  if (!there)
+    FM_ERROR(FM_ERR_FORMAT, "%s: checkpoint r%06d has no %s (%s differs from the run's: resume with its value)",
+             rf->path, rf->ckpt_round, group, key);
+  hid_t d = H5Dopen2(rf->ckpt, name, H5P_DEFAULT);
+  hid_t sp = H5Dget_space(d);
+  int K = (int)H5Sget_simple_extent_npoints(sp);
+  H5Sclose(sp);
+  int32_t *all = NULL, *rows = NULL;
+  fm_err err = fm_calloc(&all, (size_t)K + 1, sizeof *all, "checkpoint client ids");
+  if (!err && K > 0 && H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, rf->dxpl, all) < 0)
+    err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_FORMAT, "%s: cannot read %s", rf->path, name);
+  H5Dclose(d);
+  for (int j = 0; !err && j < K; j++)
+    if (all[j] < 0 || all[j] >= rf->N || (j && all[j] <= all[j - 1]))
+      err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_FORMAT, "%s: %s holds client id %d out of order or "
+                         "range (corrupted checkpoint?)", rf->path, name, all[j]);
+  if (!err) err = fm_calloc(ids, (size_t)K + 1, sizeof **ids, "checkpoint client ids");
+  if (!err) err = fm_calloc(&rows, (size_t)K + 1, sizeof *rows, "checkpoint rows");
+  for (int j = 0; !err && j < K; j++)
+    if (mine(all[j], arg)) { rows[*k] = j; (*ids)[(*k)++] = all[j]; }
+  if (!err) err = fm_calloc(data, (size_t)*k * n + 1, sizeof **data, "checkpoint client rows");
+  hid_t g = err ? -1 : H5Gopen2(rf->ckpt, group, H5P_DEFAULT);
+  /* every rank enters the collective read, with no rows after a local failure */
+  fm_err rd = g < 0 && !err ? fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_FORMAT, "%s: cannot open %s",
+                                          rf->path, group)
+                            : FM_OK;
+  if (g >= 0) rd = rows_io(rf, g, "values", H5T_NATIVE_FLOAT, n, K, rows, *k, *data, 0);
+  if (g >= 0) H5Gclose(g);
+  free(all);
+  free(rows);
+  if (!err) err = rd;
+  if (err) { free(*ids); free(*data); *ids = NULL; *data = NULL; *k = 0; }
+  return err;
+}

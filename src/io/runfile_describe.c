@@ -63,6 +63,7 @@ static const field_doc round_fields[] = {
   {"t_local_mean", "local updates: the mean time over the hosts that ran clients (t_local / t_local_mean: the "
                    "load imbalance)", "s"},
   {"host_clients_max", "the most sampled clients one host ran", "1"},
+  {"dp_epsilon", "DP-FedAvg: epsilon spent so far at privacy.delta (NaN without differential privacy)", "1"},
 };
 
 static const field_doc index_fields[] = {
