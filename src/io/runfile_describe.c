@@ -71,6 +71,16 @@ static const field_doc index_fields[] = {
   {"client", "client of the statistics row", "1"},
 };
 
+static const field_doc tensor_index_fields[] = {
+  {"name", "the model tensor's name", "1"},
+  {"where", "0: frozen (not stored), 1: a shared dataset shared/<name>, 2: a private class's rows", "1"},
+  {"cls", "the tensor's sharing class (-1: frozen)", "1"},
+  {"offset", "floats before the tensor in its class's buffer (a private class's rows)", "1"},
+  {"ndim", "dimensions the tensor has in files (1: vector, 2: matrix)", "1"},
+  {"rows", "rows of the tensor", "1"},
+  {"cols", "columns of the tensor", "1"},
+};
+
 /* The strategies' per-expert figures (/fl/<name>) and per-client integers. */
 static const field_doc fl_datasets[] = {
   {"selected", "hfedmoe: 1 where the client trained the expert this round, 0 elsewhere; [row][layer][expert], "
@@ -142,6 +152,11 @@ static fm_err describe_compound(fm_runfile *rf, hid_t ds, const char *descriptio
 }
 
 #define NDOC(a) (int)(sizeof a / sizeof a[0])
+
+fm_err fm_runfile_describe_tensor_index(fm_runfile *rf, hid_t ds) {
+  return describe_compound(rf, ds, "where each model tensor is stored in this checkpoint and its shape",
+                           tensor_index_fields, NDOC(tensor_index_fields));
+}
 
 fm_err fm_runfile_describe_layout(fm_runfile *rf) {
   FM_CHECK(fm_runfile_text_attr(rf, rf->file, "description",

@@ -81,6 +81,8 @@ fm_err fm_runfile_describe(fm_runfile *rf, hid_t obj, const char *description, c
 fm_err fm_runfile_text_attr(fm_runfile *rf, hid_t obj, const char *name, const char *value);
 fm_err fm_runfile_describe_layout(fm_runfile *rf);
 fm_err fm_runfile_describe_fl(fm_runfile *rf, hid_t ds, const char *name);
+/* ... of a checkpoint's /tensors table (runfile_index.c) */
+fm_err fm_runfile_describe_tensor_index(fm_runfile *rf, hid_t ds);
 /* The HDF5 enum of /metrics/clients status (FM_CLIENT_* and -1, evaluated only). */
 hid_t fm_runfile_status_type(void);
 /* A run file handle with its types and transfer list, no file yet. */

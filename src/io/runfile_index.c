@@ -59,10 +59,11 @@ fm_err fm_runfile_write_tensor_index(fm_runfile *rf, fm_model *m, const int *sha
     e = fm_runfile_agree(rf, H5Dwrite(d, type, ms, fs, rf->dxpl, rows));
     H5Sclose(ms);
   }
+  fm_err derr = e >= 0 ? fm_runfile_describe_tensor_index(rf, d) : FM_OK;
   if (d >= 0) H5Dclose(d);
   H5Sclose(fs);
   H5Tclose(type);
   free(rows);
   RF_CHECK(e, "write a checkpoint's tensor table");
-  return FM_OK;
+  return derr;
 }
