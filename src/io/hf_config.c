@@ -430,13 +430,17 @@ fm_err fm_hf_config_apply(fm_config *c, const char *text) {
   /* upcycling a llama into experts gives Mixtral's layout */
   int family = s->family == FM_FAMILY_LLAMA && upcycle == FM_UPCYCLE_COPY ? FM_FAMILY_MIXTRAL : s->family;
   FIX("model.family", "model_type", "%s", families[family]);
-  FIX("model.kv_heads", "num_key_value_heads", "%d", s->kv_heads);
-  FIX("model.head_dim", "head_dim", "%d", s->head_dim);
+  /* gpt2's attention is fixed by d_model and heads: its keys stay 0 (the default) */
+  if (s->family != FM_FAMILY_GPT2) {
+    FIX("model.kv_heads", "num_key_value_heads", "%d", s->kv_heads);
+    FIX("model.head_dim", "head_dim", "%d", s->head_dim);
+  }
   FIX("model.ffn", s->family == FM_FAMILY_GPT2 ? "n_inner" : "intermediate_size", "%d", s->ffn);
   FIX("model.norm_eps", s->family == FM_FAMILY_GPT2 ? "layer_norm_epsilon" : "rms_norm_eps", "%.9g", s->norm_eps);
-  static const char *const ropes[] = {"none", "default", "llama3"};
-  FIX("model.rope_type", "rope_parameters.rope_type", "%s", ropes[s->rope_type]);
-  if (s->rope_type != FM_ROPE_NONE) FIX("model.rope_theta", "rope_theta", "%.9g", s->rope_theta);
+  if (s->rope_type != FM_ROPE_NONE) {
+    FIX("model.rope_theta", "rope_theta", "%.9g", s->rope_theta);
+    FIX("model.rope_scaling", "rope_type", "%s", s->rope_type == FM_ROPE_LLAMA3 ? "llama3" : "none");
+  }
   if (s->rope_type == FM_ROPE_LLAMA3) {
     FIX("model.rope_factor", "factor", "%.9g", s->rope_factor);
     FIX("model.rope_low_freq", "low_freq_factor", "%.9g", s->rope_low_freq);
