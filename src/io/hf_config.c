@@ -201,6 +201,10 @@ static fm_err parse_llama(const jctx *h, fm_hf_config *hc, const char *mt) {
   FM_CHECK(get_real(h, r, "rms_norm_eps", 1e-6, 0, &s->norm_eps));
   FM_CHECK(get_bool(h, r, "tie_word_embeddings", 0, &s->tied));
   FM_CHECK(get_bool(h, r, "attention_bias", 0, &s->attn_bias));
+  /* llama's and OLMoE's attention_bias also biases o_proj, which the blocks lack;
+   * qwen2's q/k/v biases are set by model_type below */
+  if (s->attn_bias && strcmp(mt, "qwen2") && strcmp(mt, "qwen2_moe"))
+    CFG_ERROR(h, "attention_bias", "true is not supported (it adds an o_proj bias, which fedmoe's blocks lack)");
   FM_CHECK(parse_rope(h, s));
   const char *act = get_str(r, "hidden_act", "silu");
   if (strcmp(act, "silu")) CFG_ERROR(h, "hidden_act", "'%s': the llama blocks use SwiGLU (silu)", act);
