@@ -31,6 +31,7 @@ enum { FM_SELECT_IB, FM_SELECT_RANDOM, FM_SELECT_USAGE };
 enum { FM_FINAL_EVAL_ALL, FM_FINAL_EVAL_SAMPLED };
 /* auto|true|false keys: auto is the family's or the shape's default */
 enum { FM_TRI_AUTO, FM_TRI_TRUE, FM_TRI_FALSE };
+enum { FM_ROPE_SCALING_NONE, FM_ROPE_SCALING_LLAMA3 };
 enum { FM_FORMAT_AUTO, FM_FORMAT_TEXT, FM_FORMAT_JSONL };
 enum { FM_SERVER_AVG, FM_SERVER_AVGM, FM_SERVER_ADAM, FM_SERVER_YOGI, FM_SERVER_ADAGRAD };
 enum { FM_SAMPLING_FIXED, FM_SAMPLING_POISSON };
@@ -52,6 +53,8 @@ typedef struct fm_config {
     int family, kv_heads, head_dim, ffn, expert_ffn, shared_ffn, attn_lora_rank;
     int norm_topk, tied, attn_bias, qk_norm; /* FM_TRI_* */
     double norm_eps, rope_theta;
+    int rope_scaling, rope_orig_ctx; /* FM_ROPE_SCALING_*; llama3's original context */
+    double rope_factor, rope_low_freq, rope_high_freq;
     char init[FM_PATH_MAX]; /* "" or a Hugging Face model folder to start from */
     int upcycle;            /* FM_UPCYCLE_*: a dense folder's FFN into experts */
     char tokenizer[FM_PATH_MAX]; /* "": model.init's folder's tokenizer, else bytes */

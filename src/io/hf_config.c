@@ -201,6 +201,10 @@ static fm_err parse_llama(const jctx *h, fm_hf_config *hc, const char *mt) {
   FM_CHECK(get_real(h, r, "rms_norm_eps", 1e-6, 0, &s->norm_eps));
   FM_CHECK(get_bool(h, r, "tie_word_embeddings", 0, &s->tied));
   FM_CHECK(get_bool(h, r, "attention_bias", 0, &s->attn_bias));
+  /* llama's and OLMoE's attention_bias also biases o_proj, which the blocks lack;
+   * qwen2's q/k/v biases are set by model_type below */
+  if (s->attn_bias && strcmp(mt, "qwen2") && strcmp(mt, "qwen2_moe"))
+    CFG_ERROR(h, "attention_bias", "true is not supported (it adds an o_proj bias, which fedmoe's blocks lack)");
   FM_CHECK(parse_rope(h, s));
   const char *act = get_str(r, "hidden_act", "silu");
   if (strcmp(act, "silu")) CFG_ERROR(h, "hidden_act", "'%s': the llama blocks use SwiGLU (silu)", act);
@@ -430,13 +434,17 @@ fm_err fm_hf_config_apply(fm_config *c, const char *text) {
   /* upcycling a llama into experts gives Mixtral's layout */
   int family = s->family == FM_FAMILY_LLAMA && upcycle == FM_UPCYCLE_COPY ? FM_FAMILY_MIXTRAL : s->family;
   FIX("model.family", "model_type", "%s", families[family]);
-  FIX("model.kv_heads", "num_key_value_heads", "%d", s->kv_heads);
-  FIX("model.head_dim", "head_dim", "%d", s->head_dim);
+  /* gpt2's attention is fixed by d_model and heads: its keys stay 0 (the default) */
+  if (s->family != FM_FAMILY_GPT2) {
+    FIX("model.kv_heads", "num_key_value_heads", "%d", s->kv_heads);
+    FIX("model.head_dim", "head_dim", "%d", s->head_dim);
+  }
   FIX("model.ffn", s->family == FM_FAMILY_GPT2 ? "n_inner" : "intermediate_size", "%d", s->ffn);
   FIX("model.norm_eps", s->family == FM_FAMILY_GPT2 ? "layer_norm_epsilon" : "rms_norm_eps", "%.9g", s->norm_eps);
-  static const char *const ropes[] = {"none", "default", "llama3"};
-  FIX("model.rope_type", "rope_parameters.rope_type", "%s", ropes[s->rope_type]);
-  if (s->rope_type != FM_ROPE_NONE) FIX("model.rope_theta", "rope_theta", "%.9g", s->rope_theta);
+  if (s->rope_type != FM_ROPE_NONE) {
+    FIX("model.rope_theta", "rope_theta", "%.9g", s->rope_theta);
+    FIX("model.rope_scaling", "rope_type", "%s", s->rope_type == FM_ROPE_LLAMA3 ? "llama3" : "none");
+  }
   if (s->rope_type == FM_ROPE_LLAMA3) {
     FIX("model.rope_factor", "factor", "%.9g", s->rope_factor);
     FIX("model.rope_low_freq", "low_freq_factor", "%.9g", s->rope_low_freq);

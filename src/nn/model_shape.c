@@ -77,6 +77,17 @@ fm_err fm_model_shape_from_config(const fm_config *c, fm_model_shape *s) {
   s->norm_eps = (float)c->model.norm_eps;
   s->rope_type = gpt2 ? FM_ROPE_NONE : FM_ROPE_DEFAULT;
   s->rope_theta = (float)c->model.rope_theta;
+  if (c->model.rope_scaling == FM_ROPE_SCALING_LLAMA3) {
+    if (gpt2) FM_CONFIG_ERROR(c, "model.rope_scaling", "gpt2 has learned positions, no rotary embedding");
+    if (c->model.rope_high_freq <= c->model.rope_low_freq)
+      FM_CONFIG_ERROR(c, "model.rope_high_freq", "%g must exceed model.rope_low_freq = %g",
+                      c->model.rope_high_freq, c->model.rope_low_freq);
+    s->rope_type = FM_ROPE_LLAMA3;
+    s->rope_factor = (float)c->model.rope_factor;
+    s->rope_low_freq = (float)c->model.rope_low_freq;
+    s->rope_high_freq = (float)c->model.rope_high_freq;
+    s->rope_orig_ctx = c->model.rope_orig_ctx;
+  }
   s->norm_topk = tri(c->model.norm_topk, s->top_k >= 2);
   s->tied = tri(c->model.tied, gpt2);
   s->attn_bias = tri(c->model.attn_bias, gpt2 || s->family == FM_FAMILY_QWEN2_MOE);

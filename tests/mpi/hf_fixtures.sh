@@ -14,7 +14,7 @@ if [ ! -d "$FIX" ]; then
   echo "SKIP: $FIX does not exist yet: run tests/fixtures/make_hf_fixtures.py where transformers is installed"
   exit 77
 fi
-sed -i '/^d_model\|^heads\|^layers\|^context/d' "$TMP/tiny.ini"
+sed -i '/^d_model\|^heads\|^layers\|^context\|^experts\|^top_k/d' "$TMP/tiny.ini"
 field() { "$PYTHON_H5PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 ce() { awk '/^cross_entropy/ {print $2}' "$TMP/out"; }
 bad=""

@@ -334,6 +334,17 @@ static void test_config_errors(void) {
   expect_cfg_error("{\"model_type\":\"llama\",\"hidden_size\":32,\"intermediate_size\":48,\"num_attention_heads\":4,"
                    "\"num_hidden_layers\":2,\"num_key_value_heads\":3,\"max_position_embeddings\":64,\"vocab_size\":256}",
                    "field 'num_key_value_heads'");
+  const char *llama = "{\"model_type\":\"llama\",\"hidden_size\":32,\"intermediate_size\":48,"
+                      "\"num_attention_heads\":4,\"num_hidden_layers\":2,\"max_position_embeddings\":64,"
+                      "\"vocab_size\":256,";
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s\"attention_bias\":true}", llama);
+  expect_cfg_error(buf, "field 'attention_bias': true is not supported (it adds an o_proj bias");
+  snprintf(buf, sizeof buf, "%s\"mlp_bias\":true}", llama);
+  expect_cfg_error(buf, "field 'mlp_bias': true is not supported");
+  expect_cfg_error("{\"model_type\":\"olmoe\",\"hidden_size\":32,\"intermediate_size\":48,\"num_attention_heads\":4,"
+                   "\"num_hidden_layers\":2,\"max_position_embeddings\":64,\"vocab_size\":256,\"num_experts\":4,"
+                   "\"num_experts_per_tok\":2,\"clip_qkv\":8}", "field 'clip_qkv'");
 }
 
 /* model.init: the folder's values replace defaults; explicit equal values stay;
