@@ -103,12 +103,17 @@ static fm_err check_config(fm_runfile *rf, const fm_config *cfg) {
     char was[600], now[600];
     fm_config_value_text(&old, k, was, sizeof was);
     fm_config_value_text(cfg, k, now, sizeof now);
-    if (strcmp(was, now))
+    if (strcmp(was, now)) {
+      char list[1024] = ""; /* the keys marked free in config_keys.c, named in the message */
+      size_t off = 0;
+      for (int j = 0; j < fm_config_nkeys && off < sizeof list; j++)
+        if (fm_config_keys[j].on_resume == FM_RESUME_FREE)
+          off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", off ? ", " : "", fm_config_keys[j].name);
       err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_CONFIG,
                          "%s: cannot resume: %s is '%s' in the run file, '%s' now (from %s); a resumed run may change "
-                         "only run.output, run.name, run.checkpoint_every, run.keep_last, run.stop_after, "
-                         "run.log_level, run.threads, debug.fail and fl.rounds%s", rf->path, k->name, was, now, cfg->origin[i],
-                         cfg->train.schedule == FM_SCHED_COSINE ? " (not with train.schedule = cosine)" : "");
+                         "only %s%s", rf->path, k->name, was, now, cfg->origin[i], list,
+                         cfg->train.schedule == FM_SCHED_COSINE ? " (fl.rounds not with train.schedule = cosine)" : "");
+    }
   }
   fm_config_free(&old);
   return err;

@@ -193,8 +193,14 @@ mpi 3 run "$TMP/tiny.ini" ${common#-q} --set fl.sample_count=2 --set system.drop
 grep -q "round 1: fl.secure_agg: 1 client left" "$TMP/out" || { cat "$TMP/out"; fail "no warning for a void round"; }
 "$H5DIFF" --follow-symlinks "$TMP/void.h5" "$TMP/void.h5" /checkpoints/r000004/shared /checkpoints/r000001/shared \
   >"$TMP/diff" 2>&1 || { cat "$TMP/diff"; fail "void rounds changed the model"; }
-"$H5DIFF" --follow-symlinks -d 1e-6 "$TMP/void.h5" "$TMP/init.h5" /checkpoints/r000001/shared \
-  /checkpoints/r000001/shared >"$TMP/diff" 2>&1 || { cat "$TMP/diff"; fail "a void round 1 changed the model"; }
+# values only, to 1e-6 (h5diff would also compare the checksums, which see every bit)
+"$PYTHON_H5PY" - "$TMP/void.h5" "$TMP/init.h5" <<'PY' || fail "a void round 1 changed the model"
+import sys, h5py, numpy as np
+a, b = (h5py.File(x, "r")["/checkpoints/r000001/shared"] for x in sys.argv[1:3])
+assert sorted(a) == sorted(b)
+for k in a:
+    assert np.allclose(a[k][...], b[k][...], rtol=0, atol=1e-6), k
+PY
 echo "ok: a secure-aggregation round with one survivor is void, with a warning"
 
 # bad input
