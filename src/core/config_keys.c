@@ -26,7 +26,8 @@ const fm_key fm_config_keys[] = {
   {"run.log_level", FM_KEY_ENUM, F(run.log_level), "info", 0, 0, "error|warn|info|debug", "log level", FM_RESUME_FREE},
   {"run.threads", FM_KEY_INT, F(run.threads), "1", 1, 1024, NULL, "BLIS threads per rank", FM_RESUME_FREE},
   {"run.collective_timeout", FM_KEY_REAL, F(run.collective_timeout), "600", 0, 1e9, NULL,
-   "seconds a rank may wait in a collective before the job ends naming the missing ranks (0: never)",
+   "seconds a rank may wait for the others in a collective before the job ends naming the missing ranks "
+   "(0: never; above the longest time one rank works while the others wait)",
    FM_RESUME_FREE},
   /* [model] */
   {"model.vocab", FM_KEY_INT, F(model.vocab), "256", 2, 16777216, NULL,

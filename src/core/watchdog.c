@@ -123,8 +123,8 @@ static void die_alone(const wd_state *s, const char *why) {
   die(msg);
 }
 
-/* Rank 0: ask every rank where it is, name the missing ones, end the job. ref is the
- * expired state that set this off (rank `from`'s). */
+/* Rank 0: ask every rank where it is, name the missing ones, end the job. first is
+ * the expired state that set this off (rank `from`'s). */
 static void report(const wd_state *first, int from) {
   const wd_state *ref = first;
   int P = wd.size;
