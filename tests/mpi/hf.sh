@@ -89,7 +89,7 @@ done
 # every strategy starts from the folder (hfedmoe needs experts: upcycled)
 for st in "fedbiot" "hfedmoe --set model.upcycle=copy"; do
   # shellcheck disable=SC2086
-  mpi 3 run "$TMP/tiny.ini" -q --set model.init="$TMP/g32" --set fl.rounds=1 --set run.output="$TMP/st.h5" \
+  mpi 3 run "$TMP/tiny.ini" -q --overwrite --set model.init="$TMP/g32" --set fl.rounds=1 --set run.output="$TMP/st.h5" \
     --set fl.strategy=$st || { cat "$TMP/out"; fail "$st from model.init"; }
 done
 echo "ok: fedbiot and hfedmoe start from model.init"
