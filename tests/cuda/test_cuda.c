@@ -117,9 +117,9 @@ static void layernorm(void) {
         *gd = dev_floats(dout, (size_t)N * C), *go = dev_floats(NULL, (size_t)N * C),
         *gm = dev_floats(NULL, N), *gr = dev_floats(NULL, N), *gdx = dev_floats(NULL, (size_t)N * C),
         *gdw = dev_floats(NULL, C), *gdb = dev_floats(NULL, C), *gdw2 = dev_floats(NULL, C);
-  fm_layernorm_forward(out, mean, rstd, x, w, b, N, C);
+  fm_layernorm_forward(out, mean, rstd, x, w, b, N, C, 1e-5f);
   fm_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C);
-  CU_ASSERT(fm_cu_layernorm_forward(cu, go, gm, gr, gx, gw, gb, N, C) == FM_OK);
+  CU_ASSERT(fm_cu_layernorm_forward(cu, go, gm, gr, gx, gw, gb, N, C, 1e-5f) == FM_OK);
   CU_ASSERT(fm_cu_layernorm_backward(cu, gdx, gdw, gdb, gd, gx, gw, gm, gr, N, C) == FM_OK);
   CU_ASSERT(fm_cu_layernorm_backward(cu, NULL, gdw2, NULL, gd, gx, gw, gm, gr, N, C) == FM_OK);
   CLOSE(go, out, (size_t)N * C, 1e-5);
@@ -176,8 +176,8 @@ static void attention(void) {
   float *qkv = host_rand(nq, 16, 1), *dout = host_rand(no, 17, 1);
   float *out = calloc(no, 4), *att = calloc(na, 4), *dqkv = calloc(nq, 4);
   float *scr = calloc(fm_attention_scratch(T), 4);
-  fm_attention_forward(out, att, qkv, B, T, D, H);
-  fm_attention_backward(dqkv, scr, dout, qkv, att, B, T, D, H);
+  fm_attention_forward(out, att, qkv, B, T, H, H, D / H);
+  fm_attention_backward(dqkv, scr, dout, qkv, att, B, T, H, H, D / H);
   float *gq = dev_floats(qkv, nq), *gd = dev_floats(dout, no), *go = dev_floats(NULL, no),
         *ga = dev_floats(NULL, na), *gdq = dev_floats(NULL, nq), *gdq2 = dev_floats(NULL, nq);
   CU_ASSERT(fm_cu_attention_forward(cu, go, ga, gq, B, T, D, H) == FM_OK);

@@ -50,7 +50,7 @@ fm_err fm_cu_linear_backward(fm_cu *cu, float *dinp, float *dw, float *db, const
                              const float *inp, const float *w, int N, int C, int OC,
                              int accumulate);
 fm_err fm_cu_layernorm_forward(fm_cu *cu, float *out, float *mean, float *rstd, const float *inp,
-                               const float *w, const float *b, int N, int C);
+                               const float *w, const float *b, int N, int C, float eps);
 fm_err fm_cu_layernorm_backward(fm_cu *cu, float *dinp, float *dw, float *db, const float *dout,
                                 const float *inp, const float *w, const float *mean,
                                 const float *rstd, int N, int C);

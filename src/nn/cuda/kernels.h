@@ -30,9 +30,9 @@ int fm_cuk_colsum(float *out, const float *in, int N, int C, float *scratch, voi
 /* out[N,C] (+)= b[C] broadcast over the rows (accumulate 0: written) */
 int fm_cuk_bias_rows(float *out, const float *b, int N, int C, int accumulate, void *stream);
 
-/* layernorm, eps 1e-5: out = (inp - mean) rstd w + b; keeps mean[N], rstd[N] */
+/* layernorm: out = (inp - mean) rstd w + b; keeps mean[N], rstd[N] */
 int fm_cuk_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                             const float *w, const float *b, int N, int C, void *stream);
+                             const float *w, const float *b, int N, int C, float eps, void *stream);
 /* dinp[N,C] += (may be NULL); dw[C] += , db[C] += (each may be NULL; scratch holds
  * 2 x fm_cuk_colsum_scratch(N, C) floats) */
 int fm_cuk_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,

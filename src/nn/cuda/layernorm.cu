@@ -1,12 +1,10 @@
-/* layernorm.cu - LayerNorm (eps 1e-5) forward and backward, one warp per row, as
+/* layernorm.cu - LayerNorm forward and backward, one warp per row, as
  * src/nn/layernorm.c: the mean first, then the variance about it (no cancellation). */
 #include "common.cuh"
 #include "kernels.h"
 
-#define LN_EPS 1e-5f
-
 __global__ void ln_forward(float *out, float *mean, float *rstd, const float *inp,
-                           const float *w, const float *b, int N, int C) {
+                           const float *w, const float *b, int N, int C, float eps) {
   int row = blockIdx.x * (blockDim.x / FM_WARP) + threadIdx.x / FM_WARP, lane = threadIdx.x % FM_WARP;
   if (row >= N) return;
   const float *x = inp + (size_t)row * C;
@@ -15,7 +13,7 @@ __global__ void ln_forward(float *out, float *mean, float *rstd, const float *in
   float m = fm_warp_sum(s) / (float)C;
   float v = 0.0f;
   for (int i = lane; i < C; i += FM_WARP) v += (x[i] - m) * (x[i] - m);
-  float r = rsqrtf(fm_warp_sum(v) / (float)C + LN_EPS);
+  float r = rsqrtf(fm_warp_sum(v) / (float)C + eps);
   float *o = out + (size_t)row * C;
   for (int i = lane; i < C; i += FM_WARP) o[i] = (x[i] - m) * r * w[i] + b[i];
   if (lane == 0) {
@@ -25,11 +23,11 @@ __global__ void ln_forward(float *out, float *mean, float *rstd, const float *in
 }
 
 extern "C" int fm_cuk_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                                        const float *w, const float *b, int N, int C,
+                                        const float *w, const float *b, int N, int C, float eps,
                                         void *stream) {
   if (N <= 0) return 0;
   ln_forward<<<fm_blocks(N, 8), 8 * FM_WARP, 0, (cudaStream_t)stream>>>(out, mean, rstd, inp, w,
-                                                                          b, N, C);
+                                                                          b, N, C, eps);
   return (int)cudaGetLastError();
 }
 

@@ -113,11 +113,11 @@ static fm_err alloc_params(fm_cu_model *g) {
 /* the arena of model.c's alloc_activations, dense blocks only */
 static fm_err alloc_activations(fm_cu_model *g) {
   const fm_model_shape *s = &g->m->s;
-  const size_t N = (size_t)g->B * g->T, D = (size_t)s->d, V = (size_t)s->vocab;
+  const size_t N = (size_t)g->B * g->T, D = (size_t)s->d, V = (size_t)s->vocab, F = (size_t)s->ffn;
   const size_t att = (size_t)g->B * s->heads * g->T * g->T;
-  const size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D + 8 * N * D;
+  const size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D + 2 * N * F;
   const size_t total = (s->layers + 1) * N * D + N * D + 2 * N + N * V + N + 3 * N * D + 3 * N * D +
-                       4 * N * D + N * V + s->layers * per_block;
+                       N * F + N * V + s->layers * per_block;
   FM_CHECK(alloc_floats(g, &g->arena, total, "the model's activations"));
   g->arena_n = total;
   float *q = g->arena;
@@ -132,7 +132,7 @@ static fm_err alloc_activations(fm_cu_model *g) {
   TAKE(g->dln, N * D);
   TAKE(g->datty, N * D);
   TAKE(g->dqkv, 3 * N * D);
-  TAKE(g->dfc, 4 * N * D);
+  TAKE(g->dfc, N * F);
   TAKE(g->dlogits, N * V);
   FM_CALLOC(g->blk, s->layers, "GPU block table");
   for (int l = 0; l < s->layers; l++) {
@@ -147,8 +147,8 @@ static fm_err alloc_activations(fm_cu_model *g) {
     TAKE(b->ln2, N * D);
     TAKE(b->ln2_mean, N);
     TAKE(b->ln2_rstd, N);
-    TAKE(b->fch, 4 * N * D);
-    TAKE(b->fcg, 4 * N * D);
+    TAKE(b->fch, N * F);
+    TAKE(b->fcg, N * F);
   }
 #undef TAKE
   if ((size_t)(q - g->arena) != total) FM_ERROR(FM_ERR_INTERNAL, "GPU activation arena miscounted");
@@ -163,6 +163,9 @@ fm_err fm_cu_model_create(fm_cu_model **out, fm_cu *cu, fm_model *m, int B, int 
   if (s->moe_mask)
     FM_ERROR(FM_ERR_CONFIG, "run.device = cuda: MoE blocks (model.moe_layers) do not run on the GPU yet; "
              "set model.moe_layers = none or run.device = cpu");
+  if (s->family != FM_FAMILY_GPT2 || s->attn_lora_rank > 0)
+    FM_ERROR(FM_ERR_CONFIG, "run.device = cuda: only the gpt2 family without attention LoRA runs on the GPU yet "
+             "(model.family, model.attn_lora_rank)");
   if (B < 1 || T < 1 || T > s->context) FM_ERROR(FM_ERR_ARG, "GPU model for [%d,%d] tokens", B, T);
   fm_cu_model *g;
   FM_CALLOC(g, 1, "GPU model");
@@ -230,7 +233,7 @@ fm_err fm_cu_model_forward(fm_cu_model *g, const int32_t *tokens, const int32_t 
                            int T, float *ce) {
   fm_model *m = g->m;
   const fm_model_shape *s = &m->s;
-  const int D = s->d, V = s->vocab, L = s->layers;
+  const int D = s->d, V = s->vocab, L = s->layers, F = s->ffn;
   if (B < 1 || B > g->B || T < 1 || T > g->T)
     FM_ERROR(FM_ERR_ARG, "GPU forward over [%d,%d] tokens: made for at most [%d,%d]", B, T, g->B, g->T);
   const int N = B * T;
@@ -253,7 +256,7 @@ fm_err fm_cu_model_forward(fm_cu_model *g, const int32_t *tokens, const int32_t 
     cu_block *b = &g->blk[l];
     const float *in = g->res + l * stride;
     float *out = g->res + (l + 1) * stride;
-    FM_CHECK(fm_cu_layernorm_forward(cu, b->ln1, b->ln1_mean, b->ln1_rstd, in, w[hb->ln1w], w[hb->ln1b], N, D));
+    FM_CHECK(fm_cu_layernorm_forward(cu, b->ln1, b->ln1_mean, b->ln1_rstd, in, w[hb->ln1w], w[hb->ln1b], N, D, s->norm_eps));
     mark(cu, PROF_NORM);
     FM_CHECK(fm_cu_linear_forward(cu, b->qkv, b->ln1, w[hb->attw], w[hb->attb], N, D, 3 * D, 0));
     mark(cu, PROF_ATTN_PROJ);
@@ -264,18 +267,18 @@ fm_err fm_cu_model_forward(fm_cu_model *g, const int32_t *tokens, const int32_t 
     FM_CHECK(fm_cu_linear_forward(cu, b->resa, b->atty, w[hb->aprw], w[hb->aprb], N, D, D, 1));
     mark(cu, PROF_ATTN_PROJ);
     FM_CHECK(fm_cu_layernorm_forward(cu, b->ln2, b->ln2_mean, b->ln2_rstd, b->resa, w[hb->ln2w],
-                                     w[hb->ln2b], N, D));
+                                     w[hb->ln2b], N, D, s->norm_eps));
     mark(cu, PROF_NORM);
     FM_CHECK(FM_CU(cudaMemcpyAsync(out, b->resa, (size_t)N * D * sizeof(float), cudaMemcpyDeviceToDevice,
                                    cu->stream), "residual"));
     /* the dense FFN of ffn.c: h = x fc_w, bias + GELU, out += g pj_w + pj_b */
-    FM_CHECK(fm_cu_gemm(cu, 0, 0, N, 4 * D, D, 1.0f, b->ln2, D, w[hb->fcw], 4 * D, 0.0f, b->fch, 4 * D));
-    FM_CHECK(fm_cu_bias_gelu_forward(cu, b->fcg, b->fch, w[hb->fcb], N, 4 * D));
-    FM_CHECK(fm_cu_linear_forward(cu, out, b->fcg, w[hb->fpw], w[hb->fpb], N, 4 * D, D, 1));
+    FM_CHECK(fm_cu_gemm(cu, 0, 0, N, F, D, 1.0f, b->ln2, D, w[hb->fcw], F, 0.0f, b->fch, F));
+    FM_CHECK(fm_cu_bias_gelu_forward(cu, b->fcg, b->fch, w[hb->fcb], N, F));
+    FM_CHECK(fm_cu_linear_forward(cu, out, b->fcg, w[hb->fpw], w[hb->fpb], N, F, D, 1));
     mark(cu, PROF_FFN);
   }
   FM_CHECK(fm_cu_layernorm_forward(cu, g->lnf, g->lnf_mean, g->lnf_rstd, g->res + L * stride,
-                                   w[m->lnfw], w[m->lnfb], N, D));
+                                   w[m->lnfw], w[m->lnfb], N, D, s->norm_eps));
   mark(cu, PROF_NORM);
   FM_CHECK(fm_cu_gemm(cu, 0, 1, N, V, D, 1.0f, g->lnf, D, w[m->wte], D, 0.0f, g->logits, V));
   double loss;
@@ -303,7 +306,7 @@ fm_err fm_cu_model_backward(fm_cu_model *g) {
   fm_model *m = g->m;
   fm_cu *cu = g->cu;
   const fm_model_shape *s = &m->s;
-  const int D = s->d, V = s->vocab, L = s->layers, B = g->Bc, T = g->Tc, N = B * T;
+  const int D = s->d, V = s->vocab, L = s->layers, F = s->ffn, B = g->Bc, T = g->Tc, N = B * T;
   const size_t stride = (size_t)g->B * g->T * D;
   const int lo = lowest_level(m);
   if (lo > L + 1) return FM_OK;
@@ -326,9 +329,9 @@ fm_err fm_cu_model_backward(fm_cu_model *g) {
     /* ffn.c's backward: c_proj, then GELU with the c_fc bias, then c_fc */
     float *dfcw = grad_of(g, hb->fcw), *dfcb = grad_of(g, hb->fcb);
     FM_CHECK(fm_cu_linear_backward(cu, g->dfc, grad_of(g, hb->fpw), grad_of(g, hb->fpb), g->dres, b->fcg,
-                                   w[hb->fpw], N, 4 * D, D, 0));
-    FM_CHECK(fm_cu_gelu_backward_bias(cu, g->dfc, b->fch, dfcb, N, 4 * D));
-    FM_CHECK(fm_cu_linear_backward(cu, g->dln, dfcw, NULL, g->dfc, b->ln2, w[hb->fcw], N, D, 4 * D, 1));
+                                   w[hb->fpw], N, F, D, 0));
+    FM_CHECK(fm_cu_gelu_backward_bias(cu, g->dfc, b->fch, dfcb, N, F));
+    FM_CHECK(fm_cu_linear_backward(cu, g->dln, dfcw, NULL, g->dfc, b->ln2, w[hb->fcw], N, D, F, 1));
     mark(cu, PROF_FFN);
     FM_CHECK(fm_cu_layernorm_backward(cu, g->dres, grad_of(g, hb->ln2w), grad_of(g, hb->ln2b), g->dln,
                                       b->resa, w[hb->ln2w], b->ln2_mean, b->ln2_rstd, N, D));

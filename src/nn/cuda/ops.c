@@ -28,8 +28,8 @@ fm_err fm_cu_linear_backward(fm_cu *cu, float *dinp, float *dw, float *db, const
 }
 
 fm_err fm_cu_layernorm_forward(fm_cu *cu, float *out, float *mean, float *rstd, const float *inp,
-                               const float *w, const float *b, int N, int C) {
-  FM_CUK(fm_cuk_layernorm_forward(out, mean, rstd, inp, w, b, N, C, cu->stream), "layernorm");
+                               const float *w, const float *b, int N, int C, float eps) {
+  FM_CUK(fm_cuk_layernorm_forward(out, mean, rstd, inp, w, b, N, C, eps, cu->stream), "layernorm");
   return FM_OK;
 }
 
