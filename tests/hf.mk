@@ -13,9 +13,33 @@ TESTS += $(HF_TESTS)
 dist_noinst_SCRIPTS += $(HF_TESTS) %reldir%/fixtures/gpt2_ref.py %reldir%/fixtures/make_hf_fixtures.py \
 	%reldir%/fixtures/hf_roundtrip.py %reldir%/fixtures/make_hf_exports.sh
 # fedmoe's exports for the transformers side of the round trip (hf_roundtrip.py)
-dist_noinst_DATA += %reldir%/fixtures/hf_export/gpt2/config.json %reldir%/fixtures/hf_export/gpt2/model.safetensors \
-	%reldir%/fixtures/hf_export/gpt2/fedmoe.json %reldir%/fixtures/hf_export/gpt2_lora/config.json \
-	%reldir%/fixtures/hf_export/gpt2_lora/model.safetensors %reldir%/fixtures/hf_export/gpt2_lora/fedmoe.json
+dist_noinst_DATA += %reldir%/fixtures/hf_export/gpt2/config.json \
+	%reldir%/fixtures/hf_export/gpt2/fedmoe.json \
+	%reldir%/fixtures/hf_export/gpt2/model.safetensors \
+	%reldir%/fixtures/hf_export/gpt2_lora/config.json \
+	%reldir%/fixtures/hf_export/gpt2_lora/fedmoe.json \
+	%reldir%/fixtures/hf_export/gpt2_lora/model.safetensors \
+	%reldir%/fixtures/hf_export/llama/config.json \
+	%reldir%/fixtures/hf_export/llama/fedmoe.json \
+	%reldir%/fixtures/hf_export/llama/model.safetensors \
+	%reldir%/fixtures/hf_export/mixtral/config.json \
+	%reldir%/fixtures/hf_export/mixtral/fedmoe.json \
+	%reldir%/fixtures/hf_export/mixtral/model.safetensors \
+	%reldir%/fixtures/hf_export/mixtral_top1/config.json \
+	%reldir%/fixtures/hf_export/mixtral_top1/fedmoe.json \
+	%reldir%/fixtures/hf_export/mixtral_top1/model.safetensors \
+	%reldir%/fixtures/hf_export/olmoe/config.json \
+	%reldir%/fixtures/hf_export/olmoe/fedmoe.json \
+	%reldir%/fixtures/hf_export/olmoe/model.safetensors \
+	%reldir%/fixtures/hf_export/olmoe_top1/config.json \
+	%reldir%/fixtures/hf_export/olmoe_top1/fedmoe.json \
+	%reldir%/fixtures/hf_export/olmoe_top1/model.safetensors \
+	%reldir%/fixtures/hf_export/qwen2/config.json \
+	%reldir%/fixtures/hf_export/qwen2/fedmoe.json \
+	%reldir%/fixtures/hf_export/qwen2/model.safetensors \
+	%reldir%/fixtures/hf_export/qwen2_moe/config.json \
+	%reldir%/fixtures/hf_export/qwen2_moe/fedmoe.json \
+	%reldir%/fixtures/hf_export/qwen2_moe/model.safetensors
 # the transformers fixtures (tests/fixtures/make_hf_fixtures.py)
 dist_noinst_DATA += \
 	%reldir%/fixtures/hf/gpt2/config.json \
