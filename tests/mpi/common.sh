@@ -13,7 +13,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # mpi NP ARGS...: run fedmoe on NP ranks with a hard time limit; output in $TMP/out
 mpi() {
   local np=$1; shift
-  timeout -k 5 "${FM_TEST_TIMEOUT:-60}" "$MPIEXEC" $MPIEXEC_FLAGS -np "$np" "$FEDMOE" "$@" >"$TMP/out" 2>&1
+  timeout -k 5 "${FM_TEST_TIMEOUT:-300}" "$MPIEXEC" $MPIEXEC_FLAGS -np "$np" "$FEDMOE" "$@" >"$TMP/out" 2>&1
 }
 
 # expect_fail NP SECONDS PATTERN ARGS...: fails non-zero, within SECONDS (times
