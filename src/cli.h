@@ -44,6 +44,12 @@ int fm_cli_command_usage(const char *command, FILE *out);
  * COMMAND`), or NULL. Needs no MPI. */
 const char *fm_cli_help_request(int argc, char **argv);
 
+/* device.c: run.device / run.precision - open this rank's GPU (cuda) and make it where
+ * the models made from now on live; *be NULL for the CPU. Collective, errors agreed.
+ * fm_cli_close_device(be) puts the models back on the CPU and closes the GPU. */
+fm_err fm_cli_open_device(const fm_config *c, MPI_Comm comm, fm_backend **be);
+void fm_cli_close_device(fm_backend *be);
+
 /* Subcommands; each returns an error agreed on by every rank, or one of its own. */
 fm_err fm_cmd_run(const fm_cli *cli, MPI_Comm comm);   /* cmd_run.c */
 fm_err fm_cmd_data(const fm_cli *cli, MPI_Comm comm);  /* cmd_data.c */

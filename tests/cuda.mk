@@ -1,7 +1,7 @@
 # CUDA tests: every kernel against its CPU twin. Built with the library whenever the
 # CUDA backend is configured (so it never rots on machines without a GPU); run by
 # `make check-cuda`, which needs a GPU.
-EXTRA_DIST += %reldir%/cuda/test_cuda.c %reldir%/cuda/test_cuda_model.c %reldir%/cuda.mk
+EXTRA_DIST += %reldir%/cuda/test_cuda.c %reldir%/cuda/test_cuda_model.c %reldir%/cuda.mk %reldir%/cuda/run_gpu.sh
 if HAVE_CUDA
 noinst_PROGRAMS += tests/cuda/test_cuda tests/cuda/test_cuda_model
 tests_cuda_test_cuda_SOURCES = %reldir%/cuda/test_cuda.c $(TEST_UNIT_MAIN)
@@ -11,10 +11,12 @@ tests_cuda_test_cuda_model_SOURCES = %reldir%/cuda/test_cuda_model.c $(TEST_UNIT
 tests_cuda_test_cuda_model_CPPFLAGS = $(tests_cuda_test_cuda_CPPFLAGS)
 tests_cuda_test_cuda_model_LDADD = $(tests_cuda_test_cuda_LDADD)
 
-check-cuda: tests/cuda/test_cuda tests/cuda/test_cuda_model
+# run_gpu.sh: fedmoe run on the GPU (1 and 2 client ranks, resume, bf16)
+check-cuda: tests/cuda/test_cuda tests/cuda/test_cuda_model fedmoe
 	for t in tests/cuda/test_cuda tests/cuda/test_cuda_model; do \
 	  top_srcdir=$(abs_top_srcdir) OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ./$$t || exit 1; \
 	done
+	top_srcdir=$(abs_top_srcdir) FEDMOE=./fedmoe sh $(abs_top_srcdir)/tests/cuda/run_gpu.sh
 else
 check-cuda:
 	@echo "check-cuda: this build has no CUDA backend; configure with --with-cuda" >&2; exit 1
