@@ -20,6 +20,7 @@ typedef struct {
   const char *model;     /* --model DIR (eval): a Hugging Face folder */
   const char *context;   /* --context N (eval) */
   const char *tokenizer; /* --tokenizer T (eval) */
+  const char *device;    /* --device cpu|cuda (bench) */
   const char *positional;/* other positional argument (info RUNFILE, keys NAME, export OUTDIR, tokenize TOKENIZER) */
   const char *format;    /* --format (keys) */
   const char *positional2;/* the second (tokenize FILE) */
@@ -48,6 +49,8 @@ const char *fm_cli_help_request(int argc, char **argv);
  * the models made from now on live; *be NULL for the CPU. Collective, errors agreed.
  * fm_cli_close_device(be) puts the models back on the CPU and closes the GPU. */
 fm_err fm_cli_open_device(const fm_config *c, MPI_Comm comm, fm_backend **be);
+/* bench_gpu.c: `fedmoe bench --device cuda` on rank 0 (the others return FM_OK) */
+fm_err fm_bench_gpu(const fm_cli *cli, int rank);
 void fm_cli_close_device(fm_backend *be);
 
 /* Subcommands; each returns an error agreed on by every rank, or one of its own. */
