@@ -112,10 +112,15 @@ fm_err fm_model_host_grads(fm_model *m, int cls) {
   return FM_OK;
 }
 
+/* Everything current on the host. The parameters are the host's from here (their
+ * pointers are kept and may be written); the gradients are read, so both copies stay
+ * valid and the next pass need not upload them. */
 fm_err fm_model_sync(fm_model *m) {
   for (int c = -1; c < m->nclass; c++) {
     FM_CHECK(fm_model_host_params(m, c));
-    if (c >= 0) FM_CHECK(fm_model_host_grads(m, c));
+    if (c < 0 || !m->be->device) continue;
+    FM_CHECK(fm_model_host_grads(m, c));
+    m->gsync[c] = FM_SYNC_SAME;
   }
   return FM_OK;
 }
