@@ -7,6 +7,7 @@
 
 #include "cli.h"
 
+#include "nn/backend.h"
 #ifdef FEDMOE_HAVE_CUDA
 #include "nn/cuda/backend_cuda.h"
 #endif
@@ -28,25 +29,28 @@ static fm_err local_rank(MPI_Comm comm, int *lr) {
 
 /* the checks every rank makes alike, from the configuration alone */
 static fm_err check_config(const fm_config *c) {
+  if (c->debug.device_mirror && c->run.device != FM_DEVICE_CPU)
+    FM_CONFIG_ERROR(c, "debug.device_mirror", "debug.device_mirror stands in for a GPU: set run.device = cpu");
   if (c->run.device == FM_DEVICE_CPU && c->run.precision != FM_PRECISION_FP32)
     FM_CONFIG_ERROR(c, "run.precision", "run.precision = %s needs run.device = cuda (the CPU computes in fp32)",
                     fm_config_enum_name(c, "run.precision"));
-  if (c->run.device != FM_DEVICE_CUDA) return FM_OK;
 #ifndef FEDMOE_HAVE_CUDA
-  FM_CONFIG_ERROR(c, "run.device", "run.device = cuda, but this fedmoe was built without CUDA "
-                  "(configure it --with-cuda on a machine with the CUDA toolkit)");
-#else
+  if (c->run.device == FM_DEVICE_CUDA)
+    FM_CONFIG_ERROR(c, "run.device", "run.device = cuda, but this fedmoe was built without CUDA "
+                    "(configure it --with-cuda on a machine with the CUDA toolkit)");
+#endif
   /* SCAFFOLD changes the gradients through tensor pointers it keeps from before the
    * passes, which the host mirrors of a GPU model do not follow */
-  if (c->fltk.scaffold)
+  if ((c->run.device == FM_DEVICE_CUDA || c->debug.device_mirror) && c->fltk.scaffold)
     FM_CONFIG_ERROR(c, "fl.scaffold", "fl.scaffold does not run on the GPU yet; use run.device = cpu");
   return FM_OK;
-#endif
 }
 
 fm_err fm_cli_open_device(const fm_config *c, MPI_Comm comm, fm_backend **be) {
   *be = NULL;
   FM_CHECK(fm_error_agree(check_config(c), &comm));
+  if (c->debug.device_mirror) /* the host mirrors of a GPU model, on the CPU (tests) */
+    fm_model_set_default_backend(fm_backend_mirror());
   if (c->run.device != FM_DEVICE_CUDA) return FM_OK;
 #ifdef FEDMOE_HAVE_CUDA
   int lr = 0;
@@ -63,7 +67,7 @@ fm_err fm_cli_open_device(const fm_config *c, MPI_Comm comm, fm_backend **be) {
 void fm_cli_close_device(fm_backend *be) {
   fm_model_set_default_backend(NULL);
 #ifdef FEDMOE_HAVE_CUDA
-  fm_cuda_backend_close(be);
+  if (be) fm_cuda_backend_close(be);
 #else
   (void)be;
 #endif

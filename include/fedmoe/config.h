@@ -114,6 +114,7 @@ typedef struct fm_config {
   } hfedmoe;
   struct {
     char fail[64];
+    int device_mirror; /* the stand-in device of src/nn/backend_mirror.c */
   } debug;
   int nkeys;
   char (*origin)[FM_PATH_MAX + 16]; /* where each key's value came from, by key index */

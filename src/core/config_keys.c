@@ -269,6 +269,9 @@ const fm_key fm_config_keys[] = {
   /* [debug] */
   {"debug.fail", FM_KEY_STRING, F(debug.fail), "", 0, 0, NULL,
    "inject a failure: RANK:PHASE:ROUND[:exit|abort|stall|stall=SECONDS]", FM_RESUME_FREE},
+  {"debug.device_mirror", FM_KEY_BOOL, F(debug.device_mirror), "false", 0, 0, NULL,
+   "train on a stand-in device (the CPU's kernels on memory of their own, behind the host mirrors a GPU "
+   "model has), to test those mirrors without a GPU (run.device = cpu)"},
 };
 
 const int fm_config_nkeys = (int)(sizeof fm_config_keys / sizeof fm_config_keys[0]);

@@ -131,6 +131,10 @@ struct fm_backend {
 /* The CPU backend (backend_cpu.c): shared by every CPU model, never written. */
 extern fm_backend fm_backend_cpu;
 
+/* A stand-in device for tests (backend_mirror.c): the CPU's kernels on memory of
+ * their own behind the host mirrors of a device model. */
+fm_backend *fm_backend_mirror(void);
+
 /* The backend fm_model_create puts new models on: the CPU unless a command chose a
  * device (fm_backend_set_default, before making models; run.device). */
 fm_backend *fm_backend_default(void);

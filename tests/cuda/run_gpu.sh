@@ -11,7 +11,7 @@
 H5DIFF=${H5DIFF:-h5diff}
 gpu="-q --set model.moe_layers=none --set run.device=cuda"
 objs="/checkpoints/r000002 /metrics/clients"
-for s in fedavg local; do
+for s in fedavg local fedbiot; do
   for np in 2 3; do
     mpi $np run "$TMP/tiny.ini" $gpu --set fl.strategy=$s --set run.output="$TMP/$s-$np.h5" \
       || { cat "$TMP/out"; fail "$s on the GPU, $np ranks"; }
