@@ -312,6 +312,36 @@ static void loadbalance(void) {
   CLOSE(gdp, dp, ne, TOL);
 }
 
+/* bf16 GEMMs (the context's precision; element-wise work stays fp32): 1e-2 */
+static void bf16_gemms(void) {
+  CU_ASSERT_FATAL(cu != NULL);
+  const int N = 37, D = 45, F = 70;
+  const size_t nd = (size_t)N * D, fd = (size_t)F * D;
+  float *x = host_rand(nd, 170, 1), *wg = host_rand(fd, 171, 0.3f), *wu = host_rand(fd, 172, 0.3f),
+        *wd = host_rand(fd, 173, 0.3f), *b = host_rand(F, 174, 1), *dout = host_rand(nd, 175, 1);
+  float *h = calloc((size_t)N * F, 4), *out = calloc(nd, 4), *gu = calloc((size_t)N * 2 * F, 4),
+        *a = calloc((size_t)N * F, 4), *da = calloc((size_t)N * F, 4), *dgu = calloc((size_t)N * 2 * F, 4),
+        *dx = calloc(nd, 4), *dwg = calloc(fd, 4);
+  float *gx = dev_floats(x, nd), *gwg = dev_floats(wg, fd), *gwu = dev_floats(wu, fd), *gwd = dev_floats(wd, fd),
+        *gb = dev_floats(b, F), *gd = dev_floats(dout, nd), *gh = dev_floats(NULL, (size_t)N * F),
+        *go = dev_floats(NULL, nd), *ggu = dev_floats(NULL, (size_t)N * 2 * F), *ga = dev_floats(NULL, (size_t)N * F),
+        *gda = dev_floats(NULL, (size_t)N * F), *gdgu = dev_floats(NULL, (size_t)N * 2 * F),
+        *gdx = dev_floats(NULL, nd), *gdwg = dev_floats(NULL, fd);
+  fm_cu_set_precision(cu, FM_PREC_BF16);
+  fm_dense_forward(h, F, x, wg, b, N, D, F, 0);
+  CU_ASSERT(fm_cu_dense_forward(cu, gh, F, gx, gwg, gb, N, D, F, 0) == FM_OK);
+  CLOSE(gh, h, (size_t)N * F, 1e-2);
+  fm_swiglu_ffn_forward(out, gu, a, x, wg, wu, wd, N, D, F, 0);
+  fm_swiglu_ffn_backward(dx, dwg, NULL, NULL, da, dgu, dout, x, gu, a, wg, wu, wd, N, D, F, 0);
+  CU_ASSERT(fm_cu_swiglu_ffn_forward(cu, go, ggu, ga, gx, gwg, gwu, gwd, N, D, F, 0) == FM_OK);
+  CU_ASSERT(fm_cu_swiglu_ffn_backward(cu, gdx, gdwg, NULL, NULL, gda, gdgu, gd, gx, ggu, ga, gwg, gwu, gwd, N,
+                                      D, F, 0) == FM_OK);
+  fm_cu_set_precision(cu, FM_PREC_FP32);
+  CLOSE(go, out, nd, 1e-2);
+  CLOSE(gdx, dx, nd, 1e-2);
+  CLOSE(gdwg, dwg, fd, 1e-2);
+}
+
 int fm_test_register(void) {
   static const fm_test tests[] = {{"dense (nn.Linear) forward/backward", dense},
                                   {"rmsnorm forward/backward", rmsnorm},
@@ -323,6 +353,7 @@ int fm_test_register(void) {
                                   {"lora linear layout", lora_linear},
                                   {"router forward/backward", router},
                                   {"load balance forward/backward", loadbalance},
+                                  {"bf16 GEMMs: dense, SwiGLU FFN", bf16_gemms},
                                   {NULL, NULL}};
   CU_pSuite s = CU_add_suite("llama-family cuda kernels against the CPU", open_gpu, close_gpu);
   if (!s) return 1;
