@@ -32,11 +32,15 @@ check-cuda:
 endif
 .PHONY: check-cuda
 
-# The GPU benchmark (figures only): bench/bench_cuda against bench/torch_cuda.py.
-EXTRA_DIST += bench/bench_cuda.c bench/torch_cuda.py
+# The GPU benchmark (figures only): bench/bench_cuda against bench/torch_cuda.py;
+# bench/bench_cuda_moe: one MoE layer on the GPU.
+EXTRA_DIST += bench/bench_cuda.c bench/torch_cuda.py bench/bench_cuda_moe.c
 if HAVE_CUDA
-noinst_PROGRAMS += bench/bench_cuda
+noinst_PROGRAMS += bench/bench_cuda bench/bench_cuda_moe
 bench_bench_cuda_SOURCES = bench/bench_cuda.c
 bench_bench_cuda_CPPFLAGS = $(AM_CPPFLAGS) -I$(srcdir)/src/nn -I$(srcdir)/src/nn/cuda $(CUDA_CPPFLAGS)
 bench_bench_cuda_LDADD = libfedmoe_cuda.a libfedmoe.a $(FEDMOE_LIBS) $(CUDA_LIBS)
+bench_bench_cuda_moe_SOURCES = bench/bench_cuda_moe.c
+bench_bench_cuda_moe_CPPFLAGS = $(bench_bench_cuda_CPPFLAGS)
+bench_bench_cuda_moe_LDADD = $(bench_bench_cuda_LDADD)
 endif
