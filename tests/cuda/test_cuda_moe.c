@@ -42,9 +42,9 @@ static void add(params *P, fm_param *hp, fm_param *dp, const char *name, int e, 
 
 #define ADD(field, e, n, scale, grad) add(P, &P->hp.field, &P->dp.field, #field, (e), (n), (scale), (grad))
 
-static void make_params(params *P, const fm_moe_dims *dm, int F, int base_grad) {
+static void make_params(params *P, const fm_moe_dims *dm, int F, int base_grad, int router_grad) {
   const size_t D = dm->D, E = dm->E, r = dm->r;
-  ADD(router, -1, E * D, 0.5f, 1);
+  ADD(router, -1, E * D, 0.5f, router_grad);
   for (int e = 0; e < (int)E; e++) {
     if (dm->type == FM_EXPERT_FULL && dm->swiglu) {
       ADD(efc_w[e], e, F * D, 0.3f, 1);
@@ -100,8 +100,11 @@ static void shared_make(shared *S, int N, int D, int F, unsigned seed) {
   for (int i = 0; i < 8; i++) S->buf[i] = calloc(b[i], 4), S->dbuf[i] = dev_floats(NULL, b[i]);
 }
 
+/* flags: NO_DX (the input gradient not wanted), FROZEN_ROUTER (no router gradient) */
+enum { NO_DX = 1, FROZEN_ROUTER = 2 };
+
 static void moe_case(const char *name, fm_moe_dims dm, int N, const uint8_t *mask, int sharedF,
-                     int base_grad, unsigned seed) {
+                     int base_grad, unsigned seed, int flags) {
   CU_ASSERT_FATAL(cu != NULL);
   const int D = dm.D, F = dm.F > 0 ? dm.F : 4 * D;
   const size_t nd = (size_t)N * D;
@@ -109,7 +112,7 @@ static void moe_case(const char *name, fm_moe_dims dm, int N, const uint8_t *mas
   printf("\n    %s: N %d D %d F %d E %d k %d%s", name, N, D, F, dm.E, dm.k, mask ? " (masked)" : "");
   params *P = calloc(1, sizeof *P);
   P->seed = seed;
-  make_params(P, &dm, F, base_grad);
+  make_params(P, &dm, F, base_grad, !(flags & FROZEN_ROUTER));
   shared S;
   if (sharedF) shared_make(&S, N, D, sharedF, seed + 1000);
   float *x = host_rand(nd, seed + 1, 1), *dout = host_rand(nd, seed + 2, 1), *out = host_rand(nd, seed + 3, 1),
@@ -123,7 +126,7 @@ static void moe_case(const char *name, fm_moe_dims dm, int N, const uint8_t *mas
   if (sharedF)
     fm_shared_expert_forward(out, S.buf[0], S.buf[1], S.buf[2], S.buf[3], x, S.w[0], S.w[1], S.w[2], S.w[3],
                              N, D, sharedF);
-  fm_moe_backward(&L, &P->hp, dx, dout, x, coef, dlb);
+  fm_moe_backward(&L, &P->hp, flags & NO_DX ? NULL : dx, dout, x, coef, dlb);
   if (sharedF)
     fm_shared_expert_backward(dx, S.g[0], S.g[1], S.g[2], S.g[3], S.buf[4], S.buf[5], S.buf[6], S.buf[7],
                               dout, x, S.buf[0], S.buf[1], S.buf[2], S.buf[3], S.w[0], S.w[1], S.w[2],
@@ -163,7 +166,7 @@ static void moe_case(const char *name, fm_moe_dims dm, int N, const uint8_t *mas
     if (sharedF)
       for (int i = 0; i < 4; i++) dev_zero(S.dg[i], i < 3 ? (size_t)sharedF * D : (size_t)D);
     gdx[run] = dev_floats(dx0, nd);
-    fm_err e = fm_cu_moe_backward(cu, &G, &P->dp, gdx[run], gd, gx, coef, dlb);
+    fm_err e = fm_cu_moe_backward(cu, &G, &P->dp, flags & NO_DX ? NULL : gdx[run], gd, gx, coef, dlb);
     if (e) printf("\n    backward: %s\n", fm_error_message());
     CU_ASSERT_FATAL(e == FM_OK);
     if (sharedF)
@@ -206,26 +209,30 @@ static fm_moe_dims dims(int D, int F, int E, int k, int type, int r, int swiglu,
   return d;
 }
 
-static void mixtral(void) { moe_case("Mixtral-like", dims(48, 80, 8, 2, FM_EXPERT_FULL, 0, 1, 1, 0), 61, NULL, 0, 1, 1); }
-static void olmoe(void) { moe_case("OLMoE-like", dims(40, 24, 64, 8, FM_EXPERT_FULL, 0, 1, 0, 0), 45, NULL, 0, 1, 2000); }
+static void mixtral(void) { moe_case("Mixtral-like", dims(48, 80, 8, 2, FM_EXPERT_FULL, 0, 1, 1, 0), 61, NULL, 0, 1, 1, 0); }
+static void olmoe(void) { moe_case("OLMoE-like", dims(40, 24, 64, 8, FM_EXPERT_FULL, 0, 1, 0, 0), 45, NULL, 0, 1, 2000, 0); }
 static void qwen2moe(void) {
-  moe_case("Qwen2-MoE-like", dims(48, 32, 16, 4, FM_EXPERT_FULL, 0, 1, 0, 0), 57, NULL, 88, 1, 4000);
+  moe_case("Qwen2-MoE-like", dims(48, 32, 16, 4, FM_EXPERT_FULL, 0, 1, 0, 0), 57, NULL, 88, 1, 4000, 0);
 }
 static void gelu_experts(void) {
-  moe_case("GPT-2 GELU experts", dims(40, 0, 4, 2, FM_EXPERT_FULL, 0, 0, 1, 0), 37, NULL, 0, 1, 6000);
+  moe_case("GPT-2 GELU experts", dims(40, 0, 4, 2, FM_EXPERT_FULL, 0, 0, 1, 0), 37, NULL, 0, 1, 6000, 0);
 }
 static void gelu_lora(void) {
-  moe_case("LoRA experts on GELU", dims(40, 0, 4, 2, FM_EXPERT_LORA, 4, 0, 1, 8.0f), 37, NULL, 0, 1, 7000);
+  moe_case("LoRA experts on GELU", dims(40, 0, 4, 2, FM_EXPERT_LORA, 4, 0, 1, 8.0f), 37, NULL, 0, 1, 7000, 0);
+  moe_case("LoRA experts on GELU, frozen base and router, no input gradient",
+           dims(40, 0, 4, 2, FM_EXPERT_LORA, 4, 0, 1, 8.0f), 37, NULL, 0, 0, 7500, NO_DX | FROZEN_ROUTER);
 }
 static void swiglu_lora(void) {
   static const uint8_t mask[6] = {1, 0, 1, 1, 0, 1};
-  moe_case("LoRA experts on SwiGLU", dims(48, 64, 6, 2, FM_EXPERT_LORA, 3, 1, 0, 6.0f), 43, mask, 0, 0, 8000);
+  moe_case("LoRA experts on SwiGLU", dims(48, 64, 6, 2, FM_EXPERT_LORA, 3, 1, 0, 6.0f), 43, mask, 0, 0, 8000, 0);
   moe_case("LoRA experts on SwiGLU, base trained", dims(36, 50, 5, 2, FM_EXPERT_LORA, 2, 1, 1, 4.0f), 31,
-           NULL, 0, 1, 8500);
+           NULL, 0, 1, 8500, 0);
+  moe_case("LoRA experts on SwiGLU, frozen router, no input gradient",
+           dims(40, 56, 6, 2, FM_EXPERT_LORA, 4, 1, 0, 8.0f), 35, NULL, 0, 0, 8700, NO_DX | FROZEN_ROUTER);
 }
 static void mask_below_k(void) {
   static const uint8_t mask[4] = {0, 1, 0, 1};
-  moe_case("masked to fewer than k", dims(32, 40, 4, 3, FM_EXPERT_FULL, 0, 1, 1, 0), 29, mask, 0, 1, 9000);
+  moe_case("masked to fewer than k", dims(32, 40, 4, 3, FM_EXPERT_FULL, 0, 1, 1, 0), 29, mask, 0, 1, 9000, 0);
 }
 
 int fm_test_register(void) {
