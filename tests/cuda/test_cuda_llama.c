@@ -11,6 +11,19 @@
 
 #define TOL 1e-5
 
+static void gelu_pair(void) {
+  CU_ASSERT_FATAL(cu != NULL);
+  const size_t n = 4099;
+  float *x = host_rand(n, 180, 4), *d = host_rand(n, 181, 1), *y = calloc(n, 4), *dx = calloc(n, 4);
+  float *gx = dev_floats(x, n), *gd = dev_floats(d, n), *gy = dev_floats(NULL, n);
+  fm_gelu_forward(y, x, n);
+  fm_gelu_backward(dx, x, d, n);
+  CU_ASSERT(fm_cu_gelu_forward(cu, gy, gx, n) == FM_OK);
+  CLOSE(gy, y, n, TOL);
+  CU_ASSERT(fm_cu_gelu_backward(cu, gd, gx, gd, n) == FM_OK); /* in place, as the MoE layer runs it */
+  CLOSE(gd, dx, n, TOL);
+}
+
 static void dense(void) {
   CU_ASSERT_FATAL(cu != NULL);
   const int N = 37, C = 45, OC = 70, ld = OC + 3;
@@ -343,7 +356,8 @@ static void bf16_gemms(void) {
 }
 
 int fm_test_register(void) {
-  static const fm_test tests[] = {{"dense (nn.Linear) forward/backward", dense},
+  static const fm_test tests[] = {{"GELU forward/backward", gelu_pair},
+                                  {"dense (nn.Linear) forward/backward", dense},
                                   {"rmsnorm forward/backward", rmsnorm},
                                   {"rope forward/backward", rope},
                                   {"swiglu forward/backward", swiglu},

@@ -83,6 +83,9 @@ fm_err fm_cu_adamw(fm_cu *cu, float *w, float *m, float *v, const float *g, size
  * (host memory), and a route mask `allowed` is a host array of E flags. */
 #include "../nn.h"
 
+/* gelu.c's elementwise pair (the LoRA-expert MoE layer's, beside the bias+GELU above) */
+fm_err fm_cu_gelu_forward(fm_cu *cu, float *out, const float *inp, size_t n);
+fm_err fm_cu_gelu_backward(fm_cu *cu, float *dinp, const float *inp, const float *dout, size_t n);
 fm_err fm_cu_dense_forward(fm_cu *cu, float *out, int ldo, const float *inp, const float *w,
                            const float *b, int N, int C, int OC, int accumulate);
 fm_err fm_cu_dense_backward(fm_cu *cu, float *dinp, float *dw, float *db, const float *dout,

@@ -1,12 +1,23 @@
 /* llama_ops.c - the llama and MoE families' kernels of nn.h on the GPU: the GEMM parts
  * through cuBLAS (fm_cu_gemm, in the context's precision) with the CPU's operands and
  * strides, the element-wise and row parts through the launchers of kernels_llama.h.
- * Each function reads against its CPU twin (linear.c, rmsnorm.c, rope.c, swiglu.c,
+ * Each function reads against its CPU twin (gelu.c, linear.c, rmsnorm.c, rope.c, swiglu.c,
  * shared_expert.c, lora.c, router.c, loadbalance.c) line by line. */
 #include "context.h"
 #include "kernels_llama.h"
 
 #include <string.h>
+
+/* ---- gelu.c */
+fm_err fm_cu_gelu_forward(fm_cu *cu, float *out, const float *inp, size_t n) {
+  FM_CUK(fm_cuk_gelu_forward(out, inp, n, cu->stream), "GELU");
+  return FM_OK;
+}
+
+fm_err fm_cu_gelu_backward(fm_cu *cu, float *dinp, const float *inp, const float *dout, size_t n) {
+  FM_CUK(fm_cuk_gelu_backward(dinp, inp, dout, n, cu->stream), "GELU backward");
+  return FM_OK;
+}
 
 /* ---- linear.c, nn.Linear layout: w [OC,C] */
 fm_err fm_cu_dense_forward(fm_cu *cu, float *out, int ldo, const float *inp, const float *w,

@@ -172,7 +172,7 @@ static fm_err experts_forward(fm_cu *cu, fm_cu_moe *L, const fm_moe_params *p, c
       FM_CHECK(fm_cu_lora_forward(cu, FM_LORA_CONV1D, n, D, F, R, L->scale, L->xg + s * D, D,
                                   p->a1[e].w, p->b1[e].w, L->u + s * R, L->h + s * F, F));
     }
-    FM_CUK(fm_cuk_gelu_forward(L->g, L->h, (size_t)npos * F, cu->stream), "GELU");
+    FM_CHECK(fm_cu_gelu_forward(cu, L->g, L->h, (size_t)npos * F));
     FM_CHECK(fm_cu_linear_forward(cu, L->y, L->g, p->pj_w.w, p->pj_b.w, npos, F, D, 0));
     for (int e = 0; e < L->E; e++) {
       const int n = L->hstart[e + 1] - L->hstart[e];
@@ -293,7 +293,7 @@ static fm_err experts_backward(fm_cu *cu, fm_cu_moe *L, const fm_moe_params *p, 
                                    L->dy + s * D, D, p->a2[e], p->b2[e], L->dv + s * R, L->dg + s * F,
                                    1.0f));
     }
-    FM_CUK(fm_cuk_gelu_backward(L->dg, L->h, L->dg, (size_t)npos * F, cu->stream), "GELU backward");
+    FM_CHECK(fm_cu_gelu_backward(cu, L->dg, L->h, L->dg, (size_t)npos * F));
     /* c_fc: each expert's LoRA update, then the base, summed over a token's picks */
     for (int e = 0; e < L->E; e++) {
       const int n = L->hstart[e + 1] - L->hstart[e];
