@@ -2,7 +2,8 @@
  * prints figures and asserts nothing). A Mixtral-style layer (SwiGLU experts, top-k
  * with renormalised weights) of width D and expert width F over B x T tokens, forward
  * and backward with every gradient, for each precision:
- *   bench_cuda_moe [B T [steps [D F E k]]]   (default 8 128 20 768 3072 8 2)
+ *   bench_cuda_moe [B T [steps [D F E k]]]   (default 8 128 20 768 2048 8 2: the
+ * 12-layer Mixtral-style MoE of bench/torch_cuda.py, one layer of it)
  * prints the median forward and backward times and the layer's tokens/s (forward +
  * backward), and the same for the SwiGLU FFN of one expert over all tokens (the dense
  * layer of the same width, for scale). */
@@ -55,7 +56,7 @@ int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   const int B = argc > 2 ? atoi(argv[1]) : 8, T = argc > 2 ? atoi(argv[2]) : 128;
   const int steps = argc > 3 ? atoi(argv[3]) : 20;
-  const int D = argc > 7 ? atoi(argv[4]) : 768, F = argc > 7 ? atoi(argv[5]) : 3072;
+  const int D = argc > 7 ? atoi(argv[4]) : 768, F = argc > 7 ? atoi(argv[5]) : 2048;
   const int E = argc > 7 ? atoi(argv[6]) : 8, k = argc > 7 ? atoi(argv[7]) : 2;
   const int N = B * T;
   const fm_moe_dims dm = {.D = D, .F = F, .E = E, .k = k, .type = FM_EXPERT_FULL, .swiglu = 1, .renorm = 1};
