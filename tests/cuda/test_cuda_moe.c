@@ -165,8 +165,11 @@ static void moe_case(const char *name, fm_moe_dims dm, int N, const uint8_t *mas
                               S.w[3], N, D, sharedF);
   /* the GPU: forward twice (bitwise the same), then the backward twice */
   fm_cu_moe G;
-  CU_ASSERT_FATAL(fm_cu_moe_alloc(cu, &G, N, &dm) == FM_OK);
-  if (mask) CU_ASSERT_FATAL(fm_cu_moe_set_mask(&G, mask) == FM_OK);
+  if (mask) { /* made from the host layer, whose mask it takes */
+    CU_ASSERT_FATAL(fm_cu_moe_alloc_like(cu, &G, &L) == FM_OK);
+  } else {
+    CU_ASSERT_FATAL(fm_cu_moe_alloc(cu, &G, N, &dm) == FM_OK);
+  }
   float *gx = dev_floats(x, nd), *gd = dev_floats(dout, nd), *gout[2], *gdx[2];
   double glb[2] = {0, 0};
   for (int run = 0; run < 2; run++) {
@@ -178,14 +181,29 @@ static void moe_case(const char *name, fm_moe_dims dm, int N, const uint8_t *mas
       CU_ASSERT(fm_cu_shared_expert_forward(cu, gout[run], S.dbuf[0], S.dbuf[1], S.dbuf[2], S.dbuf[3], gx,
                                             S.dw[0], S.dw[1], S.dw[2], S.dw[3], N, D, sharedF) == FM_OK);
   }
-  CU_ASSERT_EQUAL(G.keff, L.keff);
-  CU_ASSERT_EQUAL(G.npos, L.npos);
+  /* the routing, read back into a host layer, is the CPU's */
+  fm_moe H;
+  CU_ASSERT_FATAL(fm_moe_alloc(&H, N, &dm) == FM_OK);
+  CU_ASSERT_FATAL(fm_cu_moe_routing_to_host(cu, &G, &H) == FM_OK);
+  CU_ASSERT_EQUAL(H.keff, L.keff);
+  CU_ASSERT_EQUAL(H.npos, L.npos);
   for (int e = 0; e <= dm.E; e++)
-    if (G.hstart[e] != L.start[e]) {
-      printf("\n    expert %d starts at row %d on the GPU, %d on the CPU\n", e, G.hstart[e], L.start[e]);
+    if (H.start[e] != L.start[e]) {
+      printf("\n    expert %d starts at row %d on the GPU, %d on the CPU\n", e, H.start[e], L.start[e]);
       CU_FAIL("dispatch offsets differ");
       break;
     }
+  for (size_t i = 0; i < (size_t)N * dm.k; i++)
+    if (H.picks[i] != L.picks[i]) {
+      printf("\n    pick %zu (row %zu) is expert %d on the GPU, %d on the CPU\n", i, i / dm.k, H.picks[i],
+             L.picks[i]);
+      CU_FAIL("routing picks differ");
+      break;
+    }
+  CU_ASSERT(close_to("probs", G.probs, L.probs, (size_t)N * dm.E, TOL));
+  CU_ASSERT(close_to("weights", G.wts, L.wts, (size_t)N * dm.k, TOL));
+  CU_ASSERT(close_to("top-1 shares", G.f, L.f, dm.E, 1e-7));
+  fm_moe_free(&H);
   if (!(fabs(glb[0] - lb) <= 1e-6 * fabs(lb))) printf("\n    load balance %.9g (GPU) vs %.9g (CPU)\n", glb[0], lb);
   FM_ASSERT_CLOSE(glb[0], lb, 1e-6, 0);
   CU_ASSERT(glb[0] == glb[1]);

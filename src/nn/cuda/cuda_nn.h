@@ -181,6 +181,12 @@ fm_err fm_cu_moe_forward(fm_cu *cu, fm_cu_moe *L, const fm_moe_params *p, double
 /* backward of the last forward: dx[N,D] += (NULL: skipped); parameter gradients += */
 fm_err fm_cu_moe_backward(fm_cu *cu, fm_cu_moe *L, const fm_moe_params *p, float *dx,
                           const float *dout, const float *x, float lb_coef, float dlb);
+/* For a model that keeps its host fm_moe layers (dimensions, masks, routing
+ * statistics) beside the device ones: a device layer of a host layer's dimensions and
+ * mask, and the last forward's routing (probs, picks, f, row offsets, N, keff, npos)
+ * copied into the host layer (waits for the GPU). */
+fm_err fm_cu_moe_alloc_like(fm_cu *cu, fm_cu_moe *L, const fm_moe *host);
+fm_err fm_cu_moe_routing_to_host(fm_cu *cu, const fm_cu_moe *L, fm_moe *host);
 /* ---- end of the llama and MoE families' block */
 
 #endif

@@ -329,3 +329,29 @@ fm_err fm_cu_moe_backward(fm_cu *cu, fm_cu_moe *L, const fm_moe_params *p, float
   if (dx) FM_CHECK(fm_cu_gemm(cu, 0, 0, N, D, E, 1.0f, L->dlogits, E, p->router.w, D, 1.0f, dx, D));
   return FM_OK;
 }
+
+fm_err fm_cu_moe_alloc_like(fm_cu *cu, fm_cu_moe *L, const fm_moe *host) {
+  const fm_moe_dims dm = {.D = host->D, .F = host->F, .E = host->E, .k = host->k, .type = host->type,
+                          .r = host->r, .swiglu = host->swiglu, .renorm = host->renorm,
+                          .alpha = host->scale * (float)host->r};
+  FM_CHECK(fm_cu_moe_alloc(cu, L, host->maxN, &dm));
+  L->scale = host->scale; /* exactly the host's, not alpha / r recomputed */
+  return fm_cu_moe_set_mask(L, host->allowed);
+}
+
+fm_err fm_cu_moe_routing_to_host(fm_cu *cu, const fm_cu_moe *L, fm_moe *host) {
+  if (host->maxN < L->N || host->E != L->E || host->k != L->k)
+    FM_ERROR(FM_ERR_INTERNAL, "host MoE layer (%d rows, %d experts, top %d) does not match the device's "
+             "(%d rows, %d experts, top %d)", host->maxN, host->E, host->k, L->N, L->E, L->k);
+  const size_t N = (size_t)L->N, E = (size_t)L->E, k = (size_t)L->k;
+  FM_CHECK(fm_cu_download(cu, host->probs, L->probs, N * E * sizeof(float)));
+  FM_CHECK(fm_cu_download(cu, host->picks, L->picks, N * k * sizeof(int32_t)));
+  FM_CHECK(fm_cu_download(cu, host->wts, L->wts, N * k * sizeof(float)));
+  FM_CHECK(fm_cu_download(cu, host->f, L->f, E * sizeof(float)));
+  host->N = L->N;
+  host->keff = L->keff;
+  host->npos = L->npos;
+  for (int e = 0; e <= L->E; e++) host->start[e] = L->hstart[e];
+  for (int e = 0; e < L->E; e++) host->count[e] = L->hstart[e + 1] - L->hstart[e];
+  return FM_OK;
+}
