@@ -111,8 +111,11 @@ static void rope(void) {
   fm_rope_table(ct, st, ctx, hs, &s);
   const size_t n = (size_t)B * T * ld;
   float *x = host_rand(n, 50, 1), *x0 = host_copy(x, n);
-  float *gct = dev_floats(ct, (size_t)ctx * hs / 2), *gst = dev_floats(st, (size_t)ctx * hs / 2),
+  float *gct = dev_floats(NULL, (size_t)ctx * hs / 2), *gst = dev_floats(NULL, (size_t)ctx * hs / 2),
         *gx = dev_floats(x, n);
+  CU_ASSERT_FATAL(fm_cu_rope_table(cu, gct, gst, ctx, hs, &s) == FM_OK);
+  CU_ASSERT(same_bits_host("cos table", gct, ct, (size_t)ctx * hs / 2));
+  CU_ASSERT(same_bits_host("sin table", gst, st, (size_t)ctx * hs / 2));
   fm_rope_forward(x, ct, st, B, T, nh, hs, ld);
   CU_ASSERT(fm_cu_rope_forward(cu, gx, gct, gst, B, T, nh, hs, ld) == FM_OK);
   CLOSE(gx, x, n, TOL);

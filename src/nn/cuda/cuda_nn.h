@@ -96,7 +96,10 @@ fm_err fm_cu_rmsnorm_forward(fm_cu *cu, float *out, float *rstd, const float *in
 fm_err fm_cu_rmsnorm_backward(fm_cu *cu, float *dinp, float *dw, const float *dout,
                               const float *inp, const float *w, const float *rstd, int N, int C,
                               int ld, int accumulate);
-/* cos_t, sin_t [ctx, hs/2]: fm_rope_table's, uploaded once */
+/* cos_t, sin_t [ctx, hs/2] (device): fm_rope_table's, computed on the host and uploaded
+ * (once per model; waits for the copy) */
+fm_err fm_cu_rope_table(fm_cu *cu, float *cos_t, float *sin_t, int ctx, int hs,
+                        const fm_model_shape *s);
 fm_err fm_cu_rope_forward(fm_cu *cu, float *x, const float *cos_t, const float *sin_t, int B,
                           int T, int nh, int hs, int ld);
 fm_err fm_cu_rope_backward(fm_cu *cu, float *dx, const float *cos_t, const float *sin_t, int B,

@@ -6,6 +6,7 @@
 #include "context.h"
 #include "kernels_llama.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- gelu.c */
@@ -60,6 +61,19 @@ fm_err fm_cu_rmsnorm_backward(fm_cu *cu, float *dinp, float *dw, const float *do
 }
 
 /* ---- rope.c */
+fm_err fm_cu_rope_table(fm_cu *cu, float *cos_t, float *sin_t, int ctx, int hs,
+                        const fm_model_shape *s) {
+  const size_t n = (size_t)ctx * (hs / 2);
+  float *h;
+  FM_CALLOC(h, 2 * n + 1, "RoPE tables");
+  fm_rope_table(h, h + n, ctx, hs, s);
+  fm_err e = fm_cu_upload(cu, cos_t, h, n * sizeof(float));
+  if (!e) e = fm_cu_upload(cu, sin_t, h + n, n * sizeof(float));
+  if (!e) e = fm_cu_sync(cu, "RoPE tables");
+  free(h);
+  return e;
+}
+
 fm_err fm_cu_rope_forward(fm_cu *cu, float *x, const float *cos_t, const float *sin_t, int B,
                           int T, int nh, int hs, int ld) {
   FM_CUK(fm_cuk_rope(x, cos_t, sin_t, B, T, nh, hs, ld, 1.0f, cu->stream), "rope");
