@@ -1,10 +1,14 @@
-# nn tests: the kernels one by one (test_nn) and the whole model (test_model).
+# nn tests: the kernels one by one (test_nn), the whole model (test_model), and
+# text generation: the decoder with its key/value cache and the sampler (test_decode).
 # They include the private kernel header src/nn/nn.h.
-check_PROGRAMS += tests/unit/test_nn tests/unit/test_model
+check_PROGRAMS += tests/unit/test_nn tests/unit/test_model tests/unit/test_decode
 tests_unit_test_nn_SOURCES = %reldir%/unit/test_nn.c $(TEST_UNIT_MAIN)
 tests_unit_test_nn_CPPFLAGS = $(TEST_UNIT_CPPFLAGS) -I$(srcdir)/src/nn
 tests_unit_test_nn_LDADD = $(TEST_UNIT_LDADD)
 tests_unit_test_model_SOURCES = %reldir%/unit/test_model.c $(TEST_UNIT_MAIN)
 tests_unit_test_model_CPPFLAGS = $(TEST_UNIT_CPPFLAGS) -I$(srcdir)/src/nn
 tests_unit_test_model_LDADD = $(TEST_UNIT_LDADD)
-TESTS += tests/unit/test_nn tests/unit/test_model
+tests_unit_test_decode_SOURCES = %reldir%/unit/test_decode.c $(TEST_UNIT_MAIN)
+tests_unit_test_decode_CPPFLAGS = $(TEST_UNIT_CPPFLAGS) -I$(srcdir)/src/nn
+tests_unit_test_decode_LDADD = $(TEST_UNIT_LDADD)
+TESTS += tests/unit/test_nn tests/unit/test_model tests/unit/test_decode
