@@ -12,3 +12,9 @@ tests_unit_test_decode_SOURCES = %reldir%/unit/test_decode.c $(TEST_UNIT_MAIN)
 tests_unit_test_decode_CPPFLAGS = $(TEST_UNIT_CPPFLAGS) -I$(srcdir)/src/nn
 tests_unit_test_decode_LDADD = $(TEST_UNIT_LDADD)
 TESTS += tests/unit/test_nn tests/unit/test_model tests/unit/test_decode
+
+# fedmoe generate end to end: against tests/fixtures/gpt2_ref.py's greedy continuation,
+# seeds, ranks, the context, --client and bad input
+GENERATE_TESTS = %reldir%/mpi/generate.sh
+TESTS += $(GENERATE_TESTS)
+dist_noinst_SCRIPTS += $(GENERATE_TESTS)
