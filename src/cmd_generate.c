@@ -185,8 +185,10 @@ static fm_err generate_rank0(const fm_cli *cli) {
     if (cm.folder) fprintf(stderr, "generate %s (Hugging Face folder)", cm.source);
     else fprintf(stderr, "generate %s round %d strategy %s", cm.source, cm.round, cm.st->name);
     if (cm.client >= 0) fprintf(stderr, " client %d%s", cm.client, cm.allocated ? "" : " (never trained: initial values)");
-    fprintf(stderr, ", tokenizer %s%s%s\n", fm_tokenizer_kind_name(tok), *fm_tokenizer_path(tok) ? " " : "",
+    fprintf(stderr, ", tokenizer %s%s%s", fm_tokenizer_kind_name(tok), *fm_tokenizer_path(tok) ? " " : "",
             fm_tokenizer_path(tok));
+    if (eos_name) fprintf(stderr, ", end of text %s (id %d)", eos_name, o.eos);
+    fputc('\n', stderr);
     fprintf(stderr, "generate: prompt %d tokens in %.3f s, %d new tokens in %.3f s (%.1f tokens/s, %d thread%s); "
             "stopped: %s\n", r.prompt, r.prefill_s, r.generated, r.decode_s,
             r.decode_s > 0 ? r.generated / r.decode_s : 0.0, fm_nn_threads(), fm_nn_threads() == 1 ? "" : "s",

@@ -66,6 +66,20 @@ echo "ok: same seed same text (1 and 3 ranks), another seed another text"
 gen 1 --checkpoint "$TMP/fedavg.h5" --prompt "Once upon a " --tokens 10 || fail "generate to the context"
 grep -q "5 new tokens.*the context length 16 reached" "$TMP/err" || { cat "$TMP/err"; fail "no context stop"; }
 
+# a BPE and a SentencePiece run: the prompt and the text through the run's tokenizer,
+# its end-of-text token found
+tok="$top_srcdir/tests/fixtures/tok"
+for t in "bpe_gpt2.json 703 <|endoftext|> (id 0)" "spm_bpe.model 800 </s> (id 2)"; do
+  set -- $t
+  mpi 2 run "$TMP/tiny.ini" -q --set fl.strategy=fedavg --set model.tokenizer="$tok/$1" --set model.vocab=$2 \
+    --set run.output="$TMP/tok.h5" --overwrite || { cat "$TMP/out"; fail "a run with $1"; }
+  gen 1 --checkpoint "$TMP/tok.h5" --prompt "The boat" --tokens 6 --seed 3 || fail "generate with $1"
+  grep -q "tokenizer .*$1, end of text $3 $4 $5" "$TMP/err" || { cat "$TMP/err"; fail "$1: no end-of-text token"; }
+  grep -q "prompt 4 tokens.* 6 new tokens" "$TMP/err" || { cat "$TMP/err"; fail "$1: not 4 + 6 tokens"; }
+  [ -s "$TMP/gen" ] || fail "$1: no text"
+done
+echo "ok: BPE and SentencePiece runs"
+
 # 4. --client: a local run's client 1
 mpi 2 run "$TMP/tiny.ini" -q --set fl.strategy=local --set run.output="$TMP/local.h5" \
   || { cat "$TMP/out"; fail "the local run"; }
