@@ -37,45 +37,47 @@ struct fm_decoder {
   fm_moe *moe;                     /* [L]: the MoE blocks' layers, sized for rows */
 };
 
-/* The arena's layout; with base NULL only counted. Returns the floats it takes. */
+/* The arena cut in order: with next NULL only counted (take returns NULL then). */
+typedef struct {
+  float *next;
+  size_t n;
+} cutter;
+
+static float *take(cutter *c, size_t count) {
+  float *p = c->next;
+  if (p) c->next += count;
+  c->n += count;
+  return p;
+}
+
+/* The arena's layout from base (NULL: only counted). Returns the floats it takes. */
 static size_t carve(fm_decoder *d, float *base) {
   const fm_model_shape *s = &d->m->s;
   const size_t R = (size_t)d->rows, C = (size_t)d->ctx, D = (size_t)s->d, L = (size_t)s->layers;
   const size_t F = (size_t)s->ffn, FS = (size_t)s->shared_ffn, RA = (size_t)s->attn_lora_rank;
-  float *q = base;
-  size_t n = 0;
-#define TAKE(ptr, cnt)   \
-  do {                   \
-    size_t c_ = (cnt);   \
-    if (base) {          \
-      (ptr) = q;         \
-      q += c_;           \
-    }                    \
-    n += c_;             \
-  } while (0)
-  TAKE(d->kc, L * C * d->KD);
-  TAKE(d->vc, L * C * d->KD);
-  TAKE(d->x, R * D);
-  TAKE(d->resa, R * D);
-  TAKE(d->ln, R * D);
-  TAKE(d->mean, R);
-  TAKE(d->rstd, R);
-  TAKE(d->qr, R);
-  TAKE(d->kr, R);
-  TAKE(d->qkv, R * d->W);
-  if (s->qk_norm) TAKE(d->pre, R * d->W);
-  TAKE(d->atty, R * d->QD);
-  TAKE(d->score, R * C);
-  TAKE(d->fa, R * 2 * F);
-  TAKE(d->fb, R * F);
-  TAKE(d->sy, R * D);
-  TAKE(d->sg, R);
-  TAKE(d->sgu, R * 2 * FS);
-  TAKE(d->sact, R * FS);
-  TAKE(d->z, R * RA);
-  TAKE(d->logits, R * (size_t)s->vocab);
-#undef TAKE
-  return n;
+  cutter c = {base, 0};
+  d->kc = take(&c, L * C * d->KD);
+  d->vc = take(&c, L * C * d->KD);
+  d->x = take(&c, R * D);
+  d->resa = take(&c, R * D);
+  d->ln = take(&c, R * D);
+  d->mean = take(&c, R);
+  d->rstd = take(&c, R);
+  d->qr = take(&c, R);
+  d->kr = take(&c, R);
+  d->qkv = take(&c, R * d->W);
+  d->pre = s->qk_norm ? take(&c, R * d->W) : NULL;
+  d->atty = take(&c, R * d->QD);
+  d->score = take(&c, R * C);
+  d->fa = take(&c, R * 2 * F);
+  d->fb = take(&c, R * F);
+  d->sy = take(&c, R * D);
+  d->sg = take(&c, R);
+  d->sgu = take(&c, R * 2 * FS);
+  d->sact = take(&c, R * FS);
+  d->z = take(&c, R * RA);
+  d->logits = take(&c, R * (size_t)s->vocab);
+  return c.n;
 }
 
 fm_err fm_decoder_create(fm_decoder **dp, fm_model *m, int rows) {
