@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < P; i++) seq[i] = (int32_t)((i * 7919) % 50257);
   for (int i = 0; i < T; i++) tgt[i] = -1;
   fm_decoder *d = NULL;
-  if (fm_decoder_create(&d, m, P < 64 ? P : 64)) return die();
+  if (fm_decoder_create(&d, m, P < 64 ? P : 64, P + NEW)) return die();
   fm_gen_opts o = {.max_new = NEW, .eos = -1, .sampler = {.temperature = 0.0f, .top_p = 1.0f}};
   fm_gen_result r;
   double c0 = cpu_now();

@@ -171,7 +171,8 @@ static fm_err generate_rank0(const fm_cli *cli) {
     o.eos = end_of_text(tok, s->vocab, &eos_name);
     if (fm_tokenizer_vocab(tok) < s->vocab) o.sampler.vocab = fm_tokenizer_vocab(tok);
     const int rows = ids.n < PREFILL_ROWS ? (int)ids.n : PREFILL_ROWS;
-    err = fm_decoder_create(&d, cm.m, rows);
+    const long need = (long)ids.n + a.tokens; /* the cache a generation can fill, at most the context */
+    err = fm_decoder_create(&d, cm.m, rows, need < s->context ? (int)need : s->context);
   }
   fm_gen_result r = {0};
   if (!err) err = fm_calloc(&out, (size_t)a.tokens, sizeof *out, "the generated ids");
@@ -185,6 +186,7 @@ static fm_err generate_rank0(const fm_cli *cli) {
     if (cm.folder) fprintf(stderr, "generate %s (Hugging Face folder)", cm.source);
     else fprintf(stderr, "generate %s round %d strategy %s", cm.source, cm.round, cm.st->name);
     if (cm.client >= 0) fprintf(stderr, " client %d%s", cm.client, cm.allocated ? "" : " (never trained: initial values)");
+    if (cm.server) fprintf(stderr, " (the server's full model)");
     fprintf(stderr, ", tokenizer %s%s%s", fm_tokenizer_kind_name(tok), *fm_tokenizer_path(tok) ? " " : "",
             fm_tokenizer_path(tok));
     if (eos_name) fprintf(stderr, ", end of text %s (id %d)", eos_name, o.eos);

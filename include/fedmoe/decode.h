@@ -19,14 +19,16 @@
 
 typedef struct fm_decoder fm_decoder;
 
-/* A decoder of m taking up to rows tokens per step (1..context); its cache holds the
- * model's context positions. */
-fm_err fm_decoder_create(fm_decoder **d, fm_model *m, int rows);
+/* A decoder of m taking up to rows tokens per step, whose cache holds positions
+ * 0..positions-1 (1 <= rows <= positions <= the model's context; 0: the context). A
+ * cache of the positions a generation needs, not the whole context, keeps long-context
+ * models small: the cache takes 2 layers x positions x kv_heads x head_dim floats. */
+fm_err fm_decoder_create(fm_decoder **d, fm_model *m, int rows, int positions);
 void fm_decoder_free(fm_decoder *d);
 /* Forget the sequence: the next step starts at position 0. */
 void fm_decoder_reset(fm_decoder *d);
 int fm_decoder_pos(const fm_decoder *d);     /* positions filled so far */
-int fm_decoder_context(const fm_decoder *d); /* positions the cache holds */
+int fm_decoder_context(const fm_decoder *d); /* positions the cache holds (its capacity) */
 int fm_decoder_rows(const fm_decoder *d);    /* tokens a step may take */
 int fm_decoder_vocab(const fm_decoder *d);   /* the model's vocabulary: logits per row */
 
@@ -74,9 +76,11 @@ typedef struct {
   fm_gen_stop stop;
 } fm_gen_result;
 
-/* From a reset decoder: the prompt (1..context tokens), then up to max_new tokens
+/* From a reset decoder: the prompt (1..positions tokens), then up to max_new tokens
  * into out[max_new], token k drawn at step k. A prompt of n tokens leaves room for
- * context - n + 1 new ones (the last one is drawn but never fed). */
+ * positions - n + 1 new ones (the last one is drawn but never fed): a decoder of
+ * min(context, n + max_new) positions stops at the context only when that is what
+ * runs out (FM_GEN_CONTEXT). */
 fm_err fm_generate(fm_decoder *d, const int32_t *prompt, int n, const fm_gen_opts *o, int32_t *out,
                    fm_gen_result *res);
 

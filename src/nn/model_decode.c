@@ -6,6 +6,7 @@
  * do, with the same kernels, on n rows instead of B*T:
  *   gpt2:  x = wte[tok] + wpe[pos..pos+n)
  *   llama: x = embed_tokens[tok]; q and k rotated at positions pos..pos+n (rope.c)
+ * (the cache holds the positions asked for at creation, at most the context)
  * Each block's new keys and values (after q/k norm and rotation) go into the cache
  * at rows pos..pos+n, and the new queries attend to cache rows 0..pos+i
  * (attention_cached.c): the prefix is never recomputed. MoE blocks route the new
@@ -80,16 +81,19 @@ static size_t carve(fm_decoder *d, float *base) {
   return c.n;
 }
 
-fm_err fm_decoder_create(fm_decoder **dp, fm_model *m, int rows) {
+fm_err fm_decoder_create(fm_decoder **dp, fm_model *m, int rows, int positions) {
   *dp = NULL;
   const fm_model_shape *s = &m->s;
-  if (rows < 1 || rows > s->context)
-    FM_ERROR(FM_ERR_ARG, "a decoder taking %d tokens per step: the model's context is %d", rows, s->context);
+  if (positions == 0) positions = s->context;
+  if (positions < 1 || positions > s->context)
+    FM_ERROR(FM_ERR_ARG, "a decoder cache of %d positions: the model's context is %d", positions, s->context);
+  if (rows < 1 || rows > positions)
+    FM_ERROR(FM_ERR_ARG, "a decoder taking %d tokens per step: its cache holds %d positions", rows, positions);
   fm_decoder *d;
   FM_CALLOC(d, 1, "decoder");
   d->m = m;
   d->rows = rows;
-  d->ctx = s->context;
+  d->ctx = positions;
   d->H = s->heads;
   d->KVH = s->kv_heads;
   d->hs = s->head_dim;
@@ -273,7 +277,7 @@ fm_err fm_decoder_step(fm_decoder *d, const int32_t *tok, int n, int all, const 
   if (n < 1 || n > d->rows)
     FM_ERROR(FM_ERR_ARG, "a decoding step of %d tokens: this decoder takes 1..%d", n, d->rows);
   if (d->pos + n > d->ctx)
-    FM_ERROR(FM_ERR_ARG, "%d more tokens after %d: the context holds %d", n, d->pos, d->ctx);
+    FM_ERROR(FM_ERR_ARG, "%d more tokens after %d: the decoder's context holds %d", n, d->pos, d->ctx);
   for (int i = 0; i < n; i++)
     if (tok[i] < 0 || tok[i] >= V)
       FM_ERROR(FM_ERR_DATA, "token %d at position %d is outside the vocabulary 0..%d", tok[i], d->pos + i, V - 1);

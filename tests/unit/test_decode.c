@@ -139,7 +139,7 @@ static double decode_vs_full(fm_model *m, const int32_t *tok, int T, const int *
   for (int i = 0; i < nsteps; i++)
     if (steps[i] > rows) rows = steps[i];
   fm_decoder *d = NULL;
-  CU_ASSERT_EQUAL_FATAL(fm_decoder_create(&d, m, rows), FM_OK);
+  CU_ASSERT_EQUAL_FATAL(fm_decoder_create(&d, m, rows, 0), FM_OK);
   double worst = 0.0;
   for (int p = 0, i = 0; p < T; i++) {
     int n = i < nsteps ? steps[i] : 1;
@@ -224,7 +224,7 @@ static void test_route_mask(void) {
   float unmasked[32];
   fm_decoder *d = NULL;
   const float *lg;
-  CU_ASSERT_EQUAL_FATAL(fm_decoder_create(&d, m, 1), FM_OK);
+  CU_ASSERT_EQUAL_FATAL(fm_decoder_create(&d, m, 1, 1), FM_OK);
   CU_ASSERT_EQUAL(fm_decoder_step(d, tok, 1, 0, &lg), FM_OK);
   memcpy(unmasked, lg, sizeof unmasked);
   for (int l = 0; l < 2; l++) CU_ASSERT_EQUAL(fm_model_set_route_mask(m, l, only), FM_OK);
@@ -243,9 +243,21 @@ static void test_step_errors(void) {
   fm_model *m = make(&s, 1, 16);
   CU_ASSERT_PTR_NOT_NULL_FATAL(m);
   fm_decoder *d = NULL;
-  CU_ASSERT_EQUAL(fm_decoder_create(&d, m, 0), FM_ERR_ARG);
-  CU_ASSERT_EQUAL(fm_decoder_create(&d, m, s.context + 1), FM_ERR_ARG);
-  CU_ASSERT_EQUAL_FATAL(fm_decoder_create(&d, m, 4), FM_OK);
+  CU_ASSERT_EQUAL(fm_decoder_create(&d, m, 0, 0), FM_ERR_ARG);
+  CU_ASSERT_EQUAL(fm_decoder_create(&d, m, s.context + 1, 0), FM_ERR_ARG);
+  CU_ASSERT_EQUAL(fm_decoder_create(&d, m, 4, s.context + 1), FM_ERR_ARG);
+  CU_ASSERT_EQUAL(fm_decoder_create(&d, m, 4, 3), FM_ERR_ARG);
+  CU_ASSERT_PTR_NULL(d);
+  /* a cache of 6 positions: the seventh token is refused */
+  CU_ASSERT_EQUAL_FATAL(fm_decoder_create(&d, m, 4, 6), FM_OK);
+  CU_ASSERT_EQUAL(fm_decoder_context(d), 6);
+  int32_t six[6] = {1, 2, 3, 4, 5, 6};
+  const float *lg6;
+  CU_ASSERT_EQUAL(fm_decoder_step(d, six, 4, 0, &lg6), FM_OK);
+  CU_ASSERT_EQUAL(fm_decoder_step(d, six + 4, 2, 0, &lg6), FM_OK);
+  CU_ASSERT_EQUAL(fm_decoder_step(d, six, 1, 0, &lg6), FM_ERR_ARG);
+  fm_decoder_free(d);
+  CU_ASSERT_EQUAL_FATAL(fm_decoder_create(&d, m, 4, 0), FM_OK);
   int32_t tok[16] = {0};
   const float *lg;
   CU_ASSERT_EQUAL(fm_decoder_step(d, tok, 5, 0, &lg), FM_ERR_ARG);
@@ -329,7 +341,7 @@ static void test_greedy(void) {
       seq[n] = argmax(fm_model_logits(m) + (size_t)(n - 1) * 256, 256);
     }
     fm_decoder *d = NULL;
-    CU_ASSERT_EQUAL_FATAL(fm_decoder_create(&d, m, 4), FM_OK);
+    CU_ASSERT_EQUAL_FATAL(fm_decoder_create(&d, m, 4, 0), FM_OK);
     fm_gen_opts o = {.max_new = NEW, .eos = -1, .sampler = {.temperature = 0.0f, .top_p = 1.0f, .seed = 1}};
     fm_gen_result r;
     CU_ASSERT_EQUAL_FATAL(fm_generate(d, seq, P, &o, out, &r), FM_OK);
@@ -355,7 +367,7 @@ static void test_sampling_loop(void) {
   int32_t prompt[P], a[64], b[64];
   text_ids(prompt, P);
   fm_decoder *d = NULL;
-  CU_ASSERT_EQUAL_FATAL(fm_decoder_create(&d, m, 8), FM_OK);
+  CU_ASSERT_EQUAL_FATAL(fm_decoder_create(&d, m, 8, 0), FM_OK);
   fm_gen_opts o = {.max_new = NEW, .eos = -1, .sampler = {.temperature = 1.0f, .top_p = 1.0f, .seed = 5}};
   fm_gen_result r;
   CU_ASSERT_EQUAL(fm_generate(d, prompt, P, &o, a, &r), FM_OK);
@@ -396,6 +408,15 @@ static void test_sampling_loop(void) {
   CU_ASSERT_EQUAL(r.generated, 1);
   fm_decoder_reset(d);
   CU_ASSERT_EQUAL(fm_generate(d, longp, 0, &o, b, &r), FM_ERR_ARG);
+  fm_decoder_free(d);
+  /* a cache of prompt + max_new positions (fedmoe generate's) is enough: the same
+   * tokens as with the whole context, stopped by max_new */
+  CU_ASSERT_EQUAL_FATAL(fm_decoder_create(&d, m, 8, P + NEW), FM_OK);
+  o.sampler.seed = 5;
+  CU_ASSERT_EQUAL(fm_generate(d, prompt, P, &o, b, &r), FM_OK);
+  CU_ASSERT_EQUAL(r.stop, FM_GEN_TOKENS);
+  CU_ASSERT_EQUAL(r.generated, NEW);
+  CU_ASSERT_EQUAL(memcmp(a, b, NEW * sizeof *a), 0);
   fm_decoder_free(d);
   fm_model_free(m);
 }
