@@ -44,6 +44,9 @@ assert np.array_equal(dc["bytes_up"], fc["bytes_up"]), "personal models are not 
 print("mean test: personal %.4f, global %.4f; simulated round %.3f s against fedavg's %.3f s" %
       (dr["mean_test"][-1], dr["test_loss_global"][-1], dr["sim_time_s"].mean(), fr["sim_time_s"].mean()))
 PY
+"$FEDMOE" info "$TMP/d3.h5" >"$TMP/info" 2>&1 || { cat "$TMP/info"; fail "fedmoe info"; }
+grep -q "personal models (Ditto)" "$TMP/info" && grep -q "^global model round 4: test [0-9]" "$TMP/info" \
+  || { cat "$TMP/info"; fail "fedmoe info should say whose test loss it shows"; }
 echo "ok: fl.ditto's global model is fedavg's bit for bit; the clients report their personal models; more compute"
 
 # 2 and 3 ranks: the same files; stopped at 2 of 4 and resumed on 3 hosts: the same
