@@ -57,4 +57,13 @@ expect_fail 2 60 "$TMP/other.model' is not the tokenizer of model.init '$base'" 
 # the base's own tokenizer named explicitly is fine
 mpi 2 run "$TMP/ft.ini" -q --overwrite --set model.init="$base" --set model.tokenizer="$TMP/tiny/tokenizer.model" ||
   { cat "$TMP/out"; fail "run naming the base's own tokenizer"; }
+# the demo's base (examples/bases/demo.ini, a few steps) fits the demo (demo-finetune.ini
+# upcycles it into demo.ini's MoE): one short round of comigs from it
+mpi 2 pretrain "$top_srcdir/examples/bases/demo.ini" -q --set data.path="$TMP/tiny/corpus" \
+  --set pretrain.steps=2 --set train.eval_batches=1 --set run.output="$TMP/demo-base.h5" \
+  --set pretrain.output="$TMP/demo-base" || { cat "$TMP/out"; fail "pretrain examples/bases/demo.ini"; }
+mpi 2 run "$top_srcdir/examples/demo-finetune.ini" -q --set model.init="$TMP/demo-base" --set fl.rounds=1 \
+  --set fl.local_steps=1 --set train.eval_batches=1 --set run.output="$TMP/demo.h5" ||
+  { cat "$TMP/out"; fail "examples/demo-finetune.ini from the demo's base"; }
+grep -q "^final comigs:" "$TMP/out" || fail "demo-finetune.ini: no final line"
 echo "ok: pretrain_base"
