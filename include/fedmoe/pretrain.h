@@ -35,6 +35,7 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #define FM_PRETRAIN_FORMAT 1
@@ -85,5 +86,8 @@ fm_err fm_pretrain_file_checkpoint(fm_pretrain_file *f, long step, const float *
 fm_err fm_pretrain_file_load(fm_pretrain_file *f, long step, float *params, float *m, float *v, size_t n,
                              long *adam_step);
 fm_err fm_pretrain_file_close(fm_pretrain_file *f);
+/* `fedmoe info` of a pretrain run file: attributes, steps recorded, the last
+ * losses, the mean tokens/s, the latest checkpoint, the configuration. Serial. */
+fm_err fm_pretrain_file_info(const char *path, FILE *out);
 
 #endif

@@ -388,3 +388,60 @@ fm_err fm_pretrain_file_close(fm_pretrain_file *f) {
   if (e < 0) FM_ERROR(FM_ERR_HDF5, "%s: HDF5 failed to close the file", path);
   return FM_OK;
 }
+
+fm_err fm_pretrain_file_info(const char *path, FILE *out) {
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (file < 0) FM_ERROR(FM_ERR_FORMAT, "'%s' cannot be opened as HDF5", path);
+  char *version = read_text(file, "fedmoe_version"), *start = read_text(file, "start_time");
+  char *tok = read_text(file, "tokenizer"), *config = read_text(file, "config");
+  int64_t format = 0, seed = 0, ranks = 0, params = 0, ctok = 0, ttok = 0, vtok = 0, latest = 0;
+  read_i64(file, "format", &format);
+  read_i64(file, "seed", &seed);
+  read_i64(file, "ranks", &ranks);
+  read_i64(file, "parameters", &params);
+  read_i64(file, "corpus_tokens", &ctok);
+  read_i64(file, "train_tokens", &ttok);
+  read_i64(file, "val_tokens", &vtok);
+  hid_t g = H5Gopen2(file, "checkpoints", H5P_DEFAULT);
+  if (g >= 0) { read_i64(g, "latest", &latest); H5Gclose(g); }
+  fprintf(out, "run file   %s (fedmoe pretrain)\nfedmoe     %s\nformat     %lld\nstarted    %s\nseed       %lld\n"
+          "ranks      %lld\nparameters %lld\ntokenizer  %s\ntokens     %lld in the corpus: %lld training, %lld "
+          "validation\n", path, version ? version : "?", (long long)format, start ? start : "?", (long long)seed,
+          (long long)ranks, (long long)params, tok ? tok : "?", (long long)ctok, (long long)ttok, (long long)vtok);
+  hid_t ds = H5Dopen2(file, "metrics/steps", H5P_DEFAULT);
+  hsize_t n = 0;
+  fm_pretrain_row *rows = NULL;
+  if (ds >= 0) {
+    hid_t sp = H5Dget_space(ds), t = row_type();
+    H5Sget_simple_extent_dims(sp, &n, NULL);
+    H5Sclose(sp);
+    rows = n ? calloc(n, sizeof *rows) : NULL;
+    if (rows && H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0) { free(rows); rows = NULL; }
+    H5Tclose(t);
+    H5Dclose(ds);
+  }
+  if (!rows) fprintf(out, "steps      none recorded\n");
+  else {
+    double tps = 0, val = NAN;
+    long long vstep = 0;
+    for (hsize_t i = 0; i < n; i++) {
+      tps += rows[i].tokens_per_s / (double)n;
+      if (!isnan(rows[i].val_loss)) val = rows[i].val_loss, vstep = (long long)rows[i].step;
+    }
+    const fm_pretrain_row *l = &rows[n - 1];
+    fprintf(out, "steps      %lld recorded, the last %lld: train loss %.4f nats, %llu tokens; mean %.0f tokens/s\n",
+            (unsigned long long)n, (long long)l->step, l->train_loss, (unsigned long long)l->tokens, tps);
+    if (!isnan(val)) fprintf(out, "validation %.4f nats at step %lld\n", val, vstep);
+  }
+  fprintf(out, "checkpoints%s\n", latest > 0 ? "" : " none");
+  if (latest > 0) fprintf(out, "  latest: step %lld (%s.ckpt/s%08lld.h5)\n", (long long)latest, path, (long long)latest);
+  if (config) fprintf(out, "configuration\n%s", config);
+  free(rows);
+  free(version);
+  free(start);
+  free(tok);
+  free(config);
+  H5Fclose(file);
+  return FM_OK;
+}

@@ -46,6 +46,10 @@ first=$(sed -n 's/^step 1\/24: train loss \([0-9.]*\).*/\1/p' "$TMP/out")
 last=$(sed -n 's/^final pretrain: .* val loss \([0-9.]*\) nats.*/\1/p' "$TMP/out")
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }' || fail "no learning: step 1 $first, final val $last"
 echo "ok: identical weights on 1, 2, 3 ranks; loss $first -> $last"
+mpi 1 info "$TMP/p3.h5" || { cat "$TMP/out"; fail "fedmoe info of a pretrain run file"; }
+grep -q "(fedmoe pretrain)" "$TMP/out" && grep -q "^ranks  *3$" "$TMP/out" &&
+  grep -q "^steps  *24 recorded, the last 24: train loss" "$TMP/out" && grep -q "latest: step 24" "$TMP/out" ||
+  fail "fedmoe info: $(cat "$TMP/out")"
 
 # interrupted after 10 steps on 2 ranks, resumed on 3: the same bytes
 mpi 2 pretrain "$TMP/pre.ini" -q --set run.output="$TMP/r.h5" --set pretrain.output="$TMP/br" --set run.stop_after=10 ||
