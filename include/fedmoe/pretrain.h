@@ -7,7 +7,9 @@
  * gradients of the micro-batches j = p, p + P, ... Each micro-batch's gradient (and its
  * loss) goes into the fixed-point sums of the aggregation engine (fm_agg, 2^-40), one
  * MPI_Allreduce of int64 sums them exactly, and every rank takes the same clipped
- * AdamW step on the mean: the weights are bit-identical for any rank count.
+ * AdamW step on the mean: the weights are bit-identical for any rank count. (The
+ * sums resolve 2^-40 of a gradient entry: far below float32's resolution of the
+ * entries that matter; an entry at or above 2^22 is refused as divergence.)
  *
  * Splits: the last data.val_frac of every domain's tokens is validation, the rest
  * training (a domain too short for a window of train.seq_len + 1 tokens in a split

@@ -46,6 +46,16 @@ first=$(sed -n 's/^step 1\/24: train loss \([0-9.]*\).*/\1/p' "$TMP/out")
 last=$(sed -n 's/^final pretrain: .* val loss \([0-9.]*\) nats.*/\1/p' "$TMP/out")
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.5) }' || fail "no learning: step 1 $first, final val $last"
 echo "ok: identical weights on 1, 2, 3 ranks; loss $first -> $last"
+# an MoE base too (Mixtral, top-2, load balancing): 1 and 3 ranks, the same bytes
+moe="--set model.family=mixtral --set model.moe_layers=all --set model.experts=4 --set model.top_k=2 --set pretrain.steps=6"
+for np in 1 3; do
+  # shellcheck disable=SC2086
+  mpi "$np" pretrain "$TMP/pre.ini" -q $moe --set run.output="$TMP/m$np.h5" --set pretrain.output="$TMP/mb$np" ||
+    { cat "$TMP/out"; fail "MoE pretrain np=$np"; }
+done
+cmp "$TMP/mb1/model.safetensors" "$TMP/mb3/model.safetensors" || fail "MoE weights differ between 1 and 3 ranks"
+grep -q '"model_type": "mixtral"' "$TMP/mb1/config.json" || fail "the MoE base is not a Mixtral folder"
+echo "ok: identical MoE weights on 1 and 3 ranks"
 mpi 1 info "$TMP/p3.h5" || { cat "$TMP/out"; fail "fedmoe info of a pretrain run file"; }
 grep -q "(fedmoe pretrain)" "$TMP/out" && grep -q "^ranks  *3$" "$TMP/out" &&
   grep -q "^steps  *24 recorded, the last 24: train loss" "$TMP/out" && grep -q "latest: step 24" "$TMP/out" ||
