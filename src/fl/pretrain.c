@@ -164,7 +164,6 @@ static fm_err load_init(pt_t *p) {
 static fm_err train_step(pt_t *p, long step, double *loss, double *gnorm) {
   const fm_config *c = p->cfg;
   int mb = c->pretrain.micro_batch, T = c->train.seq_len;
-  size_t n = fm_model_class_numel(p->model, 0);
   float *g = fm_model_class_grads(p->model, 0);
   fm_agg_zero(&p->agg);
   fm_err err = FM_OK;
@@ -185,7 +184,6 @@ static fm_err train_step(pt_t *p, long step, double *loss, double *gnorm) {
   FM_CHECK(fm_error_agree(err, &p->comm));
   float lossf = 0, *out[2] = {g, &lossf};
   fm_agg_result(&p->agg, out); /* the mean over the step's micro-batches */
-  (void)n;
   *loss = lossf;
   *gnorm = fm_model_grad_norm(p->model, 1u);
   fm_adamw_hparams h = {fm_lr_at(c, step - 1, c->pretrain.steps, (float)c->train.lr), (float)c->train.beta1,
