@@ -56,12 +56,21 @@ fm_err fm_cu_layernorm_backward(fm_cu *cu, float *dinp, float *dw, float *db, co
                                 const float *rstd, int N, int C);
 fm_err fm_cu_bias_gelu_forward(fm_cu *cu, float *g, float *h, const float *b, int rows, int F);
 fm_err fm_cu_gelu_backward_bias(fm_cu *cu, float *dh, const float *h, float *db, int rows, int F);
-/* causal attention core: qkv [B,T,3D] -> out [B,T,D]; att [B,H,T,T] probabilities */
+/* causal attention core, GQA, fused (flash_attention.cu): as nn.h's
+ * fm_attention_forward, qkv [B,T,W], W = (H + 2 KVH) hs -> out [B,T,H hs] (written).
+ * att holds what the backward needs in place of the CPU's [B,H,T,T] probabilities:
+ * fm_cu_attention_saved(B, T, H, hs) floats, the log-sum-exp of each query row's
+ * scaled scores [B,H,T], then a copy of out [B,T,H hs]. hs <= 128, KVH divides H.
+ * bf16 precision: tensor cores on bf16-rounded tiles with fp32 accumulation and an
+ * fp32 softmax; fp32 and tf32: exact fp32 arithmetic. */
+size_t fm_cu_attention_saved(int B, int T, int H, int hs);
 fm_err fm_cu_attention_forward(fm_cu *cu, float *out, float *att, const float *qkv, int B, int T,
-                               int D, int H);
-/* dqkv [B,T,3D] (written) from dout [B,T,D] */
-fm_err fm_cu_attention_backward(fm_cu *cu, float *dqkv, const float *dout, const float *qkv,
-                                const float *att, int B, int T, int D, int H);
+                               int H, int KVH, int hs);
+/* dqkv [B,T,W] (written, every value) from dout [B,T,H hs]; deterministic (no atomics).
+ * scratch: unused on the GPU (may be NULL; the argument keeps the CPU's signature). */
+fm_err fm_cu_attention_backward(fm_cu *cu, float *dqkv, float *scratch, const float *dout,
+                                const float *qkv, const float *att, int B, int T, int H, int KVH,
+                                int hs);
 fm_err fm_cu_embed_forward(fm_cu *cu, float *out, const int32_t *tok, const float *wte,
                            const float *wpe, int B, int T, int D);
 fm_err fm_cu_embed_backward(fm_cu *cu, float *dwte, float *dwpe, const float *dout,

@@ -60,12 +60,19 @@ int fm_cuk_crossentropy_backward(float *dlogits, const float *logits, const floa
                                  const int32_t *targets, int N, int V, int nvalid, float dloss,
                                  void *stream);
 
-/* causal softmax of score rows in place: att[R = B*H*T rows][T], row r's position is
- * r mod T; entries above the diagonal become 0 */
-int fm_cuk_causal_softmax(float *att, int rows, int T, float scale, void *stream);
-/* softmax backward in place: datt = att * (datt - sum_j datt att) * scale, same rows */
-int fm_cuk_causal_softmax_backward(float *datt, const float *att, int rows, int T, float scale,
-                                   void *stream);
+/* The fused causal attention core (flash_attention.cu), GQA, nn.h's layout: qkv
+ * [B,T,W], W = (H + 2 KVH) hs, query head h reads key/value head h / (H/KVH).
+ * forward: out [B,T,H hs] and its copy ocopy (written); lse [B,H,T] (written) the
+ * natural log-sum-exp of each row's scaled scores. backward: dqkv [B,T,W] (written,
+ * every value) from dout [B,T,H hs], with o the forward's output and Dv [B,H,T]
+ * scratch. bf16_tiles: tensor cores on bf16-rounded tiles (fp32 accumulation and
+ * softmax), else exact fp32. hs <= FM_CU_ATTENTION_MAX_HS, H a multiple of KVH. */
+#define FM_CU_ATTENTION_MAX_HS 128
+int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, const float *qkv, int B, int T,
+                             int H, int KVH, int hs, int bf16_tiles, void *stream);
+int fm_cuk_attention_backward(float *dqkv, float *Dv, const float *dout, const float *qkv,
+                              const float *o, const float *lse, int B, int T, int H, int KVH,
+                              int hs, int bf16_tiles, void *stream);
 
 /* out[B,T,D] = wte[tok] + wpe[t] (wpe may be NULL: no learned positions) */
 int fm_cuk_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe,

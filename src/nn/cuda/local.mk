@@ -2,7 +2,7 @@
 # files are compiled by nvcc; the C files (context, cuBLAS GEMMs, attention, the
 # kernels' C entry points) by the C compiler against the CUDA headers.
 CUDA_KERNEL_SRCS = %reldir%/colsum.cu %reldir%/layernorm.cu %reldir%/gelu.cu \
-	%reldir%/crossentropy.cu %reldir%/softmax.cu %reldir%/embed.cu %reldir%/adamw.cu
+	%reldir%/crossentropy.cu %reldir%/flash_attention.cu %reldir%/embed.cu %reldir%/adamw.cu
 CUDA_HDRS = %reldir%/cuda_nn.h %reldir%/model_cuda.h %reldir%/context.h %reldir%/kernels.h %reldir%/common.cuh
 EXTRA_DIST += $(CUDA_KERNEL_SRCS) $(CUDA_HDRS) %reldir%/context.c %reldir%/gemm.c \
 	%reldir%/attention.c %reldir%/ops.c %reldir%/model_cuda.c

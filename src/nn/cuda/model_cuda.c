@@ -114,7 +114,7 @@ static fm_err alloc_params(fm_cu_model *g) {
 static fm_err alloc_activations(fm_cu_model *g) {
   const fm_model_shape *s = &g->m->s;
   const size_t N = (size_t)g->B * g->T, D = (size_t)s->d, V = (size_t)s->vocab, F = (size_t)s->ffn;
-  const size_t att = (size_t)g->B * s->heads * g->T * g->T;
+  const size_t att = fm_cu_attention_saved(g->B, g->T, s->heads, s->d / s->heads);
   const size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D + 2 * N * F;
   const size_t total = (s->layers + 1) * N * D + N * D + 2 * N + N * V + N + 3 * N * D + 3 * N * D +
                        N * F + N * V + s->layers * per_block;
@@ -260,7 +260,7 @@ fm_err fm_cu_model_forward(fm_cu_model *g, const int32_t *tokens, const int32_t 
     mark(cu, PROF_NORM);
     FM_CHECK(fm_cu_linear_forward(cu, b->qkv, b->ln1, w[hb->attw], w[hb->attb], N, D, 3 * D, 0));
     mark(cu, PROF_ATTN_PROJ);
-    FM_CHECK(fm_cu_attention_forward(cu, b->atty, b->att, b->qkv, B, T, D, s->heads));
+    FM_CHECK(fm_cu_attention_forward(cu, b->atty, b->att, b->qkv, B, T, s->heads, s->heads, D / s->heads));
     mark(cu, PROF_ATTN_CORE);
     FM_CHECK(FM_CU(cudaMemcpyAsync(b->resa, in, (size_t)N * D * sizeof(float), cudaMemcpyDeviceToDevice,
                                    cu->stream), "residual"));
@@ -339,7 +339,8 @@ fm_err fm_cu_model_backward(fm_cu_model *g) {
     FM_CHECK(fm_cu_linear_backward(cu, g->datty, grad_of(g, hb->aprw), grad_of(g, hb->aprb), g->dres,
                                    b->atty, w[hb->aprw], N, D, D, 0));
     mark(cu, PROF_ATTN_PROJ);
-    FM_CHECK(fm_cu_attention_backward(cu, g->dqkv, g->datty, b->qkv, b->att, B, T, D, s->heads));
+    FM_CHECK(fm_cu_attention_backward(cu, g->dqkv, NULL, g->datty, b->qkv, b->att, B, T, s->heads, s->heads,
+                                      D / s->heads));
     mark(cu, PROF_ATTN_CORE);
     FM_CHECK(fm_cu_linear_backward(cu, g->dln, grad_of(g, hb->attw), grad_of(g, hb->attb), g->dqkv, b->ln1,
                                    w[hb->attw], N, D, 3 * D, 0));
