@@ -2,9 +2,10 @@
 # CUDA backend is configured (so it never rots on machines without a GPU); run by
 # `make check-cuda`, which needs a GPU.
 EXTRA_DIST += %reldir%/cuda/test_cuda.c %reldir%/cuda/test_cuda_model.c %reldir%/cuda/test_cuda_attention.c \
-	%reldir%/cuda.mk
+	%reldir%/cuda/test_cuda_head.c %reldir%/cuda.mk
 if HAVE_CUDA
-noinst_PROGRAMS += tests/cuda/test_cuda tests/cuda/test_cuda_model tests/cuda/test_cuda_attention
+noinst_PROGRAMS += tests/cuda/test_cuda tests/cuda/test_cuda_model tests/cuda/test_cuda_attention \
+	tests/cuda/test_cuda_head
 tests_cuda_test_cuda_SOURCES = %reldir%/cuda/test_cuda.c $(TEST_UNIT_MAIN)
 tests_cuda_test_cuda_CPPFLAGS = $(TEST_UNIT_CPPFLAGS) -I$(srcdir)/src/nn -I$(srcdir)/src/nn/cuda $(CUDA_CPPFLAGS)
 tests_cuda_test_cuda_LDADD = libfedmoe_cuda.a $(TEST_UNIT_LDADD) $(CUDA_LIBS)
@@ -14,11 +15,17 @@ tests_cuda_test_cuda_model_LDADD = $(tests_cuda_test_cuda_LDADD)
 tests_cuda_test_cuda_attention_SOURCES = %reldir%/cuda/test_cuda_attention.c $(TEST_UNIT_MAIN)
 tests_cuda_test_cuda_attention_CPPFLAGS = $(tests_cuda_test_cuda_CPPFLAGS)
 tests_cuda_test_cuda_attention_LDADD = $(tests_cuda_test_cuda_LDADD)
+tests_cuda_test_cuda_head_SOURCES = %reldir%/cuda/test_cuda_head.c $(TEST_UNIT_MAIN)
+tests_cuda_test_cuda_head_CPPFLAGS = $(tests_cuda_test_cuda_CPPFLAGS)
+tests_cuda_test_cuda_head_LDADD = $(tests_cuda_test_cuda_LDADD)
 
-check-cuda: tests/cuda/test_cuda tests/cuda/test_cuda_model tests/cuda/test_cuda_attention
-	for t in tests/cuda/test_cuda tests/cuda/test_cuda_model tests/cuda/test_cuda_attention; do \
-	  top_srcdir=$(abs_top_srcdir) OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ./$$t || exit 1; \
-	done
+CUDA_TESTS = tests/cuda/test_cuda tests/cuda/test_cuda_model tests/cuda/test_cuda_attention \
+	tests/cuda/test_cuda_head
+# every program runs (so one log shows every failure); the target fails if any did
+check-cuda: $(CUDA_TESTS)
+	rc=0; for t in $(CUDA_TESTS); do \
+	  top_srcdir=$(abs_top_srcdir) OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ./$$t || rc=1; \
+	done; exit $$rc
 else
 check-cuda:
 	@echo "check-cuda: this build has no CUDA backend; configure with --with-cuda" >&2; exit 1

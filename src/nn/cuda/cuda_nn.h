@@ -82,6 +82,20 @@ fm_err fm_cu_crossentropy_forward(fm_cu *cu, double *loss, int *nvalid, float *l
 fm_err fm_cu_crossentropy_backward(fm_cu *cu, float *dlogits, const float *logits,
                                    const float *lse, const int32_t *targets, int N, int V,
                                    int nvalid, float dloss);
+/* ---- cufast: the LM head fused with the cross-entropy (head.c), chunked over rows so
+ * the [N,V] logits are never whole: model_pass.c's fm_model_head_forward and
+ * fm_model_head_backward (crossentropy.c's semantics) in one call. x [N,D], W [V,D]
+ * (the head: logits = x W^T), targets [N] (< 0: ignored). *loss = the mean over the
+ * counted rows (downloaded: the call's one host synchronisation), *nvalid = rows
+ * counted, lse [N] (may be NULL). Gradients of dloss * loss: dx [N,D] (written; NULL:
+ * not wanted), dW [V,D] (accumulate ? += : =; NULL: not wanted); with neither, the
+ * loss alone. bf16 precision: bf16 operands for the GEMMs, fp32 logits and softmax. */
+fm_err fm_cu_head_crossentropy(fm_cu *cu, double *loss, int *nvalid, float *lse, float *dx,
+                               float *dW, int accumulate, const float *x, const float *W,
+                               const int32_t *targets, int N, int D, int V, float dloss);
+/* Rows per chunk (tests shrink it to exercise the chunks); 0: logits of at most 256 MiB. */
+void fm_cu_head_set_chunk(int rows);
+
 fm_err fm_cu_adamw(fm_cu *cu, float *w, float *m, float *v, const float *g, size_t n, float lr,
                    float b1, float b2, float eps, float wd, long step, float grad_scale);
 

@@ -74,6 +74,19 @@ int fm_cuk_attention_backward(float *dqkv, float *Dv, const float *dout, const f
                               const float *o, const float *lse, int B, int T, int H, int KVH,
                               int hs, int bf16_tiles, void *stream);
 
+/* The fused LM head + cross-entropy's row kernels (head_crossentropy.cu, driven by
+ * head.c). *dcount (device) = rows with target >= 0. On a chunk of rows: lse[rows]
+ * (may be NULL), rowloss[rows] = lse - z[target] (0 where target < 0); with dz (not
+ * NULL): dz = dloss / *dcount (softmax(z) - onehot) on counted rows, 0 elsewhere, as
+ * bf16 (dz_bf16) or fp32 (dz may be z itself). *dsum = the sum of rowloss[N], fixed order. */
+int fm_cuk_head_count(int *dcount, const int32_t *targets, int N, void *stream);
+int fm_cuk_head_rows(float *lse, double *rowloss, void *dz, int dz_bf16, const float *z,
+                     const int32_t *targets, int rows, int V, const int *dcount, float dloss,
+                     void *stream);
+int fm_cuk_head_total(double *dsum, const double *rowloss, int N, void *stream);
+/* out[n] = in[n] rounded to bf16 (out: n bf16 values) */
+int fm_cuk_to_bf16(void *out, const float *in, size_t n, void *stream);
+
 /* out[B,T,D] = wte[tok] + wpe[t] (wpe may be NULL: no learned positions) */
 int fm_cuk_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe,
                          int B, int T, int D, void *stream);

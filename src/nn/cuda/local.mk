@@ -2,14 +2,16 @@
 # files are compiled by nvcc; the C files (context, cuBLAS GEMMs, attention, the
 # kernels' C entry points) by the C compiler against the CUDA headers.
 CUDA_KERNEL_SRCS = %reldir%/colsum.cu %reldir%/layernorm.cu %reldir%/gelu.cu \
-	%reldir%/crossentropy.cu %reldir%/flash_attention.cu %reldir%/embed.cu %reldir%/adamw.cu
+	%reldir%/crossentropy.cu %reldir%/flash_attention.cu %reldir%/head_crossentropy.cu \
+	%reldir%/embed.cu %reldir%/adamw.cu
 CUDA_HDRS = %reldir%/cuda_nn.h %reldir%/model_cuda.h %reldir%/context.h %reldir%/kernels.h %reldir%/common.cuh
 EXTRA_DIST += $(CUDA_KERNEL_SRCS) $(CUDA_HDRS) %reldir%/context.c %reldir%/gemm.c \
-	%reldir%/attention.c %reldir%/ops.c %reldir%/model_cuda.c
+	%reldir%/attention.c %reldir%/head.c %reldir%/ops.c %reldir%/model_cuda.c
 
 if HAVE_CUDA
 noinst_LIBRARIES += libfedmoe_cuda.a
-libfedmoe_cuda_a_SOURCES = %reldir%/context.c %reldir%/gemm.c %reldir%/attention.c %reldir%/ops.c \
+libfedmoe_cuda_a_SOURCES = %reldir%/context.c %reldir%/gemm.c %reldir%/attention.c %reldir%/head.c \
+	%reldir%/ops.c \
 	%reldir%/model_cuda.c
 libfedmoe_cuda_a_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CPPFLAGS)
 CUDA_KERNEL_OBJS = $(CUDA_KERNEL_SRCS:.cu=.cu.$(OBJEXT))

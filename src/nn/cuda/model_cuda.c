@@ -4,6 +4,11 @@
  *   block l:  a = h + c_proj(attn(c_attn(ln_1(h))));  h' = a + ffn(ln_2(a))
  *   logits = ln_f(h_L) wte^T;   loss = CE(logits, targets)
  *
+ * The head and its cross-entropy are one fused, row-chunked call (head.c) that never
+ * holds the [N,V] logits: when some tensor is to be trained, the forward computes the
+ * head's gradients with the loss (dln, and the head weights' into dwhead, added to
+ * their gradient by the backward), since the logits are at hand then.
+ *
  * Every array below is device memory; the host fm_model supplies the tensor table
  * (names, classes, offsets, freeze flags), never its values. */
 #include "model_cuda.h"
@@ -22,6 +27,7 @@ struct fm_cu_model {
   fm_cu *cu;
   fm_model *m;
   int B, T, Bc, Tc, nvalid, have_fwd;
+  int head_dx, head_dw;      /* the forward's fused head left dln (and dwhead) */
   float **cw, **cg, *fw;    /* per class: parameters, gradients; the frozen tensors */
   float **am, **av;         /* per class: AdamW moments */
   long *step;               /* per class: AdamW steps */
@@ -29,7 +35,8 @@ struct fm_cu_model {
   cu_block *blk;
   float *arena;             /* activations, one allocation */
   size_t arena_n, bytes;
-  float *res, *lnf, *lnf_mean, *lnf_rstd, *logits, *lse, *dres, *dln, *datty, *dqkv, *dfc, *dlogits;
+  float *res, *lnf, *lnf_mean, *lnf_rstd, *lse, *dres, *dln, *datty, *dqkv, *dfc;
+  float *dwhead;            /* the head weights' gradient from the fused head [V,D] */
   int32_t *tokens, *targets;
 };
 
@@ -116,9 +123,10 @@ static fm_err alloc_activations(fm_cu_model *g) {
   const size_t N = (size_t)g->B * g->T, D = (size_t)s->d, V = (size_t)s->vocab, F = (size_t)s->ffn;
   const size_t att = fm_cu_attention_saved(g->B, g->T, s->heads, s->d / s->heads);
   const size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D + 2 * N * F;
-  const size_t total = (s->layers + 1) * N * D + N * D + 2 * N + N * V + N + 3 * N * D + 3 * N * D +
-                       N * F + N * V + s->layers * per_block;
+  const size_t total = (s->layers + 1) * N * D + N * D + 2 * N + N + 3 * N * D + 3 * N * D +
+                       N * F + s->layers * per_block;
   FM_CHECK(alloc_floats(g, &g->arena, total, "the model's activations"));
+  FM_CHECK(alloc_floats(g, &g->dwhead, V * D, "the head weights' gradient"));
   g->arena_n = total;
   float *q = g->arena;
 #define TAKE(ptr, n) (ptr = q, q += (n))
@@ -126,14 +134,12 @@ static fm_err alloc_activations(fm_cu_model *g) {
   TAKE(g->lnf, N * D);
   TAKE(g->lnf_mean, N);
   TAKE(g->lnf_rstd, N);
-  TAKE(g->logits, N * V);
   TAKE(g->lse, N);
   TAKE(g->dres, N * D);
   TAKE(g->dln, N * D);
   TAKE(g->datty, N * D);
   TAKE(g->dqkv, 3 * N * D);
   TAKE(g->dfc, N * F);
-  TAKE(g->dlogits, N * V);
   FM_CALLOC(g->blk, s->layers, "GPU block table");
   for (int l = 0; l < s->layers; l++) {
     cu_block *b = &g->blk[l];
@@ -194,6 +200,7 @@ void fm_cu_model_free(fm_cu_model *g) {
   }
   fm_cu_free(g->fw);
   fm_cu_free(g->arena);
+  fm_cu_free(g->dwhead);
   fm_cu_free(g->tokens);
   fm_cu_free(g->targets);
   free(g->cw), free(g->cg), free(g->am), free(g->av), free(g->step), free(g->tw), free(g->blk);
@@ -227,6 +234,18 @@ fm_err fm_cu_model_zero_grads(fm_cu_model *g) {
                    "clear the gradients"));
   mark(g->cu, PROF_OTHER);
   return FM_OK;
+}
+
+/* as model_pass.c: the lowest level whose tensors want a gradient (L+2: none) */
+static int lowest_level(const fm_model *m) {
+  int lo = m->s.layers + 2;
+  for (int i = 0; i < m->nt; i++) {
+    const fm_tensor *t = &m->t[i];
+    if (!t->g || t->frozen) continue;
+    int lev = t->group == FM_GROUP_EMBED ? 0 : t->layer >= 0 ? t->layer + 1 : m->s.layers + 1;
+    if (lev < lo) lo = lev;
+  }
+  return lo;
 }
 
 fm_err fm_cu_model_forward(fm_cu_model *g, const int32_t *tokens, const int32_t *targets, int B,
@@ -280,25 +299,19 @@ fm_err fm_cu_model_forward(fm_cu_model *g, const int32_t *tokens, const int32_t 
   FM_CHECK(fm_cu_layernorm_forward(cu, g->lnf, g->lnf_mean, g->lnf_rstd, g->res + L * stride,
                                    w[m->lnfw], w[m->lnfb], N, D, s->norm_eps));
   mark(cu, PROF_NORM);
-  FM_CHECK(fm_cu_gemm(cu, 0, 1, N, V, D, 1.0f, g->lnf, D, w[m->wte], D, 0.0f, g->logits, V));
+  /* the fused head: loss, and when training the head's gradients (see the top) */
+  const int train = lowest_level(m) <= L + 1;
+  float *dwte = train ? grad_of(g, m->wte) : NULL;
   double loss;
-  FM_CHECK(fm_cu_crossentropy_forward(cu, &loss, &g->nvalid, g->lse, g->logits, g->targets, N, V));
+  FM_CHECK(fm_cu_head_crossentropy(cu, &loss, &g->nvalid, g->lse, train ? g->dln : NULL,
+                                   dwte ? g->dwhead : NULL, 0, g->lnf, w[m->wte], g->targets, N, D,
+                                   V, 1.0f));
+  g->head_dx = train;
+  g->head_dw = dwte != NULL;
   mark(cu, PROF_HEAD);
   g->have_fwd = 1;
   if (ce) *ce = (float)loss;
   return FM_OK;
-}
-
-/* as model_pass.c: the lowest level whose tensors want a gradient (L+2: none) */
-static int lowest_level(const fm_model *m) {
-  int lo = m->s.layers + 2;
-  for (int i = 0; i < m->nt; i++) {
-    const fm_tensor *t = &m->t[i];
-    if (!t->g || t->frozen) continue;
-    int lev = t->group == FM_GROUP_EMBED ? 0 : t->layer >= 0 ? t->layer + 1 : m->s.layers + 1;
-    if (lev < lo) lo = lev;
-  }
-  return lo;
 }
 
 fm_err fm_cu_model_backward(fm_cu_model *g) {
@@ -312,9 +325,17 @@ fm_err fm_cu_model_backward(fm_cu_model *g) {
   if (lo > L + 1) return FM_OK;
   float **w = g->tw;
   float *dwte = grad_of(g, m->wte);
-  FM_CHECK(fm_cu_crossentropy_backward(cu, g->dlogits, g->logits, g->lse, g->targets, N, V, g->nvalid, 1.0f));
-  if (dwte) FM_CHECK(fm_cu_gemm(cu, 1, 0, V, D, N, 1.0f, g->dlogits, V, g->lnf, D, 1.0f, dwte, D));
-  FM_CHECK(fm_cu_gemm(cu, 0, 0, N, D, V, 1.0f, g->dlogits, V, w[m->wte], D, 0.0f, g->dln, D));
+  if (g->head_dx && (g->head_dw || !dwte)) {
+    if (dwte) {
+      const float one = 1.0f;
+      FM_CHECK(FM_CUBLAS(cublasSaxpy(cu->blas, V * D, &one, g->dwhead, 1, dwte, 1), "head gradient"));
+    }
+  } else { /* the freeze flags changed since the forward: the head's gradients now */
+    double l;
+    int nv;
+    FM_CHECK(fm_cu_head_crossentropy(cu, &l, &nv, NULL, g->dln, dwte, 1, g->lnf, w[m->wte], g->targets,
+                                     N, D, V, 1.0f));
+  }
   mark(cu, PROF_HEAD);
   FM_CHECK(FM_CU(cudaMemsetAsync(g->dres, 0, (size_t)N * D * sizeof(float), cu->stream), "clear"));
   FM_CHECK(fm_cu_layernorm_backward(cu, lo <= L ? g->dres : NULL, grad_of(g, m->lnfw), grad_of(g, m->lnfb),
