@@ -10,6 +10,11 @@ size_t fm_cu_attention_saved(int B, int T, int H, int hs) {
   return (size_t)B * H * T + (size_t)B * T * H * hs;
 }
 
+/* the kernels' tile products for the context's precision: 0 exact fp32, 1 TF32, 2 bf16 */
+static int tile_mode(const fm_cu *cu) {
+  return cu->prec == FM_PREC_BF16 ? 2 : cu->prec == FM_PREC_TF32 ? 1 : 0;
+}
+
 static fm_err check_shape(int T, int H, int KVH, int hs) {
   if (hs <= 0 || hs > FM_CU_ATTENTION_MAX_HS)
     FM_ERROR(FM_ERR_ARG, "GPU attention: head size %d is not supported (1..%d)", hs,
@@ -26,7 +31,7 @@ fm_err fm_cu_attention_forward(fm_cu *cu, float *out, float *att, const float *q
   FM_CHECK(check_shape(T, H, KVH, hs));
   float *lse = att, *ocopy = att + (size_t)B * H * T;
   FM_CUK(fm_cuk_attention_forward(out, ocopy, lse, qkv, B, T, H, KVH, hs,
-                                  cu->prec == FM_PREC_BF16, cu->stream),
+                                  tile_mode(cu), cu->stream),
          "fused attention forward");
   return FM_OK;
 }
@@ -40,7 +45,7 @@ fm_err fm_cu_attention_backward(fm_cu *cu, float *dqkv, float *scratch, const fl
   float *Dv;
   FM_CHECK(fm_cu_scratch(cu, &Dv, (size_t)B * H * T * sizeof(float)));
   FM_CUK(fm_cuk_attention_backward(dqkv, Dv, dout, qkv, o, lse, B, T, H, KVH, hs,
-                                   cu->prec == FM_PREC_BF16, cu->stream),
+                                   tile_mode(cu), cu->stream),
          "fused attention backward");
   return FM_OK;
 }

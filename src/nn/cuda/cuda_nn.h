@@ -61,8 +61,8 @@ fm_err fm_cu_gelu_backward_bias(fm_cu *cu, float *dh, const float *h, float *db,
  * att holds what the backward needs in place of the CPU's [B,H,T,T] probabilities:
  * fm_cu_attention_saved(B, T, H, hs) floats, the log-sum-exp of each query row's
  * scaled scores [B,H,T], then a copy of out [B,T,H hs]. hs <= 128, KVH divides H.
- * bf16 precision: tensor cores on bf16-rounded tiles with fp32 accumulation and an
- * fp32 softmax; fp32 and tf32: exact fp32 arithmetic. */
+ * bf16 and tf32 precisions: tensor cores on tiles rounded to bf16 / TF32 with fp32
+ * accumulation and an fp32 softmax; fp32: exact fp32 arithmetic. */
 size_t fm_cu_attention_saved(int B, int T, int H, int hs);
 fm_err fm_cu_attention_forward(fm_cu *cu, float *out, float *att, const float *qkv, int B, int T,
                                int H, int KVH, int hs);

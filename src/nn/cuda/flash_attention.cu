@@ -16,8 +16,8 @@
  *
  * A block has ROWS/16 warps; warp w owns rows 16w..16w+15 of its tile from the GEMMs
  * to the softmax, so warps only meet at tile loads. The tile GEMMs are a warp's 16 x N
- * accumulator (Acc): tensor-core WMMA on bf16 tiles with fp32 accumulation (E = bf16),
- * or exact fp32 FMAs on fp32 tiles (E = float, the fp32 and tf32 precisions). Inputs
+ * accumulator (Acc): tensor-core WMMA on bf16 tiles (E = bf16) or on fp32 tiles rounded
+ * to TF32 (E = tf32), fp32 accumulation; or exact fp32 FMAs (E = float). Inputs
  * stay fp32 in global memory and are rounded to E when a tile is loaded; the softmax
  * and all statistics are fp32. Head sizes up to 128 are padded with zero columns to a
  * compiled size HSP of 32, 64 or 128. */
@@ -37,14 +37,24 @@ struct Geo {
   float scale;
 };
 
-/* element types of the shared tiles: fp32 rows get an odd stride (no bank conflicts
- * when lanes walk a column), bf16 rows a stride of 8 more (WMMA wants 16-byte rows) */
+/* The three kinds of tile product, E: float (exact fp32 FMAs), tf32 (tensor cores on
+ * fp32 tiles rounded to TF32 in the fragments) and bf16 (tensor cores on bf16 tiles).
+ * S is the type a shared tile stores; fp32 rows get an odd stride (no bank conflicts
+ * when lanes walk a column), WMMA tiles a stride with 16-byte rows. */
+struct tf32 {};
 template <typename E> struct Elt;
 template <> struct Elt<float> {
+  using S = float;
   static constexpr int PAD = 1;
   static __device__ __forceinline__ float cvt(float x) { return x; }
 };
+template <> struct Elt<tf32> {
+  using S = float;
+  static constexpr int PAD = 4;
+  static __device__ __forceinline__ float cvt(float x) { return x; }
+};
 template <> struct Elt<bf16> {
+  using S = bf16;
   static constexpr int PAD = 8;
   static __device__ __forceinline__ bf16 cvt(float x) { return __float2bfloat16_rn(x); }
 };
@@ -136,6 +146,51 @@ template <int N> struct Acc<bf16, N> { /* N/16 WMMA 16x16 fp32 accumulators */
   }
 };
 
+template <int N> struct Acc<tf32, N> { /* N/16 WMMA 16x16 fp32 accumulators, k steps of 8 */
+  nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 8, float> f[N / 16];
+  __device__ __forceinline__ void zero() {
+#pragma unroll
+    for (int j = 0; j < N / 16; j++) nvcuda::wmma::fill_fragment(f[j], 0.0f);
+  }
+  template <typename F> static __device__ __forceinline__ void round(F &x) {
+#pragma unroll
+    for (int e = 0; e < x.num_elements; e++) x.x[e] = nvcuda::wmma::__float_to_tf32(x.x[e]);
+  }
+  template <bool BCOL>
+  __device__ __forceinline__ void mma(const float *A, int lda, const float *B, int ldb, int K) {
+    using namespace nvcuda;
+    for (int k0 = 0; k0 < K; k0 += 8) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a;
+      wmma::load_matrix_sync(a, A + k0, lda);
+      round(a);
+#pragma unroll
+      for (int j = 0; j < N / 16; j++) {
+        if constexpr (BCOL) {
+          wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> b;
+          wmma::load_matrix_sync(b, B + 16 * j * ldb + k0, ldb);
+          round(b);
+          wmma::mma_sync(f[j], a, b, f[j]);
+        } else {
+          wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b;
+          wmma::load_matrix_sync(b, B + k0 * ldb + 16 * j, ldb);
+          round(b);
+          wmma::mma_sync(f[j], a, b, f[j]);
+        }
+      }
+    }
+  }
+  __device__ __forceinline__ void store(float *C, int ldc) const {
+#pragma unroll
+    for (int j = 0; j < N / 16; j++)
+      nvcuda::wmma::store_matrix_sync(C + 16 * j, f[j], ldc, nvcuda::wmma::mem_row_major);
+  }
+  __device__ __forceinline__ void load(const float *C, int ldc) {
+#pragma unroll
+    for (int j = 0; j < N / 16; j++)
+      nvcuda::wmma::load_matrix_sync(f[j], C + 16 * j, ldc, nvcuda::wmma::mem_row_major);
+  }
+};
+
 constexpr size_t align128(size_t b) { return (b + 127) / 128 * 128; }
 
 /* The shared-memory plan of one kernel: `tiles` operand tiles [ROWS][LDT] of E, `sq`
@@ -145,9 +200,10 @@ constexpr size_t align128(size_t b) { return (b + 127) / 128 * 128; }
 template <typename E, int ROWS, int HSP> struct Plan {
   static constexpr int LDT = HSP + Elt<E>::PAD, LDS = ROWS + 4, LDP = ROWS + Elt<E>::PAD,
                        LDO = HSP + 4;
-  static constexpr size_t TILE = align128(sizeof(E) * ROWS * LDT),
+  using S = typename Elt<E>::S;
+  static constexpr size_t TILE = align128(sizeof(S) * ROWS * LDT),
                           SQ = align128(sizeof(float) * ROWS * LDS),
-                          PT = align128(sizeof(E) * ROWS * LDP),
+                          PT = align128(sizeof(S) * ROWS * LDP),
                           OT = align128(sizeof(float) * ROWS * LDO),
                           VEC = align128(sizeof(float) * ROWS);
   static_assert(2 * TILE >= OT, "the backward's output staging fits two operand tiles");
@@ -156,7 +212,7 @@ template <typename E, int ROWS, int HSP> struct Plan {
 /* rows t0.. of a [T, stride] slice (hs columns from base) into s[ROWS][ld] as E, zero
  * beyond T and beyond hs (to HSP) */
 template <typename E, int ROWS, int HSP>
-__device__ __forceinline__ void load_tile(E *s, int ld, const float *base, int stride, int t0,
+__device__ __forceinline__ void load_tile(typename Elt<E>::S *s, int ld, const float *base, int stride, int t0,
                                           int T, int hs) {
   for (int idx = threadIdx.x; idx < ROWS * HSP; idx += blockDim.x) {
     const int r = idx / HSP, c = idx % HSP, t = t0 + r;
@@ -180,10 +236,11 @@ template <typename E, int ROWS, int HSP>
 __global__ void __launch_bounds__(ROWS * 2)
     attention_fwd(float *out, float *ocopy, float *lse, const float *qkv, Geo g) {
   using P = Plan<E, ROWS, HSP>;
+  using S = typename P::S;
   extern __shared__ __align__(128) unsigned char smem[];
-  E *Qs = (E *)smem, *Ks = (E *)(smem + P::TILE), *Vs = (E *)(smem + 2 * P::TILE);
+  S *Qs = (S *)smem, *Ks = (S *)(smem + P::TILE), *Vs = (S *)(smem + 2 * P::TILE);
   float *Ss = (float *)(smem + 3 * P::TILE);
-  E *Ps = (E *)(smem + 3 * P::TILE + P::SQ);
+  S *Ps = (S *)(smem + 3 * P::TILE + P::SQ);
   float *Os = (float *)(smem + 3 * P::TILE + P::SQ + P::PT);
   const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, q0 = qt * ROWS, T = g.T;
   const float *seq = qkv + (size_t)b * T * g.W;
@@ -219,7 +276,7 @@ __global__ void __launch_bounds__(ROWS * 2)
     mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
     /* finite from the first tile on: key 0 is below every row's diagonal */
     const float mn = fmaxf(m, mt), alpha = exp2f(m - mn);
-    E *prow = Ps + row * P::LDP + half * (ROWS / 2);
+    S *prow = Ps + row * P::LDP + half * (ROWS / 2);
     float sum = 0.0f;
 #pragma unroll 8
     for (int c = 0; c < ROWS / 2; c++) {
@@ -257,11 +314,12 @@ __global__ void __launch_bounds__(ROWS * 2)
     attention_bwd_dkdv(float *dqkv, const float *dout, const float *qkv, const float *lse,
                        const float *Dv, Geo g) {
   using P = Plan<E, ROWS, HSP>;
+  using S = typename P::S;
   extern __shared__ __align__(128) unsigned char smem[];
-  E *Ks = (E *)smem, *Vs = (E *)(smem + P::TILE), *Qs = (E *)(smem + 2 * P::TILE),
-    *dOs = (E *)(smem + 3 * P::TILE);
+  S *Ks = (S *)smem, *Vs = (S *)(smem + P::TILE), *Qs = (S *)(smem + 2 * P::TILE),
+    *dOs = (S *)(smem + 3 * P::TILE);
   float *Ss = (float *)(smem + 4 * P::TILE);
-  E *Pt = (E *)(smem + 4 * P::TILE + P::SQ), *dSt = (E *)(smem + 4 * P::TILE + P::SQ + P::PT);
+  S *Pt = (S *)(smem + 4 * P::TILE + P::SQ), *dSt = (S *)(smem + 4 * P::TILE + P::SQ + P::PT);
   float *Ls = (float *)(smem + 4 * P::TILE + P::SQ + 2 * P::PT), *Ds = Ls + P::VEC / sizeof(float);
   float *stage = (float *)Qs;
   const int kt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z, k0 = kt * ROWS, T = g.T;
@@ -296,7 +354,7 @@ __global__ void __launch_bounds__(ROWS * 2)
       s.store(Ss + 16 * w * P::LDS, P::LDS);
       __syncwarp();
       const float *srow = Ss + row * P::LDS + half * (ROWS / 2);
-      E *prow = Pt + row * P::LDP + half * (ROWS / 2), *dsrow = dSt + row * P::LDP + half * (ROWS / 2);
+      S *prow = Pt + row * P::LDP + half * (ROWS / 2), *dsrow = dSt + row * P::LDP + half * (ROWS / 2);
       float p[ROWS / 2];
 #pragma unroll
       for (int c = 0; c < ROWS / 2; c++) {
@@ -337,11 +395,12 @@ __global__ void __launch_bounds__(ROWS * 2)
     attention_bwd_dq(float *dqkv, const float *dout, const float *qkv, const float *lse,
                      const float *Dv, Geo g) {
   using P = Plan<E, ROWS, HSP>;
+  using S = typename P::S;
   extern __shared__ __align__(128) unsigned char smem[];
-  E *Qs = (E *)smem, *dOs = (E *)(smem + P::TILE), *Ks = (E *)(smem + 2 * P::TILE),
-    *Vs = (E *)(smem + 3 * P::TILE);
+  S *Qs = (S *)smem, *dOs = (S *)(smem + P::TILE), *Ks = (S *)(smem + 2 * P::TILE),
+    *Vs = (S *)(smem + 3 * P::TILE);
   float *Ss = (float *)(smem + 4 * P::TILE);
-  E *dSs = (E *)(smem + 4 * P::TILE + P::SQ);
+  S *dSs = (S *)(smem + 4 * P::TILE + P::SQ);
   float *Ls = (float *)(smem + 4 * P::TILE + P::SQ + 2 * P::PT), *Ds = Ls + P::VEC / sizeof(float);
   float *stage = (float *)Ks;
   const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, q0 = qt * ROWS, T = g.T;
@@ -385,7 +444,7 @@ __global__ void __launch_bounds__(ROWS * 2)
     s.template mma<true>(dOs + 16 * w * P::LDT, P::LDT, Vs, P::LDT, HSP);
     s.store(Ss + 16 * w * P::LDS, P::LDS);
     __syncwarp();
-    E *dsrow = dSs + row * P::LDP + half * (ROWS / 2);
+    S *dsrow = dSs + row * P::LDP + half * (ROWS / 2);
 #pragma unroll
     for (int c = 0; c < ROWS / 2; c++) dsrow[c] = Elt<E>::cvt(p[c] * (srow[c] - di) * g.scale);
     __syncwarp();
@@ -461,17 +520,24 @@ Geo geo(int T, int H, int KVH, int hs) {
 
 } // namespace
 
+/* mode 0: exact fp32, 1: TF32 tensor cores, 2: bf16 tensor cores. Tiles of 64 rows,
+ * 32 for exact fp32 at head size 128 (its registers and shared memory). */
 extern "C" int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, const float *qkv,
-                                        int B, int T, int H, int KVH, int hs, int bf16_tiles,
+                                        int B, int T, int H, int KVH, int hs, int mode,
                                         void *stream) {
   if (B <= 0 || T <= 0) return 0;
   if (hs > FM_CU_ATTENTION_MAX_HS || KVH <= 0 || H % KVH) return (int)cudaErrorInvalidValue;
   const Geo g = geo(T, H, KVH, hs);
   cudaStream_t st = (cudaStream_t)stream;
-  if (bf16_tiles) {
+  if (mode == 2) {
     if (hs <= 32) return launch_fwd<bf16, 64, 32>(out, ocopy, lse, qkv, B, g, st);
     if (hs <= 64) return launch_fwd<bf16, 64, 64>(out, ocopy, lse, qkv, B, g, st);
     return launch_fwd<bf16, 64, 128>(out, ocopy, lse, qkv, B, g, st);
+  }
+  if (mode == 1) {
+    if (hs <= 32) return launch_fwd<tf32, 64, 32>(out, ocopy, lse, qkv, B, g, st);
+    if (hs <= 64) return launch_fwd<tf32, 64, 64>(out, ocopy, lse, qkv, B, g, st);
+    return launch_fwd<tf32, 64, 128>(out, ocopy, lse, qkv, B, g, st);
   }
   if (hs <= 32) return launch_fwd<float, 64, 32>(out, ocopy, lse, qkv, B, g, st);
   if (hs <= 64) return launch_fwd<float, 64, 64>(out, ocopy, lse, qkv, B, g, st);
@@ -480,7 +546,7 @@ extern "C" int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, co
 
 extern "C" int fm_cuk_attention_backward(float *dqkv, float *Dv, const float *dout,
                                          const float *qkv, const float *o, const float *lse,
-                                         int B, int T, int H, int KVH, int hs, int bf16_tiles,
+                                         int B, int T, int H, int KVH, int hs, int mode,
                                          void *stream) {
   if (B <= 0 || T <= 0) return 0;
   if (hs > FM_CU_ATTENTION_MAX_HS || KVH <= 0 || H % KVH) return (int)cudaErrorInvalidValue;
@@ -490,10 +556,15 @@ extern "C" int fm_cuk_attention_backward(float *dqkv, float *Dv, const float *do
   attention_rowdot<<<fm_blocks(rows, 8), 8 * FM_WARP, 0, st>>>(Dv, dout, o, B, T, H, hs);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return (int)e;
-  if (bf16_tiles) {
+  if (mode == 2) {
     if (hs <= 32) return launch_bwd<bf16, 64, 32>(dqkv, dout, qkv, lse, Dv, B, g, st);
     if (hs <= 64) return launch_bwd<bf16, 64, 64>(dqkv, dout, qkv, lse, Dv, B, g, st);
     return launch_bwd<bf16, 64, 128>(dqkv, dout, qkv, lse, Dv, B, g, st);
+  }
+  if (mode == 1) {
+    if (hs <= 32) return launch_bwd<tf32, 64, 32>(dqkv, dout, qkv, lse, Dv, B, g, st);
+    if (hs <= 64) return launch_bwd<tf32, 64, 64>(dqkv, dout, qkv, lse, Dv, B, g, st);
+    return launch_bwd<tf32, 64, 128>(dqkv, dout, qkv, lse, Dv, B, g, st);
   }
   if (hs <= 32) return launch_bwd<float, 64, 32>(dqkv, dout, qkv, lse, Dv, B, g, st);
   if (hs <= 64) return launch_bwd<float, 64, 64>(dqkv, dout, qkv, lse, Dv, B, g, st);
