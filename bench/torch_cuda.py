@@ -78,8 +78,9 @@ def run(name, mode, prec):
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
     torch.backends.cudnn.allow_tf32 = prec == "tf32"
-    model, V = make(name)
-    model = model.cuda().train()
+    with torch.device("cuda"):  # initialised on the GPU: fast
+        model, V = make(name)
+    model = model.train()
     if mode == "lora":
         model = lora(model, name)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -37,7 +37,8 @@ args = ap.parse_args()
 torch.manual_seed(0)
 cfg = GPT2Config(n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=max(1024, args.T),
                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-base = GPT2LMHeadModel(cfg).cuda()
+with torch.device("cuda"):
+    base = GPT2LMHeadModel(cfg)
 model = get_peft_model(base, LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0,
                                         target_modules=r".*\.attn\.(c_attn|c_proj)",
                                         fan_in_fan_out=True, bias="none")).train()

@@ -33,7 +33,7 @@ endif
 .PHONY: check-cuda
 
 # The GPU benchmark (figures only): bench/bench_cuda against bench/torch_cuda.py.
-EXTRA_DIST += bench/bench_cuda.c bench/torch_cuda.py bench/torch_fedround.py
+EXTRA_DIST += bench/bench_cuda.c bench/torch_cuda.py bench/torch_fedround.py bench/gpu_bench.sh
 if HAVE_CUDA
 noinst_PROGRAMS += bench/bench_cuda
 bench_bench_cuda_SOURCES = bench/bench_cuda.c

@@ -19,9 +19,11 @@ static int chunk_rows = 0; /* 0: by size (fm_cu_head_set_chunk) */
 
 void fm_cu_head_set_chunk(int rows) { chunk_rows = rows > 0 ? rows : 0; }
 
-/* rows a chunk: logits of at most 256 MiB (fp32), so scratch stays bounded */
+/* rows a chunk: logits of at most 256 MiB (fp32), so scratch stays bounded; a
+ * multiple of 128 rows (the GEMMs' tiles) when that large */
 static int chunk_for(int N, int V) {
   long r = chunk_rows > 0 ? chunk_rows : (long)((256L << 20) / (4L * V));
+  if (!chunk_rows && r > 128) r -= r % 128;
   if (r < 16) r = 16;
   if (r > N) r = N;
   return (int)r;
