@@ -48,8 +48,11 @@ fm_err fm_cu_head_crossentropy(fm_cu *cu, double *loss, int *nvalid, float *lse,
   if (N <= 0 || D <= 0 || V <= 0)
     FM_ERROR(FM_ERR_ARG, "GPU head: %d rows, width %d, vocabulary %d", N, D, V);
   const int bf = cu->prec == FM_PREC_BF16, grads = dx || dW, R = chunk_for(N, V);
-  /* scratch: logits [R,V] fp32 | dZ [R,V] bf16 | x, W bf16 | row losses [N] | sum, count */
-  const size_t zb = up((size_t)R * V * 4), dzb = bf && grads ? up((size_t)R * V * 2) : 0,
+  /* scratch: logits [R,ld] fp32 | dZ [R,ld] bf16 | x, W bf16 | row losses [N] | sum, count;
+   * rows of ld = V rounded up to 8 values, so every row starts 16-byte aligned as the
+   * tensor-core GEMMs want (the padding is never read) */
+  const int ld = (V + 7) / 8 * 8;
+  const size_t zb = up((size_t)R * ld * 4), dzb = bf && grads ? up((size_t)R * ld * 2) : 0,
                xb = bf ? up((size_t)N * D * 2) : 0, wb = bf ? up((size_t)V * D * 2) : 0,
                rb = up((size_t)N * sizeof(double)), sb = up(sizeof(double) + sizeof(int));
   unsigned char *s;
@@ -67,20 +70,20 @@ fm_err fm_cu_head_crossentropy(fm_cu *cu, double *loss, int *nvalid, float *lse,
   for (int c0 = 0; c0 < N; c0 += R) {
     const int r = N - c0 < R ? N - c0 : R;
     if (bf)
-      FM_CHECK(gemm_bf16(cu, 0, 1, r, V, D, xh + (size_t)c0 * D, D, wh, D, 0.0f, z, V));
+      FM_CHECK(gemm_bf16(cu, 0, 1, r, V, D, xh + (size_t)c0 * D, D, wh, D, 0.0f, z, ld));
     else
-      FM_CHECK(fm_cu_gemm(cu, 0, 1, r, V, D, 1.0f, x + (size_t)c0 * D, D, W, D, 0.0f, z, V));
+      FM_CHECK(fm_cu_gemm(cu, 0, 1, r, V, D, 1.0f, x + (size_t)c0 * D, D, W, D, 0.0f, z, ld));
     FM_CUK(fm_cuk_head_rows(lse ? lse + c0 : NULL, rowloss + c0, grads ? dz : NULL, bf, z,
-                            targets + c0, r, V, dcount, dloss, cu->stream),
+                            targets + c0, r, V, ld, dcount, dloss, cu->stream),
            "cross-entropy rows");
     if (!grads) continue;
     const float beta = c0 > 0 || accumulate ? 1.0f : 0.0f;
     if (bf) {
-      if (dW) FM_CHECK(gemm_bf16(cu, 1, 0, V, D, r, dz, V, xh + (size_t)c0 * D, D, beta, dW, D));
-      if (dx) FM_CHECK(gemm_bf16(cu, 0, 0, r, D, V, dz, V, wh, D, 0.0f, dx + (size_t)c0 * D, D));
+      if (dW) FM_CHECK(gemm_bf16(cu, 1, 0, V, D, r, dz, ld, xh + (size_t)c0 * D, D, beta, dW, D));
+      if (dx) FM_CHECK(gemm_bf16(cu, 0, 0, r, D, V, dz, ld, wh, D, 0.0f, dx + (size_t)c0 * D, D));
     } else {
-      if (dW) FM_CHECK(fm_cu_gemm(cu, 1, 0, V, D, r, 1.0f, z, V, x + (size_t)c0 * D, D, beta, dW, D));
-      if (dx) FM_CHECK(fm_cu_gemm(cu, 0, 0, r, D, V, 1.0f, z, V, W, D, 0.0f, dx + (size_t)c0 * D, D));
+      if (dW) FM_CHECK(fm_cu_gemm(cu, 1, 0, V, D, r, 1.0f, z, ld, x + (size_t)c0 * D, D, beta, dW, D));
+      if (dx) FM_CHECK(fm_cu_gemm(cu, 0, 0, r, D, V, 1.0f, z, ld, W, D, 0.0f, dx + (size_t)c0 * D, D));
     }
   }
   FM_CUK(fm_cuk_head_total(dsum, rowloss, N, cu->stream), "sum the losses");

@@ -44,15 +44,15 @@ __global__ void head_total(double *dsum, const double *rowloss, int N) {
 __device__ __forceinline__ void put(float *d, float v) { *d = v; }
 __device__ __forceinline__ void put(__nv_bfloat16 *d, float v) { *d = __float2bfloat16_rn(v); }
 
-/* one block a row of the chunk: logits z [rows, V] (fp32); lse[row], rowloss[row];
+/* one block a row of the chunk: logits z [rows, V] (fp32, row stride ld, as dz); lse[row], rowloss[row];
  * with dz (not NULL): dz = scale (softmax(z) - onehot(target)), 0 on ignored rows */
 template <typename D>
 __global__ void __launch_bounds__(HEAD_THREADS)
     head_rows(float *lse, double *rowloss, D *dz, const float *z, const int32_t *targets, int V,
-              const int *dcount, float dloss) {
+              int ld, const int *dcount, float dloss) {
   __shared__ float shm[32];
   const int n = blockIdx.x, t = targets[n];
-  const float *zr = z + (size_t)n * V;
+  const float *zr = z + (size_t)n * ld;
   const float zt = threadIdx.x == 0 && t >= 0 ? zr[t] : 0.0f; /* before dz may overwrite it */
   float m = -INFINITY, s = 0.0f;
   for (int j = threadIdx.x; j < V; j += blockDim.x) { /* online: one exp an element */
@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(HEAD_THREADS)
   if (!dz) return;
   const int cnt = *dcount;
   const float scale = t >= 0 && cnt ? dloss / (float)cnt : 0.0f;
-  D *dr = dz + (size_t)n * V;
+  D *dr = dz + (size_t)n * ld;
   for (int j = threadIdx.x; j < V; j += blockDim.x)
     put(dr + j, scale * expf(zr[j] - l) - (j == t ? scale : 0.0f));
 }
@@ -94,16 +94,16 @@ extern "C" int fm_cuk_head_count(int *dcount, const int32_t *targets, int N, voi
 }
 
 extern "C" int fm_cuk_head_rows(float *lse, double *rowloss, void *dz, int dz_bf16, const float *z,
-                                const int32_t *targets, int rows, int V, const int *dcount,
-                                float dloss, void *stream) {
+                                const int32_t *targets, int rows, int V, int ld,
+                                const int *dcount, float dloss, void *stream) {
   if (rows <= 0) return 0;
   cudaStream_t st = (cudaStream_t)stream;
   if (dz_bf16)
     head_rows<__nv_bfloat16><<<rows, HEAD_THREADS, 0, st>>>(lse, rowloss, (__nv_bfloat16 *)dz, z,
-                                                            targets, V, dcount, dloss);
+                                                            targets, V, ld, dcount, dloss);
   else
-    head_rows<float><<<rows, HEAD_THREADS, 0, st>>>(lse, rowloss, (float *)dz, z, targets, V, dcount,
-                                                    dloss);
+    head_rows<float><<<rows, HEAD_THREADS, 0, st>>>(lse, rowloss, (float *)dz, z, targets, V, ld,
+                                                    dcount, dloss);
   return (int)cudaGetLastError();
 }
 

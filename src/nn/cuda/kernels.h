@@ -76,13 +76,14 @@ int fm_cuk_attention_backward(float *dqkv, float *Dv, const float *dout, const f
 
 /* The fused LM head + cross-entropy's row kernels (head_crossentropy.cu, driven by
  * head.c). *dcount (device) = rows with target >= 0. On a chunk of rows: lse[rows]
- * (may be NULL), rowloss[rows] = lse - z[target] (0 where target < 0); with dz (not
+ * (may be NULL), rowloss[rows] = lse - z[target] (0 where target < 0); z and dz [rows,V]
+ * with row stride ld; with dz (not
  * NULL): dz = dloss / *dcount (softmax(z) - onehot) on counted rows, 0 elsewhere, as
  * bf16 (dz_bf16) or fp32 (dz may be z itself). *dsum = the sum of rowloss[N], fixed order. */
 int fm_cuk_head_count(int *dcount, const int32_t *targets, int N, void *stream);
 int fm_cuk_head_rows(float *lse, double *rowloss, void *dz, int dz_bf16, const float *z,
-                     const int32_t *targets, int rows, int V, const int *dcount, float dloss,
-                     void *stream);
+                     const int32_t *targets, int rows, int V, int ld, const int *dcount,
+                     float dloss, void *stream);
 int fm_cuk_head_total(double *dsum, const double *rowloss, int N, void *stream);
 /* out[n] = in[n] rounded to bf16 (out: n bf16 values) */
 int fm_cuk_to_bf16(void *out, const float *in, size_t n, void *stream);
