@@ -264,32 +264,33 @@ __global__ void __launch_bounds__(ROWS * 2)
     s.template mma<true>(Qs + 16 * w * P::LDT, P::LDT, Ks, P::LDT, HSP);
     s.store(Ss + 16 * w * P::LDS, P::LDS);
     __syncwarp();
-    float *srow = Ss + row * P::LDS + half * (ROWS / 2);
-    float mt = -INFINITY;
-#pragma unroll 8
+    const float *srow = Ss + row * P::LDS + half * (ROWS / 2);
+    float v[ROWS / 2], mt = -INFINITY;
+#pragma unroll
     for (int c = 0; c < ROWS / 2; c++) {
       const int j = k0 + half * (ROWS / 2) + c;
-      const float v = j <= i ? srow[c] * sl2 : -INFINITY;
-      srow[c] = v;
-      mt = fmaxf(mt, v);
+      v[c] = j <= i ? srow[c] * sl2 : -INFINITY;
+      mt = fmaxf(mt, v[c]);
     }
     mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
     /* finite from the first tile on: key 0 is below every row's diagonal */
     const float mn = fmaxf(m, mt), alpha = exp2f(m - mn);
     S *prow = Ps + row * P::LDP + half * (ROWS / 2);
     float sum = 0.0f;
-#pragma unroll 8
+#pragma unroll
     for (int c = 0; c < ROWS / 2; c++) {
-      const float p = exp2f(srow[c] - mn);
+      const float p = exp2f(v[c] - mn);
       prow[c] = Elt<E>::cvt(p);
       sum += p;
     }
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     l = l * alpha + sum;
     m = mn;
-    float *orow = Os + row * P::LDO + half * (HSP / 2);
+    if (alpha != 1.0f) { /* the running max moved: rescale this row's output so far */
+      float *orow = Os + row * P::LDO + half * (HSP / 2);
 #pragma unroll 8
-    for (int c = 0; c < HSP / 2; c++) orow[c] *= alpha;
+      for (int c = 0; c < HSP / 2; c++) orow[c] *= alpha;
+    }
     __syncwarp();
     Acc<E, HSP> o;
     o.load(Os + 16 * w * P::LDO, P::LDO);
