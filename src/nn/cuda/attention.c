@@ -10,9 +10,14 @@ size_t fm_cu_attention_saved(int B, int T, int H, int hs) {
   return (size_t)B * H * T + (size_t)B * T * H * hs;
 }
 
-/* the kernels' tile products for the context's precision: 0 exact fp32, 1 TF32, 2 bf16 */
+static int bf16_wmma = 0; /* bf16 on the WMMA kernels instead of the mma.sync ones */
+
+void fm_cu_attention_use_wmma(int on) { bf16_wmma = on != 0; }
+
+/* the kernels' tile products for the context's precision: 0 exact fp32, 1 TF32,
+ * 2 bf16 (mma.sync), 3 bf16 (WMMA) */
 static int tile_mode(const fm_cu *cu) {
-  return cu->prec == FM_PREC_BF16 ? 2 : cu->prec == FM_PREC_TF32 ? 1 : 0;
+  return cu->prec == FM_PREC_BF16 ? (bf16_wmma ? 3 : 2) : cu->prec == FM_PREC_TF32 ? 1 : 0;
 }
 
 static fm_err check_shape(int T, int H, int KVH, int hs) {

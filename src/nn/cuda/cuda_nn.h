@@ -71,6 +71,8 @@ fm_err fm_cu_attention_forward(fm_cu *cu, float *out, float *att, const float *q
 fm_err fm_cu_attention_backward(fm_cu *cu, float *dqkv, float *scratch, const float *dout,
                                 const float *qkv, const float *att, int B, int T, int H, int KVH,
                                 int hs);
+/* bf16 runs on register-resident mma.sync tiles; on (tests): the WMMA kernels instead */
+void fm_cu_attention_use_wmma(int on);
 fm_err fm_cu_embed_forward(fm_cu *cu, float *out, const int32_t *tok, const float *wte,
                            const float *wpe, int B, int T, int D);
 fm_err fm_cu_embed_backward(fm_cu *cu, float *dwte, float *dwpe, const float *dout,

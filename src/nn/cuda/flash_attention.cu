@@ -17,7 +17,8 @@
  * A block has ROWS/16 warps; warp w owns rows 16w..16w+15 of its tile from the GEMMs
  * to the softmax, so warps only meet at tile loads. The tile GEMMs are a warp's 16 x N
  * accumulator (Acc): tensor-core WMMA on bf16 tiles (E = bf16) or on fp32 tiles rounded
- * to TF32 (E = tf32), fp32 accumulation; or exact fp32 FMAs (E = float). Inputs
+ * to TF32 (E = tf32), fp32 accumulation; or exact fp32 FMAs (E = float). bf16 runs by
+ * default on a second set of kernels (below) that keep the tiles in registers. Inputs
  * stay fp32 in global memory and are rounded to E when a tile is loaded; the softmax
  * and all statistics are fp32. Head sizes up to 128 are padded with zero columns to a
  * compiled size HSP of 32, 64 or 128. */
@@ -471,6 +472,293 @@ __global__ void attention_rowdot(float *Dv, const float *dout, const float *o, i
   if (lane == 0) Dv[r] = s;
 }
 
+/* ---- bf16 on tensor cores with register-resident tiles (mma.sync m16n8k16) ----
+ * The same three kernels for bf16, without the shared-memory round trips of the WMMA
+ * version: a warp's score tile, its softmax, P (or dS) and the output accumulators
+ * stay in registers, in the PTX layout of mma.sync.m16n8k16: with g = lane/4 and
+ * t = lane%4, an accumulator holds rows g and g+8, columns 2t and 2t+1 of each 8-wide
+ * n-tile; the A operand rows g, g+8 and columns 2t, 2t+1, 2t+8, 2t+9 of a 16-wide
+ * k-step, so two accumulator n-tiles are one A operand as they are. B operands are
+ * read from shared memory as pairs along k: row-major tiles where k runs along a row,
+ * transposed copies (Vt, Kt, Qt, dOt) where it runs down a column. 64-row tiles, 4
+ * warps of 16 rows. */
+constexpr int MR = 64, MLD = MR + 8; /* rows a tile; row stride of the transposed tiles */
+
+__device__ __forceinline__ uint32_t ld2(const bf16 *p) { return *(const uint32_t *)p; }
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *(uint32_t *)&v;
+}
+/* d += a b, one m16n8k16 bf16 product with fp32 accumulation */
+__device__ __forceinline__ void mma16816(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+               "{%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+/* the A operand of k-step ks from a row-major bf16 tile (rows r0.., stride ld) */
+__device__ __forceinline__ void lda16(uint32_t a[4], const bf16 *s, int ld, int r0, int ks) {
+  const int g = threadIdx.x % FM_WARP / 4, t = threadIdx.x % 4, c = ks * 16 + 2 * t;
+  a[0] = ld2(s + (r0 + g) * ld + c);
+  a[1] = ld2(s + (r0 + g + 8) * ld + c);
+  a[2] = ld2(s + (r0 + g) * ld + c + 8);
+  a[3] = ld2(s + (r0 + g + 8) * ld + c + 8);
+}
+/* acc[NT][4] += A (16 x 16KS, row-major tile rows r0..) B, B(k, n) = Bs[n ld + k]:
+ * n-tile nt covers Bs rows 8nt.. */
+template <int NT, int KS>
+__device__ __forceinline__ void mma_rows(float (*acc)[4], const bf16 *As, int lda, int r0,
+                                         const bf16 *Bs, int ldb) {
+  const int g = threadIdx.x % FM_WARP / 4, t = threadIdx.x % 4;
+#pragma unroll
+  for (int ks = 0; ks < KS; ks++) {
+    uint32_t a[4];
+    lda16(a, As, lda, r0, ks);
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+      const bf16 *b = Bs + (nt * 8 + g) * ldb + ks * 16 + 2 * t;
+      mma16816(acc[nt], a, ld2(b), ld2(b + 8));
+    }
+  }
+}
+/* acc[NT][4] += P B with P (16 x 64) the accumulator-layout tile p[8][4] rounded to bf16
+ * and B(k, n) = Bt[n ld + k] (a transposed tile) */
+template <int NT>
+__device__ __forceinline__ void mma_p(float (*acc)[4], const float (*p)[4], const bf16 *Bt, int ldb) {
+  const int g = threadIdx.x % FM_WARP / 4, t = threadIdx.x % 4;
+#pragma unroll
+  for (int ks = 0; ks < MR / 16; ks++) {
+    const uint32_t a[4] = {pack2(p[2 * ks][0], p[2 * ks][1]), pack2(p[2 * ks][2], p[2 * ks][3]),
+                           pack2(p[2 * ks + 1][0], p[2 * ks + 1][1]),
+                           pack2(p[2 * ks + 1][2], p[2 * ks + 1][3])};
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+      const bf16 *b = Bt + (nt * 8 + g) * ldb + ks * 16 + 2 * t;
+      mma16816(acc[nt], a, ld2(b), ld2(b + 8));
+    }
+  }
+}
+template <int N> __device__ __forceinline__ void zero4(float (*acc)[4]) {
+#pragma unroll
+  for (int n = 0; n < N; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+}
+/* rows t0.. of a [T, stride] slice into the transposed bf16 tile st[HSP][MLD] (zero padded) */
+template <int HSP>
+__device__ __forceinline__ void load_tile_t(bf16 *st, const float *base, int stride, int t0, int T, int hs) {
+  for (int idx = threadIdx.x; idx < MR * HSP; idx += blockDim.x) {
+    const int r = idx / HSP, c = idx % HSP, t = t0 + r;
+    st[c * MLD + r] = __float2bfloat16_rn(t < T && c < hs ? base[(size_t)t * stride + c] : 0.0f);
+  }
+}
+/* a warp's accumulator rows (16 rows from tile row r0, columns 8 nt + 2t..) to a
+ * [T, stride] slice, rows t0 + r0.. below T and columns below hs, scaled */
+template <int NT>
+__device__ __forceinline__ void store_acc(float *base, int stride, const float (*acc)[4], int t0,
+                                          int r0, int T, int hs, float s0, float s1) {
+  const int g = threadIdx.x % FM_WARP / 4, t = threadIdx.x % 4;
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int r = t0 + r0 + g + (e >= 2 ? 8 : 0), c = nt * 8 + 2 * t + (e & 1);
+      if (r < T && c < hs) base[(size_t)r * stride + c] = acc[nt][e] * (e >= 2 ? s1 : s0);
+    }
+}
+
+template <int HSP> struct MPlan {
+  static constexpr int LDT = HSP + 8;
+  static constexpr size_t TILE = align128(sizeof(bf16) * MR * LDT),
+                          TT = align128(sizeof(bf16) * HSP * MLD),
+                          VEC = align128(sizeof(float) * MR);
+  static constexpr size_t FWD = 2 * TILE + TT, BWD = 4 * TILE + 2 * TT + 2 * VEC;
+};
+
+template <int HSP>
+__global__ void __launch_bounds__(128)
+    attention_fwd_mma(float *out, float *ocopy, float *lse, const float *qkv, Geo g) {
+  using P = MPlan<HSP>;
+  constexpr int NO = HSP / 8, KS = HSP / 16, NS = MR / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16 *Qs = (bf16 *)smem, *Ks = (bf16 *)(smem + P::TILE), *Vt = (bf16 *)(smem + 2 * P::TILE);
+  const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, q0 = qt * MR, T = g.T;
+  const float *seq = qkv + (size_t)b * T * g.W;
+  const float *Qg = seq + h * g.hs, *Kg = seq + g.HD + (h / g.group) * g.hs, *Vg = Kg + g.KVH * g.hs;
+  const int w = threadIdx.x / FM_WARP, gi = threadIdx.x % FM_WARP / 4, t4 = threadIdx.x % 4;
+  const int r0 = 16 * w, i0 = q0 + r0 + gi, i1 = i0 + 8; /* this thread's two query rows */
+  const float sl2 = g.scale * LOG2E;
+  load_tile<bf16, MR, HSP>(Qs, P::LDT, Qg, g.W, q0, T, g.hs);
+  float o[NO][4], m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+  zero4<NO>(o);
+  const int last = (q0 + MR < T ? q0 + MR : T) - 1, nkt = last / MR + 1;
+  for (int kt = 0; kt < nkt; kt++) {
+    const int k0 = kt * MR;
+    __syncthreads();
+    load_tile<bf16, MR, HSP>(Ks, P::LDT, Kg, g.W, k0, T, g.hs);
+    load_tile_t<HSP>(Vt, Vg, g.W, k0, T, g.hs);
+    __syncthreads();
+    float s[NS][4];
+    zero4<NS>(s);
+    mma_rows<NS, KS>(s, Qs, P::LDT, r0, Ks, P::LDT);
+    float mt0 = -INFINITY, mt1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < NS; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int j = k0 + nt * 8 + 2 * t4 + (e & 1);
+        const float v = j <= (e >= 2 ? i1 : i0) ? s[nt][e] * sl2 : -INFINITY;
+        s[nt][e] = v;
+        if (e >= 2) mt1 = fmaxf(mt1, v); else mt0 = fmaxf(mt0, v);
+      }
+#pragma unroll
+    for (int o2 = 1; o2 <= 2; o2 *= 2) {
+      mt0 = fmaxf(mt0, __shfl_xor_sync(0xffffffffu, mt0, o2));
+      mt1 = fmaxf(mt1, __shfl_xor_sync(0xffffffffu, mt1, o2));
+    }
+    /* finite from the first tile on: key 0 is below every row's diagonal */
+    const float n0 = fmaxf(m0, mt0), n1 = fmaxf(m1, mt1);
+    const float a0 = exp2f(m0 - n0), a1 = exp2f(m1 - n1);
+    float s0 = 0.0f, s1 = 0.0f; /* this thread's part of the row sums */
+#pragma unroll
+    for (int nt = 0; nt < NS; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const float p = exp2f(s[nt][e] - (e >= 2 ? n1 : n0));
+        s[nt][e] = p;
+        if (e >= 2) s1 += p; else s0 += p;
+      }
+    l0 = l0 * a0 + s0, l1 = l1 * a1 + s1, m0 = n0, m1 = n1;
+#pragma unroll
+    for (int nt = 0; nt < NO; nt++) o[nt][0] *= a0, o[nt][1] *= a0, o[nt][2] *= a1, o[nt][3] *= a1;
+    mma_p<NO>(o, s, Vt, MLD);
+  }
+#pragma unroll
+  for (int o2 = 1; o2 <= 2; o2 *= 2) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, o2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, o2);
+  }
+  const size_t ob = (size_t)b * T * g.HD + (size_t)h * g.hs;
+  store_acc<NO>(out + ob, g.HD, o, q0, r0, T, g.hs, 1.0f / l0, 1.0f / l1);
+  store_acc<NO>(ocopy + ob, g.HD, o, q0, r0, T, g.hs, 1.0f / l0, 1.0f / l1);
+  if (t4 == 0) {
+    float *lh = lse + ((size_t)b * g.H + h) * T;
+    if (i0 < T) lh[i0] = (m0 + log2f(l0)) * LN2;
+    if (i1 < T) lh[i1] = (m1 + log2f(l1)) * LN2;
+  }
+}
+
+/* dK, dV: grid (key tiles, KVH, B); warp w owns keys 16w.. of the tile */
+template <int HSP>
+__global__ void __launch_bounds__(128)
+    attention_bwd_dkdv_mma(float *dqkv, const float *dout, const float *qkv, const float *lse,
+                           const float *Dv, Geo g) {
+  using P = MPlan<HSP>;
+  constexpr int NO = HSP / 8, KS = HSP / 16, NS = MR / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16 *Ks = (bf16 *)smem, *Vs = (bf16 *)(smem + P::TILE), *Qs = (bf16 *)(smem + 2 * P::TILE),
+       *dOs = (bf16 *)(smem + 3 * P::TILE), *Qt = (bf16 *)(smem + 4 * P::TILE),
+       *dOt = (bf16 *)(smem + 4 * P::TILE + P::TT);
+  float *Ls = (float *)(smem + 4 * P::TILE + 2 * P::TT), *Ds = Ls + P::VEC / sizeof(float);
+  const int kt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z, k0 = kt * MR, T = g.T;
+  const float *seq = qkv + (size_t)b * T * g.W;
+  const float *Kg = seq + g.HD + kvh * g.hs, *Vg = Kg + g.KVH * g.hs;
+  const int w = threadIdx.x / FM_WARP, gi = threadIdx.x % FM_WARP / 4, t4 = threadIdx.x % 4;
+  const int r0 = 16 * w, j0 = k0 + r0 + gi, j1 = j0 + 8; /* this thread's two keys */
+  const float sl2 = g.scale * LOG2E;
+  load_tile<bf16, MR, HSP>(Ks, P::LDT, Kg, g.W, k0, T, g.hs);
+  load_tile<bf16, MR, HSP>(Vs, P::LDT, Vg, g.W, k0, T, g.hs);
+  float dk[NO][4], dv[NO][4];
+  zero4<NO>(dk);
+  zero4<NO>(dv);
+  const int nqt = (T + MR - 1) / MR;
+  for (int hh = 0; hh < g.group; hh++) {
+    const int h = kvh * g.group + hh;
+    const float *Qg = seq + h * g.hs, *dOg = dout + (size_t)b * T * g.HD + h * g.hs;
+    const float *lh = lse + ((size_t)b * g.H + h) * T, *dh = Dv + ((size_t)b * g.H + h) * T;
+    for (int qt = kt; qt < nqt; qt++) {
+      const int q0 = qt * MR;
+      __syncthreads();
+      load_tile<bf16, MR, HSP>(Qs, P::LDT, Qg, g.W, q0, T, g.hs);
+      load_tile<bf16, MR, HSP>(dOs, P::LDT, dOg, g.HD, q0, T, g.hs);
+      load_tile_t<HSP>(Qt, Qg, g.W, q0, T, g.hs);
+      load_tile_t<HSP>(dOt, dOg, g.HD, q0, T, g.hs);
+      for (int r = threadIdx.x; r < MR; r += blockDim.x) {
+        Ls[r] = q0 + r < T ? lh[q0 + r] * LOG2E : 0.0f;
+        Ds[r] = q0 + r < T ? dh[q0 + r] : 0.0f;
+      }
+      __syncthreads();
+      float s[NS][4], dp[NS][4]; /* S^T and dP^T: keys x queries */
+      zero4<NS>(s);
+      zero4<NS>(dp);
+      mma_rows<NS, KS>(s, Ks, P::LDT, r0, Qs, P::LDT);
+      mma_rows<NS, KS>(dp, Vs, P::LDT, r0, dOs, P::LDT);
+#pragma unroll
+      for (int nt = 0; nt < NS; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int ii = nt * 8 + 2 * t4 + (e & 1), i = q0 + ii, j = e >= 2 ? j1 : j0;
+          const float p = j <= i && i < T ? exp2f(s[nt][e] * sl2 - Ls[ii]) : 0.0f;
+          s[nt][e] = p;
+          dp[nt][e] = p * (dp[nt][e] - Ds[ii]) * g.scale;
+        }
+      mma_p<NO>(dv, s, dOt, MLD);
+      mma_p<NO>(dk, dp, Qt, MLD);
+    }
+  }
+  float *base = dqkv + (size_t)b * T * g.W + g.HD + kvh * g.hs;
+  store_acc<NO>(base, g.W, dk, k0, r0, T, g.hs, 1.0f, 1.0f);
+  store_acc<NO>(base + g.KVH * g.hs, g.W, dv, k0, r0, T, g.hs, 1.0f, 1.0f);
+}
+
+/* dQ: grid (query tiles, H, B); warp w owns queries 16w.. of the tile */
+template <int HSP>
+__global__ void __launch_bounds__(128)
+    attention_bwd_dq_mma(float *dqkv, const float *dout, const float *qkv, const float *lse,
+                         const float *Dv, Geo g) {
+  using P = MPlan<HSP>;
+  constexpr int NO = HSP / 8, KS = HSP / 16, NS = MR / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16 *Qs = (bf16 *)smem, *dOs = (bf16 *)(smem + P::TILE), *Ks = (bf16 *)(smem + 2 * P::TILE),
+       *Vs = (bf16 *)(smem + 3 * P::TILE), *Kt = (bf16 *)(smem + 4 * P::TILE);
+  const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, q0 = qt * MR, T = g.T;
+  const float *seq = qkv + (size_t)b * T * g.W;
+  const float *Qg = seq + h * g.hs, *Kg = seq + g.HD + (h / g.group) * g.hs,
+              *Vg = Kg + g.KVH * g.hs, *dOg = dout + (size_t)b * T * g.HD + h * g.hs;
+  const float *lh = lse + ((size_t)b * g.H + h) * T, *dh = Dv + ((size_t)b * g.H + h) * T;
+  const int w = threadIdx.x / FM_WARP, gi = threadIdx.x % FM_WARP / 4, t4 = threadIdx.x % 4;
+  const int r0 = 16 * w, i0 = q0 + r0 + gi, i1 = i0 + 8;
+  const float sl2 = g.scale * LOG2E;
+  const float L0 = i0 < T ? lh[i0] * LOG2E : 0.0f, L1 = i1 < T ? lh[i1] * LOG2E : 0.0f;
+  const float D0 = i0 < T ? dh[i0] : 0.0f, D1 = i1 < T ? dh[i1] : 0.0f;
+  load_tile<bf16, MR, HSP>(Qs, P::LDT, Qg, g.W, q0, T, g.hs);
+  load_tile<bf16, MR, HSP>(dOs, P::LDT, dOg, g.HD, q0, T, g.hs);
+  float dq[NO][4];
+  zero4<NO>(dq);
+  const int last = (q0 + MR < T ? q0 + MR : T) - 1, nkt = last / MR + 1;
+  for (int kt = 0; kt < nkt; kt++) {
+    const int k0 = kt * MR;
+    __syncthreads();
+    load_tile<bf16, MR, HSP>(Ks, P::LDT, Kg, g.W, k0, T, g.hs);
+    load_tile<bf16, MR, HSP>(Vs, P::LDT, Vg, g.W, k0, T, g.hs);
+    load_tile_t<HSP>(Kt, Kg, g.W, k0, T, g.hs);
+    __syncthreads();
+    float s[NS][4], dp[NS][4];
+    zero4<NS>(s);
+    zero4<NS>(dp);
+    mma_rows<NS, KS>(s, Qs, P::LDT, r0, Ks, P::LDT);
+    mma_rows<NS, KS>(dp, dOs, P::LDT, r0, Vs, P::LDT);
+#pragma unroll
+    for (int nt = 0; nt < NS; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int j = k0 + nt * 8 + 2 * t4 + (e & 1), i = e >= 2 ? i1 : i0;
+        const float p = j <= i && i < T ? exp2f(s[nt][e] * sl2 - (e >= 2 ? L1 : L0)) : 0.0f;
+        dp[nt][e] = p * (dp[nt][e] - (e >= 2 ? D1 : D0)) * g.scale;
+      }
+    mma_p<NO>(dq, dp, Kt, MLD);
+  }
+  store_acc<NO>(dqkv + (size_t)b * T * g.W + h * g.hs, g.W, dq, q0, r0, T, g.hs, 1.0f, 1.0f);
+}
+
 /* shared memory of each kernel */
 template <typename E, int ROWS, int HSP> constexpr size_t fwd_smem() {
   using P = Plan<E, ROWS, HSP>;
@@ -512,6 +800,31 @@ static cudaError_t launch_bwd(float *dqkv, const float *dout, const float *qkv, 
   return cudaGetLastError();
 }
 
+template <int HSP>
+static cudaError_t launch_fwd_mma(float *out, float *ocopy, float *lse, const float *qkv, int B,
+                                  Geo g, cudaStream_t st) {
+  const size_t bytes = MPlan<HSP>::FWD;
+  cudaError_t e = prepare(attention_fwd_mma<HSP>, bytes);
+  if (e != cudaSuccess) return e;
+  attention_fwd_mma<HSP><<<dim3((g.T + MR - 1) / MR, g.H, B), 128, bytes, st>>>(out, ocopy, lse, qkv, g);
+  return cudaGetLastError();
+}
+
+template <int HSP>
+static cudaError_t launch_bwd_mma(float *dqkv, const float *dout, const float *qkv, const float *lse,
+                                  const float *Dv, int B, Geo g, cudaStream_t st) {
+  const size_t bytes = MPlan<HSP>::BWD;
+  cudaError_t e = prepare(attention_bwd_dkdv_mma<HSP>, bytes);
+  if (e == cudaSuccess) e = prepare(attention_bwd_dq_mma<HSP>, bytes);
+  if (e != cudaSuccess) return e;
+  const int tiles = (g.T + MR - 1) / MR;
+  attention_bwd_dkdv_mma<HSP><<<dim3(tiles, g.KVH, B), 128, bytes, st>>>(dqkv, dout, qkv, lse, Dv, g);
+  e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  attention_bwd_dq_mma<HSP><<<dim3(tiles, g.H, B), 128, bytes, st>>>(dqkv, dout, qkv, lse, Dv, g);
+  return cudaGetLastError();
+}
+
 Geo geo(int T, int H, int KVH, int hs) {
   Geo g;
   g.T = T, g.H = H, g.KVH = KVH, g.hs = hs, g.W = (H + 2 * KVH) * hs, g.HD = H * hs;
@@ -521,8 +834,9 @@ Geo geo(int T, int H, int KVH, int hs) {
 
 } // namespace
 
-/* mode 0: exact fp32, 1: TF32 tensor cores, 2: bf16 tensor cores. Tiles of 64 rows,
- * 32 for exact fp32 at head size 128 (its registers and shared memory). */
+/* mode 0: exact fp32, 1: TF32 tensor cores (WMMA), 2: bf16 tensor cores (mma.sync,
+ * register-resident), 3: bf16 tensor cores (WMMA). Tiles of 64 rows, 32 for exact fp32
+ * at head size 128 (its registers and shared memory). */
 extern "C" int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, const float *qkv,
                                         int B, int T, int H, int KVH, int hs, int mode,
                                         void *stream) {
@@ -531,6 +845,11 @@ extern "C" int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, co
   const Geo g = geo(T, H, KVH, hs);
   cudaStream_t st = (cudaStream_t)stream;
   if (mode == 2) {
+    if (hs <= 32) return launch_fwd_mma<32>(out, ocopy, lse, qkv, B, g, st);
+    if (hs <= 64) return launch_fwd_mma<64>(out, ocopy, lse, qkv, B, g, st);
+    return launch_fwd_mma<128>(out, ocopy, lse, qkv, B, g, st);
+  }
+  if (mode == 3) {
     if (hs <= 32) return launch_fwd<bf16, 64, 32>(out, ocopy, lse, qkv, B, g, st);
     if (hs <= 64) return launch_fwd<bf16, 64, 64>(out, ocopy, lse, qkv, B, g, st);
     return launch_fwd<bf16, 64, 128>(out, ocopy, lse, qkv, B, g, st);
@@ -558,6 +877,11 @@ extern "C" int fm_cuk_attention_backward(float *dqkv, float *Dv, const float *do
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return (int)e;
   if (mode == 2) {
+    if (hs <= 32) return launch_bwd_mma<32>(dqkv, dout, qkv, lse, Dv, B, g, st);
+    if (hs <= 64) return launch_bwd_mma<64>(dqkv, dout, qkv, lse, Dv, B, g, st);
+    return launch_bwd_mma<128>(dqkv, dout, qkv, lse, Dv, B, g, st);
+  }
+  if (mode == 3) {
     if (hs <= 32) return launch_bwd<bf16, 64, 32>(dqkv, dout, qkv, lse, Dv, B, g, st);
     if (hs <= 64) return launch_bwd<bf16, 64, 64>(dqkv, dout, qkv, lse, Dv, B, g, st);
     return launch_bwd<bf16, 64, 128>(dqkv, dout, qkv, lse, Dv, B, g, st);

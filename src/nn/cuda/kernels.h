@@ -65,8 +65,9 @@ int fm_cuk_crossentropy_backward(float *dlogits, const float *logits, const floa
  * forward: out [B,T,H hs] and its copy ocopy (written); lse [B,H,T] (written) the
  * natural log-sum-exp of each row's scaled scores. backward: dqkv [B,T,W] (written,
  * every value) from dout [B,T,H hs], with o the forward's output and Dv [B,H,T]
- * scratch. mode 0: exact fp32; 1: tensor cores on TF32-rounded tiles; 2: on bf16 tiles
- * (fp32 accumulation and softmax). hs <= FM_CU_ATTENTION_MAX_HS, H a multiple of KVH. */
+ * scratch. mode 0: exact fp32; 1: tensor cores on TF32-rounded tiles (WMMA); 2: on
+ * bf16 tiles, register-resident (mma.sync); 3: on bf16 tiles (WMMA); fp32 accumulation
+ * and softmax. hs <= FM_CU_ATTENTION_MAX_HS, H a multiple of KVH. */
 #define FM_CU_ATTENTION_MAX_HS 128
 int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, const float *qkv, int B, int T,
                              int H, int KVH, int hs, int mode, void *stream);
