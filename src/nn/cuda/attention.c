@@ -35,8 +35,14 @@ fm_err fm_cu_attention_forward(fm_cu *cu, float *out, float *att, const float *q
                                int H, int KVH, int hs) {
   FM_CHECK(check_shape(T, H, KVH, hs));
   float *lse = att, *ocopy = att + (size_t)B * H * T;
-  FM_CUK(fm_cuk_attention_forward(out, ocopy, lse, qkv, B, T, H, KVH, hs,
-                                  tile_mode(cu), cu->stream),
+  const int mode = tile_mode(cu);
+  const size_t nq = (size_t)B * T * (H + 2 * KVH) * hs;
+  void *qkvh = NULL;
+  if (mode == 2) { /* the mma kernels read a bf16 copy */
+    FM_CHECK(fm_cu_scratch(cu, &qkvh, nq * 2));
+    FM_CUK(fm_cuk_to_bf16(qkvh, qkv, nq, cu->stream), "attention input to bf16");
+  }
+  FM_CUK(fm_cuk_attention_forward(out, ocopy, lse, qkv, qkvh, B, T, H, KVH, hs, mode, cu->stream),
          "fused attention forward");
   return FM_OK;
 }
@@ -47,10 +53,22 @@ fm_err fm_cu_attention_backward(fm_cu *cu, float *dqkv, float *scratch, const fl
   (void)scratch;
   FM_CHECK(check_shape(T, H, KVH, hs));
   const float *lse = att, *o = att + (size_t)B * H * T;
-  float *Dv;
-  FM_CHECK(fm_cu_scratch(cu, &Dv, (size_t)B * H * T * sizeof(float)));
-  FM_CUK(fm_cuk_attention_backward(dqkv, Dv, dout, qkv, o, lse, B, T, H, KVH, hs,
-                                   tile_mode(cu), cu->stream),
+  const int mode = tile_mode(cu);
+  /* scratch: D [B,H,T] | bf16 copies of qkv and dout (mode 2) */
+  const size_t nl = (size_t)B * H * T, nq = (size_t)B * T * (H + 2 * KVH) * hs,
+               no = (size_t)B * T * H * hs, lb = (nl * sizeof(float) + 255) / 256 * 256,
+               qb = (nq * 2 + 255) / 256 * 256;
+  unsigned char *s;
+  FM_CHECK(fm_cu_scratch(cu, &s, lb + (mode == 2 ? qb + no * 2 : 0)));
+  float *Dv = (float *)s;
+  void *qkvh = NULL, *douth = NULL;
+  if (mode == 2) {
+    qkvh = s + lb, douth = s + lb + qb;
+    FM_CUK(fm_cuk_to_bf16(qkvh, qkv, nq, cu->stream), "attention input to bf16");
+    FM_CUK(fm_cuk_to_bf16(douth, dout, no, cu->stream), "attention gradient to bf16");
+  }
+  FM_CUK(fm_cuk_attention_backward(dqkv, Dv, dout, qkv, douth, qkvh, o, lse, B, T, H, KVH, hs, mode,
+                                   cu->stream),
          "fused attention backward");
   return FM_OK;
 }

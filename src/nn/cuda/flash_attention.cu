@@ -542,12 +542,23 @@ template <int N> __device__ __forceinline__ void zero4(float (*acc)[4]) {
 #pragma unroll
   for (int n = 0; n < N; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 }
-/* rows t0.. of a [T, stride] slice into the transposed bf16 tile st[HSP][MLD] (zero padded) */
+/* rows t0.. of a bf16 [T, stride] slice (hs columns) into the bf16 tile s[MR][ld], or
+ * transposed into st[HSP][MLD]; zero beyond T and hs. The mma kernels read a bf16 copy
+ * of their inputs: half the traffic of fp32 tiles, which every tile pair reloads. */
 template <int HSP>
-__device__ __forceinline__ void load_tile_t(bf16 *st, const float *base, int stride, int t0, int T, int hs) {
+__device__ __forceinline__ void load_rows(bf16 *s, int ld, const bf16 *base, int stride, int t0, int T, int hs) {
+  const bf16 zero = __float2bfloat16_rn(0.0f);
   for (int idx = threadIdx.x; idx < MR * HSP; idx += blockDim.x) {
     const int r = idx / HSP, c = idx % HSP, t = t0 + r;
-    st[c * MLD + r] = __float2bfloat16_rn(t < T && c < hs ? base[(size_t)t * stride + c] : 0.0f);
+    s[r * ld + c] = t < T && c < hs ? base[(size_t)t * stride + c] : zero;
+  }
+}
+template <int HSP>
+__device__ __forceinline__ void load_tile_t(bf16 *st, const bf16 *base, int stride, int t0, int T, int hs) {
+  const bf16 zero = __float2bfloat16_rn(0.0f);
+  for (int idx = threadIdx.x; idx < MR * HSP; idx += blockDim.x) {
+    const int r = idx / HSP, c = idx % HSP, t = t0 + r;
+    st[c * MLD + r] = t < T && c < hs ? base[(size_t)t * stride + c] : zero;
   }
 }
 /* a warp's accumulator rows (16 rows from tile row r0, columns 8 nt + 2t..) to a
@@ -575,25 +586,25 @@ template <int HSP> struct MPlan {
 
 template <int HSP>
 __global__ void __launch_bounds__(128)
-    attention_fwd_mma(float *out, float *ocopy, float *lse, const float *qkv, Geo g) {
+    attention_fwd_mma(float *out, float *ocopy, float *lse, const bf16 *qkv, Geo g) {
   using P = MPlan<HSP>;
   constexpr int NO = HSP / 8, KS = HSP / 16, NS = MR / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16 *Qs = (bf16 *)smem, *Ks = (bf16 *)(smem + P::TILE), *Vt = (bf16 *)(smem + 2 * P::TILE);
   const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, q0 = qt * MR, T = g.T;
-  const float *seq = qkv + (size_t)b * T * g.W;
-  const float *Qg = seq + h * g.hs, *Kg = seq + g.HD + (h / g.group) * g.hs, *Vg = Kg + g.KVH * g.hs;
+  const bf16 *seq = qkv + (size_t)b * T * g.W;
+  const bf16 *Qg = seq + h * g.hs, *Kg = seq + g.HD + (h / g.group) * g.hs, *Vg = Kg + g.KVH * g.hs;
   const int w = threadIdx.x / FM_WARP, gi = threadIdx.x % FM_WARP / 4, t4 = threadIdx.x % 4;
   const int r0 = 16 * w, i0 = q0 + r0 + gi, i1 = i0 + 8; /* this thread's two query rows */
   const float sl2 = g.scale * LOG2E;
-  load_tile<bf16, MR, HSP>(Qs, P::LDT, Qg, g.W, q0, T, g.hs);
+  load_rows<HSP>(Qs, P::LDT, Qg, g.W, q0, T, g.hs);
   float o[NO][4], m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
   zero4<NO>(o);
   const int last = (q0 + MR < T ? q0 + MR : T) - 1, nkt = last / MR + 1;
   for (int kt = 0; kt < nkt; kt++) {
     const int k0 = kt * MR;
     __syncthreads();
-    load_tile<bf16, MR, HSP>(Ks, P::LDT, Kg, g.W, k0, T, g.hs);
+    load_rows<HSP>(Ks, P::LDT, Kg, g.W, k0, T, g.hs);
     load_tile_t<HSP>(Vt, Vg, g.W, k0, T, g.hs);
     __syncthreads();
     float s[NS][4];
@@ -649,7 +660,7 @@ __global__ void __launch_bounds__(128)
 /* dK, dV: grid (key tiles, KVH, B); warp w owns keys 16w.. of the tile */
 template <int HSP>
 __global__ void __launch_bounds__(128)
-    attention_bwd_dkdv_mma(float *dqkv, const float *dout, const float *qkv, const float *lse,
+    attention_bwd_dkdv_mma(float *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                            const float *Dv, Geo g) {
   using P = MPlan<HSP>;
   constexpr int NO = HSP / 8, KS = HSP / 16, NS = MR / 8;
@@ -659,26 +670,26 @@ __global__ void __launch_bounds__(128)
        *dOt = (bf16 *)(smem + 4 * P::TILE + P::TT);
   float *Ls = (float *)(smem + 4 * P::TILE + 2 * P::TT), *Ds = Ls + P::VEC / sizeof(float);
   const int kt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z, k0 = kt * MR, T = g.T;
-  const float *seq = qkv + (size_t)b * T * g.W;
-  const float *Kg = seq + g.HD + kvh * g.hs, *Vg = Kg + g.KVH * g.hs;
+  const bf16 *seq = qkv + (size_t)b * T * g.W;
+  const bf16 *Kg = seq + g.HD + kvh * g.hs, *Vg = Kg + g.KVH * g.hs;
   const int w = threadIdx.x / FM_WARP, gi = threadIdx.x % FM_WARP / 4, t4 = threadIdx.x % 4;
   const int r0 = 16 * w, j0 = k0 + r0 + gi, j1 = j0 + 8; /* this thread's two keys */
   const float sl2 = g.scale * LOG2E;
-  load_tile<bf16, MR, HSP>(Ks, P::LDT, Kg, g.W, k0, T, g.hs);
-  load_tile<bf16, MR, HSP>(Vs, P::LDT, Vg, g.W, k0, T, g.hs);
+  load_rows<HSP>(Ks, P::LDT, Kg, g.W, k0, T, g.hs);
+  load_rows<HSP>(Vs, P::LDT, Vg, g.W, k0, T, g.hs);
   float dk[NO][4], dv[NO][4];
   zero4<NO>(dk);
   zero4<NO>(dv);
   const int nqt = (T + MR - 1) / MR;
   for (int hh = 0; hh < g.group; hh++) {
     const int h = kvh * g.group + hh;
-    const float *Qg = seq + h * g.hs, *dOg = dout + (size_t)b * T * g.HD + h * g.hs;
+    const bf16 *Qg = seq + h * g.hs, *dOg = dout + (size_t)b * T * g.HD + h * g.hs;
     const float *lh = lse + ((size_t)b * g.H + h) * T, *dh = Dv + ((size_t)b * g.H + h) * T;
     for (int qt = kt; qt < nqt; qt++) {
       const int q0 = qt * MR;
       __syncthreads();
-      load_tile<bf16, MR, HSP>(Qs, P::LDT, Qg, g.W, q0, T, g.hs);
-      load_tile<bf16, MR, HSP>(dOs, P::LDT, dOg, g.HD, q0, T, g.hs);
+      load_rows<HSP>(Qs, P::LDT, Qg, g.W, q0, T, g.hs);
+      load_rows<HSP>(dOs, P::LDT, dOg, g.HD, q0, T, g.hs);
       load_tile_t<HSP>(Qt, Qg, g.W, q0, T, g.hs);
       load_tile_t<HSP>(dOt, dOg, g.HD, q0, T, g.hs);
       for (int r = threadIdx.x; r < MR; r += blockDim.x) {
@@ -712,7 +723,7 @@ __global__ void __launch_bounds__(128)
 /* dQ: grid (query tiles, H, B); warp w owns queries 16w.. of the tile */
 template <int HSP>
 __global__ void __launch_bounds__(128)
-    attention_bwd_dq_mma(float *dqkv, const float *dout, const float *qkv, const float *lse,
+    attention_bwd_dq_mma(float *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                          const float *Dv, Geo g) {
   using P = MPlan<HSP>;
   constexpr int NO = HSP / 8, KS = HSP / 16, NS = MR / 8;
@@ -720,25 +731,25 @@ __global__ void __launch_bounds__(128)
   bf16 *Qs = (bf16 *)smem, *dOs = (bf16 *)(smem + P::TILE), *Ks = (bf16 *)(smem + 2 * P::TILE),
        *Vs = (bf16 *)(smem + 3 * P::TILE), *Kt = (bf16 *)(smem + 4 * P::TILE);
   const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, q0 = qt * MR, T = g.T;
-  const float *seq = qkv + (size_t)b * T * g.W;
-  const float *Qg = seq + h * g.hs, *Kg = seq + g.HD + (h / g.group) * g.hs,
-              *Vg = Kg + g.KVH * g.hs, *dOg = dout + (size_t)b * T * g.HD + h * g.hs;
+  const bf16 *seq = qkv + (size_t)b * T * g.W;
+  const bf16 *Qg = seq + h * g.hs, *Kg = seq + g.HD + (h / g.group) * g.hs,
+             *Vg = Kg + g.KVH * g.hs, *dOg = dout + (size_t)b * T * g.HD + h * g.hs;
   const float *lh = lse + ((size_t)b * g.H + h) * T, *dh = Dv + ((size_t)b * g.H + h) * T;
   const int w = threadIdx.x / FM_WARP, gi = threadIdx.x % FM_WARP / 4, t4 = threadIdx.x % 4;
   const int r0 = 16 * w, i0 = q0 + r0 + gi, i1 = i0 + 8;
   const float sl2 = g.scale * LOG2E;
   const float L0 = i0 < T ? lh[i0] * LOG2E : 0.0f, L1 = i1 < T ? lh[i1] * LOG2E : 0.0f;
   const float D0 = i0 < T ? dh[i0] : 0.0f, D1 = i1 < T ? dh[i1] : 0.0f;
-  load_tile<bf16, MR, HSP>(Qs, P::LDT, Qg, g.W, q0, T, g.hs);
-  load_tile<bf16, MR, HSP>(dOs, P::LDT, dOg, g.HD, q0, T, g.hs);
+  load_rows<HSP>(Qs, P::LDT, Qg, g.W, q0, T, g.hs);
+  load_rows<HSP>(dOs, P::LDT, dOg, g.HD, q0, T, g.hs);
   float dq[NO][4];
   zero4<NO>(dq);
   const int last = (q0 + MR < T ? q0 + MR : T) - 1, nkt = last / MR + 1;
   for (int kt = 0; kt < nkt; kt++) {
     const int k0 = kt * MR;
     __syncthreads();
-    load_tile<bf16, MR, HSP>(Ks, P::LDT, Kg, g.W, k0, T, g.hs);
-    load_tile<bf16, MR, HSP>(Vs, P::LDT, Vg, g.W, k0, T, g.hs);
+    load_rows<HSP>(Ks, P::LDT, Kg, g.W, k0, T, g.hs);
+    load_rows<HSP>(Vs, P::LDT, Vg, g.W, k0, T, g.hs);
     load_tile_t<HSP>(Kt, Kg, g.W, k0, T, g.hs);
     __syncthreads();
     float s[NS][4], dp[NS][4];
@@ -801,7 +812,7 @@ static cudaError_t launch_bwd(float *dqkv, const float *dout, const float *qkv, 
 }
 
 template <int HSP>
-static cudaError_t launch_fwd_mma(float *out, float *ocopy, float *lse, const float *qkv, int B,
+static cudaError_t launch_fwd_mma(float *out, float *ocopy, float *lse, const bf16 *qkv, int B,
                                   Geo g, cudaStream_t st) {
   const size_t bytes = MPlan<HSP>::FWD;
   cudaError_t e = prepare(attention_fwd_mma<HSP>, bytes);
@@ -811,7 +822,7 @@ static cudaError_t launch_fwd_mma(float *out, float *ocopy, float *lse, const fl
 }
 
 template <int HSP>
-static cudaError_t launch_bwd_mma(float *dqkv, const float *dout, const float *qkv, const float *lse,
+static cudaError_t launch_bwd_mma(float *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                                   const float *Dv, int B, Geo g, cudaStream_t st) {
   const size_t bytes = MPlan<HSP>::BWD;
   cudaError_t e = prepare(attention_bwd_dkdv_mma<HSP>, bytes);
@@ -838,16 +849,17 @@ Geo geo(int T, int H, int KVH, int hs) {
  * register-resident), 3: bf16 tensor cores (WMMA). Tiles of 64 rows, 32 for exact fp32
  * at head size 128 (its registers and shared memory). */
 extern "C" int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, const float *qkv,
-                                        int B, int T, int H, int KVH, int hs, int mode,
-                                        void *stream) {
+                                        const void *qkvh, int B, int T, int H, int KVH, int hs,
+                                        int mode, void *stream) {
   if (B <= 0 || T <= 0) return 0;
   if (hs > FM_CU_ATTENTION_MAX_HS || KVH <= 0 || H % KVH) return (int)cudaErrorInvalidValue;
   const Geo g = geo(T, H, KVH, hs);
   cudaStream_t st = (cudaStream_t)stream;
   if (mode == 2) {
-    if (hs <= 32) return launch_fwd_mma<32>(out, ocopy, lse, qkv, B, g, st);
-    if (hs <= 64) return launch_fwd_mma<64>(out, ocopy, lse, qkv, B, g, st);
-    return launch_fwd_mma<128>(out, ocopy, lse, qkv, B, g, st);
+    const bf16 *q = (const bf16 *)qkvh;
+    if (hs <= 32) return launch_fwd_mma<32>(out, ocopy, lse, q, B, g, st);
+    if (hs <= 64) return launch_fwd_mma<64>(out, ocopy, lse, q, B, g, st);
+    return launch_fwd_mma<128>(out, ocopy, lse, q, B, g, st);
   }
   if (mode == 3) {
     if (hs <= 32) return launch_fwd<bf16, 64, 32>(out, ocopy, lse, qkv, B, g, st);
@@ -865,9 +877,9 @@ extern "C" int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, co
 }
 
 extern "C" int fm_cuk_attention_backward(float *dqkv, float *Dv, const float *dout,
-                                         const float *qkv, const float *o, const float *lse,
-                                         int B, int T, int H, int KVH, int hs, int mode,
-                                         void *stream) {
+                                         const float *qkv, const void *douth, const void *qkvh,
+                                         const float *o, const float *lse, int B, int T, int H,
+                                         int KVH, int hs, int mode, void *stream) {
   if (B <= 0 || T <= 0) return 0;
   if (hs > FM_CU_ATTENTION_MAX_HS || KVH <= 0 || H % KVH) return (int)cudaErrorInvalidValue;
   const Geo g = geo(T, H, KVH, hs);
@@ -877,9 +889,10 @@ extern "C" int fm_cuk_attention_backward(float *dqkv, float *Dv, const float *do
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return (int)e;
   if (mode == 2) {
-    if (hs <= 32) return launch_bwd_mma<32>(dqkv, dout, qkv, lse, Dv, B, g, st);
-    if (hs <= 64) return launch_bwd_mma<64>(dqkv, dout, qkv, lse, Dv, B, g, st);
-    return launch_bwd_mma<128>(dqkv, dout, qkv, lse, Dv, B, g, st);
+    const bf16 *d = (const bf16 *)douth, *q = (const bf16 *)qkvh;
+    if (hs <= 32) return launch_bwd_mma<32>(dqkv, d, q, lse, Dv, B, g, st);
+    if (hs <= 64) return launch_bwd_mma<64>(dqkv, d, q, lse, Dv, B, g, st);
+    return launch_bwd_mma<128>(dqkv, d, q, lse, Dv, B, g, st);
   }
   if (mode == 3) {
     if (hs <= 32) return launch_bwd<bf16, 64, 32>(dqkv, dout, qkv, lse, Dv, B, g, st);

@@ -66,14 +66,17 @@ int fm_cuk_crossentropy_backward(float *dlogits, const float *logits, const floa
  * natural log-sum-exp of each row's scaled scores. backward: dqkv [B,T,W] (written,
  * every value) from dout [B,T,H hs], with o the forward's output and Dv [B,H,T]
  * scratch. mode 0: exact fp32; 1: tensor cores on TF32-rounded tiles (WMMA); 2: on
- * bf16 tiles, register-resident (mma.sync); 3: on bf16 tiles (WMMA); fp32 accumulation
- * and softmax. hs <= FM_CU_ATTENTION_MAX_HS, H a multiple of KVH. */
+ * bf16 tiles, register-resident (mma.sync), which read bf16 copies of qkv and dout
+ * (qkvh, douth: fm_cuk_to_bf16; unused by the other modes); 3: on bf16 tiles (WMMA);
+ * fp32 accumulation and softmax. hs <= FM_CU_ATTENTION_MAX_HS, H a multiple of KVH. */
 #define FM_CU_ATTENTION_MAX_HS 128
-int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, const float *qkv, int B, int T,
-                             int H, int KVH, int hs, int mode, void *stream);
+int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, const float *qkv,
+                             const void *qkvh, int B, int T, int H, int KVH, int hs, int mode,
+                             void *stream);
 int fm_cuk_attention_backward(float *dqkv, float *Dv, const float *dout, const float *qkv,
-                              const float *o, const float *lse, int B, int T, int H, int KVH,
-                              int hs, int mode, void *stream);
+                              const void *douth, const void *qkvh, const float *o,
+                              const float *lse, int B, int T, int H, int KVH, int hs, int mode,
+                              void *stream);
 
 /* The fused LM head + cross-entropy's row kernels (head_crossentropy.cu, driven by
  * head.c). *dcount (device) = rows with target >= 0. On a chunk of rows: lse[rows]
