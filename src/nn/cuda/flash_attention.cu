@@ -553,12 +553,19 @@ __device__ __forceinline__ void load_rows(bf16 *s, int ld, const bf16 *base, int
     s[r * ld + c] = t < T && c < hs ? base[(size_t)t * stride + c] : zero;
   }
 }
+/* transposed: a lane takes two rows of one column and stores them as one pair; a warp
+ * covers 16 columns (32-byte global reads) of 2 row pairs, so its 32 stores fall in
+ * distinct banks but for pairs (MLD/2 = 36 words a column: 2-way at most) */
 template <int HSP>
 __device__ __forceinline__ void load_tile_t(bf16 *st, const bf16 *base, int stride, int t0, int T, int hs) {
   const bf16 zero = __float2bfloat16_rn(0.0f);
-  for (int idx = threadIdx.x; idx < MR * HSP; idx += blockDim.x) {
-    const int r = idx / HSP, c = idx % HSP, t = t0 + r;
-    st[c * MLD + r] = t < T && c < hs ? base[(size_t)t * stride + c] : zero;
+  const int lane = threadIdx.x % FM_WARP, cl = lane % 16, rl = lane / 16;
+  for (int blk = threadIdx.x / FM_WARP; blk < (HSP / 16) * (MR / 4); blk += blockDim.x / FM_WARP) {
+    const int c = blk % (HSP / 16) * 16 + cl, r = blk / (HSP / 16) * 4 + 2 * rl, t = t0 + r;
+    __nv_bfloat162 v;
+    v.x = t < T && c < hs ? base[(size_t)t * stride + c] : zero;
+    v.y = t + 1 < T && c < hs ? base[(size_t)(t + 1) * stride + c] : zero;
+    *(__nv_bfloat162 *)(st + c * MLD + r) = v;
   }
 }
 /* a warp's accumulator rows (16 rows from tile row r0, columns 8 nt + 2t..) to a
