@@ -210,14 +210,32 @@ template <typename E, int ROWS, int HSP> struct Plan {
   static_assert(2 * TILE >= OT, "the backward's output staging fits two operand tiles");
 };
 
+/* Tile loads: each thread issues a batch of 16 independent global loads before it stores
+ * any of them, so a tile costs a few memory latencies; a loop that stores each value
+ * before its next load waits out one latency per element, and that made the kernels
+ * memory-latency bound (measured: slower than the unfused attention at T = 1024). */
+constexpr int LOAD_BATCH = 16;
+
 /* rows t0.. of a [T, stride] slice (hs columns from base) into s[ROWS][ld] as E, zero
- * beyond T and beyond hs (to HSP) */
+ * beyond T and beyond hs (to HSP); by the block's ROWS * 2 threads */
 template <typename E, int ROWS, int HSP>
 __device__ __forceinline__ void load_tile(typename Elt<E>::S *s, int ld, const float *base, int stride, int t0,
                                           int T, int hs) {
-  for (int idx = threadIdx.x; idx < ROWS * HSP; idx += blockDim.x) {
-    const int r = idx / HSP, c = idx % HSP, t = t0 + r;
-    s[r * ld + c] = Elt<E>::cvt(t < T && c < hs ? base[(size_t)t * stride + c] : 0.0f);
+  constexpr int NT = ROWS * 2, PER = ROWS * HSP / NT, BATCH = PER < LOAD_BATCH ? PER : LOAD_BATCH;
+  static_assert(PER % BATCH == 0, "whole batches");
+#pragma unroll 1
+  for (int b0 = 0; b0 < PER; b0 += BATCH) {
+    float v[BATCH];
+#pragma unroll
+    for (int k = 0; k < BATCH; k++) {
+      const int idx = threadIdx.x + (b0 + k) * NT, r = idx / HSP, c = idx % HSP, t = t0 + r;
+      v[k] = t < T && c < hs ? base[(size_t)t * stride + c] : 0.0f;
+    }
+#pragma unroll
+    for (int k = 0; k < BATCH; k++) {
+      const int idx = threadIdx.x + (b0 + k) * NT, r = idx / HSP, c = idx % HSP;
+      s[r * ld + c] = Elt<E>::cvt(v[k]);
+    }
   }
 }
 
@@ -547,10 +565,22 @@ template <int N> __device__ __forceinline__ void zero4(float (*acc)[4]) {
  * of their inputs: half the traffic of fp32 tiles, which every tile pair reloads. */
 template <int HSP>
 __device__ __forceinline__ void load_rows(bf16 *s, int ld, const bf16 *base, int stride, int t0, int T, int hs) {
+  constexpr int NT = 128, PER = MR * HSP / NT, BATCH = PER < LOAD_BATCH ? PER : LOAD_BATCH;
+  static_assert(PER % BATCH == 0, "whole batches");
   const bf16 zero = __float2bfloat16_rn(0.0f);
-  for (int idx = threadIdx.x; idx < MR * HSP; idx += blockDim.x) {
-    const int r = idx / HSP, c = idx % HSP, t = t0 + r;
-    s[r * ld + c] = t < T && c < hs ? base[(size_t)t * stride + c] : zero;
+#pragma unroll 1
+  for (int b0 = 0; b0 < PER; b0 += BATCH) {
+    bf16 v[BATCH];
+#pragma unroll
+    for (int k = 0; k < BATCH; k++) {
+      const int idx = threadIdx.x + (b0 + k) * NT, r = idx / HSP, c = idx % HSP, t = t0 + r;
+      v[k] = t < T && c < hs ? base[(size_t)t * stride + c] : zero;
+    }
+#pragma unroll
+    for (int k = 0; k < BATCH; k++) {
+      const int idx = threadIdx.x + (b0 + k) * NT, r = idx / HSP, c = idx % HSP;
+      s[r * ld + c] = v[k];
+    }
   }
 }
 /* transposed: a lane takes two rows of one column and stores them as one pair; a warp
@@ -558,14 +588,26 @@ __device__ __forceinline__ void load_rows(bf16 *s, int ld, const bf16 *base, int
  * distinct banks but for pairs (MLD/2 = 36 words a column: 2-way at most) */
 template <int HSP>
 __device__ __forceinline__ void load_tile_t(bf16 *st, const bf16 *base, int stride, int t0, int T, int hs) {
+  constexpr int NW = 4, IT = (HSP / 16) * (MR / 4) / NW, BATCH = IT < LOAD_BATCH / 2 ? IT : LOAD_BATCH / 2;
+  static_assert(IT % BATCH == 0, "whole batches");
   const bf16 zero = __float2bfloat16_rn(0.0f);
-  const int lane = threadIdx.x % FM_WARP, cl = lane % 16, rl = lane / 16;
-  for (int blk = threadIdx.x / FM_WARP; blk < (HSP / 16) * (MR / 4); blk += blockDim.x / FM_WARP) {
-    const int c = blk % (HSP / 16) * 16 + cl, r = blk / (HSP / 16) * 4 + 2 * rl, t = t0 + r;
-    __nv_bfloat162 v;
-    v.x = t < T && c < hs ? base[(size_t)t * stride + c] : zero;
-    v.y = t + 1 < T && c < hs ? base[(size_t)(t + 1) * stride + c] : zero;
-    *(__nv_bfloat162 *)(st + c * MLD + r) = v;
+  const int lane = threadIdx.x % FM_WARP, cl = lane % 16, rl = lane / 16, w = threadIdx.x / FM_WARP;
+#pragma unroll 1
+  for (int b0 = 0; b0 < IT; b0 += BATCH) {
+    __nv_bfloat162 v[BATCH];
+#pragma unroll
+    for (int k = 0; k < BATCH; k++) {
+      const int blk = w + (b0 + k) * NW;
+      const int c = blk % (HSP / 16) * 16 + cl, r = blk / (HSP / 16) * 4 + 2 * rl, t = t0 + r;
+      v[k].x = t < T && c < hs ? base[(size_t)t * stride + c] : zero;
+      v[k].y = t + 1 < T && c < hs ? base[(size_t)(t + 1) * stride + c] : zero;
+    }
+#pragma unroll
+    for (int k = 0; k < BATCH; k++) {
+      const int blk = w + (b0 + k) * NW;
+      const int c = blk % (HSP / 16) * 16 + cl, r = blk / (HSP / 16) * 4 + 2 * rl;
+      *(__nv_bfloat162 *)(st + c * MLD + r) = v[k];
+    }
   }
 }
 /* a warp's accumulator rows (16 rows from tile row r0, columns 8 nt + 2t..) to a
