@@ -49,8 +49,12 @@ static const command_t commands[] = {
    "  --client N                whose personalised model (local and comigs runs)\n"
    "  --overwrite               replace a folder that is not empty\n"},
   {"info", "RUNFILE", "summary of a run file: config, rounds, metrics, checkpoints", "", ""},
-  {"bench", "[--profile]", "training speed of the reference models on one thread", "",
-   "  --profile                 also time each layer type, forward and backward\n"},
+  {"bench", "[--profile] [--device cpu|cuda]", "training speed of the reference models on one thread or one GPU",
+   "--device cuda: the GPU reference models (GPT-2-124M-sized full and LoRA fine-tuning, batch 8 x 128\n"
+   "and 8 x 1024, tokens/s per precision; FEDMOE_BENCH_BT=8x128,... and FEDMOE_BENCH_STEPS=N change\n"
+   "the batches and the timed steps).\n",
+   "  --profile                 also time each layer type, forward and backward (CPU)\n"
+   "  --device DEVICE           cpu (default) or cuda (a build configured --with-cuda)\n"},
   {"keys", "[SECTION|KEY] [--format=F]", "the configuration keys: type, default, range, meaning",
    "One line per key, grouped by section; only SECTION's keys, or only KEY, when given.\n",
    "  --format=FORMAT           text (default), markdown (the README's tables) or man\n"
@@ -67,12 +71,12 @@ static const command_t commands[] = {
 static const char *const known_options[] = {"--set", "--resume", "--metrics-netcdf", "--checkpoint", "--text",
                                             "--client", "--profile", "--quiet", "--format", "--help",
                                             "--overwrite", "--model", "--context", "--ids", "--decode",
-                                            "--tokenizer"};
+                                            "--tokenizer", "--device"};
 /* Options followed by a value (skipped when looking for --help). */
 static int takes_value(const char *a) {
   return !strcmp(a, "--set") || !strcmp(a, "--resume") || !strcmp(a, "--metrics-netcdf") ||
          !strcmp(a, "--checkpoint") || !strcmp(a, "--text") || !strcmp(a, "--client") || !strcmp(a, "--format") ||
-         !strcmp(a, "--model") || !strcmp(a, "--context") || !strcmp(a, "--tokenizer");
+         !strcmp(a, "--model") || !strcmp(a, "--context") || !strcmp(a, "--tokenizer") || !strcmp(a, "--device");
 }
 
 static const command_t *find_command(const char *name) {
@@ -174,6 +178,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     else if (!strcmp(a, "--model")) slot = &cli->model;
     else if (!strcmp(a, "--context")) slot = &cli->context;
     else if (!strcmp(a, "--tokenizer")) slot = &cli->tokenizer;
+    else if (!strcmp(a, "--device")) slot = &cli->device;
     else if (!strcmp(a, "--profile")) { cli->profile = 1; continue; }
     else if (!strcmp(a, "--ids")) { cli->ids = 1; continue; }
     else if (!strcmp(a, "--decode")) { cli->decode = 1; continue; }

@@ -20,6 +20,7 @@ typedef struct {
   const char *model;     /* --model DIR (eval): a Hugging Face folder */
   const char *context;   /* --context N (eval) */
   const char *tokenizer; /* --tokenizer T (eval) */
+  const char *device;    /* --device cpu|cuda (bench) */
   const char *positional;/* other positional argument (info RUNFILE, keys NAME, export OUTDIR, tokenize TOKENIZER) */
   const char *format;    /* --format (keys) */
   const char *positional2;/* the second (tokenize FILE) */
@@ -43,6 +44,14 @@ int fm_cli_command_usage(const char *command, FILE *out);
 /* The command whose help argv asks for (`fedmoe COMMAND ... --help|-h`, `fedmoe help
  * COMMAND`), or NULL. Needs no MPI. */
 const char *fm_cli_help_request(int argc, char **argv);
+
+/* device.c: run.device / run.precision - open this rank's GPU (cuda) and make it where
+ * the models made from now on live; *be NULL for the CPU. Collective, errors agreed.
+ * fm_cli_close_device(be) puts the models back on the CPU and closes the GPU. */
+fm_err fm_cli_open_device(const fm_config *c, MPI_Comm comm, fm_backend **be);
+/* bench_gpu.c: `fedmoe bench --device cuda` on rank 0 (the others return FM_OK) */
+fm_err fm_bench_gpu(const fm_cli *cli, int rank);
+void fm_cli_close_device(fm_backend *be);
 
 /* Subcommands; each returns an error agreed on by every rank, or one of its own. */
 fm_err fm_cmd_run(const fm_cli *cli, MPI_Comm comm);   /* cmd_run.c */

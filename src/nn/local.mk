@@ -1,12 +1,13 @@
 # nn: kernels (forward/backward pairs), the MoE layer, the model, AdamW.
 noinst_HEADERS += include/fedmoe/model.h include/fedmoe/nn_threads.h %reldir%/nn.h \
-	%reldir%/model_impl.h %reldir%/vmath.h
+	%reldir%/model_impl.h %reldir%/vmath.h %reldir%/backend.h
 libfedmoe_a_SOURCES += %reldir%/gemm.c %reldir%/linear.c %reldir%/layernorm.c %reldir%/gelu.c \
 	%reldir%/ffn.c %reldir%/attention.c %reldir%/embed.c %reldir%/crossentropy.c \
 	%reldir%/router.c %reldir%/loadbalance.c %reldir%/moe.c %reldir%/model_shape.c \
 	%reldir%/model.c %reldir%/model_pass.c %reldir%/adamw.c %reldir%/clip.c %reldir%/schedule.c \
 	%reldir%/profile.c %reldir%/rmsnorm.c %reldir%/rope.c %reldir%/swiglu.c \
-	%reldir%/shared_expert.c %reldir%/model_llama.c %reldir%/moe_swiglu_lora.c %reldir%/lora.c
+	%reldir%/shared_expert.c %reldir%/model_llama.c %reldir%/moe_swiglu_lora.c %reldir%/lora.c \
+	%reldir%/backend_cpu.c %reldir%/backend_mirror.c %reldir%/model_device.c
 
 # The kernels' element-wise loops are written to vectorise: -O2 vectorises only loops
 # whose trip count is a known multiple of the vector width, and these run over D, 4D,

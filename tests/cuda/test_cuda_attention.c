@@ -3,7 +3,8 @@
  * are not multiples of the kernels' tiles (64 rows, 32 for fp32 head size 128), B > 1,
  * multi-head and grouped-query heads, head sizes 8..128; relative L2 error at most
  * 1e-5 in fp32 and 1e-2 in tf32 and bf16 for the output, the log-sum-exp and the gradient;
- * each backward run twice gives bitwise the same gradient; a central finite difference
+ * each backward run twice gives bitwise the same gradient; the GEMM path (multi-head)
+ * against the CPU too; a central finite difference
  * of <out, dout> along a random direction agrees with the GPU gradient. */
 #include "cuda_nn.h"
 #include "nn.h"
@@ -83,12 +84,14 @@ typedef struct {
   int B, T, H, KVH, hs;
 } shape;
 
-static void check_shape(shape sh, fm_precision prec, double tol) {
+/* path 1: the fused kernels (att: lse, then the output); 2: the GEMM path (att: the
+ * probabilities, compared with the CPU's lower triangle) */
+static void check_shape_on(shape sh, fm_precision prec, double tol, int path) {
   CU_ASSERT_FATAL(cu != NULL);
   const int B = sh.B, T = sh.T, H = sh.H, KVH = sh.KVH, hs = sh.hs;
   const int W = (H + 2 * KVH) * hs;
   char tag[128];
-  snprintf(tag, sizeof tag, "[%s B %d T %d H %d KVH %d hs %d]",
+  snprintf(tag, sizeof tag, "[%s %s B %d T %d H %d KVH %d hs %d]", path == 2 ? "gemm" : "fused",
            prec == FM_PREC_BF16 ? "bf16" : prec == FM_PREC_TF32 ? "tf32" : "fp32", B, T, H, KVH, hs);
   const size_t nq = (size_t)B * T * W, no = (size_t)B * T * H * hs, nl = (size_t)B * H * T;
   const size_t na = fm_cu_attention_saved(B, T, H, hs);
@@ -99,6 +102,7 @@ static void check_shape(shape sh, fm_precision prec, double tol) {
   fm_attention_backward(dqkv, scr, dout, qkv, att, B, T, H, KVH, hs);
   lse_ref(lse, qkv, B, T, H, KVH, hs);
   fm_cu_set_precision(cu, prec);
+  fm_cu_attention_set_path(path);
   float *gq = dev_floats(qkv, nq), *gd = dev_floats(dout, no), *go = dev_floats(NULL, no),
         *ga = dev_floats(NULL, na), *gdq = dev_floats(NULL, nq), *gdq2 = dev_floats(NULL, nq);
   CU_ASSERT(fm_cu_attention_forward(cu, go, ga, gq, B, T, H, KVH, hs) == FM_OK);
@@ -112,18 +116,32 @@ static void check_shape(shape sh, fm_precision prec, double tol) {
   float *ho = download(go, no), *ha = download(ga, na), *hd = download(gdq, nq),
         *hd2 = download(gdq2, nq);
   CU_ASSERT(close_enough("output", tag, ho, out, no, tol));
-  CU_ASSERT(close_enough("log-sum-exp", tag, ha, lse, nl, tol));
   CU_ASSERT(close_enough("dqkv", tag, hd, dqkv, nq, tol));
-  if (memcmp(ha + nl, ho, no * 4)) printf("\n    %s: the saved output is not the output\n", tag);
-  CU_ASSERT(!memcmp(ha + nl, ho, no * 4));
+  if (path == 2) { /* the probabilities, lower triangle (the CPU leaves the rest unwritten) */
+    double worst = 0;
+    for (size_t r = 0; r < nl; r++)
+      for (int j = 0; j <= (int)(r % T); j++) {
+        double e = fabs((double)ha[r * T + j] - att[r * T + j]);
+        if (e > worst) worst = e;
+      }
+    if (!(worst <= tol)) printf("\n    %s: probabilities off by %.3g\n", tag, worst);
+    CU_ASSERT(worst <= tol);
+  } else {
+    CU_ASSERT(close_enough("log-sum-exp", tag, ha, lse, nl, tol));
+    if (memcmp(ha + nl, ho, no * 4)) printf("\n    %s: the saved output is not the output\n", tag);
+    CU_ASSERT(!memcmp(ha + nl, ho, no * 4));
+  }
   int same = !memcmp(hd, hd2, nq * 4);
   if (!same) printf("\n    %s: two backward runs differ\n", tag);
   CU_ASSERT(same);
   fm_cu_set_precision(cu, FM_PREC_FP32);
+  fm_cu_attention_set_path(0);
   fm_cu_free(gq), fm_cu_free(gd), fm_cu_free(go), fm_cu_free(ga), fm_cu_free(gdq), fm_cu_free(gdq2);
   free(qkv), free(dout), free(out), free(att), free(dqkv), free(scr), free(lse);
   free(ho), free(ha), free(hd), free(hd2);
 }
+
+static void check_shape(shape sh, fm_precision prec, double tol) { check_shape_on(sh, prec, tol, 1); }
 
 /* awkward lengths: below one tile, one past a tile, several tiles and a remainder */
 static const shape shapes[] = {
@@ -150,6 +168,15 @@ static void bf16_wmma(void) {
   fm_cu_attention_use_wmma(0);
 }
 
+/* the GEMM path on the multi-head shapes (it takes KVH = H only) */
+static void gemm_path(void) {
+  const fm_precision precs[3] = {FM_PREC_FP32, FM_PREC_TF32, FM_PREC_BF16};
+  const double tols[3] = {1e-5, 1e-2, 1e-2};
+  for (int p = 0; p < 3; p++)
+    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+      if (shapes[k].KVH == shapes[k].H) check_shape_on(shapes[k], precs[p], tols[p], 2);
+}
+
 /* <out, u> along qkv + e v: (f(+e) - f(-e)) / 2e against <dqkv, v>, fp32 on the GPU */
 static double objective(const float *hq, const float *hv, float e, const float *gu, float *gq,
                         float *go, float *ga, shape sh, size_t nq, size_t no) {
@@ -167,7 +194,7 @@ static double objective(const float *hq, const float *hv, float e, const float *
 
 static void finite_difference(void) {
   CU_ASSERT_FATAL(cu != NULL);
-  const shape sh = {2, 69, 4, 2, 32};
+  const shape sh = {2, 69, 4, 2, 32}; /* grouped heads: the fused kernels */
   const int W = (sh.H + 2 * sh.KVH) * sh.hs;
   const size_t nq = (size_t)sh.B * sh.T * W, no = (size_t)sh.B * sh.T * sh.H * sh.hs;
   float *hq = host_rand(nq, 7, 1), *hv = host_rand(nq, 8, 1), *hu = host_rand(no, 9, 1);
@@ -218,6 +245,7 @@ int fm_test_register(void) {
                                   {"tf32 tensor cores against the CPU", tf32},
                                   {"bf16 tensor cores (mma.sync) against the CPU", bf16},
                                   {"bf16 tensor cores (WMMA) against the CPU", bf16_wmma},
+                                  {"the GEMM path against the CPU", gemm_path},
                                   {"finite-difference gradient", finite_difference},
                                   {"unsupported shapes are refused", bad_head_size},
                                   {NULL, NULL}};

@@ -60,6 +60,14 @@ int fm_cuk_crossentropy_backward(float *dlogits, const float *logits, const floa
                                  const int32_t *targets, int N, int V, int nvalid, float dloss,
                                  void *stream);
 
+/* causal softmax of score rows in place (softmax.cu, for attention.c's GEMM path):
+ * att[R = B*H*T rows][T], row r's position is r mod T; entries above the diagonal
+ * become 0 */
+int fm_cuk_causal_softmax(float *att, int rows, int T, float scale, void *stream);
+/* softmax backward in place: datt = att * (datt - sum_j datt att) * scale, same rows */
+int fm_cuk_causal_softmax_backward(float *datt, const float *att, int rows, int T, float scale,
+                                   void *stream);
+
 /* The fused causal attention core (flash_attention.cu), GQA, nn.h's layout: qkv
  * [B,T,W], W = (H + 2 KVH) hs, query head h reads key/value head h / (H/KVH).
  * forward: out [B,T,H hs] and its copy ocopy (written); lse [B,H,T] (written) the
@@ -107,6 +115,14 @@ int fm_cuk_embed_backward_tok(float *dwte, const float *dout, const int32_t *tok
 /* AdamW on n values (one tensor), the CPU rule exactly (c1, c2 the bias corrections) */
 int fm_cuk_adamw(float *w, float *m, float *v, const float *g, size_t n, float lr, float b1,
                  float b2, float eps, float wd, float c1, float c2, float grad_scale, void *stream);
+
+/* ---- the backend's helpers (vecops.cu; helper "backend") */
+/* y[n] += x[n] */
+int fm_cuk_add(float *y, const float *x, size_t n, void *stream);
+/* *acc (one device double) += sum of x[n]^2 in a fixed order; scratch holds
+ * fm_cuk_sumsq_scratch() doubles */
+size_t fm_cuk_sumsq_scratch(void);
+int fm_cuk_sumsq(double *acc, const float *x, size_t n, double *scratch, void *stream);
 
 #ifdef __cplusplus
 }
