@@ -1,7 +1,7 @@
 # Runtime tests: reproducibility over rank counts, bad input.
 FL_MPI_TESTS = %reldir%/mpi/fl_repro.sh %reldir%/mpi/fl_bad_input.sh %reldir%/mpi/resume.sh %reldir%/mpi/dataloss.sh %reldir%/mpi/output.sh
 TESTS += $(FL_MPI_TESTS)
-dist_noinst_SCRIPTS += $(FL_MPI_TESTS) %reldir%/mpi/tiny.sh
+dist_noinst_SCRIPTS += $(FL_MPI_TESTS) %reldir%/mpi/tiny.sh %reldir%/mpi/base.sh
 
 check_PROGRAMS += tests/unit/test_fl
 tests_unit_test_fl_SOURCES = %reldir%/unit/test_fl.c $(TEST_UNIT_MAIN)

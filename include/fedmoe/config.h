@@ -102,7 +102,7 @@ typedef struct fm_config {
   } comigs;
   struct {
     double keep, align_lr;
-    int adapter_layers, align_steps, adapter, pretrain_steps;
+    int adapter_layers, align_steps, adapter;
   } fedbiot;
   struct {
     fm_intlist budgets; /* per resource class */

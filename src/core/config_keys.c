@@ -244,9 +244,6 @@ const fm_key fm_config_keys[] = {
    "server alignment steps per round (0: offsite tuning)"},
   {"fedbiot.align_lr", FM_KEY_REAL, F(fedbiot.align_lr), "0.0005", 0, 10, NULL, "alignment learning rate"},
   {"fedbiot.adapter", FM_KEY_ENUM, F(fedbiot.adapter), "full", 0, 0, "full|lora", "adapter training"},
-  {"fedbiot.pretrain_steps", FM_KEY_INT, F(fedbiot.pretrain_steps), "200", 0, 1e9, NULL,
-   "steps the server trains the full model on its public split before round 1 (the stand-in "
-   "for a pretrained model)"},
   /* [hfedmoe] */
   {"hfedmoe.budgets", FM_KEY_INTLIST, F(hfedmoe.budgets), "2", 1, 64, NULL,
    "trainable experts per MoE layer, per resource class"},
