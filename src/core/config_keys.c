@@ -235,6 +235,9 @@ const fm_key fm_config_keys[] = {
   {"comigs.router_steps", FM_KEY_INT, F(comigs.router_steps), "1", 0, 1e9, NULL,
    "router steps on validation data per update"},
   {"comigs.router_lr", FM_KEY_REAL, F(comigs.router_lr), "0.001", 0, 10, NULL, "router learning rate"},
+  {"comigs.router_data", FM_KEY_ENUM, F(comigs.router_data), "val", 0, 0, "val|train",
+   "split the router steps fit the router on: the client's validation split (CoMiGS) or its training "
+   "split (the paper's ablation)"},
   /* [fedbiot] */
   {"fedbiot.keep", FM_KEY_REAL, F(fedbiot.keep), "0.5", 0, 1, NULL,
    "share of emulator blocks kept, in (0,1]"},
