@@ -19,6 +19,9 @@ seed,file. Columns of the CSV:
                      the mean (FLOPs of the local update; bytes of the model down and
                      of the update up)
   rounds, file       rounds run, the run file
+Beside each CSV, <study>.md: per variant the mean and sample sd over seeds of the final
+test loss, the rounds to the target (mean over the seeds that reached it) and the client
+cost, and a comparison paired by seed against the study's reference variant (PAIRED_WITH).
 Exit status 1, with the file named, when a run file is missing or unreadable.
 """
 import argparse
@@ -32,6 +35,53 @@ import numpy as np
 
 REFERENCE = {"comigs": ("fedavg", "baseline"), "fedbiot": ("fedavg", "baseline"),
              "hfedmoe": ("fedavg", "unrestricted")}
+
+
+# the variant every other one is paired with, seed by seed, in <study>.md
+PAIRED_WITH = {"comigs": ("comigs", "val-router"), "fedbiot": ("fedavg", "baseline"),
+               "hfedmoe": ("hfedmoe", "ib")}
+
+
+def mean_sd(v):
+    v = np.array([x for x in v if x is not None and np.isfinite(x)], np.float64)
+    if not len(v):
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+
+
+def f4(x, spec="%.4f"):
+    return "-" if not np.isfinite(x) else spec % x
+
+
+def summary(study, table, target):
+    """<study>.md: the tables of docs/studies.md, from the CSV's rows."""
+    keys = []
+    for r in table:
+        if (r["strategy"], r["variant"]) not in keys:
+            keys.append((r["strategy"], r["variant"]))
+    ref = PAIRED_WITH[study]
+    refloss = {r["seed"]: r["loss"] for r in table if (r["strategy"], r["variant"]) == ref}
+    out = ["Target loss %.4f (the reference's mean figure after half of the rounds)." % target, "",
+           "| strategy | variant | seeds | final test loss mean | sd | rounds to target (reached) | "
+           "client GFLOP per round | client MiB down per round |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for k in keys:
+        rs = [r for r in table if (r["strategy"], r["variant"]) == k]
+        m, sd = mean_sd([r["loss"] for r in rs])
+        hits = [r["hit"] for r in rs if r["hit"] is not None]
+        out.append("| %s | %s | %d | %s | %s | %s (%d of %d) | %.3f | %.3f |" % (
+            k[0], k[1], len(rs), f4(m), f4(sd), f4(np.mean(hits), "%.1f") if hits else "-", len(hits), len(rs),
+            np.mean([r["client_flops"] for r in rs]) / 1e9, np.mean([r["client_bytes_down"] for r in rs]) / 2**20))
+    out += ["", "Paired by seed: final test loss minus that of %s %s in the same seed (below 0: lower)." % ref, "",
+            "| strategy | variant | seeds paired | mean difference | sd | lower in |", "|---|---|---:|---:|---:|---:|"]
+    for k in keys:
+        if k == ref:
+            continue
+        d = [r["loss"] - refloss[r["seed"]] for r in table if (r["strategy"], r["variant"]) == k and r["seed"] in refloss]
+        m, sd = mean_sd(d)
+        out.append("| %s | %s | %d | %s | %s | %d of %d |" % (k[0], k[1], len(d), f4(m, "%+.4f"), f4(sd),
+                                                              sum(1 for x in d if x < 0), len(d)))
+    return "\n".join(out) + "\n"
 
 
 def curve(f, field):
@@ -96,18 +146,23 @@ def main():
         if refs:  # the reference's figure after half of the rounds, averaged over seeds
             half = int(math.ceil(max(len(r["rounds"]) for r in refs) / 2))
             target = float(np.mean([r["loss"][half - 1] for r in refs]))
+        order = sorted(rows, key=lambda r: (r["strategy"] != study, r["strategy"], r["variant"], int(r["seed"])))
+        for r in order:
+            r["hit"] = first_at_most(r["rounds"], r["loss"], target) if np.isfinite(target) else None
+            r["loss"] = float(r["loss"][-1]) if len(r["rounds"]) else float("nan")
         path = os.path.join(a.docs, "%s.csv" % study)
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["study", "strategy", "variant", "seed", "final_test_loss", "rounds_to_target", "target_loss",
                         "client_flops", "client_bytes_down", "client_bytes_up", "rounds", "file"])
-            for r in sorted(rows, key=lambda r: (r["strategy"] != study, r["strategy"], r["variant"], int(r["seed"]))):
-                hit = first_at_most(r["rounds"], r["loss"], target) if np.isfinite(target) else None
-                w.writerow([study, r["strategy"], r["variant"], r["seed"], "%.6f" % r["loss"][-1],
-                            "" if hit is None else hit, "%.6f" % target, "%.6g" % r["client_flops"],
+            for r in order:
+                w.writerow([study, r["strategy"], r["variant"], r["seed"], "%.6f" % r["loss"],
+                            "" if r["hit"] is None else r["hit"], "%.6f" % target, "%.6g" % r["client_flops"],
                             "%.0f" % r["client_bytes_down"], "%.0f" % r["client_bytes_up"], len(r["rounds"]),
                             r["file"]])
-        print("wrote %s (%d rows, target loss %.4f)" % (path, len(rows), target))
+        with open(os.path.join(a.docs, "%s.md" % study), "w") as fh:
+            fh.write(summary(study, order, target))
+        print("wrote %s and %s.md (%d rows, target loss %.4f)" % (path, study, len(rows), target))
 
 
 if __name__ == "__main__":
