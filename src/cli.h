@@ -10,16 +10,20 @@
 #define FM_CLI_MAX_SETS 256
 
 typedef struct {
-  const char *command;   /* run, data, eval, export, bench, info, keys, tokenize */
+  const char *command;   /* run, data, eval, generate, export, bench, info, keys, tokenize */
   const char *config;    /* CONFIG positional argument, when the command takes one */
   const char *resume;    /* --resume RUNFILE */
   const char *netcdf;    /* --metrics-netcdf FILE */
-  const char *checkpoint;/* --checkpoint FILE (eval) */
+  const char *checkpoint;/* --checkpoint FILE (eval, generate, export) */
   const char *text;      /* --text FILE (eval) */
   const char *client;    /* --client N (eval, export) */
   const char *model;     /* --model DIR (eval): a Hugging Face folder */
   const char *context;   /* --context N (eval) */
-  const char *tokenizer; /* --tokenizer T (eval) */
+  const char *tokenizer; /* --tokenizer T (eval, generate) */
+  const char *device;    /* --device cpu|cuda (bench) */
+  const char *prompt;    /* --prompt TEXT (generate) */
+  const char *tokens;    /* --tokens N (generate) */
+  const char *temperature, *top_p, *seed; /* --temperature, --top-p, --seed (generate) */
   const char *positional;/* other positional argument (info RUNFILE, keys NAME, export OUTDIR, tokenize TOKENIZER) */
   const char *format;    /* --format (keys) */
   const char *positional2;/* the second (tokenize FILE) */
@@ -44,10 +48,19 @@ int fm_cli_command_usage(const char *command, FILE *out);
  * COMMAND`), or NULL. Needs no MPI. */
 const char *fm_cli_help_request(int argc, char **argv);
 
+/* device.c: run.device / run.precision - open this rank's GPU (cuda) and make it where
+ * the models made from now on live; *be NULL for the CPU. Collective, errors agreed.
+ * fm_cli_close_device(be) puts the models back on the CPU and closes the GPU. */
+fm_err fm_cli_open_device(const fm_config *c, MPI_Comm comm, fm_backend **be);
+/* bench_gpu.c: `fedmoe bench --device cuda` on rank 0 (the others return FM_OK) */
+fm_err fm_bench_gpu(const fm_cli *cli, int rank);
+void fm_cli_close_device(fm_backend *be);
+
 /* Subcommands; each returns an error agreed on by every rank, or one of its own. */
 fm_err fm_cmd_run(const fm_cli *cli, MPI_Comm comm);   /* cmd_run.c */
 fm_err fm_cmd_data(const fm_cli *cli, MPI_Comm comm);  /* cmd_data.c */
 fm_err fm_cmd_eval(const fm_cli *cli, MPI_Comm comm);  /* cmd_eval.c */
+fm_err fm_cmd_generate(const fm_cli *cli, MPI_Comm comm); /* cmd_generate.c */
 fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm); /* cmd_bench.c */
 fm_err fm_cmd_info(const fm_cli *cli, MPI_Comm comm);  /* cmd_info.c */
 fm_err fm_cmd_keys(const fm_cli *cli, MPI_Comm comm);  /* cmd_keys.c */

@@ -266,6 +266,10 @@ fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm) {
   int rank;
   MPI_Comm_rank(comm, &rank);
   fm_err err = FM_OK;
+  if (cli->device && strcmp(cli->device, "cpu")) {
+    FM_CHECK(fm_error_agree(fm_bench_gpu(cli, rank), &comm));
+    return FM_OK;
+  }
   if (rank == 0) {
     fm_nn_set_threads(1);
     printf("# fedmoe bench: 1 thread, B=%d T=%d (%d tokens/step), vocab 256, L=4, H=4, MoE: E=4 "

@@ -18,7 +18,10 @@ fm_err fm_cmd_run(const fm_cli *cli, MPI_Comm comm) {
   if (!err && !cli->quiet) fm_say("# fedmoe resolved configuration\n%s\n", text);
   fm_run_opts opts = {cli->resume, cli->netcdf, text, cli->quiet, cli->overwrite};
   fm_run_summary sum;
+  fm_backend *dev = NULL; /* run.device */
+  if (!err) err = fm_cli_open_device(&cfg, comm, &dev);
   if (!err) err = fm_run(&cfg, &opts, comm, &sum);
+  fm_cli_close_device(dev);
   free(text);
   if (!err) {
     /* losses in nats; fedbiot's clients score the emulator, its paper the full model */

@@ -1,5 +1,5 @@
 # Runtime tests: reproducibility over rank counts, bad input.
-FL_MPI_TESTS = %reldir%/mpi/fl_repro.sh %reldir%/mpi/fl_bad_input.sh %reldir%/mpi/resume.sh %reldir%/mpi/dataloss.sh %reldir%/mpi/output.sh
+FL_MPI_TESTS = %reldir%/mpi/fl_repro.sh %reldir%/mpi/device_mirror.sh %reldir%/mpi/fl_bad_input.sh %reldir%/mpi/resume.sh %reldir%/mpi/dataloss.sh %reldir%/mpi/output.sh
 TESTS += $(FL_MPI_TESTS)
 dist_noinst_SCRIPTS += $(FL_MPI_TESTS) %reldir%/mpi/tiny.sh %reldir%/mpi/base.sh
 

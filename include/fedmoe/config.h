@@ -32,6 +32,8 @@ enum { FM_SELECT_IB, FM_SELECT_RANDOM, FM_SELECT_USAGE };
 enum { FM_FINAL_EVAL_ALL, FM_FINAL_EVAL_SAMPLED };
 /* auto|true|false keys: auto is the family's or the shape's default */
 enum { FM_TRI_AUTO, FM_TRI_TRUE, FM_TRI_FALSE };
+enum { FM_DEVICE_CPU, FM_DEVICE_CUDA };
+enum { FM_PRECISION_FP32, FM_PRECISION_TF32, FM_PRECISION_BF16 }; /* the order of cuda_nn.h's fm_precision */
 enum { FM_ROPE_SCALING_NONE, FM_ROPE_SCALING_LLAMA3 };
 enum { FM_FORMAT_AUTO, FM_FORMAT_TEXT, FM_FORMAT_JSONL };
 enum { FM_SERVER_AVG, FM_SERVER_AVGM, FM_SERVER_ADAM, FM_SERVER_YOGI, FM_SERVER_ADAGRAD };
@@ -44,6 +46,7 @@ typedef struct fm_config {
     char output[FM_PATH_MAX];
     int64_t seed;
     int checkpoint_every, keep_last, stop_after, log_level, threads;
+    int device, precision; /* FM_DEVICE_*, FM_PRECISION_* */
     double collective_timeout; /* seconds; 0: no watchdog */
   } run;
   struct {
@@ -113,6 +116,7 @@ typedef struct fm_config {
   } hfedmoe;
   struct {
     char fail[64];
+    int device_mirror; /* the stand-in device of src/nn/backend_mirror.c */
   } debug;
   int nkeys;
   char (*origin)[FM_PATH_MAX + 16]; /* where each key's value came from, by key index */

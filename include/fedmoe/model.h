@@ -160,6 +160,22 @@ const fm_model_shape *fm_model_get_shape(const fm_model *m);
  * by 1/sqrt(2L) as GPT-2), biases 0, LayerNorm weight 1, LoRA A N(0, init_std), B 0. */
 fm_err fm_model_init(fm_model *m, uint64_t seed);
 
+/* A model on a GPU (run.device = cuda) keeps its values on the device and host
+ * mirrors of them. What this API hands out - fm_model_class_params/grads, the w and g
+ * of fm_model_tensor/find, fm_model_hidden/logits - is current when it is fetched,
+ * and the caller may read and write through it; a pass (forward, backward,
+ * zero_grads, AdamW, the gradient norm) then takes the host's values first and
+ * makes the host copies stale again. So fetch a pointer's values again (call the
+ * accessor) after a pass; a tensor pointer kept across passes must be brought up to
+ * date with fm_model_sync. On the CPU all of this costs nothing. */
+fm_err fm_model_sync(fm_model *m);
+/* "cpu" or "cuda": where the model lives */
+const char *fm_model_device(const fm_model *m);
+/* The device models made from now on live on (a backend from the CUDA library's
+ * fm_cuda_backend_open; NULL: the CPU). */
+typedef struct fm_backend fm_backend;
+void fm_model_set_default_backend(fm_backend *be);
+
 int fm_model_ntensors(const fm_model *m);
 fm_tensor *fm_model_tensor(fm_model *m, int i);
 fm_tensor *fm_model_find(fm_model *m, const char *name); /* NULL when absent */

@@ -25,6 +25,12 @@ const fm_key fm_config_keys[] = {
    "stop after this many rounds of this invocation, with a checkpoint (0: run to the end)", FM_RESUME_FREE},
   {"run.log_level", FM_KEY_ENUM, F(run.log_level), "info", 0, 0, "error|warn|info|debug", "log level", FM_RESUME_FREE},
   {"run.threads", FM_KEY_INT, F(run.threads), "1", 1, 1024, NULL, "BLIS threads per rank", FM_RESUME_FREE},
+  {"run.device", FM_KEY_ENUM, F(run.device), "cpu", 0, 0, "cpu|cuda",
+   "where each rank trains: its CPU cores, or one GPU (local rank modulo the GPUs it sees; needs a "
+   "build configured --with-cuda)"},
+  {"run.precision", FM_KEY_ENUM, F(run.precision), "fp32", 0, 0, "fp32|tf32|bf16",
+   "GPU GEMM arithmetic: fp32, tf32 tensor cores, or bf16 inputs with fp32 accumulation and fp32 "
+   "master weights (run.device = cuda; the CPU computes in fp32)"},
   {"run.collective_timeout", FM_KEY_REAL, F(run.collective_timeout), "600", 0, 1e9, NULL,
    "seconds a rank may wait for the others in a collective before the job ends naming the missing ranks "
    "(0: never; above the longest time one rank works while the others wait)",
@@ -263,6 +269,9 @@ const fm_key fm_config_keys[] = {
   /* [debug] */
   {"debug.fail", FM_KEY_STRING, F(debug.fail), "", 0, 0, NULL,
    "inject a failure: RANK:PHASE:ROUND[:exit|abort|stall|stall=SECONDS]", FM_RESUME_FREE},
+  {"debug.device_mirror", FM_KEY_BOOL, F(debug.device_mirror), "false", 0, 0, NULL,
+   "train on a stand-in device (the CPU's kernels on memory of their own, behind the host mirrors a GPU "
+   "model has), to test those mirrors without a GPU (run.device = cpu)"},
 };
 
 const int fm_config_nkeys = (int)(sizeof fm_config_keys / sizeof fm_config_keys[0]);

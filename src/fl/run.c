@@ -376,6 +376,7 @@ static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nr
       fm_fault_point(c, r->rank, "local_update", round);
       FM_CHECK(fm_toolkit_client_begin(&r->tk, &cx));
       FM_CHECK(r->st->local_update(&cx));
+      FM_CHECK(fm_model_sync(r->model)); /* the trained values where the tensors point (a GPU's come down) */
       res.bytes_down = r->shared_bytes;
       double tw = (double)r->data.clients[i].split[FM_SPLIT_TRAIN].tokens / wsum;
       if (r->status[j] == FM_CLIENT_KEPT)

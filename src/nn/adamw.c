@@ -4,7 +4,7 @@
  * with g the gradient times h->grad_scale (gradient clipping folded into this pass).
  * The state (m, v) is laid out like the class buffer, so it is saved and restored
  * with it; tensors frozen now are skipped and their state is left as it is. */
-#include "nn.h"
+#include "model_impl.h"
 #include "vmath.h"
 
 #include "fedmoe/log.h"
@@ -47,6 +47,10 @@ FM_VEC void fm_adamw_step(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hpar
   if (!(h->grad_scale >= 0.0f)) /* 0 when the gradient norm overflowed (clip factor) */
     fm_fatal(fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_INTERNAL, "AdamW with grad_scale %g",
                           (double)h->grad_scale));
+  if (fm_model_on_device(m)) { /* model_device.c: the same rule on the device's copies */
+    fm_adamw_step_device(o, m, cls, h);
+    return;
+  }
   FM_PROF_BEGIN(t0);
   o->step++;
   const float b1 = h->beta1, b2 = h->beta2, eps = h->eps, lr = h->lr, gs = h->grad_scale;

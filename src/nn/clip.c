@@ -1,7 +1,7 @@
 /* clip.c - global gradient norm and the clipping factor over a set of sharing
  * classes (bit c of mask: class c), counting only the tensors not frozen now. The
  * gradients are not rescaled here: AdamW takes the factor (grad_scale). */
-#include "nn.h"
+#include "model_impl.h"
 #include "vmath.h"
 
 #include <math.h>
@@ -11,6 +11,7 @@ static int selected(const fm_tensor *t, unsigned mask) {
 }
 
 FM_VEC double fm_model_grad_norm(fm_model *m, unsigned mask) {
+  if (fm_model_on_device(m)) return fm_model_grad_norm_device(m, mask); /* model_device.c */
   double ss = 0.0;
   for (int i = 0; i < fm_model_ntensors(m); i++) {
     const fm_tensor *t = fm_model_tensor(m, i);

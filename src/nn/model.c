@@ -99,6 +99,13 @@ static fm_err alloc_params(fm_model *m) {
       t->g = m->cg[t->cls] + t->offset;
     }
   }
+  FM_CALLOC(m->tw, m->nt ? m->nt : 1, "tensor values");
+  FM_CALLOC(m->tg, m->nt ? m->nt : 1, "tensor gradients");
+  if (m->be->device) return fm_model_device_alloc(m); /* the passes' pointers on the device */
+  for (int i = 0; i < m->nt; i++) {
+    m->tw[i] = m->t[i].w;
+    m->tg[i] = m->t[i].g;
+  }
   return FM_OK;
 }
 
@@ -113,7 +120,7 @@ static fm_err alloc_activations(fm_model *m) {
   size_t total = (s->layers + 1) * N * D + N * D + 2 * N + N * V + N  /* res, ln_f, logits */
                  + 3 * N * D + 3 * N * D + N * F + N * V + fm_attention_scratch(m->T) + N * RA;
   for (int l = 0; l < s->layers; l++) total += per_block + (m->blk[l].moe ? 0 : 2 * N * F);
-  FM_CALLOC(m->arena, total, "model activations");
+  FM_CHECK(m->be->alloc(m->be, &m->arena, total * sizeof(float), "model activations"));
   m->arena_n = total;
   float *q = m->arena;
 #define TAKE(ptr, n) (ptr = q, q += (n))
@@ -157,8 +164,35 @@ static fm_err alloc_activations(fm_model *m) {
   }
 #undef TAKE
   if ((size_t)(q - m->arena) != total) FM_ERROR(FM_ERR_INTERNAL, "activation arena miscounted");
-  FM_CALLOC(m->tokens, N, "token copy");
-  FM_CALLOC(m->targets, N, "target copy");
+  FM_CHECK(m->be->alloc(m->be, &m->tokens, N * sizeof(int32_t), "token copy"));
+  FM_CHECK(m->be->alloc(m->be, &m->targets, N * sizeof(int32_t), "target copy"));
+  return FM_OK;
+}
+
+/* A device backend: refuse, before allocating any of it, a model its memory cannot
+ * hold - parameters, gradients and AdamW moments of the trained classes, and the
+ * activations (counted as the arena will count them). */
+static fm_err check_device_memory(fm_model *m) {
+  if (!m->be->device) return FM_OK;
+  size_t params = 0, trained = 0;
+  for (int i = 0; i < m->nt; i++) {
+    params += m->t[i].numel;
+    if (m->t[i].cls != FM_CLASS_FROZEN) trained += m->t[i].numel;
+  }
+  const size_t N = (size_t)m->B * m->T, D = (size_t)m->s.d, V = (size_t)m->s.vocab;
+  const size_t F = (size_t)(m->s.ffn > m->s.shared_ffn ? m->s.ffn : m->s.shared_ffn);
+  const size_t att = (size_t)m->B * m->s.heads * m->T * m->T, W = 3 * D + 2 * (size_t)m->s.heads * m->s.head_dim;
+  /* an upper bound of either family's arena (model.c, model_llama.c) */
+  const size_t act = (m->s.layers + 1) * N * D + 2 * N * V + 8 * N * D + 4 * N * F + 2 * N * W +
+                     (size_t)m->s.layers * (att + 2 * N * W + 6 * N * D + 3 * N * F + 8 * N);
+  const double need = 4.0 * ((double)params + 3.0 * (double)trained + (double)act);
+  const size_t have = m->be->mem_free(m->be);
+  if (need > (double)have)
+    FM_ERROR(FM_ERR_MEM,
+             "run.device = %s: the model needs about %.1f MiB of GPU memory (%zu parameters, %zu trained "
+             "with gradients and AdamW moments, activations for batch %d x %d), the GPU has %.1f MiB free; "
+             "lower train.batch or train.seq_len, or use a smaller model",
+             m->be->name, need / 1048576.0, params, trained, m->B, m->T, (double)have / 1048576.0);
   return FM_OK;
 }
 
@@ -174,6 +208,8 @@ static fm_err build(fm_model *m, const fm_model_shape *s, int B, int T, int ncla
   m->s = *s;
   fm_shape_resolve(&m->s);
   s = &m->s;
+  m->be = fm_backend_default();
+  FM_CHECK(m->be->refuse(m->be, s));
   m->B = B;
   m->T = T;
   m->nclass = nclass;
@@ -183,6 +219,7 @@ static fm_err build(fm_model *m, const fm_model_shape *s, int B, int T, int ncla
   FM_CALLOC(m->blk, s->layers, "blocks");
   FM_CHECK(index_blocks(m));
   FM_CHECK(classify_all(m, nclass, classify, ctx));
+  FM_CHECK(check_device_memory(m));
   FM_CHECK(alloc_params(m));
   FM_CHECK(alloc_activations(m));
   return FM_OK;
@@ -211,13 +248,18 @@ void fm_model_free(fm_model *m) {
     if (m->cw) free(m->cw[c]);
     if (m->cg) free(m->cg[c]);
   }
+  if (m->be) {
+    m->be->free(m->be, m->arena);
+    m->be->free(m->be, m->tokens);
+    m->be->free(m->be, m->targets);
+    if (m->be->device) fm_model_device_free(m);
+  }
   free(m->cw);
   free(m->cg);
   free(m->cn);
   free(m->fw);
-  free(m->arena);
-  free(m->tokens);
-  free(m->targets);
+  free(m->tw);
+  free(m->tg);
   free(m->blk);
   free(m->t);
   free(m);
@@ -246,18 +288,31 @@ fm_err fm_model_init(fm_model *m, uint64_t seed) {
       for (size_t j = 0; j < n; j++) w[j] = sd * (float)fm_rng_normal(&r);
     }
   }
+  if (m->be->device) /* written on the host: it owns every buffer now */
+    for (int c = 0; c <= m->nclass; c++) m->wsync[c] = FM_SYNC_HOST;
   return FM_OK;
 }
 
 int fm_model_ntensors(const fm_model *m) { return m->nt; }
 
+/* On a device, the caller may read or write the tensor's values and gradient through
+ * t->w and t->g: its class comes to the host, which owns it until the next pass. */
+static fm_tensor *to_host(fm_model *m, int i) {
+  if (m->be->device) {
+    fm_err e = fm_model_host_params(m, m->t[i].cls);
+    if (!e && m->t[i].cls != FM_CLASS_FROZEN) e = fm_model_host_grads(m, m->t[i].cls);
+    if (e) fm_fatal(e);
+  }
+  return &m->t[i];
+}
+
 fm_tensor *fm_model_tensor(fm_model *m, int i) {
-  return i >= 0 && i < m->nt ? &m->t[i] : NULL;
+  return i >= 0 && i < m->nt ? to_host(m, i) : NULL;
 }
 
 fm_tensor *fm_model_find(fm_model *m, const char *name) {
   for (int i = 0; i < m->nt; i++)
-    if (!strcmp(m->t[i].name, name)) return &m->t[i];
+    if (!strcmp(m->t[i].name, name)) return to_host(m, i);
   return NULL;
 }
 
@@ -270,12 +325,21 @@ size_t fm_model_class_numel(const fm_model *m, int cls) {
 }
 
 float *fm_model_class_params(fm_model *m, int cls) {
-  if (cls == FM_CLASS_FROZEN) return m->fw;
-  return cls >= 0 && cls < m->nclass ? m->cw[cls] : NULL;
+  if (cls != FM_CLASS_FROZEN && (cls < 0 || cls >= m->nclass)) return NULL;
+  if (m->be->device) {
+    fm_err e = fm_model_host_params(m, cls);
+    if (e) fm_fatal(e);
+  }
+  return cls == FM_CLASS_FROZEN ? m->fw : m->cw[cls];
 }
 
 float *fm_model_class_grads(fm_model *m, int cls) {
-  return cls >= 0 && cls < m->nclass ? m->cg[cls] : NULL;
+  if (cls < 0 || cls >= m->nclass) return NULL;
+  if (m->be->device) {
+    fm_err e = fm_model_host_grads(m, cls);
+    if (e) fm_fatal(e);
+  }
+  return m->cg[cls];
 }
 
 void fm_model_freeze_class(fm_model *m, int cls, int frozen) {
@@ -290,7 +354,14 @@ void fm_model_freeze_group(fm_model *m, fm_group g, int layer, int frozen) {
 
 void fm_model_zero_grads(fm_model *m) {
   FM_PROF_BEGIN(t0);
-  for (int c = 0; c < m->nclass; c++) memset(m->cg[c], 0, m->cn[c] * sizeof(float));
+  if (m->be->device) { /* on the device; the host mirrors are stale from here */
+    for (int c = 0; c < m->nclass; c++) {
+      m->be->zero(m->be, m->dg[c], m->cn[c] * sizeof(float));
+      m->gsync[c] = FM_SYNC_DEVICE;
+    }
+  } else {
+    for (int c = 0; c < m->nclass; c++) memset(m->cg[c], 0, m->cn[c] * sizeof(float));
+  }
   FM_PROF_END(t0, FM_PROF_OPTIMIZER, FM_PROF_BWD);
 }
 
@@ -303,7 +374,10 @@ size_t fm_nn_model_bytes(const fm_model *m) {
   return n * sizeof(float) + 2 * (size_t)m->B * m->T * sizeof(int32_t);
 }
 
-const float *fm_model_logits(const fm_model *m) { return m->have_fwd ? m->logits : NULL; }
+const float *fm_model_logits(const fm_model *m) {
+  if (!m->have_fwd) return NULL;
+  return m->be->device ? fm_model_stage(m, m->logits, (size_t)m->Bc * m->Tc * m->s.vocab) : m->logits;
+}
 
 const float *fm_model_router_probs(const fm_model *m, int layer) {
   if (layer < 0 || layer >= m->s.layers || !m->blk[layer].moe || !m->have_fwd) return NULL;

@@ -3,7 +3,7 @@
 #ifndef FEDMOE_NN_MODEL_IMPL_H
 #define FEDMOE_NN_MODEL_IMPL_H
 
-#include "nn.h"
+#include "backend.h"
 
 #include <string.h>
 
@@ -29,8 +29,14 @@ typedef struct {
   fm_moe moe_layer;                 /* MoE FFN: its own activations */
 } fm_block;
 
+/* Who holds the newest values of a buffer that lives on a device with a host mirror */
+enum { FM_SYNC_SAME, FM_SYNC_HOST, FM_SYNC_DEVICE };
+
 struct fm_model {
   fm_model_shape s;
+  /* where the values live and the kernels run (backend.h); every pointer below that
+   * the passes use (tw, tg, the arena, tokens) is the backend's memory */
+  fm_backend *be;
   int B, T; /* capacity */
   int nt;
   fm_tensor *t;
@@ -42,6 +48,21 @@ struct fm_model {
   size_t *cn;
   float *fw;
   size_t fn;
+  /* the passes' view of tensor i: its values and gradient in the backend's memory
+   * (the CPU: t->w and t->g themselves) */
+  float **tw, **tg;
+  /* device backends: the class buffers on the device (index nclass: the frozen one),
+   * the owner of each (FM_SYNC_*: params, grads), the AdamW moments of the host
+   * state (fm_adamw) last used on class c, which are newer than that state's host
+   * arrays when adev[c]; a host staging buffer for what the model hands out
+   * (hidden states, logits) */
+  float **dw, **dg;
+  uint8_t *wsync, *gsync;
+  float **am, **av;
+  float **atag_m, **atag_v;
+  uint8_t *adev;
+  float *stage, *dinj;
+  size_t stage_n;
   /* activations: one arena */
   float *arena;
   size_t arena_n; /* floats in the arena */
@@ -71,10 +92,33 @@ static inline fm_param fm_model_param(const fm_model *m, int i) {
   fm_param p = {NULL, NULL};
   if (i < 0) return p;
   const fm_tensor *t = &m->t[i];
-  p.w = t->w;
-  p.g = t->g && !t->frozen ? t->g : NULL;
+  p.w = m->tw[i];
+  p.g = t->g && !t->frozen ? m->tg[i] : NULL;
   return p;
 }
+
+/* the values of tensor i in the backend's memory (NULL for i < 0) */
+static inline const float *fm_model_w(const fm_model *m, int i) { return i >= 0 ? m->tw[i] : NULL; }
+/* its gradient as a kernel sees it: NULL when frozen (class or flag) */
+static inline float *fm_model_g(const fm_model *m, int i) {
+  return i >= 0 && m->t[i].g && !m->t[i].frozen ? m->tg[i] : NULL;
+}
+
+static inline int fm_model_on_device(const fm_model *m) { return m->be->device; }
+
+/* model_device.c: host mirrors of a model on a device backend. Before a pass, every
+ * buffer the host owns goes up; fm_model_host_params/grads bring one class (or the
+ * frozen buffer, cls = FM_CLASS_FROZEN) down when the device is newer and give it to
+ * the host, whose caller may then write it. No-ops on the CPU. */
+fm_err fm_model_to_device(fm_model *m);
+fm_err fm_model_host_params(fm_model *m, int cls);
+fm_err fm_model_host_grads(fm_model *m, int cls);
+fm_err fm_model_device_alloc(fm_model *m);
+void fm_model_device_free(fm_model *m);
+/* a device array of n floats handed to the host (the staging buffer, valid until the next call) */
+const float *fm_model_stage(const fm_model *m, const float *dev, size_t n);
+void fm_adamw_step_device(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hparams *h);
+double fm_model_grad_norm_device(fm_model *m, unsigned mask);
 
 /* model_pass.c: the LM head (tensor index head, tied or not) and the cross-entropy */
 void fm_model_head_forward(fm_model *m, int head, int N);

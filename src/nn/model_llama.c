@@ -14,6 +14,7 @@
  * what no trainable tensor needs, the same MoE layer (moe.c, with SwiGLU experts). */
 #include "model_impl.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* the next tensor, which must be the one named ...suffix (else -1: internal error) */
@@ -157,11 +158,24 @@ static size_t carve(fm_model *m, float *base) {
 fm_err fm_llama_alloc(fm_model *m) {
   const fm_model_shape *s = &m->s;
   const size_t N = (size_t)m->B * m->T;
+  fm_backend *be = m->be;
   size_t total = carve(m, NULL);
-  FM_CALLOC(m->arena, total, "model activations");
+  FM_CHECK(be->alloc(be, &m->arena, total * sizeof(float), "model activations"));
   m->arena_n = total;
   if (carve(m, m->arena) != total) FM_ERROR(FM_ERR_INTERNAL, "activation arena miscounted");
-  fm_rope_table(m->rope_cos, m->rope_sin, s->context, s->head_dim, s);
+  if (be->device) { /* the rotary tables are made on the host */
+    const size_t n = (size_t)s->context * (s->head_dim / 2);
+    float *tab;
+    FM_CALLOC(tab, 2 * n + 1, "rotary tables");
+    fm_rope_table(tab, tab + n, s->context, s->head_dim, s);
+    be->upload(be, m->rope_cos, tab, n * sizeof(float));
+    be->upload(be, m->rope_sin, tab + n, n * sizeof(float));
+    fm_err e = be->sync(be, "upload the rotary tables");
+    free(tab);
+    FM_CHECK(e);
+  } else {
+    fm_rope_table(m->rope_cos, m->rope_sin, s->context, s->head_dim, s);
+  }
   for (int l = 0; l < s->layers; l++)
     if (m->blk[l].moe) {
       fm_moe_dims dm = {.D = s->d, .F = s->expert_ffn, .E = s->experts, .k = s->top_k,
@@ -169,8 +183,8 @@ fm_err fm_llama_alloc(fm_model *m) {
                         .renorm = s->norm_topk, .alpha = s->lora_alpha};
       FM_CHECK(fm_moe_alloc(&m->blk[l].moe_layer, (int)N, &dm));
     }
-  FM_CALLOC(m->tokens, N, "token copy");
-  FM_CALLOC(m->targets, N, "target copy");
+  FM_CHECK(be->alloc(be, &m->tokens, N * sizeof(int32_t), "token copy"));
+  FM_CHECK(be->alloc(be, &m->targets, N * sizeof(int32_t), "target copy"));
   return FM_OK;
 }
 
@@ -200,10 +214,11 @@ static void moe_params(const fm_model *m, const fm_block *b, fm_moe_params *p) {
   }
 }
 
-static const float *wt(const fm_model *m, int i) { return i >= 0 ? m->t[i].w : NULL; }
-static float *gr(const fm_model *m, int i) { return fm_model_param(m, i).g; }
+static const float *wt(const fm_model *m, int i) { return fm_model_w(m, i); }
+static float *gr(const fm_model *m, int i) { return fm_model_g(m, i); }
 
 void fm_llama_forward(fm_model *m, int B, int T, double *lbsum) {
+  fm_backend *be = m->be;
   const fm_model_shape *s = &m->s;
   const int D = s->d, L = s->layers, N = B * T, H = s->heads, KVH = s->kv_heads;
   const int hs = s->head_dim, QD = H * hs, KD = KVH * hs, W = QD + 2 * KD;
@@ -211,61 +226,60 @@ void fm_llama_forward(fm_model *m, int B, int T, double *lbsum) {
   const size_t stride = (size_t)m->B * m->T * D;
   const int ra = s->attn_lora_rank;
   const float lsc = ra > 0 ? s->lora_alpha / (float)ra : 0.0f;
-  PROF(EMBED, FWD, fm_embed_forward(m->res, m->tokens, wt(m, m->wte), NULL, B, T, D));
+  PROF(EMBED, FWD, be->embed_forward(be, m->res, m->tokens, wt(m, m->wte), NULL, B, T, D));
   for (int l = 0; l < L; l++) {
     fm_block *b = &m->blk[l];
     const float *in = m->res + l * stride;
     float *out = m->res + (l + 1) * stride;
-    PROF(LAYERNORM, FWD, fm_rmsnorm_forward(b->ln1, b->ln1_rstd, in, wt(m, b->ln1w), N, D, D, eps));
+    PROF(LAYERNORM, FWD, be->rmsnorm_forward(be, b->ln1, b->ln1_rstd, in, wt(m, b->ln1w), N, D, D, eps));
     float *proj = s->qk_norm ? b->qkv_pre : b->qkv;
     PROF(ATTN_PROJ, FWD, {
-      fm_dense_forward(proj, W, b->ln1, wt(m, b->qw), wt(m, b->qb), N, D, QD, 0);
-      fm_dense_forward(proj + QD, W, b->ln1, wt(m, b->kw), wt(m, b->kb), N, D, KD, 0);
-      fm_dense_forward(proj + QD + KD, W, b->ln1, wt(m, b->vw), wt(m, b->vb), N, D, KD, 0);
+      be->dense_forward(be, proj, W, b->ln1, wt(m, b->qw), wt(m, b->qb), N, D, QD, 0);
+      be->dense_forward(be, proj + QD, W, b->ln1, wt(m, b->kw), wt(m, b->kb), N, D, KD, 0);
+      be->dense_forward(be, proj + QD + KD, W, b->ln1, wt(m, b->vw), wt(m, b->vb), N, D, KD, 0);
     });
     if (b->la1 >= 0)
       PROF(ATTN_PROJ, FWD, {
-        fm_lora_forward(FM_LORA_LINEAR, N, D, QD, ra, lsc, b->ln1, D, wt(m, b->la1), wt(m, b->lb1), b->lz1,
+        be->lora_forward(be, FM_LORA_LINEAR, N, D, QD, ra, lsc, b->ln1, D, wt(m, b->la1), wt(m, b->lb1), b->lz1,
                         proj, W);
-        fm_lora_forward(FM_LORA_LINEAR, N, D, KD, ra, lsc, b->ln1, D, wt(m, b->la2), wt(m, b->lb2), b->lz2,
+        be->lora_forward(be, FM_LORA_LINEAR, N, D, KD, ra, lsc, b->ln1, D, wt(m, b->la2), wt(m, b->lb2), b->lz2,
                         proj + QD + KD, W);
       });
     if (s->qk_norm)
       PROF(LAYERNORM, FWD, {
-        fm_rmsnorm_forward(b->qkv, b->q_rstd, b->qkv_pre, wt(m, b->qn), N, QD, W, eps);
-        fm_rmsnorm_forward(b->qkv + QD, b->k_rstd, b->qkv_pre + QD, wt(m, b->kn), N, KD, W, eps);
-        for (int n = 0; n < N; n++)
-          memcpy(b->qkv + (size_t)n * W + QD + KD, b->qkv_pre + (size_t)n * W + QD + KD,
-                 (size_t)KD * sizeof(float));
+        be->rmsnorm_forward(be, b->qkv, b->q_rstd, b->qkv_pre, wt(m, b->qn), N, QD, W, eps);
+        be->rmsnorm_forward(be, b->qkv + QD, b->k_rstd, b->qkv_pre + QD, wt(m, b->kn), N, KD, W, eps);
+        be->copy_rows(be, b->qkv + QD + KD, W, b->qkv_pre + QD + KD, W, N, KD);
       });
     PROF(ATTN_CORE, FWD, {
-      fm_rope_forward(b->qkv, m->rope_cos, m->rope_sin, B, T, H, hs, W);
-      fm_rope_forward(b->qkv + QD, m->rope_cos, m->rope_sin, B, T, KVH, hs, W);
-      fm_attention_forward(b->atty, b->att, b->qkv, B, T, H, KVH, hs);
+      be->rope_forward(be, b->qkv, m->rope_cos, m->rope_sin, B, T, H, hs, W);
+      be->rope_forward(be, b->qkv + QD, m->rope_cos, m->rope_sin, B, T, KVH, hs, W);
+      be->attention_forward(be, b->atty, b->att, b->qkv, B, T, H, KVH, hs);
     });
-    PROF(RESIDUAL, FWD, memcpy(b->resa, in, (size_t)N * D * sizeof(float)));
-    PROF(ATTN_PROJ, FWD, fm_dense_forward(b->resa, D, b->atty, wt(m, b->ow), NULL, N, QD, D, 1));
-    PROF(LAYERNORM, FWD, fm_rmsnorm_forward(b->ln2, b->ln2_rstd, b->resa, wt(m, b->ln2w), N, D, D, eps));
-    PROF(RESIDUAL, FWD, memcpy(out, b->resa, (size_t)N * D * sizeof(float)));
+    PROF(RESIDUAL, FWD, be->copy(be, b->resa, in, (size_t)N * D * sizeof(float)));
+    PROF(ATTN_PROJ, FWD, be->dense_forward(be, b->resa, D, b->atty, wt(m, b->ow), NULL, N, QD, D, 1));
+    PROF(LAYERNORM, FWD, be->rmsnorm_forward(be, b->ln2, b->ln2_rstd, b->resa, wt(m, b->ln2w), N, D, D, eps));
+    PROF(RESIDUAL, FWD, be->copy(be, out, b->resa, (size_t)N * D * sizeof(float)));
     if (b->moe) {
       fm_moe_params p;
       moe_params(m, b, &p);
-      *lbsum += fm_moe_forward(&b->moe_layer, &p, out, b->ln2, N, s->load_balance);
+      *lbsum += be->moe_forward(be, &b->moe_layer, &p, out, b->ln2, N, s->load_balance);
       if (b->sgw >= 0)
-        PROF(FFN, FWD, fm_shared_expert_forward(out, b->sy, b->sg, b->sgu, b->sact, b->ln2, wt(m, b->sgw),
+        PROF(FFN, FWD, be->shared_expert_forward(be, out, b->sy, b->sg, b->sgu, b->sact, b->ln2, wt(m, b->sgw),
                                                 wt(m, b->suw), wt(m, b->sdw), wt(m, b->sgt), N, D,
                                                 s->shared_ffn));
     } else {
-      PROF(FFN, FWD, fm_swiglu_ffn_forward(out, b->gu, b->act, b->ln2, wt(m, b->gw), wt(m, b->uw),
+      PROF(FFN, FWD, be->swiglu_ffn_forward(be, out, b->gu, b->act, b->ln2, wt(m, b->gw), wt(m, b->uw),
                                            wt(m, b->dw), N, D, s->ffn, 1));
     }
   }
-  PROF(LAYERNORM, FWD, fm_rmsnorm_forward(m->lnf, m->lnf_rstd, m->res + L * stride, wt(m, m->lnfw), N,
+  PROF(LAYERNORM, FWD, be->rmsnorm_forward(be, m->lnf, m->lnf_rstd, m->res + L * stride, wt(m, m->lnfw), N,
                                           D, D, eps));
   PROF(HEAD, FWD, fm_model_head_forward(m, m->head, N));
 }
 
 void fm_llama_backward(fm_model *m, int lo, int k, const float *dh) {
+  fm_backend *be = m->be;
   const fm_model_shape *s = &m->s;
   const int D = s->d, L = s->layers, B = m->Bc, T = m->Tc, N = B * T;
   const int H = s->heads, KVH = s->kv_heads, hs = s->head_dim, QD = H * hs, KD = KVH * hs;
@@ -274,64 +288,64 @@ void fm_llama_backward(fm_model *m, int lo, int k, const float *dh) {
   const int ra = s->attn_lora_rank;
   const float lsc = ra > 0 ? s->lora_alpha / (float)ra : 0.0f;
   PROF(HEAD, BWD, fm_model_head_backward(m, m->head, N));
-  PROF(RESIDUAL, BWD, memset(m->dres, 0, (size_t)N * D * sizeof(float)));
-  PROF(LAYERNORM, BWD, fm_rmsnorm_backward(lo <= L ? m->dres : NULL, gr(m, m->lnfw), m->dln,
+  PROF(RESIDUAL, BWD, be->zero(be, m->dres, (size_t)N * D * sizeof(float)));
+  PROF(LAYERNORM, BWD, be->rmsnorm_backward(be, lo <= L ? m->dres : NULL, gr(m, m->lnfw), m->dln,
                                            m->res + L * stride, wt(m, m->lnfw), m->lnf_rstd, N, D, D, 1));
   for (int l = L - 1; l >= 0 && l + 1 >= lo; l--) {
     fm_block *b = &m->blk[l];
     const float *in = m->res + l * stride;
     if (dh && k == l + 1)
-      for (size_t i = 0; i < (size_t)N * D; i++) m->dres[i] += dh[i];
+      be->add(be, m->dres, dh, (size_t)N * D);
     const int want_dx = l + 1 > lo;
-    PROF(RESIDUAL, BWD, memset(m->dln, 0, (size_t)N * D * sizeof(float)));
+    PROF(RESIDUAL, BWD, be->zero(be, m->dln, (size_t)N * D * sizeof(float)));
     if (b->moe) {
       fm_moe_params p;
       moe_params(m, b, &p);
-      fm_moe_backward(&b->moe_layer, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
+      be->moe_backward(be, &b->moe_layer, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
       if (b->sgw >= 0)
-        PROF(FFN, BWD, fm_shared_expert_backward(m->dln, gr(m, b->sgw), gr(m, b->suw), gr(m, b->sdw),
+        PROF(FFN, BWD, be->shared_expert_backward(be, m->dln, gr(m, b->sgw), gr(m, b->suw), gr(m, b->sdw),
                                                  gr(m, b->sgt), m->dsy, m->dsz, m->da, m->dfc, m->dres,
                                                  b->ln2, b->sy, b->sg, b->sgu, b->sact, wt(m, b->sgw),
                                                  wt(m, b->suw), wt(m, b->sdw), wt(m, b->sgt), N, D,
                                                  s->shared_ffn));
     } else {
-      PROF(FFN, BWD, fm_swiglu_ffn_backward(m->dln, gr(m, b->gw), gr(m, b->uw), gr(m, b->dw), m->da,
+      PROF(FFN, BWD, be->swiglu_ffn_backward(be, m->dln, gr(m, b->gw), gr(m, b->uw), gr(m, b->dw), m->da,
                                             m->dfc, m->dres, b->ln2, b->gu, b->act, wt(m, b->gw),
                                             wt(m, b->uw), wt(m, b->dw), N, D, s->ffn, 1));
     }
-    PROF(LAYERNORM, BWD, fm_rmsnorm_backward(m->dres, gr(m, b->ln2w), m->dln, b->resa, wt(m, b->ln2w),
+    PROF(LAYERNORM, BWD, be->rmsnorm_backward(be, m->dres, gr(m, b->ln2w), m->dln, b->resa, wt(m, b->ln2w),
                                              b->ln2_rstd, N, D, D, 1));
     /* dres is now the gradient of a = h + attention */
-    PROF(ATTN_PROJ, BWD, fm_dense_backward(m->datty, gr(m, b->ow), NULL, m->dres, D, b->atty,
+    PROF(ATTN_PROJ, BWD, be->dense_backward(be, m->datty, gr(m, b->ow), NULL, m->dres, D, b->atty,
                                            wt(m, b->ow), N, QD, D, 0));
     PROF(ATTN_CORE, BWD, {
-      fm_attention_backward(m->dqkv, m->attscr, m->datty, b->qkv, b->att, B, T, H, KVH, hs);
-      fm_rope_backward(m->dqkv, m->rope_cos, m->rope_sin, B, T, H, hs, W);
-      fm_rope_backward(m->dqkv + QD, m->rope_cos, m->rope_sin, B, T, KVH, hs, W);
+      be->attention_backward(be, m->dqkv, m->attscr, m->datty, b->qkv, b->att, B, T, H, KVH, hs);
+      be->rope_backward(be, m->dqkv, m->rope_cos, m->rope_sin, B, T, H, hs, W);
+      be->rope_backward(be, m->dqkv + QD, m->rope_cos, m->rope_sin, B, T, KVH, hs, W);
     });
     if (s->qk_norm)
       PROF(LAYERNORM, BWD, {
-        fm_rmsnorm_backward(m->dqkv, gr(m, b->qn), m->dqkv, b->qkv_pre, wt(m, b->qn), b->q_rstd, N, QD,
+        be->rmsnorm_backward(be, m->dqkv, gr(m, b->qn), m->dqkv, b->qkv_pre, wt(m, b->qn), b->q_rstd, N, QD,
                             W, 0);
-        fm_rmsnorm_backward(m->dqkv + QD, gr(m, b->kn), m->dqkv + QD, b->qkv_pre + QD, wt(m, b->kn),
+        be->rmsnorm_backward(be, m->dqkv + QD, gr(m, b->kn), m->dqkv + QD, b->qkv_pre + QD, wt(m, b->kn),
                             b->k_rstd, N, KD, W, 0);
       });
     PROF(ATTN_PROJ, BWD, {
-      fm_dense_backward(m->dln, gr(m, b->qw), gr(m, b->qb), m->dqkv, W, b->ln1, wt(m, b->qw), N, D, QD, 0);
-      fm_dense_backward(m->dln, gr(m, b->kw), gr(m, b->kb), m->dqkv + QD, W, b->ln1, wt(m, b->kw), N, D,
+      be->dense_backward(be, m->dln, gr(m, b->qw), gr(m, b->qb), m->dqkv, W, b->ln1, wt(m, b->qw), N, D, QD, 0);
+      be->dense_backward(be, m->dln, gr(m, b->kw), gr(m, b->kb), m->dqkv + QD, W, b->ln1, wt(m, b->kw), N, D,
                         KD, 1);
-      fm_dense_backward(m->dln, gr(m, b->vw), gr(m, b->vb), m->dqkv + QD + KD, W, b->ln1, wt(m, b->vw),
+      be->dense_backward(be, m->dln, gr(m, b->vw), gr(m, b->vb), m->dqkv + QD + KD, W, b->ln1, wt(m, b->vw),
                         N, D, KD, 1);
     });
     if (b->la1 >= 0)
       PROF(ATTN_PROJ, BWD, {
-        fm_lora_backward(FM_LORA_LINEAR, N, D, QD, ra, lsc, b->ln1, D, b->lz1, m->dqkv, W,
+        be->lora_backward(be, FM_LORA_LINEAR, N, D, QD, ra, lsc, b->ln1, D, b->lz1, m->dqkv, W,
                          fm_model_param(m, b->la1), fm_model_param(m, b->lb1), m->dlz, m->dln, 1.0f);
-        fm_lora_backward(FM_LORA_LINEAR, N, D, KD, ra, lsc, b->ln1, D, b->lz2, m->dqkv + QD + KD, W,
+        be->lora_backward(be, FM_LORA_LINEAR, N, D, KD, ra, lsc, b->ln1, D, b->lz2, m->dqkv + QD + KD, W,
                          fm_model_param(m, b->la2), fm_model_param(m, b->lb2), m->dlz, m->dln, 1.0f);
       });
-    PROF(LAYERNORM, BWD, fm_rmsnorm_backward(want_dx ? m->dres : NULL, gr(m, b->ln1w), m->dln, in,
+    PROF(LAYERNORM, BWD, be->rmsnorm_backward(be, want_dx ? m->dres : NULL, gr(m, b->ln1w), m->dln, in,
                                              wt(m, b->ln1w), b->ln1_rstd, N, D, D, 1));
   }
-  if (lo == 0) PROF(EMBED, BWD, fm_embed_backward(gr(m, m->wte), NULL, m->dres, m->tokens, B, T, D));
+  if (lo == 0) PROF(EMBED, BWD, be->embed_backward(be, gr(m, m->wte), NULL, m->dres, m->tokens, B, T, D));
 }

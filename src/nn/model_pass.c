@@ -15,17 +15,19 @@
 /* The head of both families: logits = lnf W^T (W the head tensor, tied or not) and
  * the cross-entropy; its backward to dln, and W's gradient when wanted. */
 void fm_model_head_forward(fm_model *m, int head, int N) {
+  fm_backend *be = m->be;
   const int D = m->s.d, V = m->s.vocab;
-  fm_gemm(0, 1, N, V, D, 1.0f, m->lnf, D, m->t[head].w, D, 0.0f, m->logits, V);
-  m->ce = (float)fm_crossentropy_forward(m->lse, m->logits, m->targets, N, V, &m->nvalid);
+  be->gemm(be, 0, 1, N, V, D, 1.0f, m->lnf, D, fm_model_w(m, head), D, 0.0f, m->logits, V);
+  m->ce = (float)be->crossentropy_forward(be, m->lse, m->logits, m->targets, N, V, &m->nvalid);
 }
 
 void fm_model_head_backward(fm_model *m, int head, int N) {
+  fm_backend *be = m->be;
   const int D = m->s.d, V = m->s.vocab;
   fm_param w = fm_model_param(m, head);
-  fm_crossentropy_backward(m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
-  if (w.g) fm_gemm(1, 0, V, D, N, 1.0f, m->dlogits, V, m->lnf, D, 1.0f, w.g, D);
-  fm_gemm(0, 0, N, D, V, 1.0f, m->dlogits, V, w.w, D, 0.0f, m->dln, D);
+  be->crossentropy_backward(be, m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
+  if (w.g) be->gemm(be, 1, 0, V, D, N, 1.0f, m->dlogits, V, m->lnf, D, 1.0f, w.g, D);
+  be->gemm(be, 0, 0, N, D, V, 1.0f, m->dlogits, V, w.w, D, 0.0f, m->dln, D);
 }
 
 static void moe_params(const fm_model *m, const fm_block *b, fm_moe_params *p) {
@@ -41,6 +43,17 @@ static void moe_params(const fm_model *m, const fm_block *b, fm_moe_params *p) {
     fm_param *dstl[4] = {&p->a1[e], &p->b1[e], &p->a2[e], &p->b2[e]};
     for (int j = 0; j < 4; j++) *(lora ? dstl[j] : dst[j]) = fm_model_param(m, i + j);
   }
+}
+
+/* The end of a forward: a device's queued work is waited for (the loss came down
+ * with the cross-entropy), its failure reported. */
+static fm_err forward_done(fm_model *m, double lbsum, float *ce, float *lb) {
+  FM_CHECK(m->be->sync(m->be, "the forward pass"));
+  m->lb = (float)lbsum;
+  m->have_fwd = 1;
+  if (ce) *ce = m->ce;
+  if (lb) *lb = m->lb;
+  return FM_OK;
 }
 
 fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
@@ -59,65 +72,59 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
       FM_ERROR(FM_ERR_DATA, "target %d at position %d is outside the vocabulary 0..%d", targets[n], n,
                V - 1);
   }
-  memcpy(m->tokens, tokens, (size_t)N * sizeof *tokens);
-  memcpy(m->targets, targets, (size_t)N * sizeof *targets);
+  fm_backend *be = m->be;
+  FM_CHECK(fm_model_to_device(m));
+  be->upload(be, m->tokens, tokens, (size_t)N * sizeof *tokens);
+  be->upload(be, m->targets, targets, (size_t)N * sizeof *targets);
   m->Bc = B;
   m->Tc = T;
+  m->have_fwd = 0;
   double lbsum = 0.0;
   if (s->family != FM_FAMILY_GPT2) {
     fm_llama_forward(m, B, T, &lbsum);
-    m->lb = (float)lbsum;
-    m->have_fwd = 1;
-    if (ce) *ce = m->ce;
-    if (lb) *lb = m->lb;
-    return FM_OK;
+    return forward_done(m, lbsum, ce, lb);
   }
   const size_t stride = (size_t)m->B * m->T * D; /* one residual slice */
-  const fm_tensor *t = m->t;
   const int ra = s->attn_lora_rank;
   const float lsc = ra > 0 ? s->lora_alpha / (float)ra : 0.0f;
   {
     FM_PROF_BEGIN(tp);
-    PROF(EMBED, FWD, fm_embed_forward(m->res, m->tokens, t[m->wte].w, t[m->wpe].w, B, T, D));
+    PROF(EMBED, FWD, be->embed_forward(be, m->res, m->tokens, fm_model_w(m, m->wte), fm_model_w(m, m->wpe), B, T, D));
     FM_PROF_END(tp, FM_PROF_EMBED, FM_PROF_FWD);
   }
   for (int l = 0; l < L; l++) {
     fm_block *b = &m->blk[l];
     const float *in = m->res + l * stride;
     float *out = m->res + (l + 1) * stride;
-    PROF(LAYERNORM, FWD, fm_layernorm_forward(b->ln1, b->ln1_mean, b->ln1_rstd, in, t[b->ln1w].w,
-                                              t[b->ln1b].w, N, D, s->norm_eps));
-    PROF(ATTN_PROJ, FWD, fm_linear_forward(b->qkv, b->ln1, t[b->attw].w, t[b->attb].w, N, D, 3 * D, 0));
+    PROF(LAYERNORM, FWD, be->layernorm_forward(be, b->ln1, b->ln1_mean, b->ln1_rstd, in, fm_model_w(m, b->ln1w),
+                                              fm_model_w(m, b->ln1b), N, D, s->norm_eps));
+    PROF(ATTN_PROJ, FWD, be->linear_forward(be, b->qkv, b->ln1, fm_model_w(m, b->attw), fm_model_w(m, b->attb), N, D, 3 * D, 0));
     if (b->la1 >= 0)
-      PROF(ATTN_PROJ, FWD, fm_lora_forward(FM_LORA_CONV1D, N, D, 3 * D, ra, lsc, b->ln1, D, t[b->la1].w,
-                                           t[b->lb1].w, b->lz1, b->qkv, 3 * D));
-    PROF(ATTN_CORE, FWD, fm_attention_forward(b->atty, b->att, b->qkv, B, T, s->heads, s->heads,
+      PROF(ATTN_PROJ, FWD, be->lora_forward(be, FM_LORA_CONV1D, N, D, 3 * D, ra, lsc, b->ln1, D, fm_model_w(m, b->la1),
+                                           fm_model_w(m, b->lb1), b->lz1, b->qkv, 3 * D));
+    PROF(ATTN_CORE, FWD, be->attention_forward(be, b->atty, b->att, b->qkv, B, T, s->heads, s->heads,
                                               D / s->heads));
-    PROF(RESIDUAL, FWD, memcpy(b->resa, in, (size_t)N * D * sizeof(float)));
-    PROF(ATTN_PROJ, FWD, fm_linear_forward(b->resa, b->atty, t[b->aprw].w, t[b->aprb].w, N, D, D, 1));
+    PROF(RESIDUAL, FWD, be->copy(be, b->resa, in, (size_t)N * D * sizeof(float)));
+    PROF(ATTN_PROJ, FWD, be->linear_forward(be, b->resa, b->atty, fm_model_w(m, b->aprw), fm_model_w(m, b->aprb), N, D, D, 1));
     if (b->la2 >= 0)
-      PROF(ATTN_PROJ, FWD, fm_lora_forward(FM_LORA_CONV1D, N, D, D, ra, lsc, b->atty, D, t[b->la2].w,
-                                           t[b->lb2].w, b->lz2, b->resa, D));
-    PROF(LAYERNORM, FWD, fm_layernorm_forward(b->ln2, b->ln2_mean, b->ln2_rstd, b->resa, t[b->ln2w].w,
-                                              t[b->ln2b].w, N, D, s->norm_eps));
-    PROF(RESIDUAL, FWD, memcpy(out, b->resa, (size_t)N * D * sizeof(float)));
+      PROF(ATTN_PROJ, FWD, be->lora_forward(be, FM_LORA_CONV1D, N, D, D, ra, lsc, b->atty, D, fm_model_w(m, b->la2),
+                                           fm_model_w(m, b->lb2), b->lz2, b->resa, D));
+    PROF(LAYERNORM, FWD, be->layernorm_forward(be, b->ln2, b->ln2_mean, b->ln2_rstd, b->resa, fm_model_w(m, b->ln2w),
+                                              fm_model_w(m, b->ln2b), N, D, s->norm_eps));
+    PROF(RESIDUAL, FWD, be->copy(be, out, b->resa, (size_t)N * D * sizeof(float)));
     if (b->moe) {
       fm_moe_params p;
       moe_params(m, b, &p);
-      lbsum += fm_moe_forward(&b->moe_layer, &p, out, b->ln2, N, s->load_balance);
+      lbsum += be->moe_forward(be, &b->moe_layer, &p, out, b->ln2, N, s->load_balance);
     } else {
-      PROF(FFN, FWD, fm_ffn_forward(out, b->fch, b->fcg, b->ln2, t[b->fcw].w, t[b->fcb].w,
-                                    t[b->fpw].w, t[b->fpb].w, N, D, s->ffn));
+      PROF(FFN, FWD, be->ffn_forward(be, out, b->fch, b->fcg, b->ln2, fm_model_w(m, b->fcw), fm_model_w(m, b->fcb),
+                                    fm_model_w(m, b->fpw), fm_model_w(m, b->fpb), N, D, s->ffn));
     }
   }
-  PROF(LAYERNORM, FWD, fm_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->res + L * stride,
-                                            t[m->lnfw].w, t[m->lnfb].w, N, D, s->norm_eps));
+  PROF(LAYERNORM, FWD, be->layernorm_forward(be, m->lnf, m->lnf_mean, m->lnf_rstd, m->res + L * stride,
+                                            fm_model_w(m, m->lnfw), fm_model_w(m, m->lnfb), N, D, s->norm_eps));
   PROF(HEAD, FWD, fm_model_head_forward(m, m->wte, N)); /* tied head */
-  m->lb = (float)lbsum;
-  m->have_fwd = 1;
-  if (ce) *ce = m->ce;
-  if (lb) *lb = m->lb;
-  return FM_OK;
+  return forward_done(m, lbsum, ce, lb);
 }
 
 /* The lowest level whose tensors want a gradient: 0 embeddings (wte also feeds the
@@ -137,11 +144,20 @@ static int lowest_level(const fm_model *m) {
   return lo;
 }
 
+/* The gradients changed where the kernels run: on a device, the host's are stale. */
+static fm_err backward_done(fm_model *m) {
+  FM_CHECK(m->be->sync(m->be, "the backward pass"));
+  if (m->be->device)
+    for (int c = 0; c < m->nclass; c++) m->gsync[c] = FM_SYNC_DEVICE;
+  return FM_OK;
+}
+
 fm_err fm_model_backward(fm_model *m) { return fm_model_backward_inject(m, -1, NULL); }
 
 const float *fm_model_hidden(const fm_model *m, int k) {
   if (k < 0 || k > m->s.layers || !m->have_fwd) return NULL;
-  return m->res + (size_t)k * m->B * m->T * m->s.d;
+  const float *h = m->res + (size_t)k * m->B * m->T * m->s.d;
+  return m->be->device ? fm_model_stage(m, h, (size_t)m->Bc * m->Tc * m->s.d) : h;
 }
 
 fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
@@ -153,64 +169,70 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
   const size_t stride = (size_t)m->B * m->T * D;
   const int lo = lowest_level(m);
   if (lo > L + 1) return FM_OK;
+  fm_backend *be = m->be;
+  FM_CHECK(fm_model_to_device(m));
+  if (dh && be->device) { /* the extra gradient comes from the host */
+    if (!m->dinj) FM_CHECK(be->alloc(be, &m->dinj, stride * sizeof(float), "injected gradient"));
+    be->upload(be, m->dinj, dh, (size_t)N * D * sizeof(float));
+    dh = m->dinj;
+  }
   if (s->family != FM_FAMILY_GPT2) {
     fm_llama_backward(m, lo, k, dh);
-    return FM_OK;
+    return backward_done(m);
   }
-  const fm_tensor *t = m->t;
   const int ra = s->attn_lora_rank;
   const float lsc = ra > 0 ? s->lora_alpha / (float)ra : 0.0f;
   /* head: logits = lnf wte^T */
   fm_param wte = fm_model_param(m, m->wte);
   PROF(HEAD, BWD, fm_model_head_backward(m, m->wte, N));
-  PROF(RESIDUAL, BWD, memset(m->dres, 0, (size_t)N * D * sizeof(float)));
-  PROF(LAYERNORM, BWD, fm_layernorm_backward(lo <= L ? m->dres : NULL, fm_model_param(m, m->lnfw).g,
+  PROF(RESIDUAL, BWD, be->zero(be, m->dres, (size_t)N * D * sizeof(float)));
+  PROF(LAYERNORM, BWD, be->layernorm_backward(be, lo <= L ? m->dres : NULL, fm_model_param(m, m->lnfw).g,
                                              fm_model_param(m, m->lnfb).g, m->dln,
-                                             m->res + L * stride, t[m->lnfw].w, m->lnf_mean,
+                                             m->res + L * stride, fm_model_w(m, m->lnfw), m->lnf_mean,
                                              m->lnf_rstd, N, D));
   /* blocks, top down, as far as needed; dres is the gradient of the block's output */
   for (int l = L - 1; l >= 0 && l + 1 >= lo; l--) {
     fm_block *b = &m->blk[l];
     const float *in = m->res + l * stride;
     if (dh && k == l + 1) /* an extra loss on this block's output (distillation) */
-      for (size_t i = 0; i < (size_t)N * D; i++) m->dres[i] += dh[i];
+      be->add(be, m->dres, dh, (size_t)N * D);
     const int want_dx = l + 1 > lo; /* something below still needs the gradient */
-    PROF(RESIDUAL, BWD, memset(m->dln, 0, (size_t)N * D * sizeof(float)));
+    PROF(RESIDUAL, BWD, be->zero(be, m->dln, (size_t)N * D * sizeof(float)));
     if (b->moe) {
       fm_moe_params p;
       moe_params(m, b, &p);
-      fm_moe_backward(&b->moe_layer, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
+      be->moe_backward(be, &b->moe_layer, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
     } else {
-      PROF(FFN, BWD, fm_ffn_backward(m->dln, fm_model_param(m, b->fcw).g, fm_model_param(m, b->fcb).g,
+      PROF(FFN, BWD, be->ffn_backward(be, m->dln, fm_model_param(m, b->fcw).g, fm_model_param(m, b->fcb).g,
                                      fm_model_param(m, b->fpw).g, fm_model_param(m, b->fpb).g,
-                                     m->dfc, m->dres, b->ln2, b->fch, b->fcg, t[b->fcw].w,
-                                     t[b->fpw].w, N, D, s->ffn));
+                                     m->dfc, m->dres, b->ln2, b->fch, b->fcg, fm_model_w(m, b->fcw),
+                                     fm_model_w(m, b->fpw), N, D, s->ffn));
     }
-    PROF(LAYERNORM, BWD, fm_layernorm_backward(m->dres, fm_model_param(m, b->ln2w).g,
+    PROF(LAYERNORM, BWD, be->layernorm_backward(be, m->dres, fm_model_param(m, b->ln2w).g,
                                                fm_model_param(m, b->ln2b).g, m->dln, b->resa,
-                                               t[b->ln2w].w, b->ln2_mean, b->ln2_rstd, N, D));
+                                               fm_model_w(m, b->ln2w), b->ln2_mean, b->ln2_rstd, N, D));
     /* dres is now the gradient of a = h + attention */
-    PROF(ATTN_PROJ, BWD, fm_linear_backward(m->datty, fm_model_param(m, b->aprw).g,
+    PROF(ATTN_PROJ, BWD, be->linear_backward(be, m->datty, fm_model_param(m, b->aprw).g,
                                             fm_model_param(m, b->aprb).g, m->dres, b->atty,
-                                            t[b->aprw].w, N, D, D, 0));
+                                            fm_model_w(m, b->aprw), N, D, D, 0));
     if (b->la2 >= 0)
-      PROF(ATTN_PROJ, BWD, fm_lora_backward(FM_LORA_CONV1D, N, D, D, ra, lsc, b->atty, D, b->lz2, m->dres,
+      PROF(ATTN_PROJ, BWD, be->lora_backward(be, FM_LORA_CONV1D, N, D, D, ra, lsc, b->atty, D, b->lz2, m->dres,
                                             D, fm_model_param(m, b->la2), fm_model_param(m, b->lb2),
                                             m->dlz, m->datty, 1.0f));
-    PROF(ATTN_CORE, BWD, fm_attention_backward(m->dqkv, m->attscr, m->datty, b->qkv, b->att, B, T,
+    PROF(ATTN_CORE, BWD, be->attention_backward(be, m->dqkv, m->attscr, m->datty, b->qkv, b->att, B, T,
                                                s->heads, s->heads, D / s->heads));
-    PROF(ATTN_PROJ, BWD, fm_linear_backward(m->dln, fm_model_param(m, b->attw).g,
+    PROF(ATTN_PROJ, BWD, be->linear_backward(be, m->dln, fm_model_param(m, b->attw).g,
                                             fm_model_param(m, b->attb).g, m->dqkv, b->ln1,
-                                            t[b->attw].w, N, D, 3 * D, 0));
+                                            fm_model_w(m, b->attw), N, D, 3 * D, 0));
     if (b->la1 >= 0)
-      PROF(ATTN_PROJ, BWD, fm_lora_backward(FM_LORA_CONV1D, N, D, 3 * D, ra, lsc, b->ln1, D, b->lz1,
+      PROF(ATTN_PROJ, BWD, be->lora_backward(be, FM_LORA_CONV1D, N, D, 3 * D, ra, lsc, b->ln1, D, b->lz1,
                                             m->dqkv, 3 * D, fm_model_param(m, b->la1),
                                             fm_model_param(m, b->lb1), m->dlz, m->dln, 1.0f));
-    PROF(LAYERNORM, BWD, fm_layernorm_backward(want_dx ? m->dres : NULL, fm_model_param(m, b->ln1w).g,
+    PROF(LAYERNORM, BWD, be->layernorm_backward(be, want_dx ? m->dres : NULL, fm_model_param(m, b->ln1w).g,
                                                fm_model_param(m, b->ln1b).g, m->dln, in,
-                                               t[b->ln1w].w, b->ln1_mean, b->ln1_rstd, N, D));
+                                               fm_model_w(m, b->ln1w), b->ln1_mean, b->ln1_rstd, N, D));
   }
   if (lo == 0)
-    PROF(EMBED, BWD, fm_embed_backward(wte.g, fm_model_param(m, m->wpe).g, m->dres, m->tokens, B, T, D));
-  return FM_OK;
+    PROF(EMBED, BWD, be->embed_backward(be, wte.g, fm_model_param(m, m->wpe).g, m->dres, m->tokens, B, T, D));
+  return backward_done(m);
 }

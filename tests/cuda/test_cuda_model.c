@@ -1,9 +1,13 @@
-/* test_cuda_model.c - the GPU passes against the CPU model (needs a GPU: make
- * check-cuda): a GPT-2-family model with two sharing classes and a frozen FFN, at
- * awkward sizes; the loss, every class's gradients and the parameters after three
- * AdamW steps agree with fm_model's to 1e-5 (relative L2, fp32), and a second run of
- * the same steps gives bitwise the same parameters. */
-#include "model_cuda.h"
+/* test_cuda_model.c - the model on the CUDA backend against the same model on the CPU
+ * (needs a GPU: make check-cuda). One pass code (src/nn/model_pass.c) runs on both;
+ * here a GPT-2-family model with two sharing classes and a frozen FFN, at awkward
+ * sizes, gives on the GPU the CPU's loss and every class's gradients, and after three
+ * AdamW steps with gradient clipping its parameters, to 1e-5 (relative L2, fp32); a
+ * second run of the same steps gives bitwise the same parameters. Also: attention
+ * LoRA, the hidden states and an injected gradient, writes through the host mirror
+ * reaching the device, and the refusals (MoE, the llama family, a model too large). */
+#include "backend.h"
+#include "backend_cuda.h"
 
 #include "fedmoe/rng.h"
 
@@ -14,34 +18,57 @@
 #include <stdlib.h>
 #include <string.h>
 
-static fm_cu *cu;
+static fm_backend *gpu;
 
-/* class 0: embeddings and norms; 1: attention; frozen: the FFN */
+/* class 0: embeddings and norms; 1: attention (and its adapters); frozen: the FFN */
 static int classify(const fm_tensor *t, void *ctx) {
   (void)ctx;
   if (t->group == FM_GROUP_FFN) return FM_CLASS_FROZEN;
-  return t->group == FM_GROUP_ATTN ? 1 : 0;
+  return t->group == FM_GROUP_ATTN || t->group == FM_GROUP_ATTN_LORA ? 1 : 0;
 }
 
-static double rel(const float *a, const float *b, size_t n) {
+/* relative L2 error of a against b; *first: the first index differing by more than tol relative */
+static double rel(const float *a, const float *b, size_t n, long *first) {
   double num = 0, den = 0;
+  *first = -1;
   for (size_t i = 0; i < n; i++) {
     double d = (double)a[i] - b[i];
     num += d * d;
     den += (double)b[i] * b[i];
+    if (*first < 0 && fabs(d) > 1e-4 * (fabs(b[i]) + 1e-3)) *first = (long)i;
   }
   return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+static void report(const char *what, int c, const float *g, const float *cpu, size_t n, double tol) {
+  long first;
+  double e = rel(g, cpu, n, &first);
+  printf("\n    %s, class %d (%zu values): relative error %.3g", what, c, n, e);
+  if (first >= 0) printf(" (first loose value at %ld: GPU %.8g, CPU %.8g)", first, g[first], cpu[first]);
+  CU_ASSERT(e <= tol);
+}
+
 enum { B = 3, T = 19 };
 
-static fm_model *make(void) {
+static fm_model *make(int on_gpu, int attn_lora) {
   fm_model_shape s = {.vocab = 101, .context = 24, .d = 40, .heads = 5, .layers = 2,
                       .moe_mask = 0, .experts = 4, .top_k = 2, .expert_type = FM_EXPERT_FULL,
-                      .lora_rank = 4, .lora_alpha = 8.0f, .init_std = 0.2f, .load_balance = 0.0f};
+                      .lora_rank = 4, .lora_alpha = 8.0f, .init_std = 0.2f, .load_balance = 0.0f,
+                      .attn_lora_rank = attn_lora};
   fm_model *m = NULL;
-  CU_ASSERT_FATAL(fm_model_create(&m, &s, B, T, 2, classify, NULL) == FM_OK);
+  fm_model_set_default_backend(on_gpu ? gpu : NULL);
+  fm_err e = fm_model_create(&m, &s, B, T, 2, classify, NULL);
+  fm_model_set_default_backend(NULL);
+  if (e) printf("\n    %s\n", fm_error_message());
+  CU_ASSERT_FATAL(e == FM_OK);
   CU_ASSERT_FATAL(fm_model_init(m, 7) == FM_OK);
+  if (attn_lora) /* B starts at zero; give the adapters something to do */
+    for (int i = 0; i < fm_model_ntensors(m); i++) {
+      fm_tensor *t = fm_model_tensor(m, i);
+      if (t->group == FM_GROUP_ATTN_LORA)
+        for (size_t j = 0; j < t->numel; j++) t->w[j] = 0.05f * (float)((j * 7 + (size_t)i) % 11) - 0.25f;
+    }
+  CU_ASSERT_STRING_EQUAL(fm_model_device(m), on_gpu ? "cuda" : "cpu");
   return m;
 }
 
@@ -54,129 +81,165 @@ static void batch(int32_t *tok, int32_t *tgt, uint64_t seed) {
   }
 }
 
-/* steps of forward, backward, AdamW on both classes; returns the GPU's last loss */
-static float train(fm_model *m, fm_cu_model *g, int steps, float *cpu_loss) {
+/* one step of a client (src/fl/client.c): zero, forward, backward, clip, AdamW */
+static float step(fm_model *m, fm_adamw *opt, const int32_t *tok, const int32_t *tgt, double *clip) {
   /* eps 1e-3: with eps near 0, AdamW maps a gradient of 1e-9 (zero on one side, rounding
    * noise on the other) to a whole step of lr, so the comparison would measure noise */
-  fm_adamw_hparams h = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-3f,
-                        .weight_decay = 0.1f, .grad_scale = 0.7f};
-  fm_adamw opt[2];
-  for (int c = 0; c < 2; c++) CU_ASSERT_FATAL(fm_adamw_create(&opt[c], fm_model_class_numel(m, c)) == FM_OK);
-  int32_t tok[B * T], tgt[B * T];
-  float gl = 0;
-  for (int s = 0; s < steps; s++) {
-    batch(tok, tgt, 100 + s);
-    fm_model_zero_grads(m);
-    CU_ASSERT_FATAL(fm_model_forward(m, tok, tgt, B, T, cpu_loss, NULL) == FM_OK);
-    CU_ASSERT_FATAL(fm_model_backward(m) == FM_OK);
-    CU_ASSERT_FATAL(fm_cu_model_zero_grads(g) == FM_OK);
-    CU_ASSERT_FATAL(fm_cu_model_forward(g, tok, tgt, B, T, &gl) == FM_OK);
-    CU_ASSERT_FATAL(fm_cu_model_backward(g) == FM_OK);
-    for (int c = 0; c < 2; c++) {
-      fm_adamw_step(&opt[c], m, c, &h);
-      CU_ASSERT_FATAL(fm_cu_model_adamw(g, c, &h) == FM_OK);
-    }
-  }
-  for (int c = 0; c < 2; c++) fm_adamw_free(&opt[c]);
-  return gl;
+  fm_adamw_hparams h = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-3f, .weight_decay = 0.1f};
+  float ce = 0;
+  fm_model_zero_grads(m);
+  CU_ASSERT_FATAL(fm_model_forward(m, tok, tgt, B, T, &ce, NULL) == FM_OK);
+  CU_ASSERT_FATAL(fm_model_backward(m) == FM_OK);
+  h.grad_scale = fm_model_clip_factor(m, 3u, 0.5); /* below the norm: clipping acts */
+  *clip = h.grad_scale;
+  for (int c = 0; c < 2; c++) fm_adamw_step(&opt[c], m, c, &h);
+  return ce;
 }
 
-static void passes_match_cpu(void) {
-  CU_ASSERT_FATAL(cu != NULL);
-  fm_model *m = make();
-  fm_cu_model *g = NULL;
-  CU_ASSERT_FATAL(fm_cu_model_create(&g, cu, m, B, T) == FM_OK);
-  CU_ASSERT_FATAL(fm_cu_model_upload(g) == FM_OK);
-  /* one forward/backward: loss and gradients */
+static void passes_match(int attn_lora) {
+  CU_ASSERT_FATAL(gpu != NULL);
+  fm_model *m = make(0, attn_lora), *g = make(1, attn_lora);
   int32_t tok[B * T], tgt[B * T];
   batch(tok, tgt, 1);
   float ce = 0, gce = 0;
   fm_model_zero_grads(m);
+  fm_model_zero_grads(g);
   CU_ASSERT_FATAL(fm_model_forward(m, tok, tgt, B, T, &ce, NULL) == FM_OK);
-  CU_ASSERT_FATAL(fm_model_backward(m) == FM_OK);
-  CU_ASSERT_FATAL(fm_cu_model_zero_grads(g) == FM_OK);
-  CU_ASSERT_FATAL(fm_cu_model_forward(g, tok, tgt, B, T, &gce) == FM_OK);
-  CU_ASSERT_FATAL(fm_cu_model_backward(g) == FM_OK);
+  CU_ASSERT_FATAL(fm_model_forward(g, tok, tgt, B, T, &gce, NULL) == FM_OK);
+  printf("\n    loss: GPU %.8f, CPU %.8f", gce, ce);
   FM_ASSERT_CLOSE(gce, ce, 1e-5, 0);
-  for (int c = 0; c < 2; c++) {
-    size_t n = fm_model_class_numel(m, c);
-    float *cpu = malloc(n * sizeof *cpu);
-    memcpy(cpu, fm_model_class_grads(m, c), n * sizeof *cpu);
-    CU_ASSERT_FATAL(fm_cu_model_download_grads(g, c) == FM_OK); /* overwrites the host grads */
-    double e = rel(fm_model_class_grads(m, c), cpu, n);
-    printf("\n    class %d gradients: relative error %.3g", c, e);
-    CU_ASSERT(e <= 1e-5);
-    free(cpu);
-  }
-  fm_cu_model_free(g);
+  CU_ASSERT_FATAL(fm_model_backward(m) == FM_OK);
+  CU_ASSERT_FATAL(fm_model_backward(g) == FM_OK);
+  for (int c = 0; c < 2; c++)
+    report("gradients", c, fm_model_class_grads(g, c), fm_model_class_grads(m, c), fm_model_class_numel(m, c), 1e-5);
+  /* the hidden state at block 1 and the logits come down to the host */
+  const size_t nd = (size_t)B * T * 40, nv = (size_t)B * T * 101;
+  float *h = malloc(nd * sizeof *h);
+  memcpy(h, fm_model_hidden(m, 1), nd * sizeof *h);
+  report("hidden state", 1, fm_model_hidden(g, 1), h, nd, 1e-5);
+  float *lg = malloc(nv * sizeof *lg);
+  memcpy(lg, fm_model_logits(m), nv * sizeof *lg);
+  report("logits", -1, fm_model_logits(g), lg, nv, 1e-5);
+  /* a gradient injected at block boundary 1 (fedbiot's distillation) */
+  for (size_t i = 0; i < nd; i++) h[i] = 0.01f * (float)((i % 13) - 6);
+  fm_model_zero_grads(m);
+  fm_model_zero_grads(g);
+  CU_ASSERT_FATAL(fm_model_backward_inject(m, 1, h) == FM_OK);
+  CU_ASSERT_FATAL(fm_model_backward_inject(g, 1, h) == FM_OK);
+  for (int c = 0; c < 2; c++)
+    report("gradients with an injected one", c, fm_model_class_grads(g, c), fm_model_class_grads(m, c),
+           fm_model_class_numel(m, c), 1e-5);
+  free(h);
+  free(lg);
+  fm_model_free(g);
   fm_model_free(m);
 }
 
+static void passes_match_cpu(void) { passes_match(0); }
+static void attention_lora_matches_cpu(void) { passes_match(4); }
+
 static void training_matches_and_repeats(void) {
-  CU_ASSERT_FATAL(cu != NULL);
+  CU_ASSERT_FATAL(gpu != NULL);
   float *after[2][2];
   for (int run = 0; run < 2; run++) {
-    fm_model *m = make();
-    fm_cu_model *g = NULL;
-    CU_ASSERT_FATAL(fm_cu_model_create(&g, cu, m, B, T) == FM_OK);
-    CU_ASSERT_FATAL(fm_cu_model_upload(g) == FM_OK);
-    float cl = 0, gl = train(m, g, 3, &cl);
-    FM_ASSERT_CLOSE(gl, cl, 1e-5, 0);
+    fm_model *m = make(0, 0), *g = make(1, 0);
+    fm_adamw om[2], og[2];
+    for (int c = 0; c < 2; c++) {
+      CU_ASSERT_FATAL(fm_adamw_create(&om[c], fm_model_class_numel(m, c)) == FM_OK);
+      CU_ASSERT_FATAL(fm_adamw_create(&og[c], fm_model_class_numel(g, c)) == FM_OK);
+    }
+    int32_t tok[B * T], tgt[B * T];
+    for (int s = 0; s < 3; s++) {
+      batch(tok, tgt, 100 + s);
+      double cc, gc;
+      float cl = step(m, om, tok, tgt, &cc), gl = step(g, og, tok, tgt, &gc);
+      printf("\n    step %d: loss GPU %.8f CPU %.8f, clip factor GPU %.8f CPU %.8f", s, gl, cl, gc, cc);
+      FM_ASSERT_CLOSE(gl, cl, 1e-5, 0);
+      FM_ASSERT_CLOSE(gc, cc, 1e-5, 0);
+      CU_ASSERT(cc < 1.0);
+    }
     for (int c = 0; c < 2; c++) {
       size_t n = fm_model_class_numel(m, c);
-      float *cpu = malloc(n * sizeof *cpu);
-      memcpy(cpu, fm_model_class_params(m, c), n * sizeof *cpu);
-      CU_ASSERT_FATAL(fm_cu_model_download_params(g, c) == FM_OK);
-      double e = rel(fm_model_class_params(m, c), cpu, n);
-      printf("\n    class %d after 3 AdamW steps: relative error %.3g", c, e);
-      CU_ASSERT(e <= 1e-5);
+      report("parameters after 3 AdamW steps", c, fm_model_class_params(g, c), fm_model_class_params(m, c), n, 1e-5);
+      /* the AdamW moments came back into the host state with the parameters */
+      report("AdamW first moments", c, og[c].m, om[c].m, n, 1e-4);
+      CU_ASSERT_EQUAL(og[c].step, 3);
       after[run][c] = malloc(n * sizeof(float));
-      memcpy(after[run][c], fm_model_class_params(m, c), n * sizeof(float));
-      free(cpu);
+      memcpy(after[run][c], fm_model_class_params(g, c), n * sizeof(float));
     }
     if (run == 1)
       for (int c = 0; c < 2; c++) {
-        CU_ASSERT(!memcmp(after[0][c], after[1][c], fm_model_class_numel(m, c) * sizeof(float)));
+        int same = !memcmp(after[0][c], after[1][c], fm_model_class_numel(m, c) * sizeof(float));
+        printf("\n    class %d: second GPU run bitwise equal: %s", c, same ? "yes" : "NO");
+        CU_ASSERT(same);
         free(after[0][c]);
         free(after[1][c]);
       }
-    fm_cu_model_free(g);
+    /* writes through the host mirror reach the device: the CPU's values into the
+     * GPU model, then the same loss */
+    for (int c = 0; c < 2; c++)
+      memcpy(fm_model_class_params(g, c), fm_model_class_params(m, c), fm_model_class_numel(m, c) * sizeof(float));
+    float cl = 0, gl = 0;
+    CU_ASSERT_FATAL(fm_model_forward(m, tok, tgt, B, T, &cl, NULL) == FM_OK);
+    CU_ASSERT_FATAL(fm_model_forward(g, tok, tgt, B, T, &gl, NULL) == FM_OK);
+    printf("\n    after copying the CPU's parameters in: loss GPU %.8f CPU %.8f", gl, cl);
+    FM_ASSERT_CLOSE(gl, cl, 1e-6, 0);
+    for (int c = 0; c < 2; c++) {
+      fm_adamw_free(&om[c]);
+      fm_adamw_free(&og[c]);
+    }
+    fm_model_free(g);
     fm_model_free(m);
   }
 }
 
-static void refuses_moe(void) {
-  CU_ASSERT_FATAL(cu != NULL);
-  fm_model_shape s = {.vocab = 32, .context = 8, .d = 16, .heads = 2, .layers = 2, .moe_mask = 2,
-                      .experts = 4, .top_k = 2, .expert_type = FM_EXPERT_FULL, .lora_rank = 4,
-                      .lora_alpha = 8.0f, .init_std = 0.2f};
+static void refused(const fm_model_shape *s, int B_, int T_, fm_err want, const char *needle) {
   fm_model *m = NULL;
-  CU_ASSERT_FATAL(fm_model_create(&m, &s, 2, 8, 1, NULL, NULL) == FM_OK);
-  fm_cu_model *g = NULL;
-  CU_ASSERT_EQUAL(fm_cu_model_create(&g, cu, m, 2, 8), FM_ERR_CONFIG);
-  CU_ASSERT(strstr(fm_error_message(), "model.moe_layers") != NULL);
+  fm_model_set_default_backend(gpu);
+  fm_err e = fm_model_create(&m, s, B_, T_, 1, NULL, NULL);
+  fm_model_set_default_backend(NULL);
+  printf("\n    refused (%d): %s", (int)e, e ? fm_error_message() : "(accepted)");
+  CU_ASSERT_EQUAL(e, want);
+  CU_ASSERT(e && strstr(fm_error_message(), needle) != NULL);
+  CU_ASSERT(m == NULL);
   fm_error_clear();
   fm_model_free(m);
 }
 
+static void refusals(void) {
+  CU_ASSERT_FATAL(gpu != NULL);
+  fm_model_shape s = {.vocab = 32, .context = 8, .d = 16, .heads = 2, .layers = 2, .moe_mask = 2,
+                      .experts = 4, .top_k = 2, .expert_type = FM_EXPERT_FULL, .lora_rank = 4,
+                      .lora_alpha = 8.0f, .init_std = 0.2f};
+  refused(&s, 2, 8, FM_ERR_CONFIG, "model.moe_layers");
+  s.moe_mask = 0;
+  s.family = FM_FAMILY_LLAMA;
+  refused(&s, 2, 8, FM_ERR_CONFIG, "model.family");
+  /* far more than a GPU holds: refused with the figures, before allocating */
+  fm_model_shape big = {.vocab = 50257, .context = 4096, .d = 8192, .heads = 64, .layers = 64,
+                        .experts = 1, .top_k = 1, .lora_rank = 4, .lora_alpha = 8.0f, .init_std = 0.02f};
+  refused(&big, 8, 4096, FM_ERR_MEM, "MiB free");
+}
+
 static int open_gpu(void) {
-  if (fm_cu_open(&cu, 0, FM_PREC_FP32) != FM_OK) {
+  if (fm_cuda_backend_open(&gpu, 0, 0) != FM_OK) {
     fprintf(stderr, "test_cuda_model: %s\n", fm_error_message());
-    cu = NULL;
+    gpu = NULL;
   }
   return 0;
 }
 static int close_gpu(void) {
-  fm_cu_close(cu);
+  fm_cuda_backend_close(gpu);
   return 0;
 }
 
 int fm_test_register(void) {
   static const fm_test tests[] = {{"forward/backward against the CPU", passes_match_cpu},
+                                  {"attention LoRA against the CPU", attention_lora_matches_cpu},
                                   {"AdamW steps against the CPU, repeatable", training_matches_and_repeats},
-                                  {"MoE blocks refused", refuses_moe},
+                                  {"refusals: MoE, llama, too large", refusals},
                                   {NULL, NULL}};
-  CU_pSuite s = CU_add_suite("GPU model passes", open_gpu, close_gpu);
+  CU_pSuite s = CU_add_suite("GPU model (CUDA backend)", open_gpu, close_gpu);
   if (!s) return 1;
   for (const fm_test *t = tests; t->name; t++)
     if (!CU_add_test(s, t->name, t->fn)) return 1;

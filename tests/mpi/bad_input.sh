@@ -53,6 +53,22 @@ for np in 1 3; do
   expect_fail $np 10 "key 'debug.fail': '1:setup:2' can never fire" run "$demo" --set debug.fail=1:setup:2
   expect_fail $np 10 "key 'debug.fail': expected RANK:PHASE:ROUND" run "$demo" --set debug.fail=1:lunch:1
 done
+# run.device and run.precision: refused on every rank before anything is written
+for np in 1 3; do
+  if grep -q "define FEDMOE_HAVE_CUDA 1" config.h 2>/dev/null; then
+    # a CUDA build: this demo's MoE blocks, a node without a GPU, or one rank
+    expect_fail $np 20 "MoE blocks (model.moe_layers\|no usable GPU\|at least 2 MPI ranks" run "$demo" --set run.device=cuda \
+      --set run.output="$TMP/dev.h5"
+  else
+    expect_fail $np 10 "key 'run.device': run.device = cuda, but this fedmoe was built without CUDA" run "$demo" \
+      --set run.device=cuda --set run.output="$TMP/dev.h5"
+  fi
+  [ ! -e "$TMP/dev.h5" ] || fail "np=$np: a refused run.device wrote its run file"
+  expect_fail $np 10 "key 'run.precision': run.precision = bf16 needs run.device = cuda" run "$demo" \
+    --set run.precision=bf16
+  expect_fail $np 10 "key 'run.precision': expected one of fp32|tf32|bf16 (got 'fp16')" run "$demo" \
+    --set run.precision=fp16
+done
 # ranks exist only in the job: checked by run, on the ranks it has
 expect_fail 3 10 "key 'debug.fail': '5:aggregate:1' can never fire: rank 5 is outside this job's ranks 0..2" \
   run "$demo" --set debug.fail=5:aggregate:1

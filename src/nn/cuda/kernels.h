@@ -83,6 +83,14 @@ int fm_cuk_embed_backward_tok(float *dwte, const float *dout, const int32_t *tok
 int fm_cuk_adamw(float *w, float *m, float *v, const float *g, size_t n, float lr, float b1,
                  float b2, float eps, float wd, float c1, float c2, float grad_scale, void *stream);
 
+/* ---- the backend's helpers (vecops.cu; helper "backend") */
+/* y[n] += x[n] */
+int fm_cuk_add(float *y, const float *x, size_t n, void *stream);
+/* *acc (one device double) += sum of x[n]^2 in a fixed order; scratch holds
+ * fm_cuk_sumsq_scratch() doubles */
+size_t fm_cuk_sumsq_scratch(void);
+int fm_cuk_sumsq(double *acc, const float *x, size_t n, double *scratch, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,208 @@
+/* test_backend.c - the host-mirror protocol of a model on a device backend
+ * (src/nn/model_device.c), without a GPU: a stand-in device backend runs the CPU's
+ * kernels on memory of its own, so a model on it has host mirrors and owner flags
+ * exactly as on a GPU. Against the same model on the CPU:
+ *   - a client's steps (zero, forward, backward, clip, AdamW) give the same losses and,
+ *     fetched through fm_model_class_params, the same parameters;
+ *   - AdamW's moments come back into the host state they belong to, and two clients'
+ *     states used in turn (as src/fl/client_state.c does) each continue where they were;
+ *   - values written through fm_model_class_params or fm_model_tensor reach the passes;
+ *   - fm_model_sync brings kept tensor pointers up to date;
+ *   - the hidden states and logits handed out are the device's. */
+#include "backend.h"
+
+#include "fedmoe/rng.h"
+
+#include "cunit_main.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static fm_backend fake;
+static size_t uploads; /* bytes moved to the "device", to see that a step moves no parameters */
+
+static void fake_upload(fm_backend *be, void *dst, const void *src, size_t bytes) {
+  (void)be;
+  uploads += bytes;
+  memcpy(dst, src, bytes);
+}
+static double fake_sumsq(fm_backend *be, const float *const *x, const size_t *n, int count) {
+  (void)be;
+  double s = 0;
+  for (int i = 0; i < count; i++)
+    for (size_t j = 0; j < n[i]; j++) s += (double)x[i][j] * x[i][j];
+  return s;
+}
+static void fake_adamw(fm_backend *be, float *w, float *m, float *v, const float *g, size_t n, float lr, float b1,
+                       float b2, float eps, float wd, float c1, float c2, float gs) {
+  (void)be;
+  for (size_t j = 0; j < n; j++) { /* adamw.c's rule */
+    float gj = gs * g[j];
+    m[j] = b1 * m[j] + (1.0f - b1) * gj;
+    v[j] = b2 * v[j] + (1.0f - b2) * gj * gj;
+    w[j] -= lr * ((m[j] * c1) / (sqrtf(v[j] * c2) + eps) + wd * w[j]);
+  }
+}
+
+static int classify(const fm_tensor *t, void *ctx) {
+  (void)ctx;
+  if (t->group == FM_GROUP_FFN) return FM_CLASS_FROZEN;
+  return t->group == FM_GROUP_ATTN ? 1 : 0;
+}
+
+enum { B = 2, T = 9, V = 37, D = 16 };
+
+static fm_model *make(int device) {
+  fm_model_shape s = {.vocab = V, .context = 12, .d = D, .heads = 2, .layers = 2, .experts = 1, .top_k = 1,
+                      .lora_rank = 4, .lora_alpha = 8.0f, .init_std = 0.2f};
+  fm_model *m = NULL;
+  fm_model_set_default_backend(device ? &fake : NULL);
+  CU_ASSERT_FATAL(fm_model_create(&m, &s, B, T, 2, classify, NULL) == FM_OK);
+  fm_model_set_default_backend(NULL);
+  CU_ASSERT_FATAL(fm_model_init(m, 3) == FM_OK);
+  CU_ASSERT_STRING_EQUAL(fm_model_device(m), device ? "fake" : "cpu");
+  return m;
+}
+
+static void batch(int32_t *tok, int32_t *tgt, uint64_t seed) {
+  fm_rng r;
+  fm_rng_init(&r, seed, 0, 0, FM_RNG_TEST);
+  for (int i = 0; i < B * T; i++) {
+    tok[i] = (int32_t)fm_rng_below(&r, V);
+    tgt[i] = (int32_t)fm_rng_below(&r, V);
+  }
+}
+
+static float step(fm_model *m, fm_adamw *opt, uint64_t seed) {
+  int32_t tok[B * T], tgt[B * T];
+  batch(tok, tgt, seed);
+  float ce = 0;
+  fm_model_zero_grads(m);
+  CU_ASSERT_FATAL(fm_model_forward(m, tok, tgt, B, T, &ce, NULL) == FM_OK);
+  CU_ASSERT_FATAL(fm_model_backward(m) == FM_OK);
+  fm_adamw_hparams h = {1e-2f, 0.9f, 0.95f, 1e-3f, 0.1f, fm_model_clip_factor(m, 3u, 0.5)};
+  for (int c = 0; c < 2; c++) fm_adamw_step(&opt[c], m, c, &h);
+  return ce;
+}
+
+/* relative L2 error (AdamW's FMA-compiled CPU loop and the gradient norm's order of
+ * summation differ in the last bits between the two backends) */
+static double maxrel(const float *a, const float *b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - b[i];
+    num += d * d;
+    den += (double)b[i] * b[i];
+  }
+  double e = den > 0 ? sqrt(num / den) : sqrt(num);
+  if (e > 1e-6) printf("\n    relative error %.3g over %zu values", e, n);
+  return e;
+}
+
+static void same_params(fm_model *g, fm_model *m, double tol) {
+  for (int c = 0; c < 2; c++)
+    CU_ASSERT(maxrel(fm_model_class_params(g, c), fm_model_class_params(m, c), fm_model_class_numel(m, c)) <= tol);
+}
+
+/* two clients' AdamW states in turn on each model, as the runtime keeps them */
+static void clients_in_turn(void) {
+  fm_model *m = make(0), *g = make(1);
+  fm_adamw om[2][2], og[2][2]; /* [client][class] */
+  float *start[2];             /* the clients' own class-1 parameters, kept on the host */
+  for (int k = 0; k < 2; k++)
+    for (int c = 0; c < 2; c++) {
+      CU_ASSERT_FATAL(fm_adamw_create(&om[k][c], fm_model_class_numel(m, c)) == FM_OK);
+      CU_ASSERT_FATAL(fm_adamw_create(&og[k][c], fm_model_class_numel(m, c)) == FM_OK);
+    }
+  const size_t n1 = fm_model_class_numel(m, 1);
+  float *keep[2][2]; /* [model][client] */
+  for (int x = 0; x < 2; x++)
+    for (int k = 0; k < 2; k++) {
+      keep[x][k] = malloc(n1 * sizeof(float));
+      memcpy(keep[x][k], fm_model_class_params(m, 1), n1 * sizeof(float));
+    }
+  (void)start;
+  for (int round = 0; round < 3; round++)
+    for (int k = 0; k < 2; k++) {
+      fm_model *both[2] = {m, g};
+      for (int x = 0; x < 2; x++) { /* load the client: its class 1, then two steps, then save */
+        memcpy(fm_model_class_params(both[x], 1), keep[x][k], n1 * sizeof(float));
+        fm_adamw *o = x ? og[k] : om[k];
+        float l1 = step(both[x], o, 10 * round + k), l2 = step(both[x], o, 10 * round + k + 100);
+        (void)l1, (void)l2;
+        memcpy(keep[x][k], fm_model_class_params(both[x], 1), n1 * sizeof(float));
+      }
+      same_params(g, m, 1e-5);
+      CU_ASSERT(maxrel(keep[1][k], keep[0][k], n1) <= 1e-5);
+      for (int c = 0; c < 2; c++) { /* the moments are back in the client's host state */
+        CU_ASSERT(maxrel(og[k][c].m, om[k][c].m, fm_model_class_numel(m, c)) <= 1e-4);
+        CU_ASSERT(maxrel(og[k][c].v, om[k][c].v, fm_model_class_numel(m, c)) <= 1e-4);
+        CU_ASSERT_EQUAL(og[k][c].step, om[k][c].step);
+      }
+    }
+  CU_ASSERT_EQUAL(og[0][0].step, 6);
+  for (int x = 0; x < 2; x++)
+    for (int k = 0; k < 2; k++) free(keep[x][k]);
+  for (int k = 0; k < 2; k++)
+    for (int c = 0; c < 2; c++) {
+      fm_adamw_free(&om[k][c]);
+      fm_adamw_free(&og[k][c]);
+    }
+  fm_model_free(g);
+  fm_model_free(m);
+}
+
+/* a training step moves no parameters; a write through a fetched pointer is seen */
+static void mirrors(void) {
+  fm_model *m = make(0), *g = make(1);
+  fm_adamw om[2], og[2];
+  for (int c = 0; c < 2; c++) {
+    CU_ASSERT_FATAL(fm_adamw_create(&om[c], fm_model_class_numel(m, c)) == FM_OK);
+    CU_ASSERT_FATAL(fm_adamw_create(&og[c], fm_model_class_numel(m, c)) == FM_OK);
+  }
+  float cl = step(m, om, 1), gl = step(g, og, 1); /* the first step uploads everything */
+  FM_ASSERT_CLOSE(gl, cl, 1e-6, 0);
+  uploads = 0;
+  cl = step(m, om, 2), gl = step(g, og, 2);
+  FM_ASSERT_CLOSE(gl, cl, 1e-6, 0);
+  CU_ASSERT(uploads <= 2 * B * T * sizeof(int32_t)); /* tokens and targets only */
+  /* a tensor pointer kept from before: stale until fm_model_sync */
+  fm_tensor *tg = fm_model_find(g, "h.0.attn.c_attn.weight"), *tm = fm_model_find(m, "h.0.attn.c_attn.weight");
+  cl = step(m, om, 3), gl = step(g, og, 3);
+  CU_ASSERT_FATAL(fm_model_sync(g) == FM_OK);
+  CU_ASSERT(maxrel(tg->w, tm->w, tg->numel) <= 1e-5);
+  /* writes through fm_model_tensor and fm_model_class_params reach the next pass */
+  fm_tensor *wte_g = fm_model_tensor(g, 0), *wte_m = fm_model_tensor(m, 0);
+  for (size_t i = 0; i < wte_g->numel; i++) wte_g->w[i] = wte_m->w[i] = 0.01f * (float)(i % 17);
+  float *pg = fm_model_class_params(g, 1), *pm = fm_model_class_params(m, 1);
+  for (size_t i = 0; i < fm_model_class_numel(m, 1); i++) pg[i] = pm[i] = pm[i] * 0.5f;
+  int32_t tok[B * T], tgt[B * T];
+  batch(tok, tgt, 9);
+  CU_ASSERT_FATAL(fm_model_forward(m, tok, tgt, B, T, &cl, NULL) == FM_OK);
+  CU_ASSERT_FATAL(fm_model_forward(g, tok, tgt, B, T, &gl, NULL) == FM_OK);
+  FM_ASSERT_CLOSE(gl, cl, 1e-6, 0);
+  CU_ASSERT(maxrel(fm_model_hidden(g, 2), fm_model_hidden(m, 2), (size_t)B * T * D) <= 1e-5);
+  CU_ASSERT(maxrel(fm_model_logits(g), fm_model_logits(m), (size_t)B * T * V) <= 1e-5);
+  CU_ASSERT(fm_model_hidden(g, 0) != fm_model_hidden(m, 0));
+  for (int c = 0; c < 2; c++) {
+    fm_adamw_free(&om[c]);
+    fm_adamw_free(&og[c]);
+  }
+  fm_model_free(g);
+  fm_model_free(m);
+}
+
+int fm_test_register(void) {
+  fake = fm_backend_cpu;
+  fake.name = "fake";
+  fake.device = 1;
+  fake.upload = fake_upload;
+  fake.sumsq = fake_sumsq;
+  fake.adamw = fake_adamw;
+  static const fm_test tests[] = {{"host mirrors: steps move no parameters, writes reach the passes", mirrors},
+                                  {"two clients' AdamW states in turn", clients_in_turn},
+                                  {NULL, NULL}};
+  return fm_test_suite("model on a device backend (stand-in)", tests);
+}
