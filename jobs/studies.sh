@@ -13,9 +13,11 @@
 #   --study "S..."       studies to run: comigs fedbiot hfedmoe (default all three)
 #   --bases DIR          the pretrained bases: DIR/dense (a dense model) and DIR/moe-top1
 #                        (an MoE model with top-1 gating), Hugging Face folders; default
-#                        $FEDMOE_BASES; none given: stand-ins are trained first into
-#                        OUT/bases (examples/studies/standin-*.ini; docs/studies.md says which
-#                        base its figures come from)
+#                        $FEDMOE_BASES, else the cache of `make bases` when it holds both
+#                        ($FEDMOE_CACHE/bases, else ${XDG_CACHE_HOME:-~/.cache}/fedmoe/bases);
+#                        none there: stand-ins are trained first into OUT/bases
+#                        (examples/studies/standin-*.ini; docs/studies.md says which base
+#                        its figures come from)
 #   --dense DIR, --moe DIR   one base each (instead of --bases)
 #   -o, --output OUT     run folder (default runs/studies)
 #   --docs DIR           where the CSV files and plots go (default docs/studies)
@@ -36,7 +38,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/.." && pwd)
-usage() { sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "studies.sh: $*" >&2; exit 2; }
 
 jobs_n= seeds="1 2 3 4 5" studies="comigs fedbiot hfedmoe" bases=${FEDMOE_BASES:-} dense= moe=
@@ -85,6 +87,10 @@ mpiexec=${MPIEXEC:-mpirun}
 read -r -a mflags <<<"${MPIEXEC_FLAGS:---oversubscribe --bind-to none}"
 [ "$(id -u)" -ne 0 ] || export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 ex=$top/examples/studies
+if [ -z "$bases" ] && [ -z "$dense$moe" ]; then # the bases `make bases` made, if any
+  cache=${FEDMOE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fedmoe}/bases
+  [ -f "$cache/dense/config.json" ] && [ -f "$cache/moe-top1/config.json" ] && bases=$cache
+fi
 [ -z "$bases" ] || { dense=${dense:-$bases/dense}; moe=${moe:-$bases/moe-top1}; }
 
 # ---- the stand-in bases, when none is given ----
@@ -112,6 +118,16 @@ esac
 for b in ${dense:+"$dense"} ${moe:+"$moe"}; do
   [ "$dry" = 1 ] || [ -f "$b/config.json" ] || die "base '$b': no config.json there (a Hugging Face folder; make bases)"
 done
+
+# a run is not run again when its run file is complete: never one of other bases
+if [ "$mode" != emit ] && [ "$dry" = 0 ]; then
+  mkdir -p "$out" || die "cannot create $out"
+  used="dense=$dense moe=$moe"
+  if [ -f "$out/bases.txt" ] && [ "$(cat "$out/bases.txt")" != "$used" ] && [ "$tables_only" = 0 ]; then
+    die "$out holds runs of other bases ($(cat "$out/bases.txt")), not $used: delete it or give another -o"
+  fi
+  [ "$tables_only" = 1 ] || echo "$used" >"$out/bases.txt"
+fi
 
 # ---- the runs: NAME STUDY STRATEGY VARIANT SEED then the fedmoe run arguments ----
 list=()

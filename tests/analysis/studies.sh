@@ -88,4 +88,6 @@ grep -q "^studies: total .* for 10 runs" "$TMP/out" || fail "no total time"
 [ "$(wc -l <"$TMP/sd/fedbiot.csv")" -eq 15 ] || { cat "$TMP/sd/fedbiot.csv"; fail "fedbiot.csv: expected 14 rows"; }
 [ -s "$TMP/sd/fedbiot/compare.png" ] && grep -q "Paired by seed" "$TMP/sd/fedbiot/compare.md" || fail "compare output"
 ! grep -q warning "$TMP/sd/fedbiot/compare.err" || { cat "$TMP/sd/fedbiot/compare.err"; fail "compare warned"; }
+# the run folder holds runs of that base: another base is refused, not mixed in
+bad "holds runs of other bases" -j 2 --study fedbiot --seeds "1 2" --dense "$TMP/d" -o "$TMP/runs" --docs "$TMP/sd"
 echo "studies: all passed"
