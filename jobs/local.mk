@@ -4,7 +4,7 @@
 jobsslurmdir = $(pkgdatadir)/jobs/slurm
 dist_jobsslurm_SCRIPTS = %reldir%/slurm/run.sbatch %reldir%/slurm/sweep.sbatch \
 	%reldir%/slurm/analyze.sbatch %reldir%/slurm/submit-sweep.sh %reldir%/slurm/long.sbatch \
-	%reldir%/slurm/studies.sbatch
+	%reldir%/slurm/gpu.sbatch %reldir%/slurm/studies.sbatch
 jobspbsdir = $(pkgdatadir)/jobs/pbs
 dist_jobspbs_SCRIPTS = %reldir%/pbs/run.pbs %reldir%/pbs/sweep.pbs
 dist_noinst_SCRIPTS += %reldir%/check-slurm.sh %reldir%/studies.sh %reldir%/studies-table.py

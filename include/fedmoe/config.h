@@ -86,8 +86,8 @@ typedef struct fm_config {
     double sample_fraction, deadline_s;
   } fl;
   struct { /* the federated-learning toolkit's round options (keys fl.*; src/fl/toolkit.c) */
-    int server_opt, secure_agg, sampling, scaffold, compress, finetune_steps;
-    double server_lr, server_momentum, server_beta2, server_eps, prox_mu, compress_ratio;
+    int server_opt, secure_agg, sampling, scaffold, compress, finetune_steps, ditto, ditto_steps;
+    double server_lr, server_momentum, server_beta2, server_eps, prox_mu, compress_ratio, ditto_lambda;
   } fltk;
   struct { /* client-level differential privacy (DP-FedAvg) */
     double clip, noise_multiplier, delta, target_epsilon;
@@ -114,6 +114,10 @@ typedef struct fm_config {
     double lambda, beta, tau, explore;
     int score_batches, select, mask_forward;
   } hfedmoe;
+  struct { /* `fedmoe pretrain`: central training of a base model */
+    int steps, micro_batch, eval_every, checkpoint_every;
+    char output[FM_PATH_MAX]; /* the Hugging Face folder written at the end */
+  } pretrain;
   struct {
     char fail[64];
     int device_mirror; /* the stand-in device of src/nn/backend_mirror.c */

@@ -1,6 +1,8 @@
 /* runfile_info.c - `fedmoe info`: what a run file holds, read serially. */
 #include "runfile_impl.h"
 
+#include "fedmoe/pretrain.h"
+
 #include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
@@ -123,10 +125,15 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0)
     FM_ERROR(FM_ERR_FORMAT, "'%s' is truncated or damaged: HDF5 finds its signature but cannot open it", path);
-  char version[64], strategy[64] = "?", start[64] = "?";
+  char version[64], strategy[64] = "?", start[64] = "?", kind[32] = "";
   if (!read_str_attr(f, "fedmoe_version", version, sizeof version)) {
     H5Fclose(f);
     FM_ERROR(FM_ERR_FORMAT, "'%s' is an HDF5 file but not a fedmoe run file (no fedmoe_version attribute)", path);
+  }
+  if (read_str_attr(f, "kind", kind, sizeof kind) && !strcmp(kind, "pretrain")) { /* fedmoe pretrain's */
+    H5Fclose(f);
+    FM_CHECK(fm_pretrain_file_info(path, out));
+    return FM_OK;
   }
   read_str_attr(f, "strategy", strategy, sizeof strategy);
   read_str_attr(f, "start_time", start, sizeof start);
@@ -162,18 +169,24 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
       H5Tinsert(t, "mean_test", HOFFSET(fm_round_row, mean_test), H5T_NATIVE_DOUBLE);
       H5Tinsert(t, "wall_s", HOFFSET(fm_round_row, wall_s), H5T_NATIVE_DOUBLE);
       H5Tinsert(t, "test_loss_full", HOFFSET(fm_round_row, test_loss_full), H5T_NATIVE_DOUBLE);
+      H5Tinsert(t, "test_loss_global", HOFFSET(fm_round_row, test_loss_global), H5T_NATIVE_DOUBLE);
       hsize_t last = n - 1, one = 1;
       H5Sselect_hyperslab(sp, H5S_SELECT_SET, &last, NULL, &one, NULL);
       hid_t ms = H5Screate_simple(1, &one, NULL);
       fm_round_row row = {0};
       row.test_loss_full = NAN; /* files of fedmoe 0.1.0 may lack the field */
+      row.test_loss_global = NAN; /* and files from before Ditto this one */
       if (H5Dread(d, t, ms, sp, H5P_DEFAULT, &row) >= 0) {
         fprintf(out, "final      round %d: mean train %.4f  val %.4f  test %.4f nats (perplexity %.3f)%s\n",
                 row.round, row.mean_train, row.mean_val, row.mean_test, exp(row.mean_test),
-                isnan(row.test_loss_full) ? "" : " on the clients' emulator");
+                !isnan(row.test_loss_full) ? " on the clients' emulator"
+                : !isnan(row.test_loss_global) ? " of the clients' personal models (Ditto)" : "");
         if (!isnan(row.test_loss_full))
           fprintf(out, "full model round %d: test %.4f nats (perplexity %.3f), the frozen bottom blocks with the "
                   "aggregated adapter\n", row.round, row.test_loss_full, exp(row.test_loss_full));
+        if (!isnan(row.test_loss_global))
+          fprintf(out, "global model round %d: test %.4f nats (perplexity %.3f)\n", row.round, row.test_loss_global,
+                  exp(row.test_loss_global));
       }
       H5Sclose(ms);
       H5Tclose(t);

@@ -34,8 +34,6 @@ static fm_err cuda_refuse(fm_backend *be, const fm_model_shape *s) {
   else if (s->family != FM_FAMILY_GPT2 && (!be->rmsnorm_forward || !be->rope_forward || !be->dense_forward ||
                                            !be->swiglu_ffn_forward))
     need = "the llama family (model.family: its RMSNorm, RoPE, SwiGLU and nn.Linear kernels)";
-  else if (s->family != FM_FAMILY_GPT2 && s->kv_heads != s->heads)
-    need = "grouped-query attention (model.kv_heads below model.heads)";
   else if (s->shared_ffn > 0 && !be->shared_expert_forward)
     need = "the shared expert (model.shared_ffn)";
   else if (s->attn_lora_rank > 0 && !be->lora_forward)
@@ -174,17 +172,15 @@ static void cuda_ffn_backward(fm_backend *be, float *dx, float *dfc_w, float *df
   RUN(be, ffn_backward_(CU(be), dx, dfc_w, dfc_b, dpj_w, dpj_b, dg, dout, x, h, g, fc_w, pj_w, N, D, F));
 }
 
-/* the GPU attention core takes (D, H) with q | k | v of H heads each: refuse() keeps
- * grouped-query shapes away, so KVH = H and D = H hs here */
+/* the attention core: attention.c (fused or GEMM path); att holds fm_attention_saved
+ * floats, which fit either path's layout */
 static void cuda_attention_forward(fm_backend *be, float *out, float *att, const float *qkv, int B, int T,
                                    int H, int KVH, int hs) {
-  (void)KVH;
-  RUN(be, fm_cu_attention_forward(CU(be), out, att, qkv, B, T, H * hs, H));
+  RUN(be, fm_cu_attention_forward(CU(be), out, att, qkv, B, T, H, KVH, hs));
 }
 static void cuda_attention_backward(fm_backend *be, float *dqkv, float *scratch, const float *dout,
                                     const float *qkv, const float *att, int B, int T, int H, int KVH, int hs) {
-  (void)scratch, (void)KVH;
-  RUN(be, fm_cu_attention_backward(CU(be), dqkv, dout, qkv, att, B, T, H * hs, H));
+  RUN(be, fm_cu_attention_backward(CU(be), dqkv, scratch, dout, qkv, att, B, T, H, KVH, hs));
 }
 static void cuda_embed_forward(fm_backend *be, float *out, const int32_t *tok, const float *wte,
                                const float *wpe, int B, int T, int D) {
