@@ -238,7 +238,7 @@ one() { # one ENTRY: run it, print one line
   [ "$dry" = 1 ] && { echo "$cmd"; return 0; }
   t0=$(date +%s%N)
   # shellcheck disable=SC2086
-  $cmd >"$out/$study/$name.log" 2>&1
+  $cmd >"$out/$study/$name.log" 2>&1 </dev/null # mpirun would read the script's stdin
   rc=$?
   ms=$(( ($(date +%s%N) - t0) / 1000000 ))
   if [ $rc -eq 0 ] && [ -s "$file" ]; then
