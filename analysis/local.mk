@@ -14,9 +14,10 @@ analysis/fedmoe-analyze: $(srcdir)/analysis/fedmoe-analyze.in Makefile
 # Tests: every subcommand on synthetic run files (make_runfile.py) and, once the
 # runtime writes them, on a real one; only where configure found h5py.
 ANALYSIS_TESTS = tests/analysis/analyze.sh tests/analysis/real_run.sh tests/analysis/jobs_local.sh \
+	tests/analysis/compare_seeds.sh tests/analysis/studies.sh \
 	tests/analysis/examples.sh
 if HAVE_PYTHON_H5PY
 TESTS += $(ANALYSIS_TESTS)
 endif
 dist_noinst_SCRIPTS += $(ANALYSIS_TESTS)
-dist_noinst_DATA += tests/analysis/make_runfile.py tests/analysis/check_compare.py
+dist_noinst_DATA += tests/analysis/make_runfile.py tests/analysis/check_compare.py tests/analysis/check_seeds.py

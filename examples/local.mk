@@ -1,6 +1,8 @@
 dist_noinst_DATA += %reldir%/demo.ini %reldir%/base.ini %reldir%/local.ini %reldir%/fedavg.ini %reldir%/comigs.ini %reldir%/fedbiot.ini \
 	%reldir%/hfedmoe.ini %reldir%/devices.csv %reldir%/instruct.ini \
-	%reldir%/instruct/fortunes.jsonl
+	%reldir%/instruct/fortunes.jsonl %reldir%/studies/common.ini %reldir%/studies/comigs.ini \
+	%reldir%/studies/fedbiot.ini %reldir%/studies/hfedmoe.ini %reldir%/studies/standin-dense.ini \
+	%reldir%/studies/standin-moe.ini
 dist_noinst_SCRIPTS += %reldir%/run-demo.sh %reldir%/instruct/make_instruct.py %reldir%/bases/make-bases.sh \
 	%reldir%/bases/make_corpus.py
 dist_noinst_DATA += %reldir%/bases/dense.ini %reldir%/bases/moe-top1.ini %reldir%/bases/moe-top2.ini \

@@ -4,10 +4,10 @@
 jobsslurmdir = $(pkgdatadir)/jobs/slurm
 dist_jobsslurm_SCRIPTS = %reldir%/slurm/run.sbatch %reldir%/slurm/sweep.sbatch \
 	%reldir%/slurm/analyze.sbatch %reldir%/slurm/submit-sweep.sh %reldir%/slurm/long.sbatch \
-	%reldir%/slurm/gpu.sbatch
+	%reldir%/slurm/gpu.sbatch %reldir%/slurm/studies.sbatch
 jobspbsdir = $(pkgdatadir)/jobs/pbs
 dist_jobspbs_SCRIPTS = %reldir%/pbs/run.pbs %reldir%/pbs/sweep.pbs
-dist_noinst_SCRIPTS += %reldir%/check-slurm.sh
+dist_noinst_SCRIPTS += %reldir%/check-slurm.sh %reldir%/studies.sh %reldir%/studies-table.py
 
 check-slurm: fedmoe$(EXEEXT) analysis/fedmoe-analyze
 	FEDMOE=$(abs_top_builddir)/fedmoe$(EXEEXT) \

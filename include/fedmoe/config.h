@@ -22,6 +22,7 @@ typedef struct { int n; double v[FM_LIST_MAX]; } fm_floatlist;
 /* enumerations; the order matches the choices strings in config_keys.c */
 enum { FM_STRAT_LOCAL, FM_STRAT_FEDAVG, FM_STRAT_COMIGS, FM_STRAT_FEDBIOT, FM_STRAT_HFEDMOE };
 enum { FM_EXPERT_FULL, FM_EXPERT_LORA };
+enum { FM_ROUTER_DATA_VAL, FM_ROUTER_DATA_TRAIN }; /* comigs.router_data */
 enum { FM_UPCYCLE_NONE, FM_UPCYCLE_COPY, FM_UPCYCLE_LORA };
 enum { FM_SCHED_CONSTANT, FM_SCHED_COSINE };
 enum { FM_PART_BY_DOMAIN, FM_PART_DIRICHLET, FM_PART_IID };
@@ -102,10 +103,11 @@ typedef struct fm_config {
     fm_intlist specialists; /* per resource class */
     int router_every, router_steps;
     double router_lr;
+    int router_data; /* FM_ROUTER_DATA_VAL or _TRAIN */
   } comigs;
   struct {
     double keep, align_lr;
-    int adapter_layers, align_steps, adapter, pretrain_steps;
+    int adapter_layers, align_steps, adapter;
   } fedbiot;
   struct {
     fm_intlist budgets; /* per resource class */

@@ -25,6 +25,8 @@
 #include <mpi.h>
 #include <stdint.h>
 
+struct fm_runfile; /* io.h */
+
 #define FM_MAX_CLASSES 8
 enum { FM_BUDGET_NONE, FM_BUDGET_EXPERTS, FM_BUDGET_SPECIALISTS };
 
@@ -97,6 +99,16 @@ typedef struct fm_strategy {
    * with the global values of model's shared classes in place; saved in every
    * checkpoint as /server/{tensor} and what `fedmoe eval` scores for this strategy */
   fm_err (*server_model)(void *state, fm_model *model, fm_model **full);
+  /* optional, with server_init: the rest of the server's state that lives across
+   * rounds (fedbiot: its emulator's AdamW moments), into the checkpoint being written
+   * and back from the one being resumed (after the shared classes), through
+   * fm_runfile_write_state / fm_runfile_read_state. Collective: every rank calls it,
+   * state NULL except on rank 0. A strategy with server_init and no server_restore
+   * cannot be resumed. */
+  fm_err (*server_checkpoint)(void *state, fm_model *model, struct fm_runfile *rf);
+  fm_err (*server_restore)(void *state, fm_model *model, struct fm_runfile *rf);
+  /* optional: bytes server_checkpoint writes (the free-space check before a round) */
+  double (*server_ckpt_bytes)(const fm_model *model);
   /* per-expert figures reported per round and client (see fm_client_ctx.stats) */
   int nstats;
   const char *stat_names[4];

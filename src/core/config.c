@@ -263,6 +263,23 @@ int fm_config_sections(char (*names)[32], int max) {
   return n;
 }
 
+/* Keys fedmoe once had: a run file's stored configuration may hold them (they are
+ * skipped there, so old run files still read); a configuration file or --set that
+ * sets one is told why it went. */
+static const struct {
+  const char *name, *why;
+} retired_keys[] = {
+  {"fedbiot.pretrain_steps", "fedbiot now fine-tunes the pretrained model of model.init (the server's "
+                             "stand-in pretraining on its public split is gone): set model.init to a Hugging "
+                             "Face folder (`make bases` builds one, `fedmoe export` writes one from a run)"},
+};
+
+static const char *retired_key(const char *name) {
+  for (size_t i = 0; i < sizeof retired_keys / sizeof *retired_keys; i++)
+    if (!strcmp(retired_keys[i].name, name)) return retired_keys[i].why;
+  return NULL;
+}
+
 /* depth: include nesting, -1 where includes are refused (a stored configuration) */
 static fm_err parse_text(fm_config *c, const char *text, const char *name, int depth);
 
@@ -353,6 +370,9 @@ static fm_err parse_lines(fm_config *c, const char *text, const char *name, int 
     char full[160];
     snprintf(full, sizeof full, "%s.%s", section, key);
     const fm_key *k = fm_config_find_key(full);
+    const char *why = k ? NULL : retired_key(full);
+    if (why && depth < 0) continue; /* an older run file's */
+    if (why) FM_ERROR(FM_ERR_CONFIG, "%s: key '%s' was removed: %s", where, full, why);
     if (!k)
       FM_ERROR(FM_ERR_CONFIG, "%s: unknown key '%s' in section [%s]%s", where, key, section,
                key_suggestion(full, hint, sizeof hint));
@@ -386,6 +406,7 @@ fm_err fm_config_set(fm_config *c, const char *assignment, const char *where) {
   char *key = trim(buf), *value = trim(eq + 1);
   const fm_key *k = fm_config_find_key(key);
   char hint[256];
+  if (!k && retired_key(key)) FM_ERROR(FM_ERR_CONFIG, "%s: key '%s' was removed: %s", where, key, retired_key(key));
   if (!k) FM_ERROR(FM_ERR_CONFIG, "%s: unknown key '%s'%s", where, key, key_suggestion(key, hint, sizeof hint));
   FM_CHECK(assign(c, k, value, where));
   return FM_OK;
@@ -486,6 +507,10 @@ fm_err fm_config_validate(const fm_config *c) {
     if (tot <= 0) FM_CONFIG_ERROR(c, "system.share", "the shares sum to zero");
   }
   if (c->fl.strategy == FM_STRAT_FEDBIOT) {
+    if (!c->model.init[0])
+      FM_CONFIG_ERROR(c, "model.init", "fedbiot compresses a pretrained model into its emulator and needs one: "
+                      "set model.init to a Hugging Face folder (`make bases` builds one, `fedmoe export` "
+                      "writes one from a run)");
     if (c->fedbiot.adapter_layers >= c->model.layers)
       FM_CONFIG_ERROR(c, "fedbiot.adapter_layers", "%d adapter blocks leave no emulator in a %d-block model",
                       c->fedbiot.adapter_layers, c->model.layers);

@@ -248,6 +248,9 @@ const fm_key fm_config_keys[] = {
   {"comigs.router_steps", FM_KEY_INT, F(comigs.router_steps), "1", 0, 1e9, NULL,
    "router steps on validation data per update"},
   {"comigs.router_lr", FM_KEY_REAL, F(comigs.router_lr), "0.001", 0, 10, NULL, "router learning rate"},
+  {"comigs.router_data", FM_KEY_ENUM, F(comigs.router_data), "val", 0, 0, "val|train",
+   "split the router steps fit the router on: the client's validation split (CoMiGS) or its training "
+   "split (the paper's ablation)"},
   /* [fedbiot] */
   {"fedbiot.keep", FM_KEY_REAL, F(fedbiot.keep), "0.5", 0, 1, NULL,
    "share of emulator blocks kept, in (0,1]"},
@@ -257,9 +260,6 @@ const fm_key fm_config_keys[] = {
    "server alignment steps per round (0: offsite tuning)"},
   {"fedbiot.align_lr", FM_KEY_REAL, F(fedbiot.align_lr), "0.0005", 0, 10, NULL, "alignment learning rate"},
   {"fedbiot.adapter", FM_KEY_ENUM, F(fedbiot.adapter), "full", 0, 0, "full|lora", "adapter training"},
-  {"fedbiot.pretrain_steps", FM_KEY_INT, F(fedbiot.pretrain_steps), "200", 0, 1e9, NULL,
-   "steps the server trains the full model on its public split before round 1 (the stand-in "
-   "for a pretrained model)"},
   /* [hfedmoe] */
   {"hfedmoe.budgets", FM_KEY_INTLIST, F(hfedmoe.budgets), "2", 1, 64, NULL,
    "trainable experts per MoE layer, per resource class"},

@@ -548,6 +548,9 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
   FM_CHECK(err);
   WATCHED("checkpoint: toolkit state", err = fm_toolkit_checkpoint(&r->tk, r->rf));
   FM_CHECK(err);
+  if (r->st->server_checkpoint)
+    WATCHED("checkpoint: server state", err = r->st->server_checkpoint(r->server_state, r->model, r->rf));
+  FM_CHECK(err);
   for (int c = 0; !err && c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
     size_t n = fm_model_class_numel(r->model, c), kk = (size_t)k;
@@ -594,6 +597,7 @@ static fm_err check_space(run_t *r, int round, const uint8_t *have) {
     for (int i = 0; i < r->cfg->fl.clients; i++) with_state += have[i];
     need += 1.1 * ((double)r->shared_bytes + with_state * priv + fm_toolkit_ckpt_bytes(&r->tk, with_state));
     if (r->rank == 0) need += 1.1 * fm_server_model_bytes(r->st, r->server_state, r->model);
+    if (r->st->server_ckpt_bytes) need += 1.1 * r->st->server_ckpt_bytes(r->model);
   }
   if (r->rank == 0) {
     char dir[FM_PATH_MAX];
@@ -620,6 +624,7 @@ static fm_err restore(run_t *r) {
   for (int s = 0; s < r->nseg; s++)
     FM_CHECK(fm_runfile_read_shared(r->rf, r->seg_tensor[s]->name, r->seg_global[s], r->seg_tensor[s]->numel));
   FM_CHECK(fm_toolkit_restore(&r->tk, r->rf));
+  if (r->st->server_restore) FM_CHECK(r->st->server_restore(r->server_state, r->model, r->rf));
   for (int c = 0; c < r->host.nclass; c++) {
     if (r->st->shared[c]) continue;
     size_t n = fm_model_class_numel(r->model, c);
@@ -1030,7 +1035,7 @@ static fm_err run_watched(run_t *rp, const fm_config *cfg, const fm_run_opts *op
   if (!err && !opts->resume) err = make_parent_dir(cfg->run.output, r.rank, comm);
   if (!err) err = fm_output_lock_take(&lock, r.run_path, comm);
   if (!err) err = fm_output_check(r.run_path, !opts->resume, opts->netcdf, opts->overwrite, comm);
-  if (!err && opts->resume && r.st->server_init)
+  if (!err && opts->resume && r.st->server_init && !r.st->server_restore)
     err = fm_error_agree(fm_config_error(cfg, "fl.strategy", "--resume is not supported for %s yet: its "
                                          "server state is not in the checkpoints", r.st->name), &comm);
   if (!err && opts->resume) {

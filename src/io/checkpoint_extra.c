@@ -4,8 +4,26 @@
 
 #include <string.h>
 
+/* What a state array holds, by the start of its path (description and units attributes) */
+static const struct {
+  const char *prefix, *description, *units;
+} state_docs[] = {
+  {"server_opt/m/", "the server optimizer's first moment of this shared tensor (fl.server_opt)", "1"},
+  {"server_opt/v/", "the server optimizer's second moment of this shared tensor (fl.server_opt)", "1"},
+  {"scaffold/c/", "SCAFFOLD's server control variate of this shared tensor (fl.scaffold)", "1"},
+  {"fedbiot/emulator_adam/m", "fedbiot: the AdamW first moment of the emulator's alignment, over the emulator "
+                              "class in model order", "1"},
+  {"fedbiot/emulator_adam/v", "fedbiot: the AdamW second moment of the emulator's alignment, over the emulator "
+                              "class in model order", "1"},
+  {"fedbiot/emulator_adam/step", "fedbiot: AdamW steps of the emulator's alignment so far", "1"},
+};
+
 fm_err fm_runfile_write_state(fm_runfile *rf, const char *path, const double *v, size_t n) {
-  return fm_runfile_write_1d(rf, path, H5T_NATIVE_DOUBLE, v, n);
+  const char *what = "the server's state kept across rounds", *units = "1";
+  for (size_t i = 0; i < sizeof state_docs / sizeof *state_docs; i++)
+    if (!strncmp(path, state_docs[i].prefix, strlen(state_docs[i].prefix)))
+      what = state_docs[i].description, units = state_docs[i].units;
+  return fm_runfile_write_1d(rf, path, H5T_NATIVE_DOUBLE, v, n, what, units);
 }
 
 fm_err fm_runfile_read_state(fm_runfile *rf, const char *path, const char *key, double *v, size_t n) {

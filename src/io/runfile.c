@@ -452,19 +452,20 @@ fm_err fm_runfile_write_shared(fm_runfile *rf, const char *name, const float *w,
                                  "global (aggregated) values of the model tensor after the round");
 }
 
-/* fedbiot's server keeps the full model (its bottom blocks frozen after pretraining,
- * its top blocks the aggregated adapter) that the clients never see; the paper scores
+/* fedbiot's server keeps the full model (its bottom blocks the pretrained model's
+ * (model.init), frozen; its top blocks the aggregated adapter) that the clients never see; the paper scores
  * it, and `fedmoe eval` reads it from here. */
 fm_err fm_runfile_write_server(fm_runfile *rf, const char *name, const float *w, size_t rows, size_t cols) {
   return fm_runfile_write_tensor(rf, "server", name, w, rows, cols,
-                                 "the server's own model (fedbiot: the full model, bottom blocks frozen after "
-                                 "pretraining, the aggregated adapter on top) after the round");
+                                 "the server's own model (fedbiot: the full model, bottom blocks those of the "
+                                 "pretrained model.init, the aggregated adapter on top) after the round");
 }
 
 /* A 1-D dataset of the checkpoint being written, path (rank 0's n values of type):
  * state beside the model's tensors (the server optimizer's moments, control
  * variates). Collective. */
-fm_err fm_runfile_write_1d(fm_runfile *rf, const char *path, hid_t type, const void *buf, size_t n) {
+fm_err fm_runfile_write_1d(fm_runfile *rf, const char *path, hid_t type, const void *buf, size_t n,
+                           const char *description, const char *units) {
   hsize_t dims = n;
   hid_t fs = H5Screate_simple(1, &dims, NULL), lcpl = H5Pcreate(H5P_LINK_CREATE);
   if (lcpl >= 0) H5Pset_create_intermediate_group(lcpl, 1);
@@ -475,6 +476,7 @@ fm_err fm_runfile_write_1d(fm_runfile *rf, const char *path, hid_t type, const v
     H5Sclose(fs);
     RF_ERROR_ALL(FM_ERR_HDF5, "%s: HDF5 failed to create %s in a checkpoint", rf->path, path);
   }
+  fm_err derr = fm_runfile_describe(rf, d, description, units);
   hid_t ms = H5Screate_simple(1, &dims, NULL);
   if (rf->rank != 0) { H5Sselect_none(fs); H5Sselect_none(ms); }
   herr_t e = fm_runfile_agree(rf, H5Dwrite(d, type, ms, fs, rf->dxpl, buf));
@@ -482,7 +484,7 @@ fm_err fm_runfile_write_1d(fm_runfile *rf, const char *path, hid_t type, const v
   H5Sclose(fs);
   H5Dclose(d);
   if (e < 0) RF_ERROR_ALL(FM_ERR_HDF5, "%s: HDF5 failed to write %s in a checkpoint", rf->path, path);
-  return FM_OK;
+  return derr;
 }
 
 fm_err fm_runfile_checkpoint_end(fm_runfile *rf) {

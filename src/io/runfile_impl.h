@@ -58,7 +58,8 @@ void fm_ckpt_path_by_name(const char *runfile, const char *linkfile, char *full,
 int fm_runfile_elink_path(const fm_runfile *rf, hid_t g, const char *name, char *full, size_t len);
 /* A 1-D dataset of n values of type at path in the checkpoint being written, its
  * groups made as needed, rank 0's buf written (collective). */
-fm_err fm_runfile_write_1d(fm_runfile *rf, const char *path, hid_t type, const void *buf, size_t n);
+fm_err fm_runfile_write_1d(fm_runfile *rf, const char *path, hid_t type, const void *buf, size_t n,
+                           const char *description, const char *units);
 /* Open a checkpoint file collectively (read-only) with MPI-IO; -1 on failure. */
 hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full);
 /* A checkpoint of format 3 (root attribute checksums = 1) stores an fm_hash64 per

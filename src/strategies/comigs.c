@@ -1,6 +1,7 @@
 /* comigs.c - CoMiGS: generalist experts shared, specialist experts and the router
  * private; alternating expert steps on training data and router steps on
- * validation data, with separate optimizer states (docs/strategies.md, comigs).
+ * validation data (comigs.router_data = train: on training data, the paper's
+ * ablation), with separate optimizer states (docs/strategies.md, comigs).
  *
  * Client i has G generalists (experts 0..G-1) and s_i specialists (G..G+s_i-1),
  * s_i from its resource class. The model holds model.experts experts; experts past
@@ -38,13 +39,14 @@ static fm_err comigs_update(fm_client_ctx *cx) {
   double loss = 0, rloss = 0;
   int K = c->fl.local_steps;
   const unsigned experts = 1u << SHARED | 1u << SPECIALIST, router = 1u << ROUTER;
+  const int router_split = c->comigs.router_data == FM_ROUTER_DATA_TRAIN ? FM_SPLIT_TRAIN : FM_SPLIT_VAL;
   for (int k = 0; k < K; k++) {
     /* lower level: experts (and base) on D_i, router frozen */
     FM_CHECK(fm_client_train_step(cx, FM_SPLIT_TRAIN, experts, fm_client_lr(cx, k, c->train.lr), &loss));
-    /* upper level: router on V_i, experts frozen */
+    /* upper level: router on V_i (or D_i), experts frozen */
     if ((k + 1) % c->comigs.router_every == 0)
       for (int j = 0; j < c->comigs.router_steps; j++)
-        FM_CHECK(fm_client_train_step(cx, FM_SPLIT_VAL, router, fm_client_lr(cx, k, c->comigs.router_lr), &rloss));
+        FM_CHECK(fm_client_train_step(cx, router_split, router, fm_client_lr(cx, k, c->comigs.router_lr), &rloss));
   }
   cx->res->train_loss = K ? loss / K : 0;
   return FM_OK;

@@ -2,19 +2,24 @@
  * emulator of the bottom blocks; the server aligns the emulator to the full model on
  * its public data (docs/strategies.md, fedbiot).
  *
- * The server holds the full model of L blocks. Before round 1 it trains it on the
- * public split (fedbiot.pretrain_steps: the stand-in for the pretrained model that
- * FedBiOT starts from; with model.init the folder's model is that model and there is
- * no pretraining), then builds the emulator
+ * The server holds the full model of L blocks: the pretrained model of model.init,
+ * which fedbiot requires (FedBiOT compresses a pretrained model; compressing random
+ * weights tells nothing). It builds the emulator
  * by layer dropout - keep a share `keep` of the L - a bottom blocks, evenly spaced,
  * the first always - and aligns it. Clients get a model of nkeep + a blocks: the
  * emulator (frozen on clients) and the adapter (trained, averaged by tokens).
  * Alignment: MSE between the emulator's output and the full bottom's output (the
  * input of the first adapter block) plus the LM loss of emulator + adapter, the
  * adapter and the embeddings frozen, fedbiot.align_steps steps after every
- * aggregation (0: offsite tuning, never re-aligned). */
+ * aggregation (0: offsite tuning, never re-aligned).
+ *
+ * What the server keeps across rounds: the full model (its bottom blocks never
+ * change, its adapter is the global one; in every checkpoint as /server), the
+ * emulator (a shared class, in /shared) and the alignment's AdamW state
+ * (fedbiot/emulator_adam/{m,v,step}), so that a resumed run goes on bit for bit. */
 #include "fedmoe/fl.h"
 #include "fedmoe/hf.h"
+#include "fedmoe/io.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -71,9 +76,10 @@ static fm_err fedbiot_update(fm_client_ctx *cx) { return fm_client_train_round(c
 typedef struct {
   layout_t l;
   fm_model *full;
-  fm_adamw opt_full, opt_emul;
+  fm_adamw opt_emul; /* the alignment's, over the emulator class */
   int32_t *tok, *tgt;
   float *target, *dh;
+  double *stage; /* [emulator numel] the AdamW state as float64, for checkpoints */
   const fm_dataset *data;
 } server_t;
 
@@ -148,9 +154,8 @@ static void server_free(void *state) {
   server_t *sv = state;
   if (!sv) return;
   if (sv->full) fm_model_free(sv->full);
-  fm_adamw_free(&sv->opt_full);
   fm_adamw_free(&sv->opt_emul);
-  free(sv->tok); free(sv->tgt); free(sv->target); free(sv->dh);
+  free(sv->tok); free(sv->tgt); free(sv->target); free(sv->dh); free(sv->stage);
   free(sv);
 }
 
@@ -169,22 +174,10 @@ static fm_err server_init_impl(server_t *sv, fm_model *m, const fm_config *c, co
   FM_CHECK(fm_model_shape_from_config(c, &full));
   FM_CHECK(fm_model_create(&sv->full, &full, B, T, 1, NULL, NULL));
   FM_CHECK(fm_model_init(sv->full, (uint64_t)c->run.seed));
-  FM_CHECK(fm_adamw_create(&sv->opt_full, fm_model_class_numel(sv->full, 0)));
   FM_CHECK(fm_adamw_create(&sv->opt_emul, fm_model_class_numel(m, EMULATOR)));
-  /* the pretrained model (model.init), or its stand-in: the full model trained on
-   * public data */
-  if (c->model.init[0]) FM_CHECK(fm_hf_load(sv->full, c->model.init, c->model.upcycle));
-  const int pretrain = c->model.init[0] ? 0 : c->fedbiot.pretrain_steps;
-  fm_rng rng;
-  fm_rng_init(&rng, (uint64_t)c->run.seed, FM_RNG_SERVER, 0, FM_RNG_BATCH);
-  for (int s = 0; s < pretrain; s++) {
-    float ce;
-    FM_CHECK(fm_batch_sample(&data->corpus, &data->public_split, &rng, B, T, sv->tok, sv->tgt, NULL));
-    fm_model_zero_grads(sv->full);
-    FM_CHECK(fm_model_forward(sv->full, sv->tok, sv->tgt, B, T, &ce, NULL));
-    FM_CHECK(fm_model_backward(sv->full));
-    FM_CHECK(adamw_on(sv->full, &sv->opt_full, 0, fm_lr_at(c, s, pretrain, (float)c->train.lr), c));
-  }
+  FM_CALLOC(sv->stage, fm_model_class_numel(m, EMULATOR) + 1, "fedbiot checkpoint staging");
+  /* the pretrained model (config.c refuses fedbiot without model.init) */
+  FM_CHECK(fm_hf_load(sv->full, c->model.init, c->model.upcycle));
   /* the emulator and adapter start as the full model's blocks; then align */
   FM_CHECK(copy_class(sv, m, -1, 0));
   FM_CHECK(align(sv, m, c, 0));
@@ -238,6 +231,48 @@ static fm_err server_model(void *state, fm_model *m, fm_model **full) {
   return FM_OK;
 }
 
+/* The alignment's AdamW state into the checkpoint (float64: exact for float values
+ * and step counts). Collective: sv is NULL on the ranks other than 0, which write
+ * nothing but take part; every write is made whatever happened before, so that no
+ * rank leaves the others in one. */
+static const char *const adam_paths[2] = {"fedbiot/emulator_adam/m", "fedbiot/emulator_adam/v"};
+
+static fm_err server_checkpoint(void *state, fm_model *m, fm_runfile *rf) {
+  server_t *sv = state;
+  size_t n = fm_model_class_numel(m, EMULATOR);
+  double step = sv ? (double)sv->opt_emul.step : 0;
+  fm_err err = FM_OK;
+  for (int k = 0; k < 2; k++) {
+    const float *src = sv ? (k ? sv->opt_emul.v : sv->opt_emul.m) : NULL;
+    for (size_t i = 0; src && i < n; i++) sv->stage[i] = src[i];
+    fm_err e = fm_runfile_write_state(rf, adam_paths[k], sv ? sv->stage : &step, n);
+    if (!err) err = e;
+  }
+  fm_err e = fm_runfile_write_state(rf, "fedbiot/emulator_adam/step", &step, 1);
+  return err ? err : e;
+}
+
+/* ... and back on resume. The full model needs nothing: server_init loaded model.init
+ * again, and its adapter is the restored global one (copied in before every use). */
+static fm_err server_restore(void *state, fm_model *m, fm_runfile *rf) {
+  server_t *sv = state;
+  size_t n = fm_model_class_numel(m, EMULATOR);
+  double step = 0;
+  fm_err err = FM_OK;
+  for (int k = 0; k < 2; k++) {
+    fm_err e = fm_runfile_read_state(rf, adam_paths[k], "fl.strategy", sv ? sv->stage : &step, n);
+    float *dst = sv ? (k ? sv->opt_emul.v : sv->opt_emul.m) : NULL;
+    for (size_t i = 0; !e && dst && i < n; i++) dst[i] = (float)sv->stage[i];
+    if (!err) err = e;
+  }
+  fm_err e = fm_runfile_read_state(rf, "fedbiot/emulator_adam/step", "fl.strategy", &step, 1);
+  if (!err) err = e;
+  if (!err && sv) sv->opt_emul.step = (long)step;
+  return err;
+}
+
+static double server_ckpt_bytes(const fm_model *m) { return 16.0 * (double)fm_model_class_numel(m, EMULATOR) + 8; }
+
 const fm_strategy fm_strategy_fedbiot = {
   .name = "fedbiot",
   .nclass = 2,
@@ -251,4 +286,7 @@ const fm_strategy fm_strategy_fedbiot = {
   .server_eval = server_eval,
   .server_free = server_free,
   .server_model = server_model,
+  .server_checkpoint = server_checkpoint,
+  .server_restore = server_restore,
+  .server_ckpt_bytes = server_ckpt_bytes,
 };

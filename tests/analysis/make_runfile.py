@@ -5,13 +5,16 @@ the C runtime.
     python3 make_runfile.py OUT.h5 [--strategy S] [--clients N] [--rounds R] [--layers L]
         [--experts E] [--ranks P] [--seed S] [--generalists G] [--dense-layers 0,2]
         [--partition by_domain] [--data-path DIR] [--memory] [--bogus] [--format 1|2]
+        [--set SECTION.KEY=VALUE]... [--skill X] [--full-loss]
 
 Clients: a fraction 0.5 of them is sampled each round (train_loss NaN for the others);
 every client is reported in the last round. --bogus writes an HDF5 file that is not a
 run file. --memory adds a peak_rss_bytes field to /metrics/rounds. --format 1 writes the
 routing statistics of fedmoe 0.1.0, dense [round][client][layer][expert], and no format
 attribute; format 2 (the default) has rows of the sampled clients, indexed by
-/routing/index.
+/routing/index. --set adds or replaces a key of the stored configuration; --skill sets
+how fast the losses fall (default: by strategy); --full-loss adds fedbiot's
+test_loss_full (mean_test - 0.1) to /metrics/rounds.
 """
 import argparse
 import math
@@ -39,6 +42,19 @@ def config_text(a):
             ("fl", [("strategy", a.strategy), ("clients", a.clients), ("rounds", a.rounds),
                     ("sample_fraction", 0.5)]),
             ("comigs", [("generalists", a.generalists), ("specialists", "1,2")])]
+    for item in a.set:  # section.key=value: replace the key or add it (its section too)
+        k, v = item.split("=", 1)
+        sec, key = k.split(".", 1)
+        kv = dict(rows).setdefault(sec, None)
+        if kv is None:
+            rows.append((sec, []))
+            kv = rows[-1][1]
+        for i, (name, _) in enumerate(kv):
+            if name == key:
+                kv[i] = (key, v)
+                break
+        else:
+            kv.append((key, v))
     out = []
     for sec, kv in rows:
         out.append("[%s]" % sec)
@@ -64,6 +80,9 @@ def main():
     p.add_argument("--memory", action="store_true")
     p.add_argument("--bogus", action="store_true")
     p.add_argument("--format", type=int, choices=(1, 2), default=2)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--skill", type=float, default=None)
+    p.add_argument("--full-loss", action="store_true")
     a = p.parse_args()
     if a.bogus:
         with h5py.File(a.out, "w") as f:
@@ -74,7 +93,7 @@ def main():
     N, R, L, E = a.clients, a.rounds, a.layers, a.experts
     dense = [int(x) for x in a.dense_layers.split(",") if x]
     ndom = 4
-    skill = {"local": 0.2, "fedavg": 0.35, "comigs": 0.5}.get(a.strategy, 0.3)
+    skill = {"local": 0.2, "fedavg": 0.35, "comigs": 0.5}.get(a.strategy, 0.3) if a.skill is None else a.skill
     crow, rrows = [], []
     counts = np.zeros((R, N, L, E), np.uint64)
     mass = np.zeros((R, N, L, E), np.float64)
@@ -101,6 +120,8 @@ def main():
               4096 * m, 4096 * len(report), 4096 * (a.ranks - 1)]
         if a.memory:
             rr.append(2**20 * (30 + N // 8))
+        if a.full_loss:
+            rr.append(float(t["test_loss"].mean()) - 0.1)
         rrows.append(tuple(rr))
         index += [(r, c) for c in sampled]
         for c in sampled:  # each domain prefers one specialist, everyone the generalists
@@ -113,7 +134,8 @@ def main():
                 pr = pref / pref.sum()
                 counts[r - 1, c, l] = rng.multinomial(2 * 64 * 4, pr)
                 mass[r - 1, c, l] = pr * 64 * 4
-    rdt = np.dtype(ROUND_FIELDS + ([("peak_rss_bytes", "<u8")] if a.memory else []))
+    rdt = np.dtype(ROUND_FIELDS + ([("peak_rss_bytes", "<u8")] if a.memory else [])
+                   + ([("test_loss_full", "<f8")] if a.full_loss else []))
     with h5py.File(a.out, "w") as f:
         def s(name, v):  # fixed-length ASCII string attribute, as the C runtime writes
             f.attrs.create(name, np.bytes_(v.encode()))

@@ -54,8 +54,10 @@ png() { # png FILE...: each exists, is non-empty and is a PNG
 }
 mpi 3 run "$TMP/tiny.ini" -q $small --set fl.strategy=hfedmoe --set run.output="$TMP/hfedmoe.h5" \
   || { cat "$TMP/out"; fail "fedmoe run, strategy hfedmoe"; }
+. "$top_srcdir/tests/mpi/base.sh"
+make_base "$TMP/base" $small --set data.public_frac=0.3
 mpi 3 run "$TMP/tiny.ini" -q $small --set fl.strategy=fedbiot --set model.layers=4 --set data.public_frac=0.3 \
-  --set fedbiot.pretrain_steps=10 --set run.output="$TMP/fedbiot.h5" || { cat "$TMP/out"; fail "fedmoe run, fedbiot"; }
+  --set model.init="$TMP/base" --set run.output="$TMP/fedbiot.h5" || { cat "$TMP/out"; fail "fedmoe run, fedbiot"; }
 "$AN" cost -o "$TMP/p" $runs "$TMP/hfedmoe.h5" "$TMP/fedbiot.h5" || fail "cost"
 "$AN" experts -o "$TMP/p" "$TMP/comigs.h5" "$TMP/hfedmoe.h5" || fail "experts"
 "$AN" domains -o "$TMP/p" $runs || fail "domains"

@@ -9,12 +9,17 @@
 # fl.scaffold, which keeps tensor pointers across passes, is refused.
 . "${top_srcdir:-.}/tests/mpi/common.sh"
 . "$top_srcdir/tests/mpi/tiny.sh"
+. "$top_srcdir/tests/mpi/base.sh"
 H5DIFF=${H5DIFF:-h5diff}
 dense="-q --set model.moe_layers=none"
 dev="$dense --set debug.device_mirror=true"
+make_base "$TMP/base" --set model.layers=2 # fedbiot's pretrained model
 for s in fedavg local fedbiot; do
+  init=""
+  [ $s = fedbiot ] && init="--set model.init=$TMP/base"
   for np in 2 3; do
-    mpi $np run "$TMP/tiny.ini" $dev --set fl.strategy=$s --set run.output="$TMP/$s-$np.h5" \
+    # shellcheck disable=SC2086
+    mpi $np run "$TMP/tiny.ini" $dev $init --set fl.strategy=$s --set run.output="$TMP/$s-$np.h5" \
       || { cat "$TMP/out"; fail "$s on the stand-in device, $np ranks"; }
     grep "^final $s" "$TMP/out"
   done
@@ -22,7 +27,8 @@ for s in fedavg local fedbiot; do
     "$H5DIFF" --follow-symlinks "$TMP/$s-2.h5" "$TMP/$s-3.h5" $obj $obj >"$TMP/diff" 2>&1 \
       || { cat "$TMP/diff"; fail "$s on the stand-in device: $obj differs between 2 and 3 ranks"; }
   done
-  mpi 2 run "$TMP/tiny.ini" $dense --set fl.strategy=$s --set run.output="$TMP/$s-cpu.h5" \
+  # shellcheck disable=SC2086
+  mpi 2 run "$TMP/tiny.ini" $dense $init --set fl.strategy=$s --set run.output="$TMP/$s-cpu.h5" \
     || { cat "$TMP/out"; fail "$s on the CPU"; }
   "$H5DIFF" -p 1e-3 "$TMP/$s-cpu.h5" "$TMP/$s-2.h5" /metrics/clients /metrics/clients >"$TMP/diff" 2>&1 \
     || { cat "$TMP/diff"; fail "$s: the stand-in device's metrics differ from the CPU's by more than 1e-3"; }

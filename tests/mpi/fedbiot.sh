@@ -1,16 +1,19 @@
 #!/bin/sh
-# fedbiot: clients get a compressed emulator (fewer FLOPs per token, fewer bytes
-# down than fedavg on the full model); the aggregated adapter on the full model
-# improves on the full model before federated training; bad input is refused.
+# fedbiot: it starts from a pretrained model (model.init, required); clients get a
+# compressed emulator (fewer FLOPs per token, fewer bytes down than fedavg on the
+# full model); the aggregated adapter on the full model improves on the full model
+# before federated training; bad input is refused.
 . "${top_srcdir:-.}/tests/mpi/common.sh"
 . "$top_srcdir/tests/mpi/tiny.sh"
+. "$top_srcdir/tests/mpi/base.sh"
 [ -n "${PYTHON_H5PY:-}" ] || fail "no Python with h5py (configure found none)"
+make_base "$TMP/base" --set data.public_frac=0.3
 common="-q --set model.layers=4 --set fl.rounds=4 --set fl.sample_fraction=1 --set data.public_frac=0.3"
-mpi 3 run "$TMP/tiny.ini" $common --set fl.strategy=fedbiot --set fedbiot.keep=0.5 \
-  --set fedbiot.pretrain_steps=60 --set fedbiot.align_steps=5 --set run.output="$TMP/fb.h5" \
+mpi 3 run "$TMP/tiny.ini" $common --set fl.strategy=fedbiot --set model.init="$TMP/base" --set fedbiot.keep=0.5 \
+  --set fedbiot.align_steps=5 --set run.output="$TMP/fb.h5" \
   || { cat "$TMP/out"; fail "fedbiot run"; }
 cp "$TMP/out" "$TMP/out.fb"
-mpi 3 run "$TMP/tiny.ini" $common --set fl.strategy=fedavg --set run.output="$TMP/fa.h5" \
+mpi 3 run "$TMP/tiny.ini" $common --set fl.strategy=fedavg --set model.init="$TMP/base" --set run.output="$TMP/fa.h5" \
   || { cat "$TMP/out"; fail "fedavg run"; }
 "$PYTHON_H5PY" - "$TMP/fb.h5" "$TMP/fa.h5" <<'PY' || fail "fedbiot figures"
 import sys, h5py, numpy as np
@@ -63,6 +66,29 @@ ref=$(awk '/^reference_ce/ {print $2}' "$TMP/ref")
 awk -v a="$ce" -v b="$ref" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= 2e-5 * b) }' \
   || fail "eval $ce differs from the reference $ref"
 echo "ok: eval of fedbiot's full model $ce = reference $ref"
+# a run file of an older fedmoe stored fedbiot.pretrain_steps in its configuration:
+# it still reads (the retired key is skipped there)
+cp "$TMP/fb.h5" "$TMP/old.h5" && cp -r "$TMP/fb.h5.ckpt" "$TMP/old.h5.ckpt"
+"$PYTHON_H5PY" - "$TMP/old.h5" <<'PY' || fail "making an old-style run file"
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r+")
+c = f.attrs["config"]; c = c.decode() if isinstance(c, bytes) else c
+assert "[fedbiot]\n" in c
+f.attrs["config"] = np.bytes_(c.replace("[fedbiot]\n", "[fedbiot]\npretrain_steps   = 200\n").encode())  # fixed-length, as fedmoe writes
+PY
+mpi 1 eval --checkpoint "$TMP/old.h5" --text "$text" || { cat "$TMP/out"; fail "eval of a run file with the retired key"; }
+[ "$(awk '/^cross_entropy/ {print $2}' "$TMP/out")" = "$ce" ] || fail "the old-style run file scores differently"
+echo "ok: a stored configuration with fedbiot.pretrain_steps still reads"
+# no model.init: refused, naming the key; the retired stand-in pretraining says why it went
+expect_fail 3 20 "key 'model.init'.*fedbiot compresses a pretrained model" run "$TMP/tiny.ini" $common \
+  --set fl.strategy=fedbiot
+expect_fail 1 20 "key 'fedbiot.pretrain_steps' was removed: fedbiot now fine-tunes the pretrained model of model.init" \
+  run "$TMP/tiny.ini" $common --set fl.strategy=fedbiot --set model.init="$TMP/base" --set fedbiot.pretrain_steps=10
+printf '[fedbiot]\npretrain_steps = 10\n' >>"$TMP/tiny.ini"
+expect_fail 1 20 "tiny.ini:[0-9]*: key 'fedbiot.pretrain_steps' was removed" run "$TMP/tiny.ini" $common \
+  --set fl.strategy=fedbiot --set model.init="$TMP/base"
+sed -i '/^pretrain_steps/d' "$TMP/tiny.ini"
+common="$common --set model.init=$TMP/base"
 for np in 1 3; do
   expect_fail $np 20 "key 'fedbiot.keep'" run "$TMP/tiny.ini" $common --set fl.strategy=fedbiot --set fedbiot.keep=0
   expect_fail $np 20 "key 'fedbiot.keep'" run "$TMP/tiny.ini" $common --set fl.strategy=fedbiot --set fedbiot.keep=1.5

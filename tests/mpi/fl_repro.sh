@@ -5,10 +5,18 @@
 # each round's clients to the hosts by work, so a client runs on different ranks.
 . "${top_srcdir:-.}/tests/mpi/common.sh"
 . "$top_srcdir/tests/mpi/tiny.sh"
+. "$top_srcdir/tests/mpi/base.sh"
 H5DIFF=${H5DIFF:-h5diff}
+# fedbiot starts from a pretrained model: a dense 4-block one and an OLMoE one
+make_base "$TMP/base" --set data.public_frac=0.3
+make_base "$TMP/olmoe" --set data.public_frac=0.3 --set model.family=olmoe --set model.kv_heads=1 \
+  --set model.moe_layers=all
 for s in fedavg comigs local fedbiot; do
+  extra=""
+  [ $s = fedbiot ] && extra="--set model.init=$TMP/base --set model.layers=4 --set data.public_frac=0.3"
   for np in 2 3 5; do
-    mpi $np run "$TMP/tiny.ini" -q --set fl.strategy=$s --set run.output="$TMP/$s-$np.h5" \
+    # shellcheck disable=SC2086
+    mpi $np run "$TMP/tiny.ini" -q --set fl.strategy=$s $extra --set run.output="$TMP/$s-$np.h5" \
       || { cat "$TMP/out"; fail "$s on $np ranks"; }
     grep "^final $s" "$TMP/out"
   done
@@ -27,6 +35,7 @@ for case in "mixtral fedavg" "qwen2_moe comigs" "olmoe fedbiot"; do
   fam=$1 s=$2
   extra="--set model.family=$fam --set model.kv_heads=1"
   [ $s = comigs ] && extra="$extra --set model.expert_type=lora --set model.attn_lora_rank=2"
+  [ $s = fedbiot ] && extra="$extra --set model.init=$TMP/olmoe --set model.layers=4 --set data.public_frac=0.3"
   for np in 2 3; do
     mpi $np run "$TMP/tiny.ini" -q --set fl.strategy=$s $extra --set run.output="$TMP/$fam-$np.h5" \
       || { cat "$TMP/out"; fail "$fam $s on $np ranks"; }

@@ -30,6 +30,38 @@ for case in comigs fedavg "fedavg qwen2_moe"; do
   echo "ok: $s stopped at 2 of 4 and resumed equals the uninterrupted run"
 done
 
+# fedbiot: the server keeps the full model (/server), the emulator (shared) and the
+# AdamW state of the emulator's alignment (/fedbiot): resumed on another rank count,
+# the run ends equal to the uninterrupted one, the full model's figures included
+. "$top_srcdir/tests/mpi/base.sh"
+[ -n "${PYTHON_H5PY:-}" ] || fail "no Python with h5py (configure found none)"
+make_base "$TMP/base" --set data.public_frac=0.3
+fb="$set_common --set fl.strategy=fedbiot --set model.init=$TMP/base --set model.layers=4 --set data.public_frac=0.3"
+fb="$fb --set fedbiot.align_steps=3"
+mpi 3 run "$TMP/tiny.ini" $fb --set run.output="$TMP/full-fb.h5" || { cat "$TMP/out"; fail "fedbiot: full run"; }
+mpi 3 run "$TMP/tiny.ini" $fb --set run.output="$TMP/half-fb.h5" --set run.stop_after=2 \
+  || { cat "$TMP/out"; fail "fedbiot: first half"; }
+mpi 2 run "$TMP/tiny.ini" $fb --resume "$TMP/half-fb.h5" || { cat "$TMP/out"; fail "fedbiot: resume"; }
+grep -q "resuming .* after round 2" "$TMP/out" || { cat "$TMP/out"; fail "fedbiot: no resume message"; }
+for obj in /checkpoints/r000004 /metrics/clients; do
+  "$H5DIFF" --follow-symlinks "$TMP/full-fb.h5" "$TMP/half-fb.h5" $obj $obj >"$TMP/diff" 2>&1 \
+    || { cat "$TMP/diff"; fail "fedbiot: $obj differs after resume"; }
+done
+"$PYTHON_H5PY" - "$TMP/full-fb.h5" "$TMP/half-fb.h5" <<'PY' || fail "fedbiot: resumed figures"
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:])
+for f in ("test_loss_full", "test_loss_emulator", "mean_test"):
+    x, y = a["/metrics/rounds"][f], b["/metrics/rounds"][f]
+    assert len(x) == 4 and np.array_equal(x, y), (f, x, y)
+ck = b["/checkpoints/latest"]
+assert "server" in ck and "fedbiot" in ck, list(ck)
+# one alignment before round 1 and after each of 4 rounds, 3 steps each
+assert ck["fedbiot/emulator_adam/step"][0] == 15, ck["fedbiot/emulator_adam/step"][...]
+assert np.abs(ck["fedbiot/emulator_adam/v"][...]).max() > 0
+print("fedbiot resumed: full-model test loss per round", np.round(b["/metrics/rounds"]["test_loss_full"], 5))
+PY
+echo "ok: fedbiot stopped at 2 of 4 and resumed on 2 ranks equals the uninterrupted run"
+
 # with a checkpoint every 2 rounds, a failure in round 4 leaves round 3's per-client
 # statistics (/routing and hfedmoe's /fl) after checkpoint 2: resuming cuts them, and
 # the run ends equal to one that did not fail

@@ -14,8 +14,10 @@ mpi 3 run "$TMP/tiny.ini" $common --set fl.strategy=hfedmoe --set run.output="$T
   --metrics-netcdf "$TMP/hf.nc" || { cat "$TMP/out"; fail "hfedmoe run"; }
 mpi 3 run "$TMP/tiny.ini" $common --set fl.strategy=comigs --set run.output="$TMP/cm.h5" \
   || { cat "$TMP/out"; fail "comigs run"; }
+. "$top_srcdir/tests/mpi/base.sh"
+make_base "$TMP/base" --set data.public_frac=0.3
 mpi 3 run "$TMP/tiny.ini" $common --set fl.strategy=fedbiot --set model.layers=4 --set data.public_frac=0.3 \
-  --set fedbiot.pretrain_steps=5 --set run.output="$TMP/fb.h5" || { cat "$TMP/out"; fail "fedbiot run"; }
+  --set model.init="$TMP/base" --set run.output="$TMP/fb.h5" || { cat "$TMP/out"; fail "fedbiot run"; }
 "$PYTHON_H5PY" - "$TMP/hf.h5" "$TMP/cm.h5" "$TMP/fb.h5" <<'PY' || fail "run file attributes"
 import glob, sys, h5py, numpy as np
 def text(v):
@@ -56,6 +58,7 @@ for path in sys.argv[1:]:
 hf, fb = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[3], "r")
 assert "fl/selected" in hf and text(hf["fl/selected"].attrs["units"]) == "1"
 assert "server" in fb["checkpoints/latest"], "fedbiot checkpoint without its full model"
+assert "fedbiot/emulator_adam/m" in fb["checkpoints/latest"], "fedbiot checkpoint without its alignment state"
 PY
 # a phase no rank did in a round is NaN in /metrics/rounds (local shares nothing)
 mpi 3 run "$TMP/tiny.ini" -q --set fl.strategy=local --set run.output="$TMP/lo.h5" || { cat "$TMP/out"; fail "local run"; }
