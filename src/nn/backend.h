@@ -121,11 +121,19 @@ struct fm_backend {
                                  const float *dout, const float *x, const float *y, const float *sg,
                                  const float *gu, const float *a, const float *wg, const float *wu,
                                  const float *wd, const float *wsg, int N, int D, int F);
-  /* one MoE layer (moe.c: router, dispatch, experts, combine), its state in L */
-  double (*moe_forward)(fm_backend *be, fm_moe *L, const fm_moe_params *p, float *out, const float *x,
-                        int N, float lb_coef);
-  void (*moe_backward)(fm_backend *be, fm_moe *L, const fm_moe_params *p, float *dx, const float *dout,
-                       const float *x, float lb_coef, float dlb);
+  /* one MoE layer (moe.c: router, dispatch, experts, combine), its state in L (host:
+   * dimensions, mask, the routing the runtime reads) and, on a device, in dev: the
+   * backend's own layer of L's dimensions, made by moe_create (NULL on the CPU, which
+   * uses L itself); moe_set_mask follows fm_moe_set_mask on L, moe_routing copies the
+   * last forward's routing (probs, picks, f, row offsets) into L */
+  fm_err (*moe_create)(fm_backend *be, const fm_moe *L, void **dev);
+  void (*moe_destroy)(fm_backend *be, void *dev);
+  fm_err (*moe_set_mask)(fm_backend *be, void *dev, const uint8_t *allowed);
+  fm_err (*moe_routing)(fm_backend *be, void *dev, fm_moe *L);
+  double (*moe_forward)(fm_backend *be, fm_moe *L, void *dev, const fm_moe_params *p, float *out,
+                        const float *x, int N, float lb_coef);
+  void (*moe_backward)(fm_backend *be, fm_moe *L, void *dev, const fm_moe_params *p, float *dx,
+                       const float *dout, const float *x, float lb_coef, float dlb);
 };
 
 /* The CPU backend (backend_cpu.c): shared by every CPU model, never written. */

@@ -186,14 +186,14 @@ static void cpu_shared_expert_backward(fm_backend *be, float *dx, float *dwg, fl
   fm_shared_expert_backward(dx, dwg, dwu, dwd, dwsg, dy, dz, da, dgu, dout, x, y, sg, gu, a, wg, wu, wd,
                             wsg, N, D, F);
 }
-static double cpu_moe_forward(fm_backend *be, fm_moe *L, const fm_moe_params *p, float *out, const float *x,
-                              int N, float lb_coef) {
-  (void)be;
+static double cpu_moe_forward(fm_backend *be, fm_moe *L, void *dev, const fm_moe_params *p, float *out,
+                              const float *x, int N, float lb_coef) {
+  (void)be, (void)dev;
   return fm_moe_forward(L, p, out, x, N, lb_coef);
 }
-static void cpu_moe_backward(fm_backend *be, fm_moe *L, const fm_moe_params *p, float *dx, const float *dout,
-                             const float *x, float lb_coef, float dlb) {
-  (void)be;
+static void cpu_moe_backward(fm_backend *be, fm_moe *L, void *dev, const fm_moe_params *p, float *dx,
+                             const float *dout, const float *x, float lb_coef, float dlb) {
+  (void)be, (void)dev;
   fm_moe_backward(L, p, dx, dout, x, lb_coef, dlb);
 }
 

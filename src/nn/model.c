@@ -159,7 +159,7 @@ static fm_err alloc_activations(fm_model *m) {
       fm_moe_dims dm = {.D = s->d, .F = s->expert_ffn, .E = s->experts, .k = s->top_k,
                         .type = s->expert_type, .r = s->lora_rank, .swiglu = 0,
                         .renorm = s->norm_topk, .alpha = s->lora_alpha};
-      FM_CHECK(fm_moe_alloc(&b->moe_layer, (int)N, &dm));
+      FM_CHECK(fm_model_moe_alloc(m, b, (int)N, &dm));
     }
   }
 #undef TAKE
@@ -243,7 +243,10 @@ void fm_model_free(fm_model *m) {
   if (!m) return;
   if (m->blk)
     for (int l = 0; l < m->s.layers; l++)
-      if (m->blk[l].moe) fm_moe_free(&m->blk[l].moe_layer);
+      if (m->blk[l].moe) {
+        fm_moe_free(&m->blk[l].moe_layer);
+        if (m->blk[l].moe_dev) m->be->moe_destroy(m->be, m->blk[l].moe_dev);
+      }
   for (int c = 0; c < m->nclass; c++) {
     if (m->cw) free(m->cw[c]);
     if (m->cg) free(m->cg[c]);
@@ -381,11 +384,13 @@ const float *fm_model_logits(const fm_model *m) {
 
 const float *fm_model_router_probs(const fm_model *m, int layer) {
   if (layer < 0 || layer >= m->s.layers || !m->blk[layer].moe || !m->have_fwd) return NULL;
+  fm_model_routing_to_host(m);
   return m->blk[layer].moe_layer.probs;
 }
 
 const int32_t *fm_model_router_picks(const fm_model *m, int layer) {
   if (layer < 0 || layer >= m->s.layers || !m->blk[layer].moe || !m->have_fwd) return NULL;
+  fm_model_routing_to_host(m);
   return m->blk[layer].moe_layer.picks;
 }
 
@@ -394,5 +399,6 @@ fm_err fm_model_set_route_mask(fm_model *m, int layer, const uint8_t *allowed) {
     FM_ERROR(FM_ERR_ARG, "route mask for block %d: the model has blocks 0..%d", layer, m->s.layers - 1);
   if (!m->blk[layer].moe) FM_ERROR(FM_ERR_ARG, "route mask for block %d, which is not an MoE block", layer);
   FM_CHECK(fm_moe_set_mask(&m->blk[layer].moe_layer, allowed));
+  if (m->blk[layer].moe_dev) FM_CHECK(m->be->moe_set_mask(m->be, m->blk[layer].moe_dev, allowed));
   return FM_OK;
 }

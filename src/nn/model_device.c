@@ -65,6 +65,23 @@ void fm_model_device_free(fm_model *m) {
   free(m->adev), free(m->wsync), free(m->gsync), free(m->stage);
 }
 
+fm_err fm_model_moe_alloc(fm_model *m, fm_block *b, int N, const fm_moe_dims *dm) {
+  FM_CHECK(fm_moe_alloc(&b->moe_layer, N, dm));
+  if (m->be->moe_create) FM_CHECK(m->be->moe_create(m->be, &b->moe_layer, &b->moe_dev));
+  return FM_OK;
+}
+
+void fm_model_routing_to_host(const fm_model *m) {
+  fm_model *w = (fm_model *)m; /* the host layers' routing is a cache of the device's */
+  if (w->routed) return;
+  for (int l = 0; l < w->s.layers; l++)
+    if (w->blk[l].moe_dev) {
+      fm_err e = w->be->moe_routing(w->be, w->blk[l].moe_dev, &w->blk[l].moe_layer);
+      if (e) fm_fatal(e);
+    }
+  w->routed = 1;
+}
+
 fm_err fm_model_to_device(fm_model *m) {
   fm_backend *be = m->be;
   if (!be->device) return FM_OK;

@@ -27,6 +27,7 @@ typedef struct {
   float *ln2, *ln2_mean, *ln2_rstd; /* [N,D] [N] [N] */
   float *fch, *fcg;                 /* dense FFN: [N,4D] before and after GELU */
   fm_moe moe_layer;                 /* MoE FFN: its own activations */
+  void *moe_dev;                    /* a device backend's layer beside it (backend.h) */
 } fm_block;
 
 /* Who holds the newest values of a buffer that lives on a device with a host mirror */
@@ -78,7 +79,7 @@ struct fm_model {
   float *rope_cos, *rope_sin;
   float *da, *dsy, *dsz;              /* [N,max F] [N,D] [N] */
   float *dlz;                         /* attention LoRA scratch [N,r] */
-  int Bc, Tc, nvalid, have_fwd;
+  int Bc, Tc, nvalid, have_fwd, routed;
   float ce, lb;
 };
 
@@ -114,6 +115,10 @@ fm_err fm_model_to_device(fm_model *m);
 fm_err fm_model_host_params(fm_model *m, int cls);
 fm_err fm_model_host_grads(fm_model *m, int cls);
 fm_err fm_model_device_alloc(fm_model *m);
+/* block b's MoE layer for N rows: moe.c's, and a device backend's beside it */
+fm_err fm_model_moe_alloc(fm_model *m, fm_block *b, int N, const fm_moe_dims *dm);
+/* the last forward's routing copied into the host layers, once per forward */
+void fm_model_routing_to_host(const fm_model *m);
 void fm_model_device_free(fm_model *m);
 /* a device array of n floats handed to the host (the staging buffer, valid until the next call) */
 const float *fm_model_stage(const fm_model *m, const float *dev, size_t n);

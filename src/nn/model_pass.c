@@ -79,6 +79,7 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
   m->Bc = B;
   m->Tc = T;
   m->have_fwd = 0;
+  m->routed = !be->device; /* a device's routing comes to the host when asked for */
   double lbsum = 0.0;
   if (s->family != FM_FAMILY_GPT2) {
     fm_llama_forward(m, B, T, &lbsum);
@@ -115,7 +116,7 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
     if (b->moe) {
       fm_moe_params p;
       moe_params(m, b, &p);
-      lbsum += be->moe_forward(be, &b->moe_layer, &p, out, b->ln2, N, s->load_balance);
+      lbsum += be->moe_forward(be, &b->moe_layer, b->moe_dev, &p, out, b->ln2, N, s->load_balance);
     } else {
       PROF(FFN, FWD, be->ffn_forward(be, out, b->fch, b->fcg, b->ln2, fm_model_w(m, b->fcw), fm_model_w(m, b->fcb),
                                     fm_model_w(m, b->fpw), fm_model_w(m, b->fpb), N, D, s->ffn));
@@ -201,7 +202,7 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
     if (b->moe) {
       fm_moe_params p;
       moe_params(m, b, &p);
-      be->moe_backward(be, &b->moe_layer, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
+      be->moe_backward(be, &b->moe_layer, b->moe_dev, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
     } else {
       PROF(FFN, BWD, be->ffn_backward(be, m->dln, fm_model_param(m, b->fcw).g, fm_model_param(m, b->fcb).g,
                                      fm_model_param(m, b->fpw).g, fm_model_param(m, b->fpb).g,
