@@ -76,4 +76,120 @@ fm_err fm_cu_crossentropy_backward(fm_cu *cu, float *dlogits, const float *logit
 fm_err fm_cu_adamw(fm_cu *cu, float *w, float *m, float *v, const float *g, size_t n, float lr,
                    float b1, float b2, float eps, float wd, long step, float grad_scale);
 
+/* ---- The llama and MoE families' kernels and LoRA (rmsnorm.cu, rope.cu, swiglu.cu,
+ * dense.cu, router.cu, moe_dispatch.cu; entry points in llama_ops.c and moe_cuda.c).
+ * Each is nn.h's fm_X with the context first and device pointers, except where said:
+ * a kernel that returns a value on the CPU returns it through its first argument
+ * (host memory), and a route mask `allowed` is a host array of E flags. */
+#include "../nn.h"
+
+/* gelu.c's elementwise pair (the LoRA-expert MoE layer's, beside the bias+GELU above) */
+fm_err fm_cu_gelu_forward(fm_cu *cu, float *out, const float *inp, size_t n);
+fm_err fm_cu_gelu_backward(fm_cu *cu, float *dinp, const float *inp, const float *dout, size_t n);
+fm_err fm_cu_dense_forward(fm_cu *cu, float *out, int ldo, const float *inp, const float *w,
+                           const float *b, int N, int C, int OC, int accumulate);
+fm_err fm_cu_dense_backward(fm_cu *cu, float *dinp, float *dw, float *db, const float *dout,
+                            int ldd, const float *inp, const float *w, int N, int C, int OC,
+                            int accumulate);
+fm_err fm_cu_rmsnorm_forward(fm_cu *cu, float *out, float *rstd, const float *inp, const float *w,
+                             int N, int C, int ld, float eps);
+fm_err fm_cu_rmsnorm_backward(fm_cu *cu, float *dinp, float *dw, const float *dout,
+                              const float *inp, const float *w, const float *rstd, int N, int C,
+                              int ld, int accumulate);
+/* cos_t, sin_t [ctx, hs/2] (device): fm_rope_table's, computed on the host and uploaded
+ * (once per model; waits for the copy) */
+fm_err fm_cu_rope_table(fm_cu *cu, float *cos_t, float *sin_t, int ctx, int hs,
+                        const fm_model_shape *s);
+fm_err fm_cu_rope_forward(fm_cu *cu, float *x, const float *cos_t, const float *sin_t, int B,
+                          int T, int nh, int hs, int ld);
+fm_err fm_cu_rope_backward(fm_cu *cu, float *dx, const float *cos_t, const float *sin_t, int B,
+                           int T, int nh, int hs, int ld);
+fm_err fm_cu_swiglu_forward(fm_cu *cu, float *a, const float *gu, int rows, int F);
+fm_err fm_cu_swiglu_backward(fm_cu *cu, float *dgu, const float *gu, const float *da, int rows,
+                             int F);
+fm_err fm_cu_swiglu_ffn_forward(fm_cu *cu, float *out, float *gu, float *a, const float *x,
+                                const float *wg, const float *wu, const float *wd, int N, int D,
+                                int F, int accumulate);
+fm_err fm_cu_swiglu_ffn_backward(fm_cu *cu, float *dx, float *dwg, float *dwu, float *dwd,
+                                 float *da, float *dgu, const float *dout, const float *x,
+                                 const float *gu, const float *a, const float *wg, const float *wu,
+                                 const float *wd, int N, int D, int F, int accumulate);
+fm_err fm_cu_shared_expert_forward(fm_cu *cu, float *out, float *y, float *sg, float *gu, float *a,
+                                   const float *x, const float *wg, const float *wu,
+                                   const float *wd, const float *wsg, int N, int D, int F);
+fm_err fm_cu_shared_expert_backward(fm_cu *cu, float *dx, float *dwg, float *dwu, float *dwd,
+                                    float *dwsg, float *dy, float *dz, float *da, float *dgu,
+                                    const float *dout, const float *x, const float *y,
+                                    const float *sg, const float *gu, const float *a,
+                                    const float *wg, const float *wu, const float *wd,
+                                    const float *wsg, int N, int D, int F);
+fm_err fm_cu_lora_forward(fm_cu *cu, int layout, int n, int in, int out, int R, float s,
+                          const float *x, int ldx, const float *A, const float *B, float *z,
+                          float *y, int ldy);
+/* A, B: device weights and gradients (g may be NULL) */
+fm_err fm_cu_lora_backward(fm_cu *cu, int layout, int n, int in, int out, int R, float s,
+                           const float *x, int ldx, const float *z, const float *dy, int ldy,
+                           fm_param A, fm_param B, float *dz, float *dx, float beta);
+/* *keff = min(k, allowed experts), known on the host (no synchronisation) */
+fm_err fm_cu_router_forward(fm_cu *cu, int *keff, float *probs, int32_t *picks, float *wts,
+                            const float *logits, const uint8_t *allowed, int N, int E, int k,
+                            int renorm);
+fm_err fm_cu_router_backward(fm_cu *cu, float *dlogits, const float *dwts, const float *dprobs,
+                             const float *probs, const int32_t *picks, const float *wts, int N,
+                             int E, int k, int renorm);
+/* *lb (host) = the term; waits for the GPU to read it back */
+fm_err fm_cu_loadbalance_forward(fm_cu *cu, double *lb, float *f, const float *probs,
+                                 const int32_t *picks, int N, int E, int k, float coef);
+fm_err fm_cu_loadbalance_backward(fm_cu *cu, float *dprobs, const float *f, int N, int E,
+                                  float coef, float dlb);
+
+/* An MoE layer on the GPU (moe_cuda.c), moe.c's fm_moe with its buffers in device
+ * memory: the same dimensions, the same kinds of experts (GELU or SwiGLU, full or
+ * LoRA), fm_moe_params holding device pointers. The routing, the dispatch (a stable
+ * sort by expert), the combine and the load balance run on the device; the experts'
+ * GEMMs are one cuBLAS call per expert and matrix over its contiguous rows, so the
+ * E + 1 row offsets (and the load-balance term, in the same copy) are read back to the
+ * host once per forward and kept for the backward. */
+typedef struct {
+  int maxN, D, F, E, k, type, r, swiglu, renorm;
+  size_t nbytes; /* device memory held by this layer */
+  float scale;   /* LoRA alpha / r */
+  uint8_t allowed[FM_MAX_EXPERTS];
+  int nallowed;
+  /* state of the last forward */
+  int N, keff, npos;
+  int32_t hstart[FM_MAX_EXPERTS + 1]; /* host copy of start */
+  double lb;                          /* the last forward's load-balance term */
+  float *logits, *probs, *wts, *f;    /* [N,E] [N,E] [N,k] [E] */
+  int32_t *picks;                     /* [N,k] */
+  void *readback;                     /* device: double lb, then int32 start[E+1] */
+  int32_t *start;                     /* in readback */
+  int32_t *tok, *slot, *inv;          /* [N*k]: token and slot of each row; row of each pick */
+  int32_t *key, *val, *skey, *sval;   /* [N*k] sort buffers */
+  void *sort_tmp;
+  size_t sort_bytes;
+  double *lbpart; /* [E] */
+  float *xg, *h, *g, *y, *hb, *u, *v, *u3, *du3; /* as fm_moe */
+  float *dy, *dg, *dxg, *du, *dv, *dhb, *dwts, *dlogits, *dprobs, *da;
+  void *farena, *iarena;
+} fm_cu_moe;
+
+fm_err fm_cu_moe_alloc(fm_cu *cu, fm_cu_moe *L, int maxN, const fm_moe_dims *dims);
+void fm_cu_moe_free(fm_cu_moe *L);
+/* allowed[E] (host; NULL: all); fails when no expert is allowed */
+fm_err fm_cu_moe_set_mask(fm_cu_moe *L, const uint8_t *allowed);
+/* out[N,D] += moe(x[N,D]); *lb (host) = the load-balancing term times lb_coef */
+fm_err fm_cu_moe_forward(fm_cu *cu, fm_cu_moe *L, const fm_moe_params *p, double *lb, float *out,
+                         const float *x, int N, float lb_coef);
+/* backward of the last forward: dx[N,D] += (NULL: skipped); parameter gradients += */
+fm_err fm_cu_moe_backward(fm_cu *cu, fm_cu_moe *L, const fm_moe_params *p, float *dx,
+                          const float *dout, const float *x, float lb_coef, float dlb);
+/* For a model that keeps its host fm_moe layers (dimensions, masks, routing
+ * statistics) beside the device ones: a device layer of a host layer's dimensions and
+ * mask, and the last forward's routing (probs, picks, f, row offsets, N, keff, npos)
+ * copied into the host layer (waits for the GPU). */
+fm_err fm_cu_moe_alloc_like(fm_cu *cu, fm_cu_moe *L, const fm_moe *host);
+fm_err fm_cu_moe_routing_to_host(fm_cu *cu, const fm_cu_moe *L, fm_moe *host);
+/* ---- end of the llama and MoE families' block */
+
 #endif

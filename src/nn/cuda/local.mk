@@ -8,11 +8,21 @@ CUDA_HDRS = %reldir%/cuda_nn.h %reldir%/backend_cuda.h %reldir%/context.h %reldi
 EXTRA_DIST += $(CUDA_KERNEL_SRCS) $(CUDA_HDRS) %reldir%/context.c %reldir%/gemm.c \
 	%reldir%/attention.c %reldir%/ops.c %reldir%/backend_cuda.c
 
+# The llama and MoE families' kernels and LoRA (kernels_llama.h), their C entry points
+# (llama_ops.c) and the MoE layer (moe_cuda.c).
+CUDA_KERNEL_SRCS += %reldir%/dense.cu %reldir%/rmsnorm.cu %reldir%/rope.cu %reldir%/swiglu.cu \
+	%reldir%/router.cu %reldir%/moe_dispatch.cu
+CUDA_HDRS += %reldir%/kernels_llama.h
+EXTRA_DIST += %reldir%/llama_ops.c %reldir%/moe_cuda.c
+
 if HAVE_CUDA
 noinst_LIBRARIES += libfedmoe_cuda.a
 libfedmoe_cuda_a_SOURCES = %reldir%/context.c %reldir%/gemm.c %reldir%/attention.c %reldir%/ops.c \
 	%reldir%/backend_cuda.c
 libfedmoe_cuda_a_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CPPFLAGS)
+
+libfedmoe_cuda_a_SOURCES += %reldir%/llama_ops.c %reldir%/moe_cuda.c
+
 CUDA_KERNEL_OBJS = $(CUDA_KERNEL_SRCS:.cu=.cu.$(OBJEXT))
 libfedmoe_cuda_a_LIBADD = $(CUDA_KERNEL_OBJS)
 libfedmoe_cuda_a_DEPENDENCIES = $(CUDA_KERNEL_OBJS)
