@@ -33,6 +33,9 @@ struct fm_backend {
   /* ---- the model as a whole */
   /* FM_OK when the backend runs every part of shape s, else an error naming what not */
   fm_err (*refuse)(fm_backend *be, const fm_model_shape *s);
+  /* floats of what one block's attention forward keeps for its backward (the att
+   * argument of attention_forward): the CPU's [B,H,T,T] probabilities */
+  size_t (*attention_saved)(fm_backend *be, int B, int T, int H, int hs);
   /* bytes the backend's memory has free now (SIZE_MAX: no limit known) */
   size_t (*mem_free)(fm_backend *be);
 

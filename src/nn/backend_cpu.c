@@ -13,6 +13,11 @@ static fm_err cpu_refuse(fm_backend *be, const fm_model_shape *s) {
   return FM_OK;
 }
 
+static size_t cpu_attention_saved(fm_backend *be, int B, int T, int H, int hs) {
+  (void)be, (void)hs;
+  return (size_t)B * H * T * T;
+}
+
 static size_t cpu_mem_free(fm_backend *be) {
   (void)be;
   return SIZE_MAX;
@@ -201,6 +206,7 @@ fm_backend fm_backend_cpu = {
   .name = "cpu",
   .device = 0,
   .refuse = cpu_refuse,
+  .attention_saved = cpu_attention_saved,
   .mem_free = cpu_mem_free,
   .alloc = cpu_alloc,
   .free = cpu_free,

@@ -114,7 +114,7 @@ static fm_err alloc_activations(fm_model *m) {
   const fm_model_shape *s = &m->s;
   if (s->family != FM_FAMILY_GPT2) return fm_llama_alloc(m);
   const size_t N = (size_t)m->B * m->T, D = (size_t)s->d, V = (size_t)s->vocab, F = (size_t)s->ffn;
-  const size_t att = (size_t)m->B * s->heads * m->T * m->T;
+  const size_t att = m->be->attention_saved(m->be, m->B, m->T, s->heads, s->d / s->heads);
   const size_t RA = (size_t)s->attn_lora_rank;
   size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D + 2 * N * RA;
   size_t total = (s->layers + 1) * N * D + N * D + 2 * N + N * V + N  /* res, ln_f, logits */
@@ -181,7 +181,7 @@ static fm_err check_device_memory(fm_model *m) {
   }
   const size_t N = (size_t)m->B * m->T, D = (size_t)m->s.d, V = (size_t)m->s.vocab;
   const size_t F = (size_t)(m->s.ffn > m->s.shared_ffn ? m->s.ffn : m->s.shared_ffn);
-  const size_t att = (size_t)m->B * m->s.heads * m->T * m->T, W = 3 * D + 2 * (size_t)m->s.heads * m->s.head_dim;
+  const size_t att = m->be->attention_saved(m->be, m->B, m->T, m->s.heads, m->s.head_dim), W = 3 * D + 2 * (size_t)m->s.heads * m->s.head_dim;
   /* an upper bound of either family's arena (model.c, model_llama.c) */
   const size_t act = (m->s.layers + 1) * N * D + 2 * N * V + 8 * N * D + 4 * N * F + 2 * N * W +
                      (size_t)m->s.layers * (att + 2 * N * W + 6 * N * D + 3 * N * F + 8 * N);

@@ -89,7 +89,7 @@ static size_t carve(fm_model *m, float *base) {
   const size_t N = (size_t)m->B * m->T, D = (size_t)s->d, V = (size_t)s->vocab;
   const size_t QD = (size_t)s->heads * s->head_dim, KD = (size_t)s->kv_heads * s->head_dim;
   const size_t W = QD + 2 * KD, F = (size_t)s->ffn, FS = (size_t)s->shared_ffn;
-  const size_t att = (size_t)m->B * s->heads * m->T * m->T, RA = (size_t)s->attn_lora_rank;
+  const size_t att = m->be->attention_saved(m->be, m->B, m->T, s->heads, s->head_dim), RA = (size_t)s->attn_lora_rank;
   size_t fmax = 1; /* the widest dense or shared FFN, for the backward scratch */
   for (int l = 0; l < s->layers; l++) {
     size_t f = m->blk[l].moe ? FS : F;

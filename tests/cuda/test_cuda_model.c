@@ -219,11 +219,16 @@ static void family_matches(const char *what, fm_model_shape s) {
   FM_ASSERT_CLOSE(lb[1], lb[0], 1e-5, 1e-7);
   report(what, 0, fm_model_class_grads(m[1], 0), fm_model_class_grads(m[0], 0), fm_model_class_numel(m[0], 0), 1e-4);
   if (s.moe_mask) { /* the routing the runtime reads comes from the device */
-    const int32_t *pg = fm_model_router_picks(m[1], 0), *pc = fm_model_router_picks(m[0], 0);
+    const int l = __builtin_ctzll(s.moe_mask); /* the first MoE block */
+    const int32_t *pg = fm_model_router_picks(m[1], l), *pc = fm_model_router_picks(m[0], l);
+    CU_ASSERT_FATAL(pg != NULL && pc != NULL);
     int same = 0;
     for (int i = 0; i < B * T * s.top_k; i++) same += pg[i] == pc[i];
-    printf("\n    %s: %d of %d picks of block 0 as on the CPU", what, same, B * T * s.top_k);
+    printf("\n    %s: %d of %d picks of block %d as on the CPU", what, same, B * T * s.top_k, l);
     CU_ASSERT(same == B * T * s.top_k);
+    const float *qg = fm_model_router_probs(m[1], l), *qc = fm_model_router_probs(m[0], l);
+    CU_ASSERT_FATAL(qg != NULL && qc != NULL);
+    report("router probabilities", l, qg, qc, (size_t)B * T * s.experts, 1e-5);
   }
   fm_model_free(m[1]);
   fm_model_free(m[0]);

@@ -31,7 +31,7 @@ typedef struct {
 static fm_err cuda_refuse(fm_backend *be, const fm_model_shape *s) {
   const char *need = NULL;
   if (s->moe_mask && !be->moe_forward)
-    need = "MoE blocks (model.moe_layers: the router, dispatch and combine kernels); set model.moe_layers = none";
+    need = "MoE blocks (model.moe_layers: the router, dispatch and combine kernels)";
   else if (s->family != FM_FAMILY_GPT2 && (!be->rmsnorm_forward || !be->rope_forward || !be->dense_forward ||
                                            !be->swiglu_ffn_forward))
     need = "the llama family (model.family: its RMSNorm, RoPE, SwiGLU and nn.Linear kernels)";
@@ -44,6 +44,12 @@ static fm_err cuda_refuse(fm_backend *be, const fm_model_shape *s) {
   if (need)
     FM_ERROR(FM_ERR_CONFIG, "run.device = cuda: %s does not run on the GPU yet; use run.device = cpu", need);
   return FM_OK;
+}
+
+/* the score-matrix attention core keeps the CPU's probabilities */
+static size_t cuda_attention_saved(fm_backend *be, int B, int T, int H, int hs) {
+  (void)be, (void)hs;
+  return (size_t)B * H * T * T;
 }
 
 static size_t cuda_mem_free(fm_backend *be) {
@@ -312,6 +318,7 @@ static const fm_backend cuda_table = {
   .name = "cuda",
   .device = 1,
   .refuse = cuda_refuse,
+  .attention_saved = cuda_attention_saved,
   .mem_free = cuda_mem_free,
   .alloc = cuda_alloc,
   .free = cuda_free,
