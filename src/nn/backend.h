@@ -124,6 +124,14 @@ struct fm_backend {
                                  const float *dout, const float *x, const float *y, const float *sg,
                                  const float *gu, const float *a, const float *wg, const float *wu,
                                  const float *wd, const float *wsg, int N, int D, int F);
+  /* optional (NULL: the head is the gemm and crossentropy operations above): the LM
+   * head fused with the cross-entropy, logits = x W^T never whole. Returns the mean
+   * loss over the rows with targets >= 0 (*nvalid of them), lse [N] (may be NULL);
+   * gradients of dloss times the loss: dx [N,D] written, dW [V,D] (accumulate ? += :
+   * =); either may be NULL (neither: the loss alone). x [N,D], W [V,D], targets [N]. */
+  double (*head_crossentropy)(fm_backend *be, int *nvalid, float *lse, float *dx, float *dW, int accumulate,
+                              const float *x, const float *W, const int32_t *targets, int N, int D, int V,
+                              float dloss);
   /* one MoE layer (moe.c: router, dispatch, experts, combine), its state in L (host:
    * dimensions, mask, the routing the runtime reads) and, on a device, in dev: the
    * backend's own layer of L's dimensions, made by moe_create (NULL on the CPU, which

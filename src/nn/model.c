@@ -379,6 +379,8 @@ size_t fm_nn_model_bytes(const fm_model *m) {
 
 const float *fm_model_logits(const fm_model *m) {
   if (!m->have_fwd) return NULL;
+  if (m->logits_stale == 2) return NULL; /* a fused head's, and the weights changed since */
+  if (m->logits_stale) fm_model_logits_ready((fm_model *)m); /* the logits are a cache of the forward */
   return m->be->device ? fm_model_stage(m, m->logits, (size_t)m->Bc * m->Tc * m->s.vocab) : m->logits;
 }
 

@@ -117,6 +117,7 @@ fm_err fm_model_host_params(fm_model *m, int cls) {
   if (k < m->nclass) flush_adamw(m, k);
   FM_CHECK(be->sync(be, "bring a class of parameters to the host"));
   m->wsync[k] = FM_SYNC_HOST;
+  if (m->logits_stale) m->logits_stale = 2; /* the host may change them: a fused head's logits are gone */
   return FM_OK;
 }
 
@@ -194,6 +195,7 @@ void fm_adamw_step_device(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hpar
   }
   m->adev[cls] = 1;
   m->wsync[cls] = FM_SYNC_DEVICE;
+  if (m->logits_stale) m->logits_stale = 2;
   FM_PROF_END(t0, FM_PROF_OPTIMIZER, FM_PROF_BWD);
 }
 

@@ -80,6 +80,9 @@ struct fm_model {
   float *da, *dsy, *dsz;              /* [N,max F] [N,D] [N] */
   float *dlz;                         /* attention LoRA scratch [N,r] */
   int Bc, Tc, nvalid, have_fwd, routed;
+  /* a fused head left the logits unwritten: 1 fm_model_logits makes them from the
+   * forward's inputs, 2 no longer (the weights changed since) */
+  int logits_stale;
   float ce, lb;
 };
 
@@ -128,6 +131,8 @@ double fm_model_grad_norm_device(fm_model *m, unsigned mask);
 /* model_pass.c: the LM head (tensor index head, tied or not) and the cross-entropy */
 void fm_model_head_forward(fm_model *m, int head, int N);
 void fm_model_head_backward(fm_model *m, int head, int N);
+/* the last forward's logits in the arena, made now if a fused head skipped them */
+void fm_model_logits_ready(fm_model *m);
 
 /* model_llama.c: the llama family's blocks (index, activations, passes) */
 fm_err fm_llama_index(fm_model *m);
