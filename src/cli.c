@@ -42,6 +42,25 @@ static const command_t commands[] = {
    "  --context N               block length (default: the model's context)\n"
    "  --tokenizer T             read the text through T (default: the run's model.tokenizer, or\n"
    "                            the folder's own tokenizer; bytes when there is none)\n"},
+  {"generate", "--checkpoint RUNFILE | --model DIR, --prompt TEXT [options]",
+   "continue a prompt with a checkpoint's model, or a Hugging Face folder's",
+   "The prompt is encoded by the run's or the folder's tokenizer and continued one token at a time\n"
+   "(a key/value cache: the prefix is never recomputed), each token drawn from the softmax of the\n"
+   "logits over the temperature, cut to its top-p nucleus, by a random stream of the seed and the\n"
+   "token's position: the same seed gives the same text. It stops after N tokens, when the context\n"
+   "is full, or at the tokenizer's end-of-text token (<|endoftext|>, <|end_of_text|>, </s>).\n"
+   "stdout: the continuation and a newline; stderr: tokens, tokens/s and why it stopped.\n",
+   "  --checkpoint RUNFILE      the run file whose latest checkpoint generates\n"
+   "  --model DIR               a Hugging Face folder (config.json, model.safetensors)\n"
+   "  --prompt TEXT             the text to continue (must give at least one token)\n"
+   "  --client N                whose private state (local and comigs runs; default 0)\n"
+   "  --tokens N                new tokens at most (default 64)\n"
+   "  --temperature T           >= 0; 0 is greedy: the most likely token (default 1)\n"
+   "  --top-p P                 in (0, 1]: draw from the fewest most likely tokens whose\n"
+   "                            probabilities reach P (default 1: all)\n"
+   "  --seed S                  the sampling seed, 0..2^64-1 (default 0)\n"
+   "  --tokenizer T             encode and decode through T (default: the run's model.tokenizer,\n"
+   "                            or the folder's own tokenizer; bytes when there is none)\n"},
   {"export", "--checkpoint RUNFILE [--client N] [--overwrite] OUTDIR",
    "write a checkpoint's model as a Hugging Face folder",
    "config.json and model.safetensors, loadable by transformers' from_pretrained.\n",
@@ -71,12 +90,15 @@ static const command_t commands[] = {
 static const char *const known_options[] = {"--set", "--resume", "--metrics-netcdf", "--checkpoint", "--text",
                                             "--client", "--profile", "--quiet", "--format", "--help",
                                             "--overwrite", "--model", "--context", "--ids", "--decode",
-                                            "--tokenizer", "--device"};
+                                            "--tokenizer", "--device", "--prompt", "--tokens", "--temperature",
+                                            "--top-p", "--seed"};
 /* Options followed by a value (skipped when looking for --help). */
 static int takes_value(const char *a) {
   return !strcmp(a, "--set") || !strcmp(a, "--resume") || !strcmp(a, "--metrics-netcdf") ||
          !strcmp(a, "--checkpoint") || !strcmp(a, "--text") || !strcmp(a, "--client") || !strcmp(a, "--format") ||
-         !strcmp(a, "--model") || !strcmp(a, "--context") || !strcmp(a, "--tokenizer") || !strcmp(a, "--device");
+         !strcmp(a, "--model") || !strcmp(a, "--context") || !strcmp(a, "--tokenizer") || !strcmp(a, "--device") ||
+         !strcmp(a, "--prompt") || !strcmp(a, "--tokens") || !strcmp(a, "--temperature") || !strcmp(a, "--top-p") ||
+         !strcmp(a, "--seed");
 }
 
 static const command_t *find_command(const char *name) {
@@ -179,6 +201,11 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     else if (!strcmp(a, "--context")) slot = &cli->context;
     else if (!strcmp(a, "--tokenizer")) slot = &cli->tokenizer;
     else if (!strcmp(a, "--device")) slot = &cli->device;
+    else if (!strcmp(a, "--prompt")) slot = &cli->prompt;
+    else if (!strcmp(a, "--tokens")) slot = &cli->tokens;
+    else if (!strcmp(a, "--temperature")) slot = &cli->temperature;
+    else if (!strcmp(a, "--top-p")) slot = &cli->top_p;
+    else if (!strcmp(a, "--seed")) slot = &cli->seed;
     else if (!strcmp(a, "--profile")) { cli->profile = 1; continue; }
     else if (!strcmp(a, "--ids")) { cli->ids = 1; continue; }
     else if (!strcmp(a, "--decode")) { cli->decode = 1; continue; }
@@ -194,7 +221,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     }
     if (takes_config(cli->command) && !cli->config) cli->config = a;
     else if (!cli->positional && !takes_config(cli->command) && strcmp(cli->command, "eval") &&
-             strcmp(cli->command, "bench"))
+             strcmp(cli->command, "bench") && strcmp(cli->command, "generate"))
       cli->positional = a;
     else if (!cli->positional2 && !strcmp(cli->command, "tokenize")) cli->positional2 = a;
     else FM_ERROR(FM_ERR_ARG, "unexpected argument '%s'; try 'fedmoe %s --help'", a, cli->command);
@@ -209,6 +236,8 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     FM_ERROR(FM_ERR_ARG, "'fedmoe tokenize' needs a TOKENIZER (bytes or a path) and a FILE");
   if ((cli->ids || cli->decode) && strcmp(cli->command, "tokenize"))
     FM_ERROR(FM_ERR_ARG, "--ids and --decode are options of 'fedmoe tokenize'");
+  if ((cli->prompt || cli->tokens || cli->temperature || cli->top_p || cli->seed) && strcmp(cli->command, "generate"))
+    FM_ERROR(FM_ERR_ARG, "--prompt, --tokens, --temperature, --top-p and --seed are options of 'fedmoe generate'");
   if (cli->ids && cli->decode) FM_ERROR(FM_ERR_ARG, "'fedmoe tokenize' takes --ids or --decode, not both");
   return FM_OK;
 }

@@ -10,17 +10,20 @@
 #define FM_CLI_MAX_SETS 256
 
 typedef struct {
-  const char *command;   /* run, data, eval, export, bench, info, keys, tokenize */
+  const char *command;   /* run, data, eval, generate, export, bench, info, keys, tokenize */
   const char *config;    /* CONFIG positional argument, when the command takes one */
   const char *resume;    /* --resume RUNFILE */
   const char *netcdf;    /* --metrics-netcdf FILE */
-  const char *checkpoint;/* --checkpoint FILE (eval) */
+  const char *checkpoint;/* --checkpoint FILE (eval, generate, export) */
   const char *text;      /* --text FILE (eval) */
   const char *client;    /* --client N (eval, export) */
   const char *model;     /* --model DIR (eval): a Hugging Face folder */
   const char *context;   /* --context N (eval) */
-  const char *tokenizer; /* --tokenizer T (eval) */
+  const char *tokenizer; /* --tokenizer T (eval, generate) */
   const char *device;    /* --device cpu|cuda (bench) */
+  const char *prompt;    /* --prompt TEXT (generate) */
+  const char *tokens;    /* --tokens N (generate) */
+  const char *temperature, *top_p, *seed; /* --temperature, --top-p, --seed (generate) */
   const char *positional;/* other positional argument (info RUNFILE, keys NAME, export OUTDIR, tokenize TOKENIZER) */
   const char *format;    /* --format (keys) */
   const char *positional2;/* the second (tokenize FILE) */
@@ -57,6 +60,7 @@ void fm_cli_close_device(fm_backend *be);
 fm_err fm_cmd_run(const fm_cli *cli, MPI_Comm comm);   /* cmd_run.c */
 fm_err fm_cmd_data(const fm_cli *cli, MPI_Comm comm);  /* cmd_data.c */
 fm_err fm_cmd_eval(const fm_cli *cli, MPI_Comm comm);  /* cmd_eval.c */
+fm_err fm_cmd_generate(const fm_cli *cli, MPI_Comm comm); /* cmd_generate.c */
 fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm); /* cmd_bench.c */
 fm_err fm_cmd_info(const fm_cli *cli, MPI_Comm comm);  /* cmd_info.c */
 fm_err fm_cmd_keys(const fm_cli *cli, MPI_Comm comm);  /* cmd_keys.c */

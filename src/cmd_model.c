@@ -94,7 +94,7 @@ fm_err fm_cli_model_prepare(const fm_cli *cli, fm_cli_model *cm) {
     return FM_OK;
   }
   if (!cli->checkpoint) FM_ERROR(FM_ERR_ARG, "'fedmoe %s' needs --checkpoint RUNFILE%s", cli->command,
-                                 !strcmp(cli->command, "eval") ? " or --model DIR" : "");
+                                 !strcmp(cli->command, "export") ? "" : " or --model DIR");
   cm->source = cli->checkpoint;
   FM_CHECK(prepare_checkpoint(cli, cm));
   return FM_OK;

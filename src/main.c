@@ -47,6 +47,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cli.command, "run")) err = fm_cmd_run(&cli, comm);
     else if (!strcmp(cli.command, "data")) err = fm_cmd_data(&cli, comm);
     else if (!strcmp(cli.command, "eval")) err = fm_cmd_eval(&cli, comm);
+    else if (!strcmp(cli.command, "generate")) err = fm_cmd_generate(&cli, comm);
     else if (!strcmp(cli.command, "export")) err = fm_cmd_export(&cli, comm);
     else if (!strcmp(cli.command, "bench")) err = fm_cmd_bench(&cli, comm);
     else if (!strcmp(cli.command, "keys")) err = fm_cmd_keys(&cli, comm);

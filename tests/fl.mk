@@ -18,10 +18,10 @@ TESTS += tests/unit/test_toolkit
 # Tests that read run files with h5py (configure found a Python that imports it).
 if HAVE_PYTHON_H5PY
 TESTS += %reldir%/mpi/runfile_attrs.sh %reldir%/mpi/hfedmoe.sh %reldir%/mpi/fedbiot.sh %reldir%/mpi/fl_scale.sh %reldir%/mpi/system.sh %reldir%/mpi/netcdf.sh \
-	%reldir%/mpi/toolkit.sh
+	%reldir%/mpi/toolkit.sh %reldir%/mpi/ditto.sh
 endif
 dist_noinst_SCRIPTS += %reldir%/mpi/runfile_attrs.sh %reldir%/mpi/hfedmoe.sh %reldir%/mpi/fedbiot.sh %reldir%/mpi/fl_scale.sh %reldir%/mpi/system.sh %reldir%/mpi/netcdf.sh \
-	%reldir%/mpi/toolkit.sh
+	%reldir%/mpi/toolkit.sh %reldir%/mpi/ditto.sh
 
 check_PROGRAMS += tests/unit/test_hidden
 tests_unit_test_hidden_SOURCES = %reldir%/unit/test_hidden.c $(TEST_UNIT_MAIN)

@@ -85,8 +85,8 @@ typedef struct fm_config {
     double sample_fraction, deadline_s;
   } fl;
   struct { /* the federated-learning toolkit's round options (keys fl.*; src/fl/toolkit.c) */
-    int server_opt, secure_agg, sampling, scaffold, compress, finetune_steps;
-    double server_lr, server_momentum, server_beta2, server_eps, prox_mu, compress_ratio;
+    int server_opt, secure_agg, sampling, scaffold, compress, finetune_steps, ditto, ditto_steps;
+    double server_lr, server_momentum, server_beta2, server_eps, prox_mu, compress_ratio, ditto_lambda;
   } fltk;
   struct { /* client-level differential privacy (DP-FedAvg) */
     double clip, noise_multiplier, delta, target_epsilon;

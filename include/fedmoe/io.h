@@ -75,6 +75,7 @@ typedef struct {
   double t_local_mean; /* s; the hosts' mean local-work time (t_local is the slowest's) */
   int32_t host_clients_max; /* the most sampled clients one host ran */
   double dp_epsilon; /* DP-FedAvg: epsilon at privacy.delta after this round (NaN without DP) */
+  double test_loss_global; /* Ditto: the global model's mean test loss (the clients' are the personal models'); NaN without */
 } fm_round_row;
 
 typedef struct fm_runfile fm_runfile;

@@ -71,6 +71,15 @@ double fm_accountant_calibrate(double q, int poisson, double delta, long rounds,
  * mu (w - g) added to their gradients. Returns the term's value. */
 double fm_prox_apply(fm_model *m, float *const *global, unsigned class_mask, double mu);
 
+/* Ditto's proximal step (prox.c), after an AdamW step o on class cls at learning rate
+ * lr: each value w of the class's unfrozen tensors to (w + e lambda g) / (1 + e lambda),
+ * g its global value and e = lr / (sqrt(vhat) + eps) the step size AdamW gave it - the
+ * exact minimiser of lambda/2 (u - g)^2 + (u - w)^2 / (2 e). Its fixed points solve
+ * grad F + lambda (w - g) = 0 (AdamW's first moment standing for grad F); it is stable
+ * for any lambda, 0 leaves w as it is and lambda -> infinity gives g. */
+void fm_prox_step(fm_model *m, int cls, const fm_adamw *o, const float *global, double lambda, double lr,
+                  double beta2, double eps);
+
 /* ---- server optimizers (server_opt.c) ---- */
 typedef struct {
   int kind;          /* FM_SERVER_* */

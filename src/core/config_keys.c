@@ -201,6 +201,13 @@ const fm_key fm_config_keys[] = {
   {"fl.finetune_steps", FM_KEY_INT, F(fltk.finetune_steps), "0", 0, 1e9, NULL,
    "after the last round, each client fine-tunes the final shared tensors this many steps and is "
    "evaluated again (the fine-tuning personalisation baseline; 0: off)"},
+  {"fl.ditto", FM_KEY_BOOL, F(fltk.ditto), "false", 0, 0, NULL,
+   "Ditto: each client also trains a personal model of the shared tensors, pulled towards the global one; "
+   "its val/test figures are the personal model's (Li et al. 2021; fedavg only)"},
+  {"fl.ditto_lambda", FM_KEY_REAL, F(fltk.ditto_lambda), "1", 0, BIG, NULL,
+   "Ditto: lambda/2 ||v - w_global||^2 on the personal model v in its steps (0: pure local training)"},
+  {"fl.ditto_steps", FM_KEY_INT, F(fltk.ditto_steps), "0", 0, 1e9, NULL,
+   "Ditto: personal steps per round (0: fl.local_steps)"},
   {"fl.secure_agg", FM_KEY_BOOL, F(fltk.secure_agg), "false", 0, 0, NULL,
    "secure aggregation: pairwise masks on the fixed-point contributions (Bonawitz et al. 2017)"},
   /* [privacy] */

@@ -4,6 +4,7 @@
 
 #include "fedmoe/log.h"
 
+#include "bytebuf.h"
 #include "records.h"
 
 #include <dirent.h>
@@ -80,20 +81,6 @@ static fm_err seen_before(builder *b, const struct stat *st, int *was) {
   return FM_OK;
 }
 
-static fm_err append(builder *b, const uint8_t *p, uint64_t n) {
-  if (n == 0) return FM_OK; /* a file that cleaning emptied: nothing (and text may be NULL) */
-  if (b->size + n > b->cap) {
-    uint64_t cap = b->cap ? b->cap : 1 << 20;
-    while (cap < b->size + n) cap *= 2;
-    uint8_t *t = realloc(b->text, cap);
-    if (!t) FM_ERROR(FM_ERR_MEM, "out of memory reading the corpus (%llu bytes)", (unsigned long long)cap);
-    b->text = t;
-    b->cap = cap;
-  }
-  memcpy(b->text + b->size, p, n);
-  b->size += n;
-  return FM_OK;
-}
 
 /* Read one file into the current (last) domain. */
 static fm_err add_file(builder *b, const char *path, const struct stat *st) {
@@ -121,7 +108,8 @@ static fm_err add_file(builder *b, const char *path, const struct stat *st) {
              byte, bad);
   }
   if (b->max_domain && d->len + n > b->max_domain) n = b->max_domain - d->len;
-  fm_err err = append(b, t, n);
+  /* n = 0: a file that cleaning emptied adds nothing (and t may be NULL) */
+  fm_err err = fm_bytebuf_append(&b->text, &b->size, &b->cap, t, n, "the corpus text");
   free(t);
   FM_CHECK(err);
   d->len += n;

@@ -3,6 +3,7 @@
  * data.instruction_field and data.input_field, then data.output_field as the
  * response), with its domain and client from data.domain_field and
  * data.client_field. Parsed with jansson, line by line, so errors name the line. */
+#include "bytebuf.h"
 #include "records.h"
 
 #include "fedmoe/tokenizer.h"
@@ -32,17 +33,7 @@ int fm_is_jsonl(const fm_config *c, const char *path) {
 }
 
 static fm_err put(fm_records *rs, const void *p, size_t n) {
-  if (rs->size + n > rs->textcap) {
-    uint64_t cap = rs->textcap ? rs->textcap : 1 << 16;
-    while (cap < rs->size + n) cap *= 2;
-    uint8_t *t = realloc(rs->text, cap);
-    if (!t) FM_ERROR(FM_ERR_MEM, "out of memory (JSON Lines text: %llu bytes)", (unsigned long long)cap);
-    rs->text = t;
-    rs->textcap = cap;
-  }
-  memcpy(rs->text + rs->size, p, n);
-  rs->size += n;
-  return FM_OK;
+  return fm_bytebuf_append(&rs->text, &rs->size, &rs->textcap, p, n, "JSON Lines text");
 }
 
 /* The template with {instruction} and {input} replaced; "\n" in a template given in

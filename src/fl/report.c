@@ -37,6 +37,9 @@ void fm_report_round(const fm_round_row *rr, int R, double wall_s, double eta_s,
   if (full) /* fedbiot: the clients' figures are the emulator's; the paper's is the full model's */
     snprintf(test, sizeof test, "%.4f (ppl %.2f, emulator)  full model %.4f (ppl %.2f)", rr->mean_test,
              exp(rr->mean_test), rr->test_loss_full, exp(rr->test_loss_full));
+  else if (!isnan(rr->test_loss_global)) /* Ditto: the clients' figures are their personal models' */
+    snprintf(test, sizeof test, "%.4f (ppl %.2f, personal)  global model %.4f (ppl %.2f)", rr->mean_test,
+             exp(rr->mean_test), rr->test_loss_global, exp(rr->test_loss_global));
   else
     snprintf(test, sizeof test, "%.4f (ppl %.2f)", rr->mean_test, exp(rr->mean_test));
   char dp[32] = ""; /* with DP, the privacy spent so far (NaN without) */

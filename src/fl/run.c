@@ -23,7 +23,7 @@
 
 /* One row per client and round, gathered on the server. */
 enum { ROW_CLIENT, ROW_TRAIN, ROW_VAL, ROW_TEST, ROW_TOKENS, ROW_FLOPS, ROW_UP, ROW_DOWN, ROW_SIM, ROW_STATUS,
-       ROW_LEN };
+       ROW_TEST_GLOBAL, ROW_LEN };
 
 typedef struct {
   const fm_config *cfg;
@@ -104,7 +104,8 @@ static double client_memory(const run_t *r, int budget) {
   for (int l = 0; l < s->layers; l++)
     per_token += 8 * D + (double)s->heads * c->train.seq_len +
                  ((s->moe_mask >> l & 1) ? 8 * D * s->top_k + 2.0 * s->experts : 8 * D);
-  return 4 * params + 12 * trained + 4 * per_token * c->train.batch * c->train.seq_len;
+  double personal = c->fltk.ditto ? 4 * trained : 0; /* Ditto: the personal model beside the global one */
+  return 4 * params + 12 * trained + personal + 4 * per_token * c->train.batch * c->train.seq_len;
 }
 
 /* Every client's budget from its resource class's list entry; with
@@ -361,6 +362,14 @@ static fm_err place_clients(run_t *r, int round, int m) {
   return reserve_stats(r, k);
 }
 
+/* Bit k set: class k is shared. */
+static unsigned shared_mask(const fm_strategy *st) {
+  unsigned m = 0;
+  for (int k = 0; k < st->nclass; k++)
+    if (st->shared[k]) m |= 1u << k;
+  return m;
+}
+
 /* The sampled clients placed here train and add their contributions: those online
  * train; only those the round keeps (in time, not dropped, not surplus) contribute. */
 static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nrows) {
@@ -383,6 +392,8 @@ static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nr
         FM_CHECK(fm_toolkit_contribute(&r->tk, &r->agg, r->st, &cx, r->seg_global, tw, &res.bytes_up,
                                        &res.bytes_down));
       fm_host_save(&r->host, &r->clients[i], r->opts);
+      /* Ditto: the personal model trains whatever became of the upload: it stays on the device */
+      FM_CHECK(fm_ditto_update(&r->tk, &cx, shared_mask(r->st)));
     }
     double *row = rows + (size_t)(*nrows)++ * ROW_LEN;
     row[ROW_CLIENT] = i;
@@ -397,7 +408,9 @@ static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nr
   return FM_OK;
 }
 
-/* Evaluate the clients of rows on val and test, with their state after this round. */
+/* Evaluate the clients of rows on val and test, with their state after this round.
+ * With Ditto: the global model's test loss, then val and test of the client's
+ * personal model (the global one until the client first trains). */
 static fm_err evaluate(run_t *r, int round, double *rows, int nrows) {
   for (int j = 0; j < nrows; j++) {
     double *row = rows + (size_t)j * ROW_LEN;
@@ -405,6 +418,11 @@ static fm_err evaluate(run_t *r, int round, double *rows, int nrows) {
     fm_client_ctx cx;
     client_ctx(r, &cx, (int)row[ROW_CLIENT], -1, round, &res);
     FM_CHECK(load_client(r, &cx, 0));
+    row[ROW_TEST_GLOBAL] = NAN;
+    if (r->tk.ditto) {
+      FM_CHECK(fm_client_eval(&cx, FM_SPLIT_TEST, &row[ROW_TEST_GLOBAL]));
+      fm_ditto_load(&r->tk, cx.client);
+    }
     FM_CHECK(fm_client_eval(&cx, FM_SPLIT_VAL, &row[ROW_VAL]));
     FM_CHECK(fm_client_eval(&cx, FM_SPLIT_TEST, &row[ROW_TEST]));
   }
@@ -778,12 +796,13 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     fm_round_row rr = {0};
     int ncrow = 0;
     if (r->rank == 0) {
-      double tr = 0, va = 0, te = 0, up = 0, down = 0, mn = INFINITY, mx = -INFINITY;
+      double tr = 0, va = 0, te = 0, tg = 0, up = 0, down = 0, mn = INFINITY, mx = -INFINITY;
       int ntr = 0;
       for (int j = 0; j < nall; j++) {
         double *row = all + (size_t)j * ROW_LEN;
         va += row[ROW_VAL];
         te += row[ROW_TEST];
+        tg += row[ROW_TEST_GLOBAL]; /* NaN without Ditto */
         if (row[ROW_TEST] < mn) mn = row[ROW_TEST];
         if (row[ROW_TEST] > mx) mx = row[ROW_TEST];
         if (row[ROW_TOKENS] > 0) { tr += row[ROW_TRAIN]; ntr++; }
@@ -807,7 +826,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
                           .kept = fate[FM_CLIENT_KEPT], .late = fate[FM_CLIENT_LATE],
                           .dropped = fate[FM_CLIENT_DROPPED], .offline = fate[FM_CLIENT_OFFLINE],
                           .surplus = fate[FM_CLIENT_SURPLUS], .host_clients_max = r->most,
-                          .dp_epsilon = fm_toolkit_epsilon(&r->tk, round)};
+                          .dp_epsilon = fm_toolkit_epsilon(&r->tk, round), .test_loss_global = tg / nall};
       sum->final_test_full = full_loss;
     }
     /* the run file: every rank takes part in each collective write; an error from
@@ -1062,7 +1081,12 @@ static fm_err run_watched(run_t *rp, const fm_config *cfg, const fm_run_opts *op
              "tensors, private state %.1f KiB per client\n",
              r.st->name, cfg->fl.clients, r.P - 1, r.P > 2 ? "s" : "",
              r.deal ? "sampled clients dealt by work each round" : "each client at home: private state", cfg->fl.rounds,
-             r.shared_bytes / sizeof(float), r.nseg, fm_host_private_bytes(&r.host) / 1024.0);
+             r.shared_bytes / sizeof(float), r.nseg,
+             (fm_host_private_bytes(&r.host) + fm_toolkit_client_bytes(&r.tk)) / 1024.0);
+    if (r.rank == 0 && !opts->quiet && r.tk.ditto)
+      fm_say("fedmoe: ditto: each client that has trained holds its personal model of the shared tensors, "
+             "%.1f KiB (no optimizer state: AdamW starts afresh each round); val/test figures are the personal "
+             "models', test_loss_global the global model's\n", (double)r.shared_bytes / 1024.0);
     err = rounds(&r, opts, done + 1, sum);
     if (!err && cfg->fltk.finetune_steps > 0 && sum->rounds_done == cfg->fl.rounds)
       err = fm_toolkit_finetune(cfg, r.st, &r.data, &r.host, r.clients, r.budget, r.tokens, r.targets, r.rf, comm,

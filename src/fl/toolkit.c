@@ -37,7 +37,10 @@ fm_err fm_toolkit_create(fm_toolkit *tk, const fm_config *c, fm_tensor *const *s
   FM_CALLOC(tk->scratch, longest, "clipped update");
   tk->scaffold = c->fltk.scaffold;
   tk->compress = c->fltk.compress;
-  tk->client_state = tk->scaffold || tk->compress != FM_COMPRESS_NONE;
+  tk->ditto = c->fltk.ditto;
+  tk->ditto_steps = c->fltk.ditto_steps > 0 ? c->fltk.ditto_steps : c->fl.local_steps;
+  tk->client_state = tk->scaffold || tk->compress != FM_COMPRESS_NONE || tk->ditto;
+  if (tk->ditto) FM_CALLOC(tk->pv, (size_t)N, "Ditto personal models");
   if (tk->compress) {
     FM_CALLOC(tk->ef, (size_t)N, "error feedback");
     FM_CALLOC(tk->cu, agg->n + 1, "update");
@@ -92,6 +95,11 @@ void fm_toolkit_free(fm_toolkit *tk) {
   if (tk->ef)
     for (int i = 0; i < tk->cfg->fl.clients; i++) free(tk->ef[i]);
   free(tk->ef);
+  if (tk->pv)
+    for (int i = 0; i < tk->cfg->fl.clients; i++) free(tk->pv[i]);
+  free(tk->pv);
+  free(tk->ditto_counts);
+  free(tk->ditto_mass);
   free(tk->cu);
   free(tk->cw);
   free(tk->c);
@@ -183,7 +191,13 @@ fm_err fm_toolkit_client_begin(fm_toolkit *tk, fm_client_ctx *cx) {
   return FM_OK;
 }
 
-double fm_toolkit_extra_steps(const fm_toolkit *tk) { return tk->scaffold ? 1 : 0; }
+double fm_toolkit_extra_steps(const fm_toolkit *tk) {
+  return (tk->scaffold ? 1 : 0) + (tk->ditto ? tk->ditto_steps : 0);
+}
+
+double fm_toolkit_client_bytes(const fm_toolkit *tk) {
+  return 4.0 * (double)tk->seg_off[tk->nseg] * ((tk->scaffold ? 1 : 0) + (tk->compress ? 1 : 0) + (tk->ditto ? 1 : 0));
+}
 
 fm_err fm_toolkit_reduce(fm_toolkit *tk) {
   if (tk->scaffold) FM_CHECK(fm_agg_reduce(&tk->cagg, 0, tk->comm));
@@ -433,6 +447,7 @@ static fm_err scaffold_restore(fm_toolkit *tk, fm_runfile *rf) {
 fm_err fm_toolkit_checkpoint(fm_toolkit *tk, fm_runfile *rf) {
   if (tk->scaffold) FM_CHECK(scaffold_checkpoint(tk, rf));
   if (tk->compress) FM_CHECK(client_vectors_write(tk, rf, tk->ef, "compress/error"));
+  if (tk->ditto) FM_CHECK(client_vectors_write(tk, rf, tk->pv, "ditto/personal"));
   if (tk->cfg->fltk.server_opt == FM_SERVER_AVG) return FM_OK;
   static const double none = 0;
   char path[160];
@@ -448,6 +463,7 @@ fm_err fm_toolkit_checkpoint(fm_toolkit *tk, fm_runfile *rf) {
 double fm_toolkit_ckpt_bytes(const fm_toolkit *tk, double clients) {
   double n = (double)tk->seg_off[tk->nseg], b = 0;
   if (tk->compress) b += 4 * n * clients;
+  if (tk->ditto) b += 4 * n * clients;
   int kind = tk->cfg->fltk.server_opt;
   if (kind != FM_SERVER_AVG) b += 8 * n * (kind == FM_SERVER_AVGM ? 1 : 2);
   if (tk->scaffold) b += 8 * n + 4 * n * clients;
@@ -457,6 +473,7 @@ double fm_toolkit_ckpt_bytes(const fm_toolkit *tk, double clients) {
 fm_err fm_toolkit_restore(fm_toolkit *tk, fm_runfile *rf) {
   if (tk->scaffold) FM_CHECK(scaffold_restore(tk, rf));
   if (tk->compress) FM_CHECK(client_vectors_read(tk, rf, tk->ef, "compress/error", "fl.compress"));
+  if (tk->ditto) FM_CHECK(client_vectors_read(tk, rf, tk->pv, "ditto/personal", "fl.ditto"));
   if (tk->cfg->fltk.server_opt == FM_SERVER_AVG) return FM_OK;
   double none = 0;
   char path[160];

@@ -7,6 +7,37 @@
 
 #include <math.h>
 
+/* Ditto's personal model is a second copy of the shared tensors that the client
+ * trains on its own; with fedavg every trained tensor is shared, so that copy is the
+ * client's whole model. The other strategies split the model so that it is not. */
+static fm_err ditto_validate(const fm_config *c) {
+  switch (c->fl.strategy) {
+  case FM_STRAT_FEDAVG: break;
+  case FM_STRAT_LOCAL:
+    FM_CONFIG_ERROR(c, "fl.ditto", "strategy local shares nothing: each client's model is already its own, and "
+                    "there is no global model to pull a personal one towards (use fl.strategy = fedavg)");
+  case FM_STRAT_COMIGS:
+    FM_CONFIG_ERROR(c, "fl.ditto", "strategy comigs personalises already: its specialists and router are private "
+                    "to each client, and a personal copy of the shared generalists would be trained apart from "
+                    "them (use fl.strategy = fedavg)");
+  case FM_STRAT_HFEDMOE:
+    FM_CONFIG_ERROR(c, "fl.ditto", "strategy hfedmoe trains a budget of experts per client, chosen each round to "
+                    "fit its memory; a personal model trains every shared tensor, beyond that budget (use "
+                    "fl.strategy = fedavg)");
+  case FM_STRAT_FEDBIOT:
+    FM_CONFIG_ERROR(c, "fl.ditto", "strategy fedbiot's clients train an emulator (compressed blocks) while the "
+                    "model is the server's full one; a personal model on the emulator is no model a client "
+                    "would use (use fl.strategy = fedavg)");
+  default:
+    FM_CONFIG_ERROR(c, "fl.ditto", "Ditto works with fl.strategy = fedavg only");
+  }
+  if (c->fltk.finetune_steps > 0)
+    FM_CONFIG_ERROR(c, "fl.ditto", "fl.finetune_steps = %d is the other personalisation baseline (fine-tuning the "
+                    "final global model); its figures would be mixed with Ditto's personal ones: run them "
+                    "separately", c->fltk.finetune_steps);
+  return FM_OK;
+}
+
 fm_err fm_toolkit_validate(const fm_config *c) {
   const int local = c->fl.strategy == FM_STRAT_LOCAL, poisson = c->fltk.sampling == FM_SAMPLING_POISSON;
   if (!(c->privacy.delta > 0 && c->privacy.delta < 1))
@@ -42,6 +73,7 @@ fm_err fm_toolkit_validate(const fm_config *c) {
   if (c->fltk.finetune_steps > 0 && local)
     FM_CONFIG_ERROR(c, "fl.finetune_steps", "strategy local has no shared model to fine-tune: its clients train "
                     "their own all along");
+  if (c->fltk.ditto) FM_CHECK(ditto_validate(c));
   if (poisson && c->fl.sample_count > 0)
     FM_CONFIG_ERROR(c, "fl.sampling", "poisson samples each client with probability fl.sample_fraction; "
                     "fl.sample_count = %d asks for a fixed count", c->fl.sample_count);

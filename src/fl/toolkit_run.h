@@ -26,7 +26,13 @@ typedef struct {
   int compress;          /* FM_COMPRESS_* */
   float **ef;            /* compression: [N] each client's error feedback (at home here) */
   float *cu, *cw;        /* compression: [n] the update, its compressed form */
-  int client_state;      /* SCAFFOLD or compression: clients keep state, so they train at home */
+  int ditto;             /* Ditto: each client trains a personal model too (ditto.c) */
+  int ditto_steps;       /* Ditto: its steps a round */
+  float **pv;            /* Ditto: [N] each client's personal values of the shared tensors (at home here),
+                          * NULL until it first trains */
+  uint64_t *ditto_counts; /* Ditto: scratch routing figures of the personal steps */
+  double *ditto_mass;
+  int client_state;      /* SCAFFOLD, compression or Ditto: clients keep state, so they train at home */
   int server;            /* the server does more than average (an optimizer or DP noise) */
   fm_server_opt opt;     /* rank 0 */
   fm_accountant acc;
@@ -56,6 +62,16 @@ void fm_toolkit_plan(const fm_toolkit *tk, const fm_agg *agg, double shared_byte
 fm_err fm_toolkit_client_begin(fm_toolkit *tk, fm_client_ctx *cx);
 /* Training steps of a round beyond the strategy's (SCAFFOLD's gradient), for the clock. */
 double fm_toolkit_extra_steps(const fm_toolkit *tk);
+/* Ditto, after a client's global update and contribution: its personal steps from
+ * its personal model (the model's shared tensors end up holding it); nothing without
+ * fl.ditto. shared_mask: the strategy's shared classes. */
+fm_err fm_ditto_update(fm_toolkit *tk, const fm_client_ctx *cx, unsigned shared_mask);
+/* Ditto, for evaluation: the client's personal model into the model's shared tensors;
+ * 0 (nothing done) without Ditto or before the client first trained. */
+int fm_ditto_load(const fm_toolkit *tk, int client);
+/* Bytes of toolkit state a client that has trained holds (SCAFFOLD's c_i, error
+ * feedback, Ditto's personal model). */
+double fm_toolkit_client_bytes(const fm_toolkit *tk);
 /* Collective, after the aggregate's reduction: the toolkit's own sums (SCAFFOLD's). */
 fm_err fm_toolkit_reduce(fm_toolkit *tk);
 /* Collective, after the global values' broadcast: the toolkit's global state. */

@@ -31,7 +31,7 @@ static const field_t fields[] = {
   I(clients), D(mean_train), D(mean_val), D(mean_test), D(min_test), D(max_test), D(wall_s), D(t_local),
   D(t_aggregate), D(t_server), D(t_broadcast), D(t_evaluate), D(t_io), U(bytes_up), U(bytes_down),
   U(bytes_reduced), D(peak_rss_mb), D(test_loss_full), D(test_loss_emulator), D(sim_time_s), I(kept), I(late),
-  I(dropped), I(offline), I(surplus), D(t_local_mean), I(host_clients_max), D(dp_epsilon)};
+  I(dropped), I(offline), I(surplus), D(t_local_mean), I(host_clients_max), D(dp_epsilon), D(test_loss_global)};
 #define NFIELDS (int)(sizeof fields / sizeof fields[0])
 
 static int put_text(int ncid, int var, const char *name, const char *value) {

@@ -53,6 +53,7 @@ static hid_t round_type(void) {
   M(kept, H5T_NATIVE_INT32); M(late, H5T_NATIVE_INT32); M(dropped, H5T_NATIVE_INT32);
   M(offline, H5T_NATIVE_INT32); M(surplus, H5T_NATIVE_INT32); M(t_local_mean, H5T_NATIVE_DOUBLE);
   M(host_clients_max, H5T_NATIVE_INT32); M(dp_epsilon, H5T_NATIVE_DOUBLE);
+  M(test_loss_global, H5T_NATIVE_DOUBLE);
 #undef M
   return t;
 }

@@ -11,7 +11,11 @@ static const char *row_doc(const char *name) {
   return !strcmp(name, "params") ? "the private class's parameters, one row per client listed in 'client'"
        : !strcmp(name, "adam_m") ? "AdamW first moment of those parameters, rows as 'client'"
        : !strcmp(name, "adam_v") ? "AdamW second moment of those parameters, rows as 'client'"
-       : !strcmp(name, "adam_step") ? "AdamW steps taken, per row" : "client id of each row, ascending";
+       : !strcmp(name, "adam_step") ? "AdamW steps taken, per row"
+       : !strcmp(name, "values") ? "the client's state (SCAFFOLD's control variate, compression's error feedback, "
+                                   "Ditto's personal model) over the shared tensors in checkpoint order, one row per "
+                                   "client listed in 'client'"
+       : "client id of each row, ascending";
 }
 
 static fm_err rows_io(fm_runfile *rf, hid_t g, const char *name, hid_t type, size_t n, int K, const int32_t *rows,

@@ -19,8 +19,10 @@ static const field_doc client_fields[] = {
   {"round", "round, 1-based", "1"},
   {"client", "client id, 0-based", "1"},
   {"train_loss", "mean training cross-entropy of the client's local steps (NaN: it did not train)", "nats"},
-  {"val_loss", "cross-entropy on the client's validation split after the round", "nats"},
-  {"test_loss", "cross-entropy on the client's test split after the round (fedbiot: on the emulator)", "nats"},
+  {"val_loss", "cross-entropy on the client's validation split after the round (fl.ditto: of its personal model)",
+   "nats"},
+  {"test_loss", "cross-entropy on the client's test split after the round (fedbiot: on the emulator; fl.ditto: of "
+                "its personal model)", "nats"},
   {"tokens", "training tokens the client processed", "1"},
   {"flops", "floating-point operations of the client's training", "FLOP"},
   {"sim_time_s", "the client's simulated round time (download, compute, upload)", "s"},
@@ -34,8 +36,9 @@ static const field_doc round_fields[] = {
   {"round", "round, 1-based", "1"},
   {"clients", "clients sampled", "1"},
   {"mean_train", "mean training loss over the clients that trained", "nats"},
-  {"mean_val", "mean validation loss over the clients reported", "nats"},
-  {"mean_test", "mean test loss over the clients reported (fedbiot: on the emulator)", "nats"},
+  {"mean_val", "mean validation loss over the clients reported (fl.ditto: of their personal models)", "nats"},
+  {"mean_test", "mean test loss over the clients reported (fedbiot: on the emulator; fl.ditto: of their personal "
+                "models)", "nats"},
   {"min_test", "lowest client test loss", "nats"},
   {"max_test", "highest client test loss", "nats"},
   {"wall_s", "wall-clock time of the round", "s"},
@@ -64,6 +67,8 @@ static const field_doc round_fields[] = {
                    "load imbalance)", "s"},
   {"host_clients_max", "the most sampled clients one host ran", "1"},
   {"dp_epsilon", "DP-FedAvg: epsilon spent so far at privacy.delta (NaN without differential privacy)", "1"},
+  {"test_loss_global", "fl.ditto: mean test loss of the global model over the clients reported (mean_test is "
+                       "their personal models'); NaN without Ditto", "nats"},
 };
 
 static const field_doc index_fields[] = {

@@ -162,18 +162,24 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
       H5Tinsert(t, "mean_test", HOFFSET(fm_round_row, mean_test), H5T_NATIVE_DOUBLE);
       H5Tinsert(t, "wall_s", HOFFSET(fm_round_row, wall_s), H5T_NATIVE_DOUBLE);
       H5Tinsert(t, "test_loss_full", HOFFSET(fm_round_row, test_loss_full), H5T_NATIVE_DOUBLE);
+      H5Tinsert(t, "test_loss_global", HOFFSET(fm_round_row, test_loss_global), H5T_NATIVE_DOUBLE);
       hsize_t last = n - 1, one = 1;
       H5Sselect_hyperslab(sp, H5S_SELECT_SET, &last, NULL, &one, NULL);
       hid_t ms = H5Screate_simple(1, &one, NULL);
       fm_round_row row = {0};
       row.test_loss_full = NAN; /* files of fedmoe 0.1.0 may lack the field */
+      row.test_loss_global = NAN; /* and files from before Ditto this one */
       if (H5Dread(d, t, ms, sp, H5P_DEFAULT, &row) >= 0) {
         fprintf(out, "final      round %d: mean train %.4f  val %.4f  test %.4f nats (perplexity %.3f)%s\n",
                 row.round, row.mean_train, row.mean_val, row.mean_test, exp(row.mean_test),
-                isnan(row.test_loss_full) ? "" : " on the clients' emulator");
+                !isnan(row.test_loss_full) ? " on the clients' emulator"
+                : !isnan(row.test_loss_global) ? " of the clients' personal models (Ditto)" : "");
         if (!isnan(row.test_loss_full))
           fprintf(out, "full model round %d: test %.4f nats (perplexity %.3f), the frozen bottom blocks with the "
                   "aggregated adapter\n", row.round, row.test_loss_full, exp(row.test_loss_full));
+        if (!isnan(row.test_loss_global))
+          fprintf(out, "global model round %d: test %.4f nats (perplexity %.3f)\n", row.round, row.test_loss_global,
+                  exp(row.test_loss_global));
       }
       H5Sclose(ms);
       H5Tclose(t);

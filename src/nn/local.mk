@@ -1,13 +1,14 @@
 # nn: kernels (forward/backward pairs), the MoE layer, the model, AdamW.
 noinst_HEADERS += include/fedmoe/model.h include/fedmoe/nn_threads.h %reldir%/nn.h \
-	%reldir%/model_impl.h %reldir%/vmath.h %reldir%/backend.h
+	%reldir%/model_impl.h %reldir%/vmath.h %reldir%/backend.h include/fedmoe/decode.h %reldir%/decode_impl.h
 libfedmoe_a_SOURCES += %reldir%/gemm.c %reldir%/linear.c %reldir%/layernorm.c %reldir%/gelu.c \
 	%reldir%/ffn.c %reldir%/attention.c %reldir%/embed.c %reldir%/crossentropy.c \
 	%reldir%/router.c %reldir%/loadbalance.c %reldir%/moe.c %reldir%/model_shape.c \
 	%reldir%/model.c %reldir%/model_pass.c %reldir%/adamw.c %reldir%/clip.c %reldir%/schedule.c \
 	%reldir%/profile.c %reldir%/rmsnorm.c %reldir%/rope.c %reldir%/swiglu.c \
 	%reldir%/shared_expert.c %reldir%/model_llama.c %reldir%/moe_swiglu_lora.c %reldir%/lora.c \
-	%reldir%/backend_cpu.c %reldir%/backend_mirror.c %reldir%/model_device.c
+	%reldir%/backend_cpu.c %reldir%/backend_mirror.c %reldir%/model_device.c \
+	%reldir%/model_decode.c %reldir%/attention_cached.c %reldir%/sample.c %reldir%/generate.c
 
 # The kernels' element-wise loops are written to vectorise: -O2 vectorises only loops
 # whose trip count is a known multiple of the vector width, and these run over D, 4D,
@@ -20,6 +21,6 @@ NN_VECTOR_OBJS = %reldir%/linear.$(OBJEXT) %reldir%/layernorm.$(OBJEXT) %reldir%
 	%reldir%/router.$(OBJEXT) %reldir%/loadbalance.$(OBJEXT) %reldir%/moe.$(OBJEXT) \
 	%reldir%/adamw.$(OBJEXT) %reldir%/clip.$(OBJEXT) %reldir%/rmsnorm.$(OBJEXT) \
 	%reldir%/rope.$(OBJEXT) %reldir%/swiglu.$(OBJEXT) %reldir%/shared_expert.$(OBJEXT) \
-	%reldir%/moe_swiglu_lora.$(OBJEXT)
+	%reldir%/moe_swiglu_lora.$(OBJEXT) %reldir%/attention_cached.$(OBJEXT)
 $(NN_VECTOR_OBJS): AM_CFLAGS += -ftree-loop-vectorize -fvect-cost-model=dynamic \
 	-fno-trapping-math -fno-math-errno

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Rank failures (debug.fail = RANK:PHASE:ROUND[:exit|abort]) at every phase of a run,
 # on a host rank and on the server rank:
-#  - every rank ends, non-zero, within 10 s (no process of the run is left), and the
+#  - every rank ends, non-zero, in bounded time (no process of the run is left), and the
 #    output holds exactly one message naming the failing rank and phase;
 #  - the run file holds its last complete checkpoint: `fedmoe info` lists it complete
 #    and `latest` names it (a failure inside checkpoint_write leaves that round's group

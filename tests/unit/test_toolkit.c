@@ -1,6 +1,7 @@
 /* test_toolkit.c - the federated-learning toolkit's parts: the Renyi-DP accountant
  * against published and derived values, the server optimizers' update rules, the
- * FedProx term's gradient (finite differences), secure aggregation's masks. */
+ * FedProx term's gradient (finite differences), Ditto's proximal step, secure
+ * aggregation's masks. */
 #include "cunit_main.h"
 
 #include "fedmoe/fl.h"
@@ -181,6 +182,80 @@ static void test_prox_gradient(void) {
   fm_model_free(m);
 }
 
+/* Ditto's proximal step after an AdamW step: each value minimises lambda/2 (u - g)^2
+ * + (u - w)^2 / (2 e), e AdamW's step size of it (the derivative, by central
+ * differences, vanishes there); lambda 0 changes nothing, a huge lambda gives g; and
+ * iterated with a constant gradient G its fixed point solves G + lambda (v - g) = 0,
+ * the stationarity of F + lambda/2 ||v - g||^2. A frozen tensor is left alone. */
+static void test_ditto_prox_step(void) {
+  fm_model_shape s = {.vocab = 16, .context = 4, .d = 8, .heads = 2, .layers = 1, .moe_mask = 1, .experts = 2,
+                      .top_k = 1, .expert_type = FM_EXPERT_FULL, .lora_rank = 2, .lora_alpha = 4,
+                      .init_std = 0.2f, .load_balance = 0};
+  fm_model *m;
+  CU_ASSERT_EQUAL_FATAL(fm_model_create(&m, &s, 1, 4, 1, NULL, NULL), FM_OK);
+  CU_ASSERT_EQUAL_FATAL(fm_model_init(m, 3), FM_OK);
+  size_t n = fm_model_class_numel(m, 0);
+  float *w = fm_model_class_params(m, 0), *grad = fm_model_class_grads(m, 0);
+  float *g = malloc(n * sizeof *g), *w0 = malloc(n * sizeof *w0), *after = malloc(n * sizeof *after);
+  double *G = malloc(n * sizeof *G);
+  fm_rng r;
+  fm_rng_init(&r, 11, 0, 0, FM_RNG_TEST);
+  for (size_t i = 0; i < n; i++) {
+    g[i] = w[i] + (float)(0.05 * fm_rng_normal(&r));
+    G[i] = fm_rng_normal(&r);
+  }
+  memcpy(w0, w, n * sizeof *w);
+  fm_adamw o;
+  CU_ASSERT_EQUAL_FATAL(fm_adamw_create(&o, n), FM_OK);
+  const double lr = 0.01, b2 = 0.999, eps = 1e-8;
+  fm_adamw_hparams h = {(float)lr, 0.9f, (float)b2, (float)eps, 0, 1};
+  for (size_t i = 0; i < n; i++) grad[i] = (float)G[i];
+  fm_adamw_step(&o, m, 0, &h);
+  memcpy(after, w, n * sizeof *w); /* the AdamW step alone */
+  const double lambda = 3;
+  fm_prox_step(m, 0, &o, g, lambda, lr, b2, eps);
+  double c2 = 1 / (1 - pow(b2, (double)o.step));
+  int moved = 0;
+  for (int k = 0; k < 20; k++) {
+    size_t i = (size_t)fm_rng_below(&r, n);
+    double e = lr / (sqrt(o.v[i] * c2) + eps), u = w[i], hh = 1e-4;
+#define Q(x) (0.5 * lambda * ((x) - g[i]) * ((x) - g[i]) + ((x) - after[i]) * ((x) - after[i]) / (2 * e))
+    double d = (Q(u + hh) - Q(u - hh)) / (2 * hh), scale = (lambda + 1 / e) * fabs(after[i] - g[i]) + 1e-12;
+#undef Q
+    CU_ASSERT(fabs(d) <= 1e-4 * scale);
+    moved |= u != after[i];
+  }
+  CU_ASSERT(moved);
+  memcpy(w, after, n * sizeof *w);
+  fm_prox_step(m, 0, &o, g, 0, lr, b2, eps);
+  CU_ASSERT_EQUAL(memcmp(w, after, n * sizeof *w), 0);
+  fm_prox_step(m, 0, &o, g, 1e12, lr, b2, eps);
+  int near = 1;
+  for (size_t i = 0; i < n; i++) near &= fabsf(w[i] - g[i]) <= 1e-6f * (1 + fabsf(g[i]));
+  CU_ASSERT(near);
+  /* the fixed point with a constant gradient */
+  memcpy(w, w0, n * sizeof *w);
+  fm_adamw_reset(&o);
+  for (int step = 0; step < 3000; step++) {
+    for (size_t i = 0; i < n; i++) grad[i] = (float)G[i];
+    fm_adamw_step(&o, m, 0, &h);
+    fm_prox_step(m, 0, &o, g, lambda, lr, b2, eps);
+  }
+  double worst = 0;
+  for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(G[i] + lambda * ((double)w[i] - g[i])));
+  CU_ASSERT(worst < 1e-3);
+  /* a frozen tensor keeps its values */
+  fm_tensor *t = fm_model_tensor(m, 0);
+  memcpy(after, w, n * sizeof *w);
+  t->frozen = 1;
+  fm_prox_step(m, 0, &o, g, 1e12, lr, b2, eps);
+  CU_ASSERT_EQUAL(memcmp(w + t->offset, after + t->offset, t->numel * sizeof *w), 0);
+  t->frozen = 0;
+  fm_adamw_free(&o);
+  free(g); free(w0); free(after); free(G);
+  fm_model_free(m);
+}
+
 /* Secure aggregation: a masked vector looks nothing like the plain one, yet the
  * survivors' masked vectors, unmasked, sum to exactly their plain sum, also with
  * members that dropped out after the key agreement. */
@@ -248,6 +323,7 @@ int fm_test_register(void) {
                                 {"noise calibration", test_calibrate}, {NULL, NULL}};
   static const fm_test rest[] = {{"server optimizers' update rules", test_server_opt},
                                  {"FedProx gradient (finite differences)", test_prox_gradient},
+                                 {"Ditto's proximal step", test_ditto_prox_step},
                                  {"secure aggregation masks cancel", test_secagg_cancels},
                                  {"top-k and int8 compression", test_compress}, {NULL, NULL}};
   return fm_test_suite("accountant", acc) || fm_test_suite("toolkit", rest);
