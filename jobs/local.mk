@@ -3,7 +3,8 @@
 # here when none answers; root and apt-get needed then). Not part of `make check`.
 jobsslurmdir = $(pkgdatadir)/jobs/slurm
 dist_jobsslurm_SCRIPTS = %reldir%/slurm/run.sbatch %reldir%/slurm/sweep.sbatch \
-	%reldir%/slurm/analyze.sbatch %reldir%/slurm/submit-sweep.sh %reldir%/slurm/long.sbatch
+	%reldir%/slurm/analyze.sbatch %reldir%/slurm/submit-sweep.sh %reldir%/slurm/long.sbatch \
+	%reldir%/slurm/gpu.sbatch
 jobspbsdir = $(pkgdatadir)/jobs/pbs
 dist_jobspbs_SCRIPTS = %reldir%/pbs/run.pbs %reldir%/pbs/sweep.pbs
 dist_noinst_SCRIPTS += %reldir%/check-slurm.sh

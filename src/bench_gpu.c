@@ -10,8 +10,8 @@
  * through the three precisions, each line printed as it is done). A step is a client's (zero the
  * gradients, forward, backward, clip the norm to 1, AdamW), waited for on the GPU; the
  * line gives tokens/s of the median and the best of the timed steps and the model's
- * TFLOP/s (fm_model_flops_per_token). Models the backend does not run yet (smollm's
- * grouped-query attention, until the fused attention kernel) print the refusal. bench/torch_cuda.py and bench/torch_bench.py time PyTorch on the
+ * TFLOP/s (fm_model_flops_per_token). A model the backend does not run prints the
+ * refusal instead. bench/torch_cuda.py and bench/torch_bench.py time PyTorch on the
  * same shapes. */
 #include "config.h"
 

@@ -27,6 +27,15 @@ static const command_t commands[] = {
    "  --overwrite               replace an existing run.output or NetCDF file (only\n"
    "                            fedmoe's own files; refused otherwise)\n"
    "  -q, --quiet               do not print the resolved configuration\n"},
+  {"pretrain", "CONFIG [options]", "train a base model on a public corpus, written as a Hugging Face folder",
+   "Data parallel over every rank (rank 0 included), bit-identical for any rank count. The [pretrain]\n"
+   "keys set the steps, evaluations, checkpoints and the folder (pretrain.output, usable as model.init:\n"
+   "config.json, model.safetensors and the tokenizer); run.output is its run file (metrics, checkpoints).\n",
+   SET_OPT
+   "  --resume                  continue run.output from its latest checkpoint\n"
+   "  --overwrite               replace an existing run.output and pretrain.output (only fedmoe's own\n"
+   "                            run files and model folders; refused otherwise)\n"
+   "  -q, --quiet               do not print the resolved configuration\n"},
   {"data", "CONFIG [options]", "print the client partition: tokens per split, domain mix",
    "The corpus (domains, bytes, the server's public split) and each client's share.\n",
    SET_OPT
@@ -93,7 +102,8 @@ static const char *const known_options[] = {"--set", "--resume", "--metrics-netc
                                             "--tokenizer", "--device", "--prompt", "--tokens", "--temperature",
                                             "--top-p", "--seed"};
 /* Options followed by a value (skipped when looking for --help). */
-static int takes_value(const char *a) {
+static int takes_value(const char *a, const char *cmd) {
+  if (!strcmp(a, "--resume") && !strcmp(cmd, "pretrain")) return 0; /* a flag there: run.output is resumed */
   return !strcmp(a, "--set") || !strcmp(a, "--resume") || !strcmp(a, "--metrics-netcdf") ||
          !strcmp(a, "--checkpoint") || !strcmp(a, "--text") || !strcmp(a, "--client") || !strcmp(a, "--format") ||
          !strcmp(a, "--model") || !strcmp(a, "--context") || !strcmp(a, "--tokenizer") || !strcmp(a, "--device") ||
@@ -133,7 +143,7 @@ int fm_cli_command_usage(const char *name, FILE *out) {
           c->more);
   fprintf(out, "\noptions:\n%s", c->options);
   fprintf(out, "  -h, --help                this help\n");
-  if (!strcmp(name, "run") || !strcmp(name, "data"))
+  if (!strcmp(name, "run") || !strcmp(name, "data") || !strcmp(name, "pretrain"))
     fprintf(out, "\n'fedmoe keys' lists the configuration keys.\n");
   return 1;
 }
@@ -143,7 +153,7 @@ const char *fm_cli_help_request(int argc, char **argv) {
   if (argc < 2 || !find_command(argv[1])) return NULL;
   for (int i = 2; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return argv[1];
-    if (takes_value(argv[i])) i++; /* a value, even one spelled like an option */
+    if (takes_value(argv[i], argv[1])) i++; /* a value, even one spelled like an option */
   }
   return NULL;
 }
@@ -164,7 +174,7 @@ static const char *option_suggestion(const char *word, char *out, size_t len) {
   return fm_suggest_text(&s, out, len);
 }
 
-static int takes_config(const char *cmd) { return !strcmp(cmd, "run") || !strcmp(cmd, "data"); }
+static int takes_config(const char *cmd) { return !strcmp(cmd, "run") || !strcmp(cmd, "data") || !strcmp(cmd, "pretrain"); }
 
 fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
   char hint[160];
@@ -190,6 +200,9 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
       continue;
     } else if (!strncmp(a, "--format=", 9)) {
       cli->format = a + 9;
+      continue;
+    } else if (!strcmp(a, "--resume") && !strcmp(cli->command, "pretrain")) {
+      cli->resume_flag = 1;
       continue;
     } else if (!strcmp(a, "--resume")) slot = &cli->resume;
     else if (!strcmp(a, "--metrics-netcdf")) slot = &cli->netcdf;

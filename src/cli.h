@@ -30,6 +30,7 @@ typedef struct {
   int profile;           /* --profile (bench) */
   int ids, decode;       /* --ids, --decode (tokenize) */
   int quiet;             /* -q: do not print the resolved configuration */
+  int resume_flag;       /* --resume of pretrain: continue run.output */
   int overwrite;         /* --overwrite: replace an existing run file / NetCDF file (run) */
   int nsets;
   const char *sets[FM_CLI_MAX_SETS]; /* --set section.key=value, in order */
@@ -65,6 +66,7 @@ fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm); /* cmd_bench.c */
 fm_err fm_cmd_info(const fm_cli *cli, MPI_Comm comm);  /* cmd_info.c */
 fm_err fm_cmd_keys(const fm_cli *cli, MPI_Comm comm);  /* cmd_keys.c */
 fm_err fm_cmd_export(const fm_cli *cli, MPI_Comm comm); /* cmd_export.c */
+fm_err fm_cmd_pretrain(const fm_cli *cli, MPI_Comm comm); /* cmd_pretrain.c */
 
 /* The model eval and export work on (cmd_model.c; rank 0 only): a run file's latest
  * checkpoint - the global model, or a client's for strategies with private state -

@@ -45,6 +45,7 @@ int main(int argc, char **argv) {
   fm_err err = fm_error_agree(fm_cli_parse(&cli, argc, argv), &comm);
   if (!err) {
     if (!strcmp(cli.command, "run")) err = fm_cmd_run(&cli, comm);
+    else if (!strcmp(cli.command, "pretrain")) err = fm_cmd_pretrain(&cli, comm);
     else if (!strcmp(cli.command, "data")) err = fm_cmd_data(&cli, comm);
     else if (!strcmp(cli.command, "eval")) err = fm_cmd_eval(&cli, comm);
     else if (!strcmp(cli.command, "generate")) err = fm_cmd_generate(&cli, comm);

@@ -1,7 +1,8 @@
 # Runtime tests: reproducibility over rank counts, bad input.
-FL_MPI_TESTS = %reldir%/mpi/fl_repro.sh %reldir%/mpi/device_mirror.sh %reldir%/mpi/fl_bad_input.sh %reldir%/mpi/resume.sh %reldir%/mpi/dataloss.sh %reldir%/mpi/output.sh
+FL_MPI_TESTS = %reldir%/mpi/fl_repro.sh %reldir%/mpi/device_mirror.sh %reldir%/mpi/fl_bad_input.sh %reldir%/mpi/resume.sh %reldir%/mpi/dataloss.sh %reldir%/mpi/output.sh \
+	%reldir%/mpi/pretrain.sh %reldir%/mpi/pretrain_base.sh
 TESTS += $(FL_MPI_TESTS)
-dist_noinst_SCRIPTS += $(FL_MPI_TESTS) %reldir%/mpi/tiny.sh
+dist_noinst_SCRIPTS += $(FL_MPI_TESTS) %reldir%/mpi/tiny.sh %reldir%/make_tiny_base.sh
 
 check_PROGRAMS += tests/unit/test_fl
 tests_unit_test_fl_SOURCES = %reldir%/unit/test_fl.c $(TEST_UNIT_MAIN)

@@ -112,6 +112,10 @@ typedef struct fm_config {
     double lambda, beta, tau, explore;
     int score_batches, select, mask_forward;
   } hfedmoe;
+  struct { /* `fedmoe pretrain`: central training of a base model */
+    int steps, micro_batch, eval_every, checkpoint_every;
+    char output[FM_PATH_MAX]; /* the Hugging Face folder written at the end */
+  } pretrain;
   struct {
     char fail[64];
     int device_mirror; /* the stand-in device of src/nn/backend_mirror.c */

@@ -148,6 +148,8 @@ void fm_agg_zero(fm_agg *a);
 fm_err fm_agg_add(fm_agg *a, int seg, const float *values, double w);
 /* Sum over comm onto root (in place on root). */
 fm_err fm_agg_reduce(fm_agg *a, int root, MPI_Comm comm);
+/* Sum over comm onto every rank (in place): data-parallel gradients (pretraining). */
+fm_err fm_agg_allreduce(fm_agg *a, MPI_Comm comm);
 /* out[seg] = sum(w x) / sum(w) where sum(w) > 0, into the segment's own array
  * seg_out[seg]; segments nobody contributed to keep their values. Returns how many
  * segments were updated. */

@@ -20,7 +20,8 @@ enum {
   FM_RNG_SYSTEM,       /* device model, availability, dropouts */
   FM_RNG_TEST,         /* tests */
   FM_RNG_EVAL,         /* evaluation batches: the same windows every round */
-  FM_RNG_GENERATE      /* text generation: one draw per generated token (round = its step) */
+  FM_RNG_GENERATE,     /* text generation: one draw per generated token (round = its step) */
+  FM_RNG_PRETRAIN      /* pretraining micro-batches: (seed, micro-batch, step) */
 };
 #define FM_RNG_SERVER 0xFFFFFFFFu /* the client id used for streams of the server */
 

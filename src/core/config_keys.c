@@ -22,7 +22,7 @@ const fm_key fm_config_keys[] = {
    "rounds between checkpoints (0: only at the end)", FM_RESUME_FREE},
   {"run.keep_last", FM_KEY_INT, F(run.keep_last), "2", 1, 1e6, NULL, "checkpoints kept", FM_RESUME_FREE},
   {"run.stop_after", FM_KEY_INT, F(run.stop_after), "0", 0, 1e9, NULL,
-   "stop after this many rounds of this invocation, with a checkpoint (0: run to the end)", FM_RESUME_FREE},
+   "stop after this many rounds (pretrain: steps) of this invocation, with a checkpoint (0: run to the end)", FM_RESUME_FREE},
   {"run.log_level", FM_KEY_ENUM, F(run.log_level), "info", 0, 0, "error|warn|info|debug", "log level", FM_RESUME_FREE},
   {"run.threads", FM_KEY_INT, F(run.threads), "1", 1, 1024, NULL, "BLIS threads per rank", FM_RESUME_FREE},
   {"run.device", FM_KEY_ENUM, F(run.device), "cpu", 0, 0, "cpu|cuda",
@@ -273,6 +273,19 @@ const fm_key fm_config_keys[] = {
   {"hfedmoe.select", FM_KEY_ENUM, F(hfedmoe.select), "ib", 0, 0, "ib|random|usage", "expert selection"},
   {"hfedmoe.mask_forward", FM_KEY_BOOL, F(hfedmoe.mask_forward), "false", 0, 0, NULL,
    "route only to the selected experts"},
+  /* [pretrain]: `fedmoe pretrain` (the [run], [model], [train] and [data] keys apply too) */
+  {"pretrain.steps", FM_KEY_INT, F(pretrain.steps), "100", 1, 1e9, NULL,
+   "optimizer steps of the pretraining (may grow on resume with train.schedule = constant)", FM_RESUME_FREE},
+  {"pretrain.micro_batch", FM_KEY_INT, F(pretrain.micro_batch), "4", 1, 1e6, NULL,
+   "sequences per micro-batch; train.batch (the global batch of a step) must be a multiple, and the "
+   "micro-batches are dealt to the ranks"},
+  {"pretrain.eval_every", FM_KEY_INT, F(pretrain.eval_every), "50", 0, 1e9, NULL,
+   "steps between validation losses (train.eval_batches micro-batches; 0: only at the end)", FM_RESUME_FREE},
+  {"pretrain.checkpoint_every", FM_KEY_INT, F(pretrain.checkpoint_every), "0", 0, 1e9, NULL,
+   "steps between checkpoints (0: only at the end or at run.stop_after)", FM_RESUME_FREE},
+  {"pretrain.output", FM_KEY_STRING, F(pretrain.output), "runs/base", 0, 0, NULL,
+   "the Hugging Face folder written at the end: config.json, model.safetensors and the tokenizer "
+   "(usable as model.init)", FM_RESUME_FREE},
   /* [debug] */
   {"debug.fail", FM_KEY_STRING, F(debug.fail), "", 0, 0, NULL,
    "inject a failure: RANK:PHASE:ROUND[:exit|abort|stall|stall=SECONDS]", FM_RESUME_FREE},

@@ -31,24 +31,49 @@ void fm_tokenizer_spec_dir(const char *dir, char *spec, size_t len) {
   snprintf(spec, len, "%s", holds_tokenizer(dir) ? dir : "bytes");
 }
 
-void fm_tokenizer_spec(const fm_config *c, char *spec, size_t len) {
-  if (c->model.tokenizer[0]) {
-    snprintf(spec, len, "%s", c->model.tokenizer);
-    return;
-  }
-  snprintf(spec, len, "bytes");
-  /* model.init (a model folder, or a file in one) brings its tokenizer along */
+/* The folder of model.init (a model folder, or a file in one) when it holds a
+ * tokenizer: 1 and dir set; else 0. */
+static int init_tokenizer_dir(const fm_config *c, char *dir, size_t len) {
   const char *init = c->model.init;
-  if (!init[0]) return;
-  char dir[FM_PATH_MAX];
+  if (!init[0]) return 0;
   struct stat st;
-  snprintf(dir, sizeof dir, "%s", init);
+  snprintf(dir, len, "%s", init);
   if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
     char *slash = strrchr(dir, '/');
     if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, len, ".");
   }
-  if (holds_tokenizer(dir)) snprintf(spec, len, "%s", dir);
+  return holds_tokenizer(dir);
+}
+
+void fm_tokenizer_spec(const fm_config *c, char *spec, size_t len) {
+  char dir[FM_PATH_MAX];
+  if (c->model.tokenizer[0]) snprintf(spec, len, "%s", c->model.tokenizer);
+  else if (init_tokenizer_dir(c, dir, sizeof dir)) snprintf(spec, len, "%s", dir); /* the base's own */
+  else snprintf(spec, len, "bytes");
+}
+
+/* model.tokenizer and model.init's folder both name a tokenizer: they must be one
+ * (the same files' contents), or the base would read ids it was not trained on. */
+static fm_err check_init_tokenizer(const fm_config *c, const fm_tokenizer *t) {
+  char dir[FM_PATH_MAX];
+  if (!c->model.tokenizer[0] || !init_tokenizer_dir(c, dir, sizeof dir)) return FM_OK;
+  fm_tokenizer *base;
+  if (fm_tokenizer_open(&base, dir)) {
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s", fm_error_message());
+    FM_CONFIG_ERROR(c, "model.init", "the tokenizer in '%s': %s", dir, msg);
+  }
+  uint64_t a[2], b[2];
+  fm_tokenizer_digest(t, a);
+  fm_tokenizer_digest(base, b);
+  char theirs[FM_PATH_MAX];
+  snprintf(theirs, sizeof theirs, "%s", fm_tokenizer_path(base));
+  fm_tokenizer_free(base);
+  if (a[0] != b[0] || a[1] != b[1] || fm_tokenizer_kind(t) == FM_TOK_BYTES)
+    FM_CONFIG_ERROR(c, "model.tokenizer", "'%s' is not the tokenizer of model.init '%s', which was trained with %s: "
+                    "leave model.tokenizer out to use the folder's own", c->model.tokenizer, c->model.init, theirs);
+  return FM_OK;
 }
 
 fm_err fm_tokenizer_open_config(fm_tokenizer **t, const fm_config *c) {
@@ -73,6 +98,11 @@ fm_err fm_tokenizer_open_config(fm_tokenizer **t, const fm_config *c) {
     fm_tokenizer_free(*t);
     *t = NULL;
     FM_CONFIG_ERROR(c, "model.vocab", "is %d, fewer than the %d ids of the tokenizer %s", c->model.vocab, v, path);
+  }
+  if ((err = check_init_tokenizer(c, *t))) {
+    fm_tokenizer_free(*t);
+    *t = NULL;
+    return fm_error_trace(__FILE__, __LINE__, __func__, err);
   }
   return FM_OK;
 }

@@ -83,6 +83,18 @@ fm_err fm_agg_reduce(fm_agg *a, int root, MPI_Comm comm) {
   return FM_OK;
 }
 
+fm_err fm_agg_allreduce(fm_agg *a, MPI_Comm comm) {
+  size_t total = a->n + (size_t)a->nseg;
+  const size_t chunk = (size_t)1 << 30;
+  for (size_t off = 0; off < total; off += chunk) {
+    int cnt = (int)(total - off < chunk ? total - off : chunk);
+    if (a->fixed) FM_MPI(MPI_Allreduce(MPI_IN_PLACE, a->q + off, cnt, MPI_UINT64_T, MPI_SUM, comm));
+    else FM_MPI(MPI_Allreduce(MPI_IN_PLACE, a->d + off, cnt, MPI_DOUBLE, MPI_SUM, comm));
+  }
+  a->bytes_reduced += total * 8;
+  return FM_OK;
+}
+
 int fm_agg_result(const fm_agg *a, float *const *seg_out) {
   int updated = 0;
   for (int s = 0; s < a->nseg; s++) {

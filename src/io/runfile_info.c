@@ -1,6 +1,8 @@
 /* runfile_info.c - `fedmoe info`: what a run file holds, read serially. */
 #include "runfile_impl.h"
 
+#include "fedmoe/pretrain.h"
+
 #include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
@@ -123,10 +125,15 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0)
     FM_ERROR(FM_ERR_FORMAT, "'%s' is truncated or damaged: HDF5 finds its signature but cannot open it", path);
-  char version[64], strategy[64] = "?", start[64] = "?";
+  char version[64], strategy[64] = "?", start[64] = "?", kind[32] = "";
   if (!read_str_attr(f, "fedmoe_version", version, sizeof version)) {
     H5Fclose(f);
     FM_ERROR(FM_ERR_FORMAT, "'%s' is an HDF5 file but not a fedmoe run file (no fedmoe_version attribute)", path);
+  }
+  if (read_str_attr(f, "kind", kind, sizeof kind) && !strcmp(kind, "pretrain")) { /* fedmoe pretrain's */
+    H5Fclose(f);
+    FM_CHECK(fm_pretrain_file_info(path, out));
+    return FM_OK;
   }
   read_str_attr(f, "strategy", strategy, sizeof strategy);
   read_str_attr(f, "start_time", start, sizeof start);

@@ -20,6 +20,10 @@ static int att_block = 64;
 
 int fm_attention_block(void) { return att_block; }
 void fm_attention_set_block(int rows) { att_block = rows > 0 ? rows : 64; }
+size_t fm_attention_saved(int B, int T, int H, int hs) {
+  const size_t probs = (size_t)B * H * T * T, fused = (size_t)B * H * T + (size_t)B * T * H * hs;
+  return probs > fused ? probs : fused;
+}
 size_t fm_attention_scratch(int T) {
   int r = att_block < T ? att_block : T;
   return (size_t)r * (size_t)T;

@@ -181,7 +181,7 @@ static fm_err check_device_memory(fm_model *m) {
   }
   const size_t N = (size_t)m->B * m->T, D = (size_t)m->s.d, V = (size_t)m->s.vocab;
   const size_t F = (size_t)(m->s.ffn > m->s.shared_ffn ? m->s.ffn : m->s.shared_ffn);
-  const size_t att = m->be->attention_saved(m->be, m->B, m->T, m->s.heads, m->s.head_dim), W = 3 * D + 2 * (size_t)m->s.heads * m->s.head_dim;
+  const size_t att = m->be->attention_saved(m->be, m->B, m->T, m->s.heads, m->s.head_dim > 0 ? m->s.head_dim : m->s.d / m->s.heads), W = 3 * D + 2 * (size_t)m->s.heads * m->s.head_dim;
   /* an upper bound of either family's arena (model.c, model_llama.c) */
   const size_t act = (m->s.layers + 1) * N * D + 2 * N * V + 8 * N * D + 4 * N * F + 2 * N * W +
                      (size_t)m->s.layers * (att + 2 * N * W + 6 * N * D + 3 * N * F + 8 * N);

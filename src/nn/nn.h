@@ -70,6 +70,10 @@ void fm_attention_backward(float *dqkv, float *scratch, const float *dout, const
 int fm_attention_block(void);
 void fm_attention_set_block(int rows);
 size_t fm_attention_scratch(int T);
+/* Floats an attention's `att` takes, for the CPU (the probabilities [B,H,T,T]) and for
+ * a GPU backend alike (whose fused kernels keep there the log-sum-exp [B,H,T] and a
+ * copy of the output [B,T,H hs] instead): the larger of the two. */
+size_t fm_attention_saved(int B, int T, int H, int hs);
 
 /* ---- embed.c: out[B,T,D] = wte[tok[b,t]] + wpe[t] */
 void fm_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, int B,

@@ -74,4 +74,17 @@ FEDMOE_OUTPUT=$TMP/long.h5 FEDMOE_CHECKPOINT_EVERY=1 job long2 "$J/slurm/long.sb
 grep -q "resuming from" "$TMP/long2.out" || { cat "$TMP/long2.out"; fail "long.sbatch: did not resume"; }
 "$FEDMOE_ANALYZE" compare -o "$TMP/lc" "$TMP/long.h5" | grep -q "round 4" || fail "long.h5 does not end at round 4"
 echo "ok: long.sbatch resumes"
+# gpu.sbatch: its checks of its own input, and a run that this CPU node must refuse
+# (no GPU here: fedmoe says so, or that the build has no CUDA) with a non-zero exit
+FEDMOE_PRECISION=fp16 timeout 60 bash "$J/slurm/gpu.sbatch" "$TMP/tiny.ini" >"$TMP/gpuprec.out" 2>&1 \
+  && fail "gpu.sbatch with FEDMOE_PRECISION=fp16 exited 0"
+grep -q "FEDMOE_PRECISION must be fp32, tf32 or bf16, not 'fp16'" "$TMP/gpuprec.out" \
+  || { cat "$TMP/gpuprec.out"; fail "gpu.sbatch: no message for a bad precision"; }
+if ! command -v nvidia-smi >/dev/null; then
+  FEDMOE_OUTPUT=$TMP/gpu.h5 SLURM_CPUS_PER_TASK=1 timeout -k 5 120 bash "$J/slurm/gpu.sbatch" "$TMP/tiny.ini" -q $small \
+    >"$TMP/gpu.out" 2>&1 && { cat "$TMP/gpu.out"; fail "gpu.sbatch on a node without a GPU exited 0"; }
+  grep -q "fedmoe GPU job .* on 2 ranks" "$TMP/gpu.out" || { cat "$TMP/gpu.out"; fail "gpu.sbatch: no banner"; }
+  grep -q "run.device" "$TMP/gpu.out" || { cat "$TMP/gpu.out"; fail "gpu.sbatch: the refusal does not name run.device"; }
+  echo "ok: gpu.sbatch checks its input; a node without a GPU is refused"
+fi
 echo "jobs_local: all passed"

@@ -6,7 +6,7 @@
  * second run of the same steps gives bitwise the same parameters. Also: attention
  * LoRA, the hidden states and an injected gradient, writes through the host mirror
  * reaching the device, MoE blocks and the llama family (loss, gradients, routing), and
- * the refusals (grouped-query attention, a model too large). */
+ * the refusals (heads wider than 128 values, a model too large). */
 #include "backend.h"
 #include "backend_cuda.h"
 
@@ -248,6 +248,9 @@ static void moe_and_llama_match_cpu(void) {
   x.moe_mask = 2;
   x.norm_topk = 1;
   family_matches("mixtral (dense block 0, MoE block 1)", x);
+  fm_model_shape gq = x;
+  gq.kv_heads = 1; /* grouped-query (here multi-query) attention: the fused kernel */
+  family_matches("mixtral with one key/value head", gq);
   fm_model_shape q = g;
   q.family = FM_FAMILY_QWEN2_MOE;
   q.shared_ffn = 24;
@@ -275,11 +278,11 @@ static void refusals(void) {
   fm_model_shape s = {.vocab = 32, .context = 8, .d = 16, .heads = 2, .layers = 2, .moe_mask = 2,
                       .experts = 4, .top_k = 2, .expert_type = FM_EXPERT_FULL, .lora_rank = 4,
                       .lora_alpha = 8.0f, .init_std = 0.2f};
-  /* grouped-query attention waits for the fused attention kernel */
+  /* heads wider than the GPU attention's 128 values */
   s.moe_mask = 0;
   s.family = FM_FAMILY_LLAMA;
-  s.kv_heads = 1;
-  refused(&s, 2, 8, FM_ERR_CONFIG, "model.kv_heads");
+  s.d = 512;
+  refused(&s, 2, 8, FM_ERR_CONFIG, "model.head_dim");
   /* far more than a GPU holds: refused with the figures, before allocating */
   fm_model_shape big = {.vocab = 50257, .context = 4096, .d = 8192, .heads = 64, .layers = 64,
                         .experts = 1, .top_k = 1, .lora_rank = 4, .lora_alpha = 8.0f, .init_std = 0.02f};
@@ -303,7 +306,7 @@ int fm_test_register(void) {
                                   {"attention LoRA against the CPU", attention_lora_matches_cpu},
                                   {"AdamW steps against the CPU, repeatable", training_matches_and_repeats},
                                   {"MoE blocks and the llama family against the CPU", moe_and_llama_match_cpu},
-                                  {"refusals: grouped-query attention, too large", refusals},
+                                  {"refusals: wide heads, too large", refusals},
                                   {NULL, NULL}};
   CU_pSuite s = CU_add_suite("GPU model (CUDA backend)", open_gpu, close_gpu);
   if (!s) return 1;

@@ -35,8 +35,8 @@ static fm_err cuda_refuse(fm_backend *be, const fm_model_shape *s) {
   else if (s->family != FM_FAMILY_GPT2 && (!be->rmsnorm_forward || !be->rope_forward || !be->dense_forward ||
                                            !be->swiglu_ffn_forward))
     need = "the llama family (model.family: its RMSNorm, RoPE, SwiGLU and nn.Linear kernels)";
-  else if (s->family != FM_FAMILY_GPT2 && s->kv_heads != s->heads)
-    need = "grouped-query attention (model.kv_heads below model.heads)";
+  else if ((s->family == FM_FAMILY_GPT2 ? s->d / s->heads : s->head_dim) > FM_CU_ATTENTION_MAX_HS)
+    need = "attention heads of more than 128 values (model.head_dim, or model.d_model / model.heads)";
   else if (s->shared_ffn > 0 && !be->shared_expert_forward)
     need = "the shared expert (model.shared_ffn)";
   else if (s->attn_lora_rank > 0 && !be->lora_forward)
@@ -46,10 +46,10 @@ static fm_err cuda_refuse(fm_backend *be, const fm_model_shape *s) {
   return FM_OK;
 }
 
-/* the score-matrix attention core keeps the CPU's probabilities */
+/* what either path of the GPU attention core keeps (attention.c) */
 static size_t cuda_attention_saved(fm_backend *be, int B, int T, int H, int hs) {
-  (void)be, (void)hs;
-  return (size_t)B * H * T * T;
+  (void)be;
+  return fm_cu_attention_saved(B, T, H, hs);
 }
 
 static size_t cuda_mem_free(fm_backend *be) {
@@ -181,17 +181,15 @@ static void cuda_ffn_backward(fm_backend *be, float *dx, float *dfc_w, float *df
   RUN(be, ffn_backward_(CU(be), dx, dfc_w, dfc_b, dpj_w, dpj_b, dg, dout, x, h, g, fc_w, pj_w, N, D, F));
 }
 
-/* the GPU attention core takes (D, H) with q | k | v of H heads each: refuse() keeps
- * grouped-query shapes away, so KVH = H and D = H hs here */
+/* the attention core: attention.c (fused or GEMM path); att holds fm_attention_saved
+ * floats, which fit either path's layout */
 static void cuda_attention_forward(fm_backend *be, float *out, float *att, const float *qkv, int B, int T,
                                    int H, int KVH, int hs) {
-  (void)KVH;
-  RUN(be, fm_cu_attention_forward(CU(be), out, att, qkv, B, T, H * hs, H));
+  RUN(be, fm_cu_attention_forward(CU(be), out, att, qkv, B, T, H, KVH, hs));
 }
 static void cuda_attention_backward(fm_backend *be, float *dqkv, float *scratch, const float *dout,
                                     const float *qkv, const float *att, int B, int T, int H, int KVH, int hs) {
-  (void)scratch, (void)KVH;
-  RUN(be, fm_cu_attention_backward(CU(be), dqkv, dout, qkv, att, B, T, H * hs, H));
+  RUN(be, fm_cu_attention_backward(CU(be), dqkv, scratch, dout, qkv, att, B, T, H, KVH, hs));
 }
 static void cuda_embed_forward(fm_backend *be, float *out, const int32_t *tok, const float *wte,
                                const float *wpe, int B, int T, int D) {
@@ -273,6 +271,18 @@ static void cuda_shared_expert_backward(fm_backend *be, float *dx, float *dwg, f
                                         const float *wd, const float *wsg, int N, int D, int F) {
   RUN(be, fm_cu_shared_expert_backward(CU(be), dx, dwg, dwu, dwd, dwsg, dy, dz, da, dgu, dout, x, y, sg, gu, a,
                                        wg, wu, wd, wsg, N, D, F));
+}
+
+/* the LM head fused with the cross-entropy (head.c); used when FEDMOE_CUDA_HEAD=fused
+ * (the GEMM and cross-entropy kernels otherwise: which is faster depends on the
+ * shape, and the unfused path is the one measured in docs/gpu.md) */
+static double cuda_head_crossentropy(fm_backend *be, int *nvalid, float *lse, float *dx, float *dW, int accumulate,
+                                     const float *x, const float *W, const int32_t *targets, int N, int D, int V,
+                                     float dloss) {
+  double loss = 0.0;
+  *nvalid = 0;
+  RUN(be, fm_cu_head_crossentropy(CU(be), &loss, nvalid, lse, dx, dW, accumulate, x, W, targets, N, D, V, dloss));
+  return loss;
 }
 
 /* an MoE layer: the device's fm_cu_moe beside the model's host fm_moe */
@@ -379,6 +389,8 @@ fm_err fm_cuda_backend_open(fm_backend **out, int local_rank, int prec) {
   }
   *be = cuda_table;
   be->ctx = c;
+  const char *head = getenv("FEDMOE_CUDA_HEAD");
+  if (head && !strcmp(head, "fused")) be->head_crossentropy = cuda_head_crossentropy;
   *out = be;
   return FM_OK;
 }

@@ -56,12 +56,28 @@ fm_err fm_cu_layernorm_backward(fm_cu *cu, float *dinp, float *dw, float *db, co
                                 const float *rstd, int N, int C);
 fm_err fm_cu_bias_gelu_forward(fm_cu *cu, float *g, float *h, const float *b, int rows, int F);
 fm_err fm_cu_gelu_backward_bias(fm_cu *cu, float *dh, const float *h, float *db, int rows, int F);
-/* causal attention core: qkv [B,T,3D] -> out [B,T,D]; att [B,H,T,T] probabilities */
+/* causal attention core, GQA (attention.c): as nn.h's fm_attention_forward, qkv
+ * [B,T,W], W = (H + 2 KVH) hs -> out [B,T,H hs] (written). Two paths, chosen by
+ * precision and shape (attention.c says why): fused (flash_attention.cu; att keeps
+ * the log-sum-exp of each query row's scaled scores [B,H,T], then a copy of out
+ * [B,T,H hs]) and GEMM (cuBLAS score GEMMs, att the probabilities [B,H,T,T] as on the
+ * CPU; multi-head only). att holds fm_cu_attention_saved(B, T, H, hs) floats, which
+ * fit either. hs <= 128, KVH divides H. Fused in bf16: tensor cores on bf16 tiles,
+ * fp32 accumulation and softmax; tf32: TF32 tiles; fp32: exact fp32. */
+size_t fm_cu_attention_saved(int B, int T, int H, int hs);
 fm_err fm_cu_attention_forward(fm_cu *cu, float *out, float *att, const float *qkv, int B, int T,
-                               int D, int H);
-/* dqkv [B,T,3D] (written) from dout [B,T,D] */
-fm_err fm_cu_attention_backward(fm_cu *cu, float *dqkv, const float *dout, const float *qkv,
-                                const float *att, int B, int T, int D, int H);
+                               int H, int KVH, int hs);
+/* dqkv [B,T,W] (written, every value) from dout [B,T,H hs]; deterministic (no atomics).
+ * scratch: unused on the GPU (may be NULL; the argument keeps the CPU's signature). */
+fm_err fm_cu_attention_backward(fm_cu *cu, float *dqkv, float *scratch, const float *dout,
+                                const float *qkv, const float *att, int B, int T, int H, int KVH,
+                                int hs);
+/* The path: 0 by precision and shape (the default; FEDMOE_CUDA_ATTENTION=fused|gemm
+ * overrides it), 1 fused, 2 GEMM (multi-head shapes; others stay fused). For tests and
+ * figures; a forward and its backward must run on the same path. */
+void fm_cu_attention_set_path(int path);
+/* bf16 runs on register-resident mma.sync tiles; on (tests): the WMMA kernels instead */
+void fm_cu_attention_use_wmma(int on);
 fm_err fm_cu_embed_forward(fm_cu *cu, float *out, const int32_t *tok, const float *wte,
                            const float *wpe, int B, int T, int D);
 fm_err fm_cu_embed_backward(fm_cu *cu, float *dwte, float *dwpe, const float *dout,
@@ -73,6 +89,20 @@ fm_err fm_cu_crossentropy_forward(fm_cu *cu, double *loss, int *nvalid, float *l
 fm_err fm_cu_crossentropy_backward(fm_cu *cu, float *dlogits, const float *logits,
                                    const float *lse, const int32_t *targets, int N, int V,
                                    int nvalid, float dloss);
+/* ---- cufast: the LM head fused with the cross-entropy (head.c), chunked over rows so
+ * the [N,V] logits are never whole: model_pass.c's fm_model_head_forward and
+ * fm_model_head_backward (crossentropy.c's semantics) in one call. x [N,D], W [V,D]
+ * (the head: logits = x W^T), targets [N] (< 0: ignored). *loss = the mean over the
+ * counted rows (downloaded: the call's one host synchronisation), *nvalid = rows
+ * counted, lse [N] (may be NULL). Gradients of dloss * loss: dx [N,D] (written; NULL:
+ * not wanted), dW [V,D] (accumulate ? += : =; NULL: not wanted); with neither, the
+ * loss alone. bf16 precision: bf16 operands for the GEMMs, fp32 logits and softmax. */
+fm_err fm_cu_head_crossentropy(fm_cu *cu, double *loss, int *nvalid, float *lse, float *dx,
+                               float *dW, int accumulate, const float *x, const float *W,
+                               const int32_t *targets, int N, int D, int V, float dloss);
+/* Rows per chunk (tests shrink it to exercise the chunks); 0: logits of at most 256 MiB. */
+void fm_cu_head_set_chunk(int rows);
+
 fm_err fm_cu_adamw(fm_cu *cu, float *w, float *m, float *v, const float *g, size_t n, float lr,
                    float b1, float b2, float eps, float wd, long step, float grad_scale);
 

@@ -60,12 +60,45 @@ int fm_cuk_crossentropy_backward(float *dlogits, const float *logits, const floa
                                  const int32_t *targets, int N, int V, int nvalid, float dloss,
                                  void *stream);
 
-/* causal softmax of score rows in place: att[R = B*H*T rows][T], row r's position is
- * r mod T; entries above the diagonal become 0 */
+/* causal softmax of score rows in place (softmax.cu, for attention.c's GEMM path):
+ * att[R = B*H*T rows][T], row r's position is r mod T; entries above the diagonal
+ * become 0 */
 int fm_cuk_causal_softmax(float *att, int rows, int T, float scale, void *stream);
 /* softmax backward in place: datt = att * (datt - sum_j datt att) * scale, same rows */
 int fm_cuk_causal_softmax_backward(float *datt, const float *att, int rows, int T, float scale,
                                    void *stream);
+
+/* The fused causal attention core (flash_attention.cu), GQA, nn.h's layout: qkv
+ * [B,T,W], W = (H + 2 KVH) hs, query head h reads key/value head h / (H/KVH).
+ * forward: out [B,T,H hs] and its copy ocopy (written); lse [B,H,T] (written) the
+ * natural log-sum-exp of each row's scaled scores. backward: dqkv [B,T,W] (written,
+ * every value) from dout [B,T,H hs], with o the forward's output and Dv [B,H,T]
+ * scratch. mode 0: exact fp32; 1: tensor cores on TF32-rounded tiles (WMMA); 2: on
+ * bf16 tiles, register-resident (mma.sync), which read bf16 copies of qkv and dout
+ * (qkvh, douth: fm_cuk_to_bf16; unused by the other modes); 3: on bf16 tiles (WMMA);
+ * fp32 accumulation and softmax. hs <= FM_CU_ATTENTION_MAX_HS, H a multiple of KVH. */
+#define FM_CU_ATTENTION_MAX_HS 128
+int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, const float *qkv,
+                             const void *qkvh, int B, int T, int H, int KVH, int hs, int mode,
+                             void *stream);
+int fm_cuk_attention_backward(float *dqkv, float *Dv, const float *dout, const float *qkv,
+                              const void *douth, const void *qkvh, const float *o,
+                              const float *lse, int B, int T, int H, int KVH, int hs, int mode,
+                              void *stream);
+
+/* The fused LM head + cross-entropy's row kernels (head_crossentropy.cu, driven by
+ * head.c). *dcount (device) = rows with target >= 0. On a chunk of rows: lse[rows]
+ * (may be NULL), rowloss[rows] = lse - z[target] (0 where target < 0); z and dz [rows,V]
+ * with row stride ld; with dz (not
+ * NULL): dz = dloss / *dcount (softmax(z) - onehot) on counted rows, 0 elsewhere, as
+ * bf16 (dz_bf16) or fp32 (dz may be z itself). *dsum = the sum of rowloss[N], fixed order. */
+int fm_cuk_head_count(int *dcount, const int32_t *targets, int N, void *stream);
+int fm_cuk_head_rows(float *lse, double *rowloss, void *dz, int dz_bf16, const float *z,
+                     const int32_t *targets, int rows, int V, int ld, const int *dcount,
+                     float dloss, void *stream);
+int fm_cuk_head_total(double *dsum, const double *rowloss, int N, void *stream);
+/* out[n] = in[n] rounded to bf16 (out: n bf16 values) */
+int fm_cuk_to_bf16(void *out, const float *in, size_t n, void *stream);
 
 /* out[B,T,D] = wte[tok] + wpe[t] (wpe may be NULL: no learned positions) */
 int fm_cuk_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe,

@@ -3,10 +3,10 @@
 # kernels' C entry points) by the C compiler against the CUDA headers.
 CUDA_KERNEL_SRCS = %reldir%/colsum.cu %reldir%/layernorm.cu %reldir%/gelu.cu \
 	%reldir%/crossentropy.cu %reldir%/softmax.cu %reldir%/embed.cu %reldir%/adamw.cu \
-	%reldir%/vecops.cu
+	%reldir%/vecops.cu %reldir%/flash_attention.cu %reldir%/head_crossentropy.cu
 CUDA_HDRS = %reldir%/cuda_nn.h %reldir%/backend_cuda.h %reldir%/context.h %reldir%/kernels.h %reldir%/common.cuh
 EXTRA_DIST += $(CUDA_KERNEL_SRCS) $(CUDA_HDRS) %reldir%/context.c %reldir%/gemm.c \
-	%reldir%/attention.c %reldir%/ops.c %reldir%/backend_cuda.c
+	%reldir%/attention.c %reldir%/head.c %reldir%/ops.c %reldir%/backend_cuda.c
 
 # The llama and MoE families' kernels and LoRA (kernels_llama.h), their C entry points
 # (llama_ops.c) and the MoE layer (moe_cuda.c).
@@ -17,8 +17,8 @@ EXTRA_DIST += %reldir%/llama_ops.c %reldir%/moe_cuda.c
 
 if HAVE_CUDA
 noinst_LIBRARIES += libfedmoe_cuda.a
-libfedmoe_cuda_a_SOURCES = %reldir%/context.c %reldir%/gemm.c %reldir%/attention.c %reldir%/ops.c \
-	%reldir%/backend_cuda.c
+libfedmoe_cuda_a_SOURCES = %reldir%/context.c %reldir%/gemm.c %reldir%/attention.c %reldir%/head.c \
+	%reldir%/ops.c %reldir%/backend_cuda.c
 libfedmoe_cuda_a_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CPPFLAGS)
 
 libfedmoe_cuda_a_SOURCES += %reldir%/llama_ops.c %reldir%/moe_cuda.c
