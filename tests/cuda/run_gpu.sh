@@ -72,7 +72,8 @@ for case in "gpt2 comigs" "mixtral fedavg" "qwen2_moe comigs"; do
 done
 # refused on every rank, nothing written
 expect_fail 2 30 "attention heads of more than 128 values" run "$TMP/tiny.ini" -q --set run.device=cuda \
-  --set model.family=llama --set model.d_model=512 --set model.heads=2 --set run.output="$TMP/wide.h5"
+  --set model.family=llama --set model.moe_layers=none --set model.d_model=512 --set model.heads=2 \
+  --set run.output="$TMP/wide.h5"
 [ ! -e "$TMP/wide.h5" ] || fail "a refused GPU run wrote its run file"
 expect_fail 2 30 "key 'run.precision'" run "$TMP/tiny.ini" $gpu --set run.precision=fp16
 expect_fail 2 30 "needs about .* MiB of GPU memory" run "$TMP/tiny.ini" $gpu --set model.d_model=8192 \
