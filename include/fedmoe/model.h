@@ -203,7 +203,8 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh);
 /* Hidden state [B*T, D] (row stride D) at block boundary k of the last forward:
  * k = 0 the embeddings, k the output of block k-1; NULL when out of range. */
 const float *fm_model_hidden(const fm_model *m, int k);
-/* Logits [B,T,V] of the last forward. */
+/* Logits [B,T,V] of the last forward (NULL when a GPU's fused head skipped them and the
+ * weights changed since). */
 const float *fm_model_logits(const fm_model *m);
 
 /* Routing of the last forward, for MoE block l (NULL / 0 for dense blocks):

@@ -33,6 +33,9 @@ struct fm_backend {
   /* ---- the model as a whole */
   /* FM_OK when the backend runs every part of shape s, else an error naming what not */
   fm_err (*refuse)(fm_backend *be, const fm_model_shape *s);
+  /* floats of what one block's attention forward keeps for its backward (the att
+   * argument of attention_forward): the CPU's [B,H,T,T] probabilities */
+  size_t (*attention_saved)(fm_backend *be, int B, int T, int H, int hs);
   /* bytes the backend's memory has free now (SIZE_MAX: no limit known) */
   size_t (*mem_free)(fm_backend *be);
 
@@ -121,11 +124,27 @@ struct fm_backend {
                                  const float *dout, const float *x, const float *y, const float *sg,
                                  const float *gu, const float *a, const float *wg, const float *wu,
                                  const float *wd, const float *wsg, int N, int D, int F);
-  /* one MoE layer (moe.c: router, dispatch, experts, combine), its state in L */
-  double (*moe_forward)(fm_backend *be, fm_moe *L, const fm_moe_params *p, float *out, const float *x,
-                        int N, float lb_coef);
-  void (*moe_backward)(fm_backend *be, fm_moe *L, const fm_moe_params *p, float *dx, const float *dout,
-                       const float *x, float lb_coef, float dlb);
+  /* optional (NULL: the head is the gemm and crossentropy operations above): the LM
+   * head fused with the cross-entropy, logits = x W^T never whole. Returns the mean
+   * loss over the rows with targets >= 0 (*nvalid of them), lse [N] (may be NULL);
+   * gradients of dloss times the loss: dx [N,D] written, dW [V,D] (accumulate ? += :
+   * =); either may be NULL (neither: the loss alone). x [N,D], W [V,D], targets [N]. */
+  double (*head_crossentropy)(fm_backend *be, int *nvalid, float *lse, float *dx, float *dW, int accumulate,
+                              const float *x, const float *W, const int32_t *targets, int N, int D, int V,
+                              float dloss);
+  /* one MoE layer (moe.c: router, dispatch, experts, combine), its state in L (host:
+   * dimensions, mask, the routing the runtime reads) and, on a device, in dev: the
+   * backend's own layer of L's dimensions, made by moe_create (NULL on the CPU, which
+   * uses L itself); moe_set_mask follows fm_moe_set_mask on L, moe_routing copies the
+   * last forward's routing (probs, picks, f, row offsets) into L */
+  fm_err (*moe_create)(fm_backend *be, const fm_moe *L, void **dev);
+  void (*moe_destroy)(fm_backend *be, void *dev);
+  fm_err (*moe_set_mask)(fm_backend *be, void *dev, const uint8_t *allowed);
+  fm_err (*moe_routing)(fm_backend *be, void *dev, fm_moe *L);
+  double (*moe_forward)(fm_backend *be, fm_moe *L, void *dev, const fm_moe_params *p, float *out,
+                        const float *x, int N, float lb_coef);
+  void (*moe_backward)(fm_backend *be, fm_moe *L, void *dev, const fm_moe_params *p, float *dx,
+                       const float *dout, const float *x, float lb_coef, float dlb);
 };
 
 /* The CPU backend (backend_cpu.c): shared by every CPU model, never written. */

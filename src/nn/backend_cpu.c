@@ -13,6 +13,11 @@ static fm_err cpu_refuse(fm_backend *be, const fm_model_shape *s) {
   return FM_OK;
 }
 
+static size_t cpu_attention_saved(fm_backend *be, int B, int T, int H, int hs) {
+  (void)be;
+  return fm_attention_saved(B, T, H, hs);
+}
+
 static size_t cpu_mem_free(fm_backend *be) {
   (void)be;
   return SIZE_MAX;
@@ -186,14 +191,14 @@ static void cpu_shared_expert_backward(fm_backend *be, float *dx, float *dwg, fl
   fm_shared_expert_backward(dx, dwg, dwu, dwd, dwsg, dy, dz, da, dgu, dout, x, y, sg, gu, a, wg, wu, wd,
                             wsg, N, D, F);
 }
-static double cpu_moe_forward(fm_backend *be, fm_moe *L, const fm_moe_params *p, float *out, const float *x,
-                              int N, float lb_coef) {
-  (void)be;
+static double cpu_moe_forward(fm_backend *be, fm_moe *L, void *dev, const fm_moe_params *p, float *out,
+                              const float *x, int N, float lb_coef) {
+  (void)be, (void)dev;
   return fm_moe_forward(L, p, out, x, N, lb_coef);
 }
-static void cpu_moe_backward(fm_backend *be, fm_moe *L, const fm_moe_params *p, float *dx, const float *dout,
-                             const float *x, float lb_coef, float dlb) {
-  (void)be;
+static void cpu_moe_backward(fm_backend *be, fm_moe *L, void *dev, const fm_moe_params *p, float *dx,
+                             const float *dout, const float *x, float lb_coef, float dlb) {
+  (void)be, (void)dev;
   fm_moe_backward(L, p, dx, dout, x, lb_coef, dlb);
 }
 
@@ -201,6 +206,7 @@ fm_backend fm_backend_cpu = {
   .name = "cpu",
   .device = 0,
   .refuse = cpu_refuse,
+  .attention_saved = cpu_attention_saved,
   .mem_free = cpu_mem_free,
   .alloc = cpu_alloc,
   .free = cpu_free,

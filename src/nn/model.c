@@ -114,7 +114,7 @@ static fm_err alloc_activations(fm_model *m) {
   const fm_model_shape *s = &m->s;
   if (s->family != FM_FAMILY_GPT2) return fm_llama_alloc(m);
   const size_t N = (size_t)m->B * m->T, D = (size_t)s->d, V = (size_t)s->vocab, F = (size_t)s->ffn;
-  const size_t att = fm_attention_saved(m->B, m->T, s->heads, s->d / s->heads);
+  const size_t att = m->be->attention_saved(m->be, m->B, m->T, s->heads, s->d / s->heads);
   const size_t RA = (size_t)s->attn_lora_rank;
   size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D + 2 * N * RA;
   size_t total = (s->layers + 1) * N * D + N * D + 2 * N + N * V + N  /* res, ln_f, logits */
@@ -159,7 +159,7 @@ static fm_err alloc_activations(fm_model *m) {
       fm_moe_dims dm = {.D = s->d, .F = s->expert_ffn, .E = s->experts, .k = s->top_k,
                         .type = s->expert_type, .r = s->lora_rank, .swiglu = 0,
                         .renorm = s->norm_topk, .alpha = s->lora_alpha};
-      FM_CHECK(fm_moe_alloc(&b->moe_layer, (int)N, &dm));
+      FM_CHECK(fm_model_moe_alloc(m, b, (int)N, &dm));
     }
   }
 #undef TAKE
@@ -181,7 +181,7 @@ static fm_err check_device_memory(fm_model *m) {
   }
   const size_t N = (size_t)m->B * m->T, D = (size_t)m->s.d, V = (size_t)m->s.vocab;
   const size_t F = (size_t)(m->s.ffn > m->s.shared_ffn ? m->s.ffn : m->s.shared_ffn);
-  const size_t att = fm_attention_saved(m->B, m->T, m->s.heads, m->s.head_dim > 0 ? m->s.head_dim : m->s.d / m->s.heads), W = 3 * D + 2 * (size_t)m->s.heads * m->s.head_dim;
+  const size_t att = m->be->attention_saved(m->be, m->B, m->T, m->s.heads, m->s.head_dim > 0 ? m->s.head_dim : m->s.d / m->s.heads), W = 3 * D + 2 * (size_t)m->s.heads * m->s.head_dim;
   /* an upper bound of either family's arena (model.c, model_llama.c) */
   const size_t act = (m->s.layers + 1) * N * D + 2 * N * V + 8 * N * D + 4 * N * F + 2 * N * W +
                      (size_t)m->s.layers * (att + 2 * N * W + 6 * N * D + 3 * N * F + 8 * N);
@@ -243,7 +243,10 @@ void fm_model_free(fm_model *m) {
   if (!m) return;
   if (m->blk)
     for (int l = 0; l < m->s.layers; l++)
-      if (m->blk[l].moe) fm_moe_free(&m->blk[l].moe_layer);
+      if (m->blk[l].moe) {
+        fm_moe_free(&m->blk[l].moe_layer);
+        if (m->blk[l].moe_dev) m->be->moe_destroy(m->be, m->blk[l].moe_dev);
+      }
   for (int c = 0; c < m->nclass; c++) {
     if (m->cw) free(m->cw[c]);
     if (m->cg) free(m->cg[c]);
@@ -376,16 +379,20 @@ size_t fm_nn_model_bytes(const fm_model *m) {
 
 const float *fm_model_logits(const fm_model *m) {
   if (!m->have_fwd) return NULL;
+  if (m->logits_stale == 2) return NULL; /* a fused head's, and the weights changed since */
+  if (m->logits_stale) fm_model_logits_ready((fm_model *)m); /* the logits are a cache of the forward */
   return m->be->device ? fm_model_stage(m, m->logits, (size_t)m->Bc * m->Tc * m->s.vocab) : m->logits;
 }
 
 const float *fm_model_router_probs(const fm_model *m, int layer) {
   if (layer < 0 || layer >= m->s.layers || !m->blk[layer].moe || !m->have_fwd) return NULL;
+  fm_model_routing_to_host(m);
   return m->blk[layer].moe_layer.probs;
 }
 
 const int32_t *fm_model_router_picks(const fm_model *m, int layer) {
   if (layer < 0 || layer >= m->s.layers || !m->blk[layer].moe || !m->have_fwd) return NULL;
+  fm_model_routing_to_host(m);
   return m->blk[layer].moe_layer.picks;
 }
 
@@ -394,5 +401,6 @@ fm_err fm_model_set_route_mask(fm_model *m, int layer, const uint8_t *allowed) {
     FM_ERROR(FM_ERR_ARG, "route mask for block %d: the model has blocks 0..%d", layer, m->s.layers - 1);
   if (!m->blk[layer].moe) FM_ERROR(FM_ERR_ARG, "route mask for block %d, which is not an MoE block", layer);
   FM_CHECK(fm_moe_set_mask(&m->blk[layer].moe_layer, allowed));
+  if (m->blk[layer].moe_dev) FM_CHECK(m->be->moe_set_mask(m->be, m->blk[layer].moe_dev, allowed));
   return FM_OK;
 }

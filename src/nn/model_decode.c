@@ -89,6 +89,8 @@ fm_err fm_decoder_create(fm_decoder **dp, fm_model *m, int rows, int positions) 
     FM_ERROR(FM_ERR_ARG, "a decoder cache of %d positions: the model's context is %d", positions, s->context);
   if (rows < 1 || rows > positions)
     FM_ERROR(FM_ERR_ARG, "a decoder taking %d tokens per step: its cache holds %d positions", rows, positions);
+  /* the decoder runs on the host's copy of the weights: a GPU model's comes down here */
+  FM_CHECK(fm_model_sync(m));
   fm_decoder *d;
   FM_CALLOC(d, 1, "decoder");
   d->m = m;

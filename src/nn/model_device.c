@@ -65,6 +65,23 @@ void fm_model_device_free(fm_model *m) {
   free(m->adev), free(m->wsync), free(m->gsync), free(m->stage);
 }
 
+fm_err fm_model_moe_alloc(fm_model *m, fm_block *b, int N, const fm_moe_dims *dm) {
+  FM_CHECK(fm_moe_alloc(&b->moe_layer, N, dm));
+  if (m->be->moe_create) FM_CHECK(m->be->moe_create(m->be, &b->moe_layer, &b->moe_dev));
+  return FM_OK;
+}
+
+void fm_model_routing_to_host(const fm_model *m) {
+  fm_model *w = (fm_model *)m; /* the host layers' routing is a cache of the device's */
+  if (w->routed) return;
+  for (int l = 0; l < w->s.layers; l++)
+    if (w->blk[l].moe_dev) {
+      fm_err e = w->be->moe_routing(w->be, w->blk[l].moe_dev, &w->blk[l].moe_layer);
+      if (e) fm_fatal(e);
+    }
+  w->routed = 1;
+}
+
 fm_err fm_model_to_device(fm_model *m) {
   fm_backend *be = m->be;
   if (!be->device) return FM_OK;
@@ -100,6 +117,7 @@ fm_err fm_model_host_params(fm_model *m, int cls) {
   if (k < m->nclass) flush_adamw(m, k);
   FM_CHECK(be->sync(be, "bring a class of parameters to the host"));
   m->wsync[k] = FM_SYNC_HOST;
+  if (m->logits_stale) m->logits_stale = 2; /* the host may change them: a fused head's logits are gone */
   return FM_OK;
 }
 
@@ -177,6 +195,7 @@ void fm_adamw_step_device(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hpar
   }
   m->adev[cls] = 1;
   m->wsync[cls] = FM_SYNC_DEVICE;
+  if (m->logits_stale) m->logits_stale = 2;
   FM_PROF_END(t0, FM_PROF_OPTIMIZER, FM_PROF_BWD);
 }
 

@@ -27,6 +27,7 @@ typedef struct {
   float *ln2, *ln2_mean, *ln2_rstd; /* [N,D] [N] [N] */
   float *fch, *fcg;                 /* dense FFN: [N,4D] before and after GELU */
   fm_moe moe_layer;                 /* MoE FFN: its own activations */
+  void *moe_dev;                    /* a device backend's layer beside it (backend.h) */
 } fm_block;
 
 /* Who holds the newest values of a buffer that lives on a device with a host mirror */
@@ -78,7 +79,10 @@ struct fm_model {
   float *rope_cos, *rope_sin;
   float *da, *dsy, *dsz;              /* [N,max F] [N,D] [N] */
   float *dlz;                         /* attention LoRA scratch [N,r] */
-  int Bc, Tc, nvalid, have_fwd;
+  int Bc, Tc, nvalid, have_fwd, routed;
+  /* a fused head left the logits unwritten: 1 fm_model_logits makes them from the
+   * forward's inputs, 2 no longer (the weights changed since) */
+  int logits_stale;
   float ce, lb;
 };
 
@@ -114,6 +118,10 @@ fm_err fm_model_to_device(fm_model *m);
 fm_err fm_model_host_params(fm_model *m, int cls);
 fm_err fm_model_host_grads(fm_model *m, int cls);
 fm_err fm_model_device_alloc(fm_model *m);
+/* block b's MoE layer for N rows: moe.c's, and a device backend's beside it */
+fm_err fm_model_moe_alloc(fm_model *m, fm_block *b, int N, const fm_moe_dims *dm);
+/* the last forward's routing copied into the host layers, once per forward */
+void fm_model_routing_to_host(const fm_model *m);
 void fm_model_device_free(fm_model *m);
 /* a device array of n floats handed to the host (the staging buffer, valid until the next call) */
 const float *fm_model_stage(const fm_model *m, const float *dev, size_t n);
@@ -123,6 +131,8 @@ double fm_model_grad_norm_device(fm_model *m, unsigned mask);
 /* model_pass.c: the LM head (tensor index head, tied or not) and the cross-entropy */
 void fm_model_head_forward(fm_model *m, int head, int N);
 void fm_model_head_backward(fm_model *m, int head, int N);
+/* the last forward's logits in the arena, made now if a fused head skipped them */
+void fm_model_logits_ready(fm_model *m);
 
 /* model_llama.c: the llama family's blocks (index, activations, passes) */
 fm_err fm_llama_index(fm_model *m);

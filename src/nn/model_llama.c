@@ -89,7 +89,7 @@ static size_t carve(fm_model *m, float *base) {
   const size_t N = (size_t)m->B * m->T, D = (size_t)s->d, V = (size_t)s->vocab;
   const size_t QD = (size_t)s->heads * s->head_dim, KD = (size_t)s->kv_heads * s->head_dim;
   const size_t W = QD + 2 * KD, F = (size_t)s->ffn, FS = (size_t)s->shared_ffn;
-  const size_t att = fm_attention_saved(m->B, m->T, s->heads, s->head_dim), RA = (size_t)s->attn_lora_rank;
+  const size_t att = m->be->attention_saved(m->be, m->B, m->T, s->heads, s->head_dim), RA = (size_t)s->attn_lora_rank;
   size_t fmax = 1; /* the widest dense or shared FFN, for the backward scratch */
   for (int l = 0; l < s->layers; l++) {
     size_t f = m->blk[l].moe ? FS : F;
@@ -181,7 +181,7 @@ fm_err fm_llama_alloc(fm_model *m) {
       fm_moe_dims dm = {.D = s->d, .F = s->expert_ffn, .E = s->experts, .k = s->top_k,
                         .type = s->expert_type, .r = s->lora_rank, .swiglu = 1,
                         .renorm = s->norm_topk, .alpha = s->lora_alpha};
-      FM_CHECK(fm_moe_alloc(&m->blk[l].moe_layer, (int)N, &dm));
+      FM_CHECK(fm_model_moe_alloc(m, &m->blk[l], (int)N, &dm));
     }
   FM_CHECK(be->alloc(be, &m->tokens, N * sizeof(int32_t), "token copy"));
   FM_CHECK(be->alloc(be, &m->targets, N * sizeof(int32_t), "target copy"));
@@ -263,7 +263,7 @@ void fm_llama_forward(fm_model *m, int B, int T, double *lbsum) {
     if (b->moe) {
       fm_moe_params p;
       moe_params(m, b, &p);
-      *lbsum += be->moe_forward(be, &b->moe_layer, &p, out, b->ln2, N, s->load_balance);
+      *lbsum += be->moe_forward(be, &b->moe_layer, b->moe_dev, &p, out, b->ln2, N, s->load_balance);
       if (b->sgw >= 0)
         PROF(FFN, FWD, be->shared_expert_forward(be, out, b->sy, b->sg, b->sgu, b->sact, b->ln2, wt(m, b->sgw),
                                                 wt(m, b->suw), wt(m, b->sdw), wt(m, b->sgt), N, D,
@@ -301,7 +301,7 @@ void fm_llama_backward(fm_model *m, int lo, int k, const float *dh) {
     if (b->moe) {
       fm_moe_params p;
       moe_params(m, b, &p);
-      be->moe_backward(be, &b->moe_layer, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
+      be->moe_backward(be, &b->moe_layer, b->moe_dev, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
       if (b->sgw >= 0)
         PROF(FFN, BWD, be->shared_expert_backward(be, m->dln, gr(m, b->sgw), gr(m, b->suw), gr(m, b->sdw),
                                                  gr(m, b->sgt), m->dsy, m->dsz, m->da, m->dfc, m->dres,

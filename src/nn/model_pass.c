@@ -17,14 +17,32 @@
 void fm_model_head_forward(fm_model *m, int head, int N) {
   fm_backend *be = m->be;
   const int D = m->s.d, V = m->s.vocab;
+  if (be->head_crossentropy) { /* fused: the loss alone now, the logits only if asked for */
+    m->ce = (float)be->head_crossentropy(be, &m->nvalid, m->lse, NULL, NULL, 0, m->lnf, fm_model_w(m, head),
+                                         m->targets, N, D, V, 1.0f);
+    m->logits_stale = 1;
+    return;
+  }
   be->gemm(be, 0, 1, N, V, D, 1.0f, m->lnf, D, fm_model_w(m, head), D, 0.0f, m->logits, V);
   m->ce = (float)be->crossentropy_forward(be, m->lse, m->logits, m->targets, N, V, &m->nvalid);
+}
+
+void fm_model_logits_ready(fm_model *m) {
+  if (!m->logits_stale) return;
+  fm_backend *be = m->be;
+  const int D = m->s.d, V = m->s.vocab, N = m->Bc * m->Tc, head = m->head >= 0 ? m->head : m->wte;
+  be->gemm(be, 0, 1, N, V, D, 1.0f, m->lnf, D, fm_model_w(m, head), D, 0.0f, m->logits, V);
+  m->logits_stale = 0;
 }
 
 void fm_model_head_backward(fm_model *m, int head, int N) {
   fm_backend *be = m->be;
   const int D = m->s.d, V = m->s.vocab;
   fm_param w = fm_model_param(m, head);
+  if (be->head_crossentropy) { /* fused: dln written, the head's gradient added */
+    be->head_crossentropy(be, &m->nvalid, NULL, m->dln, w.g, 1, m->lnf, w.w, m->targets, N, D, V, 1.0f);
+    return;
+  }
   be->crossentropy_backward(be, m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
   if (w.g) be->gemm(be, 1, 0, V, D, N, 1.0f, m->dlogits, V, m->lnf, D, 1.0f, w.g, D);
   be->gemm(be, 0, 0, N, D, V, 1.0f, m->dlogits, V, w.w, D, 0.0f, m->dln, D);
@@ -79,6 +97,8 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
   m->Bc = B;
   m->Tc = T;
   m->have_fwd = 0;
+  m->logits_stale = 0;
+  m->routed = !be->device; /* a device's routing comes to the host when asked for */
   double lbsum = 0.0;
   if (s->family != FM_FAMILY_GPT2) {
     fm_llama_forward(m, B, T, &lbsum);
@@ -115,7 +135,7 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
     if (b->moe) {
       fm_moe_params p;
       moe_params(m, b, &p);
-      lbsum += be->moe_forward(be, &b->moe_layer, &p, out, b->ln2, N, s->load_balance);
+      lbsum += be->moe_forward(be, &b->moe_layer, b->moe_dev, &p, out, b->ln2, N, s->load_balance);
     } else {
       PROF(FFN, FWD, be->ffn_forward(be, out, b->fch, b->fcg, b->ln2, fm_model_w(m, b->fcw), fm_model_w(m, b->fcb),
                                     fm_model_w(m, b->fpw), fm_model_w(m, b->fpb), N, D, s->ffn));
@@ -201,7 +221,7 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
     if (b->moe) {
       fm_moe_params p;
       moe_params(m, b, &p);
-      be->moe_backward(be, &b->moe_layer, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
+      be->moe_backward(be, &b->moe_layer, b->moe_dev, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
     } else {
       PROF(FFN, BWD, be->ffn_backward(be, m->dln, fm_model_param(m, b->fcw).g, fm_model_param(m, b->fcb).g,
                                      fm_model_param(m, b->fpw).g, fm_model_param(m, b->fpb).g,

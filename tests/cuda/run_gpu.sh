@@ -5,7 +5,9 @@
 # to the hosts by work) and local (private state: parameters and AdamW moments go
 # between the GPU and the host at each client switch); a run stopped half way and
 # resumed equals the uninterrupted one; the GPU's metrics agree with the CPU's to
-# tolerance; bf16 is reproducible too. Bad input: an unknown precision.
+# tolerance; bf16 is reproducible too; MoE blocks and the llama family run and are
+# rank-identical. Bad input: heads wider than 128 values, an unknown precision, a
+# model too large.
 . "${top_srcdir:-.}/tests/mpi/common.sh"
 . "$top_srcdir/tests/mpi/tiny.sh"
 H5DIFF=${H5DIFF:-h5diff}
@@ -51,10 +53,28 @@ for obj in $objs; do
     || { cat "$TMP/diff"; fail "bf16: $obj differs between 2 and 3 ranks"; }
 done
 echo "ok: bf16 on 2 and 3 ranks: identical"
+# MoE blocks and the llama family on the GPU: identical on 2 and 3 ranks
+for case in "gpt2 comigs" "mixtral fedavg" "qwen2_moe comigs"; do
+  set -- $case
+  extra="-q --set run.device=cuda --set model.family=$1"
+  [ $1 = mixtral ] && extra="$extra --set model.kv_heads=1" # grouped-query attention
+  [ $1 = qwen2_moe ] && extra="$extra --set model.expert_type=lora --set model.attn_lora_rank=2"
+  for np in 2 3; do
+    mpi $np run "$TMP/tiny.ini" $extra --set fl.strategy=$2 --set run.output="$TMP/$1-$np.h5" \
+      || { cat "$TMP/out"; fail "$1 $2 on the GPU, $np ranks"; }
+    grep "^final $2" "$TMP/out"
+  done
+  for obj in /checkpoints/r000002 /metrics/clients /routing/counts /routing/gate_mass; do
+    "$H5DIFF" --follow-symlinks "$TMP/$1-2.h5" "$TMP/$1-3.h5" $obj $obj >"$TMP/diff" 2>&1 \
+      || { cat "$TMP/diff"; fail "$1 $2 on the GPU: $obj differs between 2 and 3 ranks"; }
+  done
+  echo "ok: $1 with $2 on the GPU on 2 and 3 ranks: identical"
+done
 # refused on every rank, nothing written
-expect_fail 2 30 "MoE blocks (model.moe_layers" run "$TMP/tiny.ini" -q --set run.device=cuda \
-  --set run.output="$TMP/moe.h5"
-[ ! -e "$TMP/moe.h5" ] || fail "a refused GPU run wrote its run file"
+expect_fail 2 30 "attention heads of more than 128 values" run "$TMP/tiny.ini" -q --set run.device=cuda \
+  --set model.family=llama --set model.moe_layers=none --set model.d_model=512 --set model.heads=2 \
+  --set run.output="$TMP/wide.h5"
+[ ! -e "$TMP/wide.h5" ] || fail "a refused GPU run wrote its run file"
 expect_fail 2 30 "key 'run.precision'" run "$TMP/tiny.ini" $gpu --set run.precision=fp16
 expect_fail 2 30 "needs about .* MiB of GPU memory" run "$TMP/tiny.ini" $gpu --set model.d_model=8192 \
   --set model.heads=64 --set model.layers=64 --set model.context=4096 --set train.seq_len=4096 \

@@ -5,7 +5,8 @@
  * AdamW steps with gradient clipping its parameters, to 1e-5 (relative L2, fp32); a
  * second run of the same steps gives bitwise the same parameters. Also: attention
  * LoRA, the hidden states and an injected gradient, writes through the host mirror
- * reaching the device, and the refusals (MoE, the llama family, a model too large). */
+ * reaching the device, MoE blocks and the llama family (loss, gradients, routing), and
+ * the refusals (heads wider than 128 values, a model too large). */
 #include "backend.h"
 #include "backend_cuda.h"
 
@@ -193,6 +194,72 @@ static void training_matches_and_repeats(void) {
   }
 }
 
+/* a whole model of another kind against the CPU: loss and gradients (one class) */
+static void family_matches(const char *what, fm_model_shape s) {
+  CU_ASSERT_FATAL(gpu != NULL);
+  fm_model *m[2] = {NULL, NULL};
+  for (int x = 0; x < 2; x++) {
+    fm_model_set_default_backend(x ? gpu : NULL);
+    fm_err e = fm_model_create(&m[x], &s, B, T, 1, NULL, NULL);
+    fm_model_set_default_backend(NULL);
+    if (e) printf("\n    %s: %s", what, fm_error_message());
+    CU_ASSERT_FATAL(e == FM_OK);
+    CU_ASSERT_FATAL(fm_model_init(m[x], 11) == FM_OK);
+  }
+  int32_t tok[B * T], tgt[B * T];
+  batch(tok, tgt, 5);
+  float ce[2], lb[2];
+  for (int x = 0; x < 2; x++) {
+    fm_model_zero_grads(m[x]);
+    CU_ASSERT_FATAL(fm_model_forward(m[x], tok, tgt, B, T, &ce[x], &lb[x]) == FM_OK);
+    CU_ASSERT_FATAL(fm_model_backward(m[x]) == FM_OK);
+  }
+  printf("\n    %s: loss GPU %.8f CPU %.8f, load balance GPU %.8f CPU %.8f", what, ce[1], ce[0], lb[1], lb[0]);
+  FM_ASSERT_CLOSE(ce[1], ce[0], 1e-5, 0);
+  FM_ASSERT_CLOSE(lb[1], lb[0], 1e-5, 1e-7);
+  report(what, 0, fm_model_class_grads(m[1], 0), fm_model_class_grads(m[0], 0), fm_model_class_numel(m[0], 0), 1e-4);
+  if (s.moe_mask) { /* the routing the runtime reads comes from the device */
+    const int l = __builtin_ctzll(s.moe_mask); /* the first MoE block */
+    const int32_t *pg = fm_model_router_picks(m[1], l), *pc = fm_model_router_picks(m[0], l);
+    CU_ASSERT_FATAL(pg != NULL && pc != NULL);
+    int same = 0;
+    for (int i = 0; i < B * T * s.top_k; i++) same += pg[i] == pc[i];
+    printf("\n    %s: %d of %d picks of block %d as on the CPU", what, same, B * T * s.top_k, l);
+    CU_ASSERT(same == B * T * s.top_k);
+    const float *qg = fm_model_router_probs(m[1], l), *qc = fm_model_router_probs(m[0], l);
+    CU_ASSERT_FATAL(qg != NULL && qc != NULL);
+    report("router probabilities", l, qg, qc, (size_t)B * T * s.experts, 1e-5);
+  }
+  fm_model_free(m[1]);
+  fm_model_free(m[0]);
+}
+
+static void moe_and_llama_match_cpu(void) {
+  fm_model_shape g = {.vocab = 101, .context = 24, .d = 40, .heads = 5, .layers = 2, .moe_mask = 3,
+                      .experts = 4, .top_k = 2, .expert_type = FM_EXPERT_FULL, .lora_rank = 4,
+                      .lora_alpha = 8.0f, .init_std = 0.2f, .load_balance = 0.01f};
+  family_matches("gpt2 with MoE blocks", g);
+  fm_model_shape l = g;
+  l.family = FM_FAMILY_LLAMA;
+  l.moe_mask = 0;
+  family_matches("llama", l);
+  fm_model_shape x = g;
+  x.family = FM_FAMILY_MIXTRAL;
+  x.moe_mask = 2;
+  x.norm_topk = 1;
+  family_matches("mixtral (dense block 0, MoE block 1)", x);
+  fm_model_shape gq = x;
+  gq.kv_heads = 1; /* grouped-query (here multi-query) attention: the fused kernel */
+  family_matches("mixtral with one key/value head", gq);
+  fm_model_shape q = g;
+  q.family = FM_FAMILY_QWEN2_MOE;
+  q.shared_ffn = 24;
+  q.qk_norm = 1;
+  q.expert_type = FM_EXPERT_LORA;
+  q.attn_lora_rank = 2;
+  family_matches("qwen2_moe (shared expert, q/k norms, LoRA experts and attention adapters)", q);
+}
+
 static void refused(const fm_model_shape *s, int B_, int T_, fm_err want, const char *needle) {
   fm_model *m = NULL;
   fm_model_set_default_backend(gpu);
@@ -211,10 +278,11 @@ static void refusals(void) {
   fm_model_shape s = {.vocab = 32, .context = 8, .d = 16, .heads = 2, .layers = 2, .moe_mask = 2,
                       .experts = 4, .top_k = 2, .expert_type = FM_EXPERT_FULL, .lora_rank = 4,
                       .lora_alpha = 8.0f, .init_std = 0.2f};
-  refused(&s, 2, 8, FM_ERR_CONFIG, "model.moe_layers");
+  /* heads wider than the GPU attention's 128 values */
   s.moe_mask = 0;
   s.family = FM_FAMILY_LLAMA;
-  refused(&s, 2, 8, FM_ERR_CONFIG, "model.family");
+  s.d = 512;
+  refused(&s, 2, 8, FM_ERR_CONFIG, "model.head_dim");
   /* far more than a GPU holds: refused with the figures, before allocating */
   fm_model_shape big = {.vocab = 50257, .context = 4096, .d = 8192, .heads = 64, .layers = 64,
                         .experts = 1, .top_k = 1, .lora_rank = 4, .lora_alpha = 8.0f, .init_std = 0.02f};
@@ -237,7 +305,8 @@ int fm_test_register(void) {
   static const fm_test tests[] = {{"forward/backward against the CPU", passes_match_cpu},
                                   {"attention LoRA against the CPU", attention_lora_matches_cpu},
                                   {"AdamW steps against the CPU, repeatable", training_matches_and_repeats},
-                                  {"refusals: MoE, llama, too large", refusals},
+                                  {"MoE blocks and the llama family against the CPU", moe_and_llama_match_cpu},
+                                  {"refusals: wide heads, too large", refusals},
                                   {NULL, NULL}};
   CU_pSuite s = CU_add_suite("GPU model (CUDA backend)", open_gpu, close_gpu);
   if (!s) return 1;

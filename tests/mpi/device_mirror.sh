@@ -34,6 +34,28 @@ for s in fedavg local fedbiot; do
     || { cat "$TMP/diff"; fail "$s: the stand-in device's metrics differ from the CPU's by more than 1e-3"; }
   echo "ok: $s on the stand-in device: identical on 2 and 3 ranks, the CPU's to 1e-3"
 done
+# MoE blocks (routing statistics and route masks read from the host layers) and the
+# llama family (rotary tables, q/k norms, GQA, LoRA experts and attention adapters)
+mirror="-q --set debug.device_mirror=true"
+for case in "gpt2 comigs" "mixtral fedavg" "qwen2_moe comigs"; do
+  set -- $case
+  extra="--set model.family=$1"
+  [ $1 = gpt2 ] || extra="$extra --set model.kv_heads=1"
+  [ $1 = qwen2_moe ] && extra="$extra --set model.expert_type=lora --set model.attn_lora_rank=2"
+  for np in 2 3; do
+    mpi $np run "$TMP/tiny.ini" $mirror $extra --set fl.strategy=$2 --set run.output="$TMP/$1-$np.h5" \
+      || { cat "$TMP/out"; fail "$1 $2 on the stand-in device, $np ranks"; }
+  done
+  for obj in /checkpoints/r000002 /metrics/clients /routing/counts /routing/gate_mass; do
+    "$H5DIFF" --follow-symlinks "$TMP/$1-2.h5" "$TMP/$1-3.h5" $obj $obj >"$TMP/diff" 2>&1 \
+      || { cat "$TMP/diff"; fail "$1 $2 on the stand-in device: $obj differs between 2 and 3 ranks"; }
+  done
+  mpi 2 run "$TMP/tiny.ini" -q $extra --set fl.strategy=$2 --set run.output="$TMP/$1-cpu.h5" \
+    || { cat "$TMP/out"; fail "$1 $2 on the CPU"; }
+  "$H5DIFF" -p 1e-3 "$TMP/$1-cpu.h5" "$TMP/$1-2.h5" /metrics/clients /metrics/clients >"$TMP/diff" 2>&1 \
+    || { cat "$TMP/diff"; fail "$1 $2: the stand-in device's metrics differ from the CPU's by more than 1e-3"; }
+  echo "ok: $1 with $2 on the stand-in device: identical on 2 and 3 ranks, the CPU's to 1e-3"
+done
 set_run="$dev --set fl.strategy=local --set fl.rounds=4 --set run.checkpoint_every=1"
 mpi 2 run "$TMP/tiny.ini" $set_run --set run.output="$TMP/full.h5" || { cat "$TMP/out"; fail "full run"; }
 mpi 2 run "$TMP/tiny.ini" $set_run --set run.output="$TMP/half.h5" --set run.stop_after=2 \

@@ -8,7 +8,9 @@
  *     states used in turn (as src/fl/client_state.c does) each continue where they were;
  *   - values written through fm_model_class_params or fm_model_tensor reach the passes;
  *   - fm_model_sync brings kept tensor pointers up to date;
- *   - the hidden states and logits handed out are the device's. */
+ *   - the hidden states and logits handed out are the device's;
+ *   - a fused head (backend.h's head_crossentropy) trains as the unfused one, and the
+ *     logits it skipped are made when asked for. */
 #include "backend.h"
 
 #include "fedmoe/rng.h"
@@ -44,6 +46,25 @@ static void fake_adamw(fm_backend *be, float *w, float *m, float *v, const float
     v[j] = b2 * v[j] + (1.0f - b2) * gj * gj;
     w[j] -= lr * ((m[j] * c1) / (sqrtf(v[j] * c2) + eps) + wd * w[j]);
   }
+}
+
+/* a fused head as a device might do it: the logits in scratch of its own, the loss
+ * and the gradients in one call (backend.h's head_crossentropy) */
+static double fake_head(fm_backend *be, int *nvalid, float *lse, float *dx, float *dW, int accumulate,
+                        const float *x, const float *W, const int32_t *targets, int N, int D, int V, float dloss) {
+  (void)be;
+  float *lg = malloc((size_t)N * V * sizeof *lg), *ls = malloc((size_t)N * sizeof *ls);
+  fm_gemm(0, 1, N, V, D, 1.0f, x, D, W, D, 0.0f, lg, V);
+  double loss = fm_crossentropy_forward(ls, lg, targets, N, V, nvalid);
+  if (lse) memcpy(lse, ls, (size_t)N * sizeof *ls);
+  if (dx || dW) {
+    fm_crossentropy_backward(lg, lg, ls, targets, N, V, *nvalid, dloss); /* in place: logits -> their gradient */
+    if (dW) fm_gemm(1, 0, V, D, N, 1.0f, lg, V, x, D, accumulate ? 1.0f : 0.0f, dW, D);
+    if (dx) fm_gemm(0, 0, N, D, V, 1.0f, lg, V, W, D, 0.0f, dx, D);
+  }
+  free(lg);
+  free(ls);
+  return loss;
 }
 
 static int classify(const fm_tensor *t, void *ctx) {
@@ -194,6 +215,37 @@ static void mirrors(void) {
   fm_model_free(m);
 }
 
+/* with a fused head: the same loss and gradients, and the logits made when asked for */
+static void fused_head(void) {
+  fake.head_crossentropy = fake_head; /* the CPU model's backend is another */
+  fm_model *m = make(0), *g = make(1);
+  fm_adamw om[2], og[2];
+  for (int c = 0; c < 2; c++) {
+    CU_ASSERT_FATAL(fm_adamw_create(&om[c], fm_model_class_numel(m, c)) == FM_OK);
+    CU_ASSERT_FATAL(fm_adamw_create(&og[c], fm_model_class_numel(m, c)) == FM_OK);
+  }
+  for (int k = 0; k < 3; k++) {
+    float cl = step(m, om, 20 + k), gl = step(g, og, 20 + k);
+    FM_ASSERT_CLOSE(gl, cl, 1e-6, 0);
+  }
+  CU_ASSERT(fm_model_logits(g) == NULL); /* skipped, and the weights changed since */
+  same_params(g, m, 1e-5);
+  int32_t tok[B * T], tgt[B * T];
+  batch(tok, tgt, 30);
+  float cl = 0, gl = 0;
+  CU_ASSERT_FATAL(fm_model_forward(m, tok, tgt, B, T, &cl, NULL) == FM_OK);
+  CU_ASSERT_FATAL(fm_model_forward(g, tok, tgt, B, T, &gl, NULL) == FM_OK);
+  FM_ASSERT_CLOSE(gl, cl, 1e-6, 0);
+  CU_ASSERT(maxrel(fm_model_logits(g), fm_model_logits(m), (size_t)B * T * V) <= 1e-5);
+  for (int c = 0; c < 2; c++) {
+    fm_adamw_free(&om[c]);
+    fm_adamw_free(&og[c]);
+  }
+  fm_model_free(g);
+  fm_model_free(m);
+  fake.head_crossentropy = NULL;
+}
+
 int fm_test_register(void) {
   fake = fm_backend_cpu;
   fake.name = "fake";
@@ -203,6 +255,7 @@ int fm_test_register(void) {
   fake.adamw = fake_adamw;
   static const fm_test tests[] = {{"host mirrors: steps move no parameters, writes reach the passes", mirrors},
                                   {"two clients' AdamW states in turn", clients_in_turn},
+                                  {"a fused head", fused_head},
                                   {NULL, NULL}};
   return fm_test_suite("model on a device backend (stand-in)", tests);
 }

@@ -1,8 +1,9 @@
 /* backend_cuda.c - the backend table (src/nn/backend.h) on one GPU: each operation
  * calls the fm_cu_* kernel of cuda_nn.h with the same arguments, on the context's
  * stream. The first failure is kept in be->err and later operations are skipped
- * until sync reports it. Composite kernels of nn.h (the dense FFN, LoRA) are composed
- * here from GPU kernels exactly as their CPU versions are composed from CPU ones.
+ * until sync reports it. The dense FFN is composed here from GPU kernels exactly as
+ * ffn.c composes it from CPU ones. An MoE layer has a device twin (fm_cu_moe) beside
+ * the model's host fm_moe, which keeps the routing the runtime reads.
  * An nn.h kernel without a GPU twin yet is NULL, and refuse() names the model
  * feature that would need it, before anything is allocated. */
 #include "backend_cuda.h"
@@ -30,10 +31,12 @@ typedef struct {
 static fm_err cuda_refuse(fm_backend *be, const fm_model_shape *s) {
   const char *need = NULL;
   if (s->moe_mask && !be->moe_forward)
-    need = "MoE blocks (model.moe_layers: the router, dispatch and combine kernels); set model.moe_layers = none";
+    need = "MoE blocks (model.moe_layers: the router, dispatch and combine kernels)";
   else if (s->family != FM_FAMILY_GPT2 && (!be->rmsnorm_forward || !be->rope_forward || !be->dense_forward ||
                                            !be->swiglu_ffn_forward))
     need = "the llama family (model.family: its RMSNorm, RoPE, SwiGLU and nn.Linear kernels)";
+  else if ((s->family == FM_FAMILY_GPT2 ? s->d / s->heads : s->head_dim) > FM_CU_ATTENTION_MAX_HS)
+    need = "attention heads of more than 128 values (model.head_dim, or model.d_model / model.heads)";
   else if (s->shared_ffn > 0 && !be->shared_expert_forward)
     need = "the shared expert (model.shared_ffn)";
   else if (s->attn_lora_rank > 0 && !be->lora_forward)
@@ -41,6 +44,12 @@ static fm_err cuda_refuse(fm_backend *be, const fm_model_shape *s) {
   if (need)
     FM_ERROR(FM_ERR_CONFIG, "run.device = cuda: %s does not run on the GPU yet; use run.device = cpu", need);
   return FM_OK;
+}
+
+/* what either path of the GPU attention core keeps (attention.c) */
+static size_t cuda_attention_saved(fm_backend *be, int B, int T, int H, int hs) {
+  (void)be;
+  return fm_cu_attention_saved(B, T, H, hs);
 }
 
 static size_t cuda_mem_free(fm_backend *be) {
@@ -202,44 +211,124 @@ static void cuda_crossentropy_backward(fm_backend *be, float *dlogits, const flo
   RUN(be, fm_cu_crossentropy_backward(CU(be), dlogits, logits, lse, targets, N, V, nvalid, dloss));
 }
 
-/* lora.c's GEMMs, the same ones in the same order */
-static fm_err lora_forward_(fm_cu *cu, int layout, int n, int in, int out, int R, float s, const float *x,
-                            int ldx, const float *A, const float *B, float *z, float *y, int ldy) {
-  const int lin = layout == FM_LORA_LINEAR;
-  FM_CHECK(fm_cu_gemm(cu, 0, lin, n, R, in, 1.0f, x, ldx, A, lin ? in : R, 0.0f, z, R));
-  return fm_cu_gemm(cu, 0, lin, n, out, R, s, z, R, B, lin ? R : out, 1.0f, y, ldy);
-}
 static void cuda_lora_forward(fm_backend *be, int layout, int n, int in, int out, int R, float s,
                               const float *x, int ldx, const float *A, const float *B, float *z, float *y,
                               int ldy) {
-  RUN(be, lora_forward_(CU(be), layout, n, in, out, R, s, x, ldx, A, B, z, y, ldy));
-}
-static fm_err lora_backward_(fm_cu *cu, int layout, int n, int in, int out, int R, float s, const float *x,
-                             int ldx, const float *z, const float *dy, int ldy, fm_param A, fm_param B,
-                             float *dz, float *dx, float beta) {
-  if (layout == FM_LORA_LINEAR) {
-    if (B.g) FM_CHECK(fm_cu_gemm(cu, 1, 0, out, R, n, s, dy, ldy, z, R, 1.0f, B.g, R));
-    FM_CHECK(fm_cu_gemm(cu, 0, 0, n, R, out, s, dy, ldy, B.w, R, 0.0f, dz, R));
-    if (A.g) FM_CHECK(fm_cu_gemm(cu, 1, 0, R, in, n, 1.0f, dz, R, x, ldx, 1.0f, A.g, in));
-    if (dx) FM_CHECK(fm_cu_gemm(cu, 0, 0, n, in, R, 1.0f, dz, R, A.w, in, beta, dx, ldx));
-  } else {
-    if (B.g) FM_CHECK(fm_cu_gemm(cu, 1, 0, R, out, n, s, z, R, dy, ldy, 1.0f, B.g, out));
-    FM_CHECK(fm_cu_gemm(cu, 0, 1, n, R, out, s, dy, ldy, B.w, out, 0.0f, dz, R));
-    if (A.g) FM_CHECK(fm_cu_gemm(cu, 1, 0, in, R, n, 1.0f, x, ldx, dz, R, 1.0f, A.g, R));
-    if (dx) FM_CHECK(fm_cu_gemm(cu, 0, 1, n, in, R, 1.0f, dz, R, A.w, R, beta, dx, ldx));
-  }
-  return FM_OK;
+  RUN(be, fm_cu_lora_forward(CU(be), layout, n, in, out, R, s, x, ldx, A, B, z, y, ldy));
 }
 static void cuda_lora_backward(fm_backend *be, int layout, int n, int in, int out, int R, float s,
                                const float *x, int ldx, const float *z, const float *dy, int ldy, fm_param A,
                                fm_param B, float *dz, float *dx, float beta) {
-  RUN(be, lora_backward_(CU(be), layout, n, in, out, R, s, x, ldx, z, dy, ldy, A, B, dz, dx, beta));
+  RUN(be, fm_cu_lora_backward(CU(be), layout, n, in, out, R, s, x, ldx, z, dy, ldy, A, B, dz, dx, beta));
+}
+
+/* ---- the llama family, the shared expert and the MoE layer (llama_ops.c, moe_cuda.c) */
+static void cuda_dense_forward(fm_backend *be, float *out, int ldo, const float *inp, const float *w,
+                               const float *b, int N, int C, int OC, int accumulate) {
+  RUN(be, fm_cu_dense_forward(CU(be), out, ldo, inp, w, b, N, C, OC, accumulate));
+}
+static void cuda_dense_backward(fm_backend *be, float *dinp, float *dw, float *db, const float *dout, int ldd,
+                                const float *inp, const float *w, int N, int C, int OC, int accumulate) {
+  RUN(be, fm_cu_dense_backward(CU(be), dinp, dw, db, dout, ldd, inp, w, N, C, OC, accumulate));
+}
+static void cuda_rmsnorm_forward(fm_backend *be, float *out, float *rstd, const float *inp, const float *w,
+                                 int N, int C, int ld, float eps) {
+  RUN(be, fm_cu_rmsnorm_forward(CU(be), out, rstd, inp, w, N, C, ld, eps));
+}
+static void cuda_rmsnorm_backward(fm_backend *be, float *dinp, float *dw, const float *dout, const float *inp,
+                                  const float *w, const float *rstd, int N, int C, int ld, int accumulate) {
+  RUN(be, fm_cu_rmsnorm_backward(CU(be), dinp, dw, dout, inp, w, rstd, N, C, ld, accumulate));
+}
+static void cuda_rope_forward(fm_backend *be, float *x, const float *cos_t, const float *sin_t, int B, int T,
+                              int nh, int hs, int ld) {
+  RUN(be, fm_cu_rope_forward(CU(be), x, cos_t, sin_t, B, T, nh, hs, ld));
+}
+static void cuda_rope_backward(fm_backend *be, float *dx, const float *cos_t, const float *sin_t, int B, int T,
+                               int nh, int hs, int ld) {
+  RUN(be, fm_cu_rope_backward(CU(be), dx, cos_t, sin_t, B, T, nh, hs, ld));
+}
+static void cuda_swiglu_ffn_forward(fm_backend *be, float *out, float *gu, float *a, const float *x,
+                                    const float *wg, const float *wu, const float *wd, int N, int D, int F,
+                                    int accumulate) {
+  RUN(be, fm_cu_swiglu_ffn_forward(CU(be), out, gu, a, x, wg, wu, wd, N, D, F, accumulate));
+}
+static void cuda_swiglu_ffn_backward(fm_backend *be, float *dx, float *dwg, float *dwu, float *dwd, float *da,
+                                     float *dgu, const float *dout, const float *x, const float *gu,
+                                     const float *a, const float *wg, const float *wu, const float *wd, int N,
+                                     int D, int F, int accumulate) {
+  RUN(be, fm_cu_swiglu_ffn_backward(CU(be), dx, dwg, dwu, dwd, da, dgu, dout, x, gu, a, wg, wu, wd, N, D, F,
+                                    accumulate));
+}
+static void cuda_shared_expert_forward(fm_backend *be, float *out, float *y, float *sg, float *gu, float *a,
+                                       const float *x, const float *wg, const float *wu, const float *wd,
+                                       const float *wsg, int N, int D, int F) {
+  RUN(be, fm_cu_shared_expert_forward(CU(be), out, y, sg, gu, a, x, wg, wu, wd, wsg, N, D, F));
+}
+static void cuda_shared_expert_backward(fm_backend *be, float *dx, float *dwg, float *dwu, float *dwd,
+                                        float *dwsg, float *dy, float *dz, float *da, float *dgu,
+                                        const float *dout, const float *x, const float *y, const float *sg,
+                                        const float *gu, const float *a, const float *wg, const float *wu,
+                                        const float *wd, const float *wsg, int N, int D, int F) {
+  RUN(be, fm_cu_shared_expert_backward(CU(be), dx, dwg, dwu, dwd, dwsg, dy, dz, da, dgu, dout, x, y, sg, gu, a,
+                                       wg, wu, wd, wsg, N, D, F));
+}
+
+/* the LM head fused with the cross-entropy (head.c); used when FEDMOE_CUDA_HEAD=fused
+ * (the GEMM and cross-entropy kernels otherwise: which is faster depends on the
+ * shape, and the unfused path is the one measured in docs/gpu.md) */
+static double cuda_head_crossentropy(fm_backend *be, int *nvalid, float *lse, float *dx, float *dW, int accumulate,
+                                     const float *x, const float *W, const int32_t *targets, int N, int D, int V,
+                                     float dloss) {
+  double loss = 0.0;
+  *nvalid = 0;
+  RUN(be, fm_cu_head_crossentropy(CU(be), &loss, nvalid, lse, dx, dW, accumulate, x, W, targets, N, D, V, dloss));
+  return loss;
+}
+
+/* an MoE layer: the device's fm_cu_moe beside the model's host fm_moe */
+static fm_err cuda_moe_create(fm_backend *be, const fm_moe *L, void **dev) {
+  fm_cu_moe *d;
+  FM_CALLOC(d, 1, "GPU MoE layer");
+  fm_err e = fm_cu_moe_alloc_like(CU(be), d, L);
+  if (e) {
+    fm_cu_moe_free(d);
+    free(d);
+    return fm_error_trace(__FILE__, __LINE__, __func__, e);
+  }
+  *dev = d;
+  return FM_OK;
+}
+static void cuda_moe_destroy(fm_backend *be, void *dev) {
+  (void)be;
+  fm_cu_moe_free(dev);
+  free(dev);
+}
+static fm_err cuda_moe_set_mask(fm_backend *be, void *dev, const uint8_t *allowed) {
+  (void)be;
+  return fm_cu_moe_set_mask(dev, allowed);
+}
+static fm_err cuda_moe_routing(fm_backend *be, void *dev, fm_moe *L) {
+  FM_CHECK(be->sync(be, "the forward pass")); /* an earlier failure first */
+  return fm_cu_moe_routing_to_host(CU(be), dev, L);
+}
+static double cuda_moe_forward(fm_backend *be, fm_moe *L, void *dev, const fm_moe_params *p, float *out,
+                               const float *x, int N, float lb_coef) {
+  (void)L;
+  double lb = 0.0;
+  RUN(be, fm_cu_moe_forward(CU(be), dev, p, &lb, out, x, N, lb_coef));
+  return lb;
+}
+static void cuda_moe_backward(fm_backend *be, fm_moe *L, void *dev, const fm_moe_params *p, float *dx,
+                              const float *dout, const float *x, float lb_coef, float dlb) {
+  (void)L;
+  RUN(be, fm_cu_moe_backward(CU(be), dev, p, dx, dout, x, lb_coef, dlb));
 }
 
 static const fm_backend cuda_table = {
   .name = "cuda",
   .device = 1,
   .refuse = cuda_refuse,
+  .attention_saved = cuda_attention_saved,
   .mem_free = cuda_mem_free,
   .alloc = cuda_alloc,
   .free = cuda_free,
@@ -267,8 +356,22 @@ static const fm_backend cuda_table = {
   .crossentropy_backward = cuda_crossentropy_backward,
   .lora_forward = cuda_lora_forward,
   .lora_backward = cuda_lora_backward,
-  /* the llama family, the shared expert and the MoE layer: not on the GPU yet
-   * (refuse names them) */
+  .dense_forward = cuda_dense_forward,
+  .dense_backward = cuda_dense_backward,
+  .rmsnorm_forward = cuda_rmsnorm_forward,
+  .rmsnorm_backward = cuda_rmsnorm_backward,
+  .rope_forward = cuda_rope_forward,
+  .rope_backward = cuda_rope_backward,
+  .swiglu_ffn_forward = cuda_swiglu_ffn_forward,
+  .swiglu_ffn_backward = cuda_swiglu_ffn_backward,
+  .shared_expert_forward = cuda_shared_expert_forward,
+  .shared_expert_backward = cuda_shared_expert_backward,
+  .moe_create = cuda_moe_create,
+  .moe_destroy = cuda_moe_destroy,
+  .moe_set_mask = cuda_moe_set_mask,
+  .moe_routing = cuda_moe_routing,
+  .moe_forward = cuda_moe_forward,
+  .moe_backward = cuda_moe_backward,
 };
 
 fm_err fm_cuda_backend_open(fm_backend **out, int local_rank, int prec) {
@@ -286,6 +389,8 @@ fm_err fm_cuda_backend_open(fm_backend **out, int local_rank, int prec) {
   }
   *be = cuda_table;
   be->ctx = c;
+  const char *head = getenv("FEDMOE_CUDA_HEAD");
+  if (head && !strcmp(head, "fused")) be->head_crossentropy = cuda_head_crossentropy;
   *out = be;
   return FM_OK;
 }
