@@ -10,12 +10,17 @@
 # model too large.
 . "${top_srcdir:-.}/tests/mpi/common.sh"
 . "$top_srcdir/tests/mpi/tiny.sh"
+. "$top_srcdir/tests/mpi/base.sh"
 H5DIFF=${H5DIFF:-h5diff}
 gpu="-q --set model.moe_layers=none --set run.device=cuda"
 objs="/checkpoints/r000002 /metrics/clients"
+make_base "$TMP/base" --set model.layers=2 # fedbiot's pretrained model (on the CPU)
 for s in fedavg local fedbiot; do
+  init=""
+  [ $s = fedbiot ] && init="--set model.init=$TMP/base"
   for np in 2 3; do
-    mpi $np run "$TMP/tiny.ini" $gpu --set fl.strategy=$s --set run.output="$TMP/$s-$np.h5" \
+    # shellcheck disable=SC2086
+    mpi $np run "$TMP/tiny.ini" $gpu $init --set fl.strategy=$s --set run.output="$TMP/$s-$np.h5" \
       || { cat "$TMP/out"; fail "$s on the GPU, $np ranks"; }
     grep "^final $s" "$TMP/out"
   done
@@ -25,7 +30,8 @@ for s in fedavg local fedbiot; do
   done
   echo "ok: $s on the GPU on 2 and 3 ranks: identical checkpoint and metrics"
   # the CPU's run of the same configuration: the same losses to tolerance
-  mpi 2 run "$TMP/tiny.ini" -q --set model.moe_layers=none --set fl.strategy=$s --set run.output="$TMP/$s-cpu.h5" \
+  # shellcheck disable=SC2086
+  mpi 2 run "$TMP/tiny.ini" -q --set model.moe_layers=none $init --set fl.strategy=$s --set run.output="$TMP/$s-cpu.h5" \
     || { cat "$TMP/out"; fail "$s on the CPU"; }
   "$H5DIFF" -p 1e-3 "$TMP/$s-cpu.h5" "$TMP/$s-2.h5" /metrics/clients /metrics/clients >"$TMP/diff" 2>&1 \
     || { cat "$TMP/diff"; fail "$s: the GPU's metrics differ from the CPU's by more than 1e-3 relative"; }
