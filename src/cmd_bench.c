@@ -308,7 +308,10 @@ static fm_err bench_one(const bench_cfg *c, int profile) {
   const double gemm = sgemm_rate(fm_model_get_shape(bm.m), N, c->attn_lora > 0);
   const double gf = fpt * N / med * 1e-9;
   const double MiB = 1048576.0, trained = (double)fm_model_class_numel(bm.m, 0);
-  /* the engine's bytes: frozen base, the trained tensors and their gradients, activations */
+  /* the engine's bytes: frozen base, the trained tensors and their gradients, activations.
+   * A process hosts its clients one at a time in one model (src/fl/client_state.c):
+   * each client keeps its trained tensors and their AdamW moments; the base, the
+   * gradients and the activations are there once. */
   const double engine = (double)fm_nn_model_bytes(bm.m);
   double all = 0;
   for (int i = 0; i < fm_model_ntensors(bm.m); i++) all += (double)fm_model_tensor(bm.m, i)->numel;
@@ -316,7 +319,7 @@ static fm_err bench_one(const bench_cfg *c, int profile) {
   printf("%-16s %10zu %8.0f %9.0f %9.0f %8.1f %7.1f %6.0f%% %9.1f %9.1f %9.1f %9.1f\n", c->name,
          fm_model_class_numel(bm.m, 0), fpt * 1e-6, N / med, N / best, gf, gemm,
          gemm > 0 ? 100.0 * gf / gemm : 0.0, 3.0 * sizeof(float) * trained / MiB, base / MiB,
-         (engine - base - 2.0 * sizeof(float) * trained) / MiB, peak_rss_mb());
+         (engine - base - sizeof(float) * trained) / MiB, peak_rss_mb());
   fflush(stdout);
 
   if (profile) {
@@ -378,7 +381,7 @@ fm_err fm_cmd_bench(const fm_cli *cli, MPI_Comm comm) {
            "forward, backward, clip 1.0, AdamW; tokens/s of the median and the best step. "
            "MFLOP/tok counts only the weight gradients computed. client MiB: what each client keeps "
            "(trained tensors, AdamW m and v); base: the frozen tensors; work: activations and the "
-           "trained tensors' working copy and gradients (one per process)\n");
+           "trained tensors' gradients (base and work: once per process, whichever client trains)\n");
     printf("# %-14s %10s %8s %9s %9s %8s %7s %7s %9s %9s %9s %9s\n", "model", "trained", "MFLOP/tok",
            "tok/s med", "tok/s best", "GFLOP/s", "sgemm", "of sgemm", "clientMiB", "baseMiB",
            "workMiB", "peakRSSMiB");
