@@ -316,7 +316,7 @@ static fm_err bench_one(const bench_cfg *c, int profile) {
   double all = 0;
   for (int i = 0; i < fm_model_ntensors(bm.m); i++) all += (double)fm_model_tensor(bm.m, i)->numel;
   const double base = sizeof(float) * (all - trained);
-  printf("%-16s %10zu %8.0f %9.0f %9.0f %8.1f %7.1f %6.0f%% %9.1f %9.1f %9.1f %9.1f\n", c->name,
+  printf("%-16s %10zu %8.1f %9.0f %9.0f %8.1f %7.1f %6.0f%% %9.1f %9.1f %9.1f %9.1f\n", c->name,
          fm_model_class_numel(bm.m, 0), fpt * 1e-6, N / med, N / best, gf, gemm,
          gemm > 0 ? 100.0 * gf / gemm : 0.0, 3.0 * sizeof(float) * trained / MiB, base / MiB,
          (engine - base - sizeof(float) * trained) / MiB, peak_rss_mb());
