@@ -14,7 +14,8 @@ case $rounds in
   '' | *[!0-9]* | 0) echo "run_bench.sh: BENCH_ROUNDS must be a whole number of at least 1, not '$rounds'" >&2; exit 2 ;;
 esac
 here=$(dirname "$0")
-models="dense-d128 moe-d128 moe-d256 mixtral-d128"
+# BENCH_MODELS picks models (default all); the real-sized ones take minutes each
+models=${BENCH_MODELS:-"dense-d128 moe-d128 moe-d256 mixtral-d128 gpt2-124m gpt2-124m-lora smollm-135m smollm-135m-lora"}
 out=$(mktemp "${TMPDIR:-/tmp}/fedmoe-bench.XXXXXX")
 trap 'rm -f "$out" "$out.t"' EXIT
 torch=yes
@@ -31,13 +32,13 @@ while [ "$r" -le "$rounds" ]; do
   r=$((r + 1))
 done
 echo
-echo "tokens/s, 1 thread, B=16 T=128: median step (best step), median over $rounds round(s)"
+echo "tokens/s, 1 thread (small models B=16 T=128; gpt2-124m, smollm-135m B=4 T=256): median step (best step), median over $rounds round(s)${FEDMOE_BENCH_CPU:+, CPU clock}"
 if [ $torch = yes ]; then
   echo "$("$py" -c 'import torch; print("PyTorch", torch.__version__)')"
-  printf '%-11s %20s %20s %9s\n' model fedmoe PyTorch "ratio"
+  printf '%-16s %20s %20s %9s\n' model fedmoe PyTorch "ratio"
 else
   "$py" "$here/torch_bench.py" | head -1
-  printf '%-11s %20s\n' model fedmoe
+  printf '%-16s %20s\n' model fedmoe
 fi
 for m in $models; do
   for side in C P; do
@@ -51,8 +52,8 @@ for m in $models; do
     END {
       if (c == "") exit
       if (torch == "yes" && p != "")
-        printf "%-11s %10.0f (%7.0f) %10.0f (%7.0f) %8.2fx\n", m, c, cb, p, pb, c / p
+        printf "%-16s %10.0f (%7.0f) %10.0f (%7.0f) %8.2fx\n", m, c, cb, p, pb, c / p
       else
-        printf "%-11s %10.0f (%7.0f)\n", m, c, cb
+        printf "%-16s %10.0f (%7.0f)\n", m, c, cb
     }'
 done

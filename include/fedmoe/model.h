@@ -217,6 +217,10 @@ fm_err fm_model_set_route_mask(fm_model *m, int layer, const uint8_t *allowed);
 /* Model FLOPs per token for training, 6 x N_active + 12 x L x D x T (N_active: the
  * matrix weights one token passes through: attention, router, k experts, tied head). */
 double fm_model_flops_per_token(const fm_model *m, int T);
+/* The FLOPs per token a training step does with the tensors trainable now: 4 N_active
+ * + 2 N_trained + 12 L D T, where only tensors with a weight gradient (trainable
+ * class, not frozen) count in N_trained (LoRA on a frozen base: the adapters alone). */
+double fm_model_step_flops_per_token(fm_model *m, int T);
 
 /* ---- optimizer: AdamW over one class, its own state (m, v, step) ---- */
 typedef struct {

@@ -120,7 +120,9 @@ static fm_err parse_rope(const jctx *h, fm_model_shape *s) {
   return FM_OK;
 }
 
-/* fedmoe's own MoE layers on GPT-2 blocks (written by fm_hf_export). */
+/* fedmoe's own additions to the base model (written by fm_hf_export): MoE layers of
+ * LoRA experts (moe_layers, experts, top_k, expert_type "lora", lora_rank) and LoRA
+ * adapters on the attention (attn_lora_rank); lora_alpha scales both. */
 static fm_err parse_fedmoe(const jctx *h, fm_hf_config *hc) {
   json_t *o = json_object_get(h->root, "fedmoe");
   if (!o || json_is_null(o)) return FM_OK;
@@ -128,11 +130,15 @@ static fm_err parse_fedmoe(const jctx *h, fm_hf_config *hc) {
   fm_model_shape *s = &hc->s;
   const char *ml = get_str(o, "moe_layers", NULL);
   const char *et = get_str(o, "expert_type", NULL);
-  if (!ml || !et || strcmp(et, "lora")) CFG_ERROR(h, "fedmoe", "needs moe_layers and expert_type \"lora\"");
+  FM_CHECK(get_int(h, o, "attn_lora_rank", 0, 0, 4096, &s->attn_lora_rank));
+  if (!ml && !s->attn_lora_rank) CFG_ERROR(h, "fedmoe", "needs moe_layers (LoRA experts) or attn_lora_rank");
+  FM_CHECK(get_real(h, o, "lora_alpha", 0, 1, &s->lora_alpha));
+  hc->fedmoe_extra = 1;
+  if (!ml) return FM_OK;
+  if (!et || strcmp(et, "lora")) CFG_ERROR(h, "fedmoe", "moe_layers needs expert_type \"lora\"");
   FM_CHECK(get_int(h, o, "experts", REQUIRED, 1, FM_MAX_EXPERTS, &s->experts));
   FM_CHECK(get_int(h, o, "top_k", REQUIRED, 1, s->experts, &s->top_k));
   FM_CHECK(get_int(h, o, "lora_rank", REQUIRED, 1, 4096, &s->lora_rank));
-  FM_CHECK(get_real(h, o, "lora_alpha", 0, 1, &s->lora_alpha));
   s->expert_type = FM_EXPERT_LORA;
   /* the same text model.moe_layers takes */
   uint64_t m = 0;
@@ -148,7 +154,6 @@ static fm_err parse_fedmoe(const jctx *h, fm_hf_config *hc) {
     }
   s->moe_mask = m;
   hc->moe = m != 0;
-  hc->fedmoe_extra = 1;
   return FM_OK;
 }
 
@@ -264,7 +269,7 @@ static fm_err parse_llama(const jctx *h, fm_hf_config *hc, const char *mt) {
   }
   if (s->moe_mask) s->expert_type = FM_EXPERT_FULL;
   hc->moe = s->moe_mask != 0;
-  if (!hc->moe) FM_CHECK(parse_fedmoe(h, hc));
+  FM_CHECK(parse_fedmoe(h, hc)); /* LoRA adapters on any family; LoRA experts override native experts */
   return FM_OK;
 }
 
@@ -454,8 +459,12 @@ fm_err fm_hf_config_apply(fm_config *c, const char *text) {
   FIX("model.tied", "tie_word_embeddings", "%s", s->tied ? "true" : "false");
   FIX("model.attn_bias", "attention_bias", "%s", s->attn_bias ? "true" : "false");
   FIX("model.qk_norm", "model_type", "%s", s->qk_norm ? "true" : "false");
+  if (s->attn_lora_rank > 0) { /* adapters the folder carries (a folder without them may get new ones) */
+    FIX("model.attn_lora_rank", "fedmoe.attn_lora_rank", "%d", s->attn_lora_rank);
+    FIX("model.lora_alpha", "fedmoe.lora_alpha", "%.9g", s->lora_alpha);
+  }
   if (upcycle == FM_UPCYCLE_NONE) {
-    FIX("model.moe_layers", hc.fedmoe_extra ? "fedmoe.moe_layers" : "model_type", "%s", hc.moe_layers);
+    FIX("model.moe_layers", hc.fedmoe_extra && hc.moe ? "fedmoe.moe_layers" : "model_type", "%s", hc.moe_layers);
     if (hc.moe) {
       const char *ef = hc.fedmoe_extra ? "fedmoe.experts" : family == FM_FAMILY_MIXTRAL ? "num_local_experts"
                                                                                            : "num_experts";

@@ -185,19 +185,24 @@ static fm_err prepare_dir(const char *outdir, int overwrite, int create) {
 
 static int set(json_t *o, const char *k, json_t *v) { return json_object_set_new(o, k, v ? v : json_null()); }
 
-/* The "fedmoe" object: how the fedmoe.* tensors make MoE layers of LoRA experts. */
+/* The "fedmoe" object: how the fedmoe.* tensors extend the base model: MoE layers
+ * of LoRA experts (moe_layers, experts, top_k, expert_type, lora_rank) and LoRA
+ * adapters on the attention (attn_lora_rank); lora_alpha scales both. */
 static json_t *fedmoe_object(const fm_model_shape *s) {
-  char ml[256];
-  size_t o = 0;
-  ml[0] = 0;
-  for (int l = 0; l < s->layers; l++)
-    if (s->moe_mask >> l & 1) o += (size_t)snprintf(ml + o, sizeof ml - o, o ? ",%d" : "%d", l);
   json_t *f = json_object();
-  set(f, "moe_layers", json_string(ml));
-  set(f, "experts", json_integer(s->experts));
-  set(f, "top_k", json_integer(s->top_k));
-  set(f, "expert_type", json_string("lora"));
-  set(f, "lora_rank", json_integer(s->lora_rank));
+  if (s->moe_mask) {
+    char ml[256];
+    size_t o = 0;
+    ml[0] = 0;
+    for (int l = 0; l < s->layers; l++)
+      if (s->moe_mask >> l & 1) o += (size_t)snprintf(ml + o, sizeof ml - o, o ? ",%d" : "%d", l);
+    set(f, "moe_layers", json_string(ml));
+    set(f, "experts", json_integer(s->experts));
+    set(f, "top_k", json_integer(s->top_k));
+    set(f, "expert_type", json_string("lora"));
+    set(f, "lora_rank", json_integer(s->lora_rank));
+  }
+  if (s->attn_lora_rank > 0) set(f, "attn_lora_rank", json_integer(s->attn_lora_rank));
   set(f, "lora_alpha", json_real(s->lora_alpha));
   return f;
 }

@@ -370,3 +370,29 @@ double fm_model_flops_per_token(const fm_model *m, int T) {
   }
   return 6.0 * n + 12.0 * s->layers * A * T;
 }
+
+/* What one training step does per token now, counting only the weight gradients that
+ * are computed: 4 N_active (forward and input gradient of every matrix a token passes)
+ * + 2 N_trained (the weight gradients of the tensors that have one now: a trainable
+ * class and not frozen) + 12 L (H hs) T. N_trained counts the same matrices as
+ * N_active, each scaled by the share of tokens that pass it (an expert's: top_k / E);
+ * embedding lookups (wpe, an untied embed_tokens) are not matrices a token passes.
+ * With every tensor trained this is fm_model_flops_per_token. */
+double fm_model_step_flops_per_token(fm_model *m, int T) {
+  const fm_model_shape *s = fm_model_get_shape(m);
+  const double full = fm_model_flops_per_token(m, T);
+  const double attn_core = 12.0 * s->layers * (double)s->heads * s->head_dim * T;
+  const double n_all = (full - attn_core) / 6.0;
+  double n_trained = 0.0;
+  for (int i = 0; i < fm_model_ntensors(m); i++) {
+    const fm_tensor *t = fm_model_tensor(m, i);
+    if (!t->g || t->frozen || !t->decay) continue; /* no weight gradient, or not a matrix */
+    if (t->group == FM_GROUP_EMBED &&
+        !(!strcmp(t->name, "wte") || !strcmp(t->name, "lm_head.weight") ||
+          (s->tied && !strcmp(t->name, "embed_tokens.weight"))))
+      continue; /* a lookup table only */
+    const double share = t->group == FM_GROUP_EXPERT ? (double)s->top_k / s->experts : 1.0;
+    n_trained += share * (double)t->numel;
+  }
+  return 4.0 * n_all + 2.0 * n_trained + attn_core;
+}

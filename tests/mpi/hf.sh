@@ -117,6 +117,53 @@ echo "ok: export round trips ($a; reference $r)"
 expect_fail 1 20 "exists and is not empty (--overwrite" export --checkpoint "$TMP/tr.h5" "$TMP/e1"
 mpi 1 export --checkpoint "$TMP/tr.h5" --overwrite "$TMP/e1" || { cat "$TMP/out"; fail "export --overwrite"; }
 
+# 4b. attention LoRA (model.attn_lora_rank): the adapters export as fedmoe.* tensors
+#     (config.json's "fedmoe" object gives their rank and alpha), trained away from
+#     zero; eval --model of the export and a run from model.init of it score what the
+#     checkpoint scores, gpt2 from the folder and a llama made here
+for fam in gpt2 llama; do
+  if [ $fam = gpt2 ]; then
+    src="--set model.init=$TMP/g32"
+  else
+    src="--set model.family=llama --set model.d_model=16 --set model.heads=4 --set model.kv_heads=2
+      --set model.layers=2 --set model.context=16 --set model.moe_layers=none"
+  fi
+  # shellcheck disable=SC2086
+  mpi 2 run "$TMP/tiny.ini" -q $src --set model.attn_lora_rank=4 --set model.lora_alpha=6 \
+    --set run.output="$TMP/al_$fam.h5" || { cat "$TMP/out"; fail "$fam: training with attention LoRA"; }
+  mpi 1 export --checkpoint "$TMP/al_$fam.h5" "$TMP/eal_$fam" || { cat "$TMP/out"; fail "$fam: attention LoRA export"; }
+  grep -q '"attn_lora_rank": 4' "$TMP/eal_$fam/config.json" && grep -q '"lora_alpha": 6' "$TMP/eal_$fam/config.json" \
+    || { cat "$TMP/eal_$fam/config.json"; fail "$fam: config.json lacks the adapters' rank and alpha"; }
+  "$PY" - "$TMP/eal_$fam/model.safetensors" $fam <<'EOF2' || fail "$fam: the exported adapters"
+import json, struct, sys
+import numpy as np
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head = json.loads(raw[8:8 + n])
+names = {"gpt2": ["fedmoe.h.%d.attn.%s.lora_%s" % (l, m, ab) for l in (0, 1) for m in ("c_attn", "c_proj") for ab in "AB"],
+         "llama": ["fedmoe.layers.%d.self_attn.%s.lora_%s" % (l, m, ab) for l in (0, 1) for m in ("q_proj", "v_proj") for ab in "AB"]}[sys.argv[2]]
+missing = [x for x in names if x not in head]
+assert not missing, missing
+b = head[names[1]]
+v = np.frombuffer(raw[8 + n + b["data_offsets"][0]:8 + n + b["data_offsets"][1]], dtype="<f4")
+assert b["dtype"] == "F32" and np.abs(v).max() > 0, "lora_B still zero: the adapters did not train"
+print("adapters exported:", len(names), "tensors, lora_B max", np.abs(v).max())
+EOF2
+  mpi 1 eval --checkpoint "$TMP/al_$fam.h5" --text "$text" && a=$(ce)
+  mpi 1 eval --model "$TMP/eal_$fam" --text "$text" && b=$(ce)
+  [ -n "$a" ] && close "$b" "$a" 1e-6 || fail "$fam attention LoRA: checkpoint $a, its export $b"
+  mpi 2 run "$TMP/tiny.ini" --set model.init="$TMP/eal_$fam" --set fl.local_steps=0 --set fl.rounds=1 \
+    --set run.output="$TMP/al_again_$fam.h5" || { cat "$TMP/out"; fail "$fam: model.init from an attention-LoRA export"; }
+  grep -q "^attn_lora_rank *= 4 *# $TMP/eal_$fam/config.json" "$TMP/out" || { cat "$TMP/out"; fail "$fam: attn_lora_rank not from config.json"; }
+  mpi 1 eval --checkpoint "$TMP/al_again_$fam.h5" --text "$text" && c=$(ce)
+  close "$c" "$a" 1e-6 || fail "$fam: model.init from the attention-LoRA export scores $c, the checkpoint $a"
+  echo "ok: $fam attention LoRA export round trips ($a, $b, $c)"
+done
+# an explicit rank that differs from the folder's is refused, naming both
+expect_fail 2 20 "attn_lora_rank" run "$TMP/tiny.ini" --set model.init="$TMP/eal_gpt2" --set model.attn_lora_rank=2 \
+  --set run.output="$TMP/al_bad.h5"
+[ ! -e "$TMP/al_bad.h5" ] || fail "a refused run wrote $TMP/al_bad.h5"
+
 # 5. a full-expert gpt2 MoE has no Hugging Face form: refused, nothing written
 mpi 2 run "$TMP/tiny.ini" -q --set fl.rounds=1 --set run.output="$TMP/moe.h5" || fail "moe run"
 expect_fail 1 20 "no Hugging Face architecture" export --checkpoint "$TMP/moe.h5" "$TMP/e_moe"

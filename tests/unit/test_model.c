@@ -776,6 +776,36 @@ static void test_flops(void) {
   m = make(&s, 1, 8, 1, NULL, 1);
   n += 2 * (3 * (D + 3 * D) + 3 * (D + D));
   FM_ASSERT_CLOSE(fm_model_flops_per_token(m, 4), 6 * n + 12 * 2 * D * 4, 1e-12, 0);
+  /* a step of a fully trainable model computes every weight gradient */
+  FM_ASSERT_CLOSE(fm_model_step_flops_per_token(m, 4), 6 * n + 12 * 2 * D * 4, 1e-12, 0);
+  fm_model_free(m);
+}
+
+/* LoRA fine-tuning: only the adapters' weight gradients are computed, so a step does
+ * 4 N_active + 2 N_adapters (+ attention); freezing a class's experts takes theirs out */
+static int attn_lora_only(const fm_tensor *t, void *ctx) {
+  (void)ctx;
+  return t->group == FM_GROUP_ATTN_LORA ? 0 : FM_CLASS_FROZEN;
+}
+
+static void test_step_flops(void) {
+  fm_model_shape s = tiny(0, FM_EXPERT_FULL); /* dense gpt2: D 16, V 32, 2 blocks */
+  s.attn_lora_rank = 3;
+  fm_model *m = make(&s, 1, 8, 1, attn_lora_only, 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  const double D = 16, V = 32, lora = 2 * (3 * (D + 3 * D) + 3 * (D + D));
+  const double n = V * D + 2 * (4 * D * D + 8 * D * D) + lora;
+  FM_ASSERT_CLOSE(fm_model_flops_per_token(m, 8), 6 * n + 12 * 2 * D * 8, 1e-12, 0);
+  FM_ASSERT_CLOSE(fm_model_step_flops_per_token(m, 8), 4 * n + 2 * lora + 12 * 2 * D * 8, 1e-12, 0);
+  fm_model_free(m);
+  s = tiny(2, FM_EXPERT_FULL); /* block 1 MoE: E 4, k 2; by_group: experts class 1, router 2 */
+  m = make(&s, 1, 8, 3, by_group, 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  const double all = V * D + 2 * 4 * D * D + 8 * D * D + 4 * D + 2 * 8 * D * D;
+  const double norm_free = all; /* the norms (frozen by by_group) are not matrices */
+  FM_ASSERT_CLOSE(fm_model_step_flops_per_token(m, 8), 6 * norm_free + 12 * 2 * D * 8, 1e-12, 0);
+  fm_model_freeze_class(m, 1, 1); /* the experts: 2 of 4 per token, 8 D^2 each */
+  FM_ASSERT_CLOSE(fm_model_step_flops_per_token(m, 8), 6 * all - 2 * (2 * 8 * D * D) + 12 * 2 * D * 8, 1e-12, 0);
   fm_model_free(m);
 }
 
@@ -1049,6 +1079,7 @@ int fm_test_register(void) {
     {"lr schedule", test_schedule},
     {"grad norm and clipping", test_clip},
     {"flops per token", test_flops},
+    {"step flops with frozen tensors", test_step_flops},
     {"llama family: configuration", test_llama_config},
     {"llama family: tensor table", test_llama_tensor_table},
     {"gradients: llama dense", test_fd_llama},
