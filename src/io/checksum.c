@@ -37,22 +37,3 @@ uint64_t fm_hash64(const void *data, size_t n) {
   h ^= h >> 33;
   return h;
 }
-
-herr_t fm_attr_u64(hid_t obj, const char *name, uint64_t value) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, H5T_NATIVE_UINT64, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_UINT64, &value);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  return e;
-}
-
-int fm_attr_read_u64(hid_t obj, const char *name, uint64_t *value) {
-  if (H5Aexists(obj, name) <= 0) return 0;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
-  int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, H5T_NATIVE_UINT64, value) >= 0;
-  if (sp >= 0) H5Sclose(sp);
-  if (a >= 0) H5Aclose(a);
-  return ok;
-}

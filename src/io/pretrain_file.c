@@ -4,7 +4,7 @@
  * left inside a collective HDF5 call by another's failure. */
 #include "fedmoe/pretrain.h"
 
-#include "runfile_impl.h" /* fm_hash64, fm_attr_u64, fm_attr_read_u64 */
+#include "runfile_impl.h" /* fm_hash64, fm_attr_* */
 
 #include "config.h"
 
@@ -41,37 +41,11 @@ static hid_t row_type(void) {
   return t;
 }
 
-static herr_t attr_text(hid_t obj, const char *name, const char *value) {
-  hid_t t = H5Tcopy(H5T_C_S1);
-  H5Tset_size(t, strlen(value) + 1);
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t e = a < 0 ? -1 : H5Awrite(a, t, value);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  return e;
-}
-
+/* pretrain's counters (the latest checkpoint, a checkpoint's step) are rewritten in
+ * place: an existing attribute is replaced */
 static herr_t attr_i64(hid_t obj, const char *name, int64_t v) {
   if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, H5T_NATIVE_INT64, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  return e;
-}
-
-/* 0 when obj has no such single-valued attribute. */
-static int read_i64(hid_t obj, const char *name, int64_t *v) {
-  if (H5Aexists(obj, name) <= 0) return 0;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
-  int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, H5T_NATIVE_INT64, v) >= 0;
-  if (sp >= 0) H5Sclose(sp);
-  if (a >= 0) H5Aclose(a);
-  return ok;
+  return fm_attr_i64(obj, name, v);
 }
 
 /* A text attribute, malloc'ed; NULL when missing. */
@@ -112,12 +86,12 @@ fm_err fm_pretrain_file_create(fm_pretrain_file **out, const char *path, const f
   char stamp[64];
   time_t now = time(NULL);
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-  PF_CHECK(attr_text(f->file, "fedmoe_version", PACKAGE_VERSION), "write an attribute");
+  PF_CHECK(fm_attr_text(f->file, "fedmoe_version", PACKAGE_VERSION), "write an attribute");
   PF_CHECK(attr_i64(f->file, "format", FM_PRETRAIN_FORMAT), "write an attribute");
-  PF_CHECK(attr_text(f->file, "kind", "pretrain"), "write an attribute");
-  PF_CHECK(attr_text(f->file, "config", config_text), "write an attribute");
-  PF_CHECK(attr_text(f->file, "start_time", stamp), "write an attribute");
-  PF_CHECK(attr_text(f->file, "tokenizer", tokenizer), "write an attribute");
+  PF_CHECK(fm_attr_text(f->file, "kind", "pretrain"), "write an attribute");
+  PF_CHECK(fm_attr_text(f->file, "config", config_text), "write an attribute");
+  PF_CHECK(fm_attr_text(f->file, "start_time", stamp), "write an attribute");
+  PF_CHECK(fm_attr_text(f->file, "tokenizer", tokenizer), "write an attribute");
   PF_CHECK(attr_i64(f->file, "seed", cfg->run.seed), "write an attribute");
   PF_CHECK(attr_i64(f->file, "ranks", ranks), "write an attribute");
   PF_CHECK(attr_i64(f->file, "parameters", (int64_t)nparams), "write an attribute");
@@ -131,7 +105,7 @@ fm_err fm_pretrain_file_create(fm_pretrain_file **out, const char *path, const f
   H5Sclose(sp);
   H5Gclose(g);
   PF_CHECK(f->rows_ds, "create /metrics/steps");
-  PF_CHECK(attr_text(f->rows_ds, "description", "one row per optimizer step: mean training loss of the step's "
+  PF_CHECK(fm_attr_text(f->rows_ds, "description", "one row per optimizer step: mean training loss of the step's "
                      "global batch (nats), validation loss (nats; NaN between evaluations), learning rate, gradient "
                      "norm before clipping, tokens trained so far, tokens per second of this step, wall seconds "
                      "since this invocation started"), "write an attribute");
@@ -190,7 +164,7 @@ fm_err fm_pretrain_file_open(fm_pretrain_file **out, const char *path, const fm_
     FM_ERROR(FM_ERR_FORMAT, "%s: not a pretrain run file (root attribute kind is not 'pretrain'): "
              "`fedmoe run --resume` continues federated runs", path);
   int64_t format = 0;
-  if (!read_i64(f->file, "format", &format) || format != FM_PRETRAIN_FORMAT)
+  if (!fm_attr_read_i64(f->file, "format", &format) || format != FM_PRETRAIN_FORMAT)
     FM_ERROR(FM_ERR_FORMAT, "%s: pretrain run file format %lld, this fedmoe continues format %d", path,
              (long long)format, FM_PRETRAIN_FORMAT);
   FM_CHECK(check_config(f, cfg));
@@ -201,7 +175,7 @@ fm_err fm_pretrain_file_open(fm_pretrain_file **out, const char *path, const fm_
   H5Sclose(sp);
   hid_t g = H5Gopen2(f->file, "checkpoints", H5P_DEFAULT);
   int64_t step = 0;
-  int have = g >= 0 && read_i64(g, "latest", &step);
+  int have = g >= 0 && fm_attr_read_i64(g, "latest", &step);
   if (g >= 0) H5Gclose(g);
   if (!have) FM_ERROR(FM_ERR_FORMAT, "%s: no /checkpoints attribute latest: cannot resume", path);
   if (step <= 0)
@@ -365,7 +339,7 @@ fm_err fm_pretrain_file_load(fm_pretrain_file *f, long step, float *params, floa
   if (c < 0) FM_ERROR(FM_ERR_IO, "%s: its latest checkpoint '%s' is missing or not HDF5", f->path, name);
   int64_t s = -1, as = -1;
   fm_err err = FM_OK;
-  if (!read_i64(c, "step", &s) || s != step || !read_i64(c, "adam_step", &as))
+  if (!fm_attr_read_i64(c, "step", &s) || s != step || !fm_attr_read_i64(c, "adam_step", &as))
     err = fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_FORMAT, "%s: not the checkpoint of step %ld", name, step);
   if (!err) err = read_vec(f, c, name, "params", params, n);
   if (!err) err = read_vec(f, c, name, "adam_m", m, n);
@@ -396,15 +370,15 @@ fm_err fm_pretrain_file_info(const char *path, FILE *out) {
   char *version = read_text(file, "fedmoe_version"), *start = read_text(file, "start_time");
   char *tok = read_text(file, "tokenizer"), *config = read_text(file, "config");
   int64_t format = 0, seed = 0, ranks = 0, params = 0, ctok = 0, ttok = 0, vtok = 0, latest = 0;
-  read_i64(file, "format", &format);
-  read_i64(file, "seed", &seed);
-  read_i64(file, "ranks", &ranks);
-  read_i64(file, "parameters", &params);
-  read_i64(file, "corpus_tokens", &ctok);
-  read_i64(file, "train_tokens", &ttok);
-  read_i64(file, "val_tokens", &vtok);
+  fm_attr_read_i64(file, "format", &format);
+  fm_attr_read_i64(file, "seed", &seed);
+  fm_attr_read_i64(file, "ranks", &ranks);
+  fm_attr_read_i64(file, "parameters", &params);
+  fm_attr_read_i64(file, "corpus_tokens", &ctok);
+  fm_attr_read_i64(file, "train_tokens", &ttok);
+  fm_attr_read_i64(file, "val_tokens", &vtok);
   hid_t g = H5Gopen2(file, "checkpoints", H5P_DEFAULT);
-  if (g >= 0) { read_i64(g, "latest", &latest); H5Gclose(g); }
+  if (g >= 0) { fm_attr_read_i64(g, "latest", &latest); H5Gclose(g); }
   fprintf(out, "run file   %s (fedmoe pretrain)\nfedmoe     %s\nformat     %lld\nstarted    %s\nseed       %lld\n"
           "ranks      %lld\nparameters %lld\ntokenizer  %s\ntokens     %lld in the corpus: %lld training, %lld "
           "validation\n", path, version ? version : "?", (long long)format, start ? start : "?", (long long)seed,

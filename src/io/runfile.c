@@ -16,12 +16,7 @@ static fm_err attr_str(fm_runfile *rf, hid_t obj, const char *name, const char *
 }
 
 static fm_err attr_i64(fm_runfile *rf, hid_t obj, const char *name, int64_t value) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, H5T_NATIVE_INT64, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t e = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &value);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  RF_CHECK(e, "write an attribute");
+  RF_CHECK(fm_attr_i64(obj, name, value), "write an attribute");
   return FM_OK;
 }
 

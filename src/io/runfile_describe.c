@@ -102,15 +102,7 @@ static const field_doc fl_datasets[] = {
 
 fm_err fm_runfile_text_attr(fm_runfile *rf, hid_t obj, const char *name, const char *value) {
   if (H5Aexists(obj, name) > 0) return FM_OK; /* a resumed file has it */
-  hid_t t = H5Tcopy(H5T_C_S1);
-  H5Tset_size(t, strlen(value) + 1);
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t e = a < 0 ? -1 : H5Awrite(a, t, value);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  RF_CHECK(e, "write a description attribute");
+  RF_CHECK(fm_attr_text(obj, name, value), "write a description attribute");
   return FM_OK;
 }
 

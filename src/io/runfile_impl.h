@@ -70,10 +70,14 @@ hid_t fm_runfile_open_ckpt(const fm_runfile *rf, const char *full);
  * checksum, described as `what` (runfile.c). Collective. */
 fm_err fm_runfile_write_tensor(fm_runfile *rf, const char *group, const char *name, const float *w, size_t rows,
                                size_t cols, const char *what);
-/* Write a uint64 attribute (collective: the same value on every rank). */
+/* h5attr.c: scalar attributes. Write one (in a parallel file collective: the same
+ * value on every rank; it must not exist yet); read one back, 0 when it is missing or
+ * not one value. */
 herr_t fm_attr_u64(hid_t obj, const char *name, uint64_t value);
-/* Read a uint64 attribute; 0 when it is missing or not one value. */
 int fm_attr_read_u64(hid_t obj, const char *name, uint64_t *value);
+herr_t fm_attr_i64(hid_t obj, const char *name, int64_t value);
+int fm_attr_read_i64(hid_t obj, const char *name, int64_t *value);
+herr_t fm_attr_text(hid_t obj, const char *name, const char *value);
 /* runfile_describe.c: description and units attributes of obj; of the datasets that
  * fm_runfile_create makes (compound ones also per field); of /fl/<name>. Collective.
  * An attribute already there (a resumed file) is kept. */
