@@ -116,7 +116,8 @@ fm_err fm_cli_model_create(fm_cli_model *cm, int B, int T) {
     FM_CHECK(fm_checkpoint_load_server(cm->source, cm->m, &cm->round));
     return FM_OK;
   }
-  FM_CHECK(fm_model_create(&cm->m, &cm->shape, B, T, cm->st->nclass, cm->st->classify, (void *)c));
+  fm_scope sc = {cm->st, c};
+  FM_CHECK(fm_model_create(&cm->m, &cm->shape, B, T, cm->st->nclass, fm_scope_classify, &sc));
   FM_CHECK(fm_model_init(cm->m, (uint64_t)c->run.seed));
   if (c->model.init[0] && !cm->st->client_shape) FM_CHECK(fm_hf_load(cm->m, c->model.init, c->model.upcycle));
   FM_CHECK(fm_checkpoint_load(cm->source, cm->m, cm->st->shared, cm->client, &cm->round, &cm->allocated));

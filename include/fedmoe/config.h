@@ -24,6 +24,7 @@ enum { FM_STRAT_LOCAL, FM_STRAT_FEDAVG, FM_STRAT_COMIGS, FM_STRAT_FEDBIOT, FM_ST
 enum { FM_EXPERT_FULL, FM_EXPERT_LORA };
 enum { FM_ROUTER_DATA_VAL, FM_ROUTER_DATA_TRAIN }; /* comigs.router_data */
 enum { FM_UPCYCLE_NONE, FM_UPCYCLE_COPY, FM_UPCYCLE_LORA };
+enum { FM_TRAIN_ALL, FM_TRAIN_LORA }; /* model.train */
 enum { FM_SCHED_CONSTANT, FM_SCHED_COSINE };
 enum { FM_PART_BY_DOMAIN, FM_PART_DIRICHLET, FM_PART_IID };
 enum { FM_SIZES_EQUAL, FM_SIZES_LOGNORMAL };
@@ -61,6 +62,7 @@ typedef struct fm_config {
     double rope_factor, rope_low_freq, rope_high_freq;
     char init[FM_PATH_MAX]; /* "" or a Hugging Face model folder to start from */
     int upcycle;            /* FM_UPCYCLE_*: a dense folder's FFN into experts */
+    int train;              /* FM_TRAIN_*: every tensor the strategy trains, or only LoRA pairs */
     char tokenizer[FM_PATH_MAX]; /* "": model.init's folder's tokenizer, else bytes */
   } model;
   struct {

@@ -121,6 +121,15 @@ typedef struct fm_strategy {
 } fm_strategy;
 
 const fm_strategy *fm_strategy_get(int id); /* FM_STRAT_* */
+
+/* model.train (train_scope.c): the strategy's classifier narrowed to what is
+ * trained at all - with lora, every tensor but the LoRA pairs and routers is frozen.
+ * Create models with fm_scope_classify and a fm_scope as its context. */
+typedef struct { const fm_strategy *st; const fm_config *cfg; } fm_scope;
+int fm_scope_classify(const fm_tensor *t, void *scope);
+/* model.train = lora with this strategy and shape: an error naming the key when the
+ * strategy trains full tensors or the shape has no LoRA pair. */
+fm_err fm_scope_check(const fm_config *c, const fm_strategy *st, const fm_model_shape *s);
 extern const fm_strategy fm_strategy_local, fm_strategy_fedavg, fm_strategy_comigs, fm_strategy_hfedmoe,
     fm_strategy_fedbiot;
 

@@ -100,6 +100,9 @@ const fm_key fm_config_keys[] = {
    "Hugging Face model folder to start from (config.json fixes the shape keys; empty: random weights)"},
   {"model.upcycle", FM_KEY_ENUM, F(model.upcycle), "none", 0, 0, "none|copy|lora",
    "dense model.init into MoE: experts copy its FFN (copy) or are LoRA pairs on it, frozen (lora)"},
+  {"model.train", FM_KEY_ENUM, F(model.train), "all", 0, 0, "all|lora",
+   "what fine-tuning trains: every tensor the strategy trains (all), or only the LoRA pairs "
+   "(model.attn_lora_rank, LoRA experts) and MoE routers, the rest frozen (lora: PEFT's setting)"},
   /* [train] */
   {"train.batch", FM_KEY_INT, F(train.batch), "8", 1, 1e6, NULL, "sequences per step B"},
   {"train.seq_len", FM_KEY_INT, F(train.seq_len), "64", 1, 65536, NULL, "tokens per sequence T"},

@@ -162,8 +162,8 @@ static fm_err check_init_memory(const run_t *r, const fm_model_shape *s) {
   FM_CALLOC(t, (size_t)n, "tensor list");
   fm_shape_tensors(s, t);
   double need = 0, mem = INFINITY;
-  for (int i = 0; i < n; i++)
-    need += (r->st->classify && r->st->classify(&t[i], (void *)c) == FM_CLASS_FROZEN ? 4.0 : 16.0) * t[i].numel;
+  fm_scope sc = {r->st, c};
+  for (int i = 0; i < n; i++) need += (fm_scope_classify(&t[i], &sc) == FM_CLASS_FROZEN ? 4.0 : 16.0) * t[i].numel;
   free(t);
   for (int i = 0; i < c->system.memory_mb.n; i++) mem = fmin(mem, c->system.memory_mb.v[i]);
   FM_CHECK(fm_hf_check_memory(need, mem, c->model.init, "its weights, and the gradients and AdamW m and v of what is trained"));
@@ -176,9 +176,11 @@ static fm_err setup_model(run_t *r) {
   fm_model_shape shape;
   FM_CHECK(fm_model_shape_from_config(c, &shape));
   if (r->st->client_shape) FM_CHECK(r->st->client_shape(c, &shape));
+  FM_CHECK(fm_scope_check(c, r->st, &shape));
   if (c->model.init[0]) FM_CHECK(check_init_memory(r, &shape));
+  fm_scope sc = {r->st, c};
   FM_CHECK(fm_model_create(&r->model, &shape, c->train.batch, c->train.seq_len, r->st->nclass,
-                           r->st->classify, (void *)c));
+                           fm_scope_classify, &sc));
   FM_CHECK(fm_model_init(r->model, (uint64_t)c->run.seed));
   return FM_OK;
 }

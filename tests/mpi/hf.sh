@@ -164,6 +164,32 @@ expect_fail 2 20 "attn_lora_rank" run "$TMP/tiny.ini" --set model.init="$TMP/eal
   --set run.output="$TMP/al_bad.h5"
 [ ! -e "$TMP/al_bad.h5" ] || fail "a refused run wrote $TMP/al_bad.h5"
 
+# 4c. model.train = lora (PEFT's setting): only the adapters train; every base
+#     tensor of the export is the folder's, bit for bit, and the adapters moved
+mpi 2 run "$TMP/tiny.ini" -q --set model.init="$TMP/g32" --set model.attn_lora_rank=4 --set model.train=lora \
+  --set fl.strategy=fedavg --set run.output="$TMP/peft.h5" || { cat "$TMP/out"; fail "model.train = lora"; }
+mpi 1 export --checkpoint "$TMP/peft.h5" "$TMP/epeft" || { cat "$TMP/out"; fail "model.train = lora: export"; }
+"$PY" - "$TMP/g32/model.safetensors" "$TMP/epeft/model.safetensors" <<'EOF2' || fail "model.train = lora changed the base"
+import json, struct, sys
+def tensors(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    head = json.loads(raw[8:8 + n])
+    return {k: raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in head.items() if k != "__metadata__"}
+base, out = tensors(sys.argv[1]), tensors(sys.argv[2])
+changed = [k for k in base if k in out and base[k] != out[k]]
+assert not changed, "base tensors changed: %s" % changed[:4]
+adapters = [k for k in out if k.startswith("fedmoe.") and k.endswith("lora_B")]
+assert adapters and any(any(b) for b in (out[k] for k in adapters)), "the adapters did not train"
+print("base unchanged over", len(base), "tensors;", len(adapters), "lora_B trained")
+EOF2
+expect_fail 2 20 "model.train" run "$TMP/tiny.ini" --set model.init="$TMP/g32" --set model.train=lora \
+  --set run.output="$TMP/peft_bad.h5"
+[ ! -e "$TMP/peft_bad.h5" ] || fail "a refused run wrote $TMP/peft_bad.h5"
+expect_fail 2 20 "model.train" run "$TMP/tiny.ini" --set model.init="$TMP/g32" --set model.train=lora \
+  --set model.attn_lora_rank=4 --set fl.strategy=fedbiot --set run.output="$TMP/peft_bad.h5"
+echo "ok: model.train = lora trains only the adapters"
+
 # 5. a full-expert gpt2 MoE has no Hugging Face form: refused, nothing written
 mpi 2 run "$TMP/tiny.ini" -q --set fl.rounds=1 --set run.output="$TMP/moe.h5" || fail "moe run"
 expect_fail 1 20 "no Hugging Face architecture" export --checkpoint "$TMP/moe.h5" "$TMP/e_moe"
