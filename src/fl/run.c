@@ -48,7 +48,10 @@ typedef struct {
   fm_round_rows trained;    /* the round's per-client statistics rows: its clients that train */
   int32_t *trained_row, *trained_client; /* [N] those of them that train here */
   fm_adamw opts[FM_MAX_CLASSES];
-  int32_t *tokens, *targets;
+  int32_t *tokens, *targets; /* [client_batch][B*T] */
+  int cb;                   /* run.client_batch here: clients trained at once (rank 0: 1) */
+  fm_adamw (*slot_opts)[FM_MAX_CLASSES];   /* [cb] each slot's optimizer states ... */
+  fm_adamw (*slot_shared)[FM_MAX_CLASSES]; /* [cb] ... for a shared class: its own, reset per client */
   int cap, LE;              /* clients the statistics below have room for; layers x experts */
   uint64_t *route_counts;   /* [cap][L][E] of the clients that train here, this round */
   double *gate_mass;        /* [cap][L][E] */
@@ -177,10 +180,13 @@ static fm_err setup_model(run_t *r) {
   FM_CHECK(fm_model_shape_from_config(c, &shape));
   if (r->st->client_shape) FM_CHECK(r->st->client_shape(c, &shape));
   FM_CHECK(fm_scope_check(c, r->st, &shape));
+  FM_CHECK(fm_client_batch_check(c, &shape));
   if (c->model.init[0]) FM_CHECK(check_init_memory(r, &shape));
   fm_scope sc = {r->st, c};
-  FM_CHECK(fm_model_create(&r->model, &shape, c->train.batch, c->train.seq_len, r->st->nclass,
-                           fm_scope_classify, &sc));
+  /* the hosts train client_batch clients at once in slots of one model; the server trains none */
+  r->cb = r->rank > 0 ? c->run.client_batch : 1;
+  FM_CHECK(fm_model_create_slots(&r->model, &shape, c->train.batch, c->train.seq_len, r->cb, r->st->nclass,
+                                 fm_scope_classify, &sc));
   FM_CHECK(fm_model_init(r->model, (uint64_t)c->run.seed));
   return FM_OK;
 }
@@ -252,8 +258,15 @@ static fm_err setup(run_t *r) {
   FM_CALLOC(r->trained_row, (size_t)c->fl.clients, "statistics rows");
   FM_CALLOC(r->trained_client, (size_t)c->fl.clients, "statistics rows");
   size_t bt = (size_t)c->train.batch * (size_t)c->train.seq_len;
-  FM_CALLOC(r->tokens, bt, "batch tokens");
-  FM_CALLOC(r->targets, bt, "batch targets");
+  FM_CALLOC(r->tokens, bt * (size_t)r->cb, "batch tokens");
+  FM_CALLOC(r->targets, bt * (size_t)r->cb, "batch targets");
+  if (r->cb > 1) {
+    FM_CALLOC(r->slot_opts, (size_t)r->cb, "client slot optimizers");
+    FM_CALLOC(r->slot_shared, (size_t)r->cb, "client slot optimizers");
+    for (int g = 0; g < r->cb; g++)
+      for (int k = 0; k < r->st->nclass; k++)
+        if (r->st->shared[k]) FM_CHECK(fm_adamw_create(&r->slot_shared[g][k], fm_model_class_numel(r->model, k)));
+  }
   /* clients at home here: rank p holds p-1, p-1+(P-1), ... */
   r->nhome = r->rank == 0 ? 0 : (c->fl.clients - r->rank + 1 + r->P - 2) / (r->P - 1);
   if (r->nhome < 0) r->nhome = 0;
@@ -278,6 +291,11 @@ static void teardown(run_t *r) {
   free(r->seg_tensor);
   free(r->tokens);
   free(r->targets);
+  if (r->slot_shared)
+    for (int g = 0; g < r->cb; g++)
+      for (int k = 0; k < FM_MAX_CLASSES; k++) fm_adamw_free(&r->slot_shared[g][k]);
+  free(r->slot_shared);
+  free(r->slot_opts);
   free(r->route_counts);
   free(r->gate_mass);
   free(r->stats);
@@ -372,10 +390,13 @@ static unsigned shared_mask(const fm_strategy *st) {
   return m;
 }
 
+static fm_err local_work_batched(run_t *r, int round, double wsum, double *rows, int *nrows);
+
 /* The sampled clients placed here train and add their contributions: those online
  * train; only those the round keeps (in time, not dropped, not surplus) contribute. */
 static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nrows) {
   const fm_config *c = r->cfg;
+  if (r->cb > 1) return local_work_batched(r, round, wsum, rows, nrows);
   fm_agg_zero(&r->agg);
   for (int k = 0, slot = 0; k < r->nmine; k++) {
     int j = r->mine[k], i = r->sampled[j];
@@ -408,6 +429,74 @@ static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nr
     row[ROW_STATUS] = r->status[j];
   }
   return FM_OK;
+}
+
+/* local_work with run.client_batch > 1: the clients that train, in their order here,
+ * in groups of up to cb, each group in the slots of the model (client_batch.c); they
+ * contribute and are saved in the same order as one at a time. */
+static fm_err local_work_batched(run_t *r, int round, double wsum, double *rows, int *nrows) {
+  const fm_config *c = r->cfg;
+  fm_agg_zero(&r->agg);
+  fm_client_result *res = NULL;
+  fm_client_ctx *cx = NULL, **cxp = NULL;
+  int *ks = NULL;
+  fm_err err = fm_calloc(&res, (size_t)r->nmine + 1, sizeof *res, "client results");
+  if (!err) err = fm_calloc(&cx, (size_t)r->cb, sizeof *cx, "client group");
+  if (!err) err = fm_calloc(&cxp, (size_t)r->cb, sizeof *cxp, "client group");
+  if (!err) err = fm_calloc(&ks, (size_t)r->cb, sizeof *ks, "client group");
+  for (int k = 0, stat = 0; k < r->nmine && !err;) {
+    int n = 0;
+    for (; k < r->nmine && n < r->cb; k++)
+      if (r->status[r->mine[k]] != FM_CLIENT_OFFLINE) ks[n++] = k;
+    for (int g = 0; g < n && !err; g++) { /* client g into slot g */
+      const int j = r->mine[ks[g]], i = r->sampled[j];
+      client_ctx(r, &cx[g], i, stat++, round, &res[ks[g]]);
+      cx[g].opt = r->slot_opts[g];
+      cxp[g] = &cx[g];
+      err = fm_model_set_slot(r->model, g);
+      if (!err) err = fm_host_load(&r->host, &r->clients[i], r->slot_opts[g], 1);
+      for (int q = 0; !err && q < r->st->nclass; q++)
+        if (r->st->shared[q]) { /* the host's one shared state would be every slot's */
+          fm_adamw_reset(&r->slot_shared[g][q]);
+          r->slot_opts[g][q] = r->slot_shared[g][q];
+        }
+      if (!err && r->st->client_begin) err = r->st->client_begin(&cx[g]);
+      if (!err) fm_fault_point(c, r->rank, "local_update", round);
+    }
+    /* fedavg's and local's local update (fm_client_train_round(cx, 1u)), for the group */
+    if (!err && n) err = fm_client_train_group(cxp, n, 1u, r->tokens, r->targets);
+    if (!err && n) err = fm_model_sync(r->model);
+    for (int g = 0; g < n && !err; g++) {
+      const int j = r->mine[ks[g]], i = r->sampled[j];
+      err = fm_model_set_slot(r->model, g);
+      if (err) break;
+      res[ks[g]].bytes_down = r->shared_bytes;
+      double tw = (double)r->data.clients[i].split[FM_SPLIT_TRAIN].tokens / wsum;
+      if (r->status[j] == FM_CLIENT_KEPT)
+        err = fm_toolkit_contribute(&r->tk, &r->agg, r->st, &cx[g], r->seg_global, tw, &res[ks[g]].bytes_up,
+                                    &res[ks[g]].bytes_down);
+      if (!err) fm_host_save(&r->host, &r->clients[i], r->slot_opts[g]);
+    }
+    fm_err e0 = fm_model_set_slot(r->model, 0);
+    if (!err) err = e0;
+  }
+  for (int k = 0; k < r->nmine && !err; k++) {
+    int j = r->mine[k];
+    double *row = rows + (size_t)(*nrows)++ * ROW_LEN;
+    row[ROW_CLIENT] = r->sampled[j];
+    row[ROW_TRAIN] = res[k].train_loss;
+    row[ROW_TOKENS] = (double)res[k].tokens;
+    row[ROW_FLOPS] = res[k].flops;
+    row[ROW_UP] = (double)res[k].bytes_up;
+    row[ROW_DOWN] = (double)res[k].bytes_down;
+    row[ROW_SIM] = r->status[j] == FM_CLIENT_OFFLINE ? 0 : r->simtime[j];
+    row[ROW_STATUS] = r->status[j];
+  }
+  free(res);
+  free(cx);
+  free(cxp);
+  free(ks);
+  return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
 }
 
 /* Evaluate the clients of rows on val and test, with their state after this round.

@@ -23,7 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t buf_numel(const fm_model *m, int k) { return k == m->nclass ? m->fn : m->cn[k]; }
+/* a class buffer holds a copy per client slot (model_slots.c) */
+static size_t buf_numel(const fm_model *m, int k) { return k == m->nclass ? m->fn : m->cn[k] * m->nslot; }
 static float *host_w(const fm_model *m, int k) { return k == m->nclass ? m->fw : m->cw[k]; }
 static int buf_index(const fm_model *m, int cls) { return cls == FM_CLASS_FROZEN ? m->nclass : cls; }
 
@@ -40,8 +41,8 @@ fm_err fm_model_device_alloc(fm_model *m) {
   FM_CALLOC(m->wsync, nc + 1, "device class table");
   FM_CALLOC(m->gsync, nc + 1, "device class table");
   for (int c = 0; c < nc; c++) {
-    FM_CHECK(be->alloc(be, &m->dw[c], m->cn[c] * sizeof(float), "a class of parameters"));
-    FM_CHECK(be->alloc(be, &m->dg[c], m->cn[c] * sizeof(float), "a class of gradients"));
+    FM_CHECK(be->alloc(be, &m->dw[c], buf_numel(m, c) * sizeof(float), "a class of parameters"));
+    FM_CHECK(be->alloc(be, &m->dg[c], buf_numel(m, c) * sizeof(float), "a class of gradients"));
   }
   FM_CHECK(be->alloc(be, &m->dw[nc], m->fn * sizeof(float), "the frozen parameters"));
   for (int i = 0; i < m->nt; i++) {
@@ -92,7 +93,7 @@ fm_err fm_model_to_device(fm_model *m) {
     }
   for (int c = 0; c < m->nclass; c++)
     if (m->gsync[c] == FM_SYNC_HOST) {
-      be->upload(be, m->dg[c], m->cg[c], m->cn[c] * sizeof(float));
+      be->upload(be, m->dg[c], m->cg[c], buf_numel(m, c) * sizeof(float));
       m->gsync[c] = FM_SYNC_SAME;
     }
   return FM_OK; /* a failed upload is the backend's error, reported at the pass's sync */
@@ -124,7 +125,7 @@ fm_err fm_model_host_params(fm_model *m, int cls) {
 fm_err fm_model_host_grads(fm_model *m, int cls) {
   fm_backend *be = m->be;
   if (!be->device || cls < 0 || cls >= m->nclass) return FM_OK;
-  if (m->gsync[cls] == FM_SYNC_DEVICE) be->download(be, m->cg[cls], m->dg[cls], m->cn[cls] * sizeof(float));
+  if (m->gsync[cls] == FM_SYNC_DEVICE) be->download(be, m->cg[cls], m->dg[cls], buf_numel(m, cls) * sizeof(float));
   FM_CHECK(be->sync(be, "bring a class of gradients to the host"));
   m->gsync[cls] = FM_SYNC_HOST;
   return FM_OK;
