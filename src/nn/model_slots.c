@@ -12,9 +12,13 @@
  * at a time (fm_model_set_slot), as they do on a client trained alone.
  *
  * Parts from `live` on are idle (a group smaller than n): their rows still go through
- * the base, so every GEMM has the same shape whatever the group's size, but they get
- * no LoRA update, no loss and a zero gradient. That makes a row's arithmetic the same
- * whichever clients share its group, hence results bit-identical for any rank count. */
+ * the base, and through their slot's LoRA pair in the grouped operation (whatever
+ * values it holds: the rows get no loss, so a zero gradient, and their slots are not
+ * stepped), so that every GEMM, batched ones included, has the same shape whatever
+ * the group's size. A GPU library may pick its algorithm by shape; with one shape a
+ * row's arithmetic is the same whichever clients share its group, hence results
+ * bit-identical for any rank count. (Without a grouped operation the idle parts are
+ * skipped: the per-part operations have one shape anyway.) */
 #include "model_impl.h"
 
 int fm_model_nslot(const fm_model *m) { return m->nslot; }
@@ -50,8 +54,8 @@ void fm_slots_lora_forward(fm_model *m, int layout, int N, int in, int out, int 
   const int n = N / m->nact;
   const float *A = fm_slot_w(m, ia, 0), *B = fm_slot_w(m, ib, 0);
   const size_t sA = slot_stride(m, ia), sB = slot_stride(m, ib);
-  if (be->lora_grouped_forward) {
-    be->lora_grouped_forward(be, layout, m->live, n, in, out, R, s, x, ldx, A, sA, B, sB, z, y, ldy);
+  if (be->lora_grouped_forward) { /* every slot, idle ones too: one batch shape for any group */
+    be->lora_grouped_forward(be, layout, m->nact, n, in, out, R, s, x, ldx, A, sA, B, sB, z, y, ldy);
     return;
   }
   for (int g = 0; g < m->live; g++) {
@@ -74,7 +78,7 @@ void fm_slots_lora_backward(fm_model *m, int layout, int N, int in, int out, int
   const fm_param A = fm_slot_param(m, ia, 0), B = fm_slot_param(m, ib, 0);
   const size_t sA = slot_stride(m, ia), sB = slot_stride(m, ib);
   if (be->lora_grouped_backward) {
-    be->lora_grouped_backward(be, layout, m->live, n, in, out, R, s, x, ldx, z, dy, ldy, A, B, sA, sB, dz,
+    be->lora_grouped_backward(be, layout, m->nact, n, in, out, R, s, x, ldx, z, dy, ldy, A, B, sA, sB, dz,
                               dx, beta);
     return;
   }
