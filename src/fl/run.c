@@ -392,6 +392,18 @@ static unsigned shared_mask(const fm_strategy *st) {
 
 static fm_err local_work_batched(run_t *r, int round, double wsum, double *rows, int *nrows);
 
+/* The statistics row of sampled client j (sample index) after its local work. */
+static void client_row(const run_t *r, int j, const fm_client_result *res, double *row) {
+  row[ROW_CLIENT] = r->sampled[j];
+  row[ROW_TRAIN] = res->train_loss;
+  row[ROW_TOKENS] = (double)res->tokens;
+  row[ROW_FLOPS] = res->flops;
+  row[ROW_UP] = (double)res->bytes_up;
+  row[ROW_DOWN] = (double)res->bytes_down;
+  row[ROW_SIM] = r->status[j] == FM_CLIENT_OFFLINE ? 0 : r->simtime[j];
+  row[ROW_STATUS] = r->status[j];
+}
+
 /* The sampled clients placed here train and add their contributions: those online
  * train; only those the round keeps (in time, not dropped, not surplus) contribute. */
 static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nrows) {
@@ -418,15 +430,7 @@ static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nr
       /* Ditto: the personal model trains whatever became of the upload: it stays on the device */
       FM_CHECK(fm_ditto_update(&r->tk, &cx, shared_mask(r->st)));
     }
-    double *row = rows + (size_t)(*nrows)++ * ROW_LEN;
-    row[ROW_CLIENT] = i;
-    row[ROW_TRAIN] = res.train_loss;
-    row[ROW_TOKENS] = (double)res.tokens;
-    row[ROW_FLOPS] = res.flops;
-    row[ROW_UP] = (double)res.bytes_up;
-    row[ROW_DOWN] = (double)res.bytes_down;
-    row[ROW_SIM] = r->status[j] == FM_CLIENT_OFFLINE ? 0 : r->simtime[j];
-    row[ROW_STATUS] = r->status[j];
+    client_row(r, j, &res, rows + (size_t)(*nrows)++ * ROW_LEN);
   }
   return FM_OK;
 }
@@ -480,18 +484,7 @@ static fm_err local_work_batched(run_t *r, int round, double wsum, double *rows,
     fm_err e0 = fm_model_set_slot(r->model, 0);
     if (!err) err = e0;
   }
-  for (int k = 0; k < r->nmine && !err; k++) {
-    int j = r->mine[k];
-    double *row = rows + (size_t)(*nrows)++ * ROW_LEN;
-    row[ROW_CLIENT] = r->sampled[j];
-    row[ROW_TRAIN] = res[k].train_loss;
-    row[ROW_TOKENS] = (double)res[k].tokens;
-    row[ROW_FLOPS] = res[k].flops;
-    row[ROW_UP] = (double)res[k].bytes_up;
-    row[ROW_DOWN] = (double)res[k].bytes_down;
-    row[ROW_SIM] = r->status[j] == FM_CLIENT_OFFLINE ? 0 : r->simtime[j];
-    row[ROW_STATUS] = r->status[j];
-  }
+  for (int k = 0; k < r->nmine && !err; k++) client_row(r, r->mine[k], &res[k], rows + (size_t)(*nrows)++ * ROW_LEN);
   free(res);
   free(cx);
   free(cxp);

@@ -32,9 +32,11 @@ def tensors(f):
     f["checkpoints/latest"].visititems(
         lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
     return out
-def rel(x, y):
+def rel(x, y):  # NaN (a row without that figure) must be NaN on both sides
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    return float(np.max(np.abs(x - y)) / max(np.max(np.abs(x)), 1e-30)) if x.size else 0.0
+    if not x.size: return 0.0
+    if (np.isnan(x) != np.isnan(y)).any(): return float("inf")
+    return float(np.nanmax(np.abs(x - y)) / max(np.nanmax(np.abs(x)), 1e-30))
 ta, tb = tensors(a), tensors(b)
 assert ta and ta.keys() == tb.keys(), "different tensors: %s / %s" % (sorted(ta)[:3], sorted(tb)[:3])
 assert any(np.abs(v).max() > 0 for k, v in ta.items() if "lora_B" in k or "params" in k), "nothing trained"
