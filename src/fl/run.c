@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 /* One row per client and round, gathered on the server. */
@@ -89,6 +90,14 @@ static fm_err all_clients(int n, int **out) {
  * experts (hfedmoe) or generalists plus that many specialists (comigs); and the
  * activations of a step, per token and block about 8D + H T + the FFN's (8D, or
  * 8D k + 2E for MoE), plus the head's 2V. An estimate: it decides budgets. */
+static double step_activation_bytes(const fm_config *c, const fm_model_shape *s) {
+  double D = s->d, per_token = 2.0 * s->vocab + 10 * D;
+  for (int l = 0; l < s->layers; l++)
+    per_token += 8 * D + (double)s->heads * c->train.seq_len +
+                 ((s->moe_mask >> l & 1) ? 8 * D * s->top_k + 2.0 * s->experts : 8 * D);
+  return 4 * per_token * c->train.batch * c->train.seq_len;
+}
+
 static double client_memory(const run_t *r, int budget) {
   const fm_config *c = r->cfg;
   const fm_model_shape *s = fm_model_get_shape(r->model);
@@ -103,12 +112,8 @@ static double client_memory(const run_t *r, int budget) {
       continue;
     trained += (double)t->numel;
   }
-  double D = s->d, per_token = 2.0 * s->vocab + 10 * D;
-  for (int l = 0; l < s->layers; l++)
-    per_token += 8 * D + (double)s->heads * c->train.seq_len +
-                 ((s->moe_mask >> l & 1) ? 8 * D * s->top_k + 2.0 * s->experts : 8 * D);
   double personal = c->fltk.ditto ? 4 * trained : 0; /* Ditto: the personal model beside the global one */
-  return 4 * params + 12 * trained + personal + 4 * per_token * c->train.batch * c->train.seq_len;
+  return 4 * params + 12 * trained + personal + step_activation_bytes(c, s);
 }
 
 /* Every client's budget from its resource class's list entry; with
@@ -173,6 +178,33 @@ static fm_err check_init_memory(const run_t *r, const fm_model_shape *s) {
   return FM_OK;
 }
 
+/* run.client_batch = n on the CPU: refuse, before allocating, a host model of n client
+ * slots larger than this machine - the frozen base once, the trained tensors (with
+ * gradients and AdamW m and v) and a step's activations n times. Every rank checks
+ * (the server too, for its hosts), so all refuse before any allocates. (On a GPU
+ * the model's own check counts the same against the GPU's memory.) */
+static fm_err check_slot_memory(const run_t *r, const fm_model_shape *s) {
+  const fm_config *c = r->cfg;
+  const int cb = c->run.client_batch;
+  if (cb <= 1 || c->run.device != FM_DEVICE_CPU) return FM_OK;
+  int n = fm_shape_tensors(s, NULL);
+  fm_tensor *t;
+  FM_CALLOC(t, (size_t)n, "tensor list");
+  fm_shape_tensors(s, t);
+  double frozen = 0, trained = 0;
+  fm_scope sc = {r->st, c};
+  for (int i = 0; i < n; i++) *(fm_scope_classify(&t[i], &sc) == FM_CLASS_FROZEN ? &frozen : &trained) += t[i].numel;
+  free(t);
+  const double need = 4 * frozen + cb * (16 * trained + step_activation_bytes(c, s));
+  const double machine = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+  if (machine > 0 && need > machine)
+    FM_CONFIG_ERROR(c, "run.client_batch", "%d client slots need about %.1f MiB on each host (the frozen base once; "
+                    "the trained tensors with gradients and AdamW state, and a step's activations, %d times), more "
+                    "than this machine's %.1f MiB: lower run.client_batch", cb, need / 1048576.0, cb,
+                    machine / 1048576.0);
+  return FM_OK;
+}
+
 /* The model, at its initial values: every tensor from (seed, name). */
 static fm_err setup_model(run_t *r) {
   const fm_config *c = r->cfg;
@@ -185,6 +217,7 @@ static fm_err setup_model(run_t *r) {
   fm_scope sc = {r->st, c};
   /* the hosts train client_batch clients at once in slots of one model; the server trains none */
   r->cb = r->rank > 0 ? c->run.client_batch : 1;
+  FM_CHECK(check_slot_memory(r, &shape));
   FM_CHECK(fm_model_create_slots(&r->model, &shape, c->train.batch, c->train.seq_len, r->cb, r->st->nclass,
                                  fm_scope_classify, &sc));
   FM_CHECK(fm_model_init(r->model, (uint64_t)c->run.seed));

@@ -117,4 +117,8 @@ bad "key 'run.client_batch'.*MoE layers" "--set fl.strategy=fedavg --set model.m
 bad "key 'run.client_batch'.*fl.prox_mu" "--set fl.strategy=fedavg --set fl.prox_mu=0.1"
 bad "key 'run.client_batch'.*fl.scaffold" "--set fl.strategy=fedavg --set fl.scaffold=true"
 bad "key 'run.client_batch'.*fl.ditto" "--set fl.strategy=fedavg --set fl.ditto=true"
+# 256 slots of 64 x 16 tokens over a vocabulary of 2^20: terabytes of logits, refused
+# on every rank before any allocates
+bad "key 'run.client_batch'.*client slots need about" "--set fl.strategy=fedavg --set run.client_batch=256 \
+  --set train.batch=64 --set model.vocab=1048576"
 echo "client_batch: all passed"
