@@ -157,6 +157,9 @@ fm_err fm_client_batch_check(const fm_config *c, const fm_model_shape *s);
  * its own batches and gets its own loss, clipping and AdamW step (cx[g]->opt). */
 fm_err fm_client_train_group(fm_client_ctx *const *cx, int n, unsigned class_mask, int32_t *tokens,
                              int32_t *targets);
+/* fm_client_eval of split s for n clients at once (client g in slot g): loss[g]. */
+fm_err fm_client_eval_group(fm_client_ctx *const *cx, int n, int split, int32_t *tokens, int32_t *targets,
+                            double *loss);
 
 /* ---- aggregation engine ---- */
 /* Sums weight x tensor over clients, per segment (a tensor), and the weights, in one

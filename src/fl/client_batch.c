@@ -75,3 +75,29 @@ fm_err fm_client_train_group(fm_client_ctx *const *cx, int n, unsigned class_mas
   for (int g = 0; g < n; g++) cx[g]->res->train_loss = K ? loss[g] / K : 0;
   return FM_OK;
 }
+
+fm_err fm_client_eval_group(fm_client_ctx *const *cx, int n, int split, int32_t *tokens, int32_t *targets,
+                            double *loss) {
+  fm_model *m = cx[0]->model;
+  const fm_config *c = cx[0]->cfg;
+  const int B = c->train.batch, T = c->train.seq_len, slots = fm_model_nslot(m);
+  const size_t bt = (size_t)B * T;
+  if (n < 1 || n > slots) FM_ERROR(FM_ERR_INTERNAL, "a group of %d clients on %d slots", n, slots);
+  for (size_t j = (size_t)n * bt; j < (size_t)slots * bt; j++) tokens[j] = 0, targets[j] = -1;
+  fm_rng rng[256];
+  double sum[256] = {0};
+  float ce[256];
+  for (int g = 0; g < n; g++) /* fm_client_eval's stream of each client */
+    fm_rng_init(&rng[g], (uint64_t)c->run.seed, (uint32_t)cx[g]->client, (uint32_t)split, FM_RNG_EVAL);
+  for (int b = 0; b < c->train.eval_batches; b++) {
+    for (int g = 0; g < n; g++) {
+      const fm_client_data *cd = &cx[g]->data->clients[cx[g]->client];
+      FM_CHECK(fm_batch_sample(&cx[g]->data->corpus, &cd->split[split], &rng[g], B, T, tokens + g * bt,
+                               targets + g * bt, NULL));
+    }
+    FM_CHECK(fm_model_forward_slots(m, tokens, targets, B, T, n, ce));
+    for (int g = 0; g < n; g++) sum[g] += ce[g];
+  }
+  for (int g = 0; g < n; g++) loss[g] = sum[g] / c->train.eval_batches;
+  return FM_OK;
+}

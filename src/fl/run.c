@@ -528,7 +528,46 @@ static fm_err local_work_batched(run_t *r, int round, double wsum, double *rows,
 /* Evaluate the clients of rows on val and test, with their state after this round.
  * With Ditto: the global model's test loss, then val and test of the client's
  * personal model (the global one until the client first trains). */
+/* evaluate with run.client_batch > 1: the rows' clients in groups of up to cb, each
+ * group's val and test batches in one forward (client_batch.c) */
+static fm_err evaluate_batched(run_t *r, int round, double *rows, int nrows) {
+  fm_client_result res = {0};
+  fm_client_ctx *cx = NULL, **cxp = NULL;
+  double *val = NULL, *test = NULL;
+  fm_err err = fm_calloc(&cx, (size_t)r->cb, sizeof *cx, "client group");
+  if (!err) err = fm_calloc(&cxp, (size_t)r->cb, sizeof *cxp, "client group");
+  if (!err) err = fm_calloc(&val, (size_t)r->cb, sizeof *val, "client group");
+  if (!err) err = fm_calloc(&test, (size_t)r->cb, sizeof *test, "client group");
+  for (int j0 = 0; j0 < nrows && !err; j0 += r->cb) {
+    const int n = nrows - j0 < r->cb ? nrows - j0 : r->cb;
+    for (int g = 0; g < n && !err; g++) {
+      client_ctx(r, &cx[g], (int)rows[(size_t)(j0 + g) * ROW_LEN + ROW_CLIENT], -1, round, &res);
+      cx[g].opt = r->slot_opts[g];
+      cxp[g] = &cx[g];
+      err = fm_model_set_slot(r->model, g);
+      if (!err) err = fm_host_load(&r->host, &r->clients[cx[g].client], r->slot_opts[g], 0);
+      if (!err && r->st->client_begin) err = r->st->client_begin(&cx[g]);
+    }
+    if (!err) err = fm_client_eval_group(cxp, n, FM_SPLIT_VAL, r->tokens, r->targets, val);
+    if (!err) err = fm_client_eval_group(cxp, n, FM_SPLIT_TEST, r->tokens, r->targets, test);
+    for (int g = 0; g < n && !err; g++) {
+      double *row = rows + (size_t)(j0 + g) * ROW_LEN;
+      row[ROW_TEST_GLOBAL] = NAN;
+      row[ROW_VAL] = val[g];
+      row[ROW_TEST] = test[g];
+    }
+    fm_err e0 = fm_model_set_slot(r->model, 0);
+    if (!err) err = e0;
+  }
+  free(cx);
+  free(cxp);
+  free(val);
+  free(test);
+  return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
+}
+
 static fm_err evaluate(run_t *r, int round, double *rows, int nrows) {
+  if (r->cb > 1) return evaluate_batched(r, round, rows, nrows); /* (fl.ditto is refused with it) */
   for (int j = 0; j < nrows; j++) {
     double *row = rows + (size_t)j * ROW_LEN;
     fm_client_result res = {0};
