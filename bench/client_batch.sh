@@ -43,5 +43,5 @@ for n in $batches; do
     'BEGIN { printf "  client_batch %3d: %8.3f s/round, %5.2fx over client_batch %s", n, s, f / s, "'"${batches%% *}"'" }')\n"
 done
 echo "client_batch.sh: 16 clients x 10 local steps of 8 x 128, GPT-2-124M shape, one host rank (logs in $out)"
-printf "$summary"
+printf '%b' "$summary"
 exit $status
