@@ -15,14 +15,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 batches="1 4 16" out=""
 die() { echo "client_batch.sh: $*" >&2; exit 2; }
 [ -x "$here/fedround.sh" ] || die "needs bench/fedround.sh (the federated-round benchmark) beside it"
+quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+pass="" # the options for fedround.sh, quoted
 while [ $# -gt 0 ]; do
   case $1 in
     --batches) [ $# -ge 2 ] || die "--batches needs a value"; batches=$2; shift 2 ;;
     --out) [ $# -ge 2 ] || die "--out needs a value"; out=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) break ;;
+    *) pass="$pass $(quote "$1")"; shift ;;
   esac
 done
+eval "set -- $pass"
 for n in $batches; do
   case $n in ''|*[!0-9]*|0) die "--batches: '$n' is not a positive client count" ;; esac
 done
@@ -42,6 +45,6 @@ for n in $batches; do
   summary="$summary$(awk -v n="$n" -v s="$s" -v f="$first" \
     'BEGIN { printf "  client_batch %3d: %8.3f s/round, %5.2fx over client_batch %s", n, s, f / s, "'"${batches%% *}"'" }')\n"
 done
-echo "client_batch.sh: 16 clients x 10 local steps of 8 x 128, GPT-2-124M shape, one host rank (logs in $out)"
+echo "client_batch.sh: fedround.sh's round, all clients on one host rank, by run.client_batch (logs in $out)"
 printf '%b' "$summary"
 exit $status
