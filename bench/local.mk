@@ -10,3 +10,5 @@ bench: fedmoe$(EXEEXT)
 	FEDMOE_BENCH_ARGS='$(BENCH_ARGS)' BENCH_ROUNDS='$(BENCH_ROUNDS)' $(SHELL) $(srcdir)/bench/run_bench.sh ./fedmoe$(EXEEXT) $(TORCH_PY)
 .PHONY: bench
 dist_noinst_SCRIPTS += bench/run_bench.sh bench/torch_bench.py
+# run.client_batch 1 / 4 / 16 on the federated round of bench/fedround.sh (GPU)
+dist_noinst_SCRIPTS += bench/client_batch.sh

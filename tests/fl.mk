@@ -1,6 +1,6 @@
 # Runtime tests: reproducibility over rank counts, bad input.
 FL_MPI_TESTS = %reldir%/mpi/fl_repro.sh %reldir%/mpi/device_mirror.sh %reldir%/mpi/fl_bad_input.sh %reldir%/mpi/resume.sh %reldir%/mpi/dataloss.sh %reldir%/mpi/output.sh \
-	%reldir%/mpi/pretrain.sh %reldir%/mpi/pretrain_base.sh
+	%reldir%/mpi/pretrain.sh %reldir%/mpi/pretrain_base.sh %reldir%/mpi/client_batch.sh
 TESTS += $(FL_MPI_TESTS)
 dist_noinst_SCRIPTS += $(FL_MPI_TESTS) %reldir%/mpi/tiny.sh %reldir%/mpi/base.sh %reldir%/make_tiny_base.sh
 

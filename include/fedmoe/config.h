@@ -48,6 +48,7 @@ typedef struct fm_config {
     int64_t seed;
     int checkpoint_every, keep_last, stop_after, log_level, threads;
     int device, precision; /* FM_DEVICE_*, FM_PRECISION_* */
+    int client_batch;      /* clients trained at once over the shared frozen base */
     double collective_timeout; /* seconds; 0: no watchdog */
   } run;
   struct {

@@ -147,6 +147,20 @@ float fm_client_lr(const fm_client_ctx *cx, int k, double base_lr);
 /* Mean CE over train.eval_batches batches of split s, the same windows every round. */
 fm_err fm_client_eval(fm_client_ctx *cx, int split, double *loss);
 
+/* run.client_batch (client_batch.c): an error naming the key when this run cannot
+ * train several clients at once (model.train, strategy, MoE layers, a toolkit option
+ * that works on each client's gradients). */
+fm_err fm_client_batch_check(const fm_config *c, const fm_model_shape *s);
+/* The local update of fedavg and local (fl.local_steps steps of the classes in
+ * class_mask) for n clients at once, client g in slot g of their host's model of
+ * client slots; tokens, targets: room for every slot's batch. Each client samples
+ * its own batches and gets its own loss, clipping and AdamW step (cx[g]->opt). */
+fm_err fm_client_train_group(fm_client_ctx *const *cx, int n, unsigned class_mask, int32_t *tokens,
+                             int32_t *targets);
+/* fm_client_eval of split s for n clients at once (client g in slot g): loss[g]. */
+fm_err fm_client_eval_group(fm_client_ctx *const *cx, int n, int split, int32_t *tokens, int32_t *targets,
+                            double *loss);
+
 /* ---- aggregation engine ---- */
 /* Sums weight x tensor over clients, per segment (a tensor), and the weights, in one
  * buffer, reduced in one collective. Fixed point (int64, 2^-40) makes the sum exact

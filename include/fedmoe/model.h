@@ -151,6 +151,22 @@ typedef struct fm_model fm_model;
  * activations are allocated here once. */
 fm_err fm_model_create(fm_model **m, const fm_model_shape *s, int B, int T, int nclass,
                        fm_classify_fn classify, void *ctx);
+/* The same for n client slots (run.client_batch; model_slots.c): the trained
+ * classes held n times, the frozen base once, activations for n*B sequences. Every
+ * trained tensor must be an attention LoRA tensor (no MoE layers). */
+fm_err fm_model_create_slots(fm_model **m, const fm_model_shape *s, int B, int T, int nslot, int nclass,
+                             fm_classify_fn classify, void *ctx);
+int fm_model_nslot(const fm_model *m);
+/* From here the class accessors, the tensors' w and g, AdamW and the gradient norm
+ * refer to slot g's copy (0 at first); a plain forward uses it for every row. */
+fm_err fm_model_set_slot(fm_model *m, int g);
+/* A forward of n = fm_model_nslot parts of B sequences of T tokens (tokens, targets
+ * [n][B,T]): part g through slot g's tensors, the frozen ones shared. Parts >= live
+ * are idle (their rows run through the base but get no loss and no gradient; give
+ * them valid tokens). ce[live]: each live part's mean cross-entropy; fm_model_backward
+ * then gives each slot the gradient of its own part's mean. */
+fm_err fm_model_forward_slots(fm_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                              int live, float *ce);
 void fm_model_free(fm_model *m);
 const fm_model_shape *fm_model_get_shape(const fm_model *m);
 

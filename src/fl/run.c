@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 /* One row per client and round, gathered on the server. */
@@ -48,7 +49,10 @@ typedef struct {
   fm_round_rows trained;    /* the round's per-client statistics rows: its clients that train */
   int32_t *trained_row, *trained_client; /* [N] those of them that train here */
   fm_adamw opts[FM_MAX_CLASSES];
-  int32_t *tokens, *targets;
+  int32_t *tokens, *targets; /* [client_batch][B*T] */
+  int cb;                   /* run.client_batch here: clients trained at once (rank 0: 1) */
+  fm_adamw (*slot_opts)[FM_MAX_CLASSES];   /* [cb] each slot's optimizer states ... */
+  fm_adamw (*slot_shared)[FM_MAX_CLASSES]; /* [cb] ... for a shared class: its own, reset per client */
   int cap, LE;              /* clients the statistics below have room for; layers x experts */
   uint64_t *route_counts;   /* [cap][L][E] of the clients that train here, this round */
   double *gate_mass;        /* [cap][L][E] */
@@ -86,6 +90,14 @@ static fm_err all_clients(int n, int **out) {
  * experts (hfedmoe) or generalists plus that many specialists (comigs); and the
  * activations of a step, per token and block about 8D + H T + the FFN's (8D, or
  * 8D k + 2E for MoE), plus the head's 2V. An estimate: it decides budgets. */
+static double step_activation_bytes(const fm_config *c, const fm_model_shape *s) {
+  double D = s->d, per_token = 2.0 * s->vocab + 10 * D;
+  for (int l = 0; l < s->layers; l++)
+    per_token += 8 * D + (double)s->heads * c->train.seq_len +
+                 ((s->moe_mask >> l & 1) ? 8 * D * s->top_k + 2.0 * s->experts : 8 * D);
+  return 4 * per_token * c->train.batch * c->train.seq_len;
+}
+
 static double client_memory(const run_t *r, int budget) {
   const fm_config *c = r->cfg;
   const fm_model_shape *s = fm_model_get_shape(r->model);
@@ -100,12 +112,8 @@ static double client_memory(const run_t *r, int budget) {
       continue;
     trained += (double)t->numel;
   }
-  double D = s->d, per_token = 2.0 * s->vocab + 10 * D;
-  for (int l = 0; l < s->layers; l++)
-    per_token += 8 * D + (double)s->heads * c->train.seq_len +
-                 ((s->moe_mask >> l & 1) ? 8 * D * s->top_k + 2.0 * s->experts : 8 * D);
   double personal = c->fltk.ditto ? 4 * trained : 0; /* Ditto: the personal model beside the global one */
-  return 4 * params + 12 * trained + personal + 4 * per_token * c->train.batch * c->train.seq_len;
+  return 4 * params + 12 * trained + personal + step_activation_bytes(c, s);
 }
 
 /* Every client's budget from its resource class's list entry; with
@@ -170,6 +178,33 @@ static fm_err check_init_memory(const run_t *r, const fm_model_shape *s) {
   return FM_OK;
 }
 
+/* run.client_batch = n on the CPU: refuse, before allocating, a host model of n client
+ * slots larger than this machine - the frozen base once, the trained tensors (with
+ * gradients and AdamW m and v) and a step's activations n times. Every rank checks
+ * (the server too, for its hosts), so all refuse before any allocates. (On a GPU
+ * the model's own check counts the same against the GPU's memory.) */
+static fm_err check_slot_memory(const run_t *r, const fm_model_shape *s) {
+  const fm_config *c = r->cfg;
+  const int cb = c->run.client_batch;
+  if (cb <= 1 || c->run.device != FM_DEVICE_CPU) return FM_OK;
+  int n = fm_shape_tensors(s, NULL);
+  fm_tensor *t;
+  FM_CALLOC(t, (size_t)n, "tensor list");
+  fm_shape_tensors(s, t);
+  double frozen = 0, trained = 0;
+  fm_scope sc = {r->st, c};
+  for (int i = 0; i < n; i++) *(fm_scope_classify(&t[i], &sc) == FM_CLASS_FROZEN ? &frozen : &trained) += t[i].numel;
+  free(t);
+  const double need = 4 * frozen + cb * (16 * trained + step_activation_bytes(c, s));
+  const double machine = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+  if (machine > 0 && need > machine)
+    FM_CONFIG_ERROR(c, "run.client_batch", "%d client slots need about %.1f MiB on each host (the frozen base once; "
+                    "the trained tensors with gradients and AdamW state, and a step's activations, %d times), more "
+                    "than this machine's %.1f MiB: lower run.client_batch", cb, need / 1048576.0, cb,
+                    machine / 1048576.0);
+  return FM_OK;
+}
+
 /* The model, at its initial values: every tensor from (seed, name). */
 static fm_err setup_model(run_t *r) {
   const fm_config *c = r->cfg;
@@ -177,10 +212,14 @@ static fm_err setup_model(run_t *r) {
   FM_CHECK(fm_model_shape_from_config(c, &shape));
   if (r->st->client_shape) FM_CHECK(r->st->client_shape(c, &shape));
   FM_CHECK(fm_scope_check(c, r->st, &shape));
+  FM_CHECK(fm_client_batch_check(c, &shape));
   if (c->model.init[0]) FM_CHECK(check_init_memory(r, &shape));
   fm_scope sc = {r->st, c};
-  FM_CHECK(fm_model_create(&r->model, &shape, c->train.batch, c->train.seq_len, r->st->nclass,
-                           fm_scope_classify, &sc));
+  /* the hosts train client_batch clients at once in slots of one model; the server trains none */
+  r->cb = r->rank > 0 ? c->run.client_batch : 1;
+  FM_CHECK(check_slot_memory(r, &shape));
+  FM_CHECK(fm_model_create_slots(&r->model, &shape, c->train.batch, c->train.seq_len, r->cb, r->st->nclass,
+                                 fm_scope_classify, &sc));
   FM_CHECK(fm_model_init(r->model, (uint64_t)c->run.seed));
   return FM_OK;
 }
@@ -252,8 +291,15 @@ static fm_err setup(run_t *r) {
   FM_CALLOC(r->trained_row, (size_t)c->fl.clients, "statistics rows");
   FM_CALLOC(r->trained_client, (size_t)c->fl.clients, "statistics rows");
   size_t bt = (size_t)c->train.batch * (size_t)c->train.seq_len;
-  FM_CALLOC(r->tokens, bt, "batch tokens");
-  FM_CALLOC(r->targets, bt, "batch targets");
+  FM_CALLOC(r->tokens, bt * (size_t)r->cb, "batch tokens");
+  FM_CALLOC(r->targets, bt * (size_t)r->cb, "batch targets");
+  if (r->cb > 1) {
+    FM_CALLOC(r->slot_opts, (size_t)r->cb, "client slot optimizers");
+    FM_CALLOC(r->slot_shared, (size_t)r->cb, "client slot optimizers");
+    for (int g = 0; g < r->cb; g++)
+      for (int k = 0; k < r->st->nclass; k++)
+        if (r->st->shared[k]) FM_CHECK(fm_adamw_create(&r->slot_shared[g][k], fm_model_class_numel(r->model, k)));
+  }
   /* clients at home here: rank p holds p-1, p-1+(P-1), ... */
   r->nhome = r->rank == 0 ? 0 : (c->fl.clients - r->rank + 1 + r->P - 2) / (r->P - 1);
   if (r->nhome < 0) r->nhome = 0;
@@ -278,6 +324,11 @@ static void teardown(run_t *r) {
   free(r->seg_tensor);
   free(r->tokens);
   free(r->targets);
+  if (r->slot_shared)
+    for (int g = 0; g < r->cb; g++)
+      for (int k = 0; k < FM_MAX_CLASSES; k++) fm_adamw_free(&r->slot_shared[g][k]);
+  free(r->slot_shared);
+  free(r->slot_opts);
   free(r->route_counts);
   free(r->gate_mass);
   free(r->stats);
@@ -372,10 +423,25 @@ static unsigned shared_mask(const fm_strategy *st) {
   return m;
 }
 
+static fm_err local_work_batched(run_t *r, int round, double wsum, double *rows, int *nrows);
+
+/* The statistics row of sampled client j (sample index) after its local work. */
+static void client_row(const run_t *r, int j, const fm_client_result *res, double *row) {
+  row[ROW_CLIENT] = r->sampled[j];
+  row[ROW_TRAIN] = res->train_loss;
+  row[ROW_TOKENS] = (double)res->tokens;
+  row[ROW_FLOPS] = res->flops;
+  row[ROW_UP] = (double)res->bytes_up;
+  row[ROW_DOWN] = (double)res->bytes_down;
+  row[ROW_SIM] = r->status[j] == FM_CLIENT_OFFLINE ? 0 : r->simtime[j];
+  row[ROW_STATUS] = r->status[j];
+}
+
 /* The sampled clients placed here train and add their contributions: those online
  * train; only those the round keeps (in time, not dropped, not surplus) contribute. */
 static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nrows) {
   const fm_config *c = r->cfg;
+  if (r->cb > 1) return local_work_batched(r, round, wsum, rows, nrows);
   fm_agg_zero(&r->agg);
   for (int k = 0, slot = 0; k < r->nmine; k++) {
     int j = r->mine[k], i = r->sampled[j];
@@ -397,23 +463,111 @@ static fm_err local_work(run_t *r, int round, double wsum, double *rows, int *nr
       /* Ditto: the personal model trains whatever became of the upload: it stays on the device */
       FM_CHECK(fm_ditto_update(&r->tk, &cx, shared_mask(r->st)));
     }
-    double *row = rows + (size_t)(*nrows)++ * ROW_LEN;
-    row[ROW_CLIENT] = i;
-    row[ROW_TRAIN] = res.train_loss;
-    row[ROW_TOKENS] = (double)res.tokens;
-    row[ROW_FLOPS] = res.flops;
-    row[ROW_UP] = (double)res.bytes_up;
-    row[ROW_DOWN] = (double)res.bytes_down;
-    row[ROW_SIM] = r->status[j] == FM_CLIENT_OFFLINE ? 0 : r->simtime[j];
-    row[ROW_STATUS] = r->status[j];
+    client_row(r, j, &res, rows + (size_t)(*nrows)++ * ROW_LEN);
   }
   return FM_OK;
+}
+
+/* local_work with run.client_batch > 1: the clients that train, in their order here,
+ * in groups of up to cb, each group in the slots of the model (client_batch.c); they
+ * contribute and are saved in the same order as one at a time. */
+static fm_err local_work_batched(run_t *r, int round, double wsum, double *rows, int *nrows) {
+  const fm_config *c = r->cfg;
+  fm_agg_zero(&r->agg);
+  fm_client_result *res = NULL;
+  fm_client_ctx *cx = NULL, **cxp = NULL;
+  int *ks = NULL;
+  fm_err err = fm_calloc(&res, (size_t)r->nmine + 1, sizeof *res, "client results");
+  if (!err) err = fm_calloc(&cx, (size_t)r->cb, sizeof *cx, "client group");
+  if (!err) err = fm_calloc(&cxp, (size_t)r->cb, sizeof *cxp, "client group");
+  if (!err) err = fm_calloc(&ks, (size_t)r->cb, sizeof *ks, "client group");
+  for (int k = 0, stat = 0; k < r->nmine && !err;) {
+    int n = 0;
+    for (; k < r->nmine && n < r->cb; k++)
+      if (r->status[r->mine[k]] != FM_CLIENT_OFFLINE) ks[n++] = k;
+    for (int g = 0; g < n && !err; g++) { /* client g into slot g */
+      const int j = r->mine[ks[g]], i = r->sampled[j];
+      client_ctx(r, &cx[g], i, stat++, round, &res[ks[g]]);
+      cx[g].opt = r->slot_opts[g];
+      cxp[g] = &cx[g];
+      err = fm_model_set_slot(r->model, g);
+      if (!err) err = fm_host_load(&r->host, &r->clients[i], r->slot_opts[g], 1);
+      for (int q = 0; !err && q < r->st->nclass; q++)
+        if (r->st->shared[q]) { /* the host's one shared state would be every slot's */
+          fm_adamw_reset(&r->slot_shared[g][q]);
+          r->slot_opts[g][q] = r->slot_shared[g][q];
+        }
+      if (!err && r->st->client_begin) err = r->st->client_begin(&cx[g]);
+      if (!err) fm_fault_point(c, r->rank, "local_update", round);
+    }
+    /* fedavg's and local's local update (fm_client_train_round(cx, 1u)), for the group */
+    if (!err && n) err = fm_client_train_group(cxp, n, 1u, r->tokens, r->targets);
+    if (!err && n) err = fm_model_sync(r->model);
+    for (int g = 0; g < n && !err; g++) {
+      const int j = r->mine[ks[g]], i = r->sampled[j];
+      err = fm_model_set_slot(r->model, g);
+      if (err) break;
+      res[ks[g]].bytes_down = r->shared_bytes;
+      double tw = (double)r->data.clients[i].split[FM_SPLIT_TRAIN].tokens / wsum;
+      if (r->status[j] == FM_CLIENT_KEPT)
+        err = fm_toolkit_contribute(&r->tk, &r->agg, r->st, &cx[g], r->seg_global, tw, &res[ks[g]].bytes_up,
+                                    &res[ks[g]].bytes_down);
+      if (!err) fm_host_save(&r->host, &r->clients[i], r->slot_opts[g]);
+    }
+    fm_err e0 = fm_model_set_slot(r->model, 0);
+    if (!err) err = e0;
+  }
+  for (int k = 0; k < r->nmine && !err; k++) client_row(r, r->mine[k], &res[k], rows + (size_t)(*nrows)++ * ROW_LEN);
+  free(res);
+  free(cx);
+  free(cxp);
+  free(ks);
+  return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
 }
 
 /* Evaluate the clients of rows on val and test, with their state after this round.
  * With Ditto: the global model's test loss, then val and test of the client's
  * personal model (the global one until the client first trains). */
+/* evaluate with run.client_batch > 1: the rows' clients in groups of up to cb, each
+ * group's val and test batches in one forward (client_batch.c) */
+static fm_err evaluate_batched(run_t *r, int round, double *rows, int nrows) {
+  fm_client_result res = {0};
+  fm_client_ctx *cx = NULL, **cxp = NULL;
+  double *val = NULL, *test = NULL;
+  fm_err err = fm_calloc(&cx, (size_t)r->cb, sizeof *cx, "client group");
+  if (!err) err = fm_calloc(&cxp, (size_t)r->cb, sizeof *cxp, "client group");
+  if (!err) err = fm_calloc(&val, (size_t)r->cb, sizeof *val, "client group");
+  if (!err) err = fm_calloc(&test, (size_t)r->cb, sizeof *test, "client group");
+  for (int j0 = 0; j0 < nrows && !err; j0 += r->cb) {
+    const int n = nrows - j0 < r->cb ? nrows - j0 : r->cb;
+    for (int g = 0; g < n && !err; g++) {
+      client_ctx(r, &cx[g], (int)rows[(size_t)(j0 + g) * ROW_LEN + ROW_CLIENT], -1, round, &res);
+      cx[g].opt = r->slot_opts[g];
+      cxp[g] = &cx[g];
+      err = fm_model_set_slot(r->model, g);
+      if (!err) err = fm_host_load(&r->host, &r->clients[cx[g].client], r->slot_opts[g], 0);
+      if (!err && r->st->client_begin) err = r->st->client_begin(&cx[g]);
+    }
+    if (!err) err = fm_client_eval_group(cxp, n, FM_SPLIT_VAL, r->tokens, r->targets, val);
+    if (!err) err = fm_client_eval_group(cxp, n, FM_SPLIT_TEST, r->tokens, r->targets, test);
+    for (int g = 0; g < n && !err; g++) {
+      double *row = rows + (size_t)(j0 + g) * ROW_LEN;
+      row[ROW_TEST_GLOBAL] = NAN;
+      row[ROW_VAL] = val[g];
+      row[ROW_TEST] = test[g];
+    }
+    fm_err e0 = fm_model_set_slot(r->model, 0);
+    if (!err) err = e0;
+  }
+  free(cx);
+  free(cxp);
+  free(val);
+  free(test);
+  return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
+}
+
 static fm_err evaluate(run_t *r, int round, double *rows, int nrows) {
+  if (r->cb > 1) return evaluate_batched(r, round, rows, nrows); /* (fl.ditto is refused with it) */
   for (int j = 0; j < nrows; j++) {
     double *row = rows + (size_t)j * ROW_LEN;
     fm_client_result res = {0};

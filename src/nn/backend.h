@@ -96,6 +96,13 @@ struct fm_backend {
   void (*lora_backward)(fm_backend *be, int layout, int n, int in, int out, int R, float s,
                         const float *x, int ldx, const float *z, const float *dy, int ldy, fm_param A,
                         fm_param B, float *dz, float *dx, float beta);
+  /* optional (NULL: lora_forward/backward per group): lora_grouped.c's G groups */
+  void (*lora_grouped_forward)(fm_backend *be, int layout, int G, int n, int in, int out, int R, float s,
+                               const float *x, int ldx, const float *A, size_t sA, const float *B, size_t sB,
+                               float *z, float *y, int ldy);
+  void (*lora_grouped_backward)(fm_backend *be, int layout, int G, int n, int in, int out, int R, float s,
+                                const float *x, int ldx, const float *z, const float *dy, int ldy, fm_param A,
+                                fm_param B, size_t sA, size_t sB, float *dz, float *dx, float beta);
   /* llama family */
   void (*dense_forward)(fm_backend *be, float *out, int ldo, const float *inp, const float *w,
                         const float *b, int N, int C, int OC, int accumulate);

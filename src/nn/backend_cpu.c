@@ -133,6 +133,19 @@ static void cpu_lora_backward(fm_backend *be, int layout, int n, int in, int out
   (void)be;
   fm_lora_backward(layout, n, in, out, R, s, x, ldx, z, dy, ldy, A, B, dz, dx, beta);
 }
+static void cpu_lora_grouped_forward(fm_backend *be, int layout, int G, int n, int in, int out, int R,
+                                     float s, const float *x, int ldx, const float *A, size_t sA,
+                                     const float *B, size_t sB, float *z, float *y, int ldy) {
+  (void)be;
+  fm_lora_grouped_forward(layout, G, n, in, out, R, s, x, ldx, A, sA, B, sB, z, y, ldy);
+}
+static void cpu_lora_grouped_backward(fm_backend *be, int layout, int G, int n, int in, int out, int R,
+                                      float s, const float *x, int ldx, const float *z, const float *dy,
+                                      int ldy, fm_param A, fm_param B, size_t sA, size_t sB, float *dz,
+                                      float *dx, float beta) {
+  (void)be;
+  fm_lora_grouped_backward(layout, G, n, in, out, R, s, x, ldx, z, dy, ldy, A, B, sA, sB, dz, dx, beta);
+}
 static void cpu_dense_forward(fm_backend *be, float *out, int ldo, const float *inp, const float *w,
                               const float *b, int N, int C, int OC, int accumulate) {
   (void)be;
@@ -234,6 +247,8 @@ fm_backend fm_backend_cpu = {
   .crossentropy_backward = cpu_crossentropy_backward,
   .lora_forward = cpu_lora_forward,
   .lora_backward = cpu_lora_backward,
+  .lora_grouped_forward = cpu_lora_grouped_forward,
+  .lora_grouped_backward = cpu_lora_grouped_backward,
   .dense_forward = cpu_dense_forward,
   .dense_backward = cpu_dense_backward,
   .rmsnorm_forward = cpu_rmsnorm_forward,

@@ -6,7 +6,7 @@ libfedmoe_a_SOURCES += %reldir%/gemm.c %reldir%/linear.c %reldir%/layernorm.c %r
 	%reldir%/router.c %reldir%/loadbalance.c %reldir%/moe.c %reldir%/model_shape.c \
 	%reldir%/model.c %reldir%/model_pass.c %reldir%/adamw.c %reldir%/clip.c %reldir%/schedule.c \
 	%reldir%/profile.c %reldir%/rmsnorm.c %reldir%/rope.c %reldir%/swiglu.c \
-	%reldir%/shared_expert.c %reldir%/model_llama.c %reldir%/moe_swiglu_lora.c %reldir%/lora.c \
+	%reldir%/shared_expert.c %reldir%/model_llama.c %reldir%/moe_swiglu_lora.c %reldir%/lora.c %reldir%/lora_grouped.c %reldir%/model_slots.c \
 	%reldir%/backend_cpu.c %reldir%/backend_mirror.c %reldir%/model_device.c \
 	%reldir%/model_decode.c %reldir%/attention_cached.c %reldir%/sample.c %reldir%/generate.c
 

@@ -84,9 +84,9 @@ static fm_err alloc_params(fm_model *m) {
     t->offset = *n;
     *n += t->numel;
   }
-  for (int c = 0; c < m->nclass; c++) {
-    FM_CALLOC(m->cw[c], m->cn[c] ? m->cn[c] : 1, "class parameters");
-    FM_CALLOC(m->cg[c], m->cn[c] ? m->cn[c] : 1, "class gradients");
+  for (int c = 0; c < m->nclass; c++) { /* a copy per client slot (model_slots.c) */
+    FM_CALLOC(m->cw[c], m->cn[c] ? m->cn[c] * m->nslot : 1, "class parameters");
+    FM_CALLOC(m->cg[c], m->cn[c] ? m->cn[c] * m->nslot : 1, "class gradients");
   }
   FM_CALLOC(m->fw, m->fn ? m->fn : 1, "frozen parameters");
   for (int i = 0; i < m->nt; i++) {
@@ -177,7 +177,7 @@ static fm_err check_device_memory(fm_model *m) {
   size_t params = 0, trained = 0;
   for (int i = 0; i < m->nt; i++) {
     params += m->t[i].numel;
-    if (m->t[i].cls != FM_CLASS_FROZEN) trained += m->t[i].numel;
+    if (m->t[i].cls != FM_CLASS_FROZEN) trained += m->t[i].numel * (size_t)m->nslot;
   }
   const size_t N = (size_t)m->B * m->T, D = (size_t)m->s.d, V = (size_t)m->s.vocab;
   const size_t F = (size_t)(m->s.ffn > m->s.shared_ffn ? m->s.ffn : m->s.shared_ffn);
@@ -190,16 +190,33 @@ static fm_err check_device_memory(fm_model *m) {
   if (need > (double)have)
     FM_ERROR(FM_ERR_MEM,
              "run.device = %s: the model needs about %.1f MiB of GPU memory (%zu parameters, %zu trained "
-             "with gradients and AdamW moments, activations for batch %d x %d), the GPU has %.1f MiB free; "
-             "lower train.batch or train.seq_len, or use a smaller model",
-             m->be->name, need / 1048576.0, params, trained, m->B, m->T, (double)have / 1048576.0);
+             "with gradients and AdamW moments, activations for batch %d x %d%s), the GPU has %.1f MiB free; "
+             "lower train.batch or train.seq_len%s, or use a smaller model",
+             m->be->name, need / 1048576.0, params, trained, m->B, m->T,
+             m->nslot > 1 ? ", all client slots" : "", (double)have / 1048576.0,
+             m->nslot > 1 ? " or run.client_batch" : "");
   return FM_OK;
 }
 
-static fm_err build(fm_model *m, const fm_model_shape *s, int B, int T, int nclass,
+/* Client slots train attention LoRA pairs over a frozen base; nothing else may train. */
+static fm_err check_slots(const fm_model *m) {
+  if (m->nslot == 1) return FM_OK;
+  if (m->s.moe_mask)
+    FM_ERROR(FM_ERR_CONFIG, "%d client slots: MoE layers (model.moe_layers) are not supported with several "
+             "slots; set run.client_batch = 1", m->nslot);
+  for (int i = 0; i < m->nt; i++)
+    if (m->t[i].cls != FM_CLASS_FROZEN && m->t[i].group != FM_GROUP_ATTN_LORA)
+      FM_ERROR(FM_ERR_CONFIG, "%d client slots train attention LoRA pairs only, but tensor %s trains "
+               "(model.train = lora, and no MoE layers); set run.client_batch = 1", m->nslot, m->t[i].name);
+  return FM_OK;
+}
+
+static fm_err build(fm_model *m, const fm_model_shape *s, int B, int T, int nslot, int nclass,
                     fm_classify_fn classify, void *ctx) {
   FM_CHECK(fm_shape_check(s));
   if (B < 1) FM_ERROR(FM_ERR_CONFIG, "key 'train.batch': batch = %d", B);
+  if (nslot < 1 || (long)nslot * B > 1L << 24)
+    FM_ERROR(FM_ERR_CONFIG, "key 'run.client_batch': %d client slots of batch %d", nslot, B);
   if (T < 1 || T > s->context)
     FM_ERROR(FM_ERR_CONFIG, "key 'train.seq_len': seq_len = %d must be 1..model.context = %d", T,
              s->context);
@@ -210,15 +227,20 @@ static fm_err build(fm_model *m, const fm_model_shape *s, int B, int T, int ncla
   s = &m->s;
   m->be = fm_backend_default();
   FM_CHECK(m->be->refuse(m->be, s));
-  m->B = B;
+  m->nslot = nslot;
+  m->nact = m->live = 1;
+  m->B = B * nslot; /* room for every slot's sequences */
   m->T = T;
   m->nclass = nclass;
+  FM_CALLOC(m->slot_ce, nslot, "slot losses");
+  FM_CALLOC(m->slot_nvalid, nslot, "slot losses");
   m->nt = fm_shape_tensors(s, NULL);
   FM_CALLOC(m->t, m->nt, "tensor table");
   fm_shape_tensors(s, m->t);
   FM_CALLOC(m->blk, s->layers, "blocks");
   FM_CHECK(index_blocks(m));
   FM_CHECK(classify_all(m, nclass, classify, ctx));
+  FM_CHECK(check_slots(m));
   FM_CHECK(check_device_memory(m));
   FM_CHECK(alloc_params(m));
   FM_CHECK(alloc_activations(m));
@@ -227,10 +249,15 @@ static fm_err build(fm_model *m, const fm_model_shape *s, int B, int T, int ncla
 
 fm_err fm_model_create(fm_model **mp, const fm_model_shape *s, int B, int T, int nclass,
                        fm_classify_fn classify, void *ctx) {
+  return fm_model_create_slots(mp, s, B, T, 1, nclass, classify, ctx);
+}
+
+fm_err fm_model_create_slots(fm_model **mp, const fm_model_shape *s, int B, int T, int nslot, int nclass,
+                             fm_classify_fn classify, void *ctx) {
   *mp = NULL;
   fm_model *m;
   FM_CALLOC(m, 1, "model");
-  fm_err e = build(m, s, B, T, nclass, classify, ctx);
+  fm_err e = build(m, s, B, T, nslot, nclass, classify, ctx);
   if (e) {
     fm_model_free(m);
     return fm_error_trace(__FILE__, __LINE__, __func__, e);
@@ -265,6 +292,8 @@ void fm_model_free(fm_model *m) {
   free(m->tg);
   free(m->blk);
   free(m->t);
+  free(m->slot_ce);
+  free(m->slot_nvalid);
   free(m);
 }
 
@@ -333,7 +362,7 @@ float *fm_model_class_params(fm_model *m, int cls) {
     fm_err e = fm_model_host_params(m, cls);
     if (e) fm_fatal(e);
   }
-  return cls == FM_CLASS_FROZEN ? m->fw : m->cw[cls];
+  return cls == FM_CLASS_FROZEN ? m->fw : m->cw[cls] + (size_t)m->slot * m->cn[cls];
 }
 
 float *fm_model_class_grads(fm_model *m, int cls) {
@@ -342,7 +371,7 @@ float *fm_model_class_grads(fm_model *m, int cls) {
     fm_err e = fm_model_host_grads(m, cls);
     if (e) fm_fatal(e);
   }
-  return m->cg[cls];
+  return m->cg[cls] + (size_t)m->slot * m->cn[cls];
 }
 
 void fm_model_freeze_class(fm_model *m, int cls, int frozen) {
@@ -359,18 +388,18 @@ void fm_model_zero_grads(fm_model *m) {
   FM_PROF_BEGIN(t0);
   if (m->be->device) { /* on the device; the host mirrors are stale from here */
     for (int c = 0; c < m->nclass; c++) {
-      m->be->zero(m->be, m->dg[c], m->cn[c] * sizeof(float));
+      m->be->zero(m->be, m->dg[c], m->cn[c] * m->nslot * sizeof(float));
       m->gsync[c] = FM_SYNC_DEVICE;
     }
   } else {
-    for (int c = 0; c < m->nclass; c++) memset(m->cg[c], 0, m->cn[c] * sizeof(float));
+    for (int c = 0; c < m->nclass; c++) memset(m->cg[c], 0, m->cn[c] * m->nslot * sizeof(float));
   }
   FM_PROF_END(t0, FM_PROF_OPTIMIZER, FM_PROF_BWD);
 }
 
 size_t fm_nn_model_bytes(const fm_model *m) {
   size_t n = m->fn;
-  for (int c = 0; c < m->nclass; c++) n += 2 * m->cn[c];
+  for (int c = 0; c < m->nclass; c++) n += 2 * m->cn[c] * m->nslot;
   n += m->arena_n;
   for (int l = 0; l < m->s.layers; l++)
     if (m->blk[l].moe) n += m->blk[l].moe_layer.nbytes / sizeof(float);

@@ -23,7 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t buf_numel(const fm_model *m, int k) { return k == m->nclass ? m->fn : m->cn[k]; }
+/* a class buffer holds a copy per client slot (model_slots.c) */
+static size_t buf_numel(const fm_model *m, int k) { return k == m->nclass ? m->fn : m->cn[k] * m->nslot; }
 static float *host_w(const fm_model *m, int k) { return k == m->nclass ? m->fw : m->cw[k]; }
 static int buf_index(const fm_model *m, int cls) { return cls == FM_CLASS_FROZEN ? m->nclass : cls; }
 
@@ -34,14 +35,15 @@ fm_err fm_model_device_alloc(fm_model *m) {
   FM_CALLOC(m->dg, nc + 1, "device class table");
   FM_CALLOC(m->am, nc + 1, "device class table");
   FM_CALLOC(m->av, nc + 1, "device class table");
-  FM_CALLOC(m->atag_m, nc + 1, "device class table");
-  FM_CALLOC(m->atag_v, nc + 1, "device class table");
-  FM_CALLOC(m->adev, nc + 1, "device class table");
+  /* the AdamW moments: one state per class and client slot (model_slots.c) */
+  FM_CALLOC(m->atag_m, (size_t)(nc + 1) * m->nslot, "device class table");
+  FM_CALLOC(m->atag_v, (size_t)(nc + 1) * m->nslot, "device class table");
+  FM_CALLOC(m->adev, (size_t)(nc + 1) * m->nslot, "device class table");
   FM_CALLOC(m->wsync, nc + 1, "device class table");
   FM_CALLOC(m->gsync, nc + 1, "device class table");
   for (int c = 0; c < nc; c++) {
-    FM_CHECK(be->alloc(be, &m->dw[c], m->cn[c] * sizeof(float), "a class of parameters"));
-    FM_CHECK(be->alloc(be, &m->dg[c], m->cn[c] * sizeof(float), "a class of gradients"));
+    FM_CHECK(be->alloc(be, &m->dw[c], buf_numel(m, c) * sizeof(float), "a class of parameters"));
+    FM_CHECK(be->alloc(be, &m->dg[c], buf_numel(m, c) * sizeof(float), "a class of gradients"));
   }
   FM_CHECK(be->alloc(be, &m->dw[nc], m->fn * sizeof(float), "the frozen parameters"));
   for (int i = 0; i < m->nt; i++) {
@@ -92,21 +94,25 @@ fm_err fm_model_to_device(fm_model *m) {
     }
   for (int c = 0; c < m->nclass; c++)
     if (m->gsync[c] == FM_SYNC_HOST) {
-      be->upload(be, m->dg[c], m->cg[c], m->cn[c] * sizeof(float));
+      be->upload(be, m->dg[c], m->cg[c], buf_numel(m, c) * sizeof(float));
       m->gsync[c] = FM_SYNC_SAME;
     }
   return FM_OK; /* a failed upload is the backend's error, reported at the pass's sync */
 }
 
-/* the device's AdamW moments of class c back into the host state they belong to */
-static void flush_adamw(fm_model *m, int c) {
+/* the device's AdamW moments of class c in slot g back into the host state they belong to */
+static void flush_adamw_slot(fm_model *m, int c, int g) {
   fm_backend *be = m->be;
-  if (m->atag_m[c] && m->adev[c]) {
-    be->download(be, m->atag_m[c], m->am[c], m->cn[c] * sizeof(float));
-    be->download(be, m->atag_v[c], m->av[c], m->cn[c] * sizeof(float));
+  const size_t k = (size_t)c * m->nslot + g, off = (size_t)g * m->cn[c];
+  if (m->atag_m[k] && m->adev[k]) {
+    be->download(be, m->atag_m[k], m->am[c] + off, m->cn[c] * sizeof(float));
+    be->download(be, m->atag_v[k], m->av[c] + off, m->cn[c] * sizeof(float));
   }
-  m->atag_m[c] = m->atag_v[c] = NULL;
-  m->adev[c] = 0;
+  m->atag_m[k] = m->atag_v[k] = NULL;
+  m->adev[k] = 0;
+}
+static void flush_adamw(fm_model *m, int c) {
+  for (int g = 0; g < m->nslot; g++) flush_adamw_slot(m, c, g);
 }
 
 fm_err fm_model_host_params(fm_model *m, int cls) {
@@ -124,7 +130,7 @@ fm_err fm_model_host_params(fm_model *m, int cls) {
 fm_err fm_model_host_grads(fm_model *m, int cls) {
   fm_backend *be = m->be;
   if (!be->device || cls < 0 || cls >= m->nclass) return FM_OK;
-  if (m->gsync[cls] == FM_SYNC_DEVICE) be->download(be, m->cg[cls], m->dg[cls], m->cn[cls] * sizeof(float));
+  if (m->gsync[cls] == FM_SYNC_DEVICE) be->download(be, m->cg[cls], m->dg[cls], buf_numel(m, cls) * sizeof(float));
   FM_CHECK(be->sync(be, "bring a class of gradients to the host"));
   m->gsync[cls] = FM_SYNC_HOST;
   return FM_OK;
@@ -172,16 +178,18 @@ void fm_adamw_step_device(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hpar
   FM_PROF_BEGIN(t0);
   fm_err e = fm_model_to_device(m);
   if (!e && !m->am[cls]) {
-    e = be->alloc(be, &m->am[cls], m->cn[cls] * sizeof(float), "AdamW first moments");
-    if (!e) e = be->alloc(be, &m->av[cls], m->cn[cls] * sizeof(float), "AdamW second moments");
+    e = be->alloc(be, &m->am[cls], buf_numel(m, cls) * sizeof(float), "AdamW first moments");
+    if (!e) e = be->alloc(be, &m->av[cls], buf_numel(m, cls) * sizeof(float), "AdamW second moments");
   }
   if (e) fm_fatal(e);
-  if (m->atag_m[cls] != o->m) { /* another state than the one on the device */
-    flush_adamw(m, cls);
-    be->upload(be, m->am[cls], o->m, o->n * sizeof(float));
-    be->upload(be, m->av[cls], o->v, o->n * sizeof(float));
-    m->atag_m[cls] = o->m;
-    m->atag_v[cls] = o->v;
+  const size_t k = (size_t)cls * m->nslot + m->slot, off = (size_t)m->slot * m->cn[cls];
+  float *am = m->am[cls] + off, *av = m->av[cls] + off; /* the current slot's moments */
+  if (m->atag_m[k] != o->m) { /* another state than the one on the device */
+    flush_adamw_slot(m, cls, m->slot);
+    be->upload(be, am, o->m, o->n * sizeof(float));
+    be->upload(be, av, o->v, o->n * sizeof(float));
+    m->atag_m[k] = o->m;
+    m->atag_v[k] = o->v;
   }
   o->step++;
   /* the bias corrections as adamw.c computes them: in double, then rounded */
@@ -190,10 +198,10 @@ void fm_adamw_step_device(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hpar
   for (int i = 0; i < m->nt; i++) {
     const fm_tensor *t = &m->t[i];
     if (t->cls != cls || t->frozen) continue;
-    be->adamw(be, m->tw[i], m->am[cls] + t->offset, m->av[cls] + t->offset, m->tg[i], t->numel, h->lr,
+    be->adamw(be, m->tw[i], am + t->offset, av + t->offset, m->tg[i], t->numel, h->lr,
               h->beta1, h->beta2, h->eps, t->decay ? h->weight_decay : 0.0f, c1, c2, h->grad_scale);
   }
-  m->adev[cls] = 1;
+  m->adev[k] = 1;
   m->wsync[cls] = FM_SYNC_DEVICE;
   if (m->logits_stale) m->logits_stale = 2;
   FM_PROF_END(t0, FM_PROF_OPTIMIZER, FM_PROF_BWD);

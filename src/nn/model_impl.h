@@ -5,6 +5,7 @@
 
 #include "backend.h"
 
+#include <stddef.h>
 #include <string.h>
 
 typedef struct {
@@ -80,6 +81,15 @@ struct fm_model {
   float *da, *dsy, *dsz;              /* [N,max F] [N,D] [N] */
   float *dlz;                         /* attention LoRA scratch [N,r] */
   int Bc, Tc, nvalid, have_fwd, routed;
+  /* client slots (model_slots.c, run.client_batch): each trained class buffer (and its
+   * gradients, and a device's copies) holds nslot copies, slot g at g * cn[c]; the
+   * frozen buffer is shared. slot: the copy the class accessors, the tensors' w/g
+   * and tw/tg refer to now. The last forward split its rows into nact equal parts,
+   * part g trained by slot g's tensors (1: a plain forward, the current slot over
+   * every row); parts >= live are idle (no LoRA, no loss, no gradient). */
+  int nslot, slot, nact, live;
+  float *slot_ce;   /* [nslot] the last forward's mean loss of each live part */
+  int *slot_nvalid; /* [nslot] its rows with a target */
   /* a fused head left the logits unwritten: 1 fm_model_logits makes them from the
    * forward's inputs, 2 no longer (the weights changed since) */
   int logits_stale;
@@ -127,6 +137,32 @@ void fm_model_device_free(fm_model *m);
 const float *fm_model_stage(const fm_model *m, const float *dev, size_t n);
 void fm_adamw_step_device(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hparams *h);
 double fm_model_grad_norm_device(fm_model *m, unsigned mask);
+
+/* values of tensor i in slot g's copy (the backend's memory): the frozen ones are
+ * every slot's */
+static inline float *fm_slot_w(const fm_model *m, int i, int g) {
+  const int c = m->t[i].cls;
+  return c == FM_CLASS_FROZEN ? m->tw[i] : m->tw[i] + ((ptrdiff_t)g - m->slot) * (ptrdiff_t)m->cn[c];
+}
+static inline fm_param fm_slot_param(const fm_model *m, int i, int g) {
+  fm_param p = fm_model_param(m, i);
+  const int c = m->t[i].cls;
+  if (c == FM_CLASS_FROZEN) return p;
+  const ptrdiff_t d = ((ptrdiff_t)g - m->slot) * (ptrdiff_t)m->cn[c];
+  p.w += d;
+  if (p.g) p.g += d;
+  return p;
+}
+
+/* model_slots.c: the passes' LoRA updates and head over a slotted forward's parts
+ * (a plain forward: the backend's operation over every row, with the current slot) */
+void fm_slots_lora_forward(fm_model *m, int layout, int N, int in, int out, int R, float s, const float *x,
+                           int ldx, int ia, int ib, float *z, float *y, int ldy);
+void fm_slots_lora_backward(fm_model *m, int layout, int N, int in, int out, int R, float s, const float *x,
+                            int ldx, const float *z, const float *dy, int ldy, int ia, int ib, float *dz,
+                            float *dx, float beta);
+void fm_slots_head_forward(fm_model *m, int head, int N);
+void fm_slots_head_backward(fm_model *m, int head, int N);
 
 /* model_pass.c: the LM head (tensor index head, tied or not) and the cross-entropy */
 void fm_model_head_forward(fm_model *m, int head, int N);

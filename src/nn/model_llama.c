@@ -240,10 +240,9 @@ void fm_llama_forward(fm_model *m, int B, int T, double *lbsum) {
     });
     if (b->la1 >= 0)
       PROF(ATTN_PROJ, FWD, {
-        be->lora_forward(be, FM_LORA_LINEAR, N, D, QD, ra, lsc, b->ln1, D, wt(m, b->la1), wt(m, b->lb1), b->lz1,
-                        proj, W);
-        be->lora_forward(be, FM_LORA_LINEAR, N, D, KD, ra, lsc, b->ln1, D, wt(m, b->la2), wt(m, b->lb2), b->lz2,
-                        proj + QD + KD, W);
+        fm_slots_lora_forward(m, FM_LORA_LINEAR, N, D, QD, ra, lsc, b->ln1, D, b->la1, b->lb1, b->lz1, proj, W);
+        fm_slots_lora_forward(m, FM_LORA_LINEAR, N, D, KD, ra, lsc, b->ln1, D, b->la2, b->lb2, b->lz2,
+                              proj + QD + KD, W);
       });
     if (s->qk_norm)
       PROF(LAYERNORM, FWD, {
@@ -339,10 +338,10 @@ void fm_llama_backward(fm_model *m, int lo, int k, const float *dh) {
     });
     if (b->la1 >= 0)
       PROF(ATTN_PROJ, BWD, {
-        be->lora_backward(be, FM_LORA_LINEAR, N, D, QD, ra, lsc, b->ln1, D, b->lz1, m->dqkv, W,
-                         fm_model_param(m, b->la1), fm_model_param(m, b->lb1), m->dlz, m->dln, 1.0f);
-        be->lora_backward(be, FM_LORA_LINEAR, N, D, KD, ra, lsc, b->ln1, D, b->lz2, m->dqkv + QD + KD, W,
-                         fm_model_param(m, b->la2), fm_model_param(m, b->lb2), m->dlz, m->dln, 1.0f);
+        fm_slots_lora_backward(m, FM_LORA_LINEAR, N, D, QD, ra, lsc, b->ln1, D, b->lz1, m->dqkv, W, b->la1,
+                               b->lb1, m->dlz, m->dln, 1.0f);
+        fm_slots_lora_backward(m, FM_LORA_LINEAR, N, D, KD, ra, lsc, b->ln1, D, b->lz2, m->dqkv + QD + KD, W,
+                               b->la2, b->lb2, m->dlz, m->dln, 1.0f);
       });
     PROF(LAYERNORM, BWD, be->rmsnorm_backward(be, want_dx ? m->dres : NULL, gr(m, b->ln1w), m->dln, in,
                                              wt(m, b->ln1w), b->ln1_rstd, N, D, D, 1));

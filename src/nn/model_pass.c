@@ -17,6 +17,10 @@
 void fm_model_head_forward(fm_model *m, int head, int N) {
   fm_backend *be = m->be;
   const int D = m->s.d, V = m->s.vocab;
+  if (m->nact > 1) { /* client slots: a loss per part (model_slots.c) */
+    fm_slots_head_forward(m, head, N);
+    return;
+  }
   if (be->head_crossentropy) { /* fused: the loss alone now, the logits only if asked for */
     m->ce = (float)be->head_crossentropy(be, &m->nvalid, m->lse, NULL, NULL, 0, m->lnf, fm_model_w(m, head),
                                          m->targets, N, D, V, 1.0f);
@@ -39,6 +43,10 @@ void fm_model_head_backward(fm_model *m, int head, int N) {
   fm_backend *be = m->be;
   const int D = m->s.d, V = m->s.vocab;
   fm_param w = fm_model_param(m, head);
+  if (m->nact > 1) {
+    fm_slots_head_backward(m, head, N);
+    return;
+  }
   if (be->head_crossentropy) { /* fused: dln written, the head's gradient added */
     be->head_crossentropy(be, &m->nvalid, NULL, m->dln, w.g, 1, m->lnf, w.w, m->targets, N, D, V, 1.0f);
     return;
@@ -74,8 +82,9 @@ static fm_err forward_done(fm_model *m, double lbsum, float *ce, float *lb) {
   return FM_OK;
 }
 
-fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
-                        float *ce, float *lb) {
+/* the forward over B x T rows, split into m->nact parts (set by the caller) */
+static fm_err forward_rows(fm_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                           float *ce, float *lb) {
   const fm_model_shape *s = &m->s;
   const int D = s->d, V = s->vocab, L = s->layers;
   if (B < 1 || B > m->B || T < 1 || T > m->T)
@@ -120,15 +129,15 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
                                               fm_model_w(m, b->ln1b), N, D, s->norm_eps));
     PROF(ATTN_PROJ, FWD, be->linear_forward(be, b->qkv, b->ln1, fm_model_w(m, b->attw), fm_model_w(m, b->attb), N, D, 3 * D, 0));
     if (b->la1 >= 0)
-      PROF(ATTN_PROJ, FWD, be->lora_forward(be, FM_LORA_CONV1D, N, D, 3 * D, ra, lsc, b->ln1, D, fm_model_w(m, b->la1),
-                                           fm_model_w(m, b->lb1), b->lz1, b->qkv, 3 * D));
+      PROF(ATTN_PROJ, FWD, fm_slots_lora_forward(m, FM_LORA_CONV1D, N, D, 3 * D, ra, lsc, b->ln1, D, b->la1, b->lb1,
+                                                b->lz1, b->qkv, 3 * D));
     PROF(ATTN_CORE, FWD, be->attention_forward(be, b->atty, b->att, b->qkv, B, T, s->heads, s->heads,
                                               D / s->heads));
     PROF(RESIDUAL, FWD, be->copy(be, b->resa, in, (size_t)N * D * sizeof(float)));
     PROF(ATTN_PROJ, FWD, be->linear_forward(be, b->resa, b->atty, fm_model_w(m, b->aprw), fm_model_w(m, b->aprb), N, D, D, 1));
     if (b->la2 >= 0)
-      PROF(ATTN_PROJ, FWD, be->lora_forward(be, FM_LORA_CONV1D, N, D, D, ra, lsc, b->atty, D, fm_model_w(m, b->la2),
-                                           fm_model_w(m, b->lb2), b->lz2, b->resa, D));
+      PROF(ATTN_PROJ, FWD, fm_slots_lora_forward(m, FM_LORA_CONV1D, N, D, D, ra, lsc, b->atty, D, b->la2, b->lb2, b->lz2,
+                                                b->resa, D));
     PROF(LAYERNORM, FWD, be->layernorm_forward(be, b->ln2, b->ln2_mean, b->ln2_rstd, b->resa, fm_model_w(m, b->ln2w),
                                               fm_model_w(m, b->ln2b), N, D, s->norm_eps));
     PROF(RESIDUAL, FWD, be->copy(be, out, b->resa, (size_t)N * D * sizeof(float)));
@@ -145,6 +154,29 @@ fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targe
                                             fm_model_w(m, m->lnfw), fm_model_w(m, m->lnfb), N, D, s->norm_eps));
   PROF(HEAD, FWD, fm_model_head_forward(m, m->wte, N)); /* tied head */
   return forward_done(m, lbsum, ce, lb);
+}
+
+fm_err fm_model_forward(fm_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                        float *ce, float *lb) {
+  m->nact = m->live = 1;
+  return forward_rows(m, tokens, targets, B, T, ce, lb);
+}
+
+fm_err fm_model_forward_slots(fm_model *m, const int32_t *tokens, const int32_t *targets, int B, int T,
+                              int live, float *ce) {
+  if (m->nslot < 2 || live < 1 || live > m->nslot)
+    FM_ERROR(FM_ERR_ARG, "a forward of %d client slots on a model of %d", live, m->nslot);
+  if (B < 1 || (long)B * m->nslot > m->B)
+    FM_ERROR(FM_ERR_ARG, "a forward of %d sequences per slot: the model has room for %d", B, m->B / m->nslot);
+  m->nact = m->nslot;
+  m->live = live;
+  fm_err e = forward_rows(m, tokens, targets, B * m->nslot, T, NULL, NULL);
+  if (e) {
+    m->nact = m->live = 1;
+    return fm_error_trace(__FILE__, __LINE__, __func__, e);
+  }
+  for (int g = 0; g < live; g++) ce[g] = m->slot_ce[g];
+  return FM_OK;
 }
 
 /* The lowest level whose tensors want a gradient: 0 embeddings (wte also feeds the
@@ -236,18 +268,16 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
                                             fm_model_param(m, b->aprb).g, m->dres, b->atty,
                                             fm_model_w(m, b->aprw), N, D, D, 0));
     if (b->la2 >= 0)
-      PROF(ATTN_PROJ, BWD, be->lora_backward(be, FM_LORA_CONV1D, N, D, D, ra, lsc, b->atty, D, b->lz2, m->dres,
-                                            D, fm_model_param(m, b->la2), fm_model_param(m, b->lb2),
-                                            m->dlz, m->datty, 1.0f));
+      PROF(ATTN_PROJ, BWD, fm_slots_lora_backward(m, FM_LORA_CONV1D, N, D, D, ra, lsc, b->atty, D, b->lz2, m->dres, D,
+                                                 b->la2, b->lb2, m->dlz, m->datty, 1.0f));
     PROF(ATTN_CORE, BWD, be->attention_backward(be, m->dqkv, m->attscr, m->datty, b->qkv, b->att, B, T,
                                                s->heads, s->heads, D / s->heads));
     PROF(ATTN_PROJ, BWD, be->linear_backward(be, m->dln, fm_model_param(m, b->attw).g,
                                             fm_model_param(m, b->attb).g, m->dqkv, b->ln1,
                                             fm_model_w(m, b->attw), N, D, 3 * D, 0));
     if (b->la1 >= 0)
-      PROF(ATTN_PROJ, BWD, be->lora_backward(be, FM_LORA_CONV1D, N, D, 3 * D, ra, lsc, b->ln1, D, b->lz1,
-                                            m->dqkv, 3 * D, fm_model_param(m, b->la1),
-                                            fm_model_param(m, b->lb1), m->dlz, m->dln, 1.0f));
+      PROF(ATTN_PROJ, BWD, fm_slots_lora_backward(m, FM_LORA_CONV1D, N, D, 3 * D, ra, lsc, b->ln1, D, b->lz1, m->dqkv,
+                                                 3 * D, b->la1, b->lb1, m->dlz, m->dln, 1.0f));
     PROF(LAYERNORM, BWD, be->layernorm_backward(be, want_dx ? m->dres : NULL, fm_model_param(m, b->ln1w).g,
                                                fm_model_param(m, b->ln1b).g, m->dln, in,
                                                fm_model_w(m, b->ln1w), b->ln1_mean, b->ln1_rstd, N, D));

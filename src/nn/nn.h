@@ -237,6 +237,15 @@ void fm_lora_backward(int layout, int n, int in, int out, int R, float s, const 
                       const float *z, const float *dy, int ldy, fm_param A, fm_param B, float *dz,
                       float *dx, float beta);
 
+/* ---- lora_grouped.c: G groups of n rows, group g with its own pair (A + g sA, B + g sB,
+ * gradients at the same strides): rows g*n.. of x, y, z, dy, dz, dx; otherwise lora.c's */
+void fm_lora_grouped_forward(int layout, int G, int n, int in, int out, int R, float s, const float *x,
+                             int ldx, const float *A, size_t sA, const float *B, size_t sB, float *z,
+                             float *y, int ldy);
+void fm_lora_grouped_backward(int layout, int G, int n, int in, int out, int R, float s, const float *x,
+                              int ldx, const float *z, const float *dy, int ldy, fm_param A, fm_param B,
+                              size_t sA, size_t sB, float *dz, float *dx, float beta);
+
 /* ---- model_shape.c: the architecture as data */
 /* Shape checks for a hand-made shape (errors are FM_ERR_CONFIG naming the key). */
 fm_err fm_shape_check(const fm_model_shape *s);

@@ -6,7 +6,8 @@
 # between the GPU and the host at each client switch); a run stopped half way and
 # resumed equals the uninterrupted one; the GPU's metrics agree with the CPU's to
 # tolerance; bf16 is reproducible too; MoE blocks and the llama family run and are
-# rank-identical. Bad input: heads wider than 128 values, an unknown precision, a
+# rank-identical; run.client_batch 4 gives client_batch 1's results to tolerance and
+# is rank-identical (fp32, bf16). Bad input: heads wider than 128 values, an unknown precision, a
 # model too large.
 . "${top_srcdir:-.}/tests/mpi/common.sh"
 . "$top_srcdir/tests/mpi/tiny.sh"
@@ -75,6 +76,69 @@ for case in "gpt2 comigs" "mixtral fedavg" "qwen2_moe comigs"; do
       || { cat "$TMP/diff"; fail "$1 $2 on the GPU: $obj differs between 2 and 3 ranks"; }
   done
   echo "ok: $1 with $2 on the GPU on 2 and 3 ranks: identical"
+done
+# run.client_batch: 8 clients trained 4 at once (grouped LoRA GEMMs over a shared
+# frozen base) against one at a time, fp32 and bf16: the clients' losses to 1e-3
+# (fp32) and 1e-2 (bf16) relative, the trained LoRA tensors to 1e-3 / 5e-2 in
+# relative L2 norm (cuBLAS may pick other kernels for taller GEMMs and the strided
+# batch; Adam's first steps turn a near-zero gradient's rounding into a step of +-lr,
+# so single entries may differ by more: their worst is printed, not bounded); and
+# rank-identical on 2 and 3 ranks (2: one host, two groups of 4; 3: two hosts, one
+# group each). Prints the worst differences, the tensor, the index and the sizes.
+cb="-q --set run.device=cuda --set model.moe_layers=none --set model.attn_lora_rank=4 --set model.train=lora"
+cb="$cb --set fl.strategy=fedavg --set fl.clients=8 --set fl.sample_fraction=1 --set train.grad_clip=1"
+for prec in fp32 bf16; do
+  for n in 1 4; do
+    for np in 2 3; do
+      # shellcheck disable=SC2086
+      mpi $np run "$TMP/tiny.ini" $cb --set run.precision=$prec --set run.client_batch=$n \
+        --set run.output="$TMP/cb-$prec-$n-$np.h5" || { cat "$TMP/out"; fail "client_batch $n, $prec, $np ranks"; }
+    done
+    for obj in $objs; do
+      "$H5DIFF" --follow-symlinks "$TMP/cb-$prec-$n-2.h5" "$TMP/cb-$prec-$n-3.h5" $obj $obj >"$TMP/diff" 2>&1 \
+        || { cat "$TMP/diff"; fail "client_batch $n, $prec: $obj differs between 2 and 3 ranks"; }
+    done
+  done
+  tol_loss=1e-3 tol_w=1e-3
+  [ $prec = bf16 ] && tol_loss=1e-2 tol_w=5e-2
+  /usr/bin/python3 - "$TMP/cb-$prec-1-2.h5" "$TMP/cb-$prec-4-2.h5" $tol_loss $tol_w <<'EOF2' \
+    || fail "client_batch 4 against 1 on the GPU, $prec"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+tl, tw = float(sys.argv[3]), float(sys.argv[4])
+def tensors(f):
+    out = {}
+    f["checkpoints/latest"].visititems(
+        lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
+    return out
+ta, tb = tensors(a), tensors(b)
+assert ta and ta.keys() == tb.keys(), "different tensors: %s / %s" % (sorted(ta)[:3], sorted(tb)[:3])
+worst = (-1.0, "", 0, ())  # relative L2 of a tensor's difference
+peak = (-1.0, "", 0, 0.0, 0.0)  # largest single difference, against the tensor's largest value
+for k in ta:
+    x, y = np.asarray(ta[k], np.float64).ravel(), np.asarray(tb[k], np.float64).ravel()
+    if not x.size: continue
+    d = np.abs(x - y)
+    r = float(np.linalg.norm(x - y) / max(np.linalg.norm(x), 1e-30))
+    if r > worst[0]: worst = (r, k, x.size, np.asarray(ta[k]).shape)
+    i = int(d.argmax())
+    p = float(d[i] / max(np.abs(x).max(), 1e-30))
+    if p > peak[0]: peak = (p, k, i, x[i], y[i])
+ma, mb = a["metrics/clients"][()], b["metrics/clients"][()]
+assert (ma["client"] == mb["client"]).all() and (ma["round"] == mb["round"]).all(), "different client rows"
+loss = (-1.0, "", 0)
+for f in ("train_loss", "val_loss", "test_loss"):
+    x, y = np.asarray(ma[f], np.float64), np.asarray(mb[f], np.float64)
+    r = np.abs(x - y) / np.maximum(np.abs(x), 1e-30)
+    if r.max() > loss[0]: loss = (float(r.max()), f, int(r.argmax()))
+print("client_batch 4 vs 1: %d tensors; worst relative L2 %.3g (%s, %d values, shape %s); largest single "
+      "difference %.3g of the tensor's largest value (%s[%d]: %.8g vs %.8g); losses worst %.3g relative (%s, "
+      "row %d of %d)" % (len(ta), worst[0], worst[1], worst[2], worst[3], peak[0], peak[1], peak[2], peak[3],
+                         peak[4], loss[0], loss[1], loss[2], len(ma)))
+assert loss[0] <= tl, "losses beyond %g" % tl
+assert worst[0] <= tw, "tensors beyond %g" % tw
+EOF2
+  echo "ok: client_batch 4 on the GPU ($prec): client_batch 1's results to tolerance, identical on 2 and 3 ranks"
 done
 # refused on every rank, nothing written
 expect_fail 2 30 "attention heads of more than 128 values" run "$TMP/tiny.ini" -q --set run.device=cuda \

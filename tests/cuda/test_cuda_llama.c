@@ -1,8 +1,9 @@
 /* test_cuda_llama.c - the llama family's kernels and LoRA on the GPU against their CPU
  * twins in src/nn (needs a GPU: make check-cuda): dense (nn.Linear layout, row
  * strides), RMSNorm (strided rows, the q/k-norm and per-head uses, in place), RoPE,
- * SwiGLU and its FFN, the shared expert, LoRA in both layouts, the router (masks,
- * ties, keff < k, with and without renormalisation) and the load balance. Random
+ * SwiGLU and its FFN, the shared expert, LoRA in both layouts (and grouped, for client
+ * slots), the router (masks, ties, keff < k, with and without renormalisation) and
+ * the load balance. Random
  * inputs at awkward sizes; relative L2 error at most 1e-5 in fp32; each backward run
  * twice gives bitwise the same results (no atomics). */
 #include "nn.h"
@@ -261,6 +262,51 @@ static void lora_linear(void) {
 }
 
 /* one router case; coarse logits (multiples of 1/4) make ties */
+/* client slots (run.client_batch): G groups of rows, each with its own pair at a
+ * padded stride, in strided-batched GEMMs, against lora_grouped.c's loop */
+static void lora_grouped_case(int layout) {
+  const int G = 5, n = 19, in = 50, out = 66, R = 4, ldx = in + 3, ldy = out + 7;
+  const float s = 2.0f, beta = 1.0f;
+  const size_t sA = (size_t)in * R + 5, sB = (size_t)R * out + 3, rows = (size_t)G * n;
+  const size_t nx = rows * ldx, ny = rows * ldy, na = G * sA, nb = G * sB, nz = rows * R;
+  float *x = host_rand(nx, 70 + layout, 1), *A = host_rand(na, 71, 0.3f), *B = host_rand(nb, 72, 0.3f),
+        *y = host_rand(ny, 73, 1), *dy = host_rand(ny, 74, 1), *z = calloc(nz, 4), *dz = calloc(nz, 4),
+        *dA = host_rand(na, 75, 1), *dB = host_rand(nb, 76, 1), *dx = host_rand(nx, 77, 1);
+  float *gxx = dev_floats(x, nx), *gA = dev_floats(A, na), *gB = dev_floats(B, nb), *gy = dev_floats(y, ny),
+        *gdy = dev_floats(dy, ny), *gz = dev_floats(NULL, nz), *gdz = dev_floats(NULL, nz),
+        *gdA = dev_floats(dA, na), *gdB = dev_floats(dB, nb), *gdx = dev_floats(dx, nx);
+  printf("\n    grouped lora %s: G %d, n %d, in %d, out %d, R %d, strides %zu %zu",
+         layout == FM_LORA_LINEAR ? "linear" : "conv1d", G, n, in, out, R, sA, sB);
+  fm_lora_grouped_forward(layout, G, n, in, out, R, s, x, ldx, A, sA, B, sB, z, y, ldy);
+  CU_ASSERT(fm_cu_lora_grouped_forward(cu, layout, G, n, in, out, R, s, gxx, ldx, gA, sA, gB, sB, gz, gy, ldy) ==
+            FM_OK);
+  CLOSE(gy, y, ny, TOL);
+  CLOSE(gz, z, nz, TOL);
+  fm_lora_grouped_backward(layout, G, n, in, out, R, s, x, ldx, z, dy, ldy, (fm_param){A, dA}, (fm_param){B, dB},
+                           sA, sB, dz, dx, beta);
+  CU_ASSERT(fm_cu_lora_grouped_backward(cu, layout, G, n, in, out, R, s, gxx, ldx, gz, gdy, ldy,
+                                        (fm_param){gA, gdA}, (fm_param){gB, gdB}, sA, sB, gdz, gdx, beta) == FM_OK);
+  CLOSE(gdx, dx, nx, TOL);
+  CLOSE(gdA, dA, na, TOL); /* the padding between pairs included: it keeps its values */
+  CLOSE(gdB, dB, nb, TOL);
+  CLOSE(gdz, dz, nz, TOL);
+  /* twice, bitwise */
+  float *r[2][2];
+  for (int run = 0; run < 2; run++) {
+    r[run][0] = dev_floats(x, nx), r[run][1] = dev_floats(NULL, nb);
+    CU_ASSERT(fm_cu_lora_grouped_backward(cu, layout, G, n, in, out, R, s, gxx, ldx, gz, gdy, ldy,
+                                          (fm_param){gA, NULL}, (fm_param){gB, r[run][1]}, sA, sB, gdz, r[run][0],
+                                          0.0f) == FM_OK);
+  }
+  SAME_BITS(r[0][0], r[1][0], nx);
+  SAME_BITS(r[0][1], r[1][1], nb);
+}
+static void lora_grouped(void) {
+  CU_ASSERT_FATAL(cu != NULL);
+  lora_grouped_case(FM_LORA_CONV1D);
+  lora_grouped_case(FM_LORA_LINEAR);
+}
+
 static void router_case(int N, int E, int k, int renorm, const uint8_t *allowed, int coarse, unsigned seed) {
   const size_t ne = (size_t)N * E, nk = (size_t)N * k;
   float *z = host_rand(ne, seed, 3), *dw = host_rand(nk, seed + 1, 1), *dp = host_rand(ne, seed + 2, 1);
@@ -368,6 +414,7 @@ int fm_test_register(void) {
                                   {"shared expert forward/backward", shared_expert},
                                   {"lora conv1d layout", lora_conv1d},
                                   {"lora linear layout", lora_linear},
+                                  {"grouped lora of client slots, both layouts", lora_grouped},
                                   {"router forward/backward", router},
                                   {"load balance forward/backward", loadbalance},
                                   {"bf16 GEMMs: dense, SwiGLU FFN", bf16_gemms},

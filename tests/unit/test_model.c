@@ -1060,6 +1060,83 @@ static void test_llama_flops(void) {
   fm_model_free(m);
 }
 
+/* ---- client slots (run.client_batch): a forward of 3 slots, 2 of them live, gives
+ * each live slot the loss and LoRA gradients of a plain model holding that slot's
+ * pairs on that slot's batch; the idle slot gets no gradient ---- */
+static void slots_case(const fm_model_shape *s, const char *what) {
+  enum { NS = 3, LIVE = 2, B = 2, T = 8 };
+  fm_model *ref = make(s, B, T, 1, attn_lora_only, 1), *m = NULL;
+  CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
+  CU_ASSERT_EQUAL_FATAL(fm_model_create_slots(&m, s, B, T, NS, 1, attn_lora_only, NULL), FM_OK);
+  CU_ASSERT_EQUAL(fm_model_init(m, 1), FM_OK);
+  CU_ASSERT_EQUAL(fm_model_nslot(m), NS);
+  const size_t n = fm_model_class_numel(m, 0);
+  CU_ASSERT_EQUAL(n, fm_model_class_numel(ref, 0)); /* a slot's view is one client's */
+  float *vals = calloc(NS * n, sizeof *vals);
+  int32_t tok[NS * B * T], tgt[NS * B * T];
+  for (int g = 0; g < NS; g++) { /* each slot its own pairs (B != 0) and batch */
+    fm_rng r;
+    fm_rng_init(&r, 77, (uint32_t)g, 0, FM_RNG_TEST);
+    for (size_t j = 0; j < n; j++) vals[g * n + j] = 0.3f * (float)fm_rng_normal(&r);
+    CU_ASSERT_EQUAL(fm_model_set_slot(m, g), FM_OK);
+    memcpy(fm_model_class_params(m, 0), vals + g * n, n * sizeof *vals);
+    batch(B, T, s->vocab, 100 + g, tok + g * B * T, tgt + g * B * T);
+  }
+  for (int j = LIVE * B * T; j < NS * B * T; j++) tok[j] = 0, tgt[j] = -1;
+  CU_ASSERT_EQUAL(fm_model_set_slot(m, 0), FM_OK);
+  float ce[NS] = {0};
+  fm_model_zero_grads(m);
+  CU_ASSERT_EQUAL_FATAL(fm_model_forward_slots(m, tok, tgt, B, T, LIVE, ce), FM_OK);
+  CU_ASSERT_EQUAL_FATAL(fm_model_backward(m), FM_OK);
+  for (int g = 0; g < LIVE; g++) {
+    memcpy(fm_model_class_params(ref, 0), vals + g * n, n * sizeof *vals);
+    float rce = 0;
+    fm_model_zero_grads(ref);
+    CU_ASSERT_EQUAL(fm_model_forward(ref, tok + g * B * T, tgt + g * B * T, B, T, &rce, NULL), FM_OK);
+    CU_ASSERT_EQUAL(fm_model_backward(ref), FM_OK);
+    FM_ASSERT_CLOSE(ce[g], rce, 1e-6, 0);
+    CU_ASSERT_EQUAL(fm_model_set_slot(m, g), FM_OK);
+    const float *gs = fm_model_class_grads(m, 0), *gr = fm_model_class_grads(ref, 0);
+    double worst = 0, big = 0;
+    for (size_t j = 0; j < n; j++) {
+      worst = fmax(worst, fabs((double)gs[j] - gr[j]));
+      big = fmax(big, fabs((double)gr[j]));
+    }
+    CU_ASSERT(big > 0);
+    if (!(worst <= 1e-5 * big))
+      printf("\n  %s slot %d: gradient differs by %.3g (largest %.3g)", what, g, worst, big);
+    CU_ASSERT(worst <= 1e-5 * big);
+    CU_ASSERT_EQUAL(memcmp(fm_model_class_params(m, 0), vals + g * n, n * sizeof *vals), 0);
+  }
+  CU_ASSERT_EQUAL(fm_model_set_slot(m, LIVE), FM_OK); /* the idle slot: no gradient */
+  const float *gi = fm_model_class_grads(m, 0);
+  size_t nz = 0;
+  for (size_t j = 0; j < n; j++) nz += gi[j] != 0.0f;
+  CU_ASSERT_EQUAL(nz, 0);
+  CU_ASSERT_EQUAL(fm_model_set_slot(m, NS), FM_ERR_ARG);
+  CU_ASSERT_EQUAL(fm_model_forward_slots(m, tok, tgt, B, T, NS + 1, ce), FM_ERR_ARG);
+  free(vals);
+  fm_model_free(m);
+  fm_model_free(ref);
+}
+
+static void test_client_slots(void) {
+  fm_model_shape s = tiny(0, FM_EXPERT_FULL);
+  s.attn_lora_rank = 3;
+  slots_case(&s, "gpt2");
+  fm_model_shape l = tiny_llama(FM_FAMILY_LLAMA, 0);
+  l.attn_lora_rank = 2;
+  slots_case(&l, "llama");
+  /* slots train attention LoRA pairs only: every tensor trained, or MoE blocks, refused */
+  fm_model *m = NULL;
+  CU_ASSERT_EQUAL(fm_model_create_slots(&m, &s, 2, 8, 2, 1, NULL, NULL), FM_ERR_CONFIG);
+  CU_ASSERT_PTR_NULL(m);
+  fm_model_shape moe = tiny(2, FM_EXPERT_LORA);
+  moe.attn_lora_rank = 3;
+  CU_ASSERT_EQUAL(fm_model_create_slots(&m, &moe, 2, 8, 2, 1, attn_lora_only, NULL), FM_ERR_CONFIG);
+  CU_ASSERT_PTR_NULL(m);
+}
+
 int fm_test_register(void) {
   static const fm_test tests[] = {
     {"shape from config", test_shape_config},
@@ -1067,6 +1144,7 @@ int fm_test_register(void) {
     {"tensor table", test_tensor_table},
     {"sharing classes", test_classes},
     {"deterministic init", test_init},
+    {"client slots: each slot's loss and gradients", test_client_slots},
     {"gradients: dense", test_fd_dense},
     {"gradients: moe full experts", test_fd_moe_full},
     {"gradients: moe lora experts", test_fd_moe_lora},

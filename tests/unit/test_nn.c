@@ -1023,6 +1023,63 @@ static void test_lora(void) {
   lora_case(FM_LORA_LINEAR);
 }
 
+/* ---- the grouped LoRA update of client slots: G groups of rows, each with its pair
+ * at a stride (padded here, so a stride mistaken for the pair's size shows) ---- */
+typedef struct { int layout, G, n, in, out, R, ldx, ldy; size_t sA, sB; float s, *x, *A, *B, *z, *y, *R_; } glora_ctx;
+static double glora_loss(void *c) {
+  glora_ctx *s = c;
+  memset(s->y, 0, (size_t)s->G * s->n * s->ldy * sizeof(float));
+  fm_lora_grouped_forward(s->layout, s->G, s->n, s->in, s->out, s->R, s->s, s->x, s->ldx, s->A, s->sA, s->B,
+                          s->sB, s->z, s->y, s->ldy);
+  return dotd(s->y, s->R_, (size_t)s->G * s->n * s->ldy);
+}
+static void glora_case(int layout) {
+  glora_ctx s = {.layout = layout, .G = 3, .n = 4, .in = 6, .out = 5, .R = 2, .ldx = 8, .ldy = 7, .s = 0.75f};
+  s.sA = (size_t)s.in * s.R + 3;
+  s.sB = (size_t)s.R * s.out + 2;
+  const size_t rows = (size_t)s.G * s.n, nA = s.G * s.sA, nB = s.G * s.sB;
+  s.x = vec(rows * s.ldx, 1);
+  s.A = vec(nA, 0.5f);
+  s.B = vec(nB, 0.5f);
+  s.z = vec(rows * s.R, 0);
+  s.y = vec(rows * s.ldy, 0);
+  s.R_ = vec(rows * s.ldy, 1);
+  glora_loss(&s);
+  const int lin = layout == FM_LORA_LINEAR;
+  for (int g = 0; g < s.G; g++) /* reference: row i of group g through group g's pair */
+    for (int i = g * s.n; i < (g + 1) * s.n; i++)
+      for (int o = 0; o < s.out; o++) {
+        const float *A = s.A + g * s.sA, *B = s.B + g * s.sB;
+        double y = 0;
+        for (int q = 0; q < s.R; q++) {
+          double xa = 0;
+          for (int j = 0; j < s.in; j++) xa += (double)s.x[i * s.ldx + j] * (lin ? A[q * s.in + j] : A[j * s.R + q]);
+          y += xa * (lin ? B[o * s.R + q] : B[q * s.out + o]);
+        }
+        FM_ASSERT_CLOSE(s.y[i * s.ldy + o], s.s * y, 1e-5, 1e-6);
+      }
+  float *dx = vec(rows * s.ldx, 0), *dA = vec(nA, 0), *dB = vec(nB, 0), *dz = vec(rows * s.R, 0);
+  fm_param A = {s.A, dA}, B = {s.B, dB};
+  fm_lora_grouped_backward(layout, s.G, s.n, s.in, s.out, s.R, s.s, s.x, s.ldx, s.z, s.R_, s.ldy, A, B, s.sA,
+                           s.sB, dz, dx, 0.0f);
+  for (int g = 0; g < s.G; g++) { /* the padding between pairs is nobody's: no gradient there */
+    for (size_t j = (size_t)s.in * s.R; j < s.sA; j++) CU_ASSERT_EQUAL(dA[g * s.sA + j], 0.0f);
+    for (size_t j = (size_t)s.R * s.out; j < s.sB; j++) CU_ASSERT_EQUAL(dB[g * s.sB + j], 0.0f);
+  }
+  fd_problem p = {glora_loss, NULL, &s};
+  fd_begin();
+  fd_check(lin ? "grouped lora (nn.Linear) x" : "grouped lora (Conv1D) x", &p, s.x, dx, rows * s.ldx);
+  fd_check("grouped lora A", &p, s.A, dA, nA);
+  fd_check("grouped lora B", &p, s.B, dB, nB);
+  fd_end();
+  float *ptrs[] = {s.x, s.A, s.B, s.z, s.y, s.R_, dx, dA, dB, dz};
+  for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) free(ptrs[i]);
+}
+static void test_lora_grouped(void) {
+  glora_case(FM_LORA_CONV1D);
+  glora_case(FM_LORA_LINEAR);
+}
+
 int fm_test_register(void) {
   fm_rng_init(&rng, 12345, 0, 0, FM_RNG_TEST);
   static const fm_test kernels[] = {
@@ -1039,6 +1096,7 @@ int fm_test_register(void) {
     {"swiglu ffn", test_swiglu},
     {"shared expert with sigmoid gate", test_shared_expert},
     {"lora update, both layouts", test_lora},
+    {"grouped lora update of client slots, both layouts", test_lora_grouped},
     {"embedding", test_embed},
     {"cross-entropy", test_crossentropy},
     {"router softmax top-k renorm", test_router},

@@ -222,6 +222,19 @@ static void cuda_lora_backward(fm_backend *be, int layout, int n, int in, int ou
   RUN(be, fm_cu_lora_backward(CU(be), layout, n, in, out, R, s, x, ldx, z, dy, ldy, A, B, dz, dx, beta));
 }
 
+static void cuda_lora_grouped_forward(fm_backend *be, int layout, int G, int n, int in, int out, int R,
+                                      float s, const float *x, int ldx, const float *A, size_t sA,
+                                      const float *B, size_t sB, float *z, float *y, int ldy) {
+  RUN(be, fm_cu_lora_grouped_forward(CU(be), layout, G, n, in, out, R, s, x, ldx, A, sA, B, sB, z, y, ldy));
+}
+static void cuda_lora_grouped_backward(fm_backend *be, int layout, int G, int n, int in, int out, int R,
+                                       float s, const float *x, int ldx, const float *z, const float *dy,
+                                       int ldy, fm_param A, fm_param B, size_t sA, size_t sB, float *dz,
+                                       float *dx, float beta) {
+  RUN(be, fm_cu_lora_grouped_backward(CU(be), layout, G, n, in, out, R, s, x, ldx, z, dy, ldy, A, B, sA, sB, dz,
+                                      dx, beta));
+}
+
 /* ---- the llama family, the shared expert and the MoE layer (llama_ops.c, moe_cuda.c) */
 static void cuda_dense_forward(fm_backend *be, float *out, int ldo, const float *inp, const float *w,
                                const float *b, int N, int C, int OC, int accumulate) {
@@ -356,6 +369,8 @@ static const fm_backend cuda_table = {
   .crossentropy_backward = cuda_crossentropy_backward,
   .lora_forward = cuda_lora_forward,
   .lora_backward = cuda_lora_backward,
+  .lora_grouped_forward = cuda_lora_grouped_forward,
+  .lora_grouped_backward = cuda_lora_grouped_backward,
   .dense_forward = cuda_dense_forward,
   .dense_backward = cuda_dense_backward,
   .rmsnorm_forward = cuda_rmsnorm_forward,

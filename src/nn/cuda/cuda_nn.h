@@ -222,4 +222,14 @@ fm_err fm_cu_moe_alloc_like(fm_cu *cu, fm_cu_moe *L, const fm_moe *host);
 fm_err fm_cu_moe_routing_to_host(fm_cu *cu, const fm_cu_moe *L, fm_moe *host);
 /* ---- end of the llama and MoE families' block */
 
+/* ---- client slots (run.client_batch): nn's lora_grouped.c, its arguments
+ * (lora_grouped.c, strided-batched cuBLAS GEMMs) */
+fm_err fm_cu_lora_grouped_forward(fm_cu *cu, int layout, int G, int n, int in, int out, int R, float s,
+                                  const float *x, int ldx, const float *A, size_t sA, const float *B,
+                                  size_t sB, float *z, float *y, int ldy);
+fm_err fm_cu_lora_grouped_backward(fm_cu *cu, int layout, int G, int n, int in, int out, int R, float s,
+                                   const float *x, int ldx, const float *z, const float *dy, int ldy, fm_param A,
+                                   fm_param B, size_t sA, size_t sB, float *dz, float *dx, float beta);
+/* ---- end of the client slots' block */
+
 #endif

@@ -14,6 +14,8 @@ CUDA_KERNEL_SRCS += %reldir%/dense.cu %reldir%/rmsnorm.cu %reldir%/rope.cu %reld
 	%reldir%/router.cu %reldir%/moe_dispatch.cu
 CUDA_HDRS += %reldir%/kernels_llama.h
 EXTRA_DIST += %reldir%/llama_ops.c %reldir%/moe_cuda.c
+# client slots' grouped LoRA (run.client_batch)
+EXTRA_DIST += %reldir%/lora_grouped.c
 
 if HAVE_CUDA
 noinst_LIBRARIES += libfedmoe_cuda.a
@@ -22,6 +24,7 @@ libfedmoe_cuda_a_SOURCES = %reldir%/context.c %reldir%/gemm.c %reldir%/attention
 libfedmoe_cuda_a_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CPPFLAGS)
 
 libfedmoe_cuda_a_SOURCES += %reldir%/llama_ops.c %reldir%/moe_cuda.c
+libfedmoe_cuda_a_SOURCES += %reldir%/lora_grouped.c
 
 CUDA_KERNEL_OBJS = $(CUDA_KERNEL_SRCS:.cu=.cu.$(OBJEXT))
 libfedmoe_cuda_a_LIBADD = $(CUDA_KERNEL_OBJS)
