@@ -79,9 +79,11 @@ static const command_t commands[] = {
   {"info", "RUNFILE [--rounds]", "summary of a run file: config, rounds, metrics, checkpoints", "",
    "  --rounds                  instead, one line per round: wall time and phase times (s), train loss\n"},
   {"bench", "[--profile] [--device cpu|cuda]", "training speed of the reference models on one thread or one GPU",
-   "--device cuda: the GPU reference models (GPT-2-124M-sized full and LoRA fine-tuning, batch 8 x 128\n"
-   "and 8 x 1024, tokens/s per precision; FEDMOE_BENCH_BT=8x128,... and FEDMOE_BENCH_STEPS=N change\n"
-   "the batches and the timed steps).\n",
+   "--device cuda: the GPU reference models (GPT-2-124M-sized and SmolLM-135M-sized full and LoRA\n"
+   "fine-tuning, the 12-layer MoE, batch 8 x 128 and 8 x 1024, tokens/s per precision;\n"
+   "FEDMOE_BENCH_BT=8x128,... and FEDMOE_BENCH_STEPS=N change the batches and the timed steps,\n"
+   "FEDMOE_BENCH_ONLY=gpt2-124m/lora,moe-12x768,... the cases, FEDMOE_BENCH_PRECS=bf16,... the\n"
+   "precisions).\n",
    "  --profile                 also time each layer type, forward and backward (CPU)\n"
    "  --device DEVICE           cpu (default) or cuda (a build configured --with-cuda)\n"},
   {"keys", "[SECTION|KEY] [--format=F]", "the configuration keys: type, default, range, meaning",
