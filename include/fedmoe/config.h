@@ -49,6 +49,7 @@ typedef struct fm_config {
     int checkpoint_every, keep_last, stop_after, log_level, threads;
     int device, precision; /* FM_DEVICE_*, FM_PRECISION_* */
     double collective_timeout; /* seconds; 0: no watchdog */
+    int device_state_mb;       /* MiB of device memory for the hosted clients' private state; -1: what fits */
   } run;
   struct {
     int vocab, context, d_model, heads, layers;

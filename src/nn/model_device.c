@@ -37,6 +37,8 @@ fm_err fm_model_device_alloc(fm_model *m) {
   FM_CALLOC(m->atag_m, nc + 1, "device class table");
   FM_CALLOC(m->atag_v, nc + 1, "device class table");
   FM_CALLOC(m->adev, nc + 1, "device class table");
+  FM_CALLOC(m->astash, nc + 1, "device class table");
+  FM_CALLOC(m->keep, nc + 1, "device class table");
   FM_CALLOC(m->wsync, nc + 1, "device class table");
   FM_CALLOC(m->gsync, nc + 1, "device class table");
   for (int c = 0; c < nc; c++) {
@@ -62,7 +64,7 @@ void fm_model_device_free(fm_model *m) {
   }
   be->free(be, m->dinj);
   free(m->dw), free(m->dg), free(m->am), free(m->av), free(m->atag_m), free(m->atag_v);
-  free(m->adev), free(m->wsync), free(m->gsync), free(m->stage);
+  free(m->adev), free(m->astash), free(m->keep), free(m->wsync), free(m->gsync), free(m->stage);
 }
 
 fm_err fm_model_moe_alloc(fm_model *m, fm_block *b, int N, const fm_moe_dims *dm) {
@@ -98,9 +100,11 @@ fm_err fm_model_to_device(fm_model *m) {
   return FM_OK; /* a failed upload is the backend's error, reported at the pass's sync */
 }
 
-/* the device's AdamW moments of class c back into the host state they belong to */
-static void flush_adamw(fm_model *m, int c) {
+/* the device's AdamW moments of class c back into the host state they belong to (a
+ * resident client's stay where they are: in the device buffers, then its stash) */
+void fm_model_flush_adamw(fm_model *m, int c) {
   fm_backend *be = m->be;
+  if (m->astash[c]) return;
   if (m->atag_m[c] && m->adev[c]) {
     be->download(be, m->atag_m[c], m->am[c], m->cn[c] * sizeof(float));
     be->download(be, m->atag_v[c], m->av[c], m->cn[c] * sizeof(float));
@@ -114,9 +118,10 @@ fm_err fm_model_host_params(fm_model *m, int cls) {
   if (!be->device) return FM_OK;
   const int k = buf_index(m, cls);
   if (m->wsync[k] == FM_SYNC_DEVICE) be->download(be, host_w(m, k), m->dw[k], buf_numel(m, k) * sizeof(float));
-  if (k < m->nclass) flush_adamw(m, k);
+  if (k < m->nclass) fm_model_flush_adamw(m, k);
   FM_CHECK(be->sync(be, "bring a class of parameters to the host"));
   m->wsync[k] = FM_SYNC_HOST;
+  m->keep[k] = 0; /* the host has it now: back to the ordinary protocol */
   if (m->logits_stale) m->logits_stale = 2; /* the host may change them: a fused head's logits are gone */
   return FM_OK;
 }
@@ -132,9 +137,12 @@ fm_err fm_model_host_grads(fm_model *m, int cls) {
 
 /* Everything current on the host. The parameters are the host's from here (their
  * pointers are kept and may be written); the gradients are read, so both copies stay
- * valid and the next pass need not upload them. */
+ * valid and the next pass need not upload them. A class loaded from a stash (a
+ * resident client's private state, model_stash.c) stays on the device: it goes back
+ * to its stash device-to-device, and an accessor still brings it down when asked. */
 fm_err fm_model_sync(fm_model *m) {
   for (int c = -1; c < m->nclass; c++) {
+    if (c >= 0 && m->be->device && m->keep[c]) continue;
     FM_CHECK(fm_model_host_params(m, c));
     if (c < 0 || !m->be->device) continue;
     FM_CHECK(fm_model_host_grads(m, c));
@@ -176,8 +184,13 @@ void fm_adamw_step_device(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hpar
     if (!e) e = be->alloc(be, &m->av[cls], m->cn[cls] * sizeof(float), "AdamW second moments");
   }
   if (e) fm_fatal(e);
-  if (m->atag_m[cls] != o->m) { /* another state than the one on the device */
-    flush_adamw(m, cls);
+  if (!o->m) { /* a resident client's state: its moments came with its class (fm_model_stash_load) */
+    if (!m->astash[cls])
+      fm_fatal(fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_INTERNAL,
+                            "AdamW state without host arrays on class %d, which holds no resident client", cls));
+  } else if (m->atag_m[cls] != o->m) { /* another state than the one on the device */
+    fm_model_stash_release(m, cls);
+    fm_model_flush_adamw(m, cls);
     be->upload(be, m->am[cls], o->m, o->n * sizeof(float));
     be->upload(be, m->av[cls], o->v, o->n * sizeof(float));
     m->atag_m[cls] = o->m;

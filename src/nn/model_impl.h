@@ -62,6 +62,12 @@ struct fm_model {
   float **am, **av;
   float **atag_m, **atag_v;
   uint8_t *adev;
+  /* a resident client's class (model_stash.c): astash[c], the stash whose moments
+   * am/av hold instead of a host state's (then adev: newer than the stash's), and
+   * keep[c], set while class c holds a stash's values, which fm_model_sync leaves on
+   * the device */
+  fm_stash **astash;
+  uint8_t *keep;
   float *stage, *dinj;
   size_t stage_n;
   /* activations: one arena */
@@ -126,6 +132,13 @@ void fm_model_device_free(fm_model *m);
 /* a device array of n floats handed to the host (the staging buffer, valid until the next call) */
 const float *fm_model_stage(const fm_model *m, const float *dev, size_t n);
 void fm_adamw_step_device(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hparams *h);
+/* model_stash.c: the AdamW moments of a stash on class c (astash[c]) back into it
+ * when newer, and the class no longer the stash's: before another state's moments
+ * take the device buffers */
+void fm_model_stash_release(fm_model *m, int c);
+/* model_device.c: the device's moments of class c back into the host state they
+ * belong to (atag) when newer, and the class no longer that state's */
+void fm_model_flush_adamw(fm_model *m, int c);
 double fm_model_grad_norm_device(fm_model *m, unsigned mask);
 
 /* model_pass.c: the LM head (tensor index head, tied or not) and the cross-entropy */

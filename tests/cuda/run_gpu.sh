@@ -6,8 +6,9 @@
 # between the GPU and the host at each client switch); a run stopped half way and
 # resumed equals the uninterrupted one; the GPU's metrics agree with the CPU's to
 # tolerance; bf16 is reproducible too; MoE blocks and the llama family run and are
-# rank-identical. Bad input: heads wider than 128 values, an unknown precision, a
-# model too large.
+# rank-identical; the clients' private state resident in GPU memory, in host memory or
+# mixed gives identical runs. Bad input: heads wider than 128 values, an unknown
+# precision, a model too large.
 . "${top_srcdir:-.}/tests/mpi/common.sh"
 . "$top_srcdir/tests/mpi/tiny.sh"
 . "$top_srcdir/tests/mpi/base.sh"
@@ -75,6 +76,33 @@ for case in "gpt2 comigs" "mixtral fedavg" "qwen2_moe comigs"; do
       || { cat "$TMP/diff"; fail "$1 $2 on the GPU: $obj differs between 2 and 3 ranks"; }
   done
   echo "ok: $1 with $2 on the GPU on 2 and 3 ranks: identical"
+done
+# the hosted clients' private state in GPU memory (run.device_state_mb -1: all of it
+# fits), in host memory (0) or some of each (3 MiB of d 64 local clients on one host):
+# bit-identical, local (every class private) and comigs (private experts, routing)
+for case in "local 2 3 --set model.moe_layers=none --set model.d_model=64" "comigs 3 1 --set model.d_model=32"; do
+  set -- $case
+  s=$1 np=$2 mixed=$3
+  shift 3
+  for mb in -1 0 $mixed; do
+    mpi $np run "$TMP/tiny.ini" -q --set run.device=cuda "$@" --set fl.strategy=$s --set fl.rounds=3 \
+      --set run.device_state_mb=$mb --set run.output="$TMP/state-$s$mb.h5" \
+      || { cat "$TMP/out"; fail "$s on the GPU with run.device_state_mb = $mb"; }
+    grep "^fedmoe: private state" "$TMP/out" >"$TMP/where$mb" || { cat "$TMP/out"; fail "$s on the GPU: no line on the private state"; }
+    cat "$TMP/where$mb"
+  done
+  grep -q ": 6 resident in device memory .*, 0 in host" "$TMP/where-1" || fail "$s on the GPU: not every client resident with -1"
+  grep -q ": 0 resident in device memory .*, 6 in host" "$TMP/where0" || fail "$s on the GPU: a client resident with 0 MiB"
+  grep -Eq ": [1-5] resident in device memory .*, [1-5] in host" "$TMP/where$mixed" || fail "$s on the GPU: $mixed MiB should mix"
+  objs_state="/checkpoints/r000003 /metrics/clients"
+  [ $s = comigs ] && objs_state="$objs_state /routing/counts /routing/gate_mass"
+  for mb in 0 $mixed; do
+    for obj in $objs_state; do
+      "$H5DIFF" --follow-symlinks "$TMP/state-$s-1.h5" "$TMP/state-$s$mb.h5" $obj $obj >"$TMP/diff" 2>&1 \
+        || { cat "$TMP/diff"; fail "$s on the GPU: $obj differs, private state resident and run.device_state_mb = $mb"; }
+    done
+  done
+  echo "ok: $s on the GPU: private state in GPU memory, host memory or mixed: identical"
 done
 # refused on every rank, nothing written
 expect_fail 2 30 "attention heads of more than 128 values" run "$TMP/tiny.ini" -q --set run.device=cuda \
