@@ -167,7 +167,10 @@ fm_err fm_model_init(fm_model *m, uint64_t seed);
  * zero_grads, AdamW, the gradient norm) then takes the host's values first and
  * makes the host copies stale again. So fetch a pointer's values again (call the
  * accessor) after a pass; a tensor pointer kept across passes must be brought up to
- * date with fm_model_sync. On the CPU all of this costs nothing. */
+ * date with fm_model_sync. After it, kept pointers to the classes may be written
+ * until the next pass; the frozen tensors' (which no pass changes) and those of a
+ * class loaded from a stash (below; it stays on the device) are to be read only -
+ * write those through an accessor. On the CPU all of this costs nothing. */
 fm_err fm_model_sync(fm_model *m);
 /* "cpu" or "cuda": where the model lives */
 const char *fm_model_device(const fm_model *m);

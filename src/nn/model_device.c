@@ -135,15 +135,22 @@ fm_err fm_model_host_grads(fm_model *m, int cls) {
   return FM_OK;
 }
 
-/* Everything current on the host. The parameters are the host's from here (their
- * pointers are kept and may be written); the gradients are read, so both copies stay
- * valid and the next pass need not upload them. A class loaded from a stash (a
- * resident client's private state, model_stash.c) stays on the device: it goes back
- * to its stash device-to-device, and an accessor still brings it down when asked. */
+/* Everything current on the host. The classes' parameters are the host's from here
+ * (their pointers are kept and may be written); the gradients and the frozen
+ * parameters are read, so both copies stay valid and the next pass need not upload
+ * them. A class loaded from a stash (a resident client's private state,
+ * model_stash.c) stays on the device: it goes back to its stash device to device, and
+ * an accessor still brings it down when asked. */
 fm_err fm_model_sync(fm_model *m) {
   for (int c = -1; c < m->nclass; c++) {
     if (c >= 0 && m->be->device && m->keep[c]) continue;
+    const int host_newer = c < 0 && m->be->device && m->wsync[m->nclass] == FM_SYNC_HOST;
     FM_CHECK(fm_model_host_params(m, c));
+    /* the frozen buffer, which no pass changes, stays valid on both sides (unless the
+     * host wrote it since the last pass): the next pass need not upload it again (a
+     * whole frozen base, with model.train = lora, at every client switch); a write to
+     * it goes through an accessor, which gives it to the host */
+    if (c < 0 && m->be->device && !host_newer) m->wsync[m->nclass] = FM_SYNC_SAME;
     if (c < 0 || !m->be->device) continue;
     FM_CHECK(fm_model_host_grads(m, c));
     m->gsync[c] = FM_SYNC_SAME;
