@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2086 # $one and FEDROUND_ARGS: words split on purpose
 # gpu_bench.sh - the GPU benchmarks of the CUDA backend in one go, bf16 (figures, not
 # tests), from the top of a --with-cuda build on a machine with a GPU and PyTorch
 # (+ transformers, PEFT), no network needed:
@@ -26,6 +27,10 @@ mpirun=${MPIRUN:-mpirun}
 out=${GPU_BENCH_OUT:-gpu-bench-out}
 budget=${GPU_BENCH_BUDGET:-480}
 steps=${STEPS:-10}
+# fedmoe on one rank, through the launcher (a bundled Open MPI may not start a
+# program on its own); unquoted where used: the launcher and its options
+one="$mpirun --oversubscribe -np 1"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 # Open MPI refuses root otherwise
 mkdir -p "$out" || { echo "gpu_bench.sh: cannot make $out" >&2; exit 2; }
 start=$(date +%s)
 status=0
@@ -57,7 +62,7 @@ step() {
 
 # 1. the training step, both sides
 for bt in 8x128 8x1024; do
-  step "fedmoe-$bt" 120 env FEDMOE_BENCH_BT="$bt" "$fedmoe" bench --device cuda
+  step "fedmoe-$bt" 120 env FEDMOE_BENCH_BT="$bt" $one "$fedmoe" bench --device cuda
 done
 for bt in 8x128 8x1024; do
   B=${bt%x*} T=${bt#*x}
@@ -72,10 +77,10 @@ step torch-fedround 150 "$py" "$here/torch_fedround.py"
 # 3. attention and head variants, the same steps
 for a in fused gemm; do
   step "attention-$a" 90 env FEDMOE_CUDA_ATTENTION=$a FEDMOE_BENCH_BT=8x128,8x1024 FEDMOE_BENCH_ONLY=gpt2-124m/full \
-    "$fedmoe" bench --device cuda
+    $one "$fedmoe" bench --device cuda
 done
 step head-fused 90 env FEDMOE_CUDA_HEAD=fused FEDMOE_BENCH_BT=8x128,8x1024 FEDMOE_BENCH_ONLY=gpt2-124m/full \
-  "$fedmoe" bench --device cuda
+  $one "$fedmoe" bench --device cuda
 # 4. the federated round, 17 ranks on the one GPU
 # shellcheck disable=SC2086
 step fedround-17 150 sh "$here/fedround.sh" --fedmoe "$fedmoe" --mpirun "$mpirun" --layouts 17 --out "$out/fedround" \
