@@ -3,9 +3,10 @@
  * A client's private state lives where it was placed when the client first got some
  * (place): on a device model, in device memory (a stash per class, copied device to
  * device at each switch) while the host's budget lasts, else in host memory (copied
- * through the model's host mirrors, uploaded by the next pass). The budget is what the
- * device has free once the model is made, less a margin (fm_model_stash_room), capped
- * by run.device_state_mb. The copies are exact both ways, so where a client's state
+ * through the model's host mirrors, uploaded by the next pass). The budget is this
+ * rank's share of what the device has free once the models are made, less a margin
+ * (fm_model_stash_room; the node's ranks may share the GPU), capped by
+ * run.device_state_mb. The copies are exact both ways, so where a client's state
  * lives never changes a result. */
 #include "client_state.h"
 
