@@ -7,7 +7,7 @@ libfedmoe_a_SOURCES += %reldir%/gemm.c %reldir%/linear.c %reldir%/layernorm.c %r
 	%reldir%/model.c %reldir%/model_pass.c %reldir%/adamw.c %reldir%/clip.c %reldir%/schedule.c \
 	%reldir%/profile.c %reldir%/rmsnorm.c %reldir%/rope.c %reldir%/swiglu.c \
 	%reldir%/shared_expert.c %reldir%/model_llama.c %reldir%/moe_swiglu_lora.c %reldir%/lora.c \
-	%reldir%/backend_cpu.c %reldir%/backend_mirror.c %reldir%/model_device.c %reldir%/model_stash.c \
+	%reldir%/backend_cpu.c %reldir%/backend_mirror.c %reldir%/model_device.c \
 	%reldir%/model_decode.c %reldir%/attention_cached.c %reldir%/sample.c %reldir%/generate.c
 
 # The kernels' element-wise loops are written to vectorise: -O2 vectorises only loops
@@ -24,3 +24,6 @@ NN_VECTOR_OBJS = %reldir%/linear.$(OBJEXT) %reldir%/layernorm.$(OBJEXT) %reldir%
 	%reldir%/moe_swiglu_lora.$(OBJEXT) %reldir%/attention_cached.$(OBJEXT)
 $(NN_VECTOR_OBJS): AM_CFLAGS += -ftree-loop-vectorize -fvect-cost-model=dynamic \
 	-fno-trapping-math -fno-math-errno
+
+# a hosted client's private state in a device model's memory (run.device_state_mb)
+libfedmoe_a_SOURCES += %reldir%/model_stash.c

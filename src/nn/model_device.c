@@ -37,8 +37,6 @@ fm_err fm_model_device_alloc(fm_model *m) {
   FM_CALLOC(m->atag_m, nc + 1, "device class table");
   FM_CALLOC(m->atag_v, nc + 1, "device class table");
   FM_CALLOC(m->adev, nc + 1, "device class table");
-  FM_CALLOC(m->astash, nc + 1, "device class table");
-  FM_CALLOC(m->keep, nc + 1, "device class table");
   FM_CALLOC(m->wsync, nc + 1, "device class table");
   FM_CALLOC(m->gsync, nc + 1, "device class table");
   for (int c = 0; c < nc; c++) {
@@ -51,6 +49,8 @@ fm_err fm_model_device_alloc(fm_model *m) {
     m->tw[i] = m->dw[buf_index(m, t->cls)] + t->offset;
     m->tg[i] = t->g ? m->dg[t->cls] + t->offset : NULL;
   }
+  FM_CALLOC(m->astash, nc + 1, "device class table"); /* resident clients (model_stash.c) */
+  FM_CALLOC(m->keep, nc + 1, "device class table");
   return FM_OK; /* both copies are zero: FM_SYNC_SAME */
 }
 
@@ -100,11 +100,9 @@ fm_err fm_model_to_device(fm_model *m) {
   return FM_OK; /* a failed upload is the backend's error, reported at the pass's sync */
 }
 
-/* the device's AdamW moments of class c back into the host state they belong to (a
- * resident client's stay where they are: in the device buffers, then its stash) */
-void fm_model_flush_adamw(fm_model *m, int c) {
+/* the device's AdamW moments of class c back into the host state they belong to */
+static void flush_adamw(fm_model *m, int c) {
   fm_backend *be = m->be;
-  if (m->astash[c]) return;
   if (m->atag_m[c] && m->adev[c]) {
     be->download(be, m->atag_m[c], m->am[c], m->cn[c] * sizeof(float));
     be->download(be, m->atag_v[c], m->av[c], m->cn[c] * sizeof(float));
@@ -118,7 +116,8 @@ fm_err fm_model_host_params(fm_model *m, int cls) {
   if (!be->device) return FM_OK;
   const int k = buf_index(m, cls);
   if (m->wsync[k] == FM_SYNC_DEVICE) be->download(be, host_w(m, k), m->dw[k], buf_numel(m, k) * sizeof(float));
-  if (k < m->nclass) fm_model_flush_adamw(m, k);
+  /* (a resident client's moments stay on the device, then go back to its stash) */
+  if (k < m->nclass && !m->astash[k]) flush_adamw(m, k);
   FM_CHECK(be->sync(be, "bring a class of parameters to the host"));
   m->wsync[k] = FM_SYNC_HOST;
   m->keep[k] = 0; /* the host has it now: back to the ordinary protocol */
@@ -158,6 +157,8 @@ fm_err fm_model_sync(fm_model *m) {
   return FM_OK;
 }
 
+void fm_model_flush_adamw(fm_model *m, int c) { flush_adamw(m, c); }
+
 const char *fm_model_device(const fm_model *m) { return m->be->name; }
 
 const float *fm_model_stage(const fm_model *m, const float *dev, size_t n) {
@@ -184,6 +185,13 @@ void fm_adamw_step_device(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hpar
   if (!(h->grad_scale >= 0.0f))
     fm_fatal(fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_INTERNAL, "AdamW with grad_scale %g",
                           (double)h->grad_scale));
+  /* a resident client's state (m = v = NULL) steps on the moments its stash put on the
+   * device (no tag there: nothing is uploaded below); another state's moments take the
+   * stash's back to it first (model_stash.c) */
+  if (!o->m && !m->astash[cls])
+    fm_fatal(fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_INTERNAL,
+                          "AdamW state without host arrays on class %d, which holds no resident client", cls));
+  if (o->m) fm_model_stash_release(m, cls);
   FM_PROF_BEGIN(t0);
   fm_err e = fm_model_to_device(m);
   if (!e && !m->am[cls]) {
@@ -191,13 +199,8 @@ void fm_adamw_step_device(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hpar
     if (!e) e = be->alloc(be, &m->av[cls], m->cn[cls] * sizeof(float), "AdamW second moments");
   }
   if (e) fm_fatal(e);
-  if (!o->m) { /* a resident client's state: its moments came with its class (fm_model_stash_load) */
-    if (!m->astash[cls])
-      fm_fatal(fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_INTERNAL,
-                            "AdamW state without host arrays on class %d, which holds no resident client", cls));
-  } else if (m->atag_m[cls] != o->m) { /* another state than the one on the device */
-    fm_model_stash_release(m, cls);
-    fm_model_flush_adamw(m, cls);
+  if (m->atag_m[cls] != o->m) { /* another state than the one on the device */
+    flush_adamw(m, cls);
     be->upload(be, m->am[cls], o->m, o->n * sizeof(float));
     be->upload(be, m->av[cls], o->v, o->n * sizeof(float));
     m->atag_m[cls] = o->m;

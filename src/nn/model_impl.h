@@ -132,13 +132,6 @@ void fm_model_device_free(fm_model *m);
 /* a device array of n floats handed to the host (the staging buffer, valid until the next call) */
 const float *fm_model_stage(const fm_model *m, const float *dev, size_t n);
 void fm_adamw_step_device(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hparams *h);
-/* model_stash.c: the AdamW moments of a stash on class c (astash[c]) back into it
- * when newer, and the class no longer the stash's: before another state's moments
- * take the device buffers */
-void fm_model_stash_release(fm_model *m, int c);
-/* model_device.c: the device's moments of class c back into the host state they
- * belong to (atag) when newer, and the class no longer that state's */
-void fm_model_flush_adamw(fm_model *m, int c);
 double fm_model_grad_norm_device(fm_model *m, unsigned mask);
 
 /* model_pass.c: the LM head (tensor index head, tied or not) and the cross-entropy */
@@ -152,5 +145,13 @@ fm_err fm_llama_index(fm_model *m);
 fm_err fm_llama_alloc(fm_model *m);
 void fm_llama_forward(fm_model *m, int B, int T, double *lbsum);
 void fm_llama_backward(fm_model *m, int lo, int k, const float *dh);
+
+/* model_stash.c: the AdamW moments of a stash on class c (astash[c]) back into it
+ * when newer, and the class no longer the stash's: before another state's moments
+ * take the device buffers */
+void fm_model_stash_release(fm_model *m, int c);
+/* model_device.c: the device's moments of class c back into the host state they
+ * belong to (atag) when newer, and the class no longer that state's */
+void fm_model_flush_adamw(fm_model *m, int c);
 
 #endif

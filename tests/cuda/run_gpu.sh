@@ -50,33 +50,6 @@ for obj in /checkpoints/r000004 /metrics/clients; do
     || { cat "$TMP/diff"; fail "GPU: $obj differs after resume"; }
 done
 echo "ok: a GPU run stopped at 2 of 4 and resumed equals the uninterrupted run"
-# bf16: reproducible across rank counts as well
-for np in 2 3; do
-  mpi $np run "$TMP/tiny.ini" $gpu --set run.precision=bf16 --set run.output="$TMP/bf16-$np.h5" \
-    || { cat "$TMP/out"; fail "bf16 on $np ranks"; }
-done
-for obj in $objs; do
-  "$H5DIFF" --follow-symlinks "$TMP/bf16-2.h5" "$TMP/bf16-3.h5" $obj $obj >"$TMP/diff" 2>&1 \
-    || { cat "$TMP/diff"; fail "bf16: $obj differs between 2 and 3 ranks"; }
-done
-echo "ok: bf16 on 2 and 3 ranks: identical"
-# MoE blocks and the llama family on the GPU: identical on 2 and 3 ranks
-for case in "gpt2 comigs" "mixtral fedavg" "qwen2_moe comigs"; do
-  set -- $case
-  extra="-q --set run.device=cuda --set model.family=$1"
-  [ $1 = mixtral ] && extra="$extra --set model.kv_heads=1" # grouped-query attention
-  [ $1 = qwen2_moe ] && extra="$extra --set model.expert_type=lora --set model.attn_lora_rank=2"
-  for np in 2 3; do
-    mpi $np run "$TMP/tiny.ini" $extra --set fl.strategy=$2 --set run.output="$TMP/$1-$np.h5" \
-      || { cat "$TMP/out"; fail "$1 $2 on the GPU, $np ranks"; }
-    grep "^final $2" "$TMP/out"
-  done
-  for obj in /checkpoints/r000002 /metrics/clients /routing/counts /routing/gate_mass; do
-    "$H5DIFF" --follow-symlinks "$TMP/$1-2.h5" "$TMP/$1-3.h5" $obj $obj >"$TMP/diff" 2>&1 \
-      || { cat "$TMP/diff"; fail "$1 $2 on the GPU: $obj differs between 2 and 3 ranks"; }
-  done
-  echo "ok: $1 with $2 on the GPU on 2 and 3 ranks: identical"
-done
 # the hosted clients' private state in GPU memory (run.device_state_mb -1: all of it
 # fits), in host memory (0) or some of each (3 MiB of d 64 local clients on one host):
 # bit-identical, local (every class private) and comigs (private experts, routing)
@@ -103,6 +76,33 @@ for case in "local 2 3 --set model.moe_layers=none --set model.d_model=64" "comi
     done
   done
   echo "ok: $s on the GPU: private state in GPU memory, host memory or mixed: identical"
+done
+# bf16: reproducible across rank counts as well
+for np in 2 3; do
+  mpi $np run "$TMP/tiny.ini" $gpu --set run.precision=bf16 --set run.output="$TMP/bf16-$np.h5" \
+    || { cat "$TMP/out"; fail "bf16 on $np ranks"; }
+done
+for obj in $objs; do
+  "$H5DIFF" --follow-symlinks "$TMP/bf16-2.h5" "$TMP/bf16-3.h5" $obj $obj >"$TMP/diff" 2>&1 \
+    || { cat "$TMP/diff"; fail "bf16: $obj differs between 2 and 3 ranks"; }
+done
+echo "ok: bf16 on 2 and 3 ranks: identical"
+# MoE blocks and the llama family on the GPU: identical on 2 and 3 ranks
+for case in "gpt2 comigs" "mixtral fedavg" "qwen2_moe comigs"; do
+  set -- $case
+  extra="-q --set run.device=cuda --set model.family=$1"
+  [ $1 = mixtral ] && extra="$extra --set model.kv_heads=1" # grouped-query attention
+  [ $1 = qwen2_moe ] && extra="$extra --set model.expert_type=lora --set model.attn_lora_rank=2"
+  for np in 2 3; do
+    mpi $np run "$TMP/tiny.ini" $extra --set fl.strategy=$2 --set run.output="$TMP/$1-$np.h5" \
+      || { cat "$TMP/out"; fail "$1 $2 on the GPU, $np ranks"; }
+    grep "^final $2" "$TMP/out"
+  done
+  for obj in /checkpoints/r000002 /metrics/clients /routing/counts /routing/gate_mass; do
+    "$H5DIFF" --follow-symlinks "$TMP/$1-2.h5" "$TMP/$1-3.h5" $obj $obj >"$TMP/diff" 2>&1 \
+      || { cat "$TMP/diff"; fail "$1 $2 on the GPU: $obj differs between 2 and 3 ranks"; }
+  done
+  echo "ok: $1 with $2 on the GPU on 2 and 3 ranks: identical"
 done
 # refused on every rank, nothing written
 expect_fail 2 30 "attention heads of more than 128 values" run "$TMP/tiny.ini" -q --set run.device=cuda \
