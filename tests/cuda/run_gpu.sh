@@ -6,9 +6,8 @@
 # between the GPU and the host at each client switch); a run stopped half way and
 # resumed equals the uninterrupted one; the GPU's metrics agree with the CPU's to
 # tolerance; bf16 is reproducible too; MoE blocks and the llama family run and are
-# rank-identical; the clients' private state resident in GPU memory, in host memory or
-# mixed gives identical runs. Bad input: heads wider than 128 values, an unknown
-# precision, a model too large.
+# rank-identical. Bad input: heads wider than 128 values, an unknown precision, a
+# model too large.
 . "${top_srcdir:-.}/tests/mpi/common.sh"
 . "$top_srcdir/tests/mpi/tiny.sh"
 . "$top_srcdir/tests/mpi/base.sh"
