@@ -74,6 +74,12 @@ done
 step fedround-2 150 sh "$here/fedround.sh" --fedmoe "$fedmoe" --mpirun "$mpirun" --layouts 2 --out "$out/fedround" \
   --timeout 120 ${FEDROUND_ARGS:-}
 step torch-fedround 150 "$py" "$here/torch_fedround.py"
+# and with the 16 clients trained at once over the shared base, where this fedmoe has
+# run.client_batch
+if $one "$fedmoe" keys run.client_batch >/dev/null 2>&1; then
+  step fedround-cb16 150 sh "$here/fedround.sh" --fedmoe "$fedmoe" --mpirun "$mpirun" --layouts 2 \
+    --out "$out/fedround-cb16" --timeout 120 --set run.client_batch=16 ${FEDROUND_ARGS:-}
+fi
 # 3. attention and head variants, the same steps
 for a in fused gemm; do
   step "attention-$a" 90 env FEDMOE_CUDA_ATTENTION=$a FEDMOE_BENCH_BT=8x128,8x1024 FEDMOE_BENCH_ONLY=gpt2-124m/full \
@@ -129,6 +135,8 @@ echo "== the federated round (16 clients x 10 local LoRA steps of 8 x 128): seco
 for n in 2 17; do
   [ -f "$out/fedround-$n.log" ] && grep "^  fedmoe" "$out/fedround-$n.log"
 done
+[ -f "$out/fedround-cb16.log" ] && grep "^  fedmoe" "$out/fedround-cb16.log" | sed 's/ranks:/ranks, run.client_batch 16:/'
+
 [ -f "$out/torch-fedround.log" ] && grep -E "^  (numpy|resident)" "$out/torch-fedround.log" | sed 's/^  /  PyTorch /'
 fm=$(awk '/^  fedmoe 2 ranks:/ { print $4; exit }' "$out/fedround-2.log" 2>/dev/null)
 pt=$(awk '$1 == "resident" { print $2; exit }' "$out/torch-fedround.log" 2>/dev/null)
