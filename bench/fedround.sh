@@ -93,7 +93,7 @@ awk 'BEGIN {
 shape=""
 [ $small = 1 ] && shape="--set run.device=cpu --set run.precision=fp32 --set model.d_model=64 --set model.heads=4
   --set model.layers=2 --set model.context=64 --set train.seq_len=32 --set train.batch=2 --set fl.local_steps=2"
-echo "fedround.sh: $(date -u '+%F %T') UTC, $fedmoe ($("$fedmoe" --version 2>&1)), output in $out"
+echo "fedround.sh: $(date -u '+%F %T') UTC, $fedmoe ($(timeout 20 "$fedmoe" --version 2>&1)), output in $out"
 [ $small = 1 ] && echo "fedround.sh: --small: a small model on the CPU (checks the script; its figures mean nothing)"
 status=0
 summary=""

@@ -76,7 +76,7 @@ step fedround-2 150 sh "$here/fedround.sh" --fedmoe "$fedmoe" --mpirun "$mpirun"
 step torch-fedround 150 "$py" "$here/torch_fedround.py"
 # and with the 16 clients trained at once over the shared base, where this fedmoe has
 # run.client_batch
-if $one "$fedmoe" keys run.client_batch >/dev/null 2>&1; then
+if timeout 60 $one "$fedmoe" keys run.client_batch >/dev/null 2>&1; then
   step fedround-cb16 150 sh "$here/fedround.sh" --fedmoe "$fedmoe" --mpirun "$mpirun" --layouts 2 \
     --out "$out/fedround-cb16" --timeout 120 --set run.client_batch=16 ${FEDROUND_ARGS:-}
 fi
