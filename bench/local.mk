@@ -10,3 +10,6 @@ bench: fedmoe$(EXEEXT)
 	FEDMOE_BENCH_ARGS='$(BENCH_ARGS)' BENCH_ROUNDS='$(BENCH_ROUNDS)' $(SHELL) $(srcdir)/bench/run_bench.sh ./fedmoe$(EXEEXT) $(TORCH_PY)
 .PHONY: bench
 dist_noinst_SCRIPTS += bench/run_bench.sh bench/torch_bench.py
+# the federated LoRA round against bench/torch_fedround.py (docs/gpu.md)
+dist_noinst_SCRIPTS += bench/fedround.sh
+EXTRA_DIST += bench/fedround.ini
