@@ -12,3 +12,6 @@ bench: fedmoe$(EXEEXT)
 dist_noinst_SCRIPTS += bench/run_bench.sh bench/torch_bench.py
 # run.client_batch 1 / 4 / 16 on the federated round of bench/fedround.sh (GPU)
 dist_noinst_SCRIPTS += bench/client_batch.sh
+# the federated LoRA round against bench/torch_fedround.py (docs/gpu.md)
+dist_noinst_SCRIPTS += bench/fedround.sh
+EXTRA_DIST += bench/fedround.ini

@@ -11,7 +11,8 @@ dropout):
           key/value heads, 8 SwiGLU experts of 2048, top-2, vocabulary 50257, with the
           router's load-balancing loss
 Modes: full (every parameter, fused AdamW) and lora (PEFT LoRA r 8, alpha 16 on the
-attention projections - GPT-2's c_attn and attn.c_proj, Llama's q/k/v/o - base frozen,
+attention projections - GPT-2's c_attn and attn.c_proj, Llama's q_proj and v_proj as
+fedmoe's model.attn_lora_rank and PEFT's default - base frozen,
 AdamW on the adapters). A step: zero_grad, forward with labels (loss), backward,
 optimizer step; bf16 is autocast (bf16 GEMMs, fp32 master weights), tf32 allows
 TF32 matmuls, fp32 neither. Three warm-up steps, then the median of `steps`.
@@ -68,7 +69,7 @@ def lora(model, name):
     if name == "gpt2":
         target, fan = r".*\.attn\.(c_attn|c_proj)", True  # GPT-2's Conv1D stores [in, out]
     else:
-        target, fan = ["q_proj", "k_proj", "v_proj", "o_proj"], False
+        target, fan = ["q_proj", "v_proj"], False  # PEFT's default for Llama, fedmoe's llama LoRA
     cfg = LoraConfig(r=args.lora_rank, lora_alpha=2 * args.lora_rank, lora_dropout=0.0,
                      target_modules=target, fan_in_fan_out=fan, bias="none")
     return get_peft_model(model, cfg)

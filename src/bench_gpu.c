@@ -4,10 +4,13 @@
  *   gpt2-124m   d 768, 12 layers, 12 heads, vocabulary 50257, context 1024, tied head
  *               full: every tensor trained;  lora: rank-8 adapters on c_attn and
  *               c_proj (alpha 16) trained, the base frozen
- *   smollm-135m the llama family (d 576, 30 layers, 9 heads, 3 key/value heads)
+ *   smollm-135m the llama family (d 576, 30 layers, 9 heads, 3 key/value heads), full,
+ *               and lora: rank-8 adapters on q_proj and v_proj (PEFT's default)
  *   moe-12x768  gpt2 with 8 full experts, top-2, on every block
  * at batch 8 x 128 and 8 x 1024 in fp32, tf32 and bf16 (one model per batch, trained on
- * through the three precisions, each line printed as it is done). A step is a client's (zero the
+ * through the precisions, each line printed as it is done). FEDMOE_BENCH_ONLY picks
+ * cases (a comma list of MODEL or MODEL/MODE, e.g. gpt2-124m/lora,moe-12x768) and
+ * FEDMOE_BENCH_PRECS precisions (e.g. bf16), so that a run fits a time limit. A step is a client's (zero the
  * gradients, forward, backward, clip the norm to 1, AdamW), waited for on the GPU; the
  * line gives tokens/s of the median and the best of the timed steps and the model's
  * TFLOP/s (fm_model_flops_per_token). A model the backend does not run prints the
@@ -40,6 +43,20 @@ static int lora_only(const fm_tensor *t, void *ctx) {
   return t->group == FM_GROUP_ATTN_LORA ? 0 : FM_CLASS_FROZEN;
 }
 
+/* Whether item (a comma list's entry) is among the names of list, compared up to
+ * its comma: each of list's entries is NAME or NAME/MODE (or a precision). */
+static int listed(const char *list, const char *name, const char *mode) {
+  char full[64];
+  snprintf(full, sizeof full, "%s/%s", name, mode ? mode : "");
+  for (const char *p = list; *p;) {
+    size_t n = strcspn(p, ",");
+    if ((strlen(name) == n && !strncmp(p, name, n)) || (mode && strlen(full) == n && !strncmp(p, full, n)))
+      return 1;
+    p += n + (p[n] == ',');
+  }
+  return 0;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -47,7 +64,7 @@ static int cmp_double(const void *a, const void *b) {
 
 /* one model at batch B x T: a line per precision (or why it does not run); the model
  * is made once and trains on through the precisions */
-static fm_err bench_case(fm_backend *be, const gpu_case *gc, int B, int T, int steps) {
+static fm_err bench_case(fm_backend *be, const gpu_case *gc, int B, int T, int steps, const char *only_precs) {
   static const char *precs[3] = {"fp32", "tf32", "bf16"};
   const int lora = !strcmp(gc->mode, "lora"), N = B * T;
   fm_model *m = NULL;
@@ -76,6 +93,7 @@ static fm_err bench_case(fm_backend *be, const gpu_case *gc, int B, int T, int s
   fm_cu *cu = fm_cuda_backend_context(be);
   const double fpt = fm_model_flops_per_token(m, T);
   for (int p = 0; p < 3 && !err; p++) {
+    if (only_precs && !listed(only_precs, precs[p], NULL)) continue;
     fm_cu_set_precision(cu, (fm_precision)p);
     float ce = 0, first = 0;
     for (int k = -2; k < steps && !err; k++) { /* two warm-up steps */
@@ -110,16 +128,40 @@ static fm_err bench_all(fm_backend *be) {
   const fm_model_shape gpt2 = {.vocab = 50257, .context = 1024, .d = 768, .heads = 12, .layers = 12,
                                .experts = 1, .top_k = 1, .expert_type = FM_EXPERT_FULL, .lora_rank = 8,
                                .lora_alpha = 16.0f, .init_std = 0.02f};
-  gpu_case cases[4] = {{"gpt2-124m", "full", gpt2}, {"gpt2-124m", "lora", gpt2}, {"smollm-135m", "full", gpt2},
-                       {"moe-12x768", "full", gpt2}};
+  enum { NCASE = 5 };
+  gpu_case cases[NCASE] = {{"gpt2-124m", "full", gpt2}, {"gpt2-124m", "lora", gpt2},
+                           {"smollm-135m", "full", gpt2}, {"smollm-135m", "lora", gpt2},
+                           {"moe-12x768", "full", gpt2}};
   cases[1].s.attn_lora_rank = 8;
   fm_model_shape *sm = &cases[2].s;
   sm->family = FM_FAMILY_LLAMA, sm->vocab = 49152, sm->context = 2048, sm->d = 576, sm->heads = 9;
   sm->kv_heads = 3, sm->layers = 30, sm->ffn = 1536, sm->tied = 1, sm->norm_eps = 1e-5f, sm->rope_theta = 10000;
-  fm_model_shape *moe = &cases[3].s;
+  cases[3].s = *sm;
+  cases[3].s.attn_lora_rank = 8;
+  fm_model_shape *moe = &cases[4].s;
   moe->moe_mask = ((uint64_t)1 << 12) - 1, moe->experts = 8, moe->top_k = 2, moe->norm_topk = 1;
   moe->load_balance = 0.01f;
   const char *bt = getenv("FEDMOE_BENCH_BT"), *st = getenv("FEDMOE_BENCH_STEPS");
+  const char *only = getenv("FEDMOE_BENCH_ONLY"), *pr = getenv("FEDMOE_BENCH_PRECS");
+  if (only && !*only) only = NULL;
+  if (pr && !*pr) pr = NULL;
+  for (const char *p = only; p && *p;) { /* every name must pick a case: a typo would time nothing */
+    size_t n = strcspn(p, ",");
+    char item[64];
+    snprintf(item, sizeof item, "%.*s", (int)(n < 63 ? n : 63), p);
+    int hit = 0;
+    for (int c = 0; c < NCASE; c++) hit |= listed(item, cases[c].name, cases[c].mode);
+    if (!hit)
+      FM_ERROR(FM_ERR_ARG, "FEDMOE_BENCH_ONLY: '%s' names no case (gpt2-124m, smollm-135m, moe-12x768, "
+               "or one with /full or /lora: gpt2-124m/lora, smollm-135m/lora)", item);
+    p += n + (p[n] == ',');
+  }
+  for (const char *p = pr; p && *p;) {
+    size_t n = strcspn(p, ",");
+    if (!((n == 4 && (!strncmp(p, "fp32", 4) || !strncmp(p, "tf32", 4) || !strncmp(p, "bf16", 4)))))
+      FM_ERROR(FM_ERR_ARG, "FEDMOE_BENCH_PRECS: '%.*s' is not fp32, tf32 or bf16", (int)n, p);
+    p += n + (p[n] == ',');
+  }
   char list[256];
   snprintf(list, sizeof list, "%s", bt && *bt ? bt : "8x128,8x1024");
   const int steps = st && atoi(st) > 0 ? atoi(st) : 5;
@@ -134,7 +176,8 @@ static fm_err bench_all(fm_backend *be) {
     int B = 0, T = 0;
     if (sscanf(item, "%dx%d", &B, &T) != 2 || B < 1 || T < 1 || T > 1024)
       FM_ERROR(FM_ERR_ARG, "FEDMOE_BENCH_BT: '%s' is not BxT with T at most 1024", item);
-    for (int c = 0; c < 4; c++) FM_CHECK(bench_case(be, &cases[c], B, T, steps));
+    for (int c = 0; c < NCASE; c++)
+      if (!only || listed(only, cases[c].name, cases[c].mode)) FM_CHECK(bench_case(be, &cases[c], B, T, steps, pr));
   }
   return FM_OK;
 }

@@ -76,11 +76,14 @@ static const command_t commands[] = {
    "  --checkpoint RUNFILE      the run file whose latest checkpoint is exported\n"
    "  --client N                whose personalised model (local and comigs runs)\n"
    "  --overwrite               replace a folder that is not empty\n"},
-  {"info", "RUNFILE", "summary of a run file: config, rounds, metrics, checkpoints", "", ""},
+  {"info", "RUNFILE [--rounds]", "summary of a run file: config, rounds, metrics, checkpoints", "",
+   "  --rounds                  instead, one line per round: wall time and phase times (s), train loss\n"},
   {"bench", "[--profile] [--device cpu|cuda]", "training speed of the reference models on one thread or one GPU",
-   "--device cuda: the GPU reference models (GPT-2-124M-sized full and LoRA fine-tuning, batch 8 x 128\n"
-   "and 8 x 1024, tokens/s per precision; FEDMOE_BENCH_BT=8x128,... and FEDMOE_BENCH_STEPS=N change\n"
-   "the batches and the timed steps).\n",
+   "--device cuda: the GPU reference models (GPT-2-124M-sized and SmolLM-135M-sized full and LoRA\n"
+   "fine-tuning, the 12-layer MoE, batch 8 x 128 and 8 x 1024, tokens/s per precision;\n"
+   "FEDMOE_BENCH_BT=8x128,... and FEDMOE_BENCH_STEPS=N change the batches and the timed steps,\n"
+   "FEDMOE_BENCH_ONLY=gpt2-124m/lora,moe-12x768,... the cases, FEDMOE_BENCH_PRECS=bf16,... the\n"
+   "precisions).\n",
    "  --profile                 also time each layer type, forward and backward (CPU)\n"
    "  --device DEVICE           cpu (default) or cuda (a build configured --with-cuda)\n"},
   {"keys", "[SECTION|KEY] [--format=F]", "the configuration keys: type, default, range, meaning",
@@ -100,7 +103,7 @@ static const char *const known_options[] = {"--set", "--resume", "--metrics-netc
                                             "--client", "--profile", "--quiet", "--format", "--help",
                                             "--overwrite", "--model", "--context", "--ids", "--decode",
                                             "--tokenizer", "--device", "--prompt", "--tokens", "--temperature",
-                                            "--top-p", "--seed"};
+                                            "--top-p", "--seed", "--rounds"};
 /* Options followed by a value (skipped when looking for --help). */
 static int takes_value(const char *a, const char *cmd) {
   if (!strcmp(a, "--resume") && !strcmp(cmd, "pretrain")) return 0; /* a flag there: run.output is resumed */
@@ -220,6 +223,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     else if (!strcmp(a, "--top-p")) slot = &cli->top_p;
     else if (!strcmp(a, "--seed")) slot = &cli->seed;
     else if (!strcmp(a, "--profile")) { cli->profile = 1; continue; }
+    else if (!strcmp(a, "--rounds")) { cli->rounds = 1; continue; }
     else if (!strcmp(a, "--ids")) { cli->ids = 1; continue; }
     else if (!strcmp(a, "--decode")) { cli->decode = 1; continue; }
     else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { cli->quiet = 1; continue; }
@@ -251,6 +255,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     FM_ERROR(FM_ERR_ARG, "--ids and --decode are options of 'fedmoe tokenize'");
   if ((cli->prompt || cli->tokens || cli->temperature || cli->top_p || cli->seed) && strcmp(cli->command, "generate"))
     FM_ERROR(FM_ERR_ARG, "--prompt, --tokens, --temperature, --top-p and --seed are options of 'fedmoe generate'");
+  if (cli->rounds && strcmp(cli->command, "info")) FM_ERROR(FM_ERR_ARG, "--rounds is an option of 'fedmoe info'");
   if (cli->ids && cli->decode) FM_ERROR(FM_ERR_ARG, "'fedmoe tokenize' takes --ids or --decode, not both");
   return FM_OK;
 }

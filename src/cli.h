@@ -28,6 +28,7 @@ typedef struct {
   const char *format;    /* --format (keys) */
   const char *positional2;/* the second (tokenize FILE) */
   int profile;           /* --profile (bench) */
+  int rounds;            /* --rounds (info) */
   int ids, decode;       /* --ids, --decode (tokenize) */
   int quiet;             /* -q: do not print the resolved configuration */
   int resume_flag;       /* --resume of pretrain: continue run.output */

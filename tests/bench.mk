@@ -10,3 +10,7 @@ tests_unit_test_bench_eval_LDADD = $(TEST_UNIT_LDADD)
 
 TESTS += %reldir%/mpi/eval.sh
 dist_noinst_SCRIPTS += %reldir%/mpi/eval.sh
+
+# bench/fedround.sh as a script (--small on the CPU): it runs and reports a round
+TESTS += %reldir%/mpi/bench_fedround.sh
+dist_noinst_SCRIPTS += %reldir%/mpi/bench_fedround.sh

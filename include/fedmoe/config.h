@@ -50,6 +50,7 @@ typedef struct fm_config {
     int device, precision; /* FM_DEVICE_*, FM_PRECISION_* */
     int client_batch;      /* clients trained at once over the shared frozen base */
     double collective_timeout; /* seconds; 0: no watchdog */
+    int device_state_mb;       /* MiB of device memory for the hosted clients' private state; -1: what fits */
   } run;
   struct {
     int vocab, context, d_model, heads, layers;

@@ -218,6 +218,9 @@ fm_err fm_output_check(const char *runfile, int create, const char *netcdf, int 
 /* Print a summary of a run file (attributes, rounds done, final round metrics,
  * checkpoints) to out. Not collective: call on one rank. Errors name the file. */
 fm_err fm_runfile_info(const char *path, FILE *out);
+/* One line per round of the run file's round table: round, wall_s and the phase
+ * times t_local .. t_io (s), mean_train; a header line first. Serial, as above. */
+fm_err fm_runfile_rounds(const char *path, FILE *out);
 
 /* ---- a model out of a checkpoint (checkpoint_read.c; serial, call on one rank) ---- */
 /* The resolved configuration text stored in run file path (root attribute config);

@@ -183,10 +183,40 @@ fm_err fm_model_init(fm_model *m, uint64_t seed);
  * zero_grads, AdamW, the gradient norm) then takes the host's values first and
  * makes the host copies stale again. So fetch a pointer's values again (call the
  * accessor) after a pass; a tensor pointer kept across passes must be brought up to
- * date with fm_model_sync. On the CPU all of this costs nothing. */
+ * date with fm_model_sync. After it, kept pointers to the classes may be written
+ * until the next pass; the frozen tensors' (which no pass changes) and those of a
+ * class loaded from a stash (below; it stays on the device) are to be read only -
+ * write those through an accessor. On the CPU all of this costs nothing. */
 fm_err fm_model_sync(fm_model *m);
 /* "cpu" or "cuda": where the model lives */
 const char *fm_model_device(const fm_model *m);
+
+/* A stash: one class's values and AdamW moments kept in a device model's own memory
+ * (the GPU's), for a hosted client whose private state is resident there
+ * (fl/client_state.c, run.device_state_mb). Loading and saving copy device to device,
+ * exactly, so a resident client trains bit for bit as one whose state is in host
+ * memory. Device models only (on the CPU the host is the device: nothing to stash). */
+typedef struct fm_stash fm_stash;
+/* Bytes of device memory stashes may take now: what the device has free, less the
+ * AdamW moments the model has yet to allocate and a margin for the libraries'
+ * workspaces (0 on the CPU; SIZE_MAX when the device does not say). */
+size_t fm_model_stash_room(const fm_model *m);
+/* Bytes one stash of class cls takes (values, two moments). */
+size_t fm_model_stash_bytes(const fm_model *m, int cls);
+/* A stash for class cls: values and moments zero. Fails, with the device's message,
+ * when the memory is not there. */
+fm_err fm_model_stash_alloc(fm_model *m, int cls, fm_stash **s);
+void fm_model_stash_free(fm_model *m, fm_stash *s);
+/* Class cls := the stash's values, and its moments into the device's AdamW buffers of
+ * the class; the client's fm_adamw then has m = v = NULL (its moments are on the
+ * device), n and step its own. The class stays on the device (fm_model_sync skips it). */
+fm_err fm_model_stash_load(fm_model *m, fm_stash *s);
+/* The class's values and moments (after the steps since the load) into the stash. */
+void fm_model_stash_save(fm_model *m, fm_stash *s);
+/* The stash to host arrays of the class's numel (for a checkpoint; any may be NULL), and
+ * back from them (a resume; NULL moments: zero). */
+fm_err fm_model_stash_get(fm_model *m, const fm_stash *s, float *w, float *mo, float *v);
+void fm_model_stash_set(fm_model *m, fm_stash *s, const float *w, const float *mo, const float *v);
 /* The device models made from now on live on (a backend from the CUDA library's
  * fm_cuda_backend_open; NULL: the CPU). */
 typedef struct fm_backend fm_backend;

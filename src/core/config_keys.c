@@ -40,6 +40,12 @@ const fm_key fm_config_keys[] = {
    "seconds a rank may wait for the others in a collective before the job ends naming the missing ranks "
    "(0: never; above the longest time one rank works while the others wait)",
    FM_RESUME_FREE},
+  {"run.device_state_mb", FM_KEY_INT, F(run.device_state_mb), "-1", -1, 1e9, NULL,
+   "MiB of device memory each rank gives the private state (parameters, AdamW moments) of the clients "
+   "it hosts, which then moves device to device at a client switch; what does not fit stays in host "
+   "memory (-1: the rank's share of what the GPU has free after the models, less a margin; 0: all in "
+   "host memory; results are the same either way)",
+   FM_RESUME_FREE},
   /* [model] */
   {"model.vocab", FM_KEY_INT, F(model.vocab), "256", 2, 16777216, NULL,
    "vocabulary size (256 with the byte tokenizer; at least the tokenizer's ids otherwise)"},

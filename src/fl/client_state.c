@@ -1,10 +1,22 @@
-/* client_state.c - loading clients into the host's model and keeping their state. */
+/* client_state.c - loading clients into the host's model and keeping their state.
+ *
+ * A client's private state lives where it was placed when the client first got some
+ * (place): on a device model, in device memory (a stash per class, copied device to
+ * device at each switch) while the host's budget lasts, else in host memory (copied
+ * through the model's host mirrors, uploaded by the next pass). The budget is this
+ * rank's share of what the device has free once the models are made, less a margin
+ * (fm_model_stash_room; the node's ranks may share the GPU), capped by
+ * run.device_state_mb. The copies are exact both ways, so where a client's state
+ * lives never changes a result. */
 #include "client_state.h"
 
+#include "fedmoe/log.h"
+
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-fm_err fm_host_create(fm_host *h, const fm_strategy *st, fm_model *model) {
+fm_err fm_host_create(fm_host *h, const fm_strategy *st, fm_model *model, int device_state_mb) {
   memset(h, 0, sizeof *h);
   h->st = st;
   h->model = model;
@@ -21,7 +33,30 @@ fm_err fm_host_create(fm_host *h, const fm_strategy *st, fm_model *model) {
       memcpy(h->init_private[c], src, n * sizeof(float));
     }
   }
+  h->cap_mb = device_state_mb;
   return FM_OK;
+}
+
+/* The ranks of this node (the launcher's figure; 1 when it does not say): they may
+ * share its GPUs, so a rank's budget is its share of its GPU's free memory. */
+static size_t node_ranks(void) {
+  const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    const char *e = getenv(vars[i]);
+    if (e && atoi(e) > 0) return (size_t)atoi(e);
+  }
+  return 1;
+}
+
+/* The budget, set when the first client gets state (in the first round: every rank's
+ * model is made by then, so the free memory is what is left to share): this rank's
+ * share of the device's room for stashes, capped by run.device_state_mb. */
+static void set_budget(fm_host *h) {
+  if (h->budget_set) return;
+  h->budget_set = 1;
+  h->room = fm_model_stash_room(h->model);
+  if (h->room != SIZE_MAX) h->room /= node_ranks();
+  if (h->cap_mb >= 0 && (double)h->room > (double)h->cap_mb * 1048576.0) h->room = (size_t)h->cap_mb << 20;
 }
 
 void fm_host_free(fm_host *h) {
@@ -33,30 +68,67 @@ void fm_host_free(fm_host *h) {
   memset(h, 0, sizeof *h);
 }
 
-fm_err fm_host_load(fm_host *h, fm_client_state *cs, fm_adamw *opts, int keep) {
+/* A home for a client's state that has none yet, starting from the initial private
+ * values and fresh moments: its stashes when all of them fit the budget (and the
+ * device gives the memory), host arrays otherwise. */
+static fm_err place(fm_host *h, fm_client_state *cs) {
+  set_budget(h);
+  size_t need = fm_host_private_bytes(h);
+  /* a stash holds one copy of a class: a model of client slots (run.client_batch) keeps
+   * its clients' state in host memory */
+  int resident = need > 0 && need <= h->room && fm_model_nslot(h->model) == 1;
+  for (int c = 0; resident && c < h->nclass; c++) {
+    if (h->st->shared[c]) continue;
+    if (fm_model_stash_alloc(h->model, c, &cs->stash[c])) { /* the budget was an estimate: spill */
+      FM_DEBUG("client state: the device refused a stash (%s); this client's state goes to host memory",
+               fm_error_message());
+      fm_error_clear();
+      for (int k = 0; k < c; k++) fm_model_stash_free(h->model, cs->stash[k]), cs->stash[k] = NULL;
+      resident = 0;
+    }
+  }
   for (int c = 0; c < h->nclass; c++) {
+    if (h->st->shared[c]) continue;
     size_t n = fm_model_class_numel(h->model, c);
-    float *dst = fm_model_class_params(h->model, c);
-    if (h->st->shared[c]) {
-      memcpy(dst, h->global[c], n * sizeof(float));
-      fm_adamw_reset(&h->shared_opt[c]);
-      opts[c] = h->shared_opt[c];
-      continue;
-    }
-    if (!cs->allocated && !keep) { /* a view of the initial state, nothing kept */
-      memcpy(dst, h->init_private[c], n * sizeof(float));
-      memset(&opts[c], 0, sizeof opts[c]);
-      continue;
-    }
-    if (!cs->allocated) {
+    if (resident) {
+      fm_model_stash_set(h->model, cs->stash[c], h->init_private[c], NULL, NULL);
+      cs->opt[c] = (fm_adamw){NULL, NULL, n, 0};
+    } else {
       FM_CALLOC(cs->params[c], n, "client private parameters");
       memcpy(cs->params[c], h->init_private[c], n * sizeof(float));
       FM_CHECK(fm_adamw_create(&cs->opt[c], n));
     }
-    memcpy(dst, cs->params[c], n * sizeof(float));
+  }
+  if (resident) {
+    h->room -= need;
+    h->resident++;
+    cs->model = h->model;
+  } else {
+    h->spilled++;
+  }
+  cs->allocated = 1;
+  return FM_OK;
+}
+
+fm_err fm_host_load(fm_host *h, fm_client_state *cs, fm_adamw *opts, int keep) {
+  if (!cs->allocated && keep) FM_CHECK(place(h, cs));
+  for (int c = 0; c < h->nclass; c++) {
+    size_t n = fm_model_class_numel(h->model, c);
+    if (h->st->shared[c]) {
+      memcpy(fm_model_class_params(h->model, c), h->global[c], n * sizeof(float));
+      fm_adamw_reset(&h->shared_opt[c]);
+      opts[c] = h->shared_opt[c];
+      continue;
+    }
+    if (!cs->allocated) { /* a view of the initial state, nothing kept */
+      memcpy(fm_model_class_params(h->model, c), h->init_private[c], n * sizeof(float));
+      memset(&opts[c], 0, sizeof opts[c]);
+      continue;
+    }
+    if (cs->stash[c]) FM_CHECK(fm_model_stash_load(h->model, cs->stash[c]));
+    else memcpy(fm_model_class_params(h->model, c), cs->params[c], n * sizeof(float));
     opts[c] = cs->opt[c];
   }
-  if (keep) cs->allocated = 1;
   return FM_OK;
 }
 
@@ -66,16 +138,21 @@ void fm_host_save(fm_host *h, fm_client_state *cs, const fm_adamw *opts) {
       h->shared_opt[c].step = opts[c].step;
       continue;
     }
-    size_t n = fm_model_class_numel(h->model, c);
-    memcpy(cs->params[c], fm_model_class_params(h->model, c), n * sizeof(float));
-    cs->opt[c].step = opts[c].step; /* m and v were updated in place */
+    if (cs->stash[c]) {
+      fm_model_stash_save(h->model, cs->stash[c]);
+    } else {
+      size_t n = fm_model_class_numel(h->model, c);
+      memcpy(cs->params[c], fm_model_class_params(h->model, c), n * sizeof(float));
+    }
+    cs->opt[c].step = opts[c].step; /* m and v were updated in place (or on the device) */
   }
 }
 
 void fm_client_state_free(fm_client_state *cs, int nclass) {
   for (int c = 0; c < nclass; c++) {
     free(cs->params[c]);
-    fm_adamw_free(&cs->opt[c]);
+    if (cs->stash[c]) fm_model_stash_free(cs->model, cs->stash[c]);
+    else fm_adamw_free(&cs->opt[c]);
   }
   memset(cs, 0, sizeof *cs);
 }
@@ -89,15 +166,43 @@ size_t fm_host_private_bytes(const fm_host *h) {
 
 fm_err fm_host_restore(fm_host *h, fm_client_state *cs, int cls, const float *params, const float *m,
                        const float *v, long step) {
+  if (!cs->allocated) FM_CHECK(place(h, cs));
   size_t n = fm_model_class_numel(h->model, cls);
-  if (!cs->params[cls]) {
-    FM_CALLOC(cs->params[cls], n, "client private parameters");
-    FM_CHECK(fm_adamw_create(&cs->opt[cls], n));
+  if (cs->stash[cls]) {
+    fm_model_stash_set(h->model, cs->stash[cls], params, m, v);
+  } else {
+    memcpy(cs->params[cls], params, n * sizeof(float));
+    memcpy(cs->opt[cls].m, m, n * sizeof(float));
+    memcpy(cs->opt[cls].v, v, n * sizeof(float));
   }
-  memcpy(cs->params[cls], params, n * sizeof(float));
-  memcpy(cs->opt[cls].m, m, n * sizeof(float));
-  memcpy(cs->opt[cls].v, v, n * sizeof(float));
   cs->opt[cls].step = step;
-  cs->allocated = 1;
+  return FM_OK;
+}
+
+fm_err fm_host_state_get(fm_host *h, const fm_client_state *cs, int cls, float *params, float *m, float *v,
+                         int64_t *step) {
+  size_t n = fm_model_class_numel(h->model, cls);
+  if (cs->stash[cls]) {
+    FM_CHECK(fm_model_stash_get(h->model, cs->stash[cls], params, m, v));
+  } else {
+    memcpy(params, cs->params[cls], n * sizeof(float));
+    memcpy(m, cs->opt[cls].m, n * sizeof(float));
+    memcpy(v, cs->opt[cls].v, n * sizeof(float));
+  }
+  *step = cs->opt[cls].step;
+  return FM_OK;
+}
+
+fm_err fm_host_report(const fm_host *h, MPI_Comm comm) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  double mine[2] = {h->resident, h->spilled}, all[2] = {0, 0};
+  int rc = MPI_Reduce(mine, all, 2, MPI_DOUBLE, MPI_SUM, 0, comm);
+  if (rc != MPI_SUCCESS) FM_CHECK(fm_error_mpi(__FILE__, __LINE__, __func__, rc, "MPI_Reduce(client state placement)"));
+  const double b = (double)fm_host_private_bytes(h) / 1048576.0;
+  /* on the CPU the host is the device: nothing to say */
+  if (rank == 0 && strcmp(fm_model_device(h->model), "cpu") && b > 0 && all[0] + all[1] > 0)
+    fm_say("fedmoe: private state of %.0f clients: %.0f resident in device memory (%.1f MiB), %.0f in host "
+           "memory (%.1f MiB)\n", all[0] + all[1], all[0], all[0] * b, all[1], all[1] * b);
   return FM_OK;
 }

@@ -7,11 +7,16 @@
 
 /* A client's private classes (parameters and optimizer state), allocated the first
  * time the client is sampled: memory grows with the clients that have trained, by
- * their private state only. */
+ * their private state only. On a device model the state is resident - in device
+ * memory, one stash per class (fm_model_stash_*), opt[c] holding only n and step -
+ * while the host's budget for it lasts (run.device_state_mb), in host memory (params,
+ * opt's arrays) otherwise: a client is one or the other for the whole run. */
 typedef struct {
   int allocated;
   float *params[FM_MAX_CLASSES];
   fm_adamw opt[FM_MAX_CLASSES];
+  fm_stash *stash[FM_MAX_CLASSES]; /* resident: its classes on the device (else NULL) */
+  fm_model *model;                 /* resident: the model the stashes belong to */
 } fm_client_state;
 
 typedef struct {
@@ -21,9 +26,14 @@ typedef struct {
   float *init_private[FM_MAX_CLASSES]; /* the initial private values: new clients start here */
   float *global[FM_MAX_CLASSES];       /* the latest aggregated shared values */
   fm_adamw shared_opt[FM_MAX_CLASSES]; /* reset for every client and round */
+  int cap_mb;                          /* run.device_state_mb */
+  int budget_set;                      /* room is known (set at the first client with state) */
+  size_t room;                         /* bytes of device memory left for resident clients */
+  int resident, spilled;               /* clients whose state is on the device / in host memory */
 } fm_host;
 
-fm_err fm_host_create(fm_host *h, const fm_strategy *st, fm_model *model);
+/* device_state_mb: run.device_state_mb (-1: what the device has room for; 0: none) */
+fm_err fm_host_create(fm_host *h, const fm_strategy *st, fm_model *model, int device_state_mb);
 void fm_host_free(fm_host *h);
 /* Put client cs's state and the global shared values into the model. A client that
  * has never trained gets the initial private values; its state is allocated only
@@ -35,6 +45,12 @@ void fm_client_state_free(fm_client_state *cs, int nclass);
 /* Set private class cls of a client from a checkpoint. */
 fm_err fm_host_restore(fm_host *h, fm_client_state *cs, int cls, const float *params, const float *m,
                        const float *v, long step);
+/* Private class cls of a client into host arrays of the class's numel (a checkpoint). */
+fm_err fm_host_state_get(fm_host *h, const fm_client_state *cs, int cls, float *params, float *m, float *v,
+                         int64_t *step);
+/* Says on rank 0 how many of the clients with state are resident on the devices and how
+ * many in host memory, with their bytes (a line of the run's log). Collective. */
+fm_err fm_host_report(const fm_host *h, MPI_Comm comm);
 /* Bytes of private state held for one client. */
 size_t fm_host_private_bytes(const fm_host *h);
 

@@ -260,7 +260,7 @@ static fm_err setup(run_t *r) {
       FM_CHECK(err);
     }
   }
-  FM_CHECK(fm_host_create(&r->host, r->st, r->model));
+  FM_CHECK(fm_host_create(&r->host, r->st, r->model, c->run.device_state_mb));
   FM_CHECK(fm_system_create(&r->sys, c));
   FM_CALLOC(r->status, (size_t)c->fl.clients, "client status");
   FM_CALLOC(r->simtime, (size_t)c->fl.clients, "simulated times");
@@ -716,13 +716,8 @@ static fm_err checkpoint(run_t *r, int round, const uint8_t *have, const int32_t
     if (!e) e = fm_calloc(&m, kk * n, sizeof *m, "checkpoint staging");
     if (!e) e = fm_calloc(&v, kk * n, sizeof *v, "checkpoint staging");
     if (!e) e = fm_calloc(&step, kk, sizeof *step, "checkpoint staging");
-    for (size_t j = 0; !e && j < kk; j++) {
-      fm_client_state *cs = &r->clients[ids[j]];
-      memcpy(p + j * n, cs->params[c], n * sizeof *p);
-      memcpy(m + j * n, cs->opt[c].m, n * sizeof *m);
-      memcpy(v + j * n, cs->opt[c].v, n * sizeof *v);
-      step[j] = cs->opt[c].step;
-    }
+    for (size_t j = 0; !e && j < kk; j++)
+      e = fm_host_state_get(&r->host, &r->clients[ids[j]], c, p + j * n, m + j * n, v + j * n, &step[j]);
     /* every rank takes part in the collective write, even after a local failure */
     fm_err w;
     WATCHED("checkpoint: private state", w = fm_runfile_write_class(r->rf, c, n, have, e ? 0 : k, ids, p, m, v, step));
@@ -1249,6 +1244,7 @@ static fm_err run_watched(run_t *rp, const fm_config *cfg, const fm_run_opts *op
              "%.1f KiB (no optimizer state: AdamW starts afresh each round); val/test figures are the personal "
              "models', test_loss_global the global model's\n", (double)r.shared_bytes / 1024.0);
     err = rounds(&r, opts, done + 1, sum);
+    if (!err) err = fm_host_report(&r.host, comm); /* where the clients' private state lived */
     if (!err && cfg->fltk.finetune_steps > 0 && sum->rounds_done == cfg->fl.rounds)
       err = fm_toolkit_finetune(cfg, r.st, &r.data, &r.host, r.clients, r.budget, r.tokens, r.targets, r.rf, comm,
                                 opts->quiet);

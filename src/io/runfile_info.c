@@ -210,3 +210,51 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
   H5Fclose(f);
   return FM_OK;
 }
+
+/* `fedmoe info RUNFILE --rounds`: one line per round of /metrics/rounds with its wall
+ * time and phase times (the slowest rank's; nan: no rank did that phase), for
+ * scripts that time rounds (bench/fedround.sh) without an HDF5 reader of their own. */
+fm_err fm_runfile_rounds(const char *path, FILE *out) {
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  if (H5Fis_hdf5(path) <= 0)
+    FM_ERROR(FM_ERR_FORMAT, "'%s' is not an HDF5 file (or cannot be read)", path);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0)
+    FM_ERROR(FM_ERR_FORMAT, "'%s' is truncated or damaged: HDF5 finds its signature but cannot open it", path);
+  hid_t d = H5Dopen2(f, "/metrics/rounds", H5P_DEFAULT);
+  if (d < 0) {
+    H5Fclose(f);
+    FM_ERROR(FM_ERR_FORMAT, "'%s' has no /metrics/rounds table (not a fedmoe run file, or no round done)", path);
+  }
+  hid_t sp = H5Dget_space(d);
+  hsize_t n = 0;
+  if (H5Sget_simple_extent_ndims(sp) == 1) H5Sget_simple_extent_dims(sp, &n, NULL);
+  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(fm_round_row));
+  H5Tinsert(t, "round", HOFFSET(fm_round_row, round), H5T_NATIVE_INT32);
+  H5Tinsert(t, "mean_train", HOFFSET(fm_round_row, mean_train), H5T_NATIVE_DOUBLE);
+  H5Tinsert(t, "wall_s", HOFFSET(fm_round_row, wall_s), H5T_NATIVE_DOUBLE);
+  H5Tinsert(t, "t_local", HOFFSET(fm_round_row, t_local), H5T_NATIVE_DOUBLE);
+  H5Tinsert(t, "t_aggregate", HOFFSET(fm_round_row, t_aggregate), H5T_NATIVE_DOUBLE);
+  H5Tinsert(t, "t_server", HOFFSET(fm_round_row, t_server), H5T_NATIVE_DOUBLE);
+  H5Tinsert(t, "t_broadcast", HOFFSET(fm_round_row, t_broadcast), H5T_NATIVE_DOUBLE);
+  H5Tinsert(t, "t_evaluate", HOFFSET(fm_round_row, t_evaluate), H5T_NATIVE_DOUBLE);
+  H5Tinsert(t, "t_io", HOFFSET(fm_round_row, t_io), H5T_NATIVE_DOUBLE);
+  fm_round_row *rows = n ? calloc(n, sizeof *rows) : NULL;
+  herr_t rc = rows ? H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) : 0;
+  H5Tclose(t);
+  H5Sclose(sp);
+  H5Dclose(d);
+  H5Fclose(f);
+  if (n && (!rows || rc < 0)) {
+    free(rows);
+    FM_ERROR(FM_ERR_FORMAT, "'%s': /metrics/rounds cannot be read as fedmoe's round table", path);
+  }
+  fprintf(out, "round   wall_s  t_local  t_aggregate  t_server  t_broadcast  t_evaluate  t_io  mean_train\n");
+  for (hsize_t i = 0; i < n; i++) {
+    const fm_round_row *r = &rows[i];
+    fprintf(out, "%d %.6f %.6f %.6f %.6f %.6f %.6f %.6f %.6f\n", r->round, r->wall_s, r->t_local, r->t_aggregate,
+            r->t_server, r->t_broadcast, r->t_evaluate, r->t_io, r->mean_train);
+  }
+  free(rows);
+  return FM_OK;
+}

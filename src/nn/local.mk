@@ -24,3 +24,6 @@ NN_VECTOR_OBJS = %reldir%/linear.$(OBJEXT) %reldir%/layernorm.$(OBJEXT) %reldir%
 	%reldir%/moe_swiglu_lora.$(OBJEXT) %reldir%/attention_cached.$(OBJEXT)
 $(NN_VECTOR_OBJS): AM_CFLAGS += -ftree-loop-vectorize -fvect-cost-model=dynamic \
 	-fno-trapping-math -fno-math-errno
+
+# a hosted client's private state in a device model's memory (run.device_state_mb)
+libfedmoe_a_SOURCES += %reldir%/model_stash.c

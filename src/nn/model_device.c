@@ -51,6 +51,8 @@ fm_err fm_model_device_alloc(fm_model *m) {
     m->tw[i] = m->dw[buf_index(m, t->cls)] + t->offset;
     m->tg[i] = t->g ? m->dg[t->cls] + t->offset : NULL;
   }
+  FM_CALLOC(m->astash, nc + 1, "device class table"); /* resident clients (model_stash.c) */
+  FM_CALLOC(m->keep, nc + 1, "device class table");
   return FM_OK; /* both copies are zero: FM_SYNC_SAME */
 }
 
@@ -64,7 +66,7 @@ void fm_model_device_free(fm_model *m) {
   }
   be->free(be, m->dinj);
   free(m->dw), free(m->dg), free(m->am), free(m->av), free(m->atag_m), free(m->atag_v);
-  free(m->adev), free(m->wsync), free(m->gsync), free(m->stage);
+  free(m->adev), free(m->astash), free(m->keep), free(m->wsync), free(m->gsync), free(m->stage);
 }
 
 fm_err fm_model_moe_alloc(fm_model *m, fm_block *b, int N, const fm_moe_dims *dm) {
@@ -120,9 +122,11 @@ fm_err fm_model_host_params(fm_model *m, int cls) {
   if (!be->device) return FM_OK;
   const int k = buf_index(m, cls);
   if (m->wsync[k] == FM_SYNC_DEVICE) be->download(be, host_w(m, k), m->dw[k], buf_numel(m, k) * sizeof(float));
-  if (k < m->nclass) flush_adamw(m, k);
+  /* (a resident client's moments stay on the device, then go back to its stash) */
+  if (k < m->nclass && !m->astash[k]) flush_adamw(m, k);
   FM_CHECK(be->sync(be, "bring a class of parameters to the host"));
   m->wsync[k] = FM_SYNC_HOST;
+  m->keep[k] = 0; /* the host has it now: back to the ordinary protocol */
   if (m->logits_stale) m->logits_stale = 2; /* the host may change them: a fused head's logits are gone */
   return FM_OK;
 }
@@ -136,18 +140,30 @@ fm_err fm_model_host_grads(fm_model *m, int cls) {
   return FM_OK;
 }
 
-/* Everything current on the host. The parameters are the host's from here (their
- * pointers are kept and may be written); the gradients are read, so both copies stay
- * valid and the next pass need not upload them. */
+/* Everything current on the host. The classes' parameters are the host's from here
+ * (their pointers are kept and may be written); the gradients and the frozen
+ * parameters are read, so both copies stay valid and the next pass need not upload
+ * them. A class loaded from a stash (a resident client's private state,
+ * model_stash.c) stays on the device: it goes back to its stash device to device, and
+ * an accessor still brings it down when asked. */
 fm_err fm_model_sync(fm_model *m) {
   for (int c = -1; c < m->nclass; c++) {
+    if (c >= 0 && m->be->device && m->keep[c]) continue;
+    const int host_newer = c < 0 && m->be->device && m->wsync[m->nclass] == FM_SYNC_HOST;
     FM_CHECK(fm_model_host_params(m, c));
+    /* the frozen buffer, which no pass changes, stays valid on both sides (unless the
+     * host wrote it since the last pass): the next pass need not upload it again (a
+     * whole frozen base, with model.train = lora, at every client switch); a write to
+     * it goes through an accessor, which gives it to the host */
+    if (c < 0 && m->be->device && !host_newer) m->wsync[m->nclass] = FM_SYNC_SAME;
     if (c < 0 || !m->be->device) continue;
     FM_CHECK(fm_model_host_grads(m, c));
     m->gsync[c] = FM_SYNC_SAME;
   }
   return FM_OK;
 }
+
+void fm_model_flush_adamw(fm_model *m, int c) { flush_adamw(m, c); }
 
 const char *fm_model_device(const fm_model *m) { return m->be->name; }
 
@@ -175,6 +191,13 @@ void fm_adamw_step_device(fm_adamw *o, fm_model *m, int cls, const fm_adamw_hpar
   if (!(h->grad_scale >= 0.0f))
     fm_fatal(fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_INTERNAL, "AdamW with grad_scale %g",
                           (double)h->grad_scale));
+  /* a resident client's state (m = v = NULL) steps on the moments its stash put on the
+   * device (no tag there: nothing is uploaded below); another state's moments take the
+   * stash's back to it first (model_stash.c) */
+  if (!o->m && !m->astash[cls])
+    fm_fatal(fm_error_set(__FILE__, __LINE__, __func__, FM_ERR_INTERNAL,
+                          "AdamW state without host arrays on class %d, which holds no resident client", cls));
+  if (o->m) fm_model_stash_release(m, cls);
   FM_PROF_BEGIN(t0);
   fm_err e = fm_model_to_device(m);
   if (!e && !m->am[cls]) {

@@ -63,6 +63,12 @@ struct fm_model {
   float **am, **av;
   float **atag_m, **atag_v;
   uint8_t *adev;
+  /* a resident client's class (model_stash.c): astash[c], the stash whose moments
+   * am/av hold instead of a host state's (then adev: newer than the stash's), and
+   * keep[c], set while class c holds a stash's values, which fm_model_sync leaves on
+   * the device */
+  fm_stash **astash;
+  uint8_t *keep;
   float *stage, *dinj;
   size_t stage_n;
   /* activations: one arena */
@@ -175,5 +181,13 @@ fm_err fm_llama_index(fm_model *m);
 fm_err fm_llama_alloc(fm_model *m);
 void fm_llama_forward(fm_model *m, int B, int T, double *lbsum);
 void fm_llama_backward(fm_model *m, int lo, int k, const float *dh);
+
+/* model_stash.c: the AdamW moments of a stash on class c (astash[c]) back into it
+ * when newer, and the class no longer the stash's: before another state's moments
+ * take the device buffers */
+void fm_model_stash_release(fm_model *m, int c);
+/* model_device.c: the device's moments of class c back into the host state they
+ * belong to (atag) when newer, and the class no longer that state's */
+void fm_model_flush_adamw(fm_model *m, int c);
 
 #endif

@@ -80,6 +80,10 @@ FEDMOE_PRECISION=fp16 timeout 60 bash "$J/slurm/gpu.sbatch" "$TMP/tiny.ini" >"$T
   && fail "gpu.sbatch with FEDMOE_PRECISION=fp16 exited 0"
 grep -q "FEDMOE_PRECISION must be fp32, tf32 or bf16, not 'fp16'" "$TMP/gpuprec.out" \
   || { cat "$TMP/gpuprec.out"; fail "gpu.sbatch: no message for a bad precision"; }
+FEDMOE_DEVICE_STATE_MB=lots timeout 60 bash "$J/slurm/gpu.sbatch" "$TMP/tiny.ini" >"$TMP/gpustate.out" 2>&1 \
+  && fail "gpu.sbatch with FEDMOE_DEVICE_STATE_MB=lots exited 0"
+grep -q "FEDMOE_DEVICE_STATE_MB must be -1 or a number of MiB, not 'lots'" "$TMP/gpustate.out" \
+  || { cat "$TMP/gpustate.out"; fail "gpu.sbatch: no message for a bad FEDMOE_DEVICE_STATE_MB"; }
 if ! command -v nvidia-smi >/dev/null; then
   FEDMOE_OUTPUT=$TMP/gpu.h5 SLURM_CPUS_PER_TASK=1 timeout -k 5 120 bash "$J/slurm/gpu.sbatch" "$TMP/tiny.ini" -q $small \
     >"$TMP/gpu.out" 2>&1 && { cat "$TMP/gpu.out"; fail "gpu.sbatch on a node without a GPU exited 0"; }

@@ -63,6 +63,12 @@ expect_fail 3 30 "is not an HDF5 file: fedmoe replaces only its own run files" r
 cmp -s "$TMP/tiny.ini" "$TMP/keep.ini" || fail "an INI file given as run.output was replaced"
 mpi 3 run "$TMP/tiny.ini" $set_common --set run.output="$TMP/exist.h5" --overwrite || { cat "$TMP/out"; fail "--overwrite"; }
 "$FEDMOE" info "$TMP/exist.h5" | grep -q "rounds     4 done" || fail "--overwrite: the new run should hold 4 rounds"
+# info --rounds: a header and one line per round, its wall time above its local-update time
+"$FEDMOE" info "$TMP/exist.h5" --rounds >"$TMP/rounds" || { cat "$TMP/rounds"; fail "info --rounds"; }
+awk 'NR == 1 { ok = $1 == "round" && $2 == "wall_s" && $3 == "t_local"; next }
+     { n++; if ($1 != n || !($2 > 0) || !($3 > 0) || $2 < $3) ok = 0 }
+     END { exit !(ok && n == 4) }' "$TMP/rounds" || { cat "$TMP/rounds"; fail "info --rounds: not 4 rounds of times"; }
+expect_fail 1 30 "is not an HDF5 file" info "$TMP/keep.ini" --rounds
 echo "ok: an existing output is replaced only with --overwrite, only when it is a run file, only once the run starts"
 
 }

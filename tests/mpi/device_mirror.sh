@@ -6,7 +6,9 @@
 # fedavg, local (private state and AdamW moments go to the host at each client
 # switch) and fedbiot (hidden states, an injected gradient, a second model), the
 # same results on 2 and 3 ranks, close to the plain CPU run, and an exact resume.
-# fl.scaffold, which keeps tensor pointers across passes, is refused.
+# fl.scaffold, which keeps tensor pointers across passes, is refused. The hosted
+# clients' private state in device memory, in host memory or some of each
+# (run.device_state_mb) gives bit-identical runs and resumes.
 . "${top_srcdir:-.}/tests/mpi/common.sh"
 . "$top_srcdir/tests/mpi/tiny.sh"
 . "$top_srcdir/tests/mpi/base.sh"
@@ -66,6 +68,47 @@ for obj in /checkpoints/r000004 /metrics/clients; do
     || { cat "$TMP/diff"; fail "stand-in device: $obj differs after resume"; }
 done
 echo "ok: on the stand-in device, stopped at 2 of 4 and resumed equals the uninterrupted run"
+# the hosted clients' private state in device memory (run.device_state_mb: -1 all that
+# fits, the stand-in device has no limit; 0 none; a budget that holds some: 3 MiB, two
+# of the six local clients of d 64 on one host; 1 MiB a host, four of the comigs ones of
+# d 32) gives the same run bit for bit, and says where it was
+state() { # STRATEGY NP MIXED_MB EXTRA...: runs with every budget, each compared with the first
+  s=$1 np=$2 mixed=$3
+  shift 3
+  for mb in -1 0 $mixed; do
+    mpi "$np" run "$TMP/tiny.ini" $mirror "$@" --set fl.strategy=$s --set fl.rounds=3 --set run.device_state_mb=$mb \
+      --set run.output="$TMP/state-$s$mb.h5" || { cat "$TMP/out"; fail "$s with run.device_state_mb = $mb"; }
+    grep "^fedmoe: private state" "$TMP/out" >"$TMP/where-$mb" || { cat "$TMP/out"; fail "$s: no line on the private state"; }
+    cat "$TMP/where-$mb"
+  done
+  grep -q ": 6 resident in device memory .*, 0 in host" "$TMP/where--1" || fail "$s: not every client resident with -1"
+  grep -q ": 0 resident in device memory .*, 6 in host" "$TMP/where-0" || fail "$s: a client resident with 0 MiB"
+  grep -Eq ": [1-5] resident in device memory .*, [1-5] in host" "$TMP/where-$mixed" || fail "$s: $mixed MiB should mix"
+  for mb in 0 $mixed; do
+    for obj in /checkpoints/r000003 /metrics/clients $objs_more; do
+      "$H5DIFF" --follow-symlinks "$TMP/state-$s-1.h5" "$TMP/state-$s$mb.h5" $obj $obj >"$TMP/diff" 2>&1 \
+        || { cat "$TMP/diff"; fail "$s: $obj differs between all clients resident and run.device_state_mb = $mb"; }
+    done
+  done
+  echo "ok: $s: private state resident, in host memory, or mixed: identical"
+}
+objs_more=""
+state local 2 3 $dense --set model.d_model=64
+objs_more="/routing/counts /routing/gate_mass"
+state comigs 3 1 --set model.d_model=32
+# a checkpoint of resident clients resumes into host memory (and back): exact
+set_run="$mirror $dense --set model.d_model=64 --set fl.strategy=local --set fl.rounds=4 --set run.checkpoint_every=1"
+mpi 2 run "$TMP/tiny.ini" $set_run --set run.device_state_mb=-1 --set run.output="$TMP/sfull.h5" \
+  || { cat "$TMP/out"; fail "resident full run"; }
+mpi 2 run "$TMP/tiny.ini" $set_run --set run.device_state_mb=3 --set run.output="$TMP/shalf.h5" --set run.stop_after=2 \
+  || { cat "$TMP/out"; fail "mixed first half"; }
+mpi 3 run "$TMP/tiny.ini" $set_run --set run.device_state_mb=0 --resume "$TMP/shalf.h5" \
+  || { cat "$TMP/out"; fail "resume in host memory"; }
+for obj in /checkpoints/r000004 /metrics/clients; do
+  "$H5DIFF" --follow-symlinks "$TMP/sfull.h5" "$TMP/shalf.h5" $obj $obj >"$TMP/diff" 2>&1 \
+    || { cat "$TMP/diff"; fail "private state: $obj differs after a resume with another placement"; }
+done
+echo "ok: resident, mixed then resumed in host memory equals the uninterrupted resident run"
 expect_fail 2 30 "key 'fl.scaffold': fl.scaffold does not run on the GPU yet" run "$TMP/tiny.ini" $dev \
   --set fl.scaffold=true
 echo "device_mirror: all passed"

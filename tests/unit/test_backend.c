@@ -10,7 +10,11 @@
  *   - fm_model_sync brings kept tensor pointers up to date;
  *   - the hidden states and logits handed out are the device's;
  *   - a fused head (backend.h's head_crossentropy) trains as the unfused one, and the
- *     logits it skipped are made when asked for. */
+ *     logits it skipped are made when asked for;
+ *   - a client whose class lives in a stash (model_stash.c: device memory, loaded and
+ *     saved device to device) trains bit for bit as one whose class lives on the host,
+ *     in turn with a host-state client, and its switches upload nothing; after
+ *     fm_model_sync the frozen parameters are not uploaded again. */
 #include "backend.h"
 
 #include "fedmoe/rng.h"
@@ -246,6 +250,76 @@ static void fused_head(void) {
   fake.head_crossentropy = NULL;
 }
 
+/* client 0's class 1 in a stash on g, on the host on h; client 1's on the host on both;
+ * class 0 trains on across the clients with one state (as a shared class) */
+static void stashes(void) {
+  fm_model *g = make(1), *h = make(1);
+  const size_t n0 = fm_model_class_numel(g, 0), n1 = fm_model_class_numel(g, 1);
+  fm_adamw g0, h0, og[2], oh[2]; /* class 0's state; class 1's per client */
+  CU_ASSERT_FATAL(fm_adamw_create(&g0, n0) == FM_OK && fm_adamw_create(&h0, n0) == FM_OK);
+  CU_ASSERT_FATAL(fm_adamw_create(&og[1], n1) == FM_OK);
+  for (int k = 0; k < 2; k++) CU_ASSERT_FATAL(fm_adamw_create(&oh[k], n1) == FM_OK);
+  og[0] = (fm_adamw){NULL, NULL, n1, 0}; /* resident: its moments live with the stash */
+  fm_stash *st = NULL;
+  CU_ASSERT_FATAL(fm_model_stash_alloc(g, 1, &st) == FM_OK);
+  CU_ASSERT_EQUAL(fm_model_stash_bytes(g, 1), 3 * n1 * sizeof(float));
+  float *kh[2], *kg1 = malloc(n1 * sizeof(float)), *w = malloc(n1 * sizeof(float));
+  float *mo = malloc(n1 * sizeof(float)), *v = malloc(n1 * sizeof(float));
+  for (int k = 0; k < 2; k++) kh[k] = malloc(n1 * sizeof(float));
+  memcpy(kg1, fm_model_class_params(g, 1), n1 * sizeof(float));
+  for (int k = 0; k < 2; k++) memcpy(kh[k], kg1, n1 * sizeof(float));
+  fm_model_stash_set(g, st, kg1, NULL, NULL); /* the initial values, fresh moments */
+  for (int round = 0; round < 3; round++)
+    for (int k = 0; k < 2; k++) {
+      fm_adamw oxh[2] = {h0, oh[k]}, oxg[2] = {g0, og[k]};
+      size_t up = uploads; /* as the runtime: load, steps, fm_model_sync, save */
+      memcpy(fm_model_class_params(h, 1), kh[k], n1 * sizeof(float));
+      step(h, oxh, 10 * round + k);
+      step(h, oxh, 10 * round + k + 100);
+      CU_ASSERT_FATAL(fm_model_sync(h) == FM_OK);
+      memcpy(kh[k], fm_model_class_params(h, 1), n1 * sizeof(float));
+      const size_t up_h = uploads - up;
+      /* after the first: the client's class and moments, class 0 and its moments (which
+       * fm_model_sync gave the host), two batches of tokens and targets; not the frozen
+       * parameters, which no pass changes */
+      if (round > 0 || k > 0)
+        CU_ASSERT_EQUAL(up_h, (3 * n1 + 3 * n0) * sizeof(float) + 2 * 2 * B * T * sizeof(int32_t));
+      up = uploads;
+      if (k == 0) {
+        CU_ASSERT_FATAL(fm_model_stash_load(g, st) == FM_OK);
+      } else {
+        memcpy(fm_model_class_params(g, 1), kg1, n1 * sizeof(float));
+      }
+      step(g, oxg, 10 * round + k);
+      step(g, oxg, 10 * round + k + 100);
+      CU_ASSERT_FATAL(fm_model_sync(g) == FM_OK);
+      if (k == 0) {
+        fm_model_stash_save(g, st);
+        /* the same uploads but the class and its moments, which went device to device */
+        CU_ASSERT_EQUAL(up_h - (uploads - up), 3 * n1 * sizeof(float));
+        CU_ASSERT_FATAL(fm_model_stash_get(g, st, w, mo, v) == FM_OK);
+      } else {
+        memcpy(kg1, fm_model_class_params(g, 1), n1 * sizeof(float));
+        memcpy(w, kg1, n1 * sizeof(float));
+        memcpy(mo, og[1].m, n1 * sizeof(float));
+        memcpy(v, og[1].v, n1 * sizeof(float));
+      }
+      h0.step = oxh[0].step, oh[k].step = oxh[1].step, g0.step = oxg[0].step, og[k].step = oxg[1].step;
+      CU_ASSERT(memcmp(w, kh[k], n1 * sizeof(float)) == 0);
+      CU_ASSERT(memcmp(mo, oh[k].m, n1 * sizeof(float)) == 0);
+      CU_ASSERT(memcmp(v, oh[k].v, n1 * sizeof(float)) == 0);
+      CU_ASSERT_EQUAL(og[k].step, oh[k].step);
+      CU_ASSERT(memcmp(fm_model_class_params(g, 0), fm_model_class_params(h, 0), n0 * sizeof(float)) == 0);
+    }
+  CU_ASSERT_EQUAL(og[0].step, 6);
+  fm_model_stash_free(g, st);
+  for (int k = 0; k < 2; k++) free(kh[k]), fm_adamw_free(&oh[k]);
+  free(kg1), free(w), free(mo), free(v);
+  fm_adamw_free(&og[1]), fm_adamw_free(&g0), fm_adamw_free(&h0);
+  fm_model_free(g);
+  fm_model_free(h);
+}
+
 int fm_test_register(void) {
   fake = fm_backend_cpu;
   fake.name = "fake";
@@ -256,6 +330,7 @@ int fm_test_register(void) {
   static const fm_test tests[] = {{"host mirrors: steps move no parameters, writes reach the passes", mirrors},
                                   {"two clients' AdamW states in turn", clients_in_turn},
                                   {"a fused head", fused_head},
+                                  {"a resident client's class in a stash", stashes},
                                   {NULL, NULL}};
   return fm_test_suite("model on a device backend (stand-in)", tests);
 }

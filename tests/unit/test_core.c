@@ -255,6 +255,7 @@ static void test_save_restore(void) {
 static void test_resume_free_keys(void) {
   static const char *const free_keys[] = {"run.name", "run.output", "run.checkpoint_every", "run.keep_last",
                                           "run.stop_after", "run.log_level", "run.threads", "run.collective_timeout",
+                                          "run.device_state_mb",
                                           "fl.rounds", "debug.fail", "pretrain.steps", "pretrain.eval_every",
                                           "pretrain.checkpoint_every", "pretrain.output"};
   int marked = 0;
