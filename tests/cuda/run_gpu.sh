@@ -128,7 +128,7 @@ for prec in fp32 bf16; do
   done
   tol_loss=1e-3 tol_w=1e-3
   [ $prec = bf16 ] && tol_loss=1e-2 tol_w=5e-2
-  /usr/bin/python3 - "$TMP/cb-$prec-1-2.h5" "$TMP/cb-$prec-4-2.h5" $tol_loss $tol_w <<'EOF2' \
+  "${PYTHON:-/usr/bin/python3}" - "$TMP/cb-$prec-1-2.h5" "$TMP/cb-$prec-4-2.h5" $tol_loss $tol_w <<'EOF2' \
     || fail "client_batch 4 against 1 on the GPU, $prec"
 import sys, h5py, numpy as np
 a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
