@@ -119,10 +119,12 @@ for np in $layouts; do
   # (through the launcher: a bundled Open MPI may not start a program on its own;
   # $mpirun unquoted on purpose, it may carry options)
   # shellcheck disable=SC2086
-  timeout 60 $mpirun --oversubscribe -np 1 "$fedmoe" info "$run" --rounds >"$out/rounds-$np.txt" 2>&1 || {
-    sed 's/^/  ! /' "$out/rounds-$np.txt"; echo "fedround.sh: $np ranks: fedmoe info --rounds failed"; status=1; continue; }
+  # (standard error apart: a launcher's warnings must not pass for rows)
+  timeout 60 $mpirun --oversubscribe -np 1 "$fedmoe" info "$run" --rounds >"$out/rounds-$np.txt" 2>"$out/rounds-$np.err" || {
+    sed 's/^/  ! /' "$out/rounds-$np.txt" "$out/rounds-$np.err"; echo "fedround.sh: $np ranks: fedmoe info --rounds failed"
+    status=1; continue; }
   # shellcheck disable=SC2086
-  timeout 60 $mpirun --oversubscribe -np 1 "$fedmoe" info "$run" >"$out/info-$np.txt" 2>&1
+  timeout 60 $mpirun --oversubscribe -np 1 "$fedmoe" info "$run" >"$out/info-$np.txt" 2>"$out/info-$np.err"
   # tokens a round trains: sampled clients x local steps x batch x length, from the
   # resolved configuration the run file keeps (so --set changes count)
   tokens=$(awk '/^\[/ { sec = $1 } $2 == "=" { v[sec "." $1] = $3 }
@@ -134,7 +136,7 @@ for np in $layouts; do
       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
     function z(x) { return x == "nan" || x == "-nan" ? 0 : x }
-    NR > 1 && $1 > 1 {  # the rounds after the warm-up round
+    $1 ~ /^[0-9]+$/ && $1 > 1 {  # the rounds after the warm-up round (rows only: the header is not one)
       k++; r[k] = z($3) + z($4) + z($5) + z($6); loc[k] = z($3); agg[k] = z($4) + z($5) + z($6)
       ev[k] = z($7); io[k] = z($8); wall[k] = $2; if (k == 1 || r[k] < best) best = r[k]
     }

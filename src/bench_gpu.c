@@ -10,7 +10,9 @@
  * at batch 8 x 128 and 8 x 1024 in fp32, tf32 and bf16 (one model per batch, trained on
  * through the precisions, each line printed as it is done). FEDMOE_BENCH_ONLY picks
  * cases (a comma list of MODEL or MODEL/MODE, e.g. gpt2-124m/lora,moe-12x768) and
- * FEDMOE_BENCH_PRECS precisions (e.g. bf16), so that a run fits a time limit. A step is a client's (zero the
+ * FEDMOE_BENCH_PRECS precisions (e.g. bf16), so that a run fits a time limit;
+ * FEDMOE_BENCH_PROFILE=1 adds, after each line, the time per part of 5 more steps with
+ * each part waited for (fedmoe bench --profile's table). A step is a client's (zero the
  * gradients, forward, backward, clip the norm to 1, AdamW), waited for on the GPU; the
  * line gives tokens/s of the median and the best of the timed steps and the model's
  * TFLOP/s (fm_model_flops_per_token). A model the backend does not run prints the
@@ -20,6 +22,7 @@
 
 #include "cli.h"
 
+#include "fedmoe/nn_threads.h"
 #include "fedmoe/rng.h"
 #include "fedmoe/timer.h"
 
@@ -64,7 +67,8 @@ static int cmp_double(const void *a, const void *b) {
 
 /* one model at batch B x T: a line per precision (or why it does not run); the model
  * is made once and trains on through the precisions */
-static fm_err bench_case(fm_backend *be, const gpu_case *gc, int B, int T, int steps, const char *only_precs) {
+static fm_err bench_case(fm_backend *be, const gpu_case *gc, int B, int T, int steps, const char *only_precs,
+                         int profile) {
   static const char *precs[3] = {"fp32", "tf32", "bf16"};
   const int lora = !strcmp(gc->mode, "lora"), N = B * T;
   fm_model *m = NULL;
@@ -114,6 +118,28 @@ static fm_err bench_case(fm_backend *be, const gpu_case *gc, int B, int T, int s
     printf("%-12s %-5s %4dx%-5d %-5s %10.0f %10.0f %8.1f %9.2f   %.3f -> %.3f\n", gc->name, gc->mode, B, T,
            precs[p], N / med, N / t[0], fpt * N / med * 1e-12, 1e3 * med, first, ce);
     fflush(stdout);
+    if (profile) { /* 5 more steps, each part waited for (slower than the line above) */
+      fm_nn_profile_reset();
+      fm_nn_profile_device(be);
+      fm_nn_profile(1);
+      double t0 = fm_wtime();
+      for (int k = 0; k < 5 && !err; k++) {
+        fm_model_zero_grads(m);
+        err = fm_model_forward(m, tok, tgt, B, T, &ce, NULL);
+        if (!err) err = fm_model_backward(m);
+        if (err) break;
+        fm_adamw_hparams h = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, fm_model_clip_factor(m, 1u, 1.0)};
+        fm_adamw_step(&opt, m, 0, &h);
+        err = fm_cu_sync(cu, "a profiled training step");
+      }
+      const double step = (fm_wtime() - t0) / 5;
+      fm_nn_profile(0);
+      fm_nn_profile_device(NULL);
+      if (err) break;
+      printf("  profile of %s %s %dx%d %s: ms per step, each part waited for (mean of 5 steps, %.2f ms each)\n",
+             gc->name, gc->mode, B, T, precs[p], 1e3 * step);
+      fm_nn_profile_print(5, step);
+    }
   }
 done:
   free(t);
@@ -143,6 +169,8 @@ static fm_err bench_all(fm_backend *be) {
   moe->load_balance = 0.01f;
   const char *bt = getenv("FEDMOE_BENCH_BT"), *st = getenv("FEDMOE_BENCH_STEPS");
   const char *only = getenv("FEDMOE_BENCH_ONLY"), *pr = getenv("FEDMOE_BENCH_PRECS");
+  const char *pf = getenv("FEDMOE_BENCH_PROFILE");
+  const int prof = pf && *pf && strcmp(pf, "0");
   if (only && !*only) only = NULL;
   if (pr && !*pr) pr = NULL;
   for (const char *p = only; p && *p;) { /* every name must pick a case: a typo would time nothing */
@@ -177,7 +205,7 @@ static fm_err bench_all(fm_backend *be) {
     if (sscanf(item, "%dx%d", &B, &T) != 2 || B < 1 || T < 1 || T > 1024)
       FM_ERROR(FM_ERR_ARG, "FEDMOE_BENCH_BT: '%s' is not BxT with T at most 1024", item);
     for (int c = 0; c < NCASE; c++)
-      if (!only || listed(only, cases[c].name, cases[c].mode)) FM_CHECK(bench_case(be, &cases[c], B, T, steps, pr));
+      if (!only || listed(only, cases[c].name, cases[c].mode)) FM_CHECK(bench_case(be, &cases[c], B, T, steps, pr, prof));
   }
   return FM_OK;
 }

@@ -334,18 +334,7 @@ static fm_err bench_one(const bench_cfg *c, int profile) {
     if (err) goto done;
     printf("  profile of %s: ms per step (mean of %d steps, %.1f ms each)\n", c->name, ps,
            1e3 * step);
-    printf("  %-22s %9s %9s %9s %7s\n", "part", "forward", "backward", "total", "share");
-    double sum = 0;
-    for (int k = 0; k < FM_PROF_NKINDS; k++) {
-      double f = fm_nn_profile_seconds(k, FM_PROF_FWD) / ps;
-      double b = fm_nn_profile_seconds(k, FM_PROF_BWD) / ps;
-      sum += f + b;
-      printf("  %-22s %9.2f %9.2f %9.2f %6.1f%%\n", fm_nn_profile_name(k), 1e3 * f, 1e3 * b,
-             1e3 * (f + b), 100.0 * (f + b) / step);
-    }
-    printf("  %-22s %9s %9s %9.2f %6.1f%%\n", "unattributed", "", "", 1e3 * (step - sum),
-           100.0 * (step - sum) / step);
-    fflush(stdout);
+    fm_nn_profile_print(ps, step);
   }
 done:
   free(bm.tok);

@@ -37,6 +37,14 @@ int fm_nn_profiling(void);
 void fm_nn_profile_reset(void);
 double fm_nn_profile_seconds(int kind, int pass); /* accumulated time */
 const char *fm_nn_profile_name(int kind);
+/* A device's work is queued, so its timers mean something only if each timed region
+ * waits for it: with a device backend set here (NULL: none), every timer read first
+ * syncs it. Profiling then costs a sync per region; the step is slower than without. */
+struct fm_backend;
+void fm_nn_profile_device(struct fm_backend *be);
+/* The table of `--profile`: ms per step of each part, forward and backward, for the
+ * accumulated timers of `steps` steps of `step` seconds each. */
+void fm_nn_profile_print(int steps, double step);
 
 /* Bytes the model engine holds for a model: parameters, gradients and activations
  * (not the optimizer state, which its owner allocates). */

@@ -121,6 +121,37 @@ static void cpu_crossentropy_backward(fm_backend *be, float *dlogits, const floa
   (void)be;
   fm_crossentropy_backward(dlogits, logits, lse, targets, N, V, nvalid, dloss);
 }
+/* rows of ld values (the mirror's padded logits): crossentropy.c on each row, the
+ * forward's sum in row order as crossentropy.c's own */
+static double cpu_crossentropy_forward_ld(fm_backend *be, float *lse, const float *logits, int ld,
+                                          const int32_t *targets, int N, int V, int *nvalid) {
+  (void)be;
+  if (ld == V) return fm_crossentropy_forward(lse, logits, targets, N, V, nvalid);
+  double sum = 0.0;
+  int cnt = 0;
+  for (int n = 0; n < N; n++) {
+    int k;
+    double l = fm_crossentropy_forward(lse + n, logits + (size_t)n * ld, targets + n, 1, V, &k);
+    sum += k ? l : 0.0;
+    cnt += k;
+  }
+  *nvalid = cnt;
+  return cnt ? sum / cnt : 0.0;
+}
+static void cpu_crossentropy_backward_ld(fm_backend *be, float *dlogits, const float *logits, int ld,
+                                         const float *lse, const int32_t *targets, int N, int V, int nvalid,
+                                         float dloss) {
+  (void)be;
+  /* in place is allowed: each row goes through a copy, as crossentropy.c's rows must
+   * not alias */
+  float *row = malloc((size_t)V * sizeof *row);
+  if (!row) fm_fatal(FM_ERR_MEM);
+  for (int n = 0; n < N; n++) {
+    memcpy(row, logits + (size_t)n * ld, (size_t)V * sizeof *row);
+    fm_crossentropy_backward(dlogits + (size_t)n * ld, row, lse + n, targets + n, 1, V, nvalid, dloss);
+  }
+  free(row);
+}
 static void cpu_lora_forward(fm_backend *be, int layout, int n, int in, int out, int R, float s,
                              const float *x, int ldx, const float *A, const float *B, float *z, float *y,
                              int ldy) {
@@ -245,6 +276,8 @@ fm_backend fm_backend_cpu = {
   .embed_backward = cpu_embed_backward,
   .crossentropy_forward = cpu_crossentropy_forward,
   .crossentropy_backward = cpu_crossentropy_backward,
+  .crossentropy_forward_ld = cpu_crossentropy_forward_ld,
+  .crossentropy_backward_ld = cpu_crossentropy_backward_ld,
   .lora_forward = cpu_lora_forward,
   .lora_backward = cpu_lora_backward,
   .lora_grouped_forward = cpu_lora_grouped_forward,

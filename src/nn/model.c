@@ -112,13 +112,15 @@ static fm_err alloc_params(fm_model *m) {
 /* Activations for B sequences of T tokens, in one arena. */
 static fm_err alloc_activations(fm_model *m) {
   const fm_model_shape *s = &m->s;
+  const int al = m->be->logits_align;
+  m->ldv = al > 1 ? (s->vocab + al - 1) / al * al : s->vocab;
   if (s->family != FM_FAMILY_GPT2) return fm_llama_alloc(m);
   const size_t N = (size_t)m->B * m->T, D = (size_t)s->d, V = (size_t)s->vocab, F = (size_t)s->ffn;
   const size_t att = m->be->attention_saved(m->be, m->B, m->T, s->heads, s->d / s->heads);
   const size_t RA = (size_t)s->attn_lora_rank;
   size_t per_block = 2 * N + N * D + N * 3 * D + att + 2 * N * D + 2 * N + N * D + 2 * N * RA;
   size_t total = (s->layers + 1) * N * D + N * D + 2 * N + N * V + N  /* res, ln_f, logits */
-                 + 3 * N * D + 3 * N * D + N * F + N * V + fm_attention_scratch(m->T) + N * RA;
+                 + 3 * N * D + 3 * N * D + N * F + N * (size_t)m->ldv + fm_attention_scratch(m->T) + N * RA;
   for (int l = 0; l < s->layers; l++) total += per_block + (m->blk[l].moe ? 0 : 2 * N * F);
   FM_CHECK(m->be->alloc(m->be, &m->arena, total * sizeof(float), "model activations"));
   m->arena_n = total;
@@ -135,7 +137,7 @@ static fm_err alloc_activations(fm_model *m) {
   TAKE(m->datty, N * D);
   TAKE(m->dqkv, 3 * N * D);
   TAKE(m->dfc, N * F);
-  TAKE(m->dlogits, N * V);
+  TAKE(m->dlogits, N * (size_t)m->ldv);
   TAKE(m->attscr, fm_attention_scratch(m->T));
   TAKE(m->dlz, N * RA);
   for (int l = 0; l < s->layers; l++) {

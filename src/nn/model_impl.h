@@ -78,7 +78,9 @@ struct fm_model {
   float *lnf, *lnf_mean, *lnf_rstd;   /* [N,D] [N] [N] */
   float *logits, *lse;                /* [N,V] [N] */
   float *dres, *dln, *dqkv, *datty;   /* backward scratch [N,D] [N,D] [N,3D] [N,D] */
-  float *dfc, *dlogits, *attscr;      /* [N,4D] [N,V] attention rows */
+  float *dfc, *dlogits, *attscr;      /* [N,4D] [N,ldv] attention rows */
+  int ldv;                            /* dlogits' row stride: V, or padded (backend.h logits_align) */
+  int dlogits_grad;                   /* padded rows: dlogits holds the gradient, not the logits */
   int32_t *tokens, *targets;          /* copies of the last forward's inputs */
   /* llama family: head (lm_head, or the embedding when tied), rotary tables
    * [context, hs/2], more backward scratch */

@@ -119,7 +119,7 @@ static size_t carve(fm_model *m, float *base) {
   TAKE(m->da, N * fmax);
   TAKE(m->dsy, N * D);
   TAKE(m->dsz, N);
-  TAKE(m->dlogits, N * V);
+  TAKE(m->dlogits, N * (size_t)m->ldv);
   TAKE(m->attscr, fm_attention_scratch(m->T));
   TAKE(m->dlz, N * RA);
   TAKE(m->rope_cos, (size_t)s->context * (s->head_dim / 2));

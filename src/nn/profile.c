@@ -8,10 +8,12 @@
 
 #include "fedmoe/nn_threads.h"
 
+#include <stdio.h>
 #include <time.h>
 
 int fm_prof_on;
 static double prof_t[FM_PROF_NKINDS][FM_PROF_NPASS];
+static fm_backend *prof_dev; /* a device whose queue each timer read waits for */
 
 static const char *const prof_names[FM_PROF_NKINDS] = {
   "embedding", "layernorm", "attn c_attn/c_proj", "attn core", "ffn / experts",
@@ -19,6 +21,7 @@ static const char *const prof_names[FM_PROF_NKINDS] = {
 };
 
 double fm_prof_now(void) {
+  if (prof_dev && prof_dev->sync(prof_dev, "a profiled region")) fm_error_clear(); /* the pass reports it */
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -41,4 +44,19 @@ double fm_nn_profile_seconds(int kind, int pass) {
 
 const char *fm_nn_profile_name(int kind) {
   return kind >= 0 && kind < FM_PROF_NKINDS ? prof_names[kind] : "?";
+}
+
+void fm_nn_profile_device(fm_backend *be) { prof_dev = be && be->device ? be : NULL; }
+
+void fm_nn_profile_print(int steps, double step) {
+  printf("  %-22s %9s %9s %9s %7s\n", "part", "forward", "backward", "total", "share");
+  double sum = 0;
+  for (int k = 0; k < FM_PROF_NKINDS; k++) {
+    double f = prof_t[k][FM_PROF_FWD] / steps, b = prof_t[k][FM_PROF_BWD] / steps;
+    sum += f + b;
+    printf("  %-22s %9.2f %9.2f %9.2f %6.1f%%\n", prof_names[k], 1e3 * f, 1e3 * b, 1e3 * (f + b),
+           100.0 * (f + b) / step);
+  }
+  printf("  %-22s %9s %9s %9.2f %6.1f%%\n", "unattributed", "", "", 1e3 * (step - sum), 100.0 * (step - sum) / step);
+  fflush(stdout);
 }

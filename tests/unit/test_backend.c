@@ -250,6 +250,51 @@ static void fused_head(void) {
   fake.head_crossentropy = NULL;
 }
 
+/* logits in padded rows (backend.h logits_align: V = 37 in rows of 40): the same loss
+ * and training as the CPU's rows of V; the logits made in rows of V when asked for; a
+ * second backward of one forward (its logits already turned into their gradient)
+ * gives the first one's gradients */
+static void padded_logits(void) {
+  fake.logits_align = 8;
+  fm_model *m = make(0), *g = make(1);
+  fm_adamw om[2], og[2];
+  for (int c = 0; c < 2; c++) {
+    CU_ASSERT_FATAL(fm_adamw_create(&om[c], fm_model_class_numel(m, c)) == FM_OK);
+    CU_ASSERT_FATAL(fm_adamw_create(&og[c], fm_model_class_numel(m, c)) == FM_OK);
+  }
+  for (int k = 0; k < 3; k++) {
+    float cl = step(m, om, 40 + k), gl = step(g, og, 40 + k);
+    FM_ASSERT_CLOSE(gl, cl, 1e-6, 0);
+  }
+  same_params(g, m, 1e-5);
+  int32_t tok[B * T], tgt[B * T];
+  batch(tok, tgt, 50);
+  float cl = 0, gl = 0;
+  CU_ASSERT_FATAL(fm_model_forward(m, tok, tgt, B, T, &cl, NULL) == FM_OK);
+  CU_ASSERT_FATAL(fm_model_forward(g, tok, tgt, B, T, &gl, NULL) == FM_OK);
+  FM_ASSERT_CLOSE(gl, cl, 1e-6, 0);
+  CU_ASSERT(maxrel(fm_model_logits(g), fm_model_logits(m), (size_t)B * T * V) <= 1e-5);
+  const size_t n0 = fm_model_class_numel(g, 0);
+  float *first = malloc(n0 * sizeof *first);
+  fm_model_zero_grads(g);
+  CU_ASSERT_FATAL(fm_model_backward(g) == FM_OK);
+  memcpy(first, fm_model_class_grads(g, 0), n0 * sizeof *first);
+  fm_model_zero_grads(g);
+  CU_ASSERT_FATAL(fm_model_backward(g) == FM_OK);
+  CU_ASSERT(maxrel(fm_model_class_grads(g, 0), first, n0) <= 1e-6);
+  fm_model_zero_grads(m);
+  CU_ASSERT_FATAL(fm_model_backward(m) == FM_OK);
+  CU_ASSERT(maxrel(first, fm_model_class_grads(m, 0), n0) <= 1e-5);
+  free(first);
+  for (int c = 0; c < 2; c++) {
+    fm_adamw_free(&om[c]);
+    fm_adamw_free(&og[c]);
+  }
+  fm_model_free(g);
+  fm_model_free(m);
+  fake.logits_align = 0;
+}
+
 /* client 0's class 1 in a stash on g, on the host on h; client 1's on the host on both;
  * class 0 trains on across the clients with one state (as a shared class) */
 static void stashes(void) {
@@ -330,6 +375,7 @@ int fm_test_register(void) {
   static const fm_test tests[] = {{"host mirrors: steps move no parameters, writes reach the passes", mirrors},
                                   {"two clients' AdamW states in turn", clients_in_turn},
                                   {"a fused head", fused_head},
+                                  {"logits in padded rows", padded_logits},
                                   {"a resident client's class in a stash", stashes},
                                   {NULL, NULL}};
   return fm_test_suite("model on a device backend (stand-in)", tests);

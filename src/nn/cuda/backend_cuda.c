@@ -211,6 +211,19 @@ static void cuda_crossentropy_backward(fm_backend *be, float *dlogits, const flo
   RUN(be, fm_cu_crossentropy_backward(CU(be), dlogits, logits, lse, targets, N, V, nvalid, dloss));
 }
 
+static double cuda_crossentropy_forward_ld(fm_backend *be, float *lse, const float *logits, int ld,
+                                           const int32_t *targets, int N, int V, int *nvalid) {
+  double loss = 0.0;
+  *nvalid = 0;
+  RUN(be, fm_cu_crossentropy_forward_ld(CU(be), &loss, nvalid, lse, logits, ld, targets, N, V));
+  return loss;
+}
+static void cuda_crossentropy_backward_ld(fm_backend *be, float *dlogits, const float *logits, int ld,
+                                          const float *lse, const int32_t *targets, int N, int V, int nvalid,
+                                          float dloss) {
+  RUN(be, fm_cu_crossentropy_backward_ld(CU(be), dlogits, logits, ld, lse, targets, N, V, nvalid, dloss));
+}
+
 static void cuda_lora_forward(fm_backend *be, int layout, int n, int in, int out, int R, float s,
                               const float *x, int ldx, const float *A, const float *B, float *z, float *y,
                               int ldy) {
@@ -367,6 +380,9 @@ static const fm_backend cuda_table = {
   .embed_backward = cuda_embed_backward,
   .crossentropy_forward = cuda_crossentropy_forward,
   .crossentropy_backward = cuda_crossentropy_backward,
+  .logits_align = 8, /* 32-byte rows: cuBLAS's aligned tensor-core kernels for the head */
+  .crossentropy_forward_ld = cuda_crossentropy_forward_ld,
+  .crossentropy_backward_ld = cuda_crossentropy_backward_ld,
   .lora_forward = cuda_lora_forward,
   .lora_backward = cuda_lora_backward,
   .lora_grouped_forward = cuda_lora_grouped_forward,

@@ -7,10 +7,10 @@
 #define CE_THREADS 256
 
 __global__ void ce_rows(float *lse, double *rowloss, const float *logits, const int32_t *targets,
-                        int V) {
+                        int V, int ld) {
   __shared__ float shm[32];
   const int n = blockIdx.x;
-  const float *z = logits + (size_t)n * V;
+  const float *z = logits + (size_t)n * ld;
   float mx = -INFINITY;
   for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, z[j]);
   mx = fm_block_max(mx, shm);
@@ -54,18 +54,19 @@ __global__ void ce_total(double *dsum, int *dcount, const double *rowloss,
 
 extern "C" int fm_cuk_crossentropy_forward(float *lse, double *rowloss, double *dsum, int *dcount,
                                            const float *logits, const int32_t *targets, int N,
-                                           int V, void *stream) {
+                                           int V, int ld, void *stream) {
   cudaStream_t st = (cudaStream_t)stream;
-  if (N > 0) ce_rows<<<N, CE_THREADS, 0, st>>>(lse, rowloss, logits, targets, V);
+  if (N > 0) ce_rows<<<N, CE_THREADS, 0, st>>>(lse, rowloss, logits, targets, V, ld);
   ce_total<<<1, CE_THREADS, 0, st>>>(dsum, dcount, rowloss, targets, N);
   return (int)cudaGetLastError();
 }
 
+/* in place allowed (dlogits == logits): each thread reads the value it then writes */
 __global__ void ce_backward(float *dlogits, const float *logits, const float *lse,
-                            const int32_t *targets, int V, float scale) {
+                            const int32_t *targets, int V, int ld, float scale) {
   const int n = blockIdx.x, t = targets[n];
-  const float *z = logits + (size_t)n * V;
-  float *d = dlogits + (size_t)n * V;
+  const float *z = logits + (size_t)n * ld;
+  float *d = dlogits + (size_t)n * ld;
   const float l = lse[n];
   for (int j = threadIdx.x; j < V; j += blockDim.x)
     d[j] = t < 0 ? 0.0f : scale * expf(z[j] - l) - (j == t ? scale : 0.0f);
@@ -73,10 +74,10 @@ __global__ void ce_backward(float *dlogits, const float *logits, const float *ls
 
 extern "C" int fm_cuk_crossentropy_backward(float *dlogits, const float *logits,
                                             const float *lse, const int32_t *targets, int N,
-                                            int V, int nvalid, float dloss, void *stream) {
+                                            int V, int ld, int nvalid, float dloss, void *stream) {
   const float scale = nvalid ? dloss / (float)nvalid : 0.0f;
   if (N > 0)
-    ce_backward<<<N, CE_THREADS, 0, (cudaStream_t)stream>>>(dlogits, logits, lse, targets, V,
+    ce_backward<<<N, CE_THREADS, 0, (cudaStream_t)stream>>>(dlogits, logits, lse, targets, V, ld,
                                                              scale);
   return (int)cudaGetLastError();
 }

@@ -89,6 +89,12 @@ fm_err fm_cu_crossentropy_forward(fm_cu *cu, double *loss, int *nvalid, float *l
 fm_err fm_cu_crossentropy_backward(fm_cu *cu, float *dlogits, const float *logits,
                                    const float *lse, const int32_t *targets, int N, int V,
                                    int nvalid, float dloss);
+/* the same on logits in rows of ld >= V values (the model's padded head rows; the
+ * backward may run in place, dlogits == logits) */
+fm_err fm_cu_crossentropy_forward_ld(fm_cu *cu, double *loss, int *nvalid, float *lse, const float *logits,
+                                     int ld, const int32_t *targets, int N, int V);
+fm_err fm_cu_crossentropy_backward_ld(fm_cu *cu, float *dlogits, const float *logits, int ld, const float *lse,
+                                      const int32_t *targets, int N, int V, int nvalid, float dloss);
 /* ---- cufast: the LM head fused with the cross-entropy (head.c), chunked over rows so
  * the [N,V] logits are never whole: model_pass.c's fm_model_head_forward and
  * fm_model_head_backward (crossentropy.c's semantics) in one call. x [N,D], W [V,D]

@@ -49,15 +49,17 @@ int fm_cuk_bias_gelu_forward(float *g, float *h, const float *b, int rows, int F
 int fm_cuk_gelu_backward_bias(float *dh, const float *h, float *db, int rows, int F,
                               float *scratch, void *stream);
 
-/* cross-entropy: lse[N]; rowloss[N] = lse - logit[target] (0 where target < 0);
- * *dsum (one device double) = the sum of rowloss in a fixed order, *dcount (one device
- * int) = rows counted. The mean is *dsum / *dcount, taken by the caller. */
+/* cross-entropy over logits [N,V] in rows of ld >= V values: lse[N]; rowloss[N] =
+ * lse - logit[target] (0 where target < 0); *dsum (one device double) = the sum of
+ * rowloss in a fixed order, *dcount (one device int) = rows counted. The mean is
+ * *dsum / *dcount, taken by the caller. */
 int fm_cuk_crossentropy_forward(float *lse, double *rowloss, double *dsum, int *dcount,
-                                const float *logits, const int32_t *targets, int N, int V,
+                                const float *logits, const int32_t *targets, int N, int V, int ld,
                                 void *stream);
-/* dlogits[N,V] = dloss / nvalid (softmax - onehot) on counted rows, 0 elsewhere */
+/* dlogits[N,V] = dloss / nvalid (softmax - onehot) on counted rows, 0 elsewhere; rows of
+ * ld values in both; in place allowed */
 int fm_cuk_crossentropy_backward(float *dlogits, const float *logits, const float *lse,
-                                 const int32_t *targets, int N, int V, int nvalid, float dloss,
+                                 const int32_t *targets, int N, int V, int ld, int nvalid, float dloss,
                                  void *stream);
 
 /* causal softmax of score rows in place (softmax.cu, for attention.c's GEMM path):

@@ -75,14 +75,15 @@ fm_err fm_cu_embed_backward(fm_cu *cu, float *dwte, float *dwpe, const float *do
   return FM_OK;
 }
 
-fm_err fm_cu_crossentropy_forward(fm_cu *cu, double *loss, int *nvalid, float *lse,
-                                  const float *logits, const int32_t *targets, int N, int V) {
+/* the cross-entropy on rows of ld values (ld = V: crossentropy.c's layout) */
+fm_err fm_cu_crossentropy_forward_ld(fm_cu *cu, double *loss, int *nvalid, float *lse, const float *logits,
+                                     int ld, const int32_t *targets, int N, int V) {
   if (!cu->ce_sum) FM_CHECK(fm_cu_alloc(cu, &cu->ce_sum, 2 * sizeof(double), "cross-entropy sum"));
   double *rowloss;
   FM_CHECK(fm_cu_scratch(cu, &rowloss, (size_t)(N > 0 ? N : 1) * sizeof(double)));
   double *dsum = cu->ce_sum;
   int *dcount = (int *)(dsum + 1);
-  FM_CUK(fm_cuk_crossentropy_forward(lse, rowloss, dsum, dcount, logits, targets, N, V, cu->stream),
+  FM_CUK(fm_cuk_crossentropy_forward(lse, rowloss, dsum, dcount, logits, targets, N, V, ld, cu->stream),
          "cross-entropy");
   double host[2];
   FM_CHECK(fm_cu_download(cu, host, dsum, sizeof host));
@@ -93,12 +94,22 @@ fm_err fm_cu_crossentropy_forward(fm_cu *cu, double *loss, int *nvalid, float *l
   return FM_OK;
 }
 
+fm_err fm_cu_crossentropy_forward(fm_cu *cu, double *loss, int *nvalid, float *lse,
+                                  const float *logits, const int32_t *targets, int N, int V) {
+  return fm_cu_crossentropy_forward_ld(cu, loss, nvalid, lse, logits, V, targets, N, V);
+}
+
+fm_err fm_cu_crossentropy_backward_ld(fm_cu *cu, float *dlogits, const float *logits, int ld, const float *lse,
+                                      const int32_t *targets, int N, int V, int nvalid, float dloss) {
+  FM_CUK(fm_cuk_crossentropy_backward(dlogits, logits, lse, targets, N, V, ld, nvalid, dloss, cu->stream),
+         "cross-entropy backward");
+  return FM_OK;
+}
+
 fm_err fm_cu_crossentropy_backward(fm_cu *cu, float *dlogits, const float *logits,
                                    const float *lse, const int32_t *targets, int N, int V,
                                    int nvalid, float dloss) {
-  FM_CUK(fm_cuk_crossentropy_backward(dlogits, logits, lse, targets, N, V, nvalid, dloss, cu->stream),
-         "cross-entropy backward");
-  return FM_OK;
+  return fm_cu_crossentropy_backward_ld(cu, dlogits, logits, V, lse, targets, N, V, nvalid, dloss);
 }
 
 fm_err fm_cu_adamw(fm_cu *cu, float *w, float *m, float *v, const float *g, size_t n, float lr,
