@@ -16,7 +16,8 @@
 #     8 x 1024: gpt2-124m full and LoRA, smollm-135m full and LoRA, the 12-layer MoE
 #  2. the federated LoRA round: bench/fedround.sh on 2 ranks, bench/torch_fedround.py
 #  3. fused against GEMM attention (FEDMOE_CUDA_ATTENTION=fused|gemm) and the fused
-#     head (FEDMOE_CUDA_HEAD=fused) on gpt2-124m full, at the same steps as row 1
+#     head (FEDMOE_CUDA_HEAD=fused) and the head on padded logits rows (=padded) on
+#     gpt2-124m full, at the same steps as row 1
 #  4. bench/fedround.sh on 17 ranks sharing the GPU
 # then a summary table: model, batch, fedmoe tokens/s, PyTorch tokens/s, ratio.
 set -u
@@ -85,8 +86,10 @@ for a in fused gemm; do
   step "attention-$a" 90 env FEDMOE_CUDA_ATTENTION=$a FEDMOE_BENCH_BT=8x128,8x1024 FEDMOE_BENCH_ONLY=gpt2-124m/full \
     $one "$fedmoe" bench --device cuda
 done
-step head-fused 90 env FEDMOE_CUDA_HEAD=fused FEDMOE_BENCH_BT=8x128,8x1024 FEDMOE_BENCH_ONLY=gpt2-124m/full \
-  $one "$fedmoe" bench --device cuda
+for h in fused padded; do
+  step "head-$h" 90 env FEDMOE_CUDA_HEAD=$h FEDMOE_BENCH_BT=8x128,8x1024 FEDMOE_BENCH_ONLY=gpt2-124m/full \
+    $one "$fedmoe" bench --device cuda
+done
 # 4. the federated round, 17 ranks on the one GPU
 # shellcheck disable=SC2086
 step fedround-17 150 sh "$here/fedround.sh" --fedmoe "$fedmoe" --mpirun "$mpirun" --layouts 17 --out "$out/fedround" \
@@ -106,7 +109,7 @@ echo "== summary: bf16 tokens/s of the median step ($steps timed steps), fedmoe 
     awk -v bt="$bt" 'BEGIN { m["gpt2"] = "gpt2-124m"; m["smollm"] = "smollm-135m"; m["moe"] = "moe-12x768" }
       $3 == "bf16" && $5 == "tokens/s" && ($1 in m) { print "T", m[$1] "/" $2 "/" bt, $4 }' "$f"
   done
-  for v in attention-fused attention-gemm head-fused; do
+  for v in attention-fused attention-gemm head-fused head-padded; do
     [ -f "$out/$v.log" ] && awk -v v="$v" '!/^#/ && $4 == "bf16" && $5 + 0 > 0 { print "V", $1 "/" $2 "/" $3 "/" v, $5 }' \
       "$out/$v.log"
   done

@@ -380,7 +380,6 @@ static const fm_backend cuda_table = {
   .embed_backward = cuda_embed_backward,
   .crossentropy_forward = cuda_crossentropy_forward,
   .crossentropy_backward = cuda_crossentropy_backward,
-  .logits_align = 8, /* 32-byte rows: cuBLAS's aligned tensor-core kernels for the head */
   .crossentropy_forward_ld = cuda_crossentropy_forward_ld,
   .crossentropy_backward_ld = cuda_crossentropy_backward_ld,
   .lora_forward = cuda_lora_forward,
@@ -422,6 +421,10 @@ fm_err fm_cuda_backend_open(fm_backend **out, int local_rank, int prec) {
   be->ctx = c;
   const char *head = getenv("FEDMOE_CUDA_HEAD");
   if (head && !strcmp(head, "fused")) be->head_crossentropy = cuda_head_crossentropy;
+  /* logits rows padded to 8 values (32 bytes), for cuBLAS's aligned kernels: slower
+   * than rows of V on the H200 with GPT-2's vocabulary (docs/gpu.md), so not the
+   * default */
+  if (head && !strcmp(head, "padded")) be->logits_align = 8;
   *out = be;
   return FM_OK;
 }
