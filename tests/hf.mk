@@ -1,17 +1,18 @@
 # Hugging Face folders: safetensors and config.json (unit), gpt2 folders end to end
 # against an independent PyTorch GPT-2 (hf.sh), bad folders (hf_bad_input.sh), and the
 # transformers fixtures of every family (hf_fixtures.sh; made on a machine with
-# transformers by tests/fixtures/make_hf_fixtures.py).
+# transformers by tests/fixtures/make_hf_fixtures.py), and greedy generation against
+# transformers' generate() on them (hf_generate.sh; tests/fixtures/hf_generate.py).
 check_PROGRAMS += tests/unit/test_hf
 tests_unit_test_hf_SOURCES = %reldir%/unit/test_hf.c $(TEST_UNIT_MAIN)
 tests_unit_test_hf_CPPFLAGS = $(TEST_UNIT_CPPFLAGS)
 tests_unit_test_hf_LDADD = $(TEST_UNIT_LDADD)
 TESTS += tests/unit/test_hf
 
-HF_TESTS = %reldir%/mpi/hf.sh %reldir%/mpi/hf_bad_input.sh %reldir%/mpi/hf_fixtures.sh
+HF_TESTS = %reldir%/mpi/hf.sh %reldir%/mpi/hf_bad_input.sh %reldir%/mpi/hf_fixtures.sh %reldir%/mpi/hf_generate.sh
 TESTS += $(HF_TESTS)
 dist_noinst_SCRIPTS += $(HF_TESTS) %reldir%/fixtures/gpt2_ref.py %reldir%/fixtures/make_hf_fixtures.py \
-	%reldir%/fixtures/hf_roundtrip.py %reldir%/fixtures/make_hf_exports.sh
+	%reldir%/fixtures/hf_roundtrip.py %reldir%/fixtures/make_hf_exports.sh %reldir%/fixtures/hf_generate.py
 # fedmoe's exports for the transformers side of the round trip (hf_roundtrip.py)
 dist_noinst_DATA += %reldir%/fixtures/hf_export/gpt2/config.json \
 	%reldir%/fixtures/hf_export/gpt2/fedmoe.json \
@@ -42,6 +43,14 @@ dist_noinst_DATA += %reldir%/fixtures/hf_export/gpt2/config.json \
 	%reldir%/fixtures/hf_export/qwen2_moe/model.safetensors
 # the transformers fixtures (tests/fixtures/make_hf_fixtures.py)
 dist_noinst_DATA += \
+	%reldir%/fixtures/hf/gpt2/generate.json \
+	%reldir%/fixtures/hf/llama/generate.json \
+	%reldir%/fixtures/hf/qwen2/generate.json \
+	%reldir%/fixtures/hf/mixtral/generate.json \
+	%reldir%/fixtures/hf/mixtral_top1/generate.json \
+	%reldir%/fixtures/hf/olmoe/generate.json \
+	%reldir%/fixtures/hf/olmoe_top1/generate.json \
+	%reldir%/fixtures/hf/qwen2_moe/generate.json \
 	%reldir%/fixtures/hf/gpt2/config.json \
 	%reldir%/fixtures/hf/gpt2/expected.json \
 	%reldir%/fixtures/hf/gpt2/generation_config.json \
