@@ -20,11 +20,8 @@ TESTS += tests/unit/test_nn tests/unit/test_model tests/unit/test_decode tests/u
 
 # fedmoe generate end to end: against tests/fixtures/gpt2_ref.py's greedy continuation,
 # seeds, ranks, the context, --client and bad input
-GENERATE_TESTS = %reldir%/mpi/generate.sh
+# and against transformers' generate() on the HF fixtures (hf_generate.sh; the
+# tests/fixtures/hf/*/generate.json files from tests/fixtures/hf_generate.py)
+GENERATE_TESTS = %reldir%/mpi/generate.sh %reldir%/mpi/hf_generate.sh
 TESTS += $(GENERATE_TESTS)
-dist_noinst_SCRIPTS += $(GENERATE_TESTS)
-# `fedmoe generate` against transformers' generate() on the HF fixtures. Not in
-# GENERATE_TESTS until tests/fixtures/hf_generate.py has written
-# tests/fixtures/hf/*/generate.json on a machine with transformers (without them it
-# fails, naming the missing files); then it belongs there, and the files in hf.mk's list.
-dist_noinst_SCRIPTS += %reldir%/mpi/hf_generate.sh %reldir%/fixtures/hf_generate.py
+dist_noinst_SCRIPTS += $(GENERATE_TESTS) %reldir%/fixtures/hf_generate.py
