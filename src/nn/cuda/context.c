@@ -30,6 +30,8 @@ fm_err fm_cu_open(fm_cu **out, int local_rank, fm_precision prec) {
   FM_CALLOC(cu, 1, "CUDA context");
   cu->device = (local_rank < 0 ? 0 : local_rank) % n;
   cu->prec = prec;
+  const char *gm = getenv("FEDMOE_CUDA_GEMM");
+  cu->gemm_copy = gm && !strcmp(gm, "copy");
   fm_err e = FM_OK;
   if ((e = FM_CU(cudaSetDevice(cu->device), "select the GPU")) ||
       (e = FM_CU(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking), "create a stream")) ||
@@ -48,6 +50,7 @@ void fm_cu_close(fm_cu *cu) {
   if (cu->stream) cudaStreamSynchronize(cu->stream);
   cudaFree(cu->scratch);
   cudaFree(cu->ce_sum);
+  cudaFree(cu->gemm_buf);
   if (cu->blas) cublasDestroy(cu->blas);
   if (cu->stream) cudaStreamDestroy(cu->stream);
   free(cu);

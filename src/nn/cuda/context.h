@@ -16,6 +16,9 @@ struct fm_cu {
   void *scratch; /* kernels' scratch (column-sum chunks, score gradients, sort) */
   size_t scratch_bytes;
   void *ce_sum; /* cross-entropy's device sum (double) and count (int) */
+  int gemm_copy;  /* bf16: GEMM operands as bf16 copies (FEDMOE_CUDA_GEMM=copy), not fp32 */
+  void *gemm_buf; /* those copies */
+  size_t gemm_bytes;
 };
 
 fm_err fm_cu_status(cudaError_t rc, const char *what, const char *file, int line, const char *func);

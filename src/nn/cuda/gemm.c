@@ -15,10 +15,31 @@ static cublasComputeType_t compute_type(fm_precision p) {
                              : CUBLAS_COMPUTE_32F_PEDANTIC;
 }
 
+static size_t pad8(int n) { return ((size_t)n + 7) / 8 * 8; }
+
+/* bf16 with FEDMOE_CUDA_GEMM=copy: A and B rounded to bf16 copies (rows padded to 8
+ * values, 16-byte aligned whatever the shape), then a GEMM on bf16 operands with fp32
+ * accumulation and output; the same rounding of the inputs as the default path */
+static fm_err gemm_copies(fm_cu *cu, cublasOperation_t opA, cublasOperation_t opB, int ta, int tb, int M,
+                          int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                          float beta, float *C, int ldc) {
+  const int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N; /* row-major shapes */
+  const size_t la = pad8(ac), lb = pad8(bc), abytes = (size_t)ar * la * 2 + 256;
+  FM_CHECK(fm_cu_grow(cu, &cu->gemm_buf, &cu->gemm_bytes, abytes + (size_t)br * lb * 2, "bf16 GEMM operands"));
+  unsigned char *a16 = cu->gemm_buf, *b16 = a16 + abytes / 256 * 256;
+  FM_CUK(fm_cuk_to_bf16_2d(a16, (int)la, A, lda, ar, ac, cu->stream), "GEMM operand to bf16");
+  FM_CUK(fm_cuk_to_bf16_2d(b16, (int)lb, B, ldb, br, bc, cu->stream), "GEMM operand to bf16");
+  return FM_CUBLAS(cublasGemmEx(cu->blas, opB, opA, N, M, K, &alpha, b16, CUDA_R_16BF, (int)lb, a16, CUDA_R_16BF,
+                                (int)la, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                   "bf16 gemm");
+}
+
 fm_err fm_cu_gemm(fm_cu *cu, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                   int lda, const float *B, int ldb, float beta, float *C, int ldc) {
   if (M <= 0 || N <= 0) return FM_OK;
   const cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  if (cu->prec == FM_PREC_BF16 && cu->gemm_copy && K > 0)
+    return gemm_copies(cu, opA, opB, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   return FM_CUBLAS(cublasGemmEx(cu->blas, opB, opA, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F,
                                 lda, &beta, C, CUDA_R_32F, ldc, compute_type(cu->prec),
                                 CUBLAS_GEMM_DEFAULT),
