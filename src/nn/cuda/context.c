@@ -31,7 +31,7 @@ fm_err fm_cu_open(fm_cu **out, int local_rank, fm_precision prec) {
   cu->device = (local_rank < 0 ? 0 : local_rank) % n;
   cu->prec = prec;
   const char *gm = getenv("FEDMOE_CUDA_GEMM");
-  cu->gemm_copy = gm && !strcmp(gm, "copy");
+  cu->gemm_copy = gm && !strcmp(gm, "copy") ? 1 : gm && !strcmp(gm, "fast") ? -1 : 0;
   fm_err e = FM_OK;
   if ((e = FM_CU(cudaSetDevice(cu->device), "select the GPU")) ||
       (e = FM_CU(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking), "create a stream")) ||
