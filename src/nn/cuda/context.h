@@ -16,8 +16,8 @@ struct fm_cu {
   void *scratch; /* kernels' scratch (column-sum chunks, score gradients, sort) */
   size_t scratch_bytes;
   void *ce_sum; /* cross-entropy's device sum (double) and count (int) */
-  int gemm_copy;  /* bf16 GEMM operands as bf16 copies: 0 where a row stride is not a multiple
-                   * of 8 values, 1 always (FEDMOE_CUDA_GEMM=copy), -1 never (=fast) */
+  int gemm_copy;  /* bf16 GEMM operands as bf16 copies: 0 for a transposed one whose row stride
+                   * is not a multiple of 8 values, 1 always (FEDMOE_CUDA_GEMM=copy), -1 never (=fast) */
   void *gemm_buf; /* those copies */
   size_t gemm_bytes;
 };

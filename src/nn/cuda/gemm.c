@@ -20,8 +20,9 @@ static size_t pad8(int n) { return ((size_t)n + 7) / 8 * 8; }
 /* bf16 on copies: A and B rounded to bf16 copies (rows padded to 8 values, 16-byte
  * aligned whatever the shape), then a GEMM on bf16 operands with fp32 accumulation and
  * output; the same rounding of the inputs as cuBLAS's FAST_16BF on fp32 operands. By
- * default only where an operand's rows are not a multiple of 8 values (the head's
- * gradient with GPT-2's 50257 words), which leaves cuBLAS only unaligned kernels;
+ * default only for a transposed operand whose rows are not a multiple of 8 values (the
+ * head's weight gradient, dlogits^T x, with GPT-2's 50257 words), where cuBLAS has only
+ * slow unaligned kernels (copying the untransposed one too, for dx, was slower);
  * everywhere (FEDMOE_CUDA_GEMM=copy) the copies cost more than they save on the H200
  * (LoRA, MoE and SmolLM slower), FEDMOE_CUDA_GEMM=fast never copies. */
 static fm_err gemm_copies(fm_cu *cu, cublasOperation_t opA, cublasOperation_t opB, int ta, int tb, int M,
@@ -43,7 +44,7 @@ fm_err fm_cu_gemm(fm_cu *cu, int ta, int tb, int M, int N, int K, float alpha, c
   if (M <= 0 || N <= 0) return FM_OK;
   const cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   if (cu->prec == FM_PREC_BF16 && K > 0 &&
-      (cu->gemm_copy > 0 || (cu->gemm_copy == 0 && (lda % 8 || ldb % 8))))
+      (cu->gemm_copy > 0 || (cu->gemm_copy == 0 && ((ta && lda % 8) || (tb && ldb % 8)))))
     return gemm_copies(cu, opA, opB, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   return FM_CUBLAS(cublasGemmEx(cu->blas, opB, opA, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F,
                                 lda, &beta, C, CUDA_R_32F, ldc, compute_type(cu->prec),
