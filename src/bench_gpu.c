@@ -65,6 +65,18 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* one step of a client: zero the gradients, forward, backward, clip to norm 1, AdamW,
+ * waited for on the GPU */
+static fm_err train_step(fm_model *m, fm_adamw *opt, fm_cu *cu, const int32_t *tok, const int32_t *tgt, int B,
+                         int T, float *ce) {
+  fm_model_zero_grads(m);
+  FM_CHECK(fm_model_forward(m, tok, tgt, B, T, ce, NULL));
+  FM_CHECK(fm_model_backward(m));
+  fm_adamw_hparams h = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, fm_model_clip_factor(m, 1u, 1.0)};
+  fm_adamw_step(opt, m, 0, &h);
+  return fm_cu_sync(cu, "a training step");
+}
+
 /* one model at batch B x T: a line per precision (or why it does not run); the model
  * is made once and trains on through the precisions */
 static fm_err bench_case(fm_backend *be, const gpu_case *gc, int B, int T, int steps, const char *only_precs,
@@ -102,13 +114,8 @@ static fm_err bench_case(fm_backend *be, const gpu_case *gc, int B, int T, int s
     float ce = 0, first = 0;
     for (int k = -2; k < steps && !err; k++) { /* two warm-up steps */
       double t0 = fm_wtime();
-      fm_model_zero_grads(m);
-      err = fm_model_forward(m, tok, tgt, B, T, &ce, NULL);
-      if (!err) err = fm_model_backward(m);
+      err = train_step(m, &opt, cu, tok, tgt, B, T, &ce);
       if (err) break;
-      fm_adamw_hparams h = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, fm_model_clip_factor(m, 1u, 1.0)};
-      fm_adamw_step(&opt, m, 0, &h);
-      err = fm_cu_sync(cu, "a training step");
       if (k == -2) first = ce;
       if (k >= 0) t[k] = fm_wtime() - t0;
     }
@@ -123,15 +130,7 @@ static fm_err bench_case(fm_backend *be, const gpu_case *gc, int B, int T, int s
       fm_nn_profile_device(be);
       fm_nn_profile(1);
       double t0 = fm_wtime();
-      for (int k = 0; k < 5 && !err; k++) {
-        fm_model_zero_grads(m);
-        err = fm_model_forward(m, tok, tgt, B, T, &ce, NULL);
-        if (!err) err = fm_model_backward(m);
-        if (err) break;
-        fm_adamw_hparams h = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, fm_model_clip_factor(m, 1u, 1.0)};
-        fm_adamw_step(&opt, m, 0, &h);
-        err = fm_cu_sync(cu, "a profiled training step");
-      }
+      for (int k = 0; k < 5 && !err; k++) err = train_step(m, &opt, cu, tok, tgt, B, T, &ce);
       const double step = (fm_wtime() - t0) / 5;
       fm_nn_profile(0);
       fm_nn_profile_device(NULL);

@@ -118,13 +118,21 @@ static long long configured_layers(const char *config) {
   return layers;
 }
 
-fm_err fm_runfile_info(const char *path, FILE *out) {
+/* path opened read-only into *f, or the error saying why it cannot be (HDF5's own
+ * messages silenced: ours name the file) */
+static fm_err open_hdf5(const char *path, hid_t *f) {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   if (H5Fis_hdf5(path) <= 0)
     FM_ERROR(FM_ERR_FORMAT, "'%s' is not an HDF5 file (or cannot be read)", path);
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0)
+  *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (*f < 0)
     FM_ERROR(FM_ERR_FORMAT, "'%s' is truncated or damaged: HDF5 finds its signature but cannot open it", path);
+  return FM_OK;
+}
+
+fm_err fm_runfile_info(const char *path, FILE *out) {
+  hid_t f;
+  FM_CHECK(open_hdf5(path, &f));
   char version[64], strategy[64] = "?", start[64] = "?", kind[32] = "";
   if (!read_str_attr(f, "fedmoe_version", version, sizeof version)) {
     H5Fclose(f);
@@ -215,12 +223,8 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
  * time and phase times (the slowest rank's; nan: no rank did that phase), for
  * scripts that time rounds (bench/fedround.sh) without an HDF5 reader of their own. */
 fm_err fm_runfile_rounds(const char *path, FILE *out) {
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  if (H5Fis_hdf5(path) <= 0)
-    FM_ERROR(FM_ERR_FORMAT, "'%s' is not an HDF5 file (or cannot be read)", path);
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0)
-    FM_ERROR(FM_ERR_FORMAT, "'%s' is truncated or damaged: HDF5 finds its signature but cannot open it", path);
+  hid_t f;
+  FM_CHECK(open_hdf5(path, &f));
   hid_t d = H5Dopen2(f, "/metrics/rounds", H5P_DEFAULT);
   if (d < 0) {
     H5Fclose(f);

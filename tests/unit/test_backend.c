@@ -219,32 +219,43 @@ static void mirrors(void) {
   fm_model_free(m);
 }
 
-/* with a fused head: the same loss and gradients, and the logits made when asked for */
-static void fused_head(void) {
-  fake.head_crossentropy = fake_head; /* the CPU model's backend is another */
-  fm_model *m = make(0), *g = make(1);
+/* three training steps from seed on m (the CPU) and g (the fake device as it is set
+ * now): the same loss at each */
+static void steps_alike(fm_model *m, fm_model *g, uint64_t seed) {
   fm_adamw om[2], og[2];
   for (int c = 0; c < 2; c++) {
     CU_ASSERT_FATAL(fm_adamw_create(&om[c], fm_model_class_numel(m, c)) == FM_OK);
     CU_ASSERT_FATAL(fm_adamw_create(&og[c], fm_model_class_numel(m, c)) == FM_OK);
   }
   for (int k = 0; k < 3; k++) {
-    float cl = step(m, om, 20 + k), gl = step(g, og, 20 + k);
+    float cl = step(m, om, seed + k), gl = step(g, og, seed + k);
     FM_ASSERT_CLOSE(gl, cl, 1e-6, 0);
   }
-  CU_ASSERT(fm_model_logits(g) == NULL); /* skipped, and the weights changed since */
-  same_params(g, m, 1e-5);
+  for (int c = 0; c < 2; c++) {
+    fm_adamw_free(&om[c]);
+    fm_adamw_free(&og[c]);
+  }
+}
+
+/* a forward of both on the batch of seed: the same loss, and the same logits when asked for */
+static void forward_alike(fm_model *m, fm_model *g, uint64_t seed) {
   int32_t tok[B * T], tgt[B * T];
-  batch(tok, tgt, 30);
+  batch(tok, tgt, seed);
   float cl = 0, gl = 0;
   CU_ASSERT_FATAL(fm_model_forward(m, tok, tgt, B, T, &cl, NULL) == FM_OK);
   CU_ASSERT_FATAL(fm_model_forward(g, tok, tgt, B, T, &gl, NULL) == FM_OK);
   FM_ASSERT_CLOSE(gl, cl, 1e-6, 0);
   CU_ASSERT(maxrel(fm_model_logits(g), fm_model_logits(m), (size_t)B * T * V) <= 1e-5);
-  for (int c = 0; c < 2; c++) {
-    fm_adamw_free(&om[c]);
-    fm_adamw_free(&og[c]);
-  }
+}
+
+/* with a fused head: the same loss and gradients, and the logits made when asked for */
+static void fused_head(void) {
+  fake.head_crossentropy = fake_head; /* the CPU model's backend is another */
+  fm_model *m = make(0), *g = make(1);
+  steps_alike(m, g, 20);
+  CU_ASSERT(fm_model_logits(g) == NULL); /* skipped, and the weights changed since */
+  same_params(g, m, 1e-5);
+  forward_alike(m, g, 30);
   fm_model_free(g);
   fm_model_free(m);
   fake.head_crossentropy = NULL;
@@ -257,23 +268,9 @@ static void fused_head(void) {
 static void padded_logits(void) {
   fake.logits_align = 8;
   fm_model *m = make(0), *g = make(1);
-  fm_adamw om[2], og[2];
-  for (int c = 0; c < 2; c++) {
-    CU_ASSERT_FATAL(fm_adamw_create(&om[c], fm_model_class_numel(m, c)) == FM_OK);
-    CU_ASSERT_FATAL(fm_adamw_create(&og[c], fm_model_class_numel(m, c)) == FM_OK);
-  }
-  for (int k = 0; k < 3; k++) {
-    float cl = step(m, om, 40 + k), gl = step(g, og, 40 + k);
-    FM_ASSERT_CLOSE(gl, cl, 1e-6, 0);
-  }
+  steps_alike(m, g, 40);
   same_params(g, m, 1e-5);
-  int32_t tok[B * T], tgt[B * T];
-  batch(tok, tgt, 50);
-  float cl = 0, gl = 0;
-  CU_ASSERT_FATAL(fm_model_forward(m, tok, tgt, B, T, &cl, NULL) == FM_OK);
-  CU_ASSERT_FATAL(fm_model_forward(g, tok, tgt, B, T, &gl, NULL) == FM_OK);
-  FM_ASSERT_CLOSE(gl, cl, 1e-6, 0);
-  CU_ASSERT(maxrel(fm_model_logits(g), fm_model_logits(m), (size_t)B * T * V) <= 1e-5);
+  forward_alike(m, g, 50);
   const size_t n0 = fm_model_class_numel(g, 0);
   float *first = malloc(n0 * sizeof *first);
   fm_model_zero_grads(g);
@@ -286,10 +283,6 @@ static void padded_logits(void) {
   CU_ASSERT_FATAL(fm_model_backward(m) == FM_OK);
   CU_ASSERT(maxrel(first, fm_model_class_grads(m, 0), n0) <= 1e-5);
   free(first);
-  for (int c = 0; c < 2; c++) {
-    fm_adamw_free(&om[c]);
-    fm_adamw_free(&og[c]);
-  }
   fm_model_free(g);
   fm_model_free(m);
   fake.logits_align = 0;
