@@ -93,16 +93,7 @@ echo "ok: client_batch = 1 is the run without the key, bit for bit"
 # resume: stopped after 2 of 4 rounds, resumed on another rank count
 set_run="$lora --set fl.strategy=local --set run.client_batch=3 --set fl.rounds=4 --set run.checkpoint_every=1"
 # shellcheck disable=SC2086
-mpi 2 run "$TMP/tiny.ini" $set_run --set run.output="$TMP/full.h5" || { cat "$TMP/out"; fail "full run"; }
-# shellcheck disable=SC2086
-mpi 2 run "$TMP/tiny.ini" $set_run --set run.output="$TMP/half.h5" --set run.stop_after=2 \
-  || { cat "$TMP/out"; fail "first half"; }
-# shellcheck disable=SC2086
-mpi 3 run "$TMP/tiny.ini" $set_run --resume "$TMP/half.h5" || { cat "$TMP/out"; fail "resume"; }
-for obj in /checkpoints/r000004 /metrics/clients; do
-  "$H5DIFF" --follow-symlinks "$TMP/full.h5" "$TMP/half.h5" $obj $obj >"$TMP/diff" 2>&1 \
-    || { cat "$TMP/diff"; fail "client_batch 3: $obj differs after resume"; }
-done
+resume_equals "client_batch 3" $set_run
 echo "ok: client_batch 3 stopped at 2 of 4 and resumed on 3 ranks equals the uninterrupted run"
 
 # refusals: a clear message naming the key, on every rank, nothing written

@@ -34,3 +34,19 @@ expect_fail() {
   [ "$ms" -lt $((limit * 1000)) ] || fail "np=$np '$*' took ${ms} ms (limit ${limit}s)"
   echo "ok: np=$np rc=$rc in ${ms} ms: $*"
 }
+
+# resume_equals LABEL ARGS...: `run $TMP/tiny.ini ARGS` (ARGS give 4 rounds and a
+# checkpoint every round) on 2 ranks, against the same run stopped after round 2 and
+# resumed on 3 ranks: the last checkpoint and the client metrics are bit-identical.
+# $TMP/out holds the resume's output afterwards.
+resume_equals() {
+  local label=$1 obj; shift
+  mpi 2 run "$TMP/tiny.ini" "$@" --set run.output="$TMP/full.h5" || { cat "$TMP/out"; fail "$label: full run"; }
+  mpi 2 run "$TMP/tiny.ini" "$@" --set run.output="$TMP/half.h5" --set run.stop_after=2 \
+    || { cat "$TMP/out"; fail "$label: first half"; }
+  mpi 3 run "$TMP/tiny.ini" "$@" --resume "$TMP/half.h5" || { cat "$TMP/out"; fail "$label: resume"; }
+  for obj in /checkpoints/r000004 /metrics/clients; do
+    "${H5DIFF:-h5diff}" --follow-symlinks "$TMP/full.h5" "$TMP/half.h5" $obj $obj >"$TMP/diff" 2>&1 \
+      || { cat "$TMP/diff"; fail "$label: $obj differs after resume"; }
+  done
+}

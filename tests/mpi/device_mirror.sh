@@ -59,14 +59,7 @@ for case in "gpt2 comigs" "mixtral fedavg" "qwen2_moe comigs"; do
   echo "ok: $1 with $2 on the stand-in device: identical on 2 and 3 ranks, the CPU's to 1e-3"
 done
 set_run="$dev --set fl.strategy=local --set fl.rounds=4 --set run.checkpoint_every=1"
-mpi 2 run "$TMP/tiny.ini" $set_run --set run.output="$TMP/full.h5" || { cat "$TMP/out"; fail "full run"; }
-mpi 2 run "$TMP/tiny.ini" $set_run --set run.output="$TMP/half.h5" --set run.stop_after=2 \
-  || { cat "$TMP/out"; fail "first half"; }
-mpi 3 run "$TMP/tiny.ini" $set_run --resume "$TMP/half.h5" || { cat "$TMP/out"; fail "resume"; }
-for obj in /checkpoints/r000004 /metrics/clients; do
-  "$H5DIFF" --follow-symlinks "$TMP/full.h5" "$TMP/half.h5" $obj $obj >"$TMP/diff" 2>&1 \
-    || { cat "$TMP/diff"; fail "stand-in device: $obj differs after resume"; }
-done
+resume_equals "stand-in device" $set_run
 echo "ok: on the stand-in device, stopped at 2 of 4 and resumed equals the uninterrupted run"
 # the hosted clients' private state in device memory (run.device_state_mb: -1 all that
 # fits, the stand-in device has no limit; 0 none; a budget that holds some: 3 MiB, two
