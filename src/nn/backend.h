@@ -86,21 +86,16 @@ struct fm_backend {
                         const float *wpe, int B, int T, int D);
   void (*embed_backward)(fm_backend *be, float *dwte, float *dwpe, const float *dout,
                          const int32_t *tok, int B, int T, int D);
-  double (*crossentropy_forward)(fm_backend *be, float *lse, const float *logits,
+  /* crossentropy.c's forward and backward on logits [N,V] in rows of ld >= V values
+   * (dlogits too); the backward may run in place (dlogits == logits) */
+  double (*crossentropy_forward)(fm_backend *be, float *lse, const float *logits, int ld,
                                  const int32_t *targets, int N, int V, int *nvalid);
-  void (*crossentropy_backward)(fm_backend *be, float *dlogits, const float *logits, const float *lse,
+  void (*crossentropy_backward)(fm_backend *be, float *dlogits, const float *logits, int ld, const float *lse,
                                 const int32_t *targets, int N, int V, int nvalid, float dloss);
-  /* The head's logits in rows of ld >= V values: a device backend rounds ld up to a
-   * multiple of logits_align (0: rows of V), since with an odd vocabulary (GPT-2's
-   * 50257) cuBLAS has only its unaligned kernels for the head's GEMMs, far slower.
-   * The same cross-entropy as above on such rows; the backward may run in place
-   * (dlogits == logits). */
+  /* The model's dlogits rows: ld rounded up to a multiple of logits_align (0: rows of
+   * V), for cuBLAS's aligned kernels with an odd vocabulary (GPT-2's 50257);
+   * FEDMOE_CUDA_HEAD=padded on the GPU, always on the CPU's stand-in device */
   int logits_align;
-  double (*crossentropy_forward_ld)(fm_backend *be, float *lse, const float *logits, int ld,
-                                    const int32_t *targets, int N, int V, int *nvalid);
-  void (*crossentropy_backward_ld)(fm_backend *be, float *dlogits, const float *logits, int ld,
-                                   const float *lse, const int32_t *targets, int N, int V, int nvalid,
-                                   float dloss);
   void (*lora_forward)(fm_backend *be, int layout, int n, int in, int out, int R, float s,
                        const float *x, int ldx, const float *A, const float *B, float *z, float *y,
                        int ldy);

@@ -111,20 +111,10 @@ static void cpu_embed_backward(fm_backend *be, float *dwte, float *dwpe, const f
   (void)be;
   fm_embed_backward(dwte, dwpe, dout, tok, B, T, D);
 }
-static double cpu_crossentropy_forward(fm_backend *be, float *lse, const float *logits,
+/* rows of ld > V values (the stand-in device's padded logits): crossentropy.c on each
+ * row, the forward's sum in row order as crossentropy.c's own */
+static double cpu_crossentropy_forward(fm_backend *be, float *lse, const float *logits, int ld,
                                        const int32_t *targets, int N, int V, int *nvalid) {
-  (void)be;
-  return fm_crossentropy_forward(lse, logits, targets, N, V, nvalid);
-}
-static void cpu_crossentropy_backward(fm_backend *be, float *dlogits, const float *logits, const float *lse,
-                                      const int32_t *targets, int N, int V, int nvalid, float dloss) {
-  (void)be;
-  fm_crossentropy_backward(dlogits, logits, lse, targets, N, V, nvalid, dloss);
-}
-/* rows of ld values (the mirror's padded logits): crossentropy.c on each row, the
- * forward's sum in row order as crossentropy.c's own */
-static double cpu_crossentropy_forward_ld(fm_backend *be, float *lse, const float *logits, int ld,
-                                          const int32_t *targets, int N, int V, int *nvalid) {
   (void)be;
   if (ld == V) return fm_crossentropy_forward(lse, logits, targets, N, V, nvalid);
   double sum = 0.0;
@@ -138,12 +128,14 @@ static double cpu_crossentropy_forward_ld(fm_backend *be, float *lse, const floa
   *nvalid = cnt;
   return cnt ? sum / cnt : 0.0;
 }
-static void cpu_crossentropy_backward_ld(fm_backend *be, float *dlogits, const float *logits, int ld,
-                                         const float *lse, const int32_t *targets, int N, int V, int nvalid,
-                                         float dloss) {
+static void cpu_crossentropy_backward(fm_backend *be, float *dlogits, const float *logits, int ld, const float *lse,
+                                      const int32_t *targets, int N, int V, int nvalid, float dloss) {
   (void)be;
-  /* in place is allowed: each row goes through a copy, as crossentropy.c's rows must
-   * not alias */
+  if (ld == V && dlogits != logits) {
+    fm_crossentropy_backward(dlogits, logits, lse, targets, N, V, nvalid, dloss);
+    return;
+  }
+  /* in place: each row goes through a copy, as crossentropy.c's rows must not alias */
   float *row = malloc((size_t)V * sizeof *row);
   if (!row) fm_fatal(FM_ERR_MEM);
   for (int n = 0; n < N; n++) {
@@ -276,8 +268,6 @@ fm_backend fm_backend_cpu = {
   .embed_backward = cpu_embed_backward,
   .crossentropy_forward = cpu_crossentropy_forward,
   .crossentropy_backward = cpu_crossentropy_backward,
-  .crossentropy_forward_ld = cpu_crossentropy_forward_ld,
-  .crossentropy_backward_ld = cpu_crossentropy_backward_ld,
   .lora_forward = cpu_lora_forward,
   .lora_backward = cpu_lora_backward,
   .lora_grouped_forward = cpu_lora_grouped_forward,

@@ -27,16 +27,13 @@ void fm_model_head_forward(fm_model *m, int head, int N) {
     m->logits_stale = 1;
     return;
   }
-  if (m->ldv != V) { /* padded rows (backend.h logits_align): the logits go into dlogits' rows, where the
-                     * backward turns them into their gradient in place; m->logits is made only if asked for */
-    be->gemm(be, 0, 1, N, V, D, 1.0f, m->lnf, D, fm_model_w(m, head), D, 0.0f, m->dlogits, m->ldv);
-    m->ce = (float)be->crossentropy_forward_ld(be, m->lse, m->dlogits, m->ldv, m->targets, N, V, &m->nvalid);
-    m->dlogits_grad = 0;
-    m->logits_stale = 1;
-    return;
-  }
-  be->gemm(be, 0, 1, N, V, D, 1.0f, m->lnf, D, fm_model_w(m, head), D, 0.0f, m->logits, V);
-  m->ce = (float)be->crossentropy_forward(be, m->lse, m->logits, m->targets, N, V, &m->nvalid);
+  /* padded rows (backend.h logits_align): the logits go into dlogits' rows, where the
+   * backward turns them into their gradient in place; m->logits is made only if asked for */
+  const int ld = m->ldv, padded = ld != V;
+  float *z = padded ? m->dlogits : m->logits;
+  be->gemm(be, 0, 1, N, V, D, 1.0f, m->lnf, D, fm_model_w(m, head), D, 0.0f, z, ld);
+  m->ce = (float)be->crossentropy_forward(be, m->lse, z, ld, m->targets, N, V, &m->nvalid);
+  if (padded) m->dlogits_grad = 0, m->logits_stale = 1;
 }
 
 void fm_model_logits_ready(fm_model *m) {
@@ -59,18 +56,14 @@ void fm_model_head_backward(fm_model *m, int head, int N) {
     be->head_crossentropy(be, &m->nvalid, NULL, m->dln, w.g, 1, m->lnf, w.w, m->targets, N, D, V, 1.0f);
     return;
   }
-  if (m->ldv != V) { /* padded rows: the forward's logits are there, unless a backward used them already */
-    const int ld = m->ldv;
-    if (m->dlogits_grad) be->gemm(be, 0, 1, N, V, D, 1.0f, m->lnf, D, w.w, D, 0.0f, m->dlogits, ld);
-    be->crossentropy_backward_ld(be, m->dlogits, m->dlogits, ld, m->lse, m->targets, N, V, m->nvalid, 1.0f);
-    m->dlogits_grad = 1;
-    if (w.g) be->gemm(be, 1, 0, V, D, N, 1.0f, m->dlogits, ld, m->lnf, D, 1.0f, w.g, D);
-    be->gemm(be, 0, 0, N, D, V, 1.0f, m->dlogits, ld, w.w, D, 0.0f, m->dln, D);
-    return;
-  }
-  be->crossentropy_backward(be, m->dlogits, m->logits, m->lse, m->targets, N, V, m->nvalid, 1.0f);
-  if (w.g) be->gemm(be, 1, 0, V, D, N, 1.0f, m->dlogits, V, m->lnf, D, 1.0f, w.g, D);
-  be->gemm(be, 0, 0, N, D, V, 1.0f, m->dlogits, V, w.w, D, 0.0f, m->dln, D);
+  const int ld = m->ldv, padded = ld != V;
+  /* padded rows: the forward's logits are in dlogits, unless a backward used them already */
+  if (padded && m->dlogits_grad) be->gemm(be, 0, 1, N, V, D, 1.0f, m->lnf, D, w.w, D, 0.0f, m->dlogits, ld);
+  be->crossentropy_backward(be, m->dlogits, padded ? m->dlogits : m->logits, ld, m->lse, m->targets, N, V,
+                            m->nvalid, 1.0f);
+  if (padded) m->dlogits_grad = 1;
+  if (w.g) be->gemm(be, 1, 0, V, D, N, 1.0f, m->dlogits, ld, m->lnf, D, 1.0f, w.g, D);
+  be->gemm(be, 0, 0, N, D, V, 1.0f, m->dlogits, ld, w.w, D, 0.0f, m->dln, D);
 }
 
 static void moe_params(const fm_model *m, const fm_block *b, fm_moe_params *p) {

@@ -116,7 +116,7 @@ void fm_slots_head_forward(fm_model *m, int head, int N) {
     be->gemm(be, 0, 1, N, V, D, 1.0f, m->lnf, D, W, D, 0.0f, m->logits, V);
     for (int g = 0; g < m->live; g++) {
       const size_t r = (size_t)g * n;
-      m->slot_ce[g] = (float)be->crossentropy_forward(be, m->lse + r, m->logits + r * V, m->targets + r, n, V,
+      m->slot_ce[g] = (float)be->crossentropy_forward(be, m->lse + r, m->logits + r * V, V, m->targets + r, n, V,
                                                       &m->slot_nvalid[g]);
     }
   }
@@ -140,7 +140,7 @@ void fm_slots_head_backward(fm_model *m, int head, int N) {
   }
   for (int g = 0; g < m->live; g++) {
     const size_t r = (size_t)g * n;
-    be->crossentropy_backward(be, m->dlogits + r * V, m->logits + r * V, m->lse + r, m->targets + r, n, V,
+    be->crossentropy_backward(be, m->dlogits + r * V, m->logits + r * V, V, m->lse + r, m->targets + r, n, V,
                               m->slot_nvalid[g], 1.0f);
   }
   if (idle) be->zero(be, m->dlogits + (size_t)m->live * n * V, idle * V * sizeof(float));

@@ -199,28 +199,15 @@ static void cuda_embed_backward(fm_backend *be, float *dwte, float *dwpe, const 
                                 const int32_t *tok, int B, int T, int D) {
   RUN(be, fm_cu_embed_backward(CU(be), dwte, dwpe, dout, tok, B, T, D));
 }
-static double cuda_crossentropy_forward(fm_backend *be, float *lse, const float *logits,
+static double cuda_crossentropy_forward(fm_backend *be, float *lse, const float *logits, int ld,
                                         const int32_t *targets, int N, int V, int *nvalid) {
-  double loss = 0.0;
-  *nvalid = 0;
-  RUN(be, fm_cu_crossentropy_forward(CU(be), &loss, nvalid, lse, logits, targets, N, V));
-  return loss;
-}
-static void cuda_crossentropy_backward(fm_backend *be, float *dlogits, const float *logits, const float *lse,
-                                       const int32_t *targets, int N, int V, int nvalid, float dloss) {
-  RUN(be, fm_cu_crossentropy_backward(CU(be), dlogits, logits, lse, targets, N, V, nvalid, dloss));
-}
-
-static double cuda_crossentropy_forward_ld(fm_backend *be, float *lse, const float *logits, int ld,
-                                           const int32_t *targets, int N, int V, int *nvalid) {
   double loss = 0.0;
   *nvalid = 0;
   RUN(be, fm_cu_crossentropy_forward_ld(CU(be), &loss, nvalid, lse, logits, ld, targets, N, V));
   return loss;
 }
-static void cuda_crossentropy_backward_ld(fm_backend *be, float *dlogits, const float *logits, int ld,
-                                          const float *lse, const int32_t *targets, int N, int V, int nvalid,
-                                          float dloss) {
+static void cuda_crossentropy_backward(fm_backend *be, float *dlogits, const float *logits, int ld, const float *lse,
+                                       const int32_t *targets, int N, int V, int nvalid, float dloss) {
   RUN(be, fm_cu_crossentropy_backward_ld(CU(be), dlogits, logits, ld, lse, targets, N, V, nvalid, dloss));
 }
 
@@ -380,8 +367,6 @@ static const fm_backend cuda_table = {
   .embed_backward = cuda_embed_backward,
   .crossentropy_forward = cuda_crossentropy_forward,
   .crossentropy_backward = cuda_crossentropy_backward,
-  .crossentropy_forward_ld = cuda_crossentropy_forward_ld,
-  .crossentropy_backward_ld = cuda_crossentropy_backward_ld,
   .lora_forward = cuda_lora_forward,
   .lora_backward = cuda_lora_backward,
   .lora_grouped_forward = cuda_lora_grouped_forward,
