@@ -87,6 +87,13 @@ int fm_cuk_attention_backward(float *dqkv, float *Dv, const float *dout, const f
                               const void *douth, const void *qkvh, const float *o,
                               const float *lse, int B, int T, int H, int KVH, int hs, int mode,
                               void *stream);
+/* mode 2's kernels (flash_attention_mma.cu), called by the two above: the forward and,
+ * with Dv already computed, the two backward kernels */
+int fm_cuk_attention_forward_mma(float *out, float *ocopy, float *lse, const void *qkvh, int B,
+                                 int T, int H, int KVH, int hs, void *stream);
+int fm_cuk_attention_backward_mma(float *dqkv, const float *Dv, const void *douth,
+                                  const void *qkvh, const float *lse, int B, int T, int H, int KVH,
+                                  int hs, void *stream);
 
 /* The fused LM head + cross-entropy's row kernels (head_crossentropy.cu, driven by
  * head.c). *dcount (device) = rows with target >= 0. On a chunk of rows: lse[rows]

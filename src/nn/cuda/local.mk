@@ -3,7 +3,8 @@
 # kernels' C entry points) by the C compiler against the CUDA headers.
 CUDA_KERNEL_SRCS = %reldir%/colsum.cu %reldir%/layernorm.cu %reldir%/gelu.cu \
 	%reldir%/crossentropy.cu %reldir%/softmax.cu %reldir%/embed.cu %reldir%/adamw.cu \
-	%reldir%/vecops.cu %reldir%/flash_attention.cu %reldir%/head_crossentropy.cu %reldir%/bf16_copy.cu
+	%reldir%/vecops.cu %reldir%/flash_attention.cu %reldir%/flash_attention_mma.cu \
+	%reldir%/head_crossentropy.cu %reldir%/bf16_copy.cu
 CUDA_HDRS = %reldir%/cuda_nn.h %reldir%/backend_cuda.h %reldir%/context.h %reldir%/kernels.h %reldir%/common.cuh
 EXTRA_DIST += $(CUDA_KERNEL_SRCS) $(CUDA_HDRS) %reldir%/context.c %reldir%/gemm.c \
 	%reldir%/attention.c %reldir%/head.c %reldir%/ops.c %reldir%/backend_cuda.c
