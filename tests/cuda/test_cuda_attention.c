@@ -162,11 +162,6 @@ static void tf32(void) {
 static void bf16(void) { /* the mma.sync kernels */
   for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) check_shape(shapes[k], FM_PREC_BF16, 1e-2);
 }
-static void bf16_wmma(void) {
-  fm_cu_attention_use_wmma(1);
-  for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) check_shape(shapes[k], FM_PREC_BF16, 1e-2);
-  fm_cu_attention_use_wmma(0);
-}
 
 /* the GEMM path on the multi-head shapes (it takes KVH = H only) */
 static void gemm_path(void) {
@@ -244,7 +239,6 @@ int fm_test_register(void) {
   static const fm_test tests[] = {{"fp32 against the CPU, MHA/GQA, awkward T", fp32},
                                   {"tf32 tensor cores against the CPU", tf32},
                                   {"bf16 tensor cores (mma.sync) against the CPU", bf16},
-                                  {"bf16 tensor cores (WMMA) against the CPU", bf16_wmma},
                                   {"the GEMM path against the CPU", gemm_path},
                                   {"finite-difference gradient", finite_difference},
                                   {"unsupported shapes are refused", bad_head_size},

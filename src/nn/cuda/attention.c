@@ -33,33 +33,22 @@ size_t fm_cu_attention_saved(int B, int T, int H, int hs) {
   return probs > fused ? probs : fused;
 }
 
-static int bf16_wmma = 0; /* bf16 on the WMMA kernels instead of the mma.sync ones */
-
-void fm_cu_attention_use_wmma(int on) { bf16_wmma = on != 0; }
-
-/* 0 auto, 1 fused, 2 GEMM: fm_cu_attention_set_path, else FEDMOE_CUDA_ATTENTION (read once) */
+/* 0 auto, 1 fused, 2 GEMM, set by fm_cu_attention_set_path (tests); -1: the context's
+ * (FEDMOE_CUDA_ATTENTION) */
 static int path = -1;
 
 void fm_cu_attention_set_path(int p) { path = p >= 0 && p <= 2 ? p : 0; }
 
-static int forced(void) {
-  if (path < 0) {
-    const char *e = getenv("FEDMOE_CUDA_ATTENTION");
-    path = e && !strcmp(e, "fused") ? 1 : e && !strcmp(e, "gemm") ? 2 : 0;
-  }
-  return path;
-}
-
 static int use_gemm(const fm_cu *cu, int H, int KVH) {
   if (KVH != H) return 0;
-  const int f = forced();
+  const int f = path >= 0 ? path : cu->attn_path;
   return f == 2 || (f == 0 && cu->prec != FM_PREC_BF16);
 }
 
 /* the fused kernels' tile products for the context's precision: 0 exact fp32, 1 TF32,
- * 2 bf16 (mma.sync), 3 bf16 (WMMA) */
+ * 2 bf16 (mma.sync) */
 static int tile_mode(const fm_cu *cu) {
-  return cu->prec == FM_PREC_BF16 ? (bf16_wmma ? 3 : 2) : cu->prec == FM_PREC_TF32 ? 1 : 0;
+  return cu->prec == FM_PREC_BF16 ? 2 : cu->prec == FM_PREC_TF32 ? 1 : 0;
 }
 
 static fm_err check_shape(int T, int H, int KVH, int hs) {

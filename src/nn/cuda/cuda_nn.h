@@ -76,8 +76,6 @@ fm_err fm_cu_attention_backward(fm_cu *cu, float *dqkv, float *scratch, const fl
  * overrides it), 1 fused, 2 GEMM (multi-head shapes; others stay fused). For tests and
  * figures; a forward and its backward must run on the same path. */
 void fm_cu_attention_set_path(int path);
-/* bf16 runs on register-resident mma.sync tiles; on (tests): the WMMA kernels instead */
-void fm_cu_attention_use_wmma(int on);
 fm_err fm_cu_embed_forward(fm_cu *cu, float *out, const int32_t *tok, const float *wte,
                            const float *wpe, int B, int T, int D);
 fm_err fm_cu_embed_backward(fm_cu *cu, float *dwte, float *dwpe, const float *dout,

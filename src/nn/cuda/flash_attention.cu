@@ -16,22 +16,20 @@
  *
  * A block has ROWS/16 warps; warp w owns rows 16w..16w+15 of its tile from the GEMMs
  * to the softmax, so warps only meet at tile loads. The tile GEMMs are a warp's 16 x N
- * accumulator (Acc): tensor-core WMMA on bf16 tiles (E = bf16) or on fp32 tiles rounded
- * to TF32 (E = tf32), fp32 accumulation; or exact fp32 FMAs (E = float). bf16 runs by
- * default on the kernels of flash_attention_mma.cu, which keep the tiles in registers
- * and feed the tensor cores by ldmatrix and cp.async. Inputs
+ * accumulator (Acc): tensor-core WMMA on fp32 tiles rounded to TF32 (E = tf32), fp32
+ * accumulation, or exact fp32 FMAs (E = float). bf16 runs on the kernels of
+ * flash_attention_mma.cu, which keep the tiles in registers and feed the tensor cores
+ * by ldmatrix and cp.async. Inputs
  * stay fp32 in global memory and are rounded to E when a tile is loaded; the softmax
  * and all statistics are fp32. Head sizes up to 128 are padded with zero columns to a
  * compiled size HSP of 32, 64 or 128. */
 #include "common.cuh"
 #include "kernels.h"
 
-#include <cuda_bf16.h>
 #include <mma.h>
 
 namespace {
 
-using bf16 = __nv_bfloat16;
 constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
 
 struct Geo {
@@ -39,8 +37,8 @@ struct Geo {
   float scale;
 };
 
-/* The three kinds of tile product, E: float (exact fp32 FMAs), tf32 (tensor cores on
- * fp32 tiles rounded to TF32 in the fragments) and bf16 (tensor cores on bf16 tiles).
+/* The two kinds of tile product, E: float (exact fp32 FMAs) and tf32 (tensor cores on
+ * fp32 tiles rounded to TF32 in the fragments).
  * S is the type a shared tile stores; fp32 rows get an odd stride (no bank conflicts
  * when lanes walk a column), WMMA tiles a stride with 16-byte rows. */
 struct tf32 {};
@@ -54,11 +52,6 @@ template <> struct Elt<tf32> {
   using S = float;
   static constexpr int PAD = 4;
   static __device__ __forceinline__ float cvt(float x) { return x; }
-};
-template <> struct Elt<bf16> {
-  using S = bf16;
-  static constexpr int PAD = 8;
-  static __device__ __forceinline__ bf16 cvt(float x) { return __float2bfloat16_rn(x); }
 };
 
 /* A warp's 16 x N fp32 accumulator C += A B over K, A row-major [16][lda] and
@@ -107,44 +100,6 @@ template <int N> struct Acc<float, N> { /* lane l owns columns l, l+32, ... of a
 #pragma unroll
       for (int j = 0; j < J; j++)
         c[r][j] = lane + FM_WARP * j < N ? C[r * ldc + lane + FM_WARP * j] : 0.0f;
-  }
-};
-
-template <int N> struct Acc<bf16, N> { /* N/16 WMMA 16x16 fp32 accumulators */
-  nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> f[N / 16];
-  __device__ __forceinline__ void zero() {
-#pragma unroll
-    for (int j = 0; j < N / 16; j++) nvcuda::wmma::fill_fragment(f[j], 0.0f);
-  }
-  template <bool BCOL>
-  __device__ __forceinline__ void mma(const bf16 *A, int lda, const bf16 *B, int ldb, int K) {
-    using namespace nvcuda;
-    for (int k0 = 0; k0 < K; k0 += 16) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
-      wmma::load_matrix_sync(a, A + k0, lda);
-#pragma unroll
-      for (int j = 0; j < N / 16; j++) {
-        if constexpr (BCOL) {
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
-          wmma::load_matrix_sync(b, B + 16 * j * ldb + k0, ldb);
-          wmma::mma_sync(f[j], a, b, f[j]);
-        } else {
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> b;
-          wmma::load_matrix_sync(b, B + k0 * ldb + 16 * j, ldb);
-          wmma::mma_sync(f[j], a, b, f[j]);
-        }
-      }
-    }
-  }
-  __device__ __forceinline__ void store(float *C, int ldc) const {
-#pragma unroll
-    for (int j = 0; j < N / 16; j++)
-      nvcuda::wmma::store_matrix_sync(C + 16 * j, f[j], ldc, nvcuda::wmma::mem_row_major);
-  }
-  __device__ __forceinline__ void load(const float *C, int ldc) {
-#pragma unroll
-    for (int j = 0; j < N / 16; j++)
-      nvcuda::wmma::load_matrix_sync(f[j], C + 16 * j, ldc, nvcuda::wmma::mem_row_major);
   }
 };
 
@@ -542,7 +497,7 @@ Geo geo(int T, int H, int KVH, int hs) {
 } // namespace
 
 /* mode 0: exact fp32, 1: TF32 tensor cores (WMMA), 2: bf16 tensor cores (mma.sync,
- * register-resident), 3: bf16 tensor cores (WMMA). Tiles of 64 rows, 32 for exact fp32
+ * register-resident: flash_attention_mma.cu). Tiles of 64 rows, 32 for exact fp32
  * at head size 128 (its registers and shared memory). */
 extern "C" int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, const float *qkv,
                                         const void *qkvh, int B, int T, int H, int KVH, int hs,
@@ -551,14 +506,7 @@ extern "C" int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, co
   if (hs > FM_CU_ATTENTION_MAX_HS || KVH <= 0 || H % KVH) return (int)cudaErrorInvalidValue;
   const Geo g = geo(T, H, KVH, hs);
   cudaStream_t st = (cudaStream_t)stream;
-  if (mode == 2) {
-    return fm_cuk_attention_forward_mma(out, ocopy, lse, qkvh, B, T, H, KVH, hs, stream);
-  }
-  if (mode == 3) {
-    if (hs <= 32) return launch_fwd<bf16, 64, 32>(out, ocopy, lse, qkv, B, g, st);
-    if (hs <= 64) return launch_fwd<bf16, 64, 64>(out, ocopy, lse, qkv, B, g, st);
-    return launch_fwd<bf16, 64, 128>(out, ocopy, lse, qkv, B, g, st);
-  }
+  if (mode == 2) return fm_cuk_attention_forward_mma(out, ocopy, lse, qkvh, B, T, H, KVH, hs, stream);
   if (mode == 1) {
     if (hs <= 32) return launch_fwd<tf32, 64, 32>(out, ocopy, lse, qkv, B, g, st);
     if (hs <= 64) return launch_fwd<tf32, 64, 64>(out, ocopy, lse, qkv, B, g, st);
@@ -581,14 +529,7 @@ extern "C" int fm_cuk_attention_backward(float *dqkv, float *Dv, const float *do
   attention_rowdot<<<fm_blocks(rows, 8), 8 * FM_WARP, 0, st>>>(Dv, dout, o, B, T, H, hs);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return (int)e;
-  if (mode == 2) {
-    return fm_cuk_attention_backward_mma(dqkv, Dv, douth, qkvh, lse, B, T, H, KVH, hs, stream);
-  }
-  if (mode == 3) {
-    if (hs <= 32) return launch_bwd<bf16, 64, 32>(dqkv, dout, qkv, lse, Dv, B, g, st);
-    if (hs <= 64) return launch_bwd<bf16, 64, 64>(dqkv, dout, qkv, lse, Dv, B, g, st);
-    return launch_bwd<bf16, 64, 128>(dqkv, dout, qkv, lse, Dv, B, g, st);
-  }
+  if (mode == 2) return fm_cuk_attention_backward_mma(dqkv, Dv, douth, qkvh, lse, B, T, H, KVH, hs, stream);
   if (mode == 1) {
     if (hs <= 32) return launch_bwd<tf32, 64, 32>(dqkv, dout, qkv, lse, Dv, B, g, st);
     if (hs <= 64) return launch_bwd<tf32, 64, 64>(dqkv, dout, qkv, lse, Dv, B, g, st);

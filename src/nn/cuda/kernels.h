@@ -77,7 +77,7 @@ int fm_cuk_causal_softmax_backward(float *datt, const float *att, int rows, int 
  * every value) from dout [B,T,H hs], with o the forward's output and Dv [B,H,T]
  * scratch. mode 0: exact fp32; 1: tensor cores on TF32-rounded tiles (WMMA); 2: on
  * bf16 tiles, register-resident (mma.sync), which read bf16 copies of qkv and dout
- * (qkvh, douth: fm_cuk_to_bf16; unused by the other modes); 3: on bf16 tiles (WMMA);
+ * (qkvh, douth: fm_cuk_to_bf16; unused by the other modes);
  * fp32 accumulation and softmax. hs <= FM_CU_ATTENTION_MAX_HS, H a multiple of KVH. */
 #define FM_CU_ATTENTION_MAX_HS 128
 int fm_cuk_attention_forward(float *out, float *ocopy, float *lse, const float *qkv,
