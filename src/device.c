@@ -1,8 +1,9 @@
 /* device.c - run.device and run.precision: where this rank's models live, chosen
  * before any model is made. With cuda each rank opens one GPU, its local rank (the
  * launcher's OMPI_COMM_WORLD_LOCAL_RANK, else its rank among the ranks sharing its
- * node) modulo the GPUs it sees, so several ranks may share one. Collective: every
- * rank opens or fails, and a failure on one is everyone's. */
+ * node) modulo the GPUs it sees, so several ranks may share one; the backend learns
+ * how many do (budgets of GPU memory are shares of it). Collective: every rank opens
+ * or fails, and a failure on one is everyone's. */
 #include "config.h"
 
 #include "cli.h"
@@ -26,6 +27,20 @@ static fm_err local_rank(MPI_Comm comm, int *lr) {
   MPI_Comm_free(&node);
   return FM_OK;
 }
+
+#ifdef FEDMOE_HAVE_CUDA
+/* how many ranks of this node drive GPU `gpu`, this one included */
+static fm_err gpu_sharers(MPI_Comm comm, int gpu, int *n) {
+  MPI_Comm node, same;
+  FM_MPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  const int rc = MPI_Comm_split(node, gpu, 0, &same);
+  MPI_Comm_free(&node);
+  FM_MPI(rc);
+  MPI_Comm_size(same, n);
+  MPI_Comm_free(&same);
+  return FM_OK;
+}
+#endif
 
 /* the checks every rank makes alike, from the configuration alone */
 static fm_err check_config(const fm_config *c) {
@@ -57,6 +72,7 @@ fm_err fm_cli_open_device(const fm_config *c, MPI_Comm comm, fm_backend **be) {
   fm_err err = local_rank(comm, &lr);
   if (!err) err = fm_cuda_backend_open(be, lr, c->run.precision);
   FM_CHECK(fm_error_agree(err, &comm));
+  FM_CHECK(gpu_sharers(comm, fm_cuda_backend_gpu(*be), &(*be)->sharers));
   fm_model_set_default_backend(*be);
 #else
   (void)local_rank;

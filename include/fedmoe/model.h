@@ -197,7 +197,8 @@ const char *fm_model_device(const fm_model *m);
  * exactly, so a resident client trains bit for bit as one whose state is in host
  * memory. Device models only (on the CPU the host is the device: nothing to stash). */
 typedef struct fm_stash fm_stash;
-/* Bytes of device memory stashes may take now: what the device has free, less the
+/* Bytes of device memory this rank's stashes may take now: its share of what the
+ * device has free (the node's ranks on the same device share it evenly), less the
  * AdamW moments the model has yet to allocate and a margin for the libraries'
  * workspaces (0 on the CPU; SIZE_MAX when the device does not say). */
 size_t fm_model_stash_room(const fm_model *m);

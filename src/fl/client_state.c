@@ -4,8 +4,8 @@
  * (place): on a device model, in device memory (a stash per class, copied device to
  * device at each switch) while the host's budget lasts, else in host memory (copied
  * through the model's host mirrors, uploaded by the next pass). The budget is this
- * rank's share of what the device has free once the models are made, less a margin
- * (fm_model_stash_room; the node's ranks may share the GPU), capped by
+ * rank's share of what its GPU has free once the models are made (the node's ranks on
+ * that GPU share it), less a margin (fm_model_stash_room), capped by
  * run.device_state_mb. The copies are exact both ways, so where a client's state
  * lives never changes a result. */
 #include "client_state.h"
@@ -37,17 +37,6 @@ fm_err fm_host_create(fm_host *h, const fm_strategy *st, fm_model *model, int de
   return FM_OK;
 }
 
-/* The ranks of this node (the launcher's figure; 1 when it does not say): they may
- * share its GPUs, so a rank's budget is its share of its GPU's free memory. */
-static size_t node_ranks(void) {
-  const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"};
-  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-    const char *e = getenv(vars[i]);
-    if (e && atoi(e) > 0) return (size_t)atoi(e);
-  }
-  return 1;
-}
-
 /* The budget, set when the first client gets state (in the first round: every rank's
  * model is made by then, so the free memory is what is left to share): this rank's
  * share of the device's room for stashes, capped by run.device_state_mb. */
@@ -55,7 +44,6 @@ static void set_budget(fm_host *h) {
   if (h->budget_set) return;
   h->budget_set = 1;
   h->room = fm_model_stash_room(h->model);
-  if (h->room != SIZE_MAX) h->room /= node_ranks();
   if (h->cap_mb >= 0 && (double)h->room > (double)h->cap_mb * 1048576.0) h->room = (size_t)h->cap_mb << 20;
 }
 

@@ -27,6 +27,8 @@ typedef struct fm_backend fm_backend;
 struct fm_backend {
   const char *name; /* "cpu", "cuda" */
   int device;       /* 1: its memory is not the host's (mirrors and transfers needed) */
+  int sharers;      /* ranks of this node on the same device, this one included (its
+                     * memory is theirs to share; 0 or 1: this rank's alone) */
   fm_err err;       /* first failure of a queued operation (device backends) */
   void *ctx;        /* the backend's own state (CUDA: its fm_cu context) */
 

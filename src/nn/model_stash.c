@@ -28,6 +28,7 @@ size_t fm_model_stash_room(const fm_model *m) {
   if (!m->be->device) return 0;
   size_t have = m->be->mem_free(m->be);
   if (have == SIZE_MAX) return SIZE_MAX;
+  if (m->be->sharers > 1) have /= (size_t)m->be->sharers; /* this rank's share of its GPU */
   size_t later = STASH_MARGIN; /* the AdamW moments not yet allocated (at a class's first step) */
   for (int c = 0; c < m->nclass; c++)
     if (!m->am[c]) later += 2 * m->cn[c] * sizeof(float);

@@ -170,4 +170,10 @@ expect_fail 2 30 "needs about .* MiB of GPU memory" run "$TMP/tiny.ini" $gpu --s
   --set model.heads=64 --set model.layers=64 --set model.context=4096 --set train.seq_len=4096 \
   --set train.batch=64 --set run.output="$TMP/big.h5"
 [ ! -e "$TMP/big.h5" ] || fail "a refused GPU run wrote its run file"
+# an engine switch with an unknown value is refused on every rank, not read as the default
+(
+  export FEDMOE_CUDA_GEMM=bogus
+  expect_fail 2 30 "FEDMOE_CUDA_GEMM = 'bogus'" run "$TMP/tiny.ini" $gpu --set run.output="$TMP/switch.h5"
+) || exit 1
+[ ! -e "$TMP/switch.h5" ] || fail "a refused GPU run wrote its run file"
 echo "run_gpu: all passed"

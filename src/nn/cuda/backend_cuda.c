@@ -404,12 +404,11 @@ fm_err fm_cuda_backend_open(fm_backend **out, int local_rank, int prec) {
   }
   *be = cuda_table;
   be->ctx = c;
-  const char *head = getenv("FEDMOE_CUDA_HEAD");
-  if (head && !strcmp(head, "fused")) be->head_crossentropy = cuda_head_crossentropy;
+  if (c->cu->head == 1) be->head_crossentropy = cuda_head_crossentropy;
   /* logits rows padded to 8 values (32 bytes), for cuBLAS's aligned kernels: slower
    * than rows of V on the H200 with GPT-2's vocabulary (docs/gpu.md), so not the
    * default */
-  if (head && !strcmp(head, "padded")) be->logits_align = 8;
+  if (c->cu->head == 2) be->logits_align = 8;
   *out = be;
   return FM_OK;
 }
@@ -425,3 +424,5 @@ void fm_cuda_backend_close(fm_backend *be) {
 }
 
 fm_cu *fm_cuda_backend_context(fm_backend *be) { return CU(be); }
+
+int fm_cuda_backend_gpu(fm_backend *be) { return CU(be)->device; }

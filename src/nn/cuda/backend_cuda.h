@@ -14,5 +14,7 @@ fm_err fm_cuda_backend_open(fm_backend **out, int local_rank, int prec);
 void fm_cuda_backend_close(fm_backend *be);
 /* its context (precision, stream) */
 fm_cu *fm_cuda_backend_context(fm_backend *be);
+/* the index of the GPU it drives, among those this process sees */
+int fm_cuda_backend_gpu(fm_backend *be);
 
 #endif

@@ -20,7 +20,22 @@ fm_err fm_cublas_status(cublasStatus_t rc, const char *what, const char *file, i
                       "cuBLAS: %s: %s", what, cublasGetStatusString(rc));
 }
 
+/* An engine switch (docs/gpu.md): the environment variable unset or empty gives 0, its
+ * first value 1, its second 2; anything else is refused, naming the variable, so that a
+ * typo never times or tests the default in its place. */
+static fm_err engine_switch(const char *var, const char *v1, const char *v2, int *out) {
+  const char *e = getenv(var);
+  *out = !e || !*e ? 0 : !strcmp(e, v1) ? 1 : !strcmp(e, v2) ? 2 : -1;
+  if (*out < 0)
+    FM_ERROR(FM_ERR_CONFIG, "%s = '%s': it takes %s or %s (unset it for the default)", var, e, v1, v2);
+  return FM_OK;
+}
+
 fm_err fm_cu_open(fm_cu **out, int local_rank, fm_precision prec) {
+  int gemm, attn, head;
+  FM_CHECK(engine_switch("FEDMOE_CUDA_GEMM", "copy", "fast", &gemm));
+  FM_CHECK(engine_switch("FEDMOE_CUDA_ATTENTION", "fused", "gemm", &attn));
+  FM_CHECK(engine_switch("FEDMOE_CUDA_HEAD", "fused", "padded", &head));
   int n = 0;
   cudaError_t rc = cudaGetDeviceCount(&n);
   if (rc != cudaSuccess || n == 0)
@@ -30,8 +45,8 @@ fm_err fm_cu_open(fm_cu **out, int local_rank, fm_precision prec) {
   FM_CALLOC(cu, 1, "CUDA context");
   cu->device = (local_rank < 0 ? 0 : local_rank) % n;
   cu->prec = prec;
-  const char *gm = getenv("FEDMOE_CUDA_GEMM");
-  cu->gemm_copy = gm && !strcmp(gm, "copy") ? 1 : gm && !strcmp(gm, "fast") ? -1 : 0;
+  cu->gemm_copy = gemm == 1 ? 1 : gemm == 2 ? -1 : 0;
+  cu->attn_path = attn, cu->head = head;
   fm_err e = FM_OK;
   if ((e = FM_CU(cudaSetDevice(cu->device), "select the GPU")) ||
       (e = FM_CU(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking), "create a stream")) ||

@@ -20,6 +20,9 @@ struct fm_cu {
                    * is not a multiple of 8 values, 1 always (FEDMOE_CUDA_GEMM=copy), -1 never (=fast) */
   void *gemm_buf; /* those copies */
   size_t gemm_bytes;
+  int attn_path;  /* 0 by precision and heads, 1 fused, 2 GEMM (FEDMOE_CUDA_ATTENTION=fused|gemm) */
+  int head;       /* 0 GEMM + cross-entropy, 1 fused row chunks, 2 padded logits rows
+                   * (FEDMOE_CUDA_HEAD=fused|padded) */
 };
 
 fm_err fm_cu_status(cudaError_t rc, const char *what, const char *file, int line, const char *func);
