@@ -10,6 +10,10 @@
 
 #include "cunit_main.h"
 
+#ifndef FM_TEST_NAME /* the program's name, for the message of a missing GPU */
+#define FM_TEST_NAME "cuda test"
+#endif
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,29 +49,37 @@ static inline float *download(const float *dev, size_t n) {
   return g;
 }
 
-/* ||gpu - cpu|| / ||cpu|| <= tol; on failure prints the sizes and the indices */
-static inline int close_to(const char *what, const float *dev, const float *cpu, size_t n, double tol) {
-  float *g = download(dev, n);
+/* ||got - want|| / ||want|| <= tol, two host arrays (got from the GPU); on failure
+ * prints tag and what, the size, the worst and the first mismatching index */
+static inline int close_enough(const char *what, const char *tag, const float *got, const float *want,
+                               size_t n, double tol) {
   double num = 0, den = 0, worst = -1;
   size_t iw = 0, first = (size_t)-1;
   for (size_t i = 0; i < n; i++) {
-    double d = (double)g[i] - (double)cpu[i];
+    double d = (double)got[i] - (double)want[i];
     num += d * d;
-    den += (double)cpu[i] * cpu[i];
-    if (fabs(d) > worst) worst = fabs(d), iw = i;
+    den += (double)want[i] * want[i];
+    if (fabs(d) > worst || d != d) worst = fabs(d), iw = i;
   }
   double rms = n ? sqrt(den / n) : 0, e = den > 0 ? sqrt(num / den) : sqrt(num);
   if (!(e <= tol)) {
     for (size_t i = 0; i < n && first == (size_t)-1; i++)
-      if (!(fabs((double)g[i] - cpu[i]) <= tol * (fabs(cpu[i]) + rms))) first = i;
-    printf("\n    %s [%zu]: relative error %.3g > %.1g; worst |d| %.3g at %zu (gpu %.8g cpu %.8g)", what,
-           n, e, tol, worst, iw, g[iw], cpu[iw]);
+      if (!(fabs((double)got[i] - want[i]) <= tol * (fabs(want[i]) + rms))) first = i;
+    printf("\n    %s%s%s [%zu]: relative error %.3g > %.1g; worst |d| %.3g at %zu (gpu %.8g cpu %.8g)", tag,
+           *tag ? " " : "", what, n, e, tol, worst, iw, got[iw], want[iw]);
     if (first != (size_t)-1)
-      printf("; first mismatch at %zu (gpu %.8g cpu %.8g)", first, g[first], cpu[first]);
+      printf("; first mismatch at %zu (gpu %.8g cpu %.8g)", first, got[first], want[first]);
     printf("\n");
   }
-  free(g);
   return e <= tol;
+}
+
+/* the same for a device array against its CPU twin */
+static inline int close_to(const char *what, const float *dev, const float *cpu, size_t n, double tol) {
+  float *g = download(dev, n);
+  const int ok = close_enough(what, "", g, cpu, n, tol);
+  free(g);
+  return ok;
 }
 
 #define CLOSE(dev, cpu, n, tol) CU_ASSERT(close_to(#dev, (dev), (cpu), (n), (tol)))
@@ -101,7 +113,7 @@ static inline void dev_zero(float *d, size_t n) {
 /* A missing GPU fails every test (never a skipped, green run). */
 static inline int open_gpu(void) {
   if (fm_cu_open(&cu, 0, FM_PREC_FP32) != FM_OK) {
-    fprintf(stderr, "cuda test: %s\n", fm_error_message());
+    fprintf(stderr, "%s: %s\n", FM_TEST_NAME, fm_error_message());
     cu = NULL;
   }
   return 0;

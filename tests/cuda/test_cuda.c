@@ -2,64 +2,10 @@
  * check-cuda). Random inputs at awkward sizes (not multiples of 32), forward and
  * backward, relative L2 error at most 1e-5 in fp32 and 1e-2 in bf16; and each
  * backward run twice must give bitwise the same gradients (no atomics). */
-#include "cuda_nn.h"
 #include "nn.h"
 
-#include "cunit_main.h"
-
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-static fm_cu *cu;
-
-static float *host_rand(size_t n, unsigned seed, float scale) {
-  float *p = malloc(n * sizeof *p);
-  srand(seed);
-  for (size_t i = 0; i < n; i++) p[i] = scale * ((float)rand() / (float)RAND_MAX * 2.0f - 1.0f);
-  return p;
-}
-
-static void *dev_copy(const void *h, size_t bytes) {
-  void *d = NULL;
-  CU_ASSERT_FATAL(fm_cu_alloc(cu, &d, bytes, "test buffer") == FM_OK);
-  if (h) CU_ASSERT_FATAL(fm_cu_upload(cu, d, h, bytes) == FM_OK);
-  return d;
-}
-
-static float *dev_floats(const float *h, size_t n) { return dev_copy(h, n * sizeof(float)); }
-
-/* ||gpu - cpu|| / ||cpu|| of a device array against a host one */
-static double rel_err(const float *dev, const float *cpu, size_t n) {
-  float *g = malloc(n * sizeof *g);
-  CU_ASSERT_FATAL(fm_cu_download(cu, g, dev, n * sizeof *g) == FM_OK);
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = (double)g[i] - (double)cpu[i];
-    num += d * d;
-    den += (double)cpu[i] * cpu[i];
-  }
-  free(g);
-  return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
-static int same_bits(const float *d1, const float *d2, size_t n) {
-  float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
-  fm_cu_download(cu, a, d1, n * sizeof *a);
-  fm_cu_download(cu, b, d2, n * sizeof *b);
-  int same = !memcmp(a, b, n * sizeof *a);
-  free(a);
-  free(b);
-  return same;
-}
-
-#define CLOSE(dev, cpu, n, tol)                                        \
-  do {                                                                 \
-    double e_ = rel_err((dev), (cpu), (n));                            \
-    if (!(e_ <= (tol))) printf("\n    %s: relative error %.3g\n", #dev, e_); \
-    CU_ASSERT(e_ <= (tol));                                            \
-  } while (0)
+#define FM_TEST_NAME "test_cuda"
+#include "cuda_check.h"
 
 static void test_gemm(fm_precision prec, double tol) {
   CU_ASSERT_FATAL(cu != NULL);
@@ -103,7 +49,7 @@ static void linear(void) {
   CLOSE(gdx, dx, (size_t)N * C, 1e-5);
   CLOSE(gdw, dw, (size_t)C * OC, 1e-5);
   CLOSE(gdb, db, OC, 1e-5);
-  CU_ASSERT(same_bits(gdb, gdb2, OC));
+  SAME_BITS(gdb, gdb2, OC);
 }
 
 static void layernorm(void) {
@@ -128,7 +74,7 @@ static void layernorm(void) {
   CLOSE(gdx, dx, (size_t)N * C, 1e-5);
   CLOSE(gdw, dw, C, 1e-5);
   CLOSE(gdb, db, C, 1e-5);
-  CU_ASSERT(same_bits(gdw, gdw2, C));
+  SAME_BITS(gdw, gdw2, C);
 }
 
 static void gelu(void) {
@@ -191,7 +137,7 @@ static void embed(void) {
   CLOSE(go, out, (size_t)N * D, 1e-6);
   CLOSE(gdwte, dwte, (size_t)V * D, 1e-6);
   CLOSE(gdwpe, dwpe, (size_t)T * D, 1e-6);
-  CU_ASSERT(same_bits(gdwte, gdwte2, (size_t)V * D));
+  SAME_BITS(gdwte, gdwte2, (size_t)V * D);
 }
 
 static void adamw(void) {
@@ -223,19 +169,6 @@ static void oom_message(void) {
   CU_ASSERT(strstr(fm_error_message(), "a test's impossible buffer needs") != NULL);
   CU_ASSERT(strstr(fm_error_message(), "MiB are free") != NULL);
   fm_error_clear();
-}
-
-/* A missing GPU fails every test (never a skipped, green run). */
-static int open_gpu(void) {
-  if (fm_cu_open(&cu, 0, FM_PREC_FP32) != FM_OK) {
-    fprintf(stderr, "test_cuda: %s\n", fm_error_message());
-    cu = NULL;
-  }
-  return 0;
-}
-static int close_gpu(void) {
-  fm_cu_close(cu);
-  return 0;
 }
 
 int fm_test_register(void) {

@@ -6,56 +6,10 @@
  * each backward run twice gives bitwise the same gradient; the GEMM path (multi-head)
  * against the CPU too; a central finite difference
  * of <out, dout> along a random direction agrees with the GPU gradient. */
-#include "cuda_nn.h"
 #include "nn.h"
 
-#include "cunit_main.h"
-
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-static fm_cu *cu;
-
-static float *host_rand(size_t n, unsigned seed, float scale) {
-  float *p = malloc(n * sizeof *p);
-  srand(seed);
-  for (size_t i = 0; i < n; i++) p[i] = scale * ((float)rand() / (float)RAND_MAX * 2.0f - 1.0f);
-  return p;
-}
-
-static float *dev_floats(const float *h, size_t n) {
-  float *d = NULL;
-  CU_ASSERT_FATAL(fm_cu_alloc(cu, &d, n * sizeof *d, "test buffer") == FM_OK);
-  if (h) CU_ASSERT_FATAL(fm_cu_upload(cu, d, h, n * sizeof *d) == FM_OK);
-  return d;
-}
-
-static float *download(const float *dev, size_t n) {
-  float *h = malloc(n * sizeof *h);
-  CU_ASSERT_FATAL(fm_cu_download(cu, h, dev, n * sizeof *h) == FM_OK);
-  return h;
-}
-
-/* ||got - want|| / ||want||; prints the sizes, the error and the worst index when it
- * is above tol */
-static int close_enough(const char *what, const char *tag, const float *got, const float *want,
-                        size_t n, double tol) {
-  double num = 0, den = 0, worst = -1;
-  size_t wi = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = (double)got[i] - (double)want[i];
-    num += d * d;
-    den += (double)want[i] * want[i];
-    if (fabs(d) > worst || d != d) worst = fabs(d), wi = i;
-  }
-  double e = den > 0 ? sqrt(num / den) : sqrt(num);
-  if (!(e <= tol))
-    printf("\n    %s %s: relative error %.3g > %.1g (n %zu); worst at %zu: gpu %.8g cpu %.8g\n", tag,
-           what, e, tol, n, wi, got[wi], want[wi]);
-  return e <= tol;
-}
+#define FM_TEST_NAME "test_cuda_attention"
+#include "cuda_check.h"
 
 /* the log-sum-exp of each query row's scaled scores, in double */
 static void lse_ref(float *lse, const float *qkv, int B, int T, int H, int KVH, int hs) {
@@ -220,19 +174,6 @@ static void bad_head_size(void) {
   CU_ASSERT_EQUAL(fm_cu_attention_forward(cu, NULL, NULL, NULL, 1, 4, 6, 4, 64), FM_ERR_ARG);
   CU_ASSERT(strstr(fm_error_message(), "6 query heads") != NULL);
   fm_error_clear();
-}
-
-/* A missing GPU fails every test (never a skipped, green run). */
-static int open_gpu(void) {
-  if (fm_cu_open(&cu, 0, FM_PREC_FP32) != FM_OK) {
-    fprintf(stderr, "test_cuda_attention: %s\n", fm_error_message());
-    cu = NULL;
-  }
-  return 0;
-}
-static int close_gpu(void) {
-  fm_cu_close(cu);
-  return 0;
 }
 
 int fm_test_register(void) {

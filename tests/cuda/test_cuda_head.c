@@ -5,54 +5,10 @@
  * accumulated onto a non-zero gradient and written; loss, lse, dx, dW within 1e-5
  * relative in fp32 and 1e-2 in bf16; two runs bitwise equal; the loss alone matches
  * the loss with gradients. */
-#include "cuda_nn.h"
 #include "nn.h"
 
-#include "cunit_main.h"
-
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-static fm_cu *cu;
-
-static float *host_rand(size_t n, unsigned seed, float scale) {
-  float *p = malloc(n * sizeof *p);
-  srand(seed);
-  for (size_t i = 0; i < n; i++) p[i] = scale * ((float)rand() / (float)RAND_MAX * 2.0f - 1.0f);
-  return p;
-}
-
-static void *dev_copy(const void *h, size_t bytes) {
-  void *d = NULL;
-  CU_ASSERT_FATAL(fm_cu_alloc(cu, &d, bytes, "test buffer") == FM_OK);
-  if (h) CU_ASSERT_FATAL(fm_cu_upload(cu, d, h, bytes) == FM_OK);
-  return d;
-}
-
-static float *download(const float *dev, size_t n) {
-  float *h = malloc(n * sizeof *h);
-  CU_ASSERT_FATAL(fm_cu_download(cu, h, dev, n * sizeof *h) == FM_OK);
-  return h;
-}
-
-static int close_enough(const char *what, const char *tag, const float *got, const float *want,
-                        size_t n, double tol) {
-  double num = 0, den = 0, worst = -1;
-  size_t wi = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = (double)got[i] - (double)want[i];
-    num += d * d;
-    den += (double)want[i] * want[i];
-    if (fabs(d) > worst || d != d) worst = fabs(d), wi = i;
-  }
-  double e = den > 0 ? sqrt(num / den) : sqrt(num);
-  if (!(e <= tol))
-    printf("\n    %s %s: relative error %.3g > %.1g (n %zu); worst at %zu: gpu %.8g cpu %.8g\n", tag,
-           what, e, tol, n, wi, got[wi], want[wi]);
-  return e <= tol;
-}
+#define FM_TEST_NAME "test_cuda_head"
+#include "cuda_check.h"
 
 static void check(int N, int D, int V, int chunk, fm_precision prec, double tol) {
   CU_ASSERT_FATAL(cu != NULL);
@@ -132,19 +88,6 @@ static void bad_shape(void) {
                   FM_ERR_ARG);
   CU_ASSERT(strstr(fm_error_message(), "GPU head") != NULL);
   fm_error_clear();
-}
-
-/* A missing GPU fails every test (never a skipped, green run). */
-static int open_gpu(void) {
-  if (fm_cu_open(&cu, 0, FM_PREC_FP32) != FM_OK) {
-    fprintf(stderr, "test_cuda_head: %s\n", fm_error_message());
-    cu = NULL;
-  }
-  return 0;
-}
-static int close_gpu(void) {
-  fm_cu_close(cu);
-  return 0;
 }
 
 int fm_test_register(void) {
