@@ -137,6 +137,9 @@ extern const fm_strategy fm_strategy_local, fm_strategy_fedavg, fm_strategy_comi
 /* One optimizer step on a batch of split s: forward, backward, clip, AdamW on the
  * classes in class_mask (bit c), learning rate scaled by lr_scale. Adds the CE to *loss. */
 fm_err fm_client_train_step(fm_client_ctx *cx, int split, unsigned class_mask, float lr, double *loss);
+/* The last forward's routing of ntok tokens (the slot set, after a forward of client
+ * slots) added to the client's round totals (route_counts, gate_mass). */
+void fm_client_add_routing(fm_client_ctx *cx, int ntok);
 /* fl.local_steps steps on the training split for the classes in class_mask (at the
  * schedule's rate); their mean loss goes to cx->res->train_loss. The local update
  * of local, fedavg and fedbiot. */
@@ -148,7 +151,7 @@ float fm_client_lr(const fm_client_ctx *cx, int k, double base_lr);
 fm_err fm_client_eval(fm_client_ctx *cx, int split, double *loss);
 
 /* run.client_batch (client_batch.c): an error naming the key when this run cannot
- * train several clients at once (model.train, strategy, MoE layers, a toolkit option
+ * train several clients at once (model.train, strategy, a toolkit option
  * that works on each client's gradients). */
 fm_err fm_client_batch_check(const fm_config *c, const fm_model_shape *s);
 /* The local update of fedavg and local (fl.local_steps steps of the classes in

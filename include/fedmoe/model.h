@@ -255,7 +255,8 @@ const float *fm_model_hidden(const fm_model *m, int k);
 const float *fm_model_logits(const fm_model *m);
 
 /* Routing of the last forward, for MoE block l (NULL / 0 for dense blocks):
- * probs [B*T, E] softmax probabilities; picks [B*T, top_k] chosen experts. */
+ * probs [B*T, E] softmax probabilities; picks [B*T, top_k] chosen experts. After a
+ * forward of client slots: the part of the slot set (fm_model_set_slot). */
 const float *fm_model_router_probs(const fm_model *m, int layer);
 const int32_t *fm_model_router_picks(const fm_model *m, int layer);
 /* Restrict routing of block l to experts with allowed[e] != 0 (NULL: all). */

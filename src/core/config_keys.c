@@ -32,10 +32,10 @@ const fm_key fm_config_keys[] = {
    "GPU GEMM arithmetic: fp32, tf32 tensor cores, or bf16 inputs with fp32 accumulation and fp32 "
    "master weights (run.device = cuda; the CPU computes in fp32)"},
   {"run.client_batch", FM_KEY_INT, F(run.client_batch), "1", 1, 256, NULL,
-   "clients a host trains at once when they share a frozen base (model.train = lora, attention LoRA, "
-   "fl.strategy = fedavg or local): one pass over the base for all of them, grouped GEMMs over their "
-   "own LoRA pairs; equal to training them one at a time to rounding, and bit-identical for any rank "
-   "count (1: one at a time)"},
+   "clients a host trains at once when they share a frozen base (model.train = lora: attention LoRA, "
+   "routers, LoRA experts; fl.strategy = fedavg or local): one pass over the base for all of them, "
+   "grouped GEMMs over their own LoRA pairs, MoE blocks per client; equal to training them one at a "
+   "time to rounding, and bit-identical for any rank count (1: one at a time)"},
   {"run.collective_timeout", FM_KEY_REAL, F(run.collective_timeout), "600", 0, 1e9, NULL,
    "seconds a rank may wait for the others in a collective before the job ends naming the missing ranks "
    "(0: never; above the longest time one rank works while the others wait)",

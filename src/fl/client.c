@@ -4,8 +4,7 @@
 
 #include <string.h>
 
-/* Routing statistics of the last forward, added to the client's round totals. */
-static void add_routing(fm_client_ctx *cx, int ntok) {
+void fm_client_add_routing(fm_client_ctx *cx, int ntok) {
   const fm_model_shape *s = fm_model_get_shape(cx->model);
   int E = s->experts, k = s->top_k;
   for (int l = 0; l < s->layers; l++) {
@@ -52,7 +51,7 @@ fm_err fm_client_train_step(fm_client_ctx *cx, int split, unsigned class_mask, f
                         fm_model_clip_factor(cx->model, class_mask, c->train.grad_clip)};
   for (int k = 0; k < nclass; k++)
     if (class_mask >> k & 1) fm_adamw_step(&cx->opt[k], cx->model, k, &h);
-  if (split == FM_SPLIT_TRAIN) add_routing(cx, B * T);
+  if (split == FM_SPLIT_TRAIN) fm_client_add_routing(cx, B * T);
   cx->res->tokens += (uint64_t)B * (uint64_t)T;
   cx->res->flops += fm_model_flops_per_token(cx->model, T) * B * T;
   if (loss) *loss += ce;

@@ -1,9 +1,10 @@
 /* client_batch.c - run.client_batch: several clients of a host trained at once.
  *
- * Clients that share a frozen base and differ only in their LoRA pairs (model.train =
- * lora) train together on a model of client slots (src/nn/model_slots.c): one forward
- * and backward over all their batches per local step, each slot with its own pair,
- * loss, clipping and AdamW state. Each client samples exactly the batches it would
+ * Clients that share a frozen base and differ only in their LoRA pairs and routers
+ * (model.train = lora: attention adapters, LoRA experts) train together on a model of
+ * client slots (src/nn/model_slots.c): one forward and backward over all their batches
+ * per local step, each slot with its own pairs, routing, loss, clipping and AdamW
+ * state. Each client samples exactly the batches it would
  * alone (its own stream) and sees the same learning rate, so its result is what
  * training it alone gives, up to the rounding of taller GEMMs. */
 #include "fedmoe/fl.h"
@@ -19,11 +20,7 @@ fm_err fm_client_batch_check(const fm_config *c, const fm_model_shape *s) {
   if (c->fl.strategy != FM_STRAT_FEDAVG && c->fl.strategy != FM_STRAT_LOCAL)
     FM_CONFIG_ERROR(c, "run.client_batch", "is for fl.strategy = fedavg or local, not %s (set run.client_batch "
                     "= 1)", fm_strategy_get(c->fl.strategy)->name);
-  if (s->moe_mask)
-    FM_CONFIG_ERROR(c, "run.client_batch", "trains attention LoRA pairs; MoE layers (model.moe_layers) are not "
-                    "supported with several clients at once (set run.client_batch = 1)");
-  if (s->attn_lora_rank < 1)
-    FM_CONFIG_ERROR(c, "run.client_batch", "trains attention LoRA pairs: set model.attn_lora_rank");
+  (void)s; /* model.train = lora has made sure a LoRA pair or a router trains */
   /* what hooks a client's gradients or keeps per-client training state */
   const char *hook = c->fltk.scaffold ? "fl.scaffold" : c->fltk.prox_mu > 0 ? "fl.prox_mu"
                      : c->fltk.ditto ? "fl.ditto" : NULL;
@@ -64,6 +61,7 @@ fm_err fm_client_train_group(fm_client_ctx *const *cx, int n, unsigned class_mas
                             (float)c->train.weight_decay, fm_model_clip_factor(m, class_mask, c->train.grad_clip)};
       for (int q = 0; q < nclass; q++)
         if (class_mask >> q & 1) fm_adamw_step(&cx[g]->opt[q], m, q, &h);
+      fm_client_add_routing(cx[g], (int)bt); /* slot g's part of the forward */
       cx[g]->res->tokens += (uint64_t)bt;
       cx[g]->res->flops += fm_model_flops_per_token(m, T) * (double)bt;
       loss[g] += ce[g];

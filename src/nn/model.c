@@ -200,16 +200,18 @@ static fm_err check_device_memory(fm_model *m) {
   return FM_OK;
 }
 
-/* Client slots train attention LoRA pairs over a frozen base; nothing else may train. */
+/* Client slots train what each slot's part computes on its own over a frozen base:
+ * attention LoRA pairs (the grouped LoRA operations) and what an MoE block holds (it
+ * runs per part: routers, experts); nothing else may train. */
 static fm_err check_slots(const fm_model *m) {
   if (m->nslot == 1) return FM_OK;
-  if (m->s.moe_mask)
-    FM_ERROR(FM_ERR_CONFIG, "%d client slots: MoE layers (model.moe_layers) are not supported with several "
-             "slots; set run.client_batch = 1", m->nslot);
-  for (int i = 0; i < m->nt; i++)
-    if (m->t[i].cls != FM_CLASS_FROZEN && m->t[i].group != FM_GROUP_ATTN_LORA)
-      FM_ERROR(FM_ERR_CONFIG, "%d client slots train attention LoRA pairs only, but tensor %s trains "
-               "(model.train = lora, and no MoE layers); set run.client_batch = 1", m->nslot, m->t[i].name);
+  for (int i = 0; i < m->nt; i++) {
+    const fm_tensor *t = &m->t[i];
+    if (t->cls != FM_CLASS_FROZEN && t->group != FM_GROUP_ATTN_LORA && t->group != FM_GROUP_ROUTER &&
+        t->group != FM_GROUP_EXPERT)
+      FM_ERROR(FM_ERR_CONFIG, "%d client slots train attention LoRA pairs, routers and experts only, but tensor "
+               "%s trains (model.train = lora); set run.client_batch = 1", m->nslot, t->name);
+  }
   return FM_OK;
 }
 
@@ -273,8 +275,13 @@ void fm_model_free(fm_model *m) {
   if (m->blk)
     for (int l = 0; l < m->s.layers; l++)
       if (m->blk[l].moe) {
-        fm_moe_free(&m->blk[l].moe_layer);
-        if (m->blk[l].moe_dev) m->be->moe_destroy(m->be, m->blk[l].moe_dev);
+        fm_block *b = &m->blk[l];
+        for (int g = 0; g < m->nslot && (!g || b->moe_more); g++) { /* slot 0's, the others' if made */
+          fm_moe_free(fm_block_moe(b, g));
+          if (fm_block_moe_dev(b, g)) m->be->moe_destroy(m->be, fm_block_moe_dev(b, g));
+        }
+        free(b->moe_more);
+        free(b->moe_more_dev);
       }
   for (int c = 0; c < m->nclass; c++) {
     if (m->cw) free(m->cw[c]);
@@ -404,7 +411,8 @@ size_t fm_nn_model_bytes(const fm_model *m) {
   for (int c = 0; c < m->nclass; c++) n += 2 * m->cn[c] * m->nslot;
   n += m->arena_n;
   for (int l = 0; l < m->s.layers; l++)
-    if (m->blk[l].moe) n += m->blk[l].moe_layer.nbytes / sizeof(float);
+    for (int g = 0; m->blk[l].moe && g < m->nslot && (!g || m->blk[l].moe_more); g++)
+      n += fm_block_moe(&m->blk[l], g)->nbytes / sizeof(float);
   return n * sizeof(float) + 2 * (size_t)m->B * m->T * sizeof(int32_t);
 }
 
@@ -418,20 +426,23 @@ const float *fm_model_logits(const fm_model *m) {
 const float *fm_model_router_probs(const fm_model *m, int layer) {
   if (layer < 0 || layer >= m->s.layers || !m->blk[layer].moe || !m->have_fwd) return NULL;
   fm_model_routing_to_host(m);
-  return m->blk[layer].moe_layer.probs;
+  return fm_block_moe(&m->blk[layer], m->nact > 1 ? m->slot : 0)->probs;
 }
 
 const int32_t *fm_model_router_picks(const fm_model *m, int layer) {
   if (layer < 0 || layer >= m->s.layers || !m->blk[layer].moe || !m->have_fwd) return NULL;
   fm_model_routing_to_host(m);
-  return m->blk[layer].moe_layer.picks;
+  return fm_block_moe(&m->blk[layer], m->nact > 1 ? m->slot : 0)->picks;
 }
 
 fm_err fm_model_set_route_mask(fm_model *m, int layer, const uint8_t *allowed) {
   if (layer < 0 || layer >= m->s.layers)
     FM_ERROR(FM_ERR_ARG, "route mask for block %d: the model has blocks 0..%d", layer, m->s.layers - 1);
   if (!m->blk[layer].moe) FM_ERROR(FM_ERR_ARG, "route mask for block %d, which is not an MoE block", layer);
-  FM_CHECK(fm_moe_set_mask(&m->blk[layer].moe_layer, allowed));
-  if (m->blk[layer].moe_dev) FM_CHECK(m->be->moe_set_mask(m->be, m->blk[layer].moe_dev, allowed));
+  for (int g = 0; g < m->nslot; g++) { /* every client slot's layer */
+    FM_CHECK(fm_moe_set_mask(fm_block_moe(&m->blk[layer], g), allowed));
+    void *dev = fm_block_moe_dev(&m->blk[layer], g);
+    if (dev) FM_CHECK(m->be->moe_set_mask(m->be, dev, allowed));
+  }
   return FM_OK;
 }

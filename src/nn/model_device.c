@@ -72,6 +72,14 @@ void fm_model_device_free(fm_model *m) {
 fm_err fm_model_moe_alloc(fm_model *m, fm_block *b, int N, const fm_moe_dims *dm) {
   FM_CHECK(fm_moe_alloc(&b->moe_layer, N, dm));
   if (m->be->moe_create) FM_CHECK(m->be->moe_create(m->be, &b->moe_layer, &b->moe_dev));
+  if (m->nslot < 2) return FM_OK;
+  /* slots 1..: their part of the rows each (slot 0's layer also serves a plain forward) */
+  FM_CALLOC(b->moe_more, (size_t)m->nslot - 1, "client slots' MoE layers");
+  if (m->be->moe_create) FM_CALLOC(b->moe_more_dev, (size_t)m->nslot - 1, "client slots' MoE layers");
+  for (int g = 1; g < m->nslot; g++) {
+    FM_CHECK(fm_moe_alloc(fm_block_moe(b, g), N / m->nslot, dm));
+    if (m->be->moe_create) FM_CHECK(m->be->moe_create(m->be, fm_block_moe(b, g), &b->moe_more_dev[g - 1]));
+  }
   return FM_OK;
 }
 
@@ -79,8 +87,9 @@ void fm_model_routing_to_host(const fm_model *m) {
   fm_model *w = (fm_model *)m; /* the host layers' routing is a cache of the device's */
   if (w->routed) return;
   for (int l = 0; l < w->s.layers; l++)
-    if (w->blk[l].moe_dev) {
-      fm_err e = w->be->moe_routing(w->be, w->blk[l].moe_dev, &w->blk[l].moe_layer);
+    for (int g = 0; w->blk[l].moe && g < w->nslot; g++) {
+      void *dev = fm_block_moe_dev(&w->blk[l], g);
+      fm_err e = dev ? w->be->moe_routing(w->be, dev, fm_block_moe(&w->blk[l], g)) : FM_OK;
       if (e) fm_fatal(e);
     }
   w->routed = 1;

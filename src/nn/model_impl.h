@@ -29,7 +29,17 @@ typedef struct {
   float *fch, *fcg;                 /* dense FFN: [N,4D] before and after GELU */
   fm_moe moe_layer;                 /* MoE FFN: its own activations */
   void *moe_dev;                    /* a device backend's layer beside it (backend.h) */
+  /* client slots 1.. (model_slots.c): a layer each for its part of the rows, which its
+   * own router routes (moe_layer is slot 0's, sized for every row) */
+  fm_moe *moe_more;
+  void **moe_more_dev;
 } fm_block;
+
+/* block b's MoE layer of client slot g, and a device's beside it */
+static inline fm_moe *fm_block_moe(fm_block *b, int g) { return g ? &b->moe_more[g - 1] : &b->moe_layer; }
+static inline void *fm_block_moe_dev(const fm_block *b, int g) {
+  return g ? (b->moe_more_dev ? b->moe_more_dev[g - 1] : NULL) : b->moe_dev;
+}
 
 /* Who holds the newest values of a buffer that lives on a device with a host mirror */
 enum { FM_SYNC_SAME, FM_SYNC_HOST, FM_SYNC_DEVICE };
@@ -169,6 +179,14 @@ void fm_slots_lora_forward(fm_model *m, int layout, int N, int in, int out, int 
 void fm_slots_lora_backward(fm_model *m, int layout, int N, int in, int out, int R, float s, const float *x,
                             int ldx, const float *z, const float *dy, int ldy, int ia, int ib, float *dz,
                             float *dx, float beta);
+/* an MoE block's forward and backward over the parts (backend.h's moe_forward and
+ * moe_backward): each live part through its slot's layer with its slot's tensors, as
+ * `params` gives them for the slot set; the forward returns the parts' summed
+ * load-balance terms */
+typedef void (*fm_moe_params_fn)(const fm_model *m, const fm_block *b, fm_moe_params *p);
+double fm_slots_moe_forward(fm_model *m, fm_block *b, fm_moe_params_fn params, float *out, const float *x, int N);
+void fm_slots_moe_backward(fm_model *m, fm_block *b, fm_moe_params_fn params, float *dx, const float *dout,
+                           const float *x);
 void fm_slots_head_forward(fm_model *m, int head, int N);
 void fm_slots_head_backward(fm_model *m, int head, int N);
 

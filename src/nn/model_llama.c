@@ -260,9 +260,7 @@ void fm_llama_forward(fm_model *m, int B, int T, double *lbsum) {
     PROF(LAYERNORM, FWD, be->rmsnorm_forward(be, b->ln2, b->ln2_rstd, b->resa, wt(m, b->ln2w), N, D, D, eps));
     PROF(RESIDUAL, FWD, be->copy(be, out, b->resa, (size_t)N * D * sizeof(float)));
     if (b->moe) {
-      fm_moe_params p;
-      moe_params(m, b, &p);
-      *lbsum += be->moe_forward(be, &b->moe_layer, b->moe_dev, &p, out, b->ln2, N, s->load_balance);
+      *lbsum += fm_slots_moe_forward(m, b, moe_params, out, b->ln2, N);
       if (b->sgw >= 0)
         PROF(FFN, FWD, be->shared_expert_forward(be, out, b->sy, b->sg, b->sgu, b->sact, b->ln2, wt(m, b->sgw),
                                                 wt(m, b->suw), wt(m, b->sdw), wt(m, b->sgt), N, D,
@@ -298,9 +296,7 @@ void fm_llama_backward(fm_model *m, int lo, int k, const float *dh) {
     const int want_dx = l + 1 > lo;
     PROF(RESIDUAL, BWD, be->zero(be, m->dln, (size_t)N * D * sizeof(float)));
     if (b->moe) {
-      fm_moe_params p;
-      moe_params(m, b, &p);
-      be->moe_backward(be, &b->moe_layer, b->moe_dev, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
+      fm_slots_moe_backward(m, b, moe_params, m->dln, m->dres, b->ln2);
       if (b->sgw >= 0)
         PROF(FFN, BWD, be->shared_expert_backward(be, m->dln, gr(m, b->sgw), gr(m, b->suw), gr(m, b->sdw),
                                                  gr(m, b->sgt), m->dsy, m->dsz, m->da, m->dfc, m->dres,

@@ -152,9 +152,7 @@ static fm_err forward_rows(fm_model *m, const int32_t *tokens, const int32_t *ta
                                               fm_model_w(m, b->ln2b), N, D, s->norm_eps));
     PROF(RESIDUAL, FWD, be->copy(be, out, b->resa, (size_t)N * D * sizeof(float)));
     if (b->moe) {
-      fm_moe_params p;
-      moe_params(m, b, &p);
-      lbsum += be->moe_forward(be, &b->moe_layer, b->moe_dev, &p, out, b->ln2, N, s->load_balance);
+      lbsum += fm_slots_moe_forward(m, b, moe_params, out, b->ln2, N);
     } else {
       PROF(FFN, FWD, be->ffn_forward(be, out, b->fch, b->fcg, b->ln2, fm_model_w(m, b->fcw), fm_model_w(m, b->fcb),
                                     fm_model_w(m, b->fpw), fm_model_w(m, b->fpb), N, D, s->ffn));
@@ -261,9 +259,7 @@ fm_err fm_model_backward_inject(fm_model *m, int k, const float *dh) {
     const int want_dx = l + 1 > lo; /* something below still needs the gradient */
     PROF(RESIDUAL, BWD, be->zero(be, m->dln, (size_t)N * D * sizeof(float)));
     if (b->moe) {
-      fm_moe_params p;
-      moe_params(m, b, &p);
-      be->moe_backward(be, &b->moe_layer, b->moe_dev, &p, m->dln, m->dres, b->ln2, s->load_balance, 1.0f);
+      fm_slots_moe_backward(m, b, moe_params, m->dln, m->dres, b->ln2);
     } else {
       PROF(FFN, BWD, be->ffn_backward(be, m->dln, fm_model_param(m, b->fcw).g, fm_model_param(m, b->fcb).g,
                                      fm_model_param(m, b->fpw).g, fm_model_param(m, b->fpb).g,

@@ -7,6 +7,10 @@
  * every frozen-weight operation runs once over all n*B sequences (one pass over the
  * base, GEMMs n times taller), and the LoRA updates run per part with the part's own
  * pair, as one grouped operation (lora_grouped.c; a strided-batched GEMM on a GPU).
+ * An MoE block runs per part: each slot's router routes its own client's tokens, so
+ * its layer (its own routing and activations) takes the part's rows with the slot's
+ * router and LoRA experts over the shared frozen ones - the expert GEMMs of a client
+ * alone, the block's other operations shared.
  * The loss is the sum over parts of each part's mean, so each slot's gradient is
  * exactly what its client alone would get; clipping and AdamW then work on one slot
  * at a time (fm_model_set_slot), as they do on a client trained alone.
@@ -88,6 +92,49 @@ void fm_slots_lora_backward(fm_model *m, int layout, int N, int in, int out, int
     be->lora_backward(be, layout, n, in, out, R, s, x + r * ldx, ldx, z + r * R, dy + r * ldy, ldy, Ag, Bg,
                       dz + r * R, dx ? dx + r * ldx : NULL, beta);
   }
+}
+
+double fm_slots_moe_forward(fm_model *m, fm_block *b, fm_moe_params_fn params, float *out, const float *x,
+                            int N) {
+  fm_backend *be = m->be;
+  const float lb = m->s.load_balance;
+  fm_moe_params p;
+  if (m->nact <= 1) {
+    params(m, b, &p);
+    return be->moe_forward(be, &b->moe_layer, b->moe_dev, &p, out, x, N, lb);
+  }
+  const int n = N / m->nact, keep = m->slot;
+  const size_t D = (size_t)m->s.d;
+  double sum = 0;
+  for (int g = 0; g < m->live; g++) { /* idle parts: no loss, so nothing to route */
+    (void)fm_model_set_slot(m, g);
+    params(m, b, &p);
+    sum += be->moe_forward(be, fm_block_moe(b, g), fm_block_moe_dev(b, g), &p, out + g * n * D, x + g * n * D, n,
+                           lb);
+  }
+  (void)fm_model_set_slot(m, keep);
+  return sum;
+}
+
+void fm_slots_moe_backward(fm_model *m, fm_block *b, fm_moe_params_fn params, float *dx, const float *dout,
+                           const float *x) {
+  fm_backend *be = m->be;
+  const float lb = m->s.load_balance;
+  fm_moe_params p;
+  if (m->nact <= 1) {
+    params(m, b, &p);
+    be->moe_backward(be, &b->moe_layer, b->moe_dev, &p, dx, dout, x, lb, 1.0f);
+    return;
+  }
+  const int n = (m->Bc * m->Tc) / m->nact, keep = m->slot;
+  const size_t D = (size_t)m->s.d;
+  for (int g = 0; g < m->live; g++) { /* the idle parts' dx rows stay the caller's zeros */
+    (void)fm_model_set_slot(m, g);
+    params(m, b, &p);
+    be->moe_backward(be, fm_block_moe(b, g), fm_block_moe_dev(b, g), &p, dx + g * n * D, dout + g * n * D,
+                     x + g * n * D, lb, 1.0f);
+  }
+  (void)fm_model_set_slot(m, keep);
 }
 
 /* the slots' losses into the model's: their mean (what a plain caller reads) */

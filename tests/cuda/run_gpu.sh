@@ -105,24 +105,30 @@ done
 # so single entries may differ by more: their worst is printed, not bounded); and
 # rank-identical on 2 and 3 ranks (2: one host, two groups of 4; 3: two hosts, one
 # group each). Prints the worst differences, the tensor, the index and the sizes.
-cb="-q --set run.device=cuda --set model.moe_layers=none --set model.attn_lora_rank=4 --set model.train=lora"
+# Dense blocks, and MoE blocks of LoRA experts (each slot's router, its part's
+# routing and expert GEMMs on the slot's own device layer).
+cb="-q --set run.device=cuda --set model.attn_lora_rank=4 --set model.train=lora"
 cb="$cb --set fl.strategy=fedavg --set fl.clients=8 --set fl.sample_fraction=1 --set train.grad_clip=1"
-for prec in fp32 bf16; do
+for case in dense-fp32 dense-bf16 moe-fp32 moe-bf16; do
+  prec=${case#*-} blocks="--set model.moe_layers=none"
+  [ "${case%-*}" = moe ] && blocks="--set model.expert_type=lora --set model.lora_rank=2"
+  cmp_objs=$objs
+  [ "${case%-*}" = moe ] && cmp_objs="$objs /routing/counts /routing/gate_mass"
   for n in 1 4; do
     for np in 2 3; do
       # shellcheck disable=SC2086
-      mpi $np run "$TMP/tiny.ini" $cb --set run.precision=$prec --set run.client_batch=$n \
-        --set run.output="$TMP/cb-$prec-$n-$np.h5" || { cat "$TMP/out"; fail "client_batch $n, $prec, $np ranks"; }
+      mpi $np run "$TMP/tiny.ini" $cb $blocks --set run.precision=$prec --set run.client_batch=$n \
+        --set run.output="$TMP/cb-$case-$n-$np.h5" || { cat "$TMP/out"; fail "client_batch $n, $case, $np ranks"; }
     done
-    for obj in $objs; do
-      "$H5DIFF" --follow-symlinks "$TMP/cb-$prec-$n-2.h5" "$TMP/cb-$prec-$n-3.h5" $obj $obj >"$TMP/diff" 2>&1 \
-        || { cat "$TMP/diff"; fail "client_batch $n, $prec: $obj differs between 2 and 3 ranks"; }
+    for obj in $cmp_objs; do
+      "$H5DIFF" --follow-symlinks "$TMP/cb-$case-$n-2.h5" "$TMP/cb-$case-$n-3.h5" $obj $obj >"$TMP/diff" 2>&1 \
+        || { cat "$TMP/diff"; fail "client_batch $n, $case: $obj differs between 2 and 3 ranks"; }
     done
   done
   tol_loss=1e-3 tol_w=1e-3
   [ $prec = bf16 ] && tol_loss=1e-2 tol_w=5e-2
-  "${PYTHON:-/usr/bin/python3}" - "$TMP/cb-$prec-1-2.h5" "$TMP/cb-$prec-4-2.h5" $tol_loss $tol_w <<'EOF2' \
-    || fail "client_batch 4 against 1 on the GPU, $prec"
+  "${PYTHON:-/usr/bin/python3}" - "$TMP/cb-$case-1-2.h5" "$TMP/cb-$case-4-2.h5" $tol_loss $tol_w <<'EOF2' \
+    || fail "client_batch 4 against 1 on the GPU, $case"
 import sys, h5py, numpy as np
 a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
 tl, tw = float(sys.argv[3]), float(sys.argv[4])
@@ -158,7 +164,7 @@ print("client_batch 4 vs 1: %d tensors; worst relative L2 %.3g (%s, %d values, s
 assert loss[0] <= tl, "losses beyond %g" % tl
 assert worst[0] <= tw, "tensors beyond %g" % tw
 EOF2
-  echo "ok: client_batch 4 on the GPU ($prec): client_batch 1's results to tolerance, identical on 2 and 3 ranks"
+  echo "ok: client_batch 4 on the GPU ($case): client_batch 1's results to tolerance, identical on 2 and 3 ranks"
 done
 # refused on every rank, nothing written
 expect_fail 2 30 "attention heads of more than 128 values" run "$TMP/tiny.ini" -q --set run.device=cuda \

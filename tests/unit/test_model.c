@@ -1060,14 +1060,23 @@ static void test_llama_flops(void) {
   fm_model_free(m);
 }
 
+/* model.train = lora's trained tensors: LoRA pairs (attention, experts) and routers */
+static int adapters_only(const fm_tensor *t, void *ctx) {
+  (void)ctx;
+  return t->group == FM_GROUP_ATTN_LORA || t->group == FM_GROUP_ROUTER || t->group == FM_GROUP_EXPERT
+             ? 0
+             : FM_CLASS_FROZEN;
+}
+
 /* ---- client slots (run.client_batch): a forward of 3 slots, 2 of them live, gives
- * each live slot the loss and LoRA gradients of a plain model holding that slot's
- * pairs on that slot's batch; the idle slot gets no gradient ---- */
-static void slots_case(const fm_model_shape *s, const char *what) {
+ * each live slot the loss, the trained tensors' gradients and (MoE blocks) the routing
+ * of a plain model holding that slot's tensors on that slot's batch; the idle slot
+ * gets no gradient ---- */
+static void slots_case(const fm_model_shape *s, const char *what, fm_classify_fn classify) {
   enum { NS = 3, LIVE = 2, B = 2, T = 8 };
-  fm_model *ref = make(s, B, T, 1, attn_lora_only, 1), *m = NULL;
+  fm_model *ref = make(s, B, T, 1, classify, 1), *m = NULL;
   CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
-  CU_ASSERT_EQUAL_FATAL(fm_model_create_slots(&m, s, B, T, NS, 1, attn_lora_only, NULL), FM_OK);
+  CU_ASSERT_EQUAL_FATAL(fm_model_create_slots(&m, s, B, T, NS, 1, classify, NULL), FM_OK);
   CU_ASSERT_EQUAL(fm_model_init(m, 1), FM_OK);
   CU_ASSERT_EQUAL(fm_model_nslot(m), NS);
   const size_t n = fm_model_class_numel(m, 0);
@@ -1096,6 +1105,17 @@ static void slots_case(const fm_model_shape *s, const char *what) {
     CU_ASSERT_EQUAL(fm_model_backward(ref), FM_OK);
     FM_ASSERT_CLOSE(ce[g], rce, 1e-6, 0);
     CU_ASSERT_EQUAL(fm_model_set_slot(m, g), FM_OK);
+    for (int l = 0; l < s->layers; l++) { /* the slot's router routed its own tokens */
+      if (!(s->moe_mask >> l & 1)) continue;
+      const float *ps = fm_model_router_probs(m, l), *pr = fm_model_router_probs(ref, l);
+      const int32_t *ks = fm_model_router_picks(m, l), *kr = fm_model_router_picks(ref, l);
+      CU_ASSERT_FATAL(ps && pr && ks && kr);
+      double off = 0;
+      for (int j = 0; j < B * T * s->experts; j++) off = fmax(off, fabs((double)ps[j] - pr[j]));
+      if (!(off <= 1e-6)) printf("\n  %s slot %d block %d: routing differs by %.3g", what, g, l, off);
+      CU_ASSERT(off <= 1e-6);
+      CU_ASSERT_EQUAL(memcmp(ks, kr, (size_t)B * T * s->top_k * sizeof *ks), 0);
+    }
     const float *gs = fm_model_class_grads(m, 0), *gr = fm_model_class_grads(ref, 0);
     double worst = 0, big = 0;
     for (size_t j = 0; j < n; j++) {
@@ -1123,17 +1143,26 @@ static void slots_case(const fm_model_shape *s, const char *what) {
 static void test_client_slots(void) {
   fm_model_shape s = tiny(0, FM_EXPERT_FULL);
   s.attn_lora_rank = 3;
-  slots_case(&s, "gpt2");
+  slots_case(&s, "gpt2", attn_lora_only);
   fm_model_shape l = tiny_llama(FM_FAMILY_LLAMA, 0);
   l.attn_lora_rank = 2;
-  slots_case(&l, "llama");
-  /* slots train attention LoRA pairs only: every tensor trained, or MoE blocks, refused */
+  slots_case(&l, "llama", attn_lora_only);
+  /* MoE blocks of LoRA experts: routers and experts per slot, with and without
+   * attention pairs */
+  fm_model_shape moe = tiny(2, FM_EXPERT_LORA);
+  moe.attn_lora_rank = 3;
+  slots_case(&moe, "gpt2 moe", adapters_only);
+  moe.attn_lora_rank = 0;
+  slots_case(&moe, "gpt2 moe, no attention pairs", adapters_only);
+  fm_model_shape lm = tiny_llama(FM_FAMILY_QWEN2_MOE, 2); /* with a shared expert, frozen */
+  lm.expert_type = FM_EXPERT_LORA;
+  lm.attn_lora_rank = 2;
+  slots_case(&lm, "qwen2-moe", adapters_only);
+  /* slots train what each part computes alone: every tensor trained is refused */
   fm_model *m = NULL;
   CU_ASSERT_EQUAL(fm_model_create_slots(&m, &s, 2, 8, 2, 1, NULL, NULL), FM_ERR_CONFIG);
   CU_ASSERT_PTR_NULL(m);
-  fm_model_shape moe = tiny(2, FM_EXPERT_LORA);
-  moe.attn_lora_rank = 3;
-  CU_ASSERT_EQUAL(fm_model_create_slots(&m, &moe, 2, 8, 2, 1, attn_lora_only, NULL), FM_ERR_CONFIG);
+  CU_ASSERT_EQUAL(fm_model_create_slots(&m, &moe, 2, 8, 2, 1, NULL, NULL), FM_ERR_CONFIG);
   CU_ASSERT_PTR_NULL(m);
 }
 
