@@ -80,12 +80,6 @@ __global__ void __launch_bounds__(HEAD_THREADS)
     put(dr + j, scale * expf(zr[j] - l) - (j == t ? scale : 0.0f));
 }
 
-__global__ void to_bf16(__nv_bfloat16 *out, const float *in, size_t n) {
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-       i += (size_t)gridDim.x * blockDim.x)
-    out[i] = __float2bfloat16_rn(in[i]);
-}
-
 } // namespace
 
 extern "C" int fm_cuk_head_count(int *dcount, const int32_t *targets, int N, void *stream) {
@@ -109,13 +103,5 @@ extern "C" int fm_cuk_head_rows(float *lse, double *rowloss, void *dz, int dz_bf
 
 extern "C" int fm_cuk_head_total(double *dsum, const double *rowloss, int N, void *stream) {
   head_total<<<1, HEAD_THREADS, 0, (cudaStream_t)stream>>>(dsum, rowloss, N);
-  return (int)cudaGetLastError();
-}
-
-extern "C" int fm_cuk_to_bf16(void *out, const float *in, size_t n, void *stream) {
-  if (n == 0) return 0;
-  size_t blocks = fm_blocks(n, 256);
-  if (blocks > 65535) blocks = 65535;
-  to_bf16<<<(unsigned)blocks, 256, 0, (cudaStream_t)stream>>>((__nv_bfloat16 *)out, in, n);
   return (int)cudaGetLastError();
 }

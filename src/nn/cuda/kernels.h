@@ -106,10 +106,9 @@ int fm_cuk_head_rows(float *lse, double *rowloss, void *dz, int dz_bf16, const f
                      const int32_t *targets, int rows, int V, int ld, const int *dcount,
                      float dloss, void *stream);
 int fm_cuk_head_total(double *dsum, const double *rowloss, int N, void *stream);
-/* out[n] = in[n] rounded to bf16 (out: n bf16 values) */
+/* bf16 copies (bf16_copy.cu): out[n] = in[n] rounded (out: n bf16 values); out
+ * [rows, cols] bf16 in rows of ldo = in [rows, cols] fp32 in rows of ldi, rounded */
 int fm_cuk_to_bf16(void *out, const float *in, size_t n, void *stream);
-/* out [rows, cols] bf16 in rows of ldo = in [rows, cols] fp32 in rows of ldi, rounded
- * (bf16_copy.cu) */
 int fm_cuk_to_bf16_2d(void *out, int ldo, const float *in, int ldi, int rows, int cols, void *stream);
 
 /* out[B,T,D] = wte[tok] + wpe[t] (wpe may be NULL: no learned positions) */
