@@ -40,7 +40,8 @@ static const command_t commands[] = {
    "The corpus (domains, bytes, the server's public split) and each client's share.\n",
    SET_OPT
    "  -q, --quiet               do not print the resolved configuration\n"},
-  {"eval", "--checkpoint RUNFILE | --model DIR, --text FILE [--client N] [--context N] [--tokenizer T]",
+  {"eval", "--checkpoint RUNFILE | --model DIR, --text FILE [--client N] [--context N] [--tokenizer T] "
+           "[--device D [--precision P]]",
    "mean next-token cross-entropy (nats) of a checkpoint, or of a Hugging Face folder, on a text file",
    "The model over consecutive blocks of N + 1 tokens of the text (N: --context, default the model's\n"
    "context; the last partial block dropped).\n",
@@ -50,7 +51,10 @@ static const command_t commands[] = {
    "  --client N                whose private state (local and comigs runs; default 0)\n"
    "  --context N               block length (default: the model's context)\n"
    "  --tokenizer T             read the text through T (default: the run's model.tokenizer, or\n"
-   "                            the folder's own tokenizer; bytes when there is none)\n"},
+   "                            the folder's own tokenizer; bytes when there is none)\n"
+   "  --device DEVICE           cpu (default) or cuda: rank 0 scores on its GPU (a build\n"
+   "                            configured --with-cuda)\n"
+   "  --precision P             on cuda: fp32 (default), tf32 or bf16, as run.precision\n"},
   {"generate", "--checkpoint RUNFILE | --model DIR, --prompt TEXT [options]",
    "continue a prompt with a checkpoint's model, or a Hugging Face folder's",
    "The prompt is encoded by the run's or the folder's tokenizer and continued one token at a time\n"
@@ -103,7 +107,7 @@ static const char *const known_options[] = {"--set", "--resume", "--metrics-netc
                                             "--client", "--profile", "--quiet", "--format", "--help",
                                             "--overwrite", "--model", "--context", "--ids", "--decode",
                                             "--tokenizer", "--device", "--prompt", "--tokens", "--temperature",
-                                            "--top-p", "--seed", "--rounds"};
+                                            "--top-p", "--seed", "--rounds", "--precision"};
 /* Options followed by a value (skipped when looking for --help). */
 static int takes_value(const char *a, const char *cmd) {
   if (!strcmp(a, "--resume") && !strcmp(cmd, "pretrain")) return 0; /* a flag there: run.output is resumed */
@@ -111,7 +115,7 @@ static int takes_value(const char *a, const char *cmd) {
          !strcmp(a, "--checkpoint") || !strcmp(a, "--text") || !strcmp(a, "--client") || !strcmp(a, "--format") ||
          !strcmp(a, "--model") || !strcmp(a, "--context") || !strcmp(a, "--tokenizer") || !strcmp(a, "--device") ||
          !strcmp(a, "--prompt") || !strcmp(a, "--tokens") || !strcmp(a, "--temperature") || !strcmp(a, "--top-p") ||
-         !strcmp(a, "--seed");
+         !strcmp(a, "--seed") || !strcmp(a, "--precision");
 }
 
 static const command_t *find_command(const char *name) {
@@ -217,6 +221,7 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
     else if (!strcmp(a, "--context")) slot = &cli->context;
     else if (!strcmp(a, "--tokenizer")) slot = &cli->tokenizer;
     else if (!strcmp(a, "--device")) slot = &cli->device;
+    else if (!strcmp(a, "--precision")) slot = &cli->precision;
     else if (!strcmp(a, "--prompt")) slot = &cli->prompt;
     else if (!strcmp(a, "--tokens")) slot = &cli->tokens;
     else if (!strcmp(a, "--temperature")) slot = &cli->temperature;
@@ -256,6 +261,10 @@ fm_err fm_cli_parse(fm_cli *cli, int argc, char **argv) {
   if ((cli->prompt || cli->tokens || cli->temperature || cli->top_p || cli->seed) && strcmp(cli->command, "generate"))
     FM_ERROR(FM_ERR_ARG, "--prompt, --tokens, --temperature, --top-p and --seed are options of 'fedmoe generate'");
   if (cli->rounds && strcmp(cli->command, "info")) FM_ERROR(FM_ERR_ARG, "--rounds is an option of 'fedmoe info'");
+  if (cli->device && strcmp(cli->command, "bench") && strcmp(cli->command, "eval"))
+    FM_ERROR(FM_ERR_ARG, "--device is an option of 'fedmoe bench' and 'fedmoe eval'");
+  if (cli->precision && strcmp(cli->command, "eval"))
+    FM_ERROR(FM_ERR_ARG, "--precision is an option of 'fedmoe eval' (a run's is run.precision)");
   if (cli->ids && cli->decode) FM_ERROR(FM_ERR_ARG, "'fedmoe tokenize' takes --ids or --decode, not both");
   return FM_OK;
 }

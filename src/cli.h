@@ -20,7 +20,8 @@ typedef struct {
   const char *model;     /* --model DIR (eval): a Hugging Face folder */
   const char *context;   /* --context N (eval) */
   const char *tokenizer; /* --tokenizer T (eval, generate) */
-  const char *device;    /* --device cpu|cuda (bench) */
+  const char *device;    /* --device cpu|cuda (bench, eval) */
+  const char *precision; /* --precision fp32|tf32|bf16 (eval on cuda) */
   const char *prompt;    /* --prompt TEXT (generate) */
   const char *tokens;    /* --tokens N (generate) */
   const char *temperature, *top_p, *seed; /* --temperature, --top-p, --seed (generate) */

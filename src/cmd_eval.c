@@ -1,7 +1,7 @@
 /* cmd_eval.c - `fedmoe eval (--checkpoint RUNFILE [--client N] | --model DIR) --text
- * FILE [--context N] [--tokenizer T]`: the mean next-token cross-entropy (nats) of
- * the model in the run file's latest checkpoint, or of a Hugging Face folder, over a
- * text file.
+ * FILE [--context N] [--tokenizer T] [--device cpu|cuda [--precision P]]`: the mean
+ * next-token cross-entropy (nats) of the model in the run file's latest checkpoint, or
+ * of a Hugging Face folder, over a text file, on the CPU or rank 0's GPU.
  *
  * FILE is read through a tokenizer (--tokenizer; else the run's model.tokenizer, or
  * the folder's own tokenizer; bytes when there is none), tokenized once with no
@@ -11,6 +11,8 @@
  * the mean over every prediction of every block. Which model: cmd_model.c (fedbiot:
  * the server's full model, the paper's figure). Rank 0 reads and computes; the other
  * ranks only agree on the outcome. */
+#include "config.h"
+
 #include "cli.h"
 
 #include "fedmoe/data.h"
@@ -98,7 +100,33 @@ static fm_err read_ids(const fm_cli *cli, const fm_cli_model *cm, int T, fm_ids 
   return err;
 }
 
-static fm_err eval_rank0(const fm_cli *cli) {
+/* --device and --precision as run.device and run.precision: *dev is set when the GPU
+ * opened (rank 0's alone: the other ranks do no model work) */
+static fm_err open_device(const fm_cli *cli, fm_backend **dev) {
+  *dev = NULL;
+  const char *d = cli->device ? cli->device : "cpu", *p = cli->precision ? cli->precision : "fp32";
+  if (strcmp(d, "cpu") && strcmp(d, "cuda")) FM_ERROR(FM_ERR_ARG, "--device %s: the devices are cpu and cuda", d);
+  const int prec = !strcmp(p, "fp32") ? FM_PRECISION_FP32 : !strcmp(p, "tf32") ? FM_PRECISION_TF32
+                   : !strcmp(p, "bf16") ? FM_PRECISION_BF16 : -1;
+  if (prec < 0) FM_ERROR(FM_ERR_ARG, "--precision %s: the precisions are fp32, tf32 and bf16", p);
+  if (!strcmp(d, "cpu")) {
+    if (prec != FM_PRECISION_FP32) FM_ERROR(FM_ERR_ARG, "--precision %s needs --device cuda (the CPU computes in fp32)", p);
+    return FM_OK;
+  }
+#ifndef FEDMOE_HAVE_CUDA
+  FM_ERROR(FM_ERR_ARG, "--device cuda: this fedmoe was built without CUDA (configure it --with-cuda on a machine "
+           "with the CUDA toolkit)");
+#endif
+  fm_config c;
+  FM_CHECK(fm_config_init(&c));
+  c.run.device = FM_DEVICE_CUDA;
+  c.run.precision = prec;
+  fm_err err = fm_cli_open_device(&c, MPI_COMM_SELF, dev);
+  fm_config_free(&c);
+  return err;
+}
+
+static fm_err eval_on(const fm_cli *cli) {
   if (!cli->text) FM_ERROR(FM_ERR_ARG, "'fedmoe eval' needs --text FILE");
   fm_cli_model cm;
   fm_ids ids = {0};
@@ -124,6 +152,8 @@ static fm_err eval_rank0(const fm_cli *cli) {
         printf(" model: the server's full model (%d blocks: the bottom ones frozen after pretraining, the "
                "aggregated adapter on top; not the clients' emulator)", shape->layers);
     }
+    if (cli->device && !strcmp(cli->device, "cuda"))
+      printf(" on the GPU, %s", cli->precision ? cli->precision : "fp32");
     printf("\ntext %s: %ld blocks of %d %s, %ld predictions\n", cli->text, nb, T + 1, bytes ? "bytes" : "tokens",
            nb * T);
     printf("cross_entropy %.6f nats\n", mean);
@@ -131,6 +161,14 @@ static fm_err eval_rank0(const fm_cli *cli) {
   }
   fm_ids_free(&ids);
   fm_cli_model_free(&cm);
+  return err;
+}
+
+static fm_err eval_rank0(const fm_cli *cli) {
+  fm_backend *dev = NULL;
+  FM_CHECK(open_device(cli, &dev));
+  fm_err err = eval_on(cli);
+  fm_cli_close_device(dev);
   return err;
 }
 

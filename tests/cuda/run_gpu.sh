@@ -7,7 +7,8 @@
 # resumed equals the uninterrupted one; the GPU's metrics agree with the CPU's to
 # tolerance; bf16 is reproducible too; MoE blocks and the llama family run and are
 # rank-identical; run.client_batch 4 gives client_batch 1's results to tolerance and
-# is rank-identical (fp32, bf16). Bad input: heads wider than 128 values, an unknown precision, a
+# is rank-identical (fp32, bf16; dense and MoE blocks); the transformers fixtures'
+# losses on the GPU (1e-5 fp32, 1e-2 bf16). Bad input: heads wider than 128 values, an unknown precision, a
 # model too large.
 . "${top_srcdir:-.}/tests/mpi/common.sh"
 . "$top_srcdir/tests/mpi/tiny.sh"
@@ -166,6 +167,28 @@ assert worst[0] <= tw, "tensors beyond %g" % tw
 EOF2
   echo "ok: client_batch 4 on the GPU ($case): client_batch 1's results to tolerance, identical on 2 and 3 ranks"
 done
+# the transformers oracle on the GPU: `fedmoe eval --model` of each family's fixture
+# folder (tests/fixtures/hf, made by transformers) on the GPU gives transformers' loss
+# to 1e-5 relative in fp32 and 1e-2 in bf16 (the CPU's check is tests/mpi/hf_fixtures.sh)
+FIX="$top_srcdir/tests/fixtures/hf"
+field() { "${PYTHON:-/usr/bin/python3}" -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+for f in gpt2 llama qwen2 mixtral mixtral_top1 olmoe olmoe_top1 qwen2_moe; do
+  d="$FIX/$f"
+  [ -s "$d/expected.json" ] || fail "$f: no $d/expected.json"
+  want=$(field "$d/expected.json" loss) ctx=$(field "$d/expected.json" context)
+  text="$top_srcdir/$(field "$d/expected.json" text)"
+  for pt in fp32:1e-5 bf16:1e-2; do
+    prec=${pt%:*} tol=${pt#*:}
+    mpi 1 eval --model "$d" --text "$text" --context "$ctx" --device cuda --precision $prec \
+      || { cat "$TMP/out"; fail "$f: eval --model on the GPU ($prec)"; }
+    got=$(awk '/^cross_entropy/ {print $2}' "$TMP/out")
+    awk -v a="$got" -v b="$want" -v t="$tol" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t * b) }' \
+      || fail "$f on the GPU ($prec): fedmoe $got, transformers $want (tolerance $tol relative)"
+    echo "ok: $f on the GPU ($prec): fedmoe $got, transformers $want"
+  done
+done
+expect_fail 1 30 "precisions are fp32, tf32 and bf16" eval --model "$FIX/gpt2" --text "$top_srcdir/tests/fixtures/text/sailing" \
+  --device cuda --precision fp16
 # refused on every rank, nothing written
 expect_fail 2 30 "attention heads of more than 128 values" run "$TMP/tiny.ini" -q --set run.device=cuda \
   --set model.family=llama --set model.moe_layers=none --set model.d_model=512 --set model.heads=2 \

@@ -57,6 +57,17 @@ expect_fail 2 20 "not an HDF5 file" eval --checkpoint "$text" --text "$text"
 expect_fail 2 20 "nosuch.txt" eval --checkpoint "$TMP/fedavg.h5" --text "$TMP/nosuch.txt"
 printf 'too short' >"$TMP/short.txt"
 expect_fail 2 20 "shorter than one block" eval --checkpoint "$TMP/fedavg.h5" --text "$TMP/short.txt"
+# --device and --precision: unknown values, a precision the CPU does not compute in, and
+# options of eval given elsewhere; --device cpu is the default, the same figure
+expect_fail 2 20 "devices are cpu and cuda" eval --checkpoint "$TMP/fedavg.h5" --text "$text" --device gpu
+expect_fail 2 20 "precisions are fp32, tf32 and bf16" eval --checkpoint "$TMP/fedavg.h5" --text "$text" \
+  --device cuda --precision fp16
+expect_fail 2 20 "bf16 needs --device cuda" eval --checkpoint "$TMP/fedavg.h5" --text "$text" --precision bf16
+expect_fail 2 20 "--precision is an option of 'fedmoe eval'" run "$TMP/tiny.ini" --precision bf16
+mpi 1 eval --checkpoint "$TMP/fedavg.h5" --text "$text" && plain=$(grep cross_entropy "$TMP/out")
+mpi 1 eval --checkpoint "$TMP/fedavg.h5" --text "$text" --device cpu || { cat "$TMP/out"; fail "eval --device cpu"; }
+[ "$(grep cross_entropy "$TMP/out")" = "$plain" ] || fail "eval --device cpu is not the default's figure"
+echo "ok: eval --device and --precision checked"
 # a run file without a checkpoint, and one missing a tensor (h5py edits copies)
 if [ -n "${PYTHON_H5PY:-}" ]; then
   cp "$TMP/fedavg.h5" "$TMP/nockpt.h5"
