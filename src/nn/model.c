@@ -158,9 +158,7 @@ static fm_err alloc_activations(fm_model *m) {
       TAKE(b->fch, N * F);
       TAKE(b->fcg, N * F);
     } else {
-      fm_moe_dims dm = {.D = s->d, .F = s->expert_ffn, .E = s->experts, .k = s->top_k,
-                        .type = s->expert_type, .r = s->lora_rank, .swiglu = 0,
-                        .renorm = s->norm_topk, .alpha = s->lora_alpha};
+      const fm_moe_dims dm = fm_shape_moe_dims(s);
       FM_CHECK(fm_model_moe_alloc(m, b, (int)N, &dm));
     }
   }
@@ -187,7 +185,13 @@ static fm_err check_device_memory(fm_model *m) {
   /* an upper bound of either family's arena (model.c, model_llama.c) */
   const size_t act = (m->s.layers + 1) * N * D + 2 * N * V + 8 * N * D + 4 * N * F + 2 * N * W +
                      (size_t)m->s.layers * (att + 2 * N * W + 6 * N * D + 3 * N * F + 8 * N);
-  const double need = 4.0 * ((double)params + 3.0 * (double)trained + (double)act);
+  /* each MoE block's device layer: slot 0's for every row, the other slots' for theirs */
+  const fm_moe_dims dm = fm_shape_moe_dims(&m->s);
+  double moe = 0;
+  for (int l = 0; l < m->s.layers; l++)
+    if (m->s.moe_mask >> l & 1)
+      moe += (double)fm_moe_bytes((int)N, &dm) + (m->nslot - 1) * (double)fm_moe_bytes((int)(N / m->nslot), &dm);
+  const double need = 4.0 * ((double)params + 3.0 * (double)trained + (double)act) + moe;
   const size_t have = m->be->mem_free(m->be);
   if (need > (double)have)
     FM_ERROR(FM_ERR_MEM,

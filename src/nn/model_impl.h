@@ -35,6 +35,14 @@ typedef struct {
   void **moe_more_dev;
 } fm_block;
 
+/* the MoE layers' dimensions of shape s (SwiGLU experts in the llama family) */
+static inline fm_moe_dims fm_shape_moe_dims(const fm_model_shape *s) {
+  fm_moe_dims dm = {.D = s->d, .F = s->expert_ffn, .E = s->experts, .k = s->top_k, .type = s->expert_type,
+                    .r = s->lora_rank, .swiglu = s->family != FM_FAMILY_GPT2, .renorm = s->norm_topk,
+                    .alpha = s->lora_alpha};
+  return dm;
+}
+
 /* block b's MoE layer of client slot g, and a device's beside it */
 static inline fm_moe *fm_block_moe(fm_block *b, int g) { return g ? &b->moe_more[g - 1] : &b->moe_layer; }
 static inline void *fm_block_moe_dev(const fm_block *b, int g) {

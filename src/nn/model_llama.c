@@ -178,9 +178,7 @@ fm_err fm_llama_alloc(fm_model *m) {
   }
   for (int l = 0; l < s->layers; l++)
     if (m->blk[l].moe) {
-      fm_moe_dims dm = {.D = s->d, .F = s->expert_ffn, .E = s->experts, .k = s->top_k,
-                        .type = s->expert_type, .r = s->lora_rank, .swiglu = 1,
-                        .renorm = s->norm_topk, .alpha = s->lora_alpha};
+      const fm_moe_dims dm = fm_shape_moe_dims(s);
       FM_CHECK(fm_model_moe_alloc(m, &m->blk[l], (int)N, &dm));
     }
   FM_CHECK(be->alloc(be, &m->tokens, N * sizeof(int32_t), "token copy"));

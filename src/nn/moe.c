@@ -21,6 +21,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* the arena sizes of a layer for maxN rows: floats and indices */
+static void arena_sizes(size_t N, const fm_moe_dims *dm, size_t *nf, size_t *ni) {
+  const size_t D = (size_t)dm->D, E = (size_t)dm->E, k = (size_t)dm->k, NK = N * k;
+  const size_t F = (size_t)(dm->F > 0 ? dm->F : 4 * dm->D), R = dm->type == FM_EXPERT_LORA ? (size_t)dm->r : 0;
+  const size_t HF = dm->swiglu ? 2 * F : F; /* h, dg: GELU's input, or gate | up */
+  *nf = 3 * N * E + 2 * N * k + E + 3 * NK * D + 2 * NK * HF + NK * F + NK * D;
+  if (dm->swiglu) *nf += NK * F;
+  if (dm->type == FM_EXPERT_LORA) *nf += 2 * N * HF + (dm->swiglu ? 6 : 4) * NK * R;
+  *ni = N * k + E + (E + 1) + 2 * NK;
+}
+
+size_t fm_moe_bytes(int maxN, const fm_moe_dims *dm) {
+  size_t nf, ni;
+  arena_sizes((size_t)maxN, dm, &nf, &ni);
+  return nf * sizeof(float) + ni * sizeof(int32_t);
+}
+
 fm_err fm_moe_alloc(fm_moe *L, int maxN, const fm_moe_dims *dm) {
   memset(L, 0, sizeof *L);
   const int D = dm->D, E = dm->E, k = dm->k, type = dm->type, r = dm->r;
@@ -39,12 +56,9 @@ fm_err fm_moe_alloc(fm_moe *L, int maxN, const fm_moe_dims *dm) {
   for (int e = 0; e < E; e++) L->allowed[e] = 1;
   L->nallowed = E;
   const size_t N = (size_t)maxN, NK = N * k, F = (size_t)L->F, R = (size_t)L->r;
-  const size_t HF = L->swiglu ? 2 * F : F; /* h, dg: GELU's input, or gate | up */
-  /* one arena for the floats, one for the indices */
-  size_t nf = 3 * N * E + 2 * N * k + E + 3 * NK * D + 2 * NK * HF + NK * F + NK * D;
-  if (L->swiglu) nf += NK * F;
-  if (type == FM_EXPERT_LORA) nf += 2 * N * HF + (L->swiglu ? 6 : 4) * NK * R;
-  size_t ni = N * k + E + (E + 1) + 2 * NK;
+  const size_t HF = L->swiglu ? 2 * F : F;
+  size_t nf, ni; /* one arena for the floats, one for the indices */
+  arena_sizes(N, dm, &nf, &ni);
   float *fa;
   int32_t *ia;
   FM_CALLOC(fa, nf, "MoE layer activations");

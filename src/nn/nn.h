@@ -156,6 +156,8 @@ typedef struct {
 } fm_moe;
 
 fm_err fm_moe_alloc(fm_moe *L, int maxN, const fm_moe_dims *dims);
+/* the bytes fm_moe_alloc takes for maxN rows (a device layer takes about as much) */
+size_t fm_moe_bytes(int maxN, const fm_moe_dims *dims);
 void fm_moe_free(fm_moe *L);
 /* allowed[E] (NULL: all); fails when no expert is allowed */
 fm_err fm_moe_set_mask(fm_moe *L, const uint8_t *allowed);
