@@ -35,7 +35,9 @@ typedef struct {
   double train_loss;  /* mean training CE of the round's steps */
   double val_loss, test_loss; /* after aggregation, on the client's own model */
   uint64_t tokens;    /* training tokens processed */
-  double flops;       /* model FLOPs of the local work (6 N T per trained token) */
+  double flops;       /* model FLOPs of the local work: per token of a step, 4 N_active + 2 N_trained +
+                       * 12 L D T (fm_model_step_flops_per_token: only what the step trains gets
+                       * the weight gradient's share) */
   uint64_t bytes_up, bytes_down;
 } fm_client_result;
 

@@ -39,6 +39,9 @@ fm_err fm_client_train_step(fm_client_ctx *cx, int split, unsigned class_mask, f
       if (t->group == FM_GROUP_EXPERT && !cx->expert_trainable[t->layer * E + t->expert]) t->frozen = 1;
     }
   }
+  /* this step's FLOPs: the weight gradients of what it trains only (a frozen base, the
+   * classes outside class_mask and experts outside a budget cost none) */
+  const double fpt = fm_model_step_flops_per_token(cx->model, T);
   float ce = 0, lb = 0;
   fm_model_zero_grads(cx->model);
   FM_CHECK(fm_model_forward(cx->model, cx->tokens, cx->targets, B, T, &ce, &lb));
@@ -53,7 +56,7 @@ fm_err fm_client_train_step(fm_client_ctx *cx, int split, unsigned class_mask, f
     if (class_mask >> k & 1) fm_adamw_step(&cx->opt[k], cx->model, k, &h);
   if (split == FM_SPLIT_TRAIN) fm_client_add_routing(cx, B * T);
   cx->res->tokens += (uint64_t)B * (uint64_t)T;
-  cx->res->flops += fm_model_flops_per_token(cx->model, T) * B * T;
+  cx->res->flops += fpt * B * T;
   if (loss) *loss += ce;
   return FM_OK;
 }

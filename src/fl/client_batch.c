@@ -50,6 +50,7 @@ fm_err fm_client_train_group(fm_client_ctx *const *cx, int n, unsigned class_mas
                                tokens + g * bt, targets + g * bt, NULL));
     }
     for (int q = 0; q < nclass; q++) fm_model_freeze_class(m, q, !(class_mask >> q & 1));
+    const double fpt = fm_model_step_flops_per_token(m, T); /* a client's step, as fm_client_train_step */
     fm_model_zero_grads(m);
     FM_CHECK(fm_model_forward_slots(m, tokens, targets, B, T, n, ce));
     FM_CHECK(fm_model_backward(m));
@@ -63,7 +64,7 @@ fm_err fm_client_train_group(fm_client_ctx *const *cx, int n, unsigned class_mas
         if (class_mask >> q & 1) fm_adamw_step(&cx[g]->opt[q], m, q, &h);
       fm_client_add_routing(cx[g], (int)bt); /* slot g's part of the forward */
       cx[g]->res->tokens += (uint64_t)bt;
-      cx[g]->res->flops += fm_model_flops_per_token(m, T) * (double)bt;
+      cx[g]->res->flops += fpt * (double)bt;
       loss[g] += ce[g];
     }
   }

@@ -64,6 +64,8 @@ typedef struct {
   int *budget;              /* [N] per-client budget (hfedmoe experts, comigs specialists) */
   int *status;              /* [N] this round's fate of each sampled client, by sample index */
   double *simtime, *pflops; /* [N] simulated time, predicted work, by sample index */
+  double step_fpt;          /* FLOPs per token of a training step of every tensor the run trains
+                             * (fm_model_step_flops_per_token): the predicted work's rate */
   double baseline_full;     /* rank 0: server_eval before round 1 */
   size_t shared_bytes;
   int ph_local, ph_reduce, ph_server, ph_bcast, ph_eval, ph_gather, ph_io;
@@ -221,6 +223,9 @@ static fm_err setup_model(run_t *r) {
   FM_CHECK(fm_model_create_slots(&r->model, &shape, c->train.batch, c->train.seq_len, r->cb, r->st->nclass,
                                  fm_scope_classify, &sc));
   FM_CHECK(fm_model_init(r->model, (uint64_t)c->run.seed));
+  /* every class trainable: the tensors a local step may train, alike on every rank */
+  for (int k = 0; k < fm_model_nclass(r->model); k++) fm_model_freeze_class(r->model, k, 0);
+  r->step_fpt = fm_model_step_flops_per_token(r->model, c->train.seq_len);
   return FM_OK;
 }
 
@@ -882,7 +887,7 @@ static fm_err rounds(run_t *r, const fm_run_opts *opts, int first, fm_run_summar
     /* the simulated clock decides, the same way on every rank, who makes the round */
     double steps = (r->st->steps_per_round ? r->st->steps_per_round(c) : c->fl.local_steps) +
                    fm_toolkit_extra_steps(&r->tk);
-    double work = fm_model_flops_per_token(r->model, c->train.seq_len) * c->train.batch * c->train.seq_len * steps;
+    double work = r->step_fpt * c->train.batch * c->train.seq_len * steps;
     for (int j = 0; j < m; j++) r->pflops[j] = work;
     double bdown, bup;
     fm_toolkit_plan(&r->tk, &r->agg, (double)r->shared_bytes, m, &bdown, &bup, &r->sys.extra_round_trips);

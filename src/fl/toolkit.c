@@ -185,7 +185,7 @@ fm_err fm_toolkit_client_begin(fm_toolkit *tk, fm_client_ctx *cx) {
     const fm_tensor *t = tk->seg_tensor[s];
     memcpy(tk->next + tk->seg_off[s], t->g, t->numel * sizeof(float));
   }
-  cx->res->flops += fm_model_flops_per_token(cx->model, T) * B * T;
+  cx->res->flops += fm_model_step_flops_per_token(cx->model, T) * B * T; /* the segments' gradients only */
   cx->grad_hook = scaffold_hook;
   cx->grad_hook_arg = tk;
   return FM_OK;

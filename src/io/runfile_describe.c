@@ -24,7 +24,8 @@ static const field_doc client_fields[] = {
   {"test_loss", "cross-entropy on the client's test split after the round (fedbiot: on the emulator; fl.ditto: of "
                 "its personal model)", "nats"},
   {"tokens", "training tokens the client processed", "1"},
-  {"flops", "floating-point operations of the client's training", "FLOP"},
+  {"flops", "floating-point operations of the client's training (weight gradients of the tensors each step "
+            "trains only)", "FLOP"},
   {"sim_time_s", "the client's simulated round time (download, compute, upload)", "s"},
   {"bytes_up", "bytes the client sent the server", "bytes"},
   {"bytes_down", "bytes the server sent the client", "bytes"},

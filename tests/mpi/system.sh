@@ -1,5 +1,6 @@
 #!/bin/sh
-# The system model: simulated round times follow the device formula; clients past
+# The system model: simulated round times follow the device formula (its FLOPs those
+# the clients report: a frozen base's weights get no gradient share); clients past
 # the deadline, offline or surplus to over-selection are not aggregated; memory
 # limits are errors, or drive hfedmoe budgets with system.auto_budget; a trace file
 # gives the devices.
@@ -13,7 +14,12 @@ mpi 3 run "$TMP/tiny.ini" -q --set fl.strategy=fedavg --set fl.clients=8 --set f
 mpi 3 run "$TMP/tiny.ini" -q --set fl.strategy=fedavg --set fl.clients=8 --set fl.sample_count=3 \
   --set fl.over_select=3 --set fl.rounds=3 $sys --set system.availability=0.7 --set run.output="$TMP/over.h5" \
   || { cat "$TMP/out"; fail "over-selection"; }
-"$PYTHON_H5PY" - "$TMP/deadline.h5" "$TMP/over.h5" <<'PY' || fail "system model figures"
+# LoRA on a frozen base (model.train = lora): a step's FLOPs give the frozen tensors no
+# weight-gradient share, in the clients' figures and in the simulated time alike
+mpi 3 run "$TMP/tiny.ini" -q --set fl.strategy=fedavg --set fl.clients=8 --set fl.sample_fraction=1 \
+  --set fl.rounds=2 $sys --set fl.deadline_s=1.0 --set model.attn_lora_rank=2 --set model.train=lora \
+  --set run.output="$TMP/lora.h5" || { cat "$TMP/out"; fail "LoRA"; }
+"$PYTHON_H5PY" - "$TMP/deadline.h5" "$TMP/over.h5" "$TMP/lora.h5" <<'PY' || fail "system model figures"
 import sys, h5py, numpy as np
 KEPT, LATE, DROPPED, OFFLINE, SURPLUS = range(5)
 flops, up, down, lat = [2e7, 1e10], [0.5e6, 50e6], [2e6, 100e6], [0.05, 0.005]
@@ -29,6 +35,17 @@ for row in trained:
     want = LATE if expect > 1.0 else KEPT
     assert row["status"] == want, (row["client"], row["status"], want)
     assert (row["bytes_up"] > 0) == (want == KEPT), "only kept clients upload"
+fl = h5py.File(sys.argv[3], "r")
+cl = fl["/metrics/clients"][...]
+lora = cl[cl["status"] >= 0]
+for row in lora:  # the simulated time follows the same FLOPs the client reports
+    k = fl["/fl/resource_class"][row["client"]]
+    expect = 2 * lat[k] + 8 * row["bytes_down"] / down[k] + row["flops"] / flops[k] + 8 * row["bytes_down"] / up[k]
+    assert abs(row["sim_time_s"] - expect) <= 1e-9 * expect, (row["client"], row["sim_time_s"], expect)
+fpt_all, fpt_lora = (trained["flops"] / trained["tokens"]).max(), (lora["flops"] / lora["tokens"]).max()
+print("FLOPs per token: every tensor trained %.0f, attention LoRA on a frozen base %.0f" % (fpt_all, fpt_lora))
+# the forward and the input gradients (4 N of 6 N) remain, the frozen weights' gradients go
+assert 0.66 * fpt_all < fpt_lora < 0.8 * fpt_all, (fpt_all, fpt_lora)
 r = f["/metrics/rounds"][...]
 assert (r["late"] > 0).all() and (r["kept"] > 0).all()
 assert np.allclose(r["sim_time_s"], 1.0), "with late clients the round lasts until the deadline"
