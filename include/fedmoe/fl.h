@@ -155,7 +155,7 @@ fm_err fm_client_eval(fm_client_ctx *cx, int split, double *loss);
 /* run.client_batch (client_batch.c): an error naming the key when this run cannot
  * train several clients at once (model.train, strategy, a toolkit option
  * that works on each client's gradients). */
-fm_err fm_client_batch_check(const fm_config *c, const fm_model_shape *s);
+fm_err fm_client_batch_check(const fm_config *c);
 /* The local update of fedavg and local (fl.local_steps steps of the classes in
  * class_mask) for n clients at once, client g in slot g of their host's model of
  * client slots; tokens, targets: room for every slot's batch. Each client samples

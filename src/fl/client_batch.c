@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-fm_err fm_client_batch_check(const fm_config *c, const fm_model_shape *s) {
+fm_err fm_client_batch_check(const fm_config *c) {
   if (c->run.client_batch <= 1) return FM_OK;
   if (c->model.train != FM_TRAIN_LORA)
     FM_CONFIG_ERROR(c, "run.client_batch", "%d clients at once share a frozen base: it needs model.train = lora",
@@ -20,7 +20,7 @@ fm_err fm_client_batch_check(const fm_config *c, const fm_model_shape *s) {
   if (c->fl.strategy != FM_STRAT_FEDAVG && c->fl.strategy != FM_STRAT_LOCAL)
     FM_CONFIG_ERROR(c, "run.client_batch", "is for fl.strategy = fedavg or local, not %s (set run.client_batch "
                     "= 1)", fm_strategy_get(c->fl.strategy)->name);
-  (void)s; /* model.train = lora has made sure a LoRA pair or a router trains */
+  /* what trains is model.train = lora's (a LoRA pair or a router: fm_scope_check) */
   /* what hooks a client's gradients or keeps per-client training state */
   const char *hook = c->fltk.scaffold ? "fl.scaffold" : c->fltk.prox_mu > 0 ? "fl.prox_mu"
                      : c->fltk.ditto ? "fl.ditto" : NULL;

@@ -214,7 +214,7 @@ static fm_err setup_model(run_t *r) {
   FM_CHECK(fm_model_shape_from_config(c, &shape));
   if (r->st->client_shape) FM_CHECK(r->st->client_shape(c, &shape));
   FM_CHECK(fm_scope_check(c, r->st, &shape));
-  FM_CHECK(fm_client_batch_check(c, &shape));
+  FM_CHECK(fm_client_batch_check(c));
   if (c->model.init[0]) FM_CHECK(check_init_memory(r, &shape));
   fm_scope sc = {r->st, c};
   /* the hosts train client_batch clients at once in slots of one model; the server trains none */
