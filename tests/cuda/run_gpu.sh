@@ -47,30 +47,11 @@ echo "ok: a GPU run stopped at 2 of 4 and resumed equals the uninterrupted run"
 # the hosted clients' private state in GPU memory (run.device_state_mb -1: all of it
 # fits), in host memory (0) or some of each (3 MiB of d 64 local clients on one host):
 # bit-identical, local (every class private) and comigs (private experts, routing)
-for case in "local 2 3 --set model.moe_layers=none --set model.d_model=64" "comigs 3 1 --set model.d_model=32"; do
-  set -- $case
-  s=$1 np=$2 mixed=$3
-  shift 3
-  for mb in -1 0 $mixed; do
-    mpi $np run "$TMP/tiny.ini" -q --set run.device=cuda "$@" --set fl.strategy=$s --set fl.rounds=3 \
-      --set run.device_state_mb=$mb --set run.output="$TMP/state-$s$mb.h5" \
-      || { cat "$TMP/out"; fail "$s on the GPU with run.device_state_mb = $mb"; }
-    grep "^fedmoe: private state" "$TMP/out" >"$TMP/where$mb" || { cat "$TMP/out"; fail "$s on the GPU: no line on the private state"; }
-    cat "$TMP/where$mb"
-  done
-  grep -q ": 6 resident in device memory .*, 0 in host" "$TMP/where-1" || fail "$s on the GPU: not every client resident with -1"
-  grep -q ": 0 resident in device memory .*, 6 in host" "$TMP/where0" || fail "$s on the GPU: a client resident with 0 MiB"
-  grep -Eq ": [1-5] resident in device memory .*, [1-5] in host" "$TMP/where$mixed" || fail "$s on the GPU: $mixed MiB should mix"
-  objs_state="/checkpoints/r000003 /metrics/clients"
-  [ $s = comigs ] && objs_state="$objs_state /routing/counts /routing/gate_mass"
-  for mb in 0 $mixed; do
-    for obj in $objs_state; do
-      "$H5DIFF" --follow-symlinks "$TMP/state-$s-1.h5" "$TMP/state-$s$mb.h5" $obj $obj >"$TMP/diff" 2>&1 \
-        || { cat "$TMP/diff"; fail "$s on the GPU: $obj differs, private state resident and run.device_state_mb = $mb"; }
-    done
-  done
-  echo "ok: $s on the GPU: private state in GPU memory, host memory or mixed: identical"
-done
+state_places "local on the GPU" 2 3 -q --set run.device=cuda --set model.moe_layers=none --set model.d_model=64 \
+  --set fl.strategy=local
+echo "ok: local on the GPU: private state in GPU memory, host memory or mixed: identical"
+state_places "comigs on the GPU" 3 1 -q --set run.device=cuda --set model.d_model=32 --set fl.strategy=comigs
+echo "ok: comigs on the GPU: private state in GPU memory, host memory or mixed: identical"
 # bf16: reproducible across rank counts as well
 for np in 2 3; do
   mpi $np run "$TMP/tiny.ini" $gpu --set run.precision=bf16 --set run.output="$TMP/bf16-$np.h5" \

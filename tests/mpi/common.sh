@@ -35,6 +35,35 @@ expect_fail() {
   echo "ok: np=$np rc=$rc in ${ms} ms: $*"
 }
 
+# state_places LABEL NP MIXED_MB ARGS...: `run $TMP/tiny.ini ARGS` (the device and the
+# strategy among them; 6 clients with private state) on NP ranks for 3 rounds with
+# run.device_state_mb -1 (every hosted client's private state in device memory), 0
+# (all of it in host memory) and MIXED_MB (some of each): each log says where the
+# state went, and the last checkpoint, the client metrics and the routing statistics
+# (where the run has them) are bit-identical across the three.
+state_places() {
+  local label=$1 np=$2 mixed=$3 mb obj objs; shift 3
+  rm -rf "$TMP"/state*.h5 "$TMP"/state*.h5.ckpt # a previous call's run files
+  for mb in -1 0 $mixed; do
+    mpi "$np" run "$TMP/tiny.ini" "$@" --set fl.rounds=3 --set run.device_state_mb=$mb \
+      --set run.output="$TMP/state$mb.h5" || { cat "$TMP/out"; fail "$label with run.device_state_mb = $mb"; }
+    grep "^fedmoe: private state" "$TMP/out" >"$TMP/where$mb" || { cat "$TMP/out"; fail "$label: no line on the private state"; }
+    cat "$TMP/where$mb"
+  done
+  grep -q ": 6 resident in device memory .*, 0 in host" "$TMP/where-1" || fail "$label: not every client resident with -1"
+  grep -q ": 0 resident in device memory .*, 6 in host" "$TMP/where0" || fail "$label: a client resident with 0 MiB"
+  grep -Eq ": [1-5] resident in device memory .*, [1-5] in host" "$TMP/where$mixed" || fail "$label: $mixed MiB should mix"
+  objs="/checkpoints/r000003 /metrics/clients"
+  "${H5DIFF:-h5diff}" "$TMP/state-1.h5" "$TMP/state-1.h5" /routing/counts /routing/counts >/dev/null 2>&1 \
+    && objs="$objs /routing/counts /routing/gate_mass"
+  for mb in 0 $mixed; do
+    for obj in $objs; do
+      "${H5DIFF:-h5diff}" --follow-symlinks "$TMP/state-1.h5" "$TMP/state$mb.h5" $obj $obj >"$TMP/diff" 2>&1 \
+        || { cat "$TMP/diff"; fail "$label: $obj differs between all clients resident and run.device_state_mb = $mb"; }
+    done
+  done
+}
+
 # resume_equals LABEL ARGS...: `run $TMP/tiny.ini ARGS` (ARGS give 4 rounds and a
 # checkpoint every round) on 2 ranks, against the same run stopped after round 2 and
 # resumed on 3 ranks: the last checkpoint and the client metrics are bit-identical.

@@ -65,30 +65,10 @@ echo "ok: on the stand-in device, stopped at 2 of 4 and resumed equals the unint
 # fits, the stand-in device has no limit; 0 none; a budget that holds some: 3 MiB, two
 # of the six local clients of d 64 on one host; 1 MiB a host, four of the comigs ones of
 # d 32) gives the same run bit for bit, and says where it was
-state() { # STRATEGY NP MIXED_MB EXTRA...: runs with every budget, each compared with the first
-  s=$1 np=$2 mixed=$3
-  shift 3
-  for mb in -1 0 $mixed; do
-    mpi "$np" run "$TMP/tiny.ini" $mirror "$@" --set fl.strategy=$s --set fl.rounds=3 --set run.device_state_mb=$mb \
-      --set run.output="$TMP/state-$s$mb.h5" || { cat "$TMP/out"; fail "$s with run.device_state_mb = $mb"; }
-    grep "^fedmoe: private state" "$TMP/out" >"$TMP/where-$mb" || { cat "$TMP/out"; fail "$s: no line on the private state"; }
-    cat "$TMP/where-$mb"
-  done
-  grep -q ": 6 resident in device memory .*, 0 in host" "$TMP/where--1" || fail "$s: not every client resident with -1"
-  grep -q ": 0 resident in device memory .*, 6 in host" "$TMP/where-0" || fail "$s: a client resident with 0 MiB"
-  grep -Eq ": [1-5] resident in device memory .*, [1-5] in host" "$TMP/where-$mixed" || fail "$s: $mixed MiB should mix"
-  for mb in 0 $mixed; do
-    for obj in /checkpoints/r000003 /metrics/clients $objs_more; do
-      "$H5DIFF" --follow-symlinks "$TMP/state-$s-1.h5" "$TMP/state-$s$mb.h5" $obj $obj >"$TMP/diff" 2>&1 \
-        || { cat "$TMP/diff"; fail "$s: $obj differs between all clients resident and run.device_state_mb = $mb"; }
-    done
-  done
-  echo "ok: $s: private state resident, in host memory, or mixed: identical"
-}
-objs_more=""
-state local 2 3 $dense --set model.d_model=64
-objs_more="/routing/counts /routing/gate_mass"
-state comigs 3 1 --set model.d_model=32
+state_places "local" 2 3 $mirror $dense --set model.d_model=64 --set fl.strategy=local
+echo "ok: local: private state resident, in host memory, or mixed: identical"
+state_places "comigs" 3 1 $mirror --set model.d_model=32 --set fl.strategy=comigs
+echo "ok: comigs: private state resident, in host memory, or mixed: identical"
 # a checkpoint of resident clients resumes into host memory (and back): exact
 set_run="$mirror $dense --set model.d_model=64 --set fl.strategy=local --set fl.rounds=4 --set run.checkpoint_every=1"
 mpi 2 run "$TMP/tiny.ini" $set_run --set run.device_state_mb=-1 --set run.output="$TMP/sfull.h5" \
