@@ -34,7 +34,7 @@ static hid_t client_type(void) {
   return t;
 }
 
-static hid_t round_type(void) {
+hid_t fm_runfile_round_type(void) {
   hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(fm_round_row));
 #define M(f, ty) H5Tinsert(t, #f, HOFFSET(fm_round_row, f), ty)
   M(round, H5T_NATIVE_INT32); M(clients, H5T_NATIVE_INT32);
@@ -102,7 +102,7 @@ fm_err fm_runfile_alloc(fm_runfile **out, const char *path, const fm_config *cfg
   FM_CALLOC(rf->kept, (size_t)rf->keep_last + 1, "checkpoint list");
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages name the file and the step */
   rf->client_t = client_type();
-  rf->round_t = round_type();
+  rf->round_t = fm_runfile_round_type();
   rf->index_t = index_type();
   rf->dxpl = H5Pcreate(H5P_DATASET_XFER);
   H5Pset_dxpl_mpio(rf->dxpl, H5FD_MPIO_COLLECTIVE);

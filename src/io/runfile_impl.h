@@ -88,6 +88,9 @@ fm_err fm_runfile_describe_layout(fm_runfile *rf);
 fm_err fm_runfile_describe_fl(fm_runfile *rf, hid_t ds, const char *name);
 /* ... of a checkpoint's /tensors table (runfile_index.c) */
 fm_err fm_runfile_describe_tensor_index(fm_runfile *rf, hid_t ds);
+/* The compound of a /metrics/rounds row (fm_round_row), for writing and reading: a
+ * read leaves the members a file lacks (an older fedmoe's) as the buffer held them. */
+hid_t fm_runfile_round_type(void);
 /* The HDF5 enum of /metrics/clients status (FM_CLIENT_* and -1, evaluated only). */
 hid_t fm_runfile_status_type(void);
 /* A run file handle with its types and transfer list, no file yet. */

@@ -170,14 +170,7 @@ fm_err fm_runfile_info(const char *path, FILE *out) {
     if (H5Sget_simple_extent_ndims(sp) == 1) H5Sget_simple_extent_dims(sp, &n, NULL); /* else not our table */
     fprintf(out, "rounds     %llu done\n", (unsigned long long)n);
     if (n > 0) {
-      hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(fm_round_row));
-      H5Tinsert(t, "round", HOFFSET(fm_round_row, round), H5T_NATIVE_INT32);
-      H5Tinsert(t, "mean_train", HOFFSET(fm_round_row, mean_train), H5T_NATIVE_DOUBLE);
-      H5Tinsert(t, "mean_val", HOFFSET(fm_round_row, mean_val), H5T_NATIVE_DOUBLE);
-      H5Tinsert(t, "mean_test", HOFFSET(fm_round_row, mean_test), H5T_NATIVE_DOUBLE);
-      H5Tinsert(t, "wall_s", HOFFSET(fm_round_row, wall_s), H5T_NATIVE_DOUBLE);
-      H5Tinsert(t, "test_loss_full", HOFFSET(fm_round_row, test_loss_full), H5T_NATIVE_DOUBLE);
-      H5Tinsert(t, "test_loss_global", HOFFSET(fm_round_row, test_loss_global), H5T_NATIVE_DOUBLE);
+      hid_t t = fm_runfile_round_type();
       hsize_t last = n - 1, one = 1;
       H5Sselect_hyperslab(sp, H5S_SELECT_SET, &last, NULL, &one, NULL);
       hid_t ms = H5Screate_simple(1, &one, NULL);
@@ -233,16 +226,7 @@ fm_err fm_runfile_rounds(const char *path, FILE *out) {
   hid_t sp = H5Dget_space(d);
   hsize_t n = 0;
   if (H5Sget_simple_extent_ndims(sp) == 1) H5Sget_simple_extent_dims(sp, &n, NULL);
-  hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(fm_round_row));
-  H5Tinsert(t, "round", HOFFSET(fm_round_row, round), H5T_NATIVE_INT32);
-  H5Tinsert(t, "mean_train", HOFFSET(fm_round_row, mean_train), H5T_NATIVE_DOUBLE);
-  H5Tinsert(t, "wall_s", HOFFSET(fm_round_row, wall_s), H5T_NATIVE_DOUBLE);
-  H5Tinsert(t, "t_local", HOFFSET(fm_round_row, t_local), H5T_NATIVE_DOUBLE);
-  H5Tinsert(t, "t_aggregate", HOFFSET(fm_round_row, t_aggregate), H5T_NATIVE_DOUBLE);
-  H5Tinsert(t, "t_server", HOFFSET(fm_round_row, t_server), H5T_NATIVE_DOUBLE);
-  H5Tinsert(t, "t_broadcast", HOFFSET(fm_round_row, t_broadcast), H5T_NATIVE_DOUBLE);
-  H5Tinsert(t, "t_evaluate", HOFFSET(fm_round_row, t_evaluate), H5T_NATIVE_DOUBLE);
-  H5Tinsert(t, "t_io", HOFFSET(fm_round_row, t_io), H5T_NATIVE_DOUBLE);
+  hid_t t = fm_runfile_round_type();
   fm_round_row *rows = n ? calloc(n, sizeof *rows) : NULL;
   herr_t rc = rows ? H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) : 0;
   H5Tclose(t);
