@@ -530,9 +530,6 @@ static fm_err local_work_batched(run_t *r, int round, double wsum, double *rows,
   return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
 }
 
-/* Evaluate the clients of rows on val and test, with their state after this round.
- * With Ditto: the global model's test loss, then val and test of the client's
- * personal model (the global one until the client first trains). */
 /* evaluate with run.client_batch > 1: the rows' clients in groups of up to cb, each
  * group's val and test batches in one forward (client_batch.c) */
 static fm_err evaluate_batched(run_t *r, int round, double *rows, int nrows) {
@@ -571,6 +568,9 @@ static fm_err evaluate_batched(run_t *r, int round, double *rows, int nrows) {
   return err ? fm_error_trace(__FILE__, __LINE__, __func__, err) : FM_OK;
 }
 
+/* Evaluate the clients of rows on val and test, with their state after this round.
+ * With Ditto: the global model's test loss, then val and test of the client's
+ * personal model (the global one until the client first trains). */
 static fm_err evaluate(run_t *r, int round, double *rows, int nrows) {
   if (r->cb > 1) return evaluate_batched(r, round, rows, nrows); /* (fl.ditto is refused with it) */
   for (int j = 0; j < nrows; j++) {
